@@ -1,0 +1,40 @@
+// cli: the coffre command. One file per command group registers its subcommands here.
+import { Command, CommanderError } from 'commander';
+import { UserError, errorMessage } from '../util/errors.js';
+import { registerServerCommands } from './server.js';
+import { registerCryptCommands } from './crypt.js';
+
+export function buildProgram(): Command {
+  const program = new Command('coffre')
+    .description('coffre — encrypted S3-compatible object storage')
+    .version(process.env.npm_package_version ?? '0.1.0')
+    .showSuggestionAfterError()
+    .exitOverride();
+  program.configureOutput({ outputError: (str, write) => write(str.trim().split('\n')[0] + '\n') });
+  registerServerCommands(program);
+  registerCryptCommands(program);
+  return program;
+}
+
+export async function runCli(argv: string[]): Promise<number> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync(argv, { from: 'user' });
+    return 0;
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      // commander has already printed its one-line message; help and version exit 0.
+      return err.exitCode === 0 ? 0 : 2;
+    }
+    if (err instanceof UserError) {
+      process.stderr.write(`coffre: ${err.message}\n`);
+      return err.exitCode;
+    }
+    process.stderr.write(`coffre: unexpected error: ${errorMessage(err)}\n`);
+    if (process.env.COFFRE_DEBUG) process.stderr.write(`${(err as Error)?.stack ?? ''}\n`);
+    return 70;
+  }
+}
+
+const exitCode = await runCli(process.argv.slice(2));
+if (exitCode !== 0 || !process.exitCode) process.exitCode = exitCode;
