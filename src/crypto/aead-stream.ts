@@ -244,7 +244,26 @@ class ByteQueue {
     this.length += b.length;
   }
 
-  /** Removes and returns the first `n` bytes (n ≤ length). */
+  /** Removes the first `n` bytes (n ≤ length) and returns them as views of the queued buffers, never copied. */
+  takeViews(n: number): Buffer[] {
+    this.length -= n;
+    const out: Buffer[] = [];
+    while (n > 0) {
+      const b = this.bufs[0]!;
+      if (b.length <= n) {
+        out.push(b);
+        this.bufs.shift();
+        n -= b.length;
+      } else {
+        out.push(b.subarray(0, n));
+        this.bufs[0] = b.subarray(n);
+        n = 0;
+      }
+    }
+    return out;
+  }
+
+  /** Removes and returns the first `n` bytes (n ≤ length), contiguous: copied only if they span buffers. */
   take(n: number): Buffer {
     this.length -= n;
     const first = this.bufs[0];
@@ -331,21 +350,51 @@ export function createEncryptStream(key: Uint8Array, opts: StreamOptions = {}): 
 // ---------------------------------------------------------------------------------------------------------
 // Decryption
 
-function openChunk(key: KeyObject, nonce: Buffer, index: number, final: boolean, sealed: Buffer): Buffer {
+/**
+ * Verifies and decrypts one sealed chunk given as consecutive views (body ‖ tag, possibly split anywhere).
+ * Plaintext is returned only after the tag has verified; on failure it is zeroed and an IntegrityError thrown.
+ */
+function openChunk(key: KeyObject, nonce: Buffer, index: number, final: boolean, sealed: Buffer[]): Buffer[] {
   const decipher = createDecipheriv(ALGORITHM, key, setNonce(nonce, index, final), {
     authTagLength: TAG_SIZE,
   });
-  decipher.setAuthTag(sealed.subarray(sealed.length - TAG_SIZE));
-  const plain = decipher.update(sealed.subarray(0, sealed.length - TAG_SIZE));
+  // Split off the tag (the last TAG_SIZE bytes), which may straddle two views.
+  let tagLeft = TAG_SIZE;
+  let bodyViews = sealed.length;
+  const tagParts: Buffer[] = [];
+  while (tagLeft > 0) {
+    const last = sealed[bodyViews - 1]!;
+    if (last.length <= tagLeft) {
+      tagParts.unshift(last);
+      tagLeft -= last.length;
+      bodyViews--;
+    } else {
+      tagParts.unshift(last.subarray(last.length - tagLeft));
+      sealed[bodyViews - 1] = last.subarray(0, last.length - tagLeft);
+      tagLeft = 0;
+    }
+  }
+  decipher.setAuthTag(tagParts.length === 1 ? tagParts[0]! : Buffer.concat(tagParts));
+  const plain: Buffer[] = [];
+  for (let i = 0; i < bodyViews; i++) {
+    const p = decipher.update(sealed[i]!);
+    if (p.length > 0) plain.push(p);
+  }
   try {
     decipher.final();
   } catch {
-    plain.fill(0);
+    for (const p of plain) p.fill(0);
     throw new IntegrityError(
       `encrypted chunk ${index} failed authentication (wrong key, or data corrupted, truncated or reordered)`,
     );
   }
   return plain;
+}
+
+function sizeOf(views: Buffer[]): number {
+  let n = 0;
+  for (const v of views) n += v.length;
+  return n;
 }
 
 class Decryptor extends Transform {
@@ -372,7 +421,8 @@ class Decryptor extends Transform {
         this.key = deriveStreamKey(this.rootKey, header, this.opts.context);
       }
       // A full sealed chunk is final only if nothing follows it, so wait for one byte more.
-      while (this.pending.length > SEALED_CHUNK_SIZE) this.open(this.pending.take(SEALED_CHUNK_SIZE), false);
+      while (this.pending.length > SEALED_CHUNK_SIZE)
+        this.open(this.pending.takeViews(SEALED_CHUNK_SIZE), false);
       done();
     } catch (err) {
       done(err as Error);
@@ -385,7 +435,7 @@ class Decryptor extends Transform {
       if (this.pending.length < TAG_SIZE) {
         throw new IntegrityError(`ciphertext truncated: chunk ${this.index} is missing or incomplete`);
       }
-      const plain = this.open(this.pending.take(this.pending.length), true);
+      const plain = this.open(this.pending.takeViews(this.pending.length), true);
       // The encryptor writes an empty final chunk only for an empty stream.
       if (plain === 0 && this.index > 1) throw new IntegrityError('empty final chunk after non-empty chunks');
       done();
@@ -394,11 +444,11 @@ class Decryptor extends Transform {
     }
   }
 
-  private open(sealed: Buffer, final: boolean): number {
+  private open(sealed: Buffer[], final: boolean): number {
     const plain = openChunk(this.key!, this.nonce, this.index, final, sealed);
     this.index++;
-    if (plain.length > 0) this.push(plain);
-    return plain.length;
+    for (const p of plain) this.push(p);
+    return sizeOf(plain);
   }
 }
 
@@ -443,13 +493,15 @@ class RangeDecryptor extends Transform {
         const need = this.sealedLength(this.index);
         if (this.pending.length < need) break;
         const final = this.index === this.range.finalChunkIndex;
-        const plain = openChunk(this.key, this.nonce, this.index, final, this.pending.take(need));
+        const plain = openChunk(this.key, this.nonce, this.index, final, this.pending.takeViews(need));
         this.index++;
-        const from = Math.min(this.skip, plain.length);
-        const to = Math.min(plain.length, from + this.remaining);
-        this.skip -= from;
-        this.remaining -= to - from;
-        if (to > from) this.push(plain.subarray(from, to));
+        for (const p of plain) {
+          const from = Math.min(this.skip, p.length);
+          const to = Math.min(p.length, from + this.remaining);
+          this.skip -= from;
+          this.remaining -= to - from;
+          if (to > from) this.push(p.subarray(from, to));
+        }
       }
       if (this.index > this.range.lastChunkIndex && this.pending.length > 0) {
         throw new IntegrityError('more ciphertext than the requested range covers');
