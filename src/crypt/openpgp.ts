@@ -1,0 +1,351 @@
+// crypt/openpgp: the OpenPGP messages git-annex stores — written and read as streams.
+//
+// Writing: [SKESK v4 with an encrypted session key | PKESK v3 per recipient] → SEIPD v1 (AES-256 CFB + MDC) →
+// literal (binary, empty name). gpg ≥ 1.4 and git-annex read this as they read their own output. Each object gets a
+// fresh random session key; for passphrase modes it is wrapped by a key derived once per run (S2K is expensive),
+// which gpg's own format allows (RFC 4880 §5.3), instead of running S2K once per object as `gpg --symmetric` does.
+// No compression packet: the data is usually incompressible and deflate would be the bottleneck.
+//
+// Reading: whatever gpg wrote — old/new headers, partial lengths, any S2K, ZIP/ZLIB compression, SEIPD v1 + MDC.
+// The bytes yielded are not authenticated until the generator finishes: callers write to a temporary place and
+// only publish after it returns without throwing.
+import { createCipheriv, createDecipheriv, createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { Readable, pipeline } from 'node:stream';
+import { createInflate, createInflateRaw } from 'node:zlib';
+import * as openpgp from 'openpgp';
+import { ByteReader } from './byte-reader.js';
+import { FormatError, Tag, newFormatHeader, packetBody, readPacketHeader, readWholeBody } from './packets.js';
+import { deriveKey, encodeS2K, freshS2K, parseS2K, type S2KSpec } from './s2k.js';
+
+/** Symmetric algorithm ids (RFC 4880 §9.2) that node's OpenSSL provides, with key sizes. */
+const CIPHERS: Record<number, { name: string; keyLength: number }> = {
+  7: { name: 'aes-128-cfb', keyLength: 16 },
+  8: { name: 'aes-192-cfb', keyLength: 24 },
+  9: { name: 'aes-256-cfb', keyLength: 32 },
+};
+const AES256 = 9;
+const BLOCK = 16;
+const ZERO_IV = Buffer.alloc(BLOCK);
+const SEIPD_VERSION = 1;
+const SKESK_VERSION = 4;
+/** MDC packet as it appears at the end of SEIPD plaintext: 0xD3 0x14 then SHA-1. */
+const MDC_HEADER = Buffer.from([0xd3, 0x14]);
+const MDC_LENGTH = 22;
+/** Literal packet fields after the header: format 'b', name length 0, date 0. */
+const LITERAL_PREFIX = Buffer.from([0x62, 0, 0, 0, 0, 0]);
+const MAX_DEFINITE = 0xffffffff;
+
+/** How objects are sealed: to a passphrase (shared, hybrid) or to public keys (pubkey, sharedpubkey). */
+export type Sealing =
+  { kind: 'passphrase'; passphrase: Buffer } | { kind: 'pubkeys'; keys: openpgp.PublicKey[] };
+
+/** What can open objects: the passphrase, and/or a way to unwrap PKESK packets. */
+export interface Opening {
+  passphrase?: Buffer;
+  unwrapSessionKey?: (pkeskPackets: Buffer, keyIds: string[]) => Promise<SessionKey>;
+}
+
+export interface SessionKey {
+  algo: number;
+  key: Buffer;
+}
+
+export class IntegrityError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'IntegrityError';
+  }
+}
+
+export class WrongKeyError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'WrongKeyError';
+  }
+}
+
+/** Per-run state for passphrase sealing: one S2K salt, so one derivation serves every object. */
+export class PassphraseSealer {
+  private readonly s2k: S2KSpec = freshS2K();
+  private readonly kek: Buffer;
+
+  constructor(passphrase: Buffer) {
+    this.kek = deriveKey(this.s2k, passphrase, CIPHERS[AES256].keyLength);
+  }
+
+  skesk(session: SessionKey): Buffer {
+    const c = createCipheriv(CIPHERS[AES256].name, this.kek, ZERO_IV);
+    const plain = Buffer.concat([Buffer.from([session.algo]), session.key]);
+    const esk = Buffer.concat([c.update(plain), c.final()]);
+    plain.fill(0);
+    const body = Buffer.concat([Buffer.from([SKESK_VERSION, AES256]), encodeS2K(this.s2k), esk]);
+    return Buffer.concat([newFormatHeader(Tag.SKESK, body.length), body]);
+  }
+}
+
+const sealers = new WeakMap<Buffer, PassphraseSealer>();
+
+async function keyPackets(sealing: Sealing, session: SessionKey): Promise<Buffer> {
+  if (sealing.kind === 'passphrase') {
+    let sealer = sealers.get(sealing.passphrase);
+    if (!sealer) {
+      sealer = new PassphraseSealer(sealing.passphrase);
+      sealers.set(sealing.passphrase, sealer);
+    }
+    return sealer.skesk(session);
+  }
+  const bytes = await openpgp.encryptSessionKey({
+    data: session.key,
+    algorithm: 'aes256',
+    encryptionKeys: sealing.keys,
+    format: 'binary',
+  });
+  return Buffer.from(bytes);
+}
+
+/** Encrypts `size` bytes from `source` into one OpenPGP message, streamed. */
+export async function* encryptMessage(
+  source: AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
+  size: number,
+  sealing: Sealing,
+): AsyncGenerator<Buffer> {
+  const session: SessionKey = { algo: AES256, key: randomBytes(32) };
+  try {
+    yield await keyPackets(sealing, session);
+    const literalLength = LITERAL_PREFIX.length + size;
+    const literalHeader = newFormatHeader(Tag.Literal, literalLength);
+    const seipdLength = 1 + BLOCK + 2 + literalHeader.length + literalLength + MDC_LENGTH;
+    if (seipdLength > MAX_DEFINITE) throw new RangeError('object larger than 4 GiB: use chunking (--chunk)');
+    yield Buffer.concat([newFormatHeader(Tag.SEIPD, seipdLength), Buffer.from([SEIPD_VERSION])]);
+
+    const cipher = createCipheriv(CIPHERS[AES256].name, session.key, ZERO_IV);
+    const mdc = createHash('sha1');
+    const prefix = randomBytes(BLOCK + 2);
+    prefix[BLOCK] = prefix[BLOCK - 2];
+    prefix[BLOCK + 1] = prefix[BLOCK - 1];
+    const head = Buffer.concat([prefix, literalHeader, LITERAL_PREFIX]);
+    mdc.update(head);
+    yield cipher.update(head);
+    let seen = 0;
+    for await (const chunk of source) {
+      seen += chunk.length;
+      if (seen > size) throw new FormatError(`source grew while reading (expected ${size} bytes)`);
+      mdc.update(chunk);
+      yield cipher.update(chunk);
+    }
+    if (seen !== size) throw new FormatError(`source shrank while reading (${seen} of ${size} bytes)`);
+    mdc.update(MDC_HEADER);
+    yield Buffer.concat([cipher.update(Buffer.concat([MDC_HEADER, mdc.digest()])), cipher.final()]);
+  } finally {
+    session.key.fill(0);
+  }
+}
+
+/** Decrypts one OpenPGP message; yields the literal data. See the header comment about authentication. */
+export async function* decryptMessage(
+  source: AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
+  opening: Opening,
+): AsyncGenerator<Buffer> {
+  const reader = new ByteReader(source);
+  const skesks: Buffer[] = [];
+  const pkesks: Buffer[] = [];
+  const pkeskIds: string[] = [];
+  for (;;) {
+    const header = await readPacketHeader(reader);
+    if (!header) throw new FormatError('no encrypted data in object');
+    if (header.tag === Tag.SKESK) skesks.push(await readWholeBody(reader, header));
+    else if (header.tag === Tag.PKESK) {
+      const body = await readWholeBody(reader, header);
+      pkesks.push(Buffer.concat([newFormatHeader(Tag.PKESK, body.length), body]));
+      if (body[0] === 3) pkeskIds.push(body.subarray(1, 9).toString('hex').toUpperCase());
+    } else if (header.tag === Tag.Marker) await readWholeBody(reader, header);
+    else if (header.tag === Tag.SEIPD) {
+      const session = await findSessionKey(skesks, pkesks, pkeskIds, opening);
+      try {
+        const plain = decryptSeipd(packetBody(reader, header), session);
+        yield* literalData(new ByteReader(plain));
+      } finally {
+        session.key.fill(0);
+      }
+      return;
+    } else if (header.tag === Tag.SymEncrypted) {
+      throw new IntegrityError('object uses encryption without integrity protection (no MDC); refusing');
+    } else if (header.tag === Tag.AEADEncrypted) {
+      throw new FormatError('AEAD-encrypted OpenPGP data is not supported');
+    } else throw new FormatError(`unexpected OpenPGP packet ${header.tag} before encrypted data`);
+  }
+}
+
+async function findSessionKey(
+  skesks: Buffer[],
+  pkesks: Buffer[],
+  pkeskIds: string[],
+  opening: Opening,
+): Promise<SessionKey> {
+  if (skesks.length > 0 && opening.passphrase) {
+    for (const body of skesks) {
+      const session = sessionFromSkesk(body, opening.passphrase);
+      if (session) return session;
+    }
+    throw new WrongKeyError('the cipher does not open this object (wrong cipher or remote)');
+  }
+  if (pkesks.length > 0 && opening.unwrapSessionKey) {
+    return opening.unwrapSessionKey(Buffer.concat(pkesks), pkeskIds);
+  }
+  if (pkesks.length > 0)
+    throw new WrongKeyError(`object is encrypted to key(s) ${pkeskIds.join(', ')}; no secret key`);
+  throw new WrongKeyError('object is passphrase-encrypted but this remote has no passphrase');
+}
+
+function sessionFromSkesk(body: Buffer, passphrase: Buffer): SessionKey | null {
+  if (body[0] !== SKESK_VERSION) throw new FormatError(`unsupported SKESK version ${body[0]}`);
+  const algo = body[1];
+  const cipher = CIPHERS[algo];
+  if (!cipher) throw new FormatError(`unsupported cipher algorithm ${algo}`);
+  const { spec, next } = parseS2K(body, 2);
+  const kek = deriveKey(spec, passphrase, cipher.keyLength);
+  const esk = body.subarray(next);
+  if (esk.length === 0) return { algo, key: Buffer.from(kek) };
+  const d = createDecipheriv(cipher.name, kek, ZERO_IV);
+  const plain = Buffer.concat([d.update(esk), d.final()]);
+  const inner = CIPHERS[plain[0]];
+  if (!inner || plain.length !== 1 + inner.keyLength) return null;
+  return { algo: plain[0], key: plain.subarray(1) };
+}
+
+/** SEIPD v1: CFB with a zero IV over (random prefix ‖ data ‖ MDC packet); checks the quick-check and the MDC. */
+async function* decryptSeipd(body: AsyncIterable<Buffer>, session: SessionKey): AsyncGenerator<Buffer> {
+  const cipher = CIPHERS[session.algo];
+  if (!cipher) throw new FormatError(`unsupported cipher algorithm ${session.algo}`);
+  if (session.key.length !== cipher.keyLength) throw new WrongKeyError('session key has the wrong length');
+  const decipher = createDecipheriv(cipher.name, session.key, ZERO_IV);
+  const mdc = createHash('sha1');
+  let versionSeen = false;
+  let prefix: Buffer | null = Buffer.alloc(0);
+  let tail = Buffer.alloc(0);
+  for await (let piece of body) {
+    if (!versionSeen) {
+      if (piece[0] !== SEIPD_VERSION) throw new FormatError(`unsupported SEIPD version ${piece[0]}`);
+      versionSeen = true;
+      piece = piece.subarray(1);
+    }
+    let plain: Buffer = decipher.update(piece);
+    if (prefix) {
+      prefix = Buffer.concat([prefix, plain]);
+      if (prefix.length < BLOCK + 2) continue;
+      if (prefix[BLOCK] !== prefix[BLOCK - 2] || prefix[BLOCK + 1] !== prefix[BLOCK - 1]) {
+        throw new WrongKeyError('the key does not open this object (quick check failed)');
+      }
+      mdc.update(prefix.subarray(0, BLOCK + 2));
+      plain = prefix.subarray(BLOCK + 2);
+      prefix = null;
+    }
+    if (plain.length === 0) continue;
+    if (plain.length >= MDC_LENGTH) {
+      if (tail.length > 0) {
+        mdc.update(tail);
+        yield tail;
+      }
+      const body = plain.subarray(0, plain.length - MDC_LENGTH);
+      mdc.update(body);
+      if (body.length > 0) yield body;
+      tail = Buffer.from(plain.subarray(plain.length - MDC_LENGTH));
+    } else {
+      const joined = Buffer.concat([tail, plain]);
+      const release = joined.subarray(0, Math.max(0, joined.length - MDC_LENGTH));
+      if (release.length > 0) {
+        mdc.update(release);
+        yield Buffer.from(release);
+      }
+      tail = Buffer.from(joined.subarray(release.length));
+    }
+  }
+  if (prefix || tail.length !== MDC_LENGTH || !tail.subarray(0, 2).equals(MDC_HEADER)) {
+    throw new IntegrityError('encrypted object is truncated or has no integrity check');
+  }
+  mdc.update(MDC_HEADER);
+  if (!timingSafeEqual(mdc.digest(), tail.subarray(2))) {
+    throw new IntegrityError('integrity check failed: object was modified or corrupted');
+  }
+}
+
+const COMPRESSION_NONE = 0;
+const COMPRESSION_ZIP = 1;
+const COMPRESSION_ZLIB = 2;
+
+/** Walks the decrypted packet stream down to the literal packet and yields its content. */
+async function* literalData(reader: ByteReader, state = { found: false }, depth = 0): AsyncGenerator<Buffer> {
+  if (depth > 4) throw new FormatError('compressed packets nested too deeply');
+  for (;;) {
+    const header = await readPacketHeader(reader);
+    if (!header) break;
+    if (header.tag === Tag.Literal) {
+      if (state.found) throw new FormatError('more than one literal packet');
+      state.found = true;
+      const body = new ByteReader(packetBody(reader, header));
+      await body.readByte(); // format: binary or text, content is passed through unchanged
+      const nameLength = await body.readByte();
+      await body.readExact(nameLength + 4);
+      for (let piece = await body.readUpTo(1 << 20); piece; piece = await body.readUpTo(1 << 20)) yield piece;
+    } else if (header.tag === Tag.Compressed) {
+      const body = new ByteReader(packetBody(reader, header));
+      const algo = await body.readByte();
+      const rest = (async function* () {
+        for (let p = await body.readUpTo(1 << 20); p; p = await body.readUpTo(1 << 20)) yield p;
+      })();
+      let inner: AsyncIterable<Buffer>;
+      if (algo === COMPRESSION_NONE) inner = rest;
+      else if (algo === COMPRESSION_ZIP || algo === COMPRESSION_ZLIB) {
+        const inflater = algo === COMPRESSION_ZIP ? createInflateRaw() : createInflate();
+        pipeline(Readable.from(rest), inflater, () => {});
+        inner = inflater;
+      } else throw new FormatError(`unsupported compression algorithm ${algo} (BZip2 is not supported)`);
+      yield* literalData(new ByteReader(inner), state, depth + 1);
+    } else if (
+      header.tag === Tag.Marker ||
+      header.tag === Tag.Padding ||
+      header.tag === Tag.OnePassSignature ||
+      header.tag === 2
+    ) {
+      for await (const _ of packetBody(reader, header)); // skipped: not content
+    } else throw new FormatError(`unexpected OpenPGP packet ${header.tag} inside encrypted data`);
+  }
+  if (depth === 0 && !state.found) throw new FormatError('encrypted data holds no literal packet');
+}
+
+/** Unwraps PKESK packets with openpgp.js and the given private keys. */
+export async function unwrapWithKeys(
+  pkeskPackets: Buffer,
+  keyIds: string[],
+  privateKeys: openpgp.PrivateKey[],
+): Promise<SessionKey> {
+  const message = await openpgp.readMessage({ binaryMessage: pkeskPackets });
+  try {
+    const [found] = await openpgp.decryptSessionKeys({ message, decryptionKeys: privateKeys });
+    const algo = openpgp.enums.symmetric[found.algorithm as openpgp.enums.symmetricNames] as number;
+    return { algo, key: Buffer.from(found.data) };
+  } catch {
+    throw new WrongKeyError(
+      `no secret key for this object: it is encrypted to key id(s) ${keyIds.join(', ')}`,
+    );
+  }
+}
+
+/** Encrypts a small buffer to public keys (the hybrid/pubkey cipher blob): PKESK → SEIPD → ZLIB → literal. */
+export async function encryptToKeys(data: Buffer, keys: openpgp.PublicKey[]): Promise<Buffer> {
+  const message = await openpgp.createMessage({ binary: data, format: 'binary' });
+  const out = await openpgp.encrypt({
+    message,
+    encryptionKeys: keys,
+    format: 'binary',
+    config: { preferredCompressionAlgorithm: openpgp.enums.compression.zlib },
+  });
+  return Buffer.from(out as Uint8Array);
+}
+
+/** Collects a generator into one buffer (small messages only). */
+export async function collect(gen: AsyncIterable<Buffer>): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  for await (const p of gen) parts.push(p);
+  return Buffer.concat(parts);
+}
