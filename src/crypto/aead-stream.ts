@@ -200,8 +200,11 @@ function checkKey(key: Uint8Array): void {
  * Returned as a KeyObject: OpenSSL then skips re-importing the key for every chunk (about 30 % faster at 64 KiB),
  * and the intermediate Buffer is zeroed here.
  */
-function deriveStreamKey(key: Uint8Array, header: Uint8Array, context: Uint8Array | undefined): KeyObject {
-  checkKey(key);
+function deriveStreamKey(
+  key: Uint8Array | KeyObject,
+  header: Uint8Array,
+  context: Uint8Array | undefined,
+): KeyObject {
   const mac = createHmac('sha256', key);
   mac.update(STREAM_KEY_LABEL, 'ascii');
   mac.update(Buffer.of(0));
@@ -308,6 +311,7 @@ class Encryptor extends Transform implements EncryptStream {
     this.header = Buffer.allocUnsafe(HEADER_SIZE);
     this.header[0] = STREAM_VERSION;
     randomBytes(SALT_SIZE).copy(this.header, 1);
+    checkKey(key);
     this.key = deriveStreamKey(key, this.header, opts.context);
     this.push(Buffer.from(this.header));
   }
@@ -403,12 +407,16 @@ class Decryptor extends Transform {
   private readonly pending = new ByteQueue();
   private index = 0;
 
+  // A copy held by OpenSSL, so the caller may zero its buffer before the header (and so the stream key) arrives.
+  private readonly rootKey: KeyObject;
+
   constructor(
-    private readonly rootKey: Uint8Array,
+    key: Uint8Array,
     private readonly opts: StreamOptions,
   ) {
     super();
-    checkKey(rootKey);
+    checkKey(key);
+    this.rootKey = createSecretKey(key);
   }
 
   override _transform(chunk: unknown, _enc: BufferEncoding, done: TransformCallback): void {
@@ -475,6 +483,7 @@ class RangeDecryptor extends Transform {
     parseHeader(opts.header);
     const header = opts.header.subarray(0, HEADER_SIZE);
     this.range = opts.range;
+    checkKey(key);
     this.key = deriveStreamKey(key, header, opts.context);
     this.index = opts.range.firstChunkIndex;
     this.skip = opts.range.skipBytes;

@@ -1,0 +1,154 @@
+// Per-object encryption: keys bound to identity, metadata sealing as the wrong-key check, the stored record
+// (no key material), the InvalidRequest cases, and parts bound to their numbers.
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type { Transform } from 'node:stream';
+import { S3Error } from '../../src/util/s3-error.js';
+import {
+  HEADER_SIZE,
+  IntegrityError,
+  plaintextRangeToCiphertextRange,
+} from '../../src/crypto/aead-stream.js';
+import type { EncryptionParams } from '../../src/sse/params.js';
+import {
+  ObjectCrypto,
+  checkParamsFitObject,
+  decodeStoredEncryption,
+  encodeStoredEncryption,
+  partContext,
+  storedEncryptionFor,
+} from '../../src/sse/object-crypto.js';
+
+const identity = { bucketId: 'bkt-1', versionId: 'ver-1', objectKey: 'dir/file.bin' };
+
+function sseC(key = randomBytes(32)): EncryptionParams {
+  return { kind: 'sse-c', key: Buffer.from(key), keyMd5: createHash('md5').update(key).digest('base64') };
+}
+
+async function run(t: Transform, data: Buffer): Promise<Buffer> {
+  const out: Buffer[] = [];
+  await pipeline(Readable.from([data]), t, async (src: AsyncIterable<Buffer>) => {
+    for await (const b of src) out.push(b);
+  });
+  return Buffer.concat(out);
+}
+
+function isS3(code: string, status: number) {
+  return (err: unknown) => err instanceof S3Error && err.code === code && err.status === status;
+}
+
+test('plaintext params need no object crypto', () => {
+  assert.equal(ObjectCrypto.open({ kind: 'plaintext' }, identity), undefined);
+});
+
+test('data round trip, whole and ranged; the same key on another identity cannot read it', async () => {
+  const key = randomBytes(32);
+  const oc = ObjectCrypto.open(sseC(key), identity)!;
+  const plain = randomBytes(200_000);
+  const enc = oc.encryptStream();
+  const header = Buffer.from(enc.header);
+  const sealed = await run(enc, plain);
+  assert.ok((await run(oc.decryptStream(), sealed)).equals(plain));
+  const range = plaintextRangeToCiphertextRange(70_000, 150_000, plain.length);
+  const part = await run(
+    oc.rangeDecryptStream(header, range),
+    sealed.subarray(range.cipherStart, range.cipherEnd),
+  );
+  assert.ok(part.equals(plain.subarray(70_000, 150_000)));
+  oc.dispose();
+
+  for (const other of [
+    { ...identity, versionId: 'ver-2' },
+    { ...identity, objectKey: 'dir/file.bin2' },
+    { ...identity, bucketId: 'bkt-2' },
+  ]) {
+    const wrong = ObjectCrypto.open(sseC(key), other)!;
+    await assert.rejects(run(wrong.decryptStream(), sealed), IntegrityError);
+  }
+  // Disposing zeroes the derived keys: a stream opened after dispose cannot decrypt.
+  await assert.rejects(run(oc.decryptStream(), sealed), IntegrityError);
+  assert.equal(sealed.subarray(0, HEADER_SIZE).equals(header), true);
+});
+
+test('streams keep working when the object crypto is disposed mid-request', async () => {
+  const oc = ObjectCrypto.open(sseC(), identity)!;
+  const plain = randomBytes(5000);
+  const enc = oc.encryptStream();
+  const dec = oc.decryptStream();
+  oc.dispose();
+  assert.ok((await run(dec, await run(enc, plain))).equals(plain));
+});
+
+test('parts are bound to their part numbers', async () => {
+  const key = randomBytes(32);
+  const oc = ObjectCrypto.open(sseC(key), identity)!;
+  const plain = randomBytes(1000);
+  const sealed = await run(oc.encryptStream({ partNumber: 2 }), plain);
+  assert.ok((await run(oc.decryptStream({ partNumber: 2 }), sealed)).equals(plain));
+  await assert.rejects(run(oc.decryptStream({ partNumber: 3 }), sealed), IntegrityError);
+  await assert.rejects(run(oc.decryptStream(), sealed), IntegrityError);
+  assert.deepEqual([...partContext(2)], [0x70, 0x61, 0x72, 0x74, 0, 0, 0, 2]);
+  assert.throws(() => partContext(0), RangeError);
+});
+
+test('metadata sealing: round trip; a wrong key is 403 AccessDenied', () => {
+  const key = randomBytes(32);
+  const oc = ObjectCrypto.open(sseC(key), identity)!;
+  const meta = { 'content-type': 'text/plain', 'x-amz-meta-colour': 'bleu' };
+  const sealed = oc.encryptMetadata(meta);
+  assert.ok(!sealed.includes(Buffer.from('bleu')));
+  assert.deepEqual(oc.decryptMetadata(sealed), meta);
+  assert.deepEqual(ObjectCrypto.open(sseC(key), identity)!.checkKeyMatches(sealed), meta);
+  const empty = oc.encryptMetadata({});
+  assert.deepEqual(oc.checkKeyMatches(empty), {});
+
+  const wrong = ObjectCrypto.open(sseC(), identity)!;
+  assert.throws(() => wrong.checkKeyMatches(sealed), isS3('AccessDenied', 403));
+  assert.throws(() => wrong.checkKeyMatches(empty), isS3('AccessDenied', 403));
+  const elsewhere = ObjectCrypto.open(sseC(key), { ...identity, objectKey: 'other' })!;
+  assert.throws(() => elsewhere.decryptMetadata(sealed), isS3('AccessDenied', 403));
+});
+
+test('stored record: no key material, versioned, validated', () => {
+  const params = sseC();
+  const record = storedEncryptionFor(params);
+  assert.deepEqual(record, { v: 1, kind: 'sse-c', alg: 'AES256' });
+  const text = encodeStoredEncryption(record);
+  assert.ok(params.kind === 'sse-c' && !text.includes(params.keyMd5));
+  assert.deepEqual(decodeStoredEncryption(text), record);
+  assert.deepEqual(decodeStoredEncryption(encodeStoredEncryption({ v: 1, kind: 'plaintext' })), {
+    v: 1,
+    kind: 'plaintext',
+  });
+  const s3 = storedEncryptionFor({ kind: 'sse-s3', keyId: 'master-1', rootKey: randomBytes(32) });
+  assert.deepEqual(decodeStoredEncryption(encodeStoredEncryption(s3)), s3);
+  for (const bad of [
+    '{',
+    '{"v":2,"kind":"plaintext"}',
+    '{"v":1,"kind":"sse-kms"}',
+    'null',
+    '{"v":1,"kind":"sse-c"}',
+  ]) {
+    assert.throws(() => decodeStoredEncryption(bad), isS3('InternalError', 500), bad);
+  }
+});
+
+test('reading with parameters that do not fit the object is 400 InvalidRequest', () => {
+  const c = storedEncryptionFor(sseC());
+  const plain = storedEncryptionFor({ kind: 'plaintext' });
+  assert.throws(
+    () => checkParamsFitObject(c, { kind: 'plaintext' }),
+    (err: unknown) => {
+      assert.ok(isS3('InvalidRequest', 400)(err));
+      assert.match((err as Error).message, /stored using a form of Server Side Encryption/);
+      return true;
+    },
+  );
+  assert.throws(() => checkParamsFitObject(plain, sseC()), isS3('InvalidRequest', 400));
+  checkParamsFitObject(c, sseC());
+  checkParamsFitObject(plain, { kind: 'plaintext' });
+});
