@@ -20,10 +20,15 @@ export const S3Errors = {
     new S3Error('InvalidArgument', 400, msg, extra),
   invalidRequest: (msg: string) => new S3Error('InvalidRequest', 400, msg),
   notImplemented: (what: string) =>
-    new S3Error('NotImplemented', 501, `A header or operation you provided implies functionality that is not implemented: ${what}`),
+    new S3Error(
+      'NotImplemented',
+      501,
+      `A header or operation you provided implies functionality that is not implemented: ${what}`,
+    ),
   noSuchBucket: (bucket: string) =>
     new S3Error('NoSuchBucket', 404, 'The specified bucket does not exist', { BucketName: bucket }),
-  noSuchKey: (key: string) => new S3Error('NoSuchKey', 404, 'The specified key does not exist.', { Key: key }),
+  noSuchKey: (key: string) =>
+    new S3Error('NoSuchKey', 404, 'The specified key does not exist.', { Key: key }),
   noSuchUpload: (uploadId: string) =>
     new S3Error(
       'NoSuchUpload',
@@ -39,6 +44,8 @@ export const S3Errors = {
     ),
   badDigest: (msg = 'The Content-MD5 you specified did not match what we received.') =>
     new S3Error('BadDigest', 400, msg),
-  invalidDigest: (msg = 'The Content-MD5 you specified is not valid.') => new S3Error('InvalidDigest', 400, msg),
-  internal: (msg = 'We encountered an internal error. Please try again.') => new S3Error('InternalError', 500, msg),
+  invalidDigest: (msg = 'The Content-MD5 you specified is not valid.') =>
+    new S3Error('InvalidDigest', 400, msg),
+  internal: (msg = 'We encountered an internal error. Please try again.') =>
+    new S3Error('InternalError', 500, msg),
 } as const;

@@ -1,0 +1,84 @@
+// api/s3/bucket: ListBuckets, CreateBucket, HeadBucket, DeleteBucket, GetBucketLocation, GetBucketVersioning.
+import { S3Error, S3Errors } from '../../util/s3-error.js';
+import { bucketFor, type S3Context } from './context.js';
+import { readSmallBody } from './small-body.js';
+import { checkBucketName } from './router.js';
+import { isoDate, sendEmpty, sendRawXml, sendXml } from './response.js';
+import { S3_XMLNS, asText, escapeXml, parseXml } from './xml.js';
+
+export function ownerOf(ctx: S3Context) {
+  return { ID: ctx.accessKey.id, DisplayName: ctx.accessKey.name };
+}
+
+export async function listBuckets(ctx: S3Context): Promise<void> {
+  const mine = ctx.model.listBuckets().filter((b) => b.permissions[ctx.accessKey.id]);
+  sendXml(ctx.res, 200, 'ListAllMyBucketsResult', {
+    Owner: ownerOf(ctx),
+    Buckets: { Bucket: mine.map((b) => ({ Name: b.name, CreationDate: isoDate(b.createdAt) })) },
+  });
+}
+
+export async function createBucket(ctx: S3Context): Promise<void> {
+  const name = ctx.bucketName!;
+  const body = await readSmallBody(ctx);
+  if (body.length > 0) {
+    const conf = parseXml(body.toString('utf8'), 'CreateBucketConfiguration');
+    const region = asText(conf.LocationConstraint);
+    if (region && region !== ctx.config.s3Api.s3Region) {
+      throw new S3Error(
+        'InvalidLocationConstraint',
+        400,
+        `The specified location-constraint is not valid; this server's region is ${ctx.config.s3Api.s3Region}`,
+      );
+    }
+  }
+  const existing = ctx.model.bucketByName(name);
+  if (existing) {
+    if (existing.permissions[ctx.accessKey.id]?.owner) {
+      throw new S3Error(
+        'BucketAlreadyOwnedByYou',
+        409,
+        'Your previous request to create the named bucket succeeded and you already own it.',
+        { BucketName: name },
+      );
+    }
+    throw new S3Error('BucketAlreadyExists', 409, 'The requested bucket name is not available.', {
+      BucketName: name,
+    });
+  }
+  checkBucketName(name);
+  if (!ctx.accessKey.allowCreateBucket)
+    throw S3Errors.accessDenied('This access key is not allowed to create buckets');
+  await ctx.model.createBucket(name, ctx.accessKey.id);
+  ctx.res.setHeader('Location', `/${name}`);
+  sendEmpty(ctx.res, 200);
+}
+
+export async function headBucket(ctx: S3Context): Promise<void> {
+  bucketFor(ctx, 'read');
+  ctx.res.setHeader('x-amz-bucket-region', ctx.config.s3Api.s3Region);
+  sendEmpty(ctx.res, 200);
+}
+
+export async function deleteBucket(ctx: S3Context): Promise<void> {
+  bucketFor(ctx, 'owner');
+  await ctx.model.deleteBucket(ctx.bucketName!);
+  sendEmpty(ctx.res, 204);
+}
+
+export async function getBucketLocation(ctx: S3Context): Promise<void> {
+  bucketFor(ctx, 'read');
+  const region = ctx.config.s3Api.s3Region;
+  // us-east-1 is reported as an empty constraint, as S3 does.
+  const text = region === 'us-east-1' ? '' : escapeXml(region);
+  sendRawXml(
+    ctx.res,
+    200,
+    `<?xml version="1.0" encoding="UTF-8"?><LocationConstraint xmlns="${S3_XMLNS}">${text}</LocationConstraint>`,
+  );
+}
+
+export async function getBucketVersioning(ctx: S3Context): Promise<void> {
+  bucketFor(ctx, 'read');
+  sendXml(ctx.res, 200, 'VersioningConfiguration', {});
+}

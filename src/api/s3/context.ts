@@ -1,0 +1,48 @@
+// api/s3/context: what a handler knows about the request it serves.
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Readable } from 'node:stream';
+import type { CoffreConfig } from '../../config/config.js';
+import type { Model } from '../../model/model.js';
+import type { AccessKeyRecord, BucketRecord, Permission } from '../../model/types.js';
+import { S3Errors } from '../../util/s3-error.js';
+
+export interface RequestBody {
+  // The payload with transfer encodings (aws-chunked) removed; errors if a signature or digest fails.
+  stream: Readable;
+  // Digests of the payload, available once `stream` has ended without error.
+  digests(): { md5: Buffer; checksums: Record<string, string> };
+}
+
+export interface S3Context {
+  req: IncomingMessage;
+  res: ServerResponse;
+  model: Model;
+  config: CoffreConfig;
+  requestId: string;
+  method: string;
+  bucketName?: string;
+  key?: string;
+  query: URLSearchParams;
+  secure: boolean;
+  fromLoopback: boolean;
+  accessKey: AccessKeyRecord;
+  body(): RequestBody;
+}
+
+export function header(ctx: S3Context, name: string): string | undefined {
+  const v = ctx.req.headers[name];
+  if (Array.isArray(v)) return v.join(',');
+  return v;
+}
+
+export function bucketFor(ctx: S3Context, need: keyof Permission): BucketRecord {
+  const bucket = ctx.model.requireBucket(ctx.bucketName!);
+  const perm = bucket.permissions[ctx.accessKey.id];
+  if (!perm || !(perm[need] || perm.owner)) throw S3Errors.accessDenied();
+  return bucket;
+}
+
+export function requireKey(ctx: S3Context): string {
+  if (ctx.key === undefined) throw S3Errors.invalidRequest('an object key is required');
+  return ctx.key;
+}

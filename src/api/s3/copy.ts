@@ -1,0 +1,246 @@
+// api/s3/copy: CopyObject and UploadPartCopy. Plaintext to plaintext copies share the source's blocks;
+// anything involving encryption is decrypted with the source's key and re-encrypted with the destination's.
+import { createHash } from 'node:crypto';
+import { Transform } from 'node:stream';
+import { RECORD_VERSION, type BucketRecord, type ObjectRecord, type PartRecord } from '../../model/types.js';
+import { S3Error, S3Errors } from '../../util/s3-error.js';
+import { bucketFor, header, requireKey, type S3Context } from './context.js';
+import {
+  disposeEncryption,
+  encryptionForRead,
+  encryptionForUpload,
+  encryptionForWrite,
+  openObjectRange,
+  responseHeaders,
+  sealMetadata,
+  type RequestEncryption,
+} from './encryption.js';
+import { openMetadata } from './metadata.js';
+import {
+  conditionsFrom,
+  evaluateConditions,
+  invalidRange,
+  storedHeaders,
+  userMetadata,
+  type ByteRange,
+} from './headers.js';
+import { checkObjectKey } from './router.js';
+import { etagOf, newVersionId, storeSegment, MAX_PUT_SIZE } from './put.js';
+import { isoDate, sendXml } from './response.js';
+import { partNumberOf, uploadFor, MAX_PART_SIZE } from './multipart.js';
+
+interface CopySource {
+  bucket: BucketRecord;
+  record: ObjectRecord;
+}
+
+function parseCopySource(ctx: S3Context): CopySource {
+  let raw = header(ctx, 'x-amz-copy-source') ?? '';
+  const q = raw.indexOf('?');
+  if (q >= 0) {
+    const params = new URLSearchParams(raw.slice(q + 1));
+    const versionId = params.get('versionId');
+    raw = raw.slice(0, q);
+    if (versionId !== null && versionId !== 'null') {
+      // Only the current version exists; a request for a specific other one cannot be met.
+      if (!versionId)
+        throw S3Errors.invalidArgument('Invalid version id specified', { ArgumentName: 'x-amz-copy-source' });
+    }
+  }
+  let decoded: string;
+  try {
+    decoded = decodeURIComponent(raw);
+  } catch {
+    throw S3Errors.invalidArgument(
+      'Copy Source must mention the source bucket and key: sourcebucket/sourcekey',
+      { ArgumentName: 'x-amz-copy-source' },
+    );
+  }
+  if (decoded.startsWith('/')) decoded = decoded.slice(1);
+  const slash = decoded.indexOf('/');
+  if (slash <= 0 || slash === decoded.length - 1) {
+    throw S3Errors.invalidArgument(
+      'Copy Source must mention the source bucket and key: sourcebucket/sourcekey',
+      { ArgumentName: 'x-amz-copy-source' },
+    );
+  }
+  const bucketName = decoded.slice(0, slash);
+  const key = decoded.slice(slash + 1);
+  const bucket = ctx.model.requireBucket(bucketName);
+  const perm = bucket.permissions[ctx.accessKey.id];
+  if (!perm || !(perm.read || perm.owner)) throw S3Errors.accessDenied();
+  const record = ctx.model.getObject(bucket.id, key);
+  if (!record) throw S3Errors.noSuchKey(key);
+  const status = evaluateConditions(
+    conditionsFrom(ctx.req.headers, 'x-amz-copy-source-'),
+    record.etag,
+    record.lastModified,
+    false,
+  );
+  if (status)
+    throw new S3Error(
+      'PreconditionFailed',
+      412,
+      'At least one of the pre-conditions you specified did not hold',
+      { Condition: 'x-amz-copy-source-If-Match' },
+    );
+  return { bucket, record };
+}
+
+// Streams plaintext [start, end) of the source into a new stored segment for the destination, hashing it.
+async function copyData(
+  ctx: S3Context,
+  source: ObjectRecord,
+  sourceEnc: RequestEncryption,
+  destEnc: RequestEncryption,
+  identity: { bucketId: string; key: string; versionId: string },
+  segmentIndex: number,
+  range: ByteRange,
+) {
+  const md5 = createHash('md5');
+  const hashing = new Transform({
+    transform(chunk: Buffer, _enc, cb) {
+      md5.update(chunk);
+      cb(null, chunk);
+    },
+  });
+  const data = openObjectRange(ctx.model, source, sourceEnc, range.start, range.end);
+  data.on('error', (err) => hashing.destroy(err));
+  const segment = await storeSegment(ctx, data.pipe(hashing), destEnc, identity, segmentIndex);
+  return { segment, md5: md5.digest() };
+}
+
+export async function copyObject(ctx: S3Context): Promise<void> {
+  const bucket = bucketFor(ctx, 'write');
+  const key = requireKey(ctx);
+  checkObjectKey(key);
+  const source = parseCopySource(ctx);
+  if (source.record.size > MAX_PUT_SIZE) {
+    throw S3Errors.invalidRequest(
+      'The specified copy source is larger than the maximum allowable size for a copy source: 5368709120',
+    );
+  }
+  const directive = (header(ctx, 'x-amz-metadata-directive') ?? 'COPY').toUpperCase();
+  if (directive !== 'COPY' && directive !== 'REPLACE') {
+    throw S3Errors.invalidArgument('Unknown metadata directive.', {
+      ArgumentName: 'x-amz-metadata-directive',
+    });
+  }
+  const sourceEnc = encryptionForRead(ctx, source.record, true);
+  const destEnc = encryptionForWrite(ctx);
+  try {
+    const sameObject = source.bucket.id === bucket.id && source.record.key === key;
+    if (
+      sameObject &&
+      directive === 'COPY' &&
+      sourceEnc.kind === 'plaintext' &&
+      destEnc.kind === 'plaintext'
+    ) {
+      throw S3Errors.invalidRequest(
+        "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes.",
+      );
+    }
+    const sourceMeta = openMetadata(source.record, sourceEnc);
+    const meta =
+      directive === 'COPY'
+        ? sourceMeta
+        : { headers: storedHeaders(ctx.req.headers), userMeta: userMetadata(ctx.req.headers) };
+    const versionId = newVersionId();
+    const identity = { bucketId: bucket.id, key, versionId };
+    let record: ObjectRecord;
+    if (sourceEnc.kind === 'plaintext' && destEnc.kind === 'plaintext') {
+      // Same bytes, new record: the blocks are shared and their reference counts say so.
+      record = {
+        ...source.record,
+        v: RECORD_VERSION,
+        bucketId: bucket.id,
+        key,
+        versionId,
+        lastModified: Date.now(),
+        headers: meta.headers,
+        userMeta: meta.userMeta,
+        sealedMeta: undefined,
+      };
+      ctx.model.pins.pin(record.segments.flatMap((s) => s.blocks.map((b) => b.hash)));
+    } else {
+      const { segment, md5 } = await copyData(ctx, source.record, sourceEnc, destEnc, identity, 0, {
+        start: 0,
+        end: source.record.size,
+      });
+      record = {
+        v: RECORD_VERSION,
+        bucketId: bucket.id,
+        key,
+        versionId,
+        size: segment.plainSize,
+        etag: etagOf(destEnc, md5),
+        lastModified: Date.now(),
+        headers: meta.headers,
+        userMeta: meta.userMeta,
+        checksums: {},
+        segments: [segment],
+      };
+    }
+    Object.assign(record, sealMetadata(destEnc, record));
+    await ctx.model.putObject(record);
+    for (const [k, v] of Object.entries(responseHeaders(destEnc))) ctx.res.setHeader(k, v);
+    sendXml(ctx.res, 200, 'CopyObjectResult', {
+      ETag: record.etag,
+      LastModified: isoDate(record.lastModified),
+    });
+  } finally {
+    disposeEncryption(sourceEnc);
+    disposeEncryption(destEnc);
+  }
+}
+
+function parseCopyRange(value: string | undefined, size: number): ByteRange {
+  if (value === undefined) return { start: 0, end: size };
+  const m = /^bytes=(\d+)-(\d+)$/.exec(value.trim());
+  if (!m)
+    throw S3Errors.invalidArgument(
+      'The x-amz-copy-source-range value must be of the form bytes=first-last where first and last are the zero-based offsets of the first and last bytes to copy',
+      { ArgumentName: 'x-amz-copy-source-range' },
+    );
+  const start = Number(m[1]);
+  const last = Number(m[2]);
+  if (last < start || last >= size) throw invalidRange(size);
+  return { start, end: last + 1 };
+}
+
+export async function uploadPartCopy(ctx: S3Context): Promise<void> {
+  const { upload } = uploadFor(ctx, 'write');
+  const partNumber = partNumberOf(ctx);
+  const source = parseCopySource(ctx);
+  const range = parseCopyRange(header(ctx, 'x-amz-copy-source-range'), source.record.size);
+  if (range.end - range.start > MAX_PART_SIZE)
+    throw new S3Error('EntityTooLarge', 400, 'Your proposed upload exceeds the maximum allowed object size.');
+  const sourceEnc = encryptionForRead(ctx, source.record, true);
+  const destEnc = encryptionForUpload(ctx, upload);
+  try {
+    const { segment, md5 } = await copyData(
+      ctx,
+      source.record,
+      sourceEnc,
+      destEnc,
+      upload,
+      partNumber,
+      range,
+    );
+    const etag = etagOf(destEnc, md5);
+    const part: PartRecord = {
+      v: RECORD_VERSION,
+      partNumber,
+      etag,
+      lastModified: Date.now(),
+      segment: { ...segment, partNumber, etag },
+      checksums: {},
+    };
+    await ctx.model.putPart(upload, part);
+    for (const [k, v] of Object.entries(responseHeaders(destEnc))) ctx.res.setHeader(k, v);
+    sendXml(ctx.res, 200, 'CopyPartResult', { ETag: etag, LastModified: isoDate(part.lastModified) });
+  } finally {
+    disposeEncryption(sourceEnc);
+    disposeEncryption(destEnc);
+  }
+}

@@ -1,0 +1,37 @@
+// api/s3/delete: DeleteObject and DeleteObjects (batch, with Quiet).
+import { S3Errors } from '../../util/s3-error.js';
+import { bucketFor, header, requireKey, type S3Context } from './context.js';
+import { sendEmpty, sendXml } from './response.js';
+import { readSmallBody } from './small-body.js';
+import { asList, asText, parseXml, type XmlNode } from './xml.js';
+import { createHash } from 'node:crypto';
+
+const MAX_DELETE_KEYS = 1000;
+
+export async function deleteObject(ctx: S3Context): Promise<void> {
+  const bucket = bucketFor(ctx, 'write');
+  await ctx.model.deleteObject(bucket.id, requireKey(ctx));
+  sendEmpty(ctx.res, 204);
+}
+
+export async function deleteObjects(ctx: S3Context): Promise<void> {
+  const bucket = bucketFor(ctx, 'write');
+  const body = await readSmallBody(ctx);
+  const md5 = header(ctx, 'content-md5');
+  if (md5 !== undefined && createHash('md5').update(body).digest('base64') !== md5)
+    throw S3Errors.badDigest();
+  const doc = parseXml(body.toString('utf8'), 'Delete');
+  const quiet = asText(doc.Quiet) === 'true';
+  const objects = asList(doc.Object);
+  if (objects.length === 0 || objects.length > MAX_DELETE_KEYS) throw S3Errors.malformedXml();
+  const keys = objects.map((o) => {
+    if (typeof o !== 'object' || o === null) throw S3Errors.malformedXml();
+    const key = asText((o as Record<string, unknown>).Key);
+    if (key === undefined || key === '') throw S3Errors.malformedXml();
+    return key;
+  });
+  // One transaction for the whole batch: each key is deleted or none is, and the commit is one fsync.
+  await ctx.model.deleteObjects(bucket.id, keys);
+  const deleted: XmlNode[] = quiet ? [] : keys.map((key) => ({ Key: key }));
+  sendXml(ctx.res, 200, 'DeleteResult', { Deleted: deleted });
+}

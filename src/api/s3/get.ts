@@ -1,0 +1,137 @@
+// api/s3/get: GetObject and HeadObject — conditions, ranges, parts, response overrides, streaming with
+// every block verified (and decrypted when the object is encrypted).
+import { pipeline, type Readable } from 'node:stream';
+import type { ObjectRecord } from '../../model/types.js';
+import { S3Error, S3Errors } from '../../util/s3-error.js';
+import { bucketFor, header, requireKey, type S3Context } from './context.js';
+import { disposeEncryption, encryptionForRead, openObjectRange, responseHeaders } from './encryption.js';
+import { openMetadata } from './metadata.js';
+import {
+  conditionsFrom,
+  evaluateConditions,
+  httpDateOr,
+  parseIntParam,
+  parseRange,
+  type ByteRange,
+} from './headers.js';
+import { httpDate, sendEmpty } from './response.js';
+
+const RESPONSE_OVERRIDES: Record<string, string> = {
+  'response-content-type': 'Content-Type',
+  'response-content-language': 'Content-Language',
+  'response-expires': 'Expires',
+  'response-cache-control': 'Cache-Control',
+  'response-content-disposition': 'Content-Disposition',
+  'response-content-encoding': 'Content-Encoding',
+};
+
+export function requireObject(ctx: S3Context, bucketId: string, key: string): ObjectRecord {
+  const record = ctx.model.getObject(bucketId, key);
+  if (!record) throw S3Errors.noSuchKey(key);
+  return record;
+}
+
+// The plaintext range of the part `partNumber` (1-based) of an object.
+function partRange(record: ObjectRecord, partNumber: number): ByteRange {
+  if (partNumber > record.segments.length) {
+    throw S3Errors.invalidArgument('The requested partnumber is not satisfiable', {
+      ArgumentName: 'partNumber',
+    });
+  }
+  let start = 0;
+  for (let i = 0; i < partNumber - 1; i++) start += record.segments[i]!.plainSize;
+  return { start, end: start + record.segments[partNumber - 1]!.plainSize };
+}
+
+// Waits until `stream` has data (or ended), so that a failure reading the first block becomes a proper error
+// response instead of a cut connection.
+function firstData(stream: Readable): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const done = () => {
+      stream.off('readable', done);
+      stream.off('end', done);
+      stream.off('error', fail);
+      resolve();
+    };
+    const fail = (err: Error) => {
+      stream.off('readable', done);
+      stream.off('end', done);
+      reject(err);
+    };
+    stream.once('readable', done);
+    stream.once('end', done);
+    stream.once('error', fail);
+  });
+}
+
+export async function getObject(ctx: S3Context, headOnly: boolean): Promise<void> {
+  const bucket = bucketFor(ctx, 'read');
+  const key = requireKey(ctx);
+  const record = requireObject(ctx, bucket.id, key);
+  const status = evaluateConditions(conditionsFrom(ctx.req.headers), record.etag, record.lastModified, true);
+  if (status === 304) {
+    ctx.res.setHeader('ETag', record.etag);
+    ctx.res.setHeader('Last-Modified', httpDate(record.lastModified));
+    sendEmpty(ctx.res, 304);
+    return;
+  }
+  if (status === 412)
+    throw new S3Error(
+      'PreconditionFailed',
+      412,
+      'At least one of the pre-conditions you specified did not hold',
+      { Condition: 'If-Match' },
+    );
+
+  const enc = encryptionForRead(ctx, record);
+  try {
+    const { headers, userMeta } = openMetadata(record, enc);
+    const partNumber = parseIntParam(ctx.query.get('partNumber'), 'partNumber', 1, 10000);
+    let range: ByteRange | undefined;
+    if (partNumber !== undefined) {
+      if (header(ctx, 'range'))
+        throw S3Errors.invalidRequest('Cannot specify both Range header and partNumber query parameter');
+      range = partRange(record, partNumber);
+    } else {
+      range = parseRange(header(ctx, 'range'), record.size);
+    }
+    const res = ctx.res;
+    res.setHeader('Accept-Ranges', 'bytes');
+    res.setHeader('Last-Modified', httpDate(record.lastModified));
+    res.setHeader('ETag', record.etag);
+    res.setHeader('Content-Type', headers['content-type'] ?? 'binary/octet-stream');
+    for (const [name, value] of Object.entries(headers))
+      if (name !== 'content-type') res.setHeader(name, value);
+    for (const [name, value] of Object.entries(userMeta)) res.setHeader(`x-amz-meta-${name}`, value);
+    for (const [name, value] of Object.entries(responseHeaders(enc))) res.setHeader(name, value);
+    if (record.segments.length > 1 || partNumber !== undefined)
+      res.setHeader('x-amz-mp-parts-count', record.segments.length);
+    if (header(ctx, 'x-amz-checksum-mode')?.toUpperCase() === 'ENABLED' && range === undefined) {
+      for (const [alg, value] of Object.entries(record.checksums))
+        res.setHeader(`x-amz-checksum-${alg.toLowerCase()}`, value);
+    }
+    for (const [param, name] of Object.entries(RESPONSE_OVERRIDES)) {
+      const v = ctx.query.get(param);
+      if (v !== null) res.setHeader(name, param === 'response-expires' ? httpDateOr(v) : v);
+    }
+    const start = range?.start ?? 0;
+    const end = range?.end ?? record.size;
+    res.setHeader('Content-Length', end - start);
+    if (range) res.setHeader('Content-Range', `bytes ${start}-${end - 1}/${record.size}`);
+    res.statusCode = range ? 206 : 200;
+    if (headOnly) {
+      res.end();
+      return;
+    }
+    const body = openObjectRange(ctx.model, record, enc, start, end);
+    await firstData(body);
+    await new Promise<void>((resolve) => {
+      pipeline(body, res, (err) => {
+        if (err && !res.destroyed) res.destroy(err);
+        resolve();
+      });
+    });
+  } finally {
+    disposeEncryption(enc);
+  }
+}

@@ -1,0 +1,203 @@
+// api/s3/list: ListObjects (v1), ListObjectsV2 and ListMultipartUploads — prefix, delimiter and common
+// prefixes, markers and continuation tokens, max-keys and truncation, encoding-type=url.
+import { S3Errors } from '../../util/s3-error.js';
+import type { ObjectRecord } from '../../model/types.js';
+import { bucketFor, type S3Context } from './context.js';
+import { parseIntParam } from './headers.js';
+import { isoDate, sendXml } from './response.js';
+import { ownerOf } from './bucket.js';
+import type { XmlNode } from './xml.js';
+
+// Greater, in UTF-8 byte order, than any string that starts with the same prefix.
+const AFTER_ALL = '\u{10ffff}';
+
+export interface ListPage<T> {
+  items: T[];
+  prefixes: string[];
+  truncated: boolean;
+  // The last key or common prefix returned: where the next page starts (exclusive).
+  last?: string;
+}
+
+// Walks keys in order from `startAfter`, folding keys that share a delimiter-terminated prefix into one
+// common prefix and seeking past the rest of that prefix instead of reading it.
+export function paginate<T>(
+  scan: (startAfter: string | undefined) => Iterable<T>,
+  keyOf: (item: T) => string,
+  opts: { prefix: string; delimiter?: string; startAfter?: string; maxKeys: number },
+): ListPage<T> {
+  const items: T[] = [];
+  const prefixes: string[] = [];
+  let last: string | undefined;
+  let cursor = opts.startAfter;
+  let count = 0;
+  if (opts.maxKeys === 0) return { items, prefixes, truncated: false };
+  outer: while (true) {
+    for (const item of scan(cursor)) {
+      const key = keyOf(item);
+      let prefixHit: string | undefined;
+      if (opts.delimiter) {
+        const idx = key.indexOf(opts.delimiter, opts.prefix.length);
+        if (idx >= 0) prefixHit = key.slice(0, idx + opts.delimiter.length);
+      }
+      if (
+        prefixHit !== undefined &&
+        opts.startAfter !== undefined &&
+        prefixHit <= opts.startAfter &&
+        opts.startAfter.startsWith(prefixHit)
+      ) {
+        // The marker lies inside this common prefix, which an earlier page already returned.
+        cursor = prefixHit + AFTER_ALL;
+        continue outer;
+      }
+      if (count === opts.maxKeys) return { items, prefixes, truncated: true, last };
+      count++;
+      if (prefixHit !== undefined) {
+        prefixes.push(prefixHit);
+        last = prefixHit;
+        cursor = prefixHit + AFTER_ALL;
+        continue outer;
+      }
+      items.push(item);
+      last = key;
+    }
+    return { items, prefixes, truncated: false, last };
+  }
+}
+
+function encoder(ctx: S3Context): (s: string | undefined) => string | undefined {
+  const encodingType = ctx.query.get('encoding-type');
+  if (encodingType !== null && encodingType !== 'url') {
+    throw S3Errors.invalidArgument('Invalid Encoding Method specified in Request', {
+      ArgumentName: 'encoding-type',
+    });
+  }
+  return encodingType === 'url' ? (s) => (s === undefined ? undefined : encodeURIComponent(s)) : (s) => s;
+}
+
+function contents(
+  ctx: S3Context,
+  objects: ObjectRecord[],
+  enc: (s: string) => string | undefined,
+  withOwner: boolean,
+): XmlNode[] {
+  return objects.map((o) => ({
+    Key: enc(o.key),
+    LastModified: isoDate(o.lastModified),
+    ETag: o.etag,
+    Size: o.size,
+    Owner: withOwner ? ownerOf(ctx) : undefined,
+    StorageClass: 'STANDARD',
+  }));
+}
+
+export async function listObjects(ctx: S3Context, v2: boolean): Promise<void> {
+  const bucket = bucketFor(ctx, 'read');
+  const q = ctx.query;
+  const enc = encoder(ctx);
+  const prefix = q.get('prefix') ?? '';
+  const delimiter = q.get('delimiter') || undefined;
+  const maxKeys = Math.min(parseIntParam(q.get('max-keys'), 'max-keys', 0, 2 ** 31 - 1) ?? 1000, 1000);
+  let startAfter: string | undefined;
+  const token = q.get('continuation-token');
+  if (v2) {
+    if (token !== null) {
+      startAfter = Buffer.from(token, 'base64url').toString('utf8');
+      if (token === '' || Buffer.from(startAfter, 'utf8').toString('base64url') !== token) {
+        throw S3Errors.invalidArgument('The continuation token provided is incorrect', {
+          ArgumentName: 'continuation-token',
+        });
+      }
+    } else {
+      startAfter = q.get('start-after') ?? undefined;
+    }
+  } else {
+    startAfter = q.get('marker') ?? undefined;
+  }
+  const page = paginate(
+    (after) => ctx.model.listObjects(bucket.id, prefix, after),
+    (o) => o.key,
+    { prefix, delimiter, startAfter: startAfter || undefined, maxKeys },
+  );
+  const common = page.prefixes.map((p) => ({ Prefix: enc(p) }));
+  if (v2) {
+    const fetchOwner = q.get('fetch-owner') === 'true';
+    sendXml(ctx.res, 200, 'ListBucketResult', {
+      Name: bucket.name,
+      Prefix: enc(prefix),
+      Delimiter: enc(delimiter),
+      MaxKeys: maxKeys,
+      EncodingType: q.get('encoding-type') ?? undefined,
+      KeyCount: page.items.length + page.prefixes.length,
+      IsTruncated: page.truncated,
+      ContinuationToken: token ?? undefined,
+      NextContinuationToken:
+        page.truncated && page.last ? Buffer.from(page.last, 'utf8').toString('base64url') : undefined,
+      StartAfter: token === null ? enc(q.get('start-after') ?? undefined) : undefined,
+      Contents: contents(ctx, page.items, (s) => enc(s), fetchOwner),
+      CommonPrefixes: common,
+    });
+    return;
+  }
+  sendXml(ctx.res, 200, 'ListBucketResult', {
+    Name: bucket.name,
+    Prefix: enc(prefix),
+    Marker: enc(startAfter ?? ''),
+    Delimiter: enc(delimiter),
+    MaxKeys: maxKeys,
+    EncodingType: q.get('encoding-type') ?? undefined,
+    IsTruncated: page.truncated,
+    NextMarker: page.truncated && delimiter ? enc(page.last) : undefined,
+    Contents: contents(ctx, page.items, (s) => enc(s), true),
+    CommonPrefixes: common,
+  });
+}
+
+export async function listMultipartUploads(ctx: S3Context): Promise<void> {
+  const bucket = bucketFor(ctx, 'read');
+  const q = ctx.query;
+  const enc = encoder(ctx);
+  const prefix = q.get('prefix') ?? '';
+  const delimiter = q.get('delimiter') || undefined;
+  const maxUploads = Math.min(
+    parseIntParam(q.get('max-uploads'), 'max-uploads', 0, 2 ** 31 - 1) ?? 1000,
+    1000,
+  );
+  const keyMarker = q.get('key-marker') ?? '';
+  const uploadIdMarker = q.get('upload-id-marker') ?? '';
+  // Upload order is (key, upload id); the page cursor is the pair, joined by a separator no key contains.
+  const SEP = '\u0000';
+  const all = [...ctx.model.listUploads(bucket.id)].filter((u) => u.key.startsWith(prefix));
+  const startAfter = keyMarker
+    ? uploadIdMarker
+      ? keyMarker + SEP + uploadIdMarker
+      : keyMarker + SEP + AFTER_ALL
+    : undefined;
+  const page = paginate(
+    (after) => all.filter((u) => after === undefined || u.key + SEP + u.uploadId > after),
+    (u) => u.key,
+    { prefix, delimiter, startAfter, maxKeys: maxUploads },
+  );
+  const lastUpload = page.items[page.items.length - 1];
+  sendXml(ctx.res, 200, 'ListMultipartUploadsResult', {
+    Bucket: bucket.name,
+    KeyMarker: enc(keyMarker),
+    UploadIdMarker: uploadIdMarker,
+    NextKeyMarker: page.truncated ? enc(lastUpload?.key ?? page.last) : undefined,
+    NextUploadIdMarker: page.truncated ? lastUpload?.uploadId : undefined,
+    Delimiter: enc(delimiter),
+    Prefix: enc(prefix),
+    MaxUploads: maxUploads,
+    EncodingType: q.get('encoding-type') ?? undefined,
+    IsTruncated: page.truncated,
+    Upload: page.items.map((u) => ({
+      Key: enc(u.key),
+      UploadId: u.uploadId,
+      Initiator: ownerOf(ctx),
+      Owner: ownerOf(ctx),
+      StorageClass: 'STANDARD',
+      Initiated: isoDate(u.initiated),
+    })),
+    CommonPrefixes: page.prefixes.map((p) => ({ Prefix: enc(p) })),
+  });
+}

@@ -1,0 +1,119 @@
+// api/s3/put: PutObject — stream the body through its verifier (and encryption) into blocks, then commit.
+import { randomBytes } from 'node:crypto';
+import { pipeline } from 'node:stream';
+import type { Readable } from 'node:stream';
+import { RECORD_VERSION, type ObjectRecord, type Segment } from '../../model/types.js';
+import { S3Error } from '../../util/s3-error.js';
+import { bucketFor, header, requireKey, type S3Context } from './context.js';
+import {
+  encryptionForWrite,
+  encryptTransform,
+  responseHeaders,
+  disposeEncryption,
+  type RequestEncryption,
+} from './encryption.js';
+import {
+  conditionsFrom,
+  evaluateConditions,
+  preconditionFailed,
+  storedHeaders,
+  userMetadata,
+} from './headers.js';
+import { checkObjectKey } from './router.js';
+import { sendEmpty } from './response.js';
+
+export const MAX_PUT_SIZE = 5 * 1024 ** 3; // S3's single-PUT limit
+
+export function newVersionId(): string {
+  return randomBytes(16).toString('hex');
+}
+
+export function checkDeclaredSize(ctx: S3Context, max = MAX_PUT_SIZE): void {
+  const decoded = header(ctx, 'x-amz-decoded-content-length');
+  const length = decoded ?? header(ctx, 'content-length');
+  if (length === undefined) {
+    if (header(ctx, 'transfer-encoding') === undefined) {
+      throw new S3Error('MissingContentLength', 411, 'You must provide the Content-Length HTTP header.');
+    }
+    return;
+  }
+  if (!/^\d+$/.test(length)) throw new S3Error('InvalidArgument', 400, 'Content-Length must be a number');
+  if (Number(length) > max) {
+    throw new S3Error('EntityTooLarge', 400, 'Your proposed upload exceeds the maximum allowed object size.');
+  }
+}
+
+// Streams `source` (already verified as it flows) through encryption into a stored segment.
+export async function storeSegment(
+  ctx: S3Context,
+  source: Readable,
+  enc: RequestEncryption,
+  identity: { bucketId: string; key: string; versionId: string },
+  segmentIndex: number,
+): Promise<Segment> {
+  const transform = encryptTransform(enc, identity, segmentIndex);
+  if (!transform) return ctx.model.writeSegment(source);
+  let plainSize = 0;
+  source.on('data', (chunk: Buffer) => {
+    plainSize += chunk.length;
+  });
+  const segment = await ctx.model.writeSegment(pipeline(source, transform, () => undefined));
+  return { ...segment, plainSize };
+}
+
+export function etagOf(enc: RequestEncryption, md5: Buffer): string {
+  // An encrypted object's ETag must not reveal the MD5 of its plaintext.
+  return enc.kind === 'plaintext' ? `"${md5.toString('hex')}"` : `"${randomBytes(16).toString('hex')}"`;
+}
+
+export function setChecksumHeaders(ctx: S3Context, checksums: Record<string, string>): void {
+  for (const [alg, value] of Object.entries(checksums))
+    ctx.res.setHeader(`x-amz-checksum-${alg.toLowerCase()}`, value);
+}
+
+export async function putObject(ctx: S3Context): Promise<void> {
+  const bucket = bucketFor(ctx, 'write');
+  const key = requireKey(ctx);
+  checkObjectKey(key);
+  checkDeclaredSize(ctx);
+  const headers = storedHeaders(ctx.req.headers);
+  const userMeta = userMetadata(ctx.req.headers);
+  const conditions = conditionsFrom(ctx.req.headers);
+  const enc = encryptionForWrite(ctx);
+  try {
+    const versionId = newVersionId();
+    const body = ctx.body();
+    const segment = await storeSegment(ctx, body.stream, enc, { bucketId: bucket.id, key, versionId }, 0);
+    const { md5, checksums } = body.digests();
+    const record: ObjectRecord = {
+      v: RECORD_VERSION,
+      bucketId: bucket.id,
+      key,
+      versionId,
+      size: segment.plainSize,
+      etag: etagOf(enc, md5),
+      lastModified: Date.now(),
+      headers,
+      userMeta,
+      checksums,
+      segments: [segment],
+    };
+    await ctx.model.putObject(record, (current) => {
+      if (conditions.ifMatch === undefined && conditions.ifNoneMatch === undefined) return;
+      if (!current) {
+        if (conditions.ifMatch !== undefined)
+          throw new S3Error('NoSuchKey', 404, 'The specified key does not exist.');
+        return;
+      }
+      if (evaluateConditions(conditions, current.etag, current.lastModified, false)) {
+        throw preconditionFailed(conditions.ifMatch !== undefined ? 'If-Match' : 'If-None-Match');
+      }
+    });
+    ctx.res.setHeader('ETag', record.etag);
+    setChecksumHeaders(ctx, checksums);
+    for (const [k, v] of Object.entries(responseHeaders(enc))) ctx.res.setHeader(k, v);
+    sendEmpty(ctx.res, 200);
+  } finally {
+    disposeEncryption(enc);
+  }
+}

@@ -1,0 +1,75 @@
+// api/s3/response: writing S3 responses — XML bodies, errors (bare status for HEAD), common headers.
+import type { ServerResponse } from 'node:http';
+import { S3Error } from '../../util/s3-error.js';
+import { escapeXml, toXml, type XmlNode } from './xml.js';
+
+export function sendXml(
+  res: ServerResponse,
+  status: number,
+  root: string,
+  body: XmlNode,
+  xmlns = true,
+): void {
+  sendRawXml(res, status, toXml(root, body, xmlns));
+}
+
+export function sendRawXml(res: ServerResponse, status: number, text: string): void {
+  res.statusCode = status;
+  res.setHeader('Content-Type', 'application/xml');
+  res.setHeader('Content-Length', Buffer.byteLength(text));
+  res.end(text);
+}
+
+export function sendEmpty(res: ServerResponse, status: number): void {
+  res.statusCode = status;
+  if (status !== 204 && status !== 304) res.setHeader('Content-Length', 0);
+  res.end();
+}
+
+export function errorXml(err: S3Error, resource: string, requestId: string): string {
+  const extra = Object.entries(err.extra)
+    .map(([k, v]) => `<${k}>${escapeXml(v)}</${k}>`)
+    .join('');
+  return (
+    '<?xml version="1.0" encoding="UTF-8"?>' +
+    `<Error><Code>${escapeXml(err.code)}</Code><Message>${escapeXml(err.message)}</Message>` +
+    `${extra}<Resource>${escapeXml(resource)}</Resource><RequestId>${requestId}</RequestId></Error>`
+  );
+}
+
+export function sendError(
+  res: ServerResponse,
+  err: S3Error,
+  method: string,
+  resource: string,
+  requestId: string,
+): void {
+  if (res.headersSent) {
+    // The body has started: the only honest signal left is to cut the connection.
+    res.destroy(err);
+    return;
+  }
+  for (const name of res.getHeaderNames()) {
+    if (!['x-amz-request-id', 'x-amz-id-2', 'server', 'access-control-allow-origin', 'vary'].includes(name)) {
+      res.removeHeader(name);
+    }
+  }
+  res.statusCode = err.status;
+  if (method === 'HEAD') {
+    res.setHeader('Content-Length', 0);
+    res.end();
+    return;
+  }
+  const body = errorXml(err, resource, requestId);
+  res.setHeader('Content-Type', 'application/xml');
+  res.setHeader('Content-Length', Buffer.byteLength(body));
+  res.end(body);
+}
+
+export function httpDate(ms: number): string {
+  return new Date(ms).toUTCString();
+}
+
+export function isoDate(ms: number): string {
+  return new Date(ms).toISOString().replace(/\.\d{3}Z$/, '.000Z');
+}

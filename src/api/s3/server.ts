@@ -1,0 +1,296 @@
+// api/s3/server: the S3 HTTP(S) endpoint. It names the request (bucket, key, operation), authenticates it,
+// hands it to the handler for its operation and turns any S3Error into the XML error clients expect.
+import { randomBytes } from 'node:crypto';
+import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import https from 'node:https';
+import type { Socket } from 'node:net';
+import { pipeline, type Readable } from 'node:stream';
+import type { Logger } from 'pino';
+import type { CoffreConfig } from '../../config/config.js';
+import type { Model } from '../../model/model.js';
+import { S3Error, S3Errors } from '../../util/s3-error.js';
+import { awsChunkedDecoderFor, isStreamingPayload } from './aws-chunked.js';
+import { BodyVerifier, bodyExpectationsFromHeaders } from './checksum.js';
+import type { RequestBody, S3Context } from './context.js';
+import { authenticateRequest, type AuthContext } from './signature.js';
+import { routeRequest, type Operation } from './router.js';
+import { errorXml, sendError } from './response.js';
+import { addCorsHeaders, deleteBucketCors, getBucketCors, preflight, putBucketCors } from './cors.js';
+import {
+  createBucket,
+  deleteBucket,
+  getBucketLocation,
+  getBucketVersioning,
+  headBucket,
+  listBuckets,
+} from './bucket.js';
+import { listMultipartUploads, listObjects } from './list.js';
+import { deleteObject, deleteObjects } from './delete.js';
+import { putObject } from './put.js';
+import { getObject } from './get.js';
+import { copyObject, uploadPartCopy } from './copy.js';
+import {
+  abortMultipartUpload,
+  completeMultipartUpload,
+  createMultipartUpload,
+  listParts,
+  uploadPart,
+} from './multipart.js';
+import { postObject } from './post-object.js';
+import type { S3Metrics } from '../admin/metrics.js';
+
+type Handler = (ctx: S3Context) => Promise<void>;
+
+const HANDLERS: Record<Exclude<Operation, 'Options' | 'PostObject'>, Handler> = {
+  ListBuckets: listBuckets,
+  CreateBucket: createBucket,
+  HeadBucket: headBucket,
+  DeleteBucket: deleteBucket,
+  GetBucketLocation: getBucketLocation,
+  GetBucketVersioning: getBucketVersioning,
+  PutBucketCors: putBucketCors,
+  GetBucketCors: getBucketCors,
+  DeleteBucketCors: deleteBucketCors,
+  ListObjects: (ctx) => listObjects(ctx, false),
+  ListObjectsV2: (ctx) => listObjects(ctx, true),
+  ListMultipartUploads: listMultipartUploads,
+  DeleteObjects: deleteObjects,
+  PutObject: putObject,
+  CopyObject: copyObject,
+  GetObject: (ctx) => getObject(ctx, false),
+  HeadObject: (ctx) => getObject(ctx, true),
+  DeleteObject: deleteObject,
+  CreateMultipartUpload: createMultipartUpload,
+  UploadPart: uploadPart,
+  UploadPartCopy: uploadPartCopy,
+  CompleteMultipartUpload: completeMultipartUpload,
+  AbortMultipartUpload: abortMultipartUpload,
+  ListParts: listParts,
+};
+
+export interface S3ServerDeps {
+  config: CoffreConfig;
+  model: Model;
+  log: Logger;
+  metrics?: S3Metrics;
+}
+
+export const MAX_HEADER_BYTES = 16 * 1024;
+
+function isLoopback(address: string | undefined): boolean {
+  if (!address) return false;
+  return address === '::1' || address.startsWith('127.') || address.startsWith('::ffff:127.');
+}
+
+// Splits the request target into bucket and key: virtual-hosted style when the Host is a subdomain of
+// root_domain, path style otherwise.
+export function locate(
+  rawPath: string,
+  host: string | undefined,
+  rootDomain: string | undefined,
+): { bucket?: string; key?: string } {
+  let path: string;
+  try {
+    path = decodeURIComponent(rawPath);
+  } catch {
+    throw S3Errors.invalidArgument('The request path is not valid percent-encoding');
+  }
+  const hostname = (host ?? '').replace(/:\d+$/, '').toLowerCase();
+  if (rootDomain && hostname.endsWith('.' + rootDomain.toLowerCase())) {
+    const bucket = hostname.slice(0, -(rootDomain.length + 1));
+    const key = path.startsWith('/') ? path.slice(1) : path;
+    return { bucket, key: key === '' ? undefined : key };
+  }
+  const trimmed = path.startsWith('/') ? path.slice(1) : path;
+  if (trimmed === '') return {};
+  const slash = trimmed.indexOf('/');
+  if (slash < 0) return { bucket: trimmed };
+  const key = trimmed.slice(slash + 1);
+  return { bucket: trimmed.slice(0, slash), key: key === '' ? undefined : key };
+}
+
+function makeBody(req: IncomingMessage, auth: AuthContext): () => RequestBody {
+  let body: RequestBody | undefined;
+  return () => {
+    if (body) return body;
+    let source: Readable = req;
+    let trailers: (() => Readonly<Record<string, string>>) | undefined;
+    if (isStreamingPayload(auth)) {
+      const decoder = awsChunkedDecoderFor(auth, req.headers);
+      source = pipeline(req, decoder, () => undefined);
+      trailers = () => decoder.trailers;
+    }
+    const verifier = new BodyVerifier(
+      bodyExpectationsFromHeaders(req.headers, { expectedSha256: auth.expectedSha256, trailers }),
+    );
+    const stream = pipeline(source, verifier, () => undefined);
+    body = {
+      stream,
+      digests: () => {
+        const r = verifier.result;
+        const checksums: Record<string, string> = {};
+        if (r.checksum) checksums[r.checksum.algorithm] = r.checksum.value;
+        return { md5: Buffer.from(r.md5Hex ?? '', 'hex'), checksums };
+      },
+    };
+    return body;
+  };
+}
+
+export class S3Server {
+  readonly server: http.Server | https.Server;
+
+  constructor(
+    private readonly deps: S3ServerDeps,
+    tls?: https.ServerOptions,
+  ) {
+    const handler = (req: IncomingMessage, res: ServerResponse) => void this.handle(req, res);
+    const options = {
+      maxHeaderSize: MAX_HEADER_BYTES,
+      requestTimeout: 0,
+      headersTimeout: 60_000,
+      keepAliveTimeout: 65_000,
+    };
+    this.server = tls
+      ? https.createServer({ ...options, ...tls }, handler)
+      : http.createServer(options, handler);
+    this.server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) =>
+      this.clientError(err, socket),
+    );
+  }
+
+  // Requests node's parser refuses (oversized headers, garbage) still get an S3 error, then the connection closes.
+  private clientError(err: NodeJS.ErrnoException, socket: Socket): void {
+    if (!socket.writable || err.code === 'ECONNRESET') {
+      socket.destroy();
+      return;
+    }
+    const tooLarge = err.code === 'HPE_HEADER_OVERFLOW';
+    const e = tooLarge
+      ? new S3Error(
+          'RequestHeaderSectionTooLarge',
+          400,
+          `Your request header section exceeds the maximum allowed size (${MAX_HEADER_BYTES} bytes).`,
+        )
+      : new S3Error('BadRequest', 400, 'The request could not be parsed as HTTP.');
+    const body = errorXml(e, '', randomBytes(8).toString('hex'));
+    socket.end(
+      `HTTP/1.1 400 Bad Request\r\nContent-Type: application/xml\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+    );
+  }
+
+  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const { config, model, log } = this.deps;
+    const requestId = randomBytes(8).toString('hex').toUpperCase();
+    const started = process.hrtime.bigint();
+    res.setHeader('x-amz-request-id', requestId);
+    res.setHeader('x-amz-id-2', requestId);
+    res.setHeader('Server', 'coffre');
+    const method = req.method ?? 'GET';
+    const rawUrl = req.url ?? '/';
+    const q = rawUrl.indexOf('?');
+    const rawPath = q >= 0 ? rawUrl.slice(0, q) : rawUrl;
+    const rawQuery = q >= 0 ? rawUrl.slice(q + 1) : '';
+    let operation: Operation | 'Unknown' = 'Unknown';
+    let bucketName: string | undefined;
+    let signingKey: Buffer | undefined;
+    try {
+      const located = locate(rawPath, req.headers.host, config.s3Api.rootDomain);
+      bucketName = located.bucket;
+      const query = new URLSearchParams(rawQuery);
+      operation = routeRequest(method, located.bucket, located.key, query, req.headers);
+      if (operation === 'Options') {
+        preflight(model, located.bucket, req, res);
+        return;
+      }
+      if (operation === 'PostObject') {
+        await postObject({
+          req,
+          res,
+          model,
+          config,
+          requestId,
+          bucketName: located.bucket!,
+          secure: this.isSecure(req),
+          fromLoopback: isLoopback(req.socket.remoteAddress),
+        });
+        return;
+      }
+      const auth = await authenticateRequest(
+        { method, path: rawPath, query: rawQuery, headers: req.headers },
+        {
+          region: config.s3Api.s3Region,
+          lookupSecret: async (id) => model.getKey(id)?.secret,
+        },
+      );
+      signingKey = auth.signingKey;
+      const accessKey = model.getKey(auth.accessKeyId);
+      if (!accessKey)
+        throw new S3Error(
+          'InvalidAccessKeyId',
+          403,
+          'The AWS Access Key Id you provided does not exist in our records.',
+        );
+      const ctx: S3Context = {
+        req,
+        res,
+        model,
+        config,
+        requestId,
+        method,
+        bucketName: located.bucket,
+        key: located.key,
+        query,
+        secure: this.isSecure(req),
+        fromLoopback: isLoopback(req.socket.remoteAddress),
+        accessKey,
+        body: makeBody(req, auth),
+      };
+      addCorsHeaders(ctx);
+      await HANDLERS[operation](ctx);
+    } catch (err) {
+      const e = err instanceof S3Error ? err : undefined;
+      if (!e)
+        log.error({ err: String((err as Error)?.message ?? err), operation, requestId }, 'request failed');
+      sendError(res, e ?? S3Errors.internal(), method, rawPath, requestId);
+      // An unread request body would be parsed as the next request: close instead.
+      if (!req.complete) res.once('finish', () => req.destroy());
+    } finally {
+      signingKey?.fill(0);
+      const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+      this.deps.metrics?.observe(operation, res.statusCode, seconds);
+      log.debug(
+        {
+          requestId,
+          method,
+          operation,
+          bucket: bucketName,
+          status: res.statusCode,
+          ms: Math.round(seconds * 1000),
+        },
+        's3 request',
+      );
+    }
+  }
+
+  private isSecure(req: IncomingMessage): boolean {
+    return (req.socket as { encrypted?: boolean }).encrypted === true;
+  }
+
+  listen(host: string, port: number): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen(port, host, () => {
+        this.server.off('error', reject);
+        resolve();
+      });
+    });
+  }
+
+  close(): Promise<void> {
+    return new Promise((resolve) => {
+      this.server.close(() => resolve());
+      this.server.closeAllConnections?.();
+    });
+  }
+}

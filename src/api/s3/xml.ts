@@ -1,0 +1,94 @@
+// api/s3/xml: S3's XML bodies. Output is built from plain objects (element order preserved); input is parsed
+// with fast-xml-parser under size limits, and anything that is not the expected shape is MalformedXML.
+import { XMLParser, XMLValidator } from 'fast-xml-parser';
+import { S3Errors } from '../../util/s3-error.js';
+
+export const S3_XMLNS = 'http://s3.amazonaws.com/doc/2006-03-01/';
+
+export type XmlValue = string | number | boolean | undefined | null | XmlNode | XmlValue[];
+export interface XmlNode {
+  [element: string]: XmlValue;
+}
+
+export function escapeXml(s: string): string {
+  return s.replace(/[&<>"'\u0000-\u0008\u000b\u000c\u000e-\u001f]/g, (c) => {
+    switch (c) {
+      case '&':
+        return '&amp;';
+      case '<':
+        return '&lt;';
+      case '>':
+        return '&gt;';
+      case '"':
+        return '&quot;';
+      case "'":
+        return '&apos;';
+      default:
+        return `&#${c.charCodeAt(0)};`;
+    }
+  });
+}
+
+function render(name: string, value: XmlValue, out: string[]): void {
+  if (value === undefined || value === null) return;
+  if (Array.isArray(value)) {
+    for (const v of value) render(name, v, out);
+    return;
+  }
+  if (typeof value === 'object') {
+    out.push(`<${name}>`);
+    for (const [k, v] of Object.entries(value)) render(k, v, out);
+    out.push(`</${name}>`);
+    return;
+  }
+  out.push(`<${name}>${escapeXml(String(value))}</${name}>`);
+}
+
+// `<?xml …?><Root xmlns="…">…</Root>` from a plain object.
+export function toXml(root: string, body: XmlNode, xmlns = true): string {
+  const out: string[] = ['<?xml version="1.0" encoding="UTF-8"?>'];
+  out.push(xmlns ? `<${root} xmlns="${S3_XMLNS}">` : `<${root}>`);
+  for (const [k, v] of Object.entries(body)) render(k, v, out);
+  out.push(`</${root}>`);
+  return out.join('');
+}
+
+const parser = new XMLParser({
+  ignoreAttributes: true,
+  parseTagValue: false,
+  trimValues: true,
+  removeNSPrefix: true,
+  processEntities: true,
+  isArray: () => false,
+});
+
+export const MAX_XML_BODY = 1024 * 1024;
+
+// Parses a request body and returns the children of the expected root element.
+export function parseXml(text: string, root: string): Record<string, unknown> {
+  if (text.trim().length === 0 || XMLValidator.validate(text) !== true) throw S3Errors.malformedXml();
+  let doc: Record<string, unknown>;
+  try {
+    doc = parser.parse(text) as Record<string, unknown>;
+  } catch {
+    throw S3Errors.malformedXml();
+  }
+  const content = doc[root];
+  if (content === undefined) throw S3Errors.malformedXml();
+  if (content === '' || content === null) return {};
+  if (typeof content !== 'object') throw S3Errors.malformedXml();
+  return content as Record<string, unknown>;
+}
+
+// Elements that may appear once or many times, as an array.
+export function asList(v: unknown): unknown[] {
+  if (v === undefined || v === null || v === '') return [];
+  return Array.isArray(v) ? v : [v];
+}
+
+export function asText(v: unknown): string | undefined {
+  if (v === undefined || v === null) return undefined;
+  if (typeof v === 'string') return v;
+  if (typeof v === 'number' || typeof v === 'boolean') return String(v);
+  throw S3Errors.malformedXml();
+}

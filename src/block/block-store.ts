@@ -1,0 +1,128 @@
+// block: the content-addressed block store. A block is named by the SHA-256 of its stored bytes; it is written
+// to a temporary file, fsync'd, renamed into place and its directory fsync'd before any metadata may refer to
+// it, so a crash never leaves metadata pointing at a missing or partial block. Every read verifies the hash.
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdirSync, readdirSync } from 'node:fs';
+import { mkdir, open, readFile, rename, rm, stat, unlink } from 'node:fs/promises';
+import { join } from 'node:path';
+import { S3Error } from '../util/s3-error.js';
+
+export type BlockHash = string; // 64 lower-case hex digits
+
+const TMP_DIR = 'tmp';
+
+export class BlockIntegrityError extends S3Error {
+  constructor(hash: BlockHash) {
+    super('InternalError', 500, `stored block ${hash.slice(0, 16)}… failed its integrity check`);
+  }
+}
+
+export class BlockStore {
+  private readonly knownDirs = new Set<string>();
+
+  constructor(readonly root: string) {
+    mkdirSync(join(root, TMP_DIR), { recursive: true, mode: 0o700 });
+  }
+
+  static hashOf(data: Uint8Array): BlockHash {
+    return createHash('sha256').update(data).digest('hex');
+  }
+
+  pathOf(hash: BlockHash): string {
+    return join(this.root, hash.slice(0, 2), hash.slice(2, 4), hash);
+  }
+
+  // Durably stores `data` and returns its hash. Writing a block that already exists is a no-op.
+  async write(data: Uint8Array, knownHash?: BlockHash): Promise<BlockHash> {
+    const hash = knownHash ?? BlockStore.hashOf(data);
+    const finalPath = this.pathOf(hash);
+    if (await exists(finalPath)) return hash;
+    const dir = join(this.root, hash.slice(0, 2), hash.slice(2, 4));
+    if (!this.knownDirs.has(dir)) {
+      await mkdir(dir, { recursive: true, mode: 0o700 });
+      this.knownDirs.add(dir);
+    }
+    const tmpPath = join(this.root, TMP_DIR, `${hash}.${randomBytes(6).toString('hex')}`);
+    const fh = await open(tmpPath, 'wx', 0o600);
+    try {
+      await fh.writeFile(data);
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    await rename(tmpPath, finalPath);
+    await syncDir(dir);
+    return hash;
+  }
+
+  // Reads a whole block and checks it against its name.
+  async read(hash: BlockHash): Promise<Buffer> {
+    let data: Buffer;
+    try {
+      data = await readFile(this.pathOf(hash));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+        throw new S3Error('InternalError', 500, `stored block ${hash.slice(0, 16)}… is missing`);
+      }
+      throw err;
+    }
+    if (BlockStore.hashOf(data) !== hash) throw new BlockIntegrityError(hash);
+    return data;
+  }
+
+  async remove(hash: BlockHash): Promise<void> {
+    await rm(this.pathOf(hash), { force: true });
+  }
+
+  async has(hash: BlockHash): Promise<boolean> {
+    return exists(this.pathOf(hash));
+  }
+
+  // Every stored block with its modification time (for garbage collection of blocks no metadata refers to).
+  *listAll(): Generator<{ hash: BlockHash; path: string }> {
+    for (const a of safeReaddir(this.root)) {
+      if (a === TMP_DIR || a.length !== 2) continue;
+      for (const b of safeReaddir(join(this.root, a))) {
+        for (const hash of safeReaddir(join(this.root, a, b))) {
+          if (/^[0-9a-f]{64}$/.test(hash)) yield { hash, path: join(this.root, a, b, hash) };
+        }
+      }
+    }
+  }
+
+  // Temporary files left by a crash mid-write are never referenced: remove them.
+  async cleanTemporary(olderThanMs: number): Promise<void> {
+    const dir = join(this.root, TMP_DIR);
+    for (const name of safeReaddir(dir)) {
+      const p = join(dir, name);
+      const st = await stat(p).catch(() => undefined);
+      if (st && Date.now() - st.mtimeMs > olderThanMs) await unlink(p).catch(() => undefined);
+    }
+  }
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await stat(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function syncDir(dir: string): Promise<void> {
+  const fh = await open(dir, 'r');
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
+function safeReaddir(dir: string): string[] {
+  try {
+    return readdirSync(dir);
+  } catch {
+    return [];
+  }
+}

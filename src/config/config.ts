@@ -1,0 +1,203 @@
+// config: coffre.toml — schema, defaults and validation. Names follow Garage's where they exist so that
+// Garage users feel at home. Every refusal names the key at fault.
+import { readFileSync } from 'node:fs';
+import { dirname, isAbsolute, resolve } from 'node:path';
+import { parse as parseToml } from 'smol-toml';
+import { UserError, errorMessage } from '../util/errors.js';
+
+export interface S3ApiConfig {
+  apiBindAddr: string;
+  s3Region: string;
+  rootDomain?: string;
+  tlsCert?: string;
+  tlsKey?: string;
+  // Lets SSE-C through over plain HTTP from non-loopback clients: only for a trusted TLS-terminating proxy.
+  allowSseCOverHttp: boolean;
+}
+
+export interface AdminConfig {
+  apiBindAddr: string;
+  adminToken?: string;
+  metricsToken?: string;
+}
+
+export interface CoffreConfig {
+  configPath: string;
+  metadataDir: string;
+  dataDir: string;
+  rpcBindAddr: string;
+  rpcPublicAddr?: string;
+  rpcSecret?: string;
+  rpcSecretFile?: string;
+  allowWorldReadableSecrets: boolean;
+  bootstrapPeers: string[];
+  replicationFactor: number;
+  blockSize: number;
+  inlineThreshold: number;
+  gcDelaySeconds: number;
+  s3Api: S3ApiConfig;
+  admin: AdminConfig;
+}
+
+type Table = Record<string, unknown>;
+
+const MIB = 1024 * 1024;
+
+class Reader {
+  private readonly seen = new Set<string>();
+  constructor(
+    private readonly table: Table,
+    private readonly section: string,
+  ) {}
+
+  private name(key: string): string {
+    return this.section ? `[${this.section}] ${key}` : key;
+  }
+
+  private take(key: string): unknown {
+    this.seen.add(key);
+    return this.table[key];
+  }
+
+  string(key: string): string | undefined {
+    const v = this.take(key);
+    if (v === undefined) return undefined;
+    if (typeof v !== 'string' || v.length === 0)
+      throw new UserError(`config: ${this.name(key)} must be a non-empty string`);
+    return v;
+  }
+
+  address(key: string, fallback: string): string {
+    const v = this.string(key) ?? fallback;
+    parseBindAddress(v, this.name(key));
+    return v;
+  }
+
+  bool(key: string, fallback: boolean): boolean {
+    const v = this.take(key);
+    if (v === undefined) return fallback;
+    if (typeof v !== 'boolean') throw new UserError(`config: ${this.name(key)} must be true or false`);
+    return v;
+  }
+
+  integer(key: string, fallback: number, min: number, max: number): number {
+    const v = this.take(key);
+    if (v === undefined) return fallback;
+    const n = typeof v === 'bigint' ? Number(v) : v;
+    if (typeof n !== 'number' || !Number.isInteger(n) || n < min || n > max) {
+      throw new UserError(`config: ${this.name(key)} must be an integer between ${min} and ${max}`);
+    }
+    return n;
+  }
+
+  stringList(key: string): string[] {
+    const v = this.take(key);
+    if (v === undefined) return [];
+    if (!Array.isArray(v) || v.some((x) => typeof x !== 'string')) {
+      throw new UserError(`config: ${this.name(key)} must be a list of strings`);
+    }
+    return v as string[];
+  }
+
+  section_(key: string): Table {
+    const v = this.take(key);
+    if (v === undefined) return {};
+    if (typeof v !== 'object' || v === null || Array.isArray(v)) {
+      throw new UserError(`config: [${key}] must be a table`);
+    }
+    return v as Table;
+  }
+
+  refuseUnknown(): void {
+    for (const key of Object.keys(this.table)) {
+      if (!this.seen.has(key)) throw new UserError(`config: unknown key ${this.name(key)}`);
+    }
+  }
+}
+
+export function parseBindAddress(addr: string, what = 'address'): { host: string; port: number } {
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]+)):(\d{1,5})$/.exec(addr);
+  const port = m ? Number(m[3]) : NaN;
+  if (!m || port > 65535) throw new UserError(`config: ${what} must look like HOST:PORT, got "${addr}"`);
+  return { host: m[1] ?? m[2]!, port };
+}
+
+export function parseConfig(text: string, configPath: string): CoffreConfig {
+  let doc: Table;
+  try {
+    doc = parseToml(text) as Table;
+  } catch (err) {
+    throw new UserError(`config: ${configPath} is not valid TOML: ${errorMessage(err).split('\n')[0]}`);
+  }
+  const base = dirname(resolve(configPath));
+  const path = (p: string) => (isAbsolute(p) ? p : resolve(base, p));
+  const top = new Reader(doc, '');
+  const metadataDir = top.string('metadata_dir');
+  const dataDir = top.string('data_dir');
+  if (!metadataDir) throw new UserError('config: metadata_dir is required');
+  if (!dataDir) throw new UserError('config: data_dir is required');
+  const rpcSecretFile = top.string('rpc_secret_file');
+  const config: CoffreConfig = {
+    configPath: resolve(configPath),
+    metadataDir: path(metadataDir),
+    dataDir: path(dataDir),
+    rpcBindAddr: top.address('rpc_bind_addr', '127.0.0.1:3901'),
+    rpcPublicAddr: top.string('rpc_public_addr'),
+    rpcSecret: top.string('rpc_secret'),
+    rpcSecretFile: rpcSecretFile ? path(rpcSecretFile) : undefined,
+    allowWorldReadableSecrets: top.bool('allow_world_readable_secrets', false),
+    bootstrapPeers: top.stringList('bootstrap_peers'),
+    replicationFactor: top.integer('replication_factor', 1, 1, 7),
+    blockSize: top.integer('block_size', MIB, 64 * 1024, 64 * MIB),
+    inlineThreshold: top.integer('inline_threshold', 3072, 0, 64 * 1024),
+    gcDelaySeconds: top.integer('gc_delay_seconds', 600, 0, 30 * 24 * 3600),
+    s3Api: { apiBindAddr: '127.0.0.1:3900', s3Region: 'us-east-1', allowSseCOverHttp: false },
+    admin: { apiBindAddr: '127.0.0.1:3903' },
+  };
+  const s3 = new Reader(top.section_('s3_api'), 's3_api');
+  const tlsCert = s3.string('tls_cert');
+  const tlsKey = s3.string('tls_key');
+  if (Boolean(tlsCert) !== Boolean(tlsKey))
+    throw new UserError('config: [s3_api] tls_cert and tls_key go together');
+  config.s3Api = {
+    apiBindAddr: s3.address('api_bind_addr', '127.0.0.1:3900'),
+    s3Region: s3.string('s3_region') ?? 'us-east-1',
+    rootDomain: s3.string('root_domain')?.replace(/^\./, ''),
+    tlsCert: tlsCert ? path(tlsCert) : undefined,
+    tlsKey: tlsKey ? path(tlsKey) : undefined,
+    allowSseCOverHttp: s3.bool('allow_ssec_over_http', false),
+  };
+  s3.refuseUnknown();
+  const admin = new Reader(top.section_('admin'), 'admin');
+  config.admin = {
+    apiBindAddr: admin.address('api_bind_addr', '127.0.0.1:3903'),
+    adminToken: admin.string('admin_token'),
+    metricsToken: admin.string('metrics_token'),
+  };
+  admin.refuseUnknown();
+  top.refuseUnknown();
+  return config;
+}
+
+export function loadConfig(configPath: string): CoffreConfig {
+  let text: string;
+  try {
+    text = readFileSync(configPath, 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') {
+      throw new UserError(
+        `config: ${configPath} not found (start \`coffre server\` once to create it, or pass --config)`,
+      );
+    }
+    throw new UserError(`config: cannot read ${configPath}: ${errorMessage(err)}`);
+  }
+  return parseConfig(text, configPath);
+}
+
+export const DEFAULT_CONFIG_PATH = 'coffre-data/coffre.toml';
+
+// Every command finds its node the same way: --config, then COFFRE_CONFIG, then ./coffre-data/coffre.toml.
+export function resolveConfigPath(flag?: string): string {
+  return resolve(flag ?? process.env.COFFRE_CONFIG ?? DEFAULT_CONFIG_PATH);
+}

@@ -1,0 +1,404 @@
+// model: buckets, access keys, objects and multipart uploads, and the invariants that tie them to stored
+// blocks: every block an object or part refers to holds a reference count, updated in the same transaction
+// as the record, and blocks nobody refers to are collected after a delay.
+import { randomBytes } from 'node:crypto';
+import { BlockStore, type BlockHash } from '../block/block-store.js';
+import { MetadataDb, type Table } from '../db/db.js';
+import { S3Error, S3Errors } from '../util/s3-error.js';
+import { compareUtf8 } from '../util/bytes.js';
+import { BlockPins, writeSegment, readSegment, type SegmentWriteOptions } from './segments.js';
+import {
+  RECORD_VERSION,
+  type AccessKeyRecord,
+  type BucketRecord,
+  type ObjectRecord,
+  type PartRecord,
+  type Permission,
+  type Segment,
+  type UploadRecord,
+} from './types.js';
+import type { Readable } from 'node:stream';
+
+interface RefCount {
+  count: number;
+  zeroSince?: number;
+}
+
+export interface ModelOptions extends SegmentWriteOptions {
+  metadataDir: string;
+  dataDir: string;
+  gcDelayMs: number;
+}
+
+export function segmentHashes(segments: Segment[]): BlockHash[] {
+  return segments.flatMap((s) => s.blocks.map((b) => b.hash));
+}
+
+export class Model {
+  readonly db: MetadataDb;
+  readonly blocks: BlockStore;
+  readonly pins = new BlockPins();
+  private readonly buckets: Table<BucketRecord>;
+  private readonly bucketIds: Table<string>; // name → id
+  private readonly keys: Table<AccessKeyRecord>;
+  private readonly objects: Table<ObjectRecord>; // [bucketId, key]
+  private readonly uploads: Table<UploadRecord>; // [bucketId, key, uploadId]
+  private readonly uploadIndex: Table<string[]>; // [uploadId] → [bucketId, key]
+  private readonly parts: Table<PartRecord>; // [uploadId, partNumber]
+  private readonly refs: Table<RefCount>; // [hash]
+  private gcTimer?: NodeJS.Timeout;
+
+  constructor(readonly opts: ModelOptions) {
+    this.db = MetadataDb.open(opts.metadataDir);
+    this.blocks = new BlockStore(opts.dataDir);
+    this.buckets = this.db.table('buckets');
+    this.bucketIds = this.db.table('bucket_names');
+    this.keys = this.db.table('access_keys');
+    this.objects = this.db.table('objects');
+    this.uploads = this.db.table('uploads');
+    this.uploadIndex = this.db.table('upload_index');
+    this.parts = this.db.table('parts');
+    this.refs = this.db.table('block_refs');
+  }
+
+  async close(): Promise<void> {
+    if (this.gcTimer) clearInterval(this.gcTimer);
+    await this.db.close();
+  }
+
+  // ---- access keys ----
+
+  async createKey(name: string, allowCreateBucket: boolean): Promise<AccessKeyRecord> {
+    const record: AccessKeyRecord = {
+      v: RECORD_VERSION,
+      id: 'GK' + randomBytes(12).toString('hex'),
+      name,
+      secret: randomBytes(32).toString('hex'),
+      createdAt: Date.now(),
+      allowCreateBucket,
+    };
+    await this.db.transaction(() => this.keys.put([record.id], record));
+    return record;
+  }
+
+  getKey(id: string): AccessKeyRecord | undefined {
+    return this.keys.get([id]);
+  }
+
+  findKey(idOrName: string): AccessKeyRecord | undefined {
+    return this.getKey(idOrName) ?? this.listKeys().find((k) => k.name === idOrName);
+  }
+
+  listKeys(): AccessKeyRecord[] {
+    return [...this.keys.range({ prefix: [] })].map((e) => e.value);
+  }
+
+  async updateKey(
+    id: string,
+    change: Partial<Pick<AccessKeyRecord, 'name' | 'allowCreateBucket'>>,
+  ): Promise<void> {
+    await this.db.transaction(() => {
+      const k = this.keys.get([id]);
+      if (!k) throw new S3Error('NoSuchKey', 404, `no access key ${id}`);
+      this.keys.put([id], { ...k, ...change });
+    });
+  }
+
+  async deleteKey(id: string): Promise<void> {
+    await this.db.transaction(() => {
+      this.keys.remove([id]);
+      for (const { value: b } of this.buckets.range({ prefix: [] })) {
+        if (b.permissions[id]) {
+          const permissions = { ...b.permissions };
+          delete permissions[id];
+          this.buckets.put([b.id], { ...b, permissions });
+        }
+      }
+    });
+  }
+
+  // ---- buckets ----
+
+  bucketByName(name: string): BucketRecord | undefined {
+    const id = this.bucketIds.get([name]);
+    return id ? this.buckets.get([id]) : undefined;
+  }
+
+  requireBucket(name: string): BucketRecord {
+    const b = this.bucketByName(name);
+    if (!b) throw S3Errors.noSuchBucket(name);
+    return b;
+  }
+
+  listBuckets(): BucketRecord[] {
+    return [...this.buckets.range({ prefix: [] })].map((e) => e.value).sort((a, b) => cmp(a.name, b.name));
+  }
+
+  async createBucket(name: string, owner?: string): Promise<BucketRecord> {
+    return this.db.transaction(() => {
+      const existing = this.bucketByName(name);
+      if (existing) {
+        if (owner && existing.permissions[owner]?.owner) {
+          throw new S3Error(
+            'BucketAlreadyOwnedByYou',
+            409,
+            'Your previous request to create the named bucket succeeded and you already own it.',
+            { BucketName: name },
+          );
+        }
+        throw new S3Error('BucketAlreadyExists', 409, 'The requested bucket name is not available.', {
+          BucketName: name,
+        });
+      }
+      const record: BucketRecord = {
+        v: RECORD_VERSION,
+        id: randomBytes(16).toString('hex'),
+        name,
+        createdAt: Date.now(),
+        permissions: owner ? { [owner]: { read: true, write: true, owner: true } } : {},
+      };
+      this.buckets.put([record.id], record);
+      this.bucketIds.put([name], record.id);
+      return record;
+    });
+  }
+
+  async updateBucket(id: string, change: (b: BucketRecord) => BucketRecord): Promise<BucketRecord> {
+    return this.db.transaction(() => {
+      const b = this.buckets.get([id]);
+      if (!b) throw new S3Error('NoSuchBucket', 404, 'The specified bucket does not exist');
+      const updated = change(b);
+      this.buckets.put([id], updated);
+      return updated;
+    });
+  }
+
+  async setPermission(bucketId: string, keyId: string, perm: Permission): Promise<BucketRecord> {
+    return this.updateBucket(bucketId, (b) => {
+      const permissions = { ...b.permissions };
+      if (!perm.read && !perm.write && !perm.owner) delete permissions[keyId];
+      else permissions[keyId] = perm;
+      return { ...b, permissions };
+    });
+  }
+
+  bucketIsEmpty(bucketId: string): boolean {
+    for (const _ of this.objects.range({ prefix: [bucketId], limit: 1 })) return false;
+    for (const _ of this.uploads.range({ prefix: [bucketId], limit: 1 })) return false;
+    return true;
+  }
+
+  async deleteBucket(name: string): Promise<void> {
+    await this.db.transaction(() => {
+      const b = this.requireBucket(name);
+      if (!this.bucketIsEmpty(b.id)) {
+        throw new S3Error('BucketNotEmpty', 409, 'The bucket you tried to delete is not empty', {
+          BucketName: name,
+        });
+      }
+      this.buckets.remove([b.id]);
+      this.bucketIds.remove([name]);
+    });
+  }
+
+  // ---- objects ----
+
+  writeSegment(source: AsyncIterable<Buffer | Uint8Array | string>): Promise<Segment> {
+    return writeSegment(this.blocks, this.pins, source, this.opts);
+  }
+
+  releaseSegments(segments: Segment[]): void {
+    this.pins.unpin(segmentHashes(segments));
+  }
+
+  readSegment(segment: Segment, start: number, end: number): Readable {
+    return readSegment(this.blocks, segment, start, end);
+  }
+
+  getObject(bucketId: string, key: string): ObjectRecord | undefined {
+    return this.objects.get([bucketId, key]);
+  }
+
+  // Makes `record` the current version of its key, atomically replacing (and dereferencing) the previous one.
+  // `precondition` runs inside the transaction, for conditional writes.
+  async putObject(
+    record: ObjectRecord,
+    precondition?: (current: ObjectRecord | undefined) => void,
+  ): Promise<void> {
+    try {
+      await this.db.transaction(() => {
+        const previous = this.objects.get([record.bucketId, record.key]);
+        precondition?.(previous);
+        this.addRefs(segmentHashes(record.segments), 1);
+        if (previous) this.addRefs(segmentHashes(previous.segments), -1);
+        this.objects.put([record.bucketId, record.key], record);
+      });
+    } finally {
+      this.releaseSegments(record.segments);
+    }
+  }
+
+  async deleteObject(bucketId: string, key: string): Promise<ObjectRecord | undefined> {
+    return this.db.transaction(() => {
+      const previous = this.objects.get([bucketId, key]);
+      if (!previous) return undefined;
+      this.addRefs(segmentHashes(previous.segments), -1);
+      this.objects.remove([bucketId, key]);
+      return previous;
+    });
+  }
+
+  async deleteObjects(bucketId: string, keys: string[]): Promise<void> {
+    await this.db.transaction(() => {
+      for (const key of keys) {
+        const previous = this.objects.get([bucketId, key]);
+        if (!previous) continue;
+        this.addRefs(segmentHashes(previous.segments), -1);
+        this.objects.remove([bucketId, key]);
+      }
+    });
+  }
+
+  // Objects of a bucket in key order, from `startAfter` (exclusive), all starting with `prefix`.
+  *listObjects(bucketId: string, prefix: string, startAfter?: string): Generator<ObjectRecord> {
+    const from = startAfter !== undefined && startAfter >= prefix ? startAfter : prefix;
+    for (const { value } of this.objects.range({ prefix: [bucketId], start: [bucketId, from] })) {
+      if (startAfter !== undefined && compareUtf8(value.key, startAfter) <= 0) continue;
+      if (!value.key.startsWith(prefix)) {
+        if (value.key > prefix) break;
+        continue;
+      }
+      yield value;
+    }
+  }
+
+  // ---- multipart uploads ----
+
+  async createUpload(record: Omit<UploadRecord, 'v' | 'uploadId' | 'initiated'>): Promise<UploadRecord> {
+    const upload: UploadRecord = {
+      ...record,
+      v: RECORD_VERSION,
+      uploadId: randomBytes(24).toString('base64url'),
+      initiated: Date.now(),
+    };
+    await this.db.transaction(() => {
+      this.uploads.put([upload.bucketId, upload.key, upload.uploadId], upload);
+      this.uploadIndex.put([upload.uploadId], [upload.bucketId, upload.key]);
+    });
+    return upload;
+  }
+
+  getUpload(bucketId: string, key: string, uploadId: string): UploadRecord {
+    const u = this.uploads.get([bucketId, key, uploadId]);
+    if (!u) throw S3Errors.noSuchUpload(uploadId);
+    return u;
+  }
+
+  *listUploads(bucketId: string): Generator<UploadRecord> {
+    for (const { value } of this.uploads.range({ prefix: [bucketId] })) yield value;
+  }
+
+  async putPart(upload: UploadRecord, part: PartRecord): Promise<void> {
+    try {
+      await this.db.transaction(() => {
+        this.getUpload(upload.bucketId, upload.key, upload.uploadId);
+        const previous = this.parts.get([upload.uploadId, part.partNumber]);
+        this.addRefs(segmentHashes([part.segment]), 1);
+        if (previous) this.addRefs(segmentHashes([previous.segment]), -1);
+        this.parts.put([upload.uploadId, part.partNumber], part);
+      });
+    } finally {
+      this.releaseSegments([part.segment]);
+    }
+  }
+
+  listParts(uploadId: string): PartRecord[] {
+    return [...this.parts.range({ prefix: [uploadId] })].map((e) => e.value);
+  }
+
+  // Replaces the upload with `record` (whose segments come from the upload's parts) in one transaction.
+  async completeUpload(upload: UploadRecord, record: ObjectRecord): Promise<void> {
+    await this.db.transaction(() => {
+      this.getUpload(upload.bucketId, upload.key, upload.uploadId);
+      const previous = this.objects.get([record.bucketId, record.key]);
+      this.addRefs(segmentHashes(record.segments), 1);
+      if (previous) this.addRefs(segmentHashes(previous.segments), -1);
+      this.objects.put([record.bucketId, record.key], record);
+      this.removeUploadInTxn(upload);
+    });
+  }
+
+  async abortUpload(upload: UploadRecord): Promise<void> {
+    await this.db.transaction(() => {
+      this.getUpload(upload.bucketId, upload.key, upload.uploadId);
+      this.removeUploadInTxn(upload);
+    });
+  }
+
+  private removeUploadInTxn(upload: UploadRecord): void {
+    for (const { key, value } of this.parts.range({ prefix: [upload.uploadId] })) {
+      this.addRefs(segmentHashes([value.segment]), -1);
+      this.parts.remove(key);
+    }
+    this.uploads.remove([upload.bucketId, upload.key, upload.uploadId]);
+    this.uploadIndex.remove([upload.uploadId]);
+  }
+
+  // ---- block references and garbage collection ----
+
+  private addRefs(hashes: BlockHash[], delta: number): void {
+    const now = Date.now();
+    for (const hash of hashes) {
+      const rc = this.refs.get([hash]) ?? { count: 0 };
+      const count = rc.count + delta;
+      if (count < 0) throw new Error(`block reference count below zero for ${hash}`);
+      this.refs.put([hash], count === 0 ? { count, zeroSince: now } : { count });
+    }
+  }
+
+  // Removes blocks that nothing has referred to for the GC delay, and stray files (left by a crash between a
+  // block write and its record's commit) older than the delay.
+  async collectGarbage(): Promise<{ removed: number }> {
+    const cutoff = Date.now() - this.opts.gcDelayMs;
+    let removed = 0;
+    const doomed: BlockHash[] = [];
+    for (const { value, key } of this.refs.range({ prefix: [] })) {
+      if (value.count === 0 && (value.zeroSince ?? 0) <= cutoff) doomed.push(key[0] as string);
+    }
+    for (const hash of doomed) {
+      if (this.pins.isPinned(hash)) continue;
+      const stillZero = await this.db.transaction(() => {
+        const rc = this.refs.get([hash]);
+        if (!rc || rc.count !== 0 || this.pins.isPinned(hash)) return false;
+        this.refs.remove([hash]);
+        return true;
+      });
+      if (stillZero) {
+        await this.blocks.remove(hash);
+        removed++;
+      }
+    }
+    const { stat } = await import('node:fs/promises');
+    for (const { hash, path } of this.blocks.listAll()) {
+      if (this.refs.get([hash]) || this.pins.isPinned(hash)) continue;
+      const st = await stat(path).catch(() => undefined);
+      if (st && st.mtimeMs <= cutoff && !this.refs.get([hash]) && !this.pins.isPinned(hash)) {
+        await this.blocks.remove(hash);
+        removed++;
+      }
+    }
+    await this.blocks.cleanTemporary(this.opts.gcDelayMs);
+    return { removed };
+  }
+
+  startGarbageCollector(intervalMs: number): void {
+    this.gcTimer = setInterval(() => {
+      this.collectGarbage().catch(() => undefined);
+    }, intervalMs);
+    this.gcTimer.unref();
+  }
+}
+
+function cmp(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}

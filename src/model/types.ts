@@ -1,0 +1,94 @@
+// model: the records coffre keeps about buckets, access keys, objects and multipart uploads. Stored records
+// carry a format version (`v`) so they can be migrated.
+import type { BlockHash } from '../block/block-store.js';
+
+export const RECORD_VERSION = 1;
+
+export interface Permission {
+  read: boolean;
+  write: boolean;
+  owner: boolean;
+}
+
+export interface CorsRule {
+  id?: string;
+  allowedOrigins: string[];
+  allowedMethods: string[];
+  allowedHeaders: string[];
+  exposeHeaders: string[];
+  maxAgeSeconds?: number;
+}
+
+export interface BucketRecord {
+  v: number;
+  id: string;
+  name: string;
+  createdAt: number;
+  permissions: Record<string, Permission>; // by access key id
+  cors?: CorsRule[];
+}
+
+export interface AccessKeyRecord {
+  v: number;
+  id: string;
+  name: string;
+  secret: string;
+  createdAt: number;
+  allowCreateBucket: boolean;
+}
+
+export interface BlockRef {
+  hash: BlockHash;
+  size: number;
+}
+
+// A run of stored bytes: one for a simple PUT, one per part for a multipart upload. Each segment is
+// independently encrypted when the object is, so `plainSize` and `storedSize` can differ.
+export interface Segment {
+  plainSize: number;
+  storedSize: number;
+  blocks: BlockRef[];
+  inline?: Buffer;
+  partNumber?: number;
+  etag?: string;
+}
+
+export interface ObjectRecord {
+  v: number;
+  bucketId: string;
+  key: string;
+  versionId: string;
+  size: number;
+  etag: string; // quoted, as returned in ETag headers
+  lastModified: number;
+  // Content-Type, Content-Encoding, Content-Disposition, Content-Language, Cache-Control, Expires
+  headers: Record<string, string>;
+  userMeta: Record<string, string>; // x-amz-meta-* without the prefix; empty when sealed
+  sealedMeta?: Buffer; // user metadata and headers, encrypted (see sse/)
+  checksums: Record<string, string>; // e.g. { CRC32: 'base64' }
+  encryption?: Record<string, unknown>; // opaque to the model: what sse/ needs to decrypt (never key material)
+  segments: Segment[];
+}
+
+export interface UploadRecord {
+  v: number;
+  uploadId: string;
+  bucketId: string;
+  key: string;
+  versionId: string;
+  initiated: number;
+  headers: Record<string, string>;
+  userMeta: Record<string, string>;
+  sealedMeta?: Buffer;
+  encryption?: Record<string, unknown>;
+  checksumAlgorithm?: string;
+}
+
+export interface PartRecord {
+  v: number;
+  partNumber: number;
+  etag: string;
+  lastModified: number;
+  segment: Segment;
+  checksums: Record<string, string>;
+}
