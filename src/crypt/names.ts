@@ -89,9 +89,14 @@ export function chunkCount(size: number, chunkSize: number): number {
   return Math.max(1, Math.ceil(size / chunkSize));
 }
 
-/** git-annex's hashdirlower: the first 3 and next 3 hex digits of md5(key), e.g. `ef2/8a7`. */
+/**
+ * git-annex's hashdirlower: the first 3 and next 3 hex digits of md5(key), e.g. `ef2/8a7`. Chunk fields do not
+ * count (git-annex hashes the non-chunk key), so every chunk of an unencrypted key shares its directory.
+ */
 export function hashDirLower(name: string): string {
-  const h = createHash('md5').update(name, 'utf8').digest('hex');
+  const sep = name.indexOf('--');
+  const base = sep > 0 ? name.slice(0, sep).replace(/-S\d+-C\d+$/, '') + name.slice(sep) : name;
+  const h = createHash('md5').update(base, 'utf8').digest('hex');
   return `${h.slice(0, 3)}/${h.slice(3, 6)}`;
 }
 

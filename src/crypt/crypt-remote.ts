@@ -1,0 +1,212 @@
+// crypt/crypt-remote: git-annex's composition — chunking wraps encryption wraps a plain object store. The store
+// only ever sees HMAC'd names and OpenPGP blobs. Retrieved content is written to a temporary file, authenticated
+// (MDC) and checked against the key's hash before it is renamed into place: never a silently wrong file.
+import { once } from 'node:events';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { rename, rm, stat } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
+import { createHash } from 'node:crypto';
+import { ByteReader } from './byte-reader.js';
+import type { RemoteCipher } from './cipher.js';
+import type { LocationLog } from './location-log.js';
+import { backendHash, chunkCount, chunkKey, keyDigest, parseKey, sha256eKey } from './names.js';
+import { decryptMessage, encryptMessage, type Sealing } from './openpgp.js';
+import type { ObjectStore } from './store.js';
+
+export type Progress = (bytes: number) => void;
+
+/** How a key is laid out on the remote: whole, or in `count` chunks of `size`. */
+export interface Layout {
+  chunkSize?: number;
+  chunkCount?: number;
+}
+
+export class ContentMismatchError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ContentMismatchError';
+  }
+}
+
+/** Computes a file's SHA256E key (one streaming pass). */
+export async function keyForFile(path: string, progress?: Progress): Promise<{ key: string; size: number }> {
+  const h = createHash('sha256');
+  let size = 0;
+  for await (const chunk of createReadStream(path, { highWaterMark: 1 << 20 })) {
+    h.update(chunk as Buffer);
+    size += (chunk as Buffer).length;
+  }
+  return { key: sha256eKey(size, h.digest('hex'), path), size };
+}
+
+export class CryptRemote {
+  private sealingCache: Sealing | null | undefined;
+
+  constructor(
+    readonly cipher: RemoteCipher,
+    readonly store: ObjectStore,
+    readonly log: LocationLog,
+    /** Chunk size for new content (git-annex's `chunk=`), if any. */
+    readonly chunkSize?: number,
+  ) {}
+
+  private async sealing(): Promise<Sealing | null> {
+    if (this.sealingCache === undefined) this.sealingCache = await this.cipher.sealing();
+    return this.sealingCache;
+  }
+
+  /** The object names of a key's pieces, in order. */
+  objectNames(key: string, layout: Layout): string[] {
+    if (!layout.chunkSize || !layout.chunkCount) return [this.cipher.objectName(key)];
+    const names: string[] = [];
+    for (let n = 1; n <= layout.chunkCount; n++) names.push(this.cipher.objectName(chunkKey(key, layout.chunkSize, n)));
+    return names;
+  }
+
+  /** Where a key's content is: the location log's record, else what the remote's chunk setting implies. */
+  async layoutOf(key: string): Promise<Layout> {
+    const entry = this.log.get(key);
+    if (entry?.chunkSize && entry.chunkCount) return { chunkSize: entry.chunkSize, chunkCount: entry.chunkCount };
+    if (entry) return {};
+    const size = parseKey(key).size;
+    if (this.chunkSize && size !== undefined) {
+      const guess = { chunkSize: this.chunkSize, chunkCount: chunkCount(size, this.chunkSize) };
+      if (await this.store.has(this.objectNames(key, guess)[0])) return guess;
+    }
+    return {};
+  }
+
+  private async putPiece(name: string, path: string, start: number, length: number, progress?: Progress) {
+    const source =
+      length === 0
+        ? []
+        : createReadStream(path, { start, end: start + length - 1, highWaterMark: 1 << 20 });
+    const counted = (async function* () {
+      for await (const c of source) {
+        progress?.((c as Buffer).length);
+        yield c as Buffer;
+      }
+    })();
+    const sealing = await this.sealing();
+    const body = sealing ? encryptMessage(counted, length, sealing) : counted;
+    await this.store.put(name, body, length);
+  }
+
+  /** Stores a file under `key` (computed when absent); resumes chunked uploads by skipping stored chunks. */
+  async storeFile(path: string, known?: { key: string; size: number }, progress?: Progress): Promise<string> {
+    const { key, size } = known ?? (await keyForFile(path));
+    const actual = (await stat(path)).size;
+    if (actual !== size) throw new ContentMismatchError(`${path} changed while being stored`);
+    if (!this.chunkSize) {
+      await this.putPiece(this.cipher.objectName(key), path, 0, size, progress);
+      this.log.record({ key, present: true });
+      return key;
+    }
+    const layout = { chunkSize: this.chunkSize, chunkCount: chunkCount(size, this.chunkSize) };
+    const names = this.objectNames(key, layout);
+    for (let i = 0; i < names.length; i++) {
+      const start = i * this.chunkSize;
+      const length = Math.min(this.chunkSize, size - start);
+      // A chunk already there is from an interrupted earlier store of the same content: keep it.
+      if (names.length > 1 && (await this.store.has(names[i]))) {
+        progress?.(length);
+        continue;
+      }
+      await this.putPiece(names[i], path, start, length, progress);
+    }
+    this.log.record({ key, present: true, chunkSize: layout.chunkSize, chunkCount: layout.chunkCount });
+    return key;
+  }
+
+  /** Stores content arriving as a stream (rotation re-encrypts this way, without plaintext on disk). */
+  async storeStream(key: string, size: number, source: AsyncIterable<Buffer>): Promise<void> {
+    const reader = new ByteReader(source);
+    const sealing = await this.sealing();
+    const piece = async (name: string, length: number) => {
+      const bytes = (async function* () {
+        let left = length;
+        while (left > 0) {
+          const part = await reader.readExact(Math.min(left, 1 << 20));
+          left -= part.length;
+          yield part;
+        }
+      })();
+      await this.store.put(name, sealing ? encryptMessage(bytes, length, sealing) : bytes, length);
+    };
+    if (!this.chunkSize) {
+      await piece(this.cipher.objectName(key), size);
+      if (!(await reader.atEnd())) throw new ContentMismatchError(`content of ${key} is longer than its key says`);
+      this.log.record({ key, present: true });
+      return;
+    }
+    const layout = { chunkSize: this.chunkSize, chunkCount: chunkCount(size, this.chunkSize) };
+    const names = this.objectNames(key, layout);
+    for (let i = 0; i < names.length; i++) await piece(names[i], Math.min(this.chunkSize, size - i * this.chunkSize));
+    if (!(await reader.atEnd())) throw new ContentMismatchError(`content of ${key} is longer than its key says`);
+    this.log.record({ key, present: true, ...layout });
+  }
+
+  /** Streams a key's decrypted content (all chunks), checking size and hash at the end. */
+  async *content(key: string, layout?: Layout, progress?: Progress): AsyncGenerator<Buffer> {
+    const parsed = parseKey(key);
+    const algo = backendHash(parsed.backend);
+    const h = algo ? createHash(algo) : null;
+    let size = 0;
+    const opening = this.cipher.opening();
+    for (const name of this.objectNames(key, layout ?? (await this.layoutOf(key)))) {
+      const pieces = this.cipher.mode === 'none' ? this.store.get(name) : decryptMessage(this.store.get(name), opening);
+      for await (const piece of pieces) {
+        h?.update(piece);
+        size += piece.length;
+        progress?.(piece.length);
+        yield piece;
+      }
+    }
+    if (parsed.size !== undefined && parsed.size !== size) {
+      throw new ContentMismatchError(`content of ${key} has ${size} bytes, the key says ${parsed.size}`);
+    }
+    if (h && h.digest('hex') !== keyDigest(parsed).toLowerCase()) {
+      throw new ContentMismatchError(`content of ${key} does not match its hash`);
+    }
+  }
+
+  /** Retrieves a key into `out`; the file appears only once content, MDC and hash are verified. */
+  async retrieveFile(key: string, out: string, progress?: Progress): Promise<void> {
+    const tmp = join(dirname(out), `.${basename(out)}.coffre-tmp-${process.pid}`);
+    const sink = createWriteStream(tmp, { mode: 0o644 });
+    try {
+      for await (const piece of this.content(key, undefined, progress)) {
+        if (!sink.write(piece)) await once(sink, 'drain');
+      }
+      sink.end();
+      await once(sink, 'close');
+      await rename(tmp, out);
+    } catch (err) {
+      sink.destroy();
+      await rm(tmp, { force: true });
+      throw err;
+    }
+  }
+
+  /** Decrypts and verifies without keeping the content (fsck --full). */
+  async verify(key: string): Promise<void> {
+    for await (const _ of this.content(key));
+  }
+
+  /** Names of the key's objects that are missing on the remote. */
+  async missingObjects(key: string): Promise<string[]> {
+    const names = this.objectNames(key, await this.layoutOf(key));
+    const missing: string[] = [];
+    for (const n of names) if (!(await this.store.has(n))) missing.push(n);
+    return missing;
+  }
+
+  /** Removes every object of a key (all chunks, and a whole-key object if one exists). */
+  async removeKey(key: string): Promise<void> {
+    const layout = await this.layoutOf(key);
+    const names = new Set(this.objectNames(key, layout));
+    names.add(this.cipher.objectName(key));
+    for (const n of names) await this.store.remove(n);
+    this.log.record({ key, present: false });
+  }
+}

@@ -1,0 +1,67 @@
+// crypt/location-log: which keys a remote holds, kept by coffre so ls/fsck/unused never enumerate the remote
+// (whose names are HMACs anyway). Append-only JSON lines beside the remote's config; the last line per key wins,
+// like git-annex's location log. Chunked keys carry their chunk size and count like git-annex's chunk log.
+import { appendFileSync, existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { cryptHome, ensureHome, writePrivateFile } from './config.js';
+
+export interface LocationEntry {
+  key: string;
+  present: boolean;
+  /** Seconds since the epoch, fractional. */
+  time: number;
+  chunkSize?: number;
+  chunkCount?: number;
+}
+
+export function logPath(remote: string): string {
+  return join(cryptHome(), `${remote}.log`);
+}
+
+export class LocationLog {
+  private readonly entries = new Map<string, LocationEntry>();
+
+  private constructor(private readonly remote: string) {}
+
+  static load(remote: string): LocationLog {
+    const log = new LocationLog(remote);
+    const path = logPath(remote);
+    if (!existsSync(path)) return log;
+    for (const line of readFileSync(path, 'utf8').split('\n')) {
+      if (!line.trim()) continue;
+      try {
+        const e = JSON.parse(line) as LocationEntry;
+        const prev = log.entries.get(e.key);
+        if (!prev || prev.time <= e.time) log.entries.set(e.key, e);
+      } catch {
+        // a torn last line from an interrupted write: ignore it
+      }
+    }
+    return log;
+  }
+
+  get(key: string): LocationEntry | undefined {
+    return this.entries.get(key);
+  }
+
+  isPresent(key: string): boolean {
+    return this.entries.get(key)?.present === true;
+  }
+
+  presentKeys(): LocationEntry[] {
+    return [...this.entries.values()].filter((e) => e.present).sort((a, b) => a.key.localeCompare(b.key));
+  }
+
+  record(entry: Omit<LocationEntry, 'time'> & { time?: number }): void {
+    const full: LocationEntry = { ...entry, time: entry.time ?? Date.now() / 1000 };
+    this.entries.set(full.key, full);
+    ensureHome();
+    appendFileSync(logPath(this.remote), JSON.stringify(full) + '\n', { mode: 0o600 });
+  }
+
+  /** Rewrites the log with only the current state (after imports or rotation). */
+  compact(): void {
+    const lines = [...this.entries.values()].map((e) => JSON.stringify(e)).join('\n');
+    writePrivateFile(logPath(this.remote), lines ? lines + '\n' : '');
+  }
+}
