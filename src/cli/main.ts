@@ -3,6 +3,8 @@ import { Command, CommanderError } from 'commander';
 import { UserError, errorMessage } from '../util/errors.js';
 import { registerServerCommands } from './server.js';
 import { registerCryptCommands } from './crypt.js';
+import { registerKeyCommands } from './key.js';
+import { registerBucketCommands } from './bucket.js';
 
 export function buildProgram(): Command {
   const program = new Command('coffre')
@@ -11,7 +13,10 @@ export function buildProgram(): Command {
     .showSuggestionAfterError()
     .exitOverride();
   program.configureOutput({ outputError: (str, write) => write(str.trim().split('\n')[0] + '\n') });
+  program.option('-c, --config <file>', 'node configuration (default: $COFFRE_CONFIG or ./coffre-data/coffre.toml)');
   registerServerCommands(program);
+  registerKeyCommands(program);
+  registerBucketCommands(program);
   registerCryptCommands(program);
   return program;
 }

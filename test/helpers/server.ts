@@ -1,0 +1,178 @@
+// Test harness: starts a real coffre server process on 127.0.0.1 with its own data directory and ports, and
+// gives tests an endpoint, the first access key, and ways to stop or kill it.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { S3Client } from '@aws-sdk/client-s3';
+
+export const REPO_ROOT = resolve(import.meta.dirname, '..', '..', '..');
+export const COFFRE_BIN = join(REPO_ROOT, 'bin', 'coffre.js');
+
+export async function freePort(): Promise<number> {
+  return new Promise((res, rej) => {
+    const srv = createServer();
+    srv.once('error', rej);
+    srv.listen(0, '127.0.0.1', () => {
+      const port = (srv.address() as { port: number }).port;
+      srv.close(() => res(port));
+    });
+  });
+}
+
+export interface ServerOptions {
+  dir?: string; // reuse a data directory (restart)
+  extraConfig?: string; // appended to the top level of coffre.toml
+  s3Extra?: string; // appended to [s3_api]
+  adminExtra?: string; // appended to [admin]
+  env?: Record<string, string>;
+}
+
+export interface TestServer {
+  dir: string;
+  configPath: string;
+  endpoint: string;
+  s3Port: number;
+  adminPort: number;
+  rpcPort: number;
+  adminEndpoint: string;
+  adminToken: string;
+  accessKeyId: string;
+  secretAccessKey: string;
+  process: ChildProcess;
+  stdout: () => string;
+  stderr: () => string;
+  client(opts?: Partial<{ forcePathStyle: boolean }>): S3Client;
+  stop(): Promise<void>;
+  kill(): Promise<void>;
+  cleanup(): void;
+}
+
+export function writeTestConfig(dir: string, ports: { s3: number; admin: number; rpc: number }, adminToken: string, opts: ServerOptions): string {
+  const configPath = join(dir, 'coffre.toml');
+  writeFileSync(
+    configPath,
+    [
+      'metadata_dir = "meta"',
+      'data_dir = "data"',
+      `rpc_bind_addr = "127.0.0.1:${ports.rpc}"`,
+      `rpc_secret = "${randomBytes(32).toString('hex')}"`,
+      'gc_delay_seconds = 1',
+      opts.extraConfig ?? '',
+      '[s3_api]',
+      `api_bind_addr = "127.0.0.1:${ports.s3}"`,
+      's3_region = "us-east-1"',
+      'root_domain = ".s3.localhost"',
+      opts.s3Extra ?? '',
+      '[admin]',
+      `api_bind_addr = "127.0.0.1:${ports.admin}"`,
+      `admin_token = "${adminToken}"`,
+      opts.adminExtra ?? '',
+      '',
+    ].join('\n'),
+    { mode: 0o600 },
+  );
+  return configPath;
+}
+
+interface Previous {
+  dir: string;
+  ports: { s3: number; admin: number; rpc: number };
+  adminToken: string;
+  accessKeyId: string;
+  secretAccessKey: string;
+}
+
+const previousRuns = new Map<string, Previous>();
+
+export async function startServer(opts: ServerOptions = {}): Promise<TestServer> {
+  const prev = opts.dir ? previousRuns.get(opts.dir) : undefined;
+  const dir = opts.dir ?? mkdtempSync(join(tmpdir(), 'coffre-test-'));
+  const ports = prev?.ports ?? { s3: await freePort(), admin: await freePort(), rpc: await freePort() };
+  const adminToken = prev?.adminToken ?? randomBytes(24).toString('base64url');
+  const configPath = prev ? join(dir, 'coffre.toml') : writeTestConfig(dir, ports, adminToken, opts);
+  const child = spawn(process.execPath, [COFFRE_BIN, 'server', '--config', configPath], {
+    env: { ...process.env, COFFRE_LOG_LEVEL: process.env.COFFRE_LOG_LEVEL ?? 'info', ...opts.env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  let err = '';
+  child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+  await new Promise<void>((resolveStart, reject) => {
+    const timer = setTimeout(() => reject(new Error(`coffre server did not start in time:\n${out}\n${err}`)), 20_000);
+    const check = () => {
+      if (out.includes('coffre is serving S3')) {
+        clearTimeout(timer);
+        // Give the first-start banner a moment to be written whole.
+        setTimeout(resolveStart, 50);
+      }
+    };
+    child.stdout!.on('data', check);
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`coffre server exited with ${code}:\n${out}\n${err}`));
+    });
+  });
+  const accessKeyId = prev?.accessKeyId ?? /AWS_ACCESS_KEY_ID=(\S+)/.exec(out)?.[1];
+  const secretAccessKey = prev?.secretAccessKey ?? /AWS_SECRET_ACCESS_KEY=(\S+)/.exec(out)?.[1];
+  if (!accessKeyId || !secretAccessKey) throw new Error(`no access key printed:\n${out}`);
+  previousRuns.set(dir, { dir, ports, adminToken, accessKeyId, secretAccessKey });
+  const tls = (opts.s3Extra ?? '').includes('tls_cert');
+  const endpoint = `${tls ? 'https' : 'http'}://127.0.0.1:${ports.s3}`;
+  const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  return {
+    dir,
+    configPath,
+    endpoint,
+    s3Port: ports.s3,
+    adminPort: ports.admin,
+    rpcPort: ports.rpc,
+    adminEndpoint: `${tls ? 'https' : 'http'}://127.0.0.1:${ports.admin}`,
+    adminToken,
+    accessKeyId,
+    secretAccessKey,
+    process: child,
+    stdout: () => out,
+    stderr: () => err,
+    client: (o = {}) =>
+      new S3Client({
+        endpoint,
+        region: 'us-east-1',
+        forcePathStyle: o.forcePathStyle ?? true,
+        credentials: { accessKeyId, secretAccessKey },
+      }),
+    async stop() {
+      if (child.exitCode === null) child.kill('SIGTERM');
+      await exited;
+    },
+    async kill() {
+      if (child.exitCode === null) child.kill('SIGKILL');
+      await exited;
+    },
+    cleanup() {
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+// Runs the coffre CLI as a user would, returning its exit code and output.
+export async function runCoffre(args: string[], env: Record<string, string> = {}, input?: string): Promise<{ code: number; stdout: string; stderr: string }> {
+  return runCommand(process.execPath, [COFFRE_BIN, ...args], env, input);
+}
+
+export async function runCommand(cmd: string, args: string[], env: Record<string, string> = {}, input?: string, cwd?: string): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((res, rej) => {
+    const child = spawn(cmd, args, { env: { ...process.env, ...env }, stdio: ['pipe', 'pipe', 'pipe'], cwd });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.once('error', rej);
+    child.once('close', (code) => res({ code: code ?? -1, stdout, stderr }));
+    if (input !== undefined) child.stdin.end(input);
+    else child.stdin.end();
+  });
+}
