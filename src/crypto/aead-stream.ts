@@ -216,7 +216,11 @@ function deriveStreamKey(
   return keyObject;
 }
 
-function parseHeader(header: Uint8Array): void {
+/**
+ * Checks that `header` starts with a stream header this reader understands (version byte, full length);
+ * throws IntegrityError otherwise. Useful to validate a header kept in object metadata.
+ */
+export function checkStreamHeader(header: Uint8Array): void {
   if (header.length < HEADER_SIZE) throw new IntegrityError('ciphertext ends inside the stream header');
   if (header[0] !== STREAM_VERSION) {
     throw new IntegrityError(
@@ -425,7 +429,7 @@ class Decryptor extends Transform {
       if (this.key === undefined) {
         if (this.pending.length < HEADER_SIZE) return done();
         const header = this.pending.take(HEADER_SIZE);
-        parseHeader(header);
+        checkStreamHeader(header);
         this.key = deriveStreamKey(this.rootKey, header, this.opts.context);
       }
       // A full sealed chunk is final only if nothing follows it, so wait for one byte more.
@@ -480,7 +484,7 @@ class RangeDecryptor extends Transform {
 
   constructor(key: Uint8Array, opts: RangeDecryptOptions) {
     super();
-    parseHeader(opts.header);
+    checkStreamHeader(opts.header);
     const header = opts.header.subarray(0, HEADER_SIZE);
     this.range = opts.range;
     checkKey(key);
@@ -535,6 +539,52 @@ class RangeDecryptor extends Transform {
  */
 export function createRangeDecryptStream(key: Uint8Array, opts: RangeDecryptOptions): Transform {
   return new RangeDecryptor(key, opts);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Whole buffers in the same stream format (small objects stored inline, tests)
+
+/** Encrypts a whole buffer into exactly the bytes createEncryptStream would produce (with a fresh salt). */
+export function encryptBuffer(key: Uint8Array, plaintext: Uint8Array, opts: StreamOptions = {}): Buffer {
+  checkKey(key);
+  const out = Buffer.allocUnsafe(encryptedSize(plaintext.length));
+  out[0] = STREAM_VERSION;
+  randomBytes(SALT_SIZE).copy(out, 1);
+  const streamKey = deriveStreamKey(key, out.subarray(0, HEADER_SIZE), opts.context);
+  const nonce = Buffer.alloc(NONCE_SIZE);
+  const n = chunkCount(plaintext.length);
+  let at = HEADER_SIZE;
+  for (let i = 0; i < n; i++) {
+    const cipher = createCipheriv(ALGORITHM, streamKey, setNonce(nonce, i, i === n - 1));
+    at += cipher.update(plaintext.subarray(i * CHUNK_SIZE, (i + 1) * CHUNK_SIZE)).copy(out, at);
+    cipher.final();
+    at += cipher.getAuthTag().copy(out, at);
+  }
+  return out;
+}
+
+/** Verifies and decrypts a whole stream held in one buffer; throws IntegrityError like createDecryptStream. */
+export function decryptBuffer(key: Uint8Array, sealed: Uint8Array, opts: StreamOptions = {}): Buffer {
+  checkKey(key);
+  checkStreamHeader(sealed);
+  const size = plaintextSize(sealed.length);
+  const bytes = Buffer.from(sealed.buffer, sealed.byteOffset, sealed.byteLength);
+  const streamKey = deriveStreamKey(key, bytes.subarray(0, HEADER_SIZE), opts.context);
+  const nonce = Buffer.alloc(NONCE_SIZE);
+  const out = Buffer.allocUnsafe(size);
+  const n = chunkCount(size);
+  let at = 0;
+  try {
+    for (let i = 0; i < n; i++) {
+      const start = chunkOffset(i);
+      const sealedChunk = bytes.subarray(start, Math.min(start + SEALED_CHUNK_SIZE, bytes.length));
+      for (const p of openChunk(streamKey, nonce, i, i === n - 1, [sealedChunk])) at += p.copy(out, at);
+    }
+  } catch (err) {
+    out.fill(0);
+    throw err;
+  }
+  return out;
 }
 
 // ---------------------------------------------------------------------------------------------------------

@@ -19,6 +19,8 @@ import {
   createDecryptStream,
   createEncryptStream,
   createRangeDecryptStream,
+  decryptBuffer,
+  encryptBuffer,
   openSmall,
   sealSmall,
 } from '../crypto/aead-stream.js';
@@ -202,6 +204,16 @@ export class ObjectCrypto {
   /** Transform: a ciphertext slice from plaintextRangeToCiphertextRange → exactly that plaintext range. */
   rangeDecryptStream(header: Uint8Array, range: CiphertextRange, place?: StreamPlace): Transform {
     return createRangeDecryptStream(this.dataKey, { header, range, context: contextOf(place) });
+  }
+
+  /** The whole stream format for a small object kept inline in metadata (same bytes as encryptStream). */
+  encryptBuffer(plaintext: Uint8Array, place?: StreamPlace): Buffer {
+    return encryptBuffer(this.dataKey, plaintext, { context: contextOf(place) });
+  }
+
+  /** Inverse of encryptBuffer; throws IntegrityError on any tampering. */
+  decryptBuffer(sealed: Uint8Array, place?: StreamPlace): Buffer {
+    return decryptBuffer(this.dataKey, sealed, { context: contextOf(place) });
   }
 
   /** Zeroes the derived keys. */

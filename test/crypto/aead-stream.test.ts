@@ -18,6 +18,8 @@ import {
   createDecryptStream,
   createEncryptStream,
   createRangeDecryptStream,
+  decryptBuffer,
+  encryptBuffer,
   encryptedSize,
   openSmall,
   plaintextRangeToCiphertextRange,
@@ -246,4 +248,25 @@ test('sealSmall/openSmall round trip and refuse wrong key, wrong aad, tampering'
     assert.throws(() => openSmall(key, sealed.subarray(0, 20), aad), IntegrityError);
   }
   assert.throws(() => sealSmall(randomBytes(16), Buffer.alloc(1)), RangeError);
+});
+
+test('encryptBuffer/decryptBuffer write and read the same format as the streams', async () => {
+  const key = randomBytes(32);
+  const context = Buffer.from('part 3');
+  for (const size of [0, 1, CHUNK_SIZE, CHUNK_SIZE + 1, 3 * CHUNK_SIZE - 7]) {
+    const plain = randomBytes(size);
+    const sealed = encryptBuffer(key, plain, { context });
+    assert.equal(sealed.length, encryptedSize(size));
+    assert.ok((await decrypt(key, sealed, undefined, context)).equals(plain), `stream reads buffer, ${size}`);
+    const streamed = await encrypt(key, plain, [1234], context);
+    assert.ok(decryptBuffer(key, streamed, { context }).equals(plain), `buffer reads stream, ${size}`);
+    assert.throws(() => decryptBuffer(key, flip(sealed, sealed.length - 1), { context }), IntegrityError);
+    assert.throws(() => decryptBuffer(key, sealed), IntegrityError, 'context missing');
+    if (size >= CHUNK_SIZE + 1) {
+      assert.throws(
+        () => decryptBuffer(key, sealed.subarray(0, chunkOffset(1)), { context }),
+        IntegrityError,
+      );
+    }
+  }
 });

@@ -90,6 +90,10 @@ test('parts are bound to their part numbers', async () => {
   const sealed = await run(oc.encryptStream({ partNumber: 2 }), plain);
   assert.ok((await run(oc.decryptStream({ partNumber: 2 }), sealed)).equals(plain));
   await assert.rejects(run(oc.decryptStream({ partNumber: 3 }), sealed), IntegrityError);
+  assert.ok(oc.decryptBuffer(sealed, { partNumber: 2 }).equals(plain));
+  const inline = oc.encryptBuffer(plain, { partNumber: 2 });
+  assert.ok((await run(oc.decryptStream({ partNumber: 2 }), inline)).equals(plain));
+  assert.throws(() => oc.decryptBuffer(inline), IntegrityError);
   await assert.rejects(run(oc.decryptStream(), sealed), IntegrityError);
   assert.deepEqual([...partContext(2)], [0x70, 0x61, 0x72, 0x74, 0, 0, 0, 2]);
   assert.throws(() => partContext(0), RangeError);
