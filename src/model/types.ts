@@ -49,6 +49,8 @@ export interface Segment {
   storedSize: number;
   blocks: BlockRef[];
   inline?: Buffer;
+  // The encrypted stream's header (version and salt), kept here so range reads need not fetch it.
+  cryptoHeader?: Buffer;
   partNumber?: number;
   etag?: string;
 }

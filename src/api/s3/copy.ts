@@ -181,7 +181,10 @@ export async function copyObject(ctx: S3Context): Promise<void> {
         segments: [segment],
       };
     }
-    Object.assign(record, sealMetadata(destEnc, record));
+    Object.assign(
+      record,
+      sealMetadata(destEnc, { ...record, checksums: meta.checksums ?? record.checksums }),
+    );
     await ctx.model.putObject(record);
     for (const [k, v] of Object.entries(responseHeaders(destEnc))) ctx.res.setHeader(k, v);
     sendXml(ctx.res, 200, 'CopyObjectResult', {

@@ -1,71 +1,220 @@
-// api/s3/encryption: where an S3 request meets server-side encryption. It reads the encryption decision from
-// the request once (one EncryptionParams value that every handler asks), encrypts segments on the way in and
-// decrypts only the chunks a range touches on the way out. Plaintext objects pass through untouched.
-import { PassThrough, Readable, type Transform } from 'node:stream';
+// api/s3/encryption: where an S3 request meets server-side encryption. The encryption decision is read from
+// the request once (one RequestEncryption value that every handler asks), segments are encrypted on the way
+// in, and only the chunks a range touches are read and decrypted on the way out. Plaintext objects pass
+// through untouched. The customer key lives only in this value and is zeroed by disposeEncryption.
+import { Readable, type Transform } from 'node:stream';
+import { plaintextRangeToCiphertextRange } from '../../crypto/aead-stream.js';
 import type { Model } from '../../model/model.js';
 import type { ObjectRecord, Segment, UploadRecord } from '../../model/types.js';
+import {
+  COPY_SOURCE_SSE_C_PREFIX,
+  SSE_C_PREFIX,
+  dispose as disposeParams,
+  parseSseCHeaders,
+  requireSecureTransport,
+  responseHeaders as paramsResponseHeaders,
+  type EncryptionParams,
+} from '../../sse/params.js';
+import {
+  ObjectCrypto,
+  checkParamsFitObject,
+  decodeStoredEncryption,
+  storedEncryptionFor,
+  type StoredEncryption,
+} from '../../sse/object-crypto.js';
 import type { S3Context } from './context.js';
+import type { ObjectMetadata } from './metadata.js';
 
-export type RequestEncryption = { kind: 'plaintext' };
+export interface ObjectIdentityRef {
+  bucketId: string;
+  key: string;
+  versionId: string;
+}
 
-export function plaintext(): RequestEncryption {
-  return { kind: 'plaintext' };
+export interface RequestEncryption {
+  readonly kind: EncryptionParams['kind'];
+  readonly params: EncryptionParams;
+  // Keys of the object version this request writes or reads, derived on first use.
+  crypto?: ObjectCrypto;
+  // Metadata opened with the request's key (reads of encrypted objects and uploads).
+  metadata?: ObjectMetadata;
+}
+
+function fromParams(params: EncryptionParams): RequestEncryption {
+  return { kind: params.kind, params };
+}
+
+function requestParams(
+  ctx: S3Context,
+  prefix: typeof SSE_C_PREFIX | typeof COPY_SOURCE_SSE_C_PREFIX,
+): EncryptionParams {
+  const params = parseSseCHeaders(ctx.req.headers, prefix);
+  try {
+    requireSecureTransport(params, {
+      encrypted: ctx.secure,
+      loopback: ctx.fromLoopback,
+      allowInsecure: ctx.config.s3Api.allowSseCOverHttp,
+    });
+  } catch (err) {
+    disposeParams(params);
+    throw err;
+  }
+  return params;
+}
+
+export function storedEncryptionOf(record: { encryption?: Record<string, unknown> }): StoredEncryption {
+  return record.encryption
+    ? decodeStoredEncryption(JSON.stringify(record.encryption))
+    : { v: 1, kind: 'plaintext' };
+}
+
+function cryptoFor(enc: RequestEncryption, identity: ObjectIdentityRef): ObjectCrypto | undefined {
+  if (enc.params.kind === 'plaintext') return undefined;
+  enc.crypto ??= ObjectCrypto.open(enc.params, {
+    bucketId: identity.bucketId,
+    versionId: identity.versionId,
+    objectKey: identity.key,
+  });
+  return enc.crypto;
+}
+
+// Checks the request's key against an encrypted record (the authenticated opening of its sealed metadata is the
+// wrong-key check) and keeps the opened metadata.
+function openWith(
+  enc: RequestEncryption,
+  record: ObjectIdentityRef & { sealedMeta?: Buffer; encryption?: Record<string, unknown> },
+): RequestEncryption {
+  try {
+    checkParamsFitObject(storedEncryptionOf(record), enc.params);
+    const crypto = cryptoFor(enc, record);
+    if (crypto && record.sealedMeta) enc.metadata = unpackMetadata(crypto.checkKeyMatches(record.sealedMeta));
+    return enc;
+  } catch (err) {
+    disposeEncryption(enc);
+    throw err;
+  }
 }
 
 // The encryption a request asks for when writing (PutObject, CreateMultipartUpload, copy destination …).
-export function encryptionForWrite(_ctx: S3Context): RequestEncryption {
-  return plaintext();
+export function encryptionForWrite(ctx: S3Context): RequestEncryption {
+  return fromParams(requestParams(ctx, SSE_C_PREFIX));
 }
 
-// The key material a request brings for reading `record` (GetObject, HeadObject, copy source …), checked
+// The key material a request brings for reading `record` (GetObject, HeadObject, or a copy source), checked
 // against how the object was stored.
-export function encryptionForRead(
-  _ctx: S3Context,
-  _record: ObjectRecord,
-  _source = false,
-): RequestEncryption {
-  return plaintext();
+export function encryptionForRead(ctx: S3Context, record: ObjectRecord, source = false): RequestEncryption {
+  const enc = fromParams(requestParams(ctx, source ? COPY_SOURCE_SSE_C_PREFIX : SSE_C_PREFIX));
+  return openWith(enc, record);
 }
 
 // The encryption of a part of a multipart upload: the one chosen at CreateMultipartUpload, whose key every
-// UploadPart must bring again.
-export function encryptionForUpload(_ctx: S3Context, _upload: UploadRecord): RequestEncryption {
-  return plaintext();
+// UploadPart must bring again (a different key fails the sealed-metadata check).
+export function encryptionForUpload(ctx: S3Context, upload: UploadRecord): RequestEncryption {
+  const enc = fromParams(requestParams(ctx, SSE_C_PREFIX));
+  return openWith(enc, upload);
 }
 
-// Seals the record's headers and user metadata when the object is encrypted.
-export function sealMetadata(_enc: RequestEncryption, _record: ObjectRecord): Partial<ObjectRecord> {
-  return {};
+function packMetadata(meta: ObjectMetadata): Record<string, string> {
+  return {
+    headers: JSON.stringify(meta.headers),
+    userMeta: JSON.stringify(meta.userMeta),
+    checksums: JSON.stringify(meta.checksums ?? {}),
+  };
 }
 
+function unpackMetadata(map: Record<string, string>): ObjectMetadata {
+  return {
+    headers: JSON.parse(map.headers ?? '{}') as Record<string, string>,
+    userMeta: JSON.parse(map.userMeta ?? '{}') as Record<string, string>,
+    checksums: JSON.parse(map.checksums ?? '{}') as Record<string, string>,
+  };
+}
+
+// The fields of a record (object or upload) that carry its metadata: sealed when the object is encrypted, with
+// the stored encryption record (never key material) beside it.
+export function sealMetadata(
+  enc: RequestEncryption,
+  record: ObjectIdentityRef & ObjectMetadata,
+): {
+  headers: Record<string, string>;
+  userMeta: Record<string, string>;
+  checksums: Record<string, string>;
+  sealedMeta?: Buffer;
+  encryption?: Record<string, unknown>;
+} {
+  const crypto = cryptoFor(enc, record);
+  if (!crypto) {
+    return {
+      headers: record.headers,
+      userMeta: record.userMeta,
+      checksums: record.checksums ?? {},
+      sealedMeta: undefined,
+      encryption: undefined,
+    };
+  }
+  return {
+    headers: {},
+    userMeta: {},
+    checksums: {},
+    sealedMeta: crypto.encryptMetadata(packMetadata(record)),
+    encryption: { ...storedEncryptionFor(enc.params) },
+  };
+}
+
+// Encrypts one segment: the whole object (segmentIndex 0) or multipart part `segmentIndex`.
 export function encryptTransform(
-  _enc: RequestEncryption,
-  _record: { bucketId: string; key: string; versionId: string },
-  _segmentIndex: number,
-): Transform | undefined {
-  return undefined;
+  enc: RequestEncryption,
+  identity: ObjectIdentityRef,
+  segmentIndex: number,
+): (Transform & { header: Buffer }) | undefined {
+  const crypto = cryptoFor(enc, identity);
+  if (!crypto) return undefined;
+  return crypto.encryptStream(segmentIndex === 0 ? undefined : { partNumber: segmentIndex });
 }
 
-export function responseHeaders(_enc: RequestEncryption): Record<string, string> {
-  return {};
+export function responseHeaders(enc: RequestEncryption): Record<string, string> {
+  return paramsResponseHeaders(enc.params);
 }
 
-export function disposeEncryption(_enc: RequestEncryption): void {}
+export function disposeEncryption(enc: RequestEncryption | undefined): void {
+  if (!enc) return;
+  enc.crypto?.dispose();
+  disposeParams(enc.params);
+}
 
-// Plaintext bytes [start, end) of an object, across its segments.
+// Plaintext bytes [start, end) of an object, across its segments, decrypting only the chunks touched.
 export function openObjectRange(
   model: Model,
   record: ObjectRecord,
-  _enc: RequestEncryption,
+  enc: RequestEncryption,
   start: number,
   end: number,
 ): Readable {
-  return Readable.from(objectChunks(model, record.segments, start, end), { highWaterMark: 1 });
+  const crypto = cryptoFor(enc, record);
+  return Readable.from(objectChunks(model, record.segments, crypto, start, end), { highWaterMark: 1 });
+}
+
+function segmentStream(
+  model: Model,
+  segment: Segment,
+  crypto: ObjectCrypto | undefined,
+  start: number,
+  end: number,
+): Readable {
+  if (!crypto) return model.readSegment(segment, start, end);
+  if (!segment.cryptoHeader) throw new Error('encrypted segment has no stream header');
+  const range = plaintextRangeToCiphertextRange(start, end, segment.plainSize);
+  const place = segment.partNumber === undefined ? undefined : { partNumber: segment.partNumber };
+  const cipher = model.readSegment(segment, range.cipherStart, range.cipherEnd);
+  const decrypt = crypto.rangeDecryptStream(segment.cryptoHeader, range, place);
+  cipher.on('error', (err) => decrypt.destroy(err));
+  return cipher.pipe(decrypt);
 }
 
 async function* objectChunks(
   model: Model,
   segments: Segment[],
+  crypto: ObjectCrypto | undefined,
   start: number,
   end: number,
 ): AsyncGenerator<Buffer> {
@@ -76,15 +225,13 @@ async function* objectChunks(
     offset = segEnd;
     if (segEnd <= start || segment.plainSize === 0) continue;
     if (segStart >= end) break;
-    const stream = model.readSegment(
+    const stream = segmentStream(
+      model,
       segment,
+      crypto,
       Math.max(start, segStart) - segStart,
       Math.min(end, segEnd) - segStart,
     );
     for await (const chunk of stream) yield chunk as Buffer;
   }
-}
-
-export function passThrough(): PassThrough {
-  return new PassThrough();
 }

@@ -85,7 +85,7 @@ export async function getObject(ctx: S3Context, headOnly: boolean): Promise<void
 
   const enc = encryptionForRead(ctx, record);
   try {
-    const { headers, userMeta } = openMetadata(record, enc);
+    const { headers, userMeta, checksums } = openMetadata(record, enc);
     const partNumber = parseIntParam(ctx.query.get('partNumber'), 'partNumber', 1, 10000);
     let range: ByteRange | undefined;
     if (partNumber !== undefined) {
@@ -107,7 +107,7 @@ export async function getObject(ctx: S3Context, headOnly: boolean): Promise<void
     if (record.segments.length > 1 || partNumber !== undefined)
       res.setHeader('x-amz-mp-parts-count', record.segments.length);
     if (header(ctx, 'x-amz-checksum-mode')?.toUpperCase() === 'ENABLED' && range === undefined) {
-      for (const [alg, value] of Object.entries(record.checksums))
+      for (const [alg, value] of Object.entries(checksums ?? {}))
         res.setHeader(`x-amz-checksum-${alg.toLowerCase()}`, value);
     }
     for (const [param, name] of Object.entries(RESPONSE_OVERRIDES)) {

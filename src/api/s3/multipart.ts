@@ -5,7 +5,13 @@ import { createHash } from 'node:crypto';
 import { RECORD_VERSION, type ObjectRecord, type PartRecord, type UploadRecord } from '../../model/types.js';
 import { S3Error, S3Errors } from '../../util/s3-error.js';
 import { bucketFor, header, requireKey, type S3Context } from './context.js';
-import { disposeEncryption, encryptionForUpload, encryptionForWrite, responseHeaders } from './encryption.js';
+import {
+  disposeEncryption,
+  encryptionForUpload,
+  encryptionForWrite,
+  responseHeaders,
+  sealMetadata,
+} from './encryption.js';
 import { parseIntParam, storedHeaders, userMetadata } from './headers.js';
 import { checkDeclaredSize, etagOf, newVersionId, setChecksumHeaders, storeSegment } from './put.js';
 import { checkObjectKey } from './router.js';
@@ -39,14 +45,20 @@ export async function createMultipartUpload(ctx: S3Context): Promise<void> {
     if (checksumAlgorithm && !['CRC32', 'CRC32C', 'SHA1', 'SHA256'].includes(checksumAlgorithm)) {
       throw S3Errors.invalidRequest(`Checksum algorithm ${checksumAlgorithm} is not supported`);
     }
+    const versionId = newVersionId();
+    const { checksums: _none, ...sealed } = sealMetadata(enc, {
+      bucketId: bucket.id,
+      key,
+      versionId,
+      headers: storedHeaders(ctx.req.headers),
+      userMeta: userMetadata(ctx.req.headers),
+    });
     const upload = await ctx.model.createUpload({
       bucketId: bucket.id,
       key,
-      versionId: newVersionId(),
-      headers: storedHeaders(ctx.req.headers),
-      userMeta: userMetadata(ctx.req.headers),
+      versionId,
       checksumAlgorithm,
-      ...sealFor(enc),
+      ...sealed,
     });
     for (const [k, v] of Object.entries(responseHeaders(enc))) ctx.res.setHeader(k, v);
     if (checksumAlgorithm) ctx.res.setHeader('x-amz-checksum-algorithm', checksumAlgorithm);
@@ -58,10 +70,6 @@ export async function createMultipartUpload(ctx: S3Context): Promise<void> {
   } finally {
     disposeEncryption(enc);
   }
-}
-
-function sealFor(_enc: unknown): Partial<UploadRecord> {
-  return {};
 }
 
 export function partNumberOf(ctx: S3Context): number {

@@ -10,6 +10,7 @@ import {
   encryptTransform,
   responseHeaders,
   disposeEncryption,
+  sealMetadata,
   type RequestEncryption,
 } from './encryption.js';
 import {
@@ -58,7 +59,7 @@ export async function storeSegment(
     plainSize += chunk.length;
   });
   const segment = await ctx.model.writeSegment(pipeline(source, transform, () => undefined));
-  return { ...segment, plainSize };
+  return { ...segment, plainSize, cryptoHeader: transform.header };
 }
 
 export function etagOf(enc: RequestEncryption, md5: Buffer): string {
@@ -93,9 +94,7 @@ export async function putObject(ctx: S3Context): Promise<void> {
       size: segment.plainSize,
       etag: etagOf(enc, md5),
       lastModified: Date.now(),
-      headers,
-      userMeta,
-      checksums,
+      ...sealMetadata(enc, { bucketId: bucket.id, key, versionId, headers, userMeta, checksums }),
       segments: [segment],
     };
     await ctx.model.putObject(record, (current) => {
