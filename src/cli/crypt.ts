@@ -42,7 +42,8 @@ function explain(err: unknown, context: string): Error {
     return new UserError(`${context}: integrity check failed — ${err.message}`);
   }
   if (err instanceof ContentMismatchError) return new UserError(`${context}: ${err.message}`);
-  if (err instanceof FormatError) return new UserError(`${context}: corrupted or unsupported object — ${err.message}`);
+  if (err instanceof FormatError)
+    return new UserError(`${context}: corrupted or unsupported object — ${err.message}`);
   if (err instanceof KeyFormatError) return new UserError(err.message);
   if (err instanceof RangeError) return new UserError(`${context}: ${err.message}`);
   return err as Error;
@@ -107,7 +108,11 @@ function addKeyOptions(cmd: Command): Command {
     .option('--no-gpg', 'do not ask GnuPG for secret keys');
 }
 
-async function withRemote<T>(name: string, opts: KeyOpts, fn: (r: CryptRemote, c: RemoteConfig) => Promise<T>) {
+async function withRemote<T>(
+  name: string,
+  opts: KeyOpts,
+  fn: (r: CryptRemote, c: RemoteConfig) => Promise<T>,
+) {
   const config = loadConfig(name);
   let remote: CryptRemote | null = null;
   try {
@@ -141,9 +146,11 @@ interface InitOpts extends KeyOpts {
 async function initRemote(name: string, o: InitOpts): Promise<void> {
   checkRemoteName(name);
   if (remoteExists(name)) throw new UserError(`crypt remote ${name} already exists`);
-  if (!MODES.includes(o.encryption as Mode)) throw new UserError(`--encryption must be one of ${MODES.join(', ')}`);
+  if (!MODES.includes(o.encryption as Mode))
+    throw new UserError(`--encryption must be one of ${MODES.join(', ')}`);
   const mode = o.encryption as Mode;
-  if (o.mac && !isMacName(o.mac)) throw new UserError(`--mac must be HMACSHA1, HMACSHA224, HMACSHA256, HMACSHA384 or HMACSHA512`);
+  if (o.mac && !isMacName(o.mac))
+    throw new UserError(`--mac must be HMACSHA1, HMACSHA224, HMACSHA256, HMACSHA384 or HMACSHA512`);
   if (o.chunk) parseSize(o.chunk);
   const keys = o.keyid?.length ? await loadPublicKeys(o.keyid) : [];
   if (keys.length > 0 && (mode === 'none' || mode === 'shared')) {
@@ -190,18 +197,24 @@ async function initRemote(name: string, o: InitOpts): Promise<void> {
     try {
       await store.claim(config.uuid);
     } catch (err) {
-      throw err instanceof UserError ? err : new UserError(`cannot reach ${store.description}: ${(err as Error).message}`);
+      throw err instanceof UserError
+        ? err
+        : new UserError(`cannot reach ${store.description}: ${(err as Error).message}`);
     } finally {
       store.destroy();
     }
   } else throw new UserError(`--type must be directory or s3`);
   saveConfig(config);
   const keyNote = config.cipherkeys ?? config.pubkeys;
-  process.stdout.write(`initialized ${name} (${config.type}, encryption=${mode}${keyNote ? ` to ${keyNote}` : ''}, uuid ${config.uuid})\n`);
+  process.stdout.write(
+    `initialized ${name} (${config.type}, encryption=${mode}${keyNote ? ` to ${keyNote}` : ''}, uuid ${config.uuid})\n`,
+  );
 }
 
+/** One armored block holding every key (readKeys reads only the first of several blocks). */
 function keysArmored(keys: openpgp.PublicKey[]): string {
-  return keys.map((k) => k.armor()).join('\n');
+  const bytes = Buffer.concat(keys.map((k) => Buffer.from(k.write())));
+  return openpgp.armor(openpgp.enums.armor.publicKey, bytes);
 }
 
 export function registerCryptCommands(program: Command): void {
@@ -235,7 +248,8 @@ export function registerCryptCommands(program: Command): void {
       .option('--json', 'print JSON'),
   ).action(async (name: string, files: string[], o: KeyOpts & { jobs?: string; json?: boolean }) => {
     const jobs = jobsOf(o.jobs);
-    for (const f of files) if (!existsSync(f) || !statSync(f).isFile()) throw new UserError(`not a file: ${f}`);
+    for (const f of files)
+      if (!existsSync(f) || !statSync(f).isFile()) throw new UserError(`not a file: ${f}`);
     await withRemote(name, o, async (remote) => {
       const progress = new Progress();
       const results: { file: string; key: string }[] = [];
@@ -257,13 +271,17 @@ export function registerCryptCommands(program: Command): void {
     crypt
       .command('get <name> <keys...>')
       .description('retrieve and decrypt content by annex key (verified before it is written)')
-      .option('-o, --output <path>', 'output file (one key) or directory (several keys); default: the key name')
+      .option(
+        '-o, --output <path>',
+        'output file (one key) or directory (several keys); default: the key name',
+      )
       .option('-j, --jobs <n>', 'parallel transfers', '1'),
   ).action(async (name: string, keys: string[], o: KeyOpts & { output?: string; jobs?: string }) => {
     const jobs = jobsOf(o.jobs);
     for (const k of keys) parseKey(k);
     const intoDir = o.output && existsSync(o.output) && statSync(o.output).isDirectory();
-    if (keys.length > 1 && o.output && !intoDir) throw new UserError('-o must be a directory when getting several keys');
+    if (keys.length > 1 && o.output && !intoDir)
+      throw new UserError('-o must be a directory when getting several keys');
     await withRemote(name, o, async (remote) => {
       const progress = new Progress();
       try {
@@ -296,10 +314,17 @@ export function registerCryptCommands(program: Command): void {
       if (!name) {
         const rows = listRemotes().map((n) => {
           const c = loadConfig(n);
-          return { name: n, type: c.type, encryption: c.encryption, uuid: c.uuid, where: c.directory ?? c.s3?.bucket };
+          return {
+            name: n,
+            type: c.type,
+            encryption: c.encryption,
+            uuid: c.uuid,
+            where: c.directory ?? c.s3?.bucket,
+          };
         });
         if (o.json) printJson(rows);
-        else for (const r of rows) process.stdout.write(`${r.name}\t${r.type}\t${r.encryption}\t${r.where}\n`);
+        else
+          for (const r of rows) process.stdout.write(`${r.name}\t${r.type}\t${r.encryption}\t${r.where}\n`);
         return;
       }
       loadConfig(name);
@@ -317,40 +342,45 @@ export function registerCryptCommands(program: Command): void {
       .option('--full', 'decrypt and verify content')
       .option('-j, --jobs <n>', 'parallel checks', '1')
       .option('--json', 'print JSON'),
-  ).action(async (name: string, keys: string[], o: KeyOpts & { full?: boolean; json?: boolean; jobs?: string }) => {
-    const jobs = jobsOf(o.jobs);
-    await withRemote(name, o, async (remote) => {
-      const wanted = keys.length > 0 ? keys : remote.log.presentKeys().map((e) => e.key);
-      const results: { key: string; ok: boolean; problem?: string }[] = [];
-      await pool(wanted, jobs, async (key) => {
-        let problem: string | undefined;
-        try {
-          const missing = await remote.missingObjects(key);
-          if (missing.length > 0) problem = `missing ${missing.length} object(s): ${missing[0]}…`;
-          else if (o.full) await remote.verify(key);
-        } catch (err) {
-          const e = explain(err, key);
-          if (!(e instanceof UserError)) throw e;
-          problem = e.message;
-        }
-        results.push({ key, ok: !problem, ...(problem ? { problem } : {}) });
-        if (!o.json) process.stdout.write(problem ? `FAIL ${key}: ${problem}\n` : `ok   ${key}\n`);
+  ).action(
+    async (name: string, keys: string[], o: KeyOpts & { full?: boolean; json?: boolean; jobs?: string }) => {
+      const jobs = jobsOf(o.jobs);
+      await withRemote(name, o, async (remote) => {
+        const wanted = keys.length > 0 ? keys : remote.log.presentKeys().map((e) => e.key);
+        const results: { key: string; ok: boolean; problem?: string }[] = [];
+        await pool(wanted, jobs, async (key) => {
+          let problem: string | undefined;
+          try {
+            const missing = await remote.missingObjects(key);
+            if (missing.length > 0) problem = `missing ${missing.length} object(s): ${missing[0]}…`;
+            else if (o.full) await remote.verify(key);
+          } catch (err) {
+            const e = explain(err, key);
+            if (!(e instanceof UserError)) throw e;
+            problem = e.message;
+          }
+          results.push({ key, ok: !problem, ...(problem ? { problem } : {}) });
+          if (!o.json) process.stdout.write(problem ? `FAIL ${key}: ${problem}\n` : `ok   ${key}\n`);
+        });
+        if (o.json) printJson(results);
+        const bad = results.filter((r) => !r.ok).length;
+        if (bad > 0) throw new UserError(`fsck: ${bad} of ${results.length} key(s) failed`);
       });
-      if (o.json) printJson(results);
-      const bad = results.filter((r) => !r.ok).length;
-      if (bad > 0) throw new UserError(`fsck: ${bad} of ${results.length} key(s) failed`);
-    });
-  });
+    },
+  );
 
   crypt
     .command('unused <name>')
-    .description('keys the remote holds that nothing references (a git-annex repo, or files under a directory)')
+    .description(
+      'keys the remote holds that nothing references (a git-annex repo, or files under a directory)',
+    )
     .option('--repo <dir>', 'a git-annex repository whose files reference keys')
     .option('--dir <dir>', 'a directory whose files reference keys (hashed as SHA256E)', collectList)
     .option('--json', 'print JSON')
     .action(async (name: string, o: { repo?: string; dir?: string[]; json?: boolean }) => {
       loadConfig(name);
-      if (!o.repo && !o.dir) throw new UserError('unused needs --repo R or --dir DIR to know which keys are in use');
+      if (!o.repo && !o.dir)
+        throw new UserError('unused needs --repo R or --dir DIR to know which keys are in use');
       const used = new Set<string>();
       if (o.repo) {
         const out = await git(o.repo, ['annex', 'find', '--include=*', '--format=${key}\\n']);
@@ -388,7 +418,9 @@ export function registerCryptCommands(program: Command): void {
   addKeyOptions(
     crypt
       .command('rotate <name>')
-      .description('new cipher, every object re-encrypted under its new name, old objects removed (resumable)'),
+      .description(
+        'new cipher, every object re-encrypted under its new name, old objects removed (resumable)',
+      ),
   ).action(async (name: string, o: KeyOpts) => {
     const config = loadConfig(name);
     try {
@@ -403,7 +435,7 @@ export function registerCryptCommands(program: Command): void {
 
   crypt
     .command('import-annex')
-    .description("adopt a git-annex special remote (remote.log, location and chunk logs)")
+    .description('adopt a git-annex special remote (remote.log, location and chunk logs)')
     .requiredOption('--repo <dir>', 'the git-annex repository')
     .requiredOption('--remote <name>', 'the special remote (name or uuid)')
     .option('--as <name>', 'name for the coffre remote (default: the same)')
@@ -413,10 +445,17 @@ export function registerCryptCommands(program: Command): void {
       const name = o.as ?? o.remote;
       checkRemoteName(name);
       if (remoteExists(name)) throw new UserError(`crypt remote ${name} already exists`);
-      const { config, present } = await importAnnex({ ...o, repo: resolve(o.repo), path: o.path && resolve(o.path) });
+      const { config, present } = await importAnnex({
+        ...o,
+        repo: resolve(o.repo),
+        path: o.path && resolve(o.path),
+      });
       saveConfig(config);
       if (o.json) printJson({ name, uuid: config.uuid, encryption: config.encryption, keys: present });
-      else process.stdout.write(`imported ${name} (encryption=${config.encryption}, ${present} key(s) present)\n`);
+      else
+        process.stdout.write(
+          `imported ${name} (encryption=${config.encryption}, ${present} key(s) present)\n`,
+        );
     });
 
   crypt
@@ -429,7 +468,9 @@ export function registerCryptCommands(program: Command): void {
       const { keys } = await exportAnnex(config, { repo: resolve(o.repo), as: o.as });
       const rname = o.as ?? name;
       const hint = config.type === 'directory' ? ` directory=${config.directory}` : '';
-      process.stdout.write(`exported ${rname} with ${keys} key(s); next: git annex enableremote ${rname}${hint}\n`);
+      process.stdout.write(
+        `exported ${rname} with ${keys} key(s); next: git annex enableremote ${rname}${hint}\n`,
+      );
     });
 }
 
@@ -441,23 +482,35 @@ function* walk(dir: string): Generator<string> {
   }
 }
 
-async function changeKeys(config: RemoteConfig, action: 'add' | 'remove', keyid: string, o: KeyOpts): Promise<void> {
+async function changeKeys(
+  config: RemoteConfig,
+  action: 'add' | 'remove',
+  keyid: string,
+  o: KeyOpts,
+): Promise<void> {
   const mode = config.encryption;
   if (mode !== 'hybrid' && mode !== 'pubkey' && mode !== 'sharedpubkey') {
     throw new UserError(`remote ${config.name} has encryption=${mode}: no keys to ${action}`);
   }
-  const listed = (mode === 'sharedpubkey' ? config.pubkeys : config.cipherkeys)?.split(',').filter(Boolean) ?? [];
+  const listed =
+    (mode === 'sharedpubkey' ? config.pubkeys : config.cipherkeys)?.split(',').filter(Boolean) ?? [];
   const known = await publicKeysOf(config);
   const byId = new Map(known.map((k) => [longKeyId(k), k]));
-  for (const id of listed) if (!byId.has(id)) for (const k of await loadPublicKeys([id])) byId.set(longKeyId(k), k);
+  for (const id of listed)
+    if (!byId.has(id)) for (const k of await loadPublicKeys([id])) byId.set(longKeyId(k), k);
   if (action === 'add') {
     for (const k of await loadPublicKeys([keyid])) byId.set(longKeyId(k), k);
   } else {
-    const target = [...byId.keys()].find((id) => id === keyid.toUpperCase() || keyid.toUpperCase().endsWith(id));
-    if (!target || !listed.includes(target)) throw new UserError(`key ${keyid} is not a key of remote ${config.name}`);
+    const target = [...byId.keys()].find(
+      (id) => id === keyid.toUpperCase() || keyid.toUpperCase().endsWith(id),
+    );
+    if (!target || !listed.includes(target))
+      throw new UserError(`key ${keyid} is not a key of remote ${config.name}`);
     byId.delete(target);
   }
-  const keep = [...byId.entries()].filter(([id]) => action === 'add' || listed.includes(id)).map(([, k]) => k);
+  const keep = [...byId.entries()]
+    .filter(([id]) => action === 'add' || listed.includes(id))
+    .map(([, k]) => k);
   let fields;
   if (mode === 'sharedpubkey') fields = await reencryptCipher(config, Buffer.alloc(0), keep);
   else {

@@ -161,7 +161,11 @@ export function chunksIn(text: string, uuid: string): { chunkSize: number; chunk
 }
 
 /** Commits new contents for some branch files in one commit, with `git fast-import`. */
-export async function commitBranchFiles(repo: string, files: Map<string, string>, message: string): Promise<void> {
+export async function commitBranchFiles(
+  repo: string,
+  files: Map<string, string>,
+  message: string,
+): Promise<void> {
   const now = Math.floor(Date.now() / 1000);
   const parts: Buffer[] = [];
   const data = (s: string | Buffer) => {

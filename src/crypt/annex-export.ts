@@ -57,16 +57,36 @@ export async function exportAnnex(config: RemoteConfig, opts: ExportOptions): Pr
   const current = await readBranchFiles(opts.repo, paths);
   const updates = new Map<string, string>();
   const ofUuid = (l: string) => l.startsWith(config.uuid + ' ');
-  updates.set('remote.log', replaceLine(current.get('remote.log') ?? '', ofUuid, formatRemoteLogLine(config.uuid, remoteLogFields(config, name))));
-  updates.set('uuid.log', replaceLine(current.get('uuid.log') ?? '', ofUuid, `${config.uuid} ${name} timestamp=${annexTimestamp()}`));
+  updates.set(
+    'remote.log',
+    replaceLine(
+      current.get('remote.log') ?? '',
+      ofUuid,
+      formatRemoteLogLine(config.uuid, remoteLogFields(config, name)),
+    ),
+  );
+  updates.set(
+    'uuid.log',
+    replaceLine(
+      current.get('uuid.log') ?? '',
+      ofUuid,
+      `${config.uuid} ${name} timestamp=${annexTimestamp()}`,
+    ),
+  );
   for (const e of entries) {
     const t = annexTimestamp(e.time);
     const loc = locationLogPath(e.key);
-    updates.set(loc, replaceLine(current.get(loc) ?? '', (l) => l.endsWith(' ' + config.uuid), `${t} 1 ${config.uuid}`));
+    updates.set(
+      loc,
+      replaceLine(current.get(loc) ?? '', (l) => l.endsWith(' ' + config.uuid), `${t} 1 ${config.uuid}`),
+    );
     if (e.chunkSize && e.chunkCount) {
       const cnk = chunkLogPath(e.key);
       const line = `${t} ${config.uuid}:${e.chunkSize} ${e.chunkCount}`;
-      updates.set(cnk, replaceLine(current.get(cnk) ?? '', (l) => l.includes(` ${config.uuid}:${e.chunkSize} `), line));
+      updates.set(
+        cnk,
+        replaceLine(current.get(cnk) ?? '', (l) => l.includes(` ${config.uuid}:${e.chunkSize} `), line),
+      );
     }
   }
   await commitBranchFiles(opts.repo, updates, `coffre crypt export-annex ${name}`);

@@ -16,8 +16,29 @@ import { LocationLog } from './location-log.js';
 import { isMacName } from './names.js';
 
 /** remote.log fields coffre maps onto its own config; the rest is kept verbatim in `extra`. */
-const KNOWN = new Set(['cipher', 'cipherkeys', 'pubkeys', 'encryption', 'mac', 'chunk', 'name', 'type', 's3creds', 'embedcreds']);
-const S3_FIELDS = new Set(['bucket', 'fileprefix', 'host', 'port', 'protocol', 'requeststyle', 'region', 'datacenter', 'partsize']);
+const KNOWN = new Set([
+  'cipher',
+  'cipherkeys',
+  'pubkeys',
+  'encryption',
+  'mac',
+  'chunk',
+  'name',
+  'type',
+  's3creds',
+  'embedcreds',
+]);
+const S3_FIELDS = new Set([
+  'bucket',
+  'fileprefix',
+  'host',
+  'port',
+  'protocol',
+  'requeststyle',
+  'region',
+  'datacenter',
+  'partsize',
+]);
 
 export interface ImportOptions {
   repo: string;
@@ -40,7 +61,8 @@ function s3LocationFrom(fields: Record<string, string>): S3Location {
     endpoint,
     bucket: fields.bucket,
     prefix: fields.fileprefix ?? '',
-    region: fields.region ?? (fields.datacenter && fields.datacenter !== 'US' ? fields.datacenter : 'us-east-1'),
+    region:
+      fields.region ?? (fields.datacenter && fields.datacenter !== 'US' ? fields.datacenter : 'us-east-1'),
     pathStyle: fields.requeststyle === 'path',
     ...(fields.partsize ? { partSize: Number(fields.partsize) } : {}),
   };
@@ -48,24 +70,32 @@ function s3LocationFrom(fields: Record<string, string>): S3Location {
 
 export async function importAnnex(opts: ImportOptions): Promise<ImportResult> {
   await requireAnnexRepo(opts.repo);
-  const remoteLog = parseRemoteLog((await readBranchFiles(opts.repo, ['remote.log'])).get('remote.log') ?? '');
+  const remoteLog = parseRemoteLog(
+    (await readBranchFiles(opts.repo, ['remote.log'])).get('remote.log') ?? '',
+  );
   const match = [...remoteLog].find(([uuid, f]) => f.name === opts.remote || uuid === opts.remote);
   if (!match) throw new UserError(`no special remote named ${opts.remote} in ${opts.repo}`);
   const [uuid, fields] = match;
   const type = fields.type;
-  if (type !== 'directory' && type !== 'S3') throw new UserError(`remote ${opts.remote} has type=${type}; coffre handles directory and S3`);
+  if (type !== 'directory' && type !== 'S3')
+    throw new UserError(`remote ${opts.remote} has type=${type}; coffre handles directory and S3`);
   const encryption = (fields.encryption ?? 'none') as Mode;
-  if (!MODES.includes(encryption)) throw new UserError(`remote ${opts.remote} has unknown encryption=${encryption}`);
-  if (fields.mac && !isMacName(fields.mac)) throw new UserError(`remote ${opts.remote} has unknown mac=${fields.mac}`);
+  if (!MODES.includes(encryption))
+    throw new UserError(`remote ${opts.remote} has unknown encryption=${encryption}`);
+  if (fields.mac && !isMacName(fields.mac))
+    throw new UserError(`remote ${opts.remote} has unknown mac=${fields.mac}`);
 
   let directory: string | undefined;
   if (type === 'directory') {
     directory = opts.path;
     if (!directory) {
-      const cfg = await git(opts.repo, ['config', '--get', `remote.${opts.remote}.annex-directory`]).catch(() => null);
+      const cfg = await git(opts.repo, ['config', '--get', `remote.${opts.remote}.annex-directory`]).catch(
+        () => null,
+      );
       directory = cfg?.toString('utf8').trim();
     }
-    if (!directory) throw new UserError(`remote ${opts.remote}'s directory is not recorded in git config; give --path DIR`);
+    if (!directory)
+      throw new UserError(`remote ${opts.remote}'s directory is not recorded in git config; give --path DIR`);
   }
   const extra: Record<string, string> = {};
   for (const [k, v] of Object.entries(fields)) if (!KNOWN.has(k) && !S3_FIELDS.has(k)) extra[k] = v;
@@ -89,7 +119,9 @@ export async function importAnnex(opts: ImportOptions): Promise<ImportResult> {
   };
 
   // Location and chunk logs of every key, read in one batch.
-  const files = (await listBranchFiles(opts.repo)).filter((p) => /^[0-9a-f]{3}\/[0-9a-f]{3}\/.+\.log(\.cnk)?$/.test(p));
+  const files = (await listBranchFiles(opts.repo)).filter((p) =>
+    /^[0-9a-f]{3}\/[0-9a-f]{3}\/.+\.log(\.cnk)?$/.test(p),
+  );
   const contents = await readBranchFiles(opts.repo, files);
   const log = LocationLog.load(config.name);
   let present = 0;

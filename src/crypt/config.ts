@@ -1,6 +1,14 @@
 // crypt/config: one JSON file per remote in the user's coffre config directory (mode 0600), holding what
 // git-annex keeps in remote.log plus where the remote lives. $COFFRE_CRYPT_HOME overrides the directory.
-import { chmodSync, existsSync, mkdirSync, readFileSync, readdirSync, renameSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  readdirSync,
+  renameSync,
+  writeFileSync,
+} from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { UserError } from '../util/errors.js';
@@ -51,7 +59,8 @@ export function ensureHome(): string {
 const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 
 export function checkRemoteName(name: string): void {
-  if (!NAME_RE.test(name)) throw new UserError(`bad remote name '${name}' (letters, digits, . _ -; at most 64)`);
+  if (!NAME_RE.test(name))
+    throw new UserError(`bad remote name '${name}' (letters, digits, . _ -; at most 64)`);
 }
 
 export function configPath(name: string): string {
@@ -65,9 +74,11 @@ export function remoteExists(name: string): boolean {
 
 export function loadConfig(name: string): RemoteConfig {
   const path = configPath(name);
-  if (!existsSync(path)) throw new UserError(`no crypt remote named ${name} (see 'coffre crypt ls-remotes' or 'init')`);
+  if (!existsSync(path))
+    throw new UserError(`no crypt remote named ${name} (see 'coffre crypt ls-remotes' or 'init')`);
   const parsed = JSON.parse(readFileSync(path, 'utf8')) as RemoteConfig;
-  if (parsed.version !== CONFIG_VERSION) throw new UserError(`${path}: unsupported config version ${parsed.version}`);
+  if (parsed.version !== CONFIG_VERSION)
+    throw new UserError(`${path}: unsupported config version ${parsed.version}`);
   return parsed;
 }
 

@@ -59,14 +59,16 @@ export class CryptRemote {
   objectNames(key: string, layout: Layout): string[] {
     if (!layout.chunkSize || !layout.chunkCount) return [this.cipher.objectName(key)];
     const names: string[] = [];
-    for (let n = 1; n <= layout.chunkCount; n++) names.push(this.cipher.objectName(chunkKey(key, layout.chunkSize, n)));
+    for (let n = 1; n <= layout.chunkCount; n++)
+      names.push(this.cipher.objectName(chunkKey(key, layout.chunkSize, n)));
     return names;
   }
 
   /** Where a key's content is: the location log's record, else what the remote's chunk setting implies. */
   async layoutOf(key: string): Promise<Layout> {
     const entry = this.log.get(key);
-    if (entry?.chunkSize && entry.chunkCount) return { chunkSize: entry.chunkSize, chunkCount: entry.chunkCount };
+    if (entry?.chunkSize && entry.chunkCount)
+      return { chunkSize: entry.chunkSize, chunkCount: entry.chunkCount };
     if (entry) return {};
     const size = parseKey(key).size;
     if (this.chunkSize && size !== undefined) {
@@ -78,9 +80,7 @@ export class CryptRemote {
 
   private async putPiece(name: string, path: string, start: number, length: number, progress?: Progress) {
     const source =
-      length === 0
-        ? []
-        : createReadStream(path, { start, end: start + length - 1, highWaterMark: 1 << 20 });
+      length === 0 ? [] : createReadStream(path, { start, end: start + length - 1, highWaterMark: 1 << 20 });
     const counted = (async function* () {
       for await (const c of source) {
         progress?.((c as Buffer).length);
@@ -135,14 +135,17 @@ export class CryptRemote {
     };
     if (!this.chunkSize) {
       await piece(this.cipher.objectName(key), size);
-      if (!(await reader.atEnd())) throw new ContentMismatchError(`content of ${key} is longer than its key says`);
+      if (!(await reader.atEnd()))
+        throw new ContentMismatchError(`content of ${key} is longer than its key says`);
       this.log.record({ key, present: true });
       return;
     }
     const layout = { chunkSize: this.chunkSize, chunkCount: chunkCount(size, this.chunkSize) };
     const names = this.objectNames(key, layout);
-    for (let i = 0; i < names.length; i++) await piece(names[i], Math.min(this.chunkSize, size - i * this.chunkSize));
-    if (!(await reader.atEnd())) throw new ContentMismatchError(`content of ${key} is longer than its key says`);
+    for (let i = 0; i < names.length; i++)
+      await piece(names[i], Math.min(this.chunkSize, size - i * this.chunkSize));
+    if (!(await reader.atEnd()))
+      throw new ContentMismatchError(`content of ${key} is longer than its key says`);
     this.log.record({ key, present: true, ...layout });
   }
 
@@ -154,7 +157,8 @@ export class CryptRemote {
     let size = 0;
     const opening = this.cipher.opening();
     for (const name of this.objectNames(key, layout ?? (await this.layoutOf(key)))) {
-      const pieces = this.cipher.mode === 'none' ? this.store.get(name) : decryptMessage(this.store.get(name), opening);
+      const pieces =
+        this.cipher.mode === 'none' ? this.store.get(name) : decryptMessage(this.store.get(name), opening);
       for await (const piece of pieces) {
         h?.update(piece);
         size += piece.length;

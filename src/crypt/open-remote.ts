@@ -33,7 +33,12 @@ export async function openStore(config: RemoteConfig, cipher: RemoteCipher | nul
 export async function openRemote(config: RemoteConfig, source: SecretKeySource): Promise<CryptRemote> {
   const cipher = await openCipher(config, source);
   const store = await openStore(config, cipher);
-  return new CryptRemote(cipher, store, LocationLog.load(config.name), config.chunk ? parseSize(config.chunk) : undefined);
+  return new CryptRemote(
+    cipher,
+    store,
+    LocationLog.load(config.name),
+    config.chunk ? parseSize(config.chunk) : undefined,
+  );
 }
 
 export function closeRemote(remote: CryptRemote): void {

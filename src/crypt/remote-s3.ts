@@ -56,7 +56,11 @@ export class S3Store implements ObjectStore {
       const parts: Buffer[] = [];
       for await (const c of data) parts.push(c);
       await this.client.send(
-        new PutObjectCommand({ Bucket: this.location.bucket, Key: this.key(name), Body: Buffer.concat(parts) }),
+        new PutObjectCommand({
+          Bucket: this.location.bucket,
+          Key: this.key(name),
+          Body: Buffer.concat(parts),
+        }),
       );
       return;
     }
@@ -73,7 +77,9 @@ export class S3Store implements ObjectStore {
   async *get(name: string): AsyncIterable<Buffer> {
     let body: AsyncIterable<Uint8Array>;
     try {
-      const r = await this.client.send(new GetObjectCommand({ Bucket: this.location.bucket, Key: this.key(name) }));
+      const r = await this.client.send(
+        new GetObjectCommand({ Bucket: this.location.bucket, Key: this.key(name) }),
+      );
       body = r.Body as unknown as AsyncIterable<Uint8Array>;
     } catch (err) {
       if (isNotFound(err)) throw new MissingObjectError(name, this.description);

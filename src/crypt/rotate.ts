@@ -46,7 +46,8 @@ export async function rotate(
   source: SecretKeySource,
   onKey?: (key: string, phase: string) => void,
 ): Promise<RotateReport> {
-  if (config.encryption === 'none') throw new UserError(`remote ${config.name} is not encrypted; nothing to rotate`);
+  if (config.encryption === 'none')
+    throw new UserError(`remote ${config.name} is not encrypted; nothing to rotate`);
   const path = journalPath(config.name);
   let journal: Journal;
   const resumed = existsSync(path);
@@ -91,11 +92,20 @@ export async function rotate(
       done.add(entry.key);
       save();
       copied++;
+      // Fault injection for the resume test: stop as if the process died here.
+      if (Number(process.env.COFFRE_TEST_ROTATE_ABORT_AFTER) === copied)
+        throw new UserError('rotation interrupted');
     }
     // Switch: the log and config name the new cipher first; only then may old objects go.
     for (const entry of keys) {
       const fresh = staging.get(entry.key);
-      if (fresh) log.record({ key: entry.key, present: true, chunkSize: fresh.chunkSize, chunkCount: fresh.chunkCount });
+      if (fresh)
+        log.record({
+          key: entry.key,
+          present: true,
+          chunkSize: fresh.chunkSize,
+          chunkCount: fresh.chunkCount,
+        });
     }
     log.compact();
     saveConfig({ ...config, ...journal.next });

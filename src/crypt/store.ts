@@ -14,7 +14,10 @@ export interface ObjectStore {
 }
 
 export class MissingObjectError extends Error {
-  constructor(readonly objectName: string, where: string) {
+  constructor(
+    readonly objectName: string,
+    where: string,
+  ) {
     super(`object ${objectName} is missing from ${where}`);
     this.name = 'MissingObjectError';
   }

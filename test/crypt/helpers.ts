@@ -1,0 +1,46 @@
+// Shared test helpers for crypt: run the coffre CLI as a subprocess, find required tools.
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+
+export const BIN = resolve('bin/coffre.js');
+
+export interface Run {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+export function coffre(args: string[], env: Record<string, string>, input?: string): Run {
+  const r = spawnSync(process.execPath, [BIN, 'crypt', ...args], {
+    env: { ...process.env, ...env },
+    encoding: 'utf8',
+    input,
+    maxBuffer: 64 << 20,
+  });
+  return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
+}
+
+/** Runs and asserts success, returning stdout. */
+export function ok(args: string[], env: Record<string, string>): string {
+  const r = coffre(args, env);
+  if (r.code !== 0) throw new Error(`coffre crypt ${args.join(' ')} failed (${r.code}): ${r.stderr}`);
+  return r.stdout;
+}
+
+export function hasTool(name: string): boolean {
+  return spawnSync('sh', ['-c', `command -v ${name}`]).status === 0;
+}
+
+/** Reason to skip when tools are missing; in CI (CI=true) missing tools are a failure instead. */
+export function missingTools(names: string[]): string | false {
+  const missing = names.filter((n) => !hasTool(n));
+  if (missing.length === 0) return false;
+  if (process.env.CI === 'true') throw new Error(`required tools missing in CI: ${missing.join(', ')}`);
+  return `needs ${missing.join(', ')}`;
+}
+
+export function tempDir(prefix: string): string {
+  return mkdtempSync(join(tmpdir(), `coffre-${prefix}-`));
+}

@@ -1,0 +1,67 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import * as openpgp from 'openpgp';
+import {
+  IntegrityError,
+  WrongKeyError,
+  collect,
+  decryptMessage,
+  encryptMessage,
+  unwrapWithKeys,
+} from '../../src/crypt/openpgp.js';
+
+const pass = Buffer.from('x'.repeat(428));
+
+test('passphrase sealing round-trips, across several pieces and an empty message', async () => {
+  const data = randomBytes(300_000);
+  const pieces = [data.subarray(0, 1), data.subarray(1, 70_000), data.subarray(70_000)];
+  const sealed = await collect(encryptMessage(pieces, data.length, { kind: 'passphrase', passphrase: pass }));
+  // feed it back in awkward piece sizes to exercise the packet reader
+  const parts: Buffer[] = [];
+  for (let i = 0; i < sealed.length; i += 7777) parts.push(sealed.subarray(i, i + 7777));
+  assert.deepEqual(await collect(decryptMessage(parts, { passphrase: pass })), data);
+  const empty = await collect(encryptMessage([], 0, { kind: 'passphrase', passphrase: pass }));
+  assert.equal((await collect(decryptMessage([empty], { passphrase: pass }))).length, 0);
+});
+
+test('a flipped byte fails the integrity check; a wrong passphrase is reported as such', async () => {
+  const data = randomBytes(5000);
+  const sealed = await collect(encryptMessage([data], data.length, { kind: 'passphrase', passphrase: pass }));
+  const bad = Buffer.from(sealed);
+  bad[bad.length - 100] ^= 1;
+  await assert.rejects(collect(decryptMessage([bad], { passphrase: pass })), IntegrityError);
+  await assert.rejects(
+    collect(decryptMessage([sealed.subarray(0, sealed.length - 30)], { passphrase: pass })),
+  );
+  await assert.rejects(
+    collect(decryptMessage([sealed], { passphrase: Buffer.from('other') })),
+    WrongKeyError,
+  );
+});
+
+test('a source that lies about its size is refused', async () => {
+  await assert.rejects(
+    collect(encryptMessage([Buffer.alloc(10)], 5, { kind: 'passphrase', passphrase: pass })),
+  );
+  await assert.rejects(
+    collect(encryptMessage([Buffer.alloc(3)], 5, { kind: 'passphrase', passphrase: pass })),
+  );
+});
+
+test('public-key sealing round-trips and names the key when the secret key is wrong', async () => {
+  const mk = (email: string) =>
+    openpgp.generateKey({ type: 'ecc', curve: 'curve25519Legacy', userIDs: [{ email }], format: 'object' });
+  const a = await mk('a@example.invalid');
+  const b = await mk('b@example.invalid');
+  const data = randomBytes(10_000);
+  const sealed = await collect(encryptMessage([data], data.length, { kind: 'pubkeys', keys: [a.publicKey] }));
+  const opening = (k: openpgp.PrivateKey) => ({
+    unwrapSessionKey: (p: Buffer, ids: string[]) => unwrapWithKeys(p, ids, [k]),
+  });
+  assert.deepEqual(await collect(decryptMessage([sealed], opening(a.privateKey))), data);
+  await assert.rejects(
+    collect(decryptMessage([sealed], opening(b.privateKey))),
+    /no secret key for this object/,
+  );
+});
