@@ -124,6 +124,40 @@ function padding(b64: string): number {
   return b64.endsWith('==') ? 2 : b64.endsWith('=') ? 1 : 0;
 }
 
+/** Header by which a request asks for SSE-S3 (`AES256`) or SSE-KMS (`aws:kms`, `aws:kms:dsse`). */
+export const SSE_HEADER = 'x-amz-server-side-encryption';
+
+/**
+ * What `x-amz-server-side-encryption` asks for on a write: `'none'` when absent, `'AES256'` for SSE-S3.
+ * KMS is 501 NotImplemented; any other value, or the header together with SSE-C headers (`sseC`), is
+ * 400 InvalidArgument. The caller turns `'AES256'` into params with the node's keyring.
+ */
+export function requestedServerSideEncryption(
+  headers: HeaderValues,
+  sseC: EncryptionParams,
+): 'none' | 'AES256' {
+  const value = lookup(headers, SSE_HEADER);
+  if (value === undefined) return 'none';
+  const v = Array.isArray(value) ? value : [value];
+  if (v.length !== 1 || v[0] === undefined || v[0] === '') {
+    throw S3Errors.invalidArgument('The encryption method specified is not supported', {
+      ArgumentName: SSE_HEADER,
+    });
+  }
+  if (sseC.kind === 'sse-c') {
+    throw S3Errors.invalidArgument(
+      'Server Side Encryption with Customer provided key is incompatible with the encryption method specified',
+      { ArgumentName: SSE_HEADER, ArgumentValue: v[0].slice(0, 64) },
+    );
+  }
+  if (v[0] === 'AES256') return 'AES256';
+  if (v[0] === 'aws:kms' || v[0] === 'aws:kms:dsse') throw S3Errors.notImplemented('SSE-KMS');
+  throw S3Errors.invalidArgument('The encryption method specified is not supported', {
+    ArgumentName: SSE_HEADER,
+    ArgumentValue: v[0].slice(0, 64),
+  });
+}
+
 /** Response headers that state how the object is encrypted: algorithm and key MD5 for SSE-C, never the key. */
 export function responseHeaders(params: EncryptionParams): Record<string, string> {
   switch (params.kind) {

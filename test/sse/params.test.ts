@@ -10,6 +10,7 @@ import {
   SSE_C_PREFIX,
   dispose,
   parseSseCHeaders,
+  requestedServerSideEncryption,
   requireSecureTransport,
   responseHeaders,
 } from '../../src/sse/params.js';
@@ -176,4 +177,21 @@ test('SSE-C over plain HTTP is refused except from loopback or with the operator
   requireSecureTransport(p, { ...facts, loopback: true });
   requireSecureTransport(p, { ...facts, allowInsecure: true });
   requireSecureTransport({ kind: 'plaintext' }, facts);
+});
+
+test('x-amz-server-side-encryption: AES256 asks for SSE-S3; KMS, junk, or mixing with SSE-C is refused', () => {
+  const plain = { kind: 'plaintext' } as const;
+  const sse = (v: string | string[]) => ({ 'x-amz-server-side-encryption': v });
+  assert.equal(requestedServerSideEncryption({}, plain), 'none');
+  assert.equal(requestedServerSideEncryption(sse('AES256'), plain), 'AES256');
+  const is = (code: string, status: number) => (err: unknown) =>
+    err instanceof S3Error && err.code === code && err.status === status;
+  assert.throws(() => requestedServerSideEncryption(sse('aws:kms'), plain), is('NotImplemented', 501));
+  assert.throws(() => requestedServerSideEncryption(sse('AES128'), plain), is('InvalidArgument', 400));
+  assert.throws(
+    () => requestedServerSideEncryption(sse(['AES256', 'AES256']), plain),
+    is('InvalidArgument', 400),
+  );
+  const c = parseSseCHeaders(headers(SSE_C_PREFIX, 'AES256', keyB64, md5B64));
+  assert.throws(() => requestedServerSideEncryption(sse('AES256'), c), is('InvalidArgument', 400));
 });
