@@ -106,7 +106,7 @@ async function copyData(
   });
   const data = openObjectRange(ctx.model, source, sourceEnc, range.start, range.end);
   data.on('error', (err) => hashing.destroy(err));
-  const segment = await storeSegment(ctx, data.pipe(hashing), destEnc, identity, segmentIndex);
+  const segment = await storeSegment(ctx.model, data.pipe(hashing), destEnc, identity, segmentIndex);
   return { segment, md5: md5.digest() };
 }
 

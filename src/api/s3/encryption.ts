@@ -44,22 +44,41 @@ function fromParams(params: EncryptionParams): RequestEncryption {
   return { kind: params.kind, params };
 }
 
-function requestParams(
-  ctx: S3Context,
+export interface Transport {
+  secure: boolean;
+  fromLoopback: boolean;
+  config: { s3Api: { allowSseCOverHttp: boolean } };
+}
+
+function paramsFrom(
+  values: Record<string, string | string[] | undefined>,
+  transport: Transport,
   prefix: typeof SSE_C_PREFIX | typeof COPY_SOURCE_SSE_C_PREFIX,
 ): EncryptionParams {
-  const params = parseSseCHeaders(ctx.req.headers, prefix);
+  const params = parseSseCHeaders(values, prefix);
   try {
     requireSecureTransport(params, {
-      encrypted: ctx.secure,
-      loopback: ctx.fromLoopback,
-      allowInsecure: ctx.config.s3Api.allowSseCOverHttp,
+      encrypted: transport.secure,
+      loopback: transport.fromLoopback,
+      allowInsecure: transport.config.s3Api.allowSseCOverHttp,
     });
   } catch (err) {
     disposeParams(params);
     throw err;
   }
   return params;
+}
+
+function requestParams(
+  ctx: S3Context,
+  prefix: typeof SSE_C_PREFIX | typeof COPY_SOURCE_SSE_C_PREFIX,
+): EncryptionParams {
+  return paramsFrom(ctx.req.headers, ctx, prefix);
+}
+
+// PostObject carries the SSE-C parameters as form fields.
+export function encryptionForForm(fields: Record<string, string>, transport: Transport): RequestEncryption {
+  return fromParams(paramsFrom(fields, transport, SSE_C_PREFIX));
 }
 
 export function storedEncryptionOf(record: { encryption?: Record<string, unknown> }): StoredEncryption {

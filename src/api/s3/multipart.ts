@@ -88,7 +88,7 @@ export async function uploadPart(ctx: S3Context): Promise<void> {
   const enc = encryptionForUpload(ctx, upload);
   try {
     const body = ctx.body();
-    const segment = await storeSegment(ctx, body.stream, enc, upload, partNumber);
+    const segment = await storeSegment(ctx.model, body.stream, enc, upload, partNumber);
     const { md5, checksums } = body.digests();
     const etag = etagOf(enc, md5);
     const part: PartRecord = {

@@ -1,8 +1,18 @@
-// api/s3/post-object: PostObject, the browser form upload authorised by a signed policy.
+// api/s3/post-object: PostObject, the browser form upload authorised by a signed policy. The form is parsed
+// and its policy checked before any of the file is read; the file then streams into storage like a PUT.
+import { createHash } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { Transform } from 'node:stream';
 import type { CoffreConfig } from '../../config/config.js';
 import type { Model } from '../../model/model.js';
+import { RECORD_VERSION, type ObjectRecord } from '../../model/types.js';
 import { S3Errors } from '../../util/s3-error.js';
+import { disposeEncryption, encryptionForForm, responseHeaders, sealMetadata } from './encryption.js';
+import { storedHeaders, userMetadata } from './headers.js';
+import { parsePostObject } from './post-policy.js';
+import { etagOf, newVersionId, storeSegment } from './put.js';
+import { sendEmpty, sendXml } from './response.js';
+import { checkObjectKey } from './router.js';
 
 export interface PostObjectContext {
   req: IncomingMessage;
@@ -15,6 +25,75 @@ export interface PostObjectContext {
   fromLoopback: boolean;
 }
 
-export async function postObject(_ctx: PostObjectContext): Promise<void> {
-  throw S3Errors.notImplemented('PostObject');
+export async function postObject(ctx: PostObjectContext): Promise<void> {
+  const bucket = ctx.model.requireBucket(ctx.bucketName);
+  const upload = await parsePostObject(ctx.req, ctx.req.headers['content-type'], {
+    bucket: bucket.name,
+    region: ctx.config.s3Api.s3Region,
+    lookupSecret: async (id) => ctx.model.getKey(id)?.secret,
+  });
+  const perm = upload.accessKeyId ? bucket.permissions[upload.accessKeyId] : undefined;
+  if (!perm || !(perm.write || perm.owner)) throw S3Errors.accessDenied();
+  checkObjectKey(upload.key);
+  const fields = upload.fields;
+  const headers = storedHeaders(fields);
+  const userMeta = userMetadata(fields);
+  const enc = encryptionForForm(fields, ctx);
+  try {
+    const versionId = newVersionId();
+    const md5 = createHash('md5');
+    const hashing = new Transform({
+      transform(chunk: Buffer, _e, cb) {
+        md5.update(chunk);
+        cb(null, chunk);
+      },
+    });
+    upload.fileStream.on('error', (err) => hashing.destroy(err));
+    const identity = { bucketId: bucket.id, key: upload.key, versionId };
+    const segment = await storeSegment(ctx.model, upload.fileStream.pipe(hashing), enc, identity, 0);
+    const record: ObjectRecord = {
+      v: RECORD_VERSION,
+      bucketId: bucket.id,
+      key: upload.key,
+      versionId,
+      size: segment.plainSize,
+      etag: etagOf(enc, md5.digest()),
+      lastModified: Date.now(),
+      ...sealMetadata(enc, { ...identity, headers, userMeta, checksums: {} }),
+      segments: [segment],
+    };
+    await ctx.model.putObject(record);
+    for (const [k, v] of Object.entries(responseHeaders(enc))) ctx.res.setHeader(k, v);
+    ctx.res.setHeader('ETag', record.etag);
+    const location = `/${bucket.name}/${encodeURIComponent(upload.key)}`;
+    ctx.res.setHeader('Location', location);
+    const redirect = fields.success_action_redirect ?? fields.redirect;
+    if (redirect) {
+      try {
+        const target = new URL(redirect);
+        target.searchParams.set('bucket', bucket.name);
+        target.searchParams.set('key', upload.key);
+        target.searchParams.set('etag', record.etag);
+        ctx.res.setHeader('Location', target.toString());
+        sendEmpty(ctx.res, 303);
+        return;
+      } catch {
+        // Not a URL: S3 ignores it and answers as without a redirect.
+      }
+    }
+    const status = fields.success_action_status;
+    if (status === '201') {
+      sendXml(
+        ctx.res,
+        201,
+        'PostResponse',
+        { Location: location, Bucket: bucket.name, Key: upload.key, ETag: record.etag },
+        false,
+      );
+    } else {
+      sendEmpty(ctx.res, status === '200' ? 200 : 204);
+    }
+  } finally {
+    disposeEncryption(enc);
+  }
 }

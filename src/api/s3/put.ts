@@ -2,6 +2,7 @@
 import { randomBytes } from 'node:crypto';
 import { pipeline } from 'node:stream';
 import type { Readable } from 'node:stream';
+import type { Model } from '../../model/model.js';
 import { RECORD_VERSION, type ObjectRecord, type Segment } from '../../model/types.js';
 import { S3Error } from '../../util/s3-error.js';
 import { bucketFor, header, requireKey, type S3Context } from './context.js';
@@ -46,19 +47,19 @@ export function checkDeclaredSize(ctx: S3Context, max = MAX_PUT_SIZE): void {
 
 // Streams `source` (already verified as it flows) through encryption into a stored segment.
 export async function storeSegment(
-  ctx: S3Context,
+  model: Model,
   source: Readable,
   enc: RequestEncryption,
   identity: { bucketId: string; key: string; versionId: string },
   segmentIndex: number,
 ): Promise<Segment> {
   const transform = encryptTransform(enc, identity, segmentIndex);
-  if (!transform) return ctx.model.writeSegment(source);
+  if (!transform) return model.writeSegment(source);
   let plainSize = 0;
   source.on('data', (chunk: Buffer) => {
     plainSize += chunk.length;
   });
-  const segment = await ctx.model.writeSegment(pipeline(source, transform, () => undefined));
+  const segment = await model.writeSegment(pipeline(source, transform, () => undefined));
   return { ...segment, plainSize, cryptoHeader: transform.header };
 }
 
@@ -84,7 +85,13 @@ export async function putObject(ctx: S3Context): Promise<void> {
   try {
     const versionId = newVersionId();
     const body = ctx.body();
-    const segment = await storeSegment(ctx, body.stream, enc, { bucketId: bucket.id, key, versionId }, 0);
+    const segment = await storeSegment(
+      ctx.model,
+      body.stream,
+      enc,
+      { bucketId: bucket.id, key, versionId },
+      0,
+    );
     const { md5, checksums } = body.digests();
     const record: ObjectRecord = {
       v: RECORD_VERSION,

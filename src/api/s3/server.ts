@@ -76,6 +76,8 @@ export interface S3ServerDeps {
 }
 
 export const MAX_HEADER_BYTES = 16 * 1024;
+// Bodies up to this size are read and discarded after an error rather than cut off.
+const DRAIN_LIMIT = 1024 * 1024;
 
 function isLoopback(address: string | undefined): boolean {
   if (!address) return false;
@@ -253,8 +255,13 @@ export class S3Server {
       if (!e)
         log.error({ err: String((err as Error)?.message ?? err), operation, requestId }, 'request failed');
       sendError(res, e ?? S3Errors.internal(), method, rawPath, requestId);
-      // An unread request body would be parsed as the next request: close instead.
-      if (!req.complete) res.once('finish', () => req.destroy());
+      if (!req.complete) {
+        // An unread body would be parsed as the next request. A small one is drained so the client, still
+        // sending, reads the error; a large one is cut off once the error is written.
+        const declared = Number(req.headers['content-length'] ?? NaN);
+        if (declared <= DRAIN_LIMIT) req.resume();
+        else res.once('finish', () => req.destroy());
+      }
     } finally {
       signingKey?.fill(0);
       const seconds = Number(process.hrtime.bigint() - started) / 1e9;
