@@ -2,7 +2,7 @@
 // to a temporary file, fsync'd, renamed into place and its directory fsync'd before any metadata may refer to
 // it, so a crash never leaves metadata pointing at a missing or partial block. Every read verifies the hash.
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdirSync, readdirSync } from 'node:fs';
+import { mkdirSync, readdirSync, rmSync } from 'node:fs';
 import { mkdir, open, readFile, rename, rm, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { S3Error } from '../util/s3-error.js';
@@ -72,6 +72,11 @@ export class BlockStore {
 
   async remove(hash: BlockHash): Promise<void> {
     await rm(this.pathOf(hash), { force: true });
+  }
+
+  // For the garbage collector: no await between its last check that nobody uses the block and the unlink.
+  removeSync(hash: BlockHash): void {
+    rmSync(this.pathOf(hash), { force: true });
   }
 
   async has(hash: BlockHash): Promise<boolean> {

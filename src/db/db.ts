@@ -35,7 +35,9 @@ export class Table<V> {
     const iter = this.db.getRange({ start });
     let count = 0;
     for (const entry of iter) {
-      const key = entry.key as Key;
+      // ordered-binary encodes a one-element array exactly like its element, so it decodes as the bare
+      // string or number: give callers the array they stored.
+      const key = (Array.isArray(entry.key) ? entry.key : [entry.key]) as Key;
       if (!hasPrefix(key, prefix)) break;
       if (opts.limit !== undefined && count >= opts.limit) break;
       count++;
@@ -65,9 +67,12 @@ export class MetadataDb {
     return new Table<V>(this.root.openDB<V, Key>({ name, keyEncoding: 'ordered-binary' }));
   }
 
-  // Runs `body` atomically; reads inside it see its own writes. Resolves once durable on disk.
+  // Runs `body` atomically; reads inside it see its own writes. Resolves once durable on disk. If `body`
+  // throws, none of its writes happen: lmdb-js batches queued transactions into one LMDB transaction, and
+  // only a child transaction is rolled back on its own when its callback throws (a plain one keeps the
+  // writes made before the throw).
   async transaction<T>(body: () => T): Promise<T> {
-    return this.root.transaction(body);
+    return this.root.childTransaction(body);
   }
 
   async close(): Promise<void> {

@@ -373,8 +373,10 @@ export class Model {
         this.refs.remove([hash]);
         return true;
       });
-      if (stillZero) {
-        await this.blocks.remove(hash);
+      // A writer may have pinned the hash while the transaction committed (it found the file already there
+      // and will refer to it): checking the pin and unlinking in one synchronous step closes that window.
+      if (stillZero && !this.pins.isPinned(hash)) {
+        this.blocks.removeSync(hash);
         removed++;
       }
     }
@@ -383,7 +385,7 @@ export class Model {
       if (this.refs.get([hash]) || this.pins.isPinned(hash)) continue;
       const st = await stat(path).catch(() => undefined);
       if (st && st.mtimeMs <= cutoff && !this.refs.get([hash]) && !this.pins.isPinned(hash)) {
-        await this.blocks.remove(hash);
+        this.blocks.removeSync(hash);
         removed++;
       }
     }

@@ -1,0 +1,168 @@
+// db: ordered range scans under a prefix (element-wise key order, UTF-8 byte order for strings), limits and
+// start keys, and transactions that are atomic, see their own writes and survive a reopen.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { MetadataDb, type Key } from '../../src/db/db.js';
+
+function tempDir(): string {
+  return mkdtempSync(join(tmpdir(), 'coffre-db-'));
+}
+
+async function withDb(fn: (db: MetadataDb, dir: string) => Promise<void>): Promise<void> {
+  const dir = tempDir();
+  const db = MetadataDb.open(dir);
+  try {
+    await fn(db, dir);
+  } finally {
+    await db.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+const keysOf = (entries: Iterable<{ key: Key }>) => [...entries].map((e) => e.key);
+
+test('range scans return only keys under the prefix, in order', async () => {
+  await withDb(async (db) => {
+    const t = db.table<number>('objects');
+    await db.transaction(() => {
+      // Inserted out of order, across three "buckets" whose ids share leading characters.
+      for (const [b, k] of [
+        ['b2', 'z'],
+        ['b1', 'b'],
+        ['b', 'x'],
+        ['b1', 'a/2'],
+        ['b1', 'a/1'],
+        ['b1', 'a'],
+        ['b10', 'a'],
+      ])
+        t.put([b!, k!], 1);
+    });
+    assert.deepEqual(keysOf(t.range({ prefix: ['b1'] })), [
+      ['b1', 'a'],
+      ['b1', 'a/1'],
+      ['b1', 'a/2'],
+      ['b1', 'b'],
+    ]);
+    assert.deepEqual(keysOf(t.range({ prefix: ['b'] })), [['b', 'x']]);
+    assert.deepEqual(keysOf(t.range({ prefix: ['nope'] })), []);
+    assert.equal(keysOf(t.range({ prefix: [] })).length, 7);
+  });
+});
+
+test('range scans honour start (inclusive) and limit', async () => {
+  await withDb(async (db) => {
+    const t = db.table<string>('t');
+    await db.transaction(() => {
+      for (const k of ['a', 'b', 'c', 'd', 'e']) t.put(['p', k], k);
+      t.put(['q', 'a'], 'other');
+    });
+    assert.deepEqual(
+      [...t.range({ prefix: ['p'], start: ['p', 'c'] })].map((e) => e.value),
+      ['c', 'd', 'e'],
+    );
+    assert.deepEqual(
+      [...t.range({ prefix: ['p'], start: ['p', 'bb'], limit: 2 })].map((e) => e.value),
+      ['c', 'd'],
+    );
+    assert.deepEqual([...t.range({ prefix: ['p'], limit: 0 })], []);
+  });
+});
+
+test('string key elements sort by UTF-8 bytes, as S3 listings require', async () => {
+  await withDb(async (db) => {
+    const t = db.table<number>('t');
+    // U+FF5E (3 UTF-8 bytes, EF BD 9E) sorts after U+1F600 (4 bytes, F0 9F 98 80) in UTF-16 code units but
+    // before it in UTF-8 byte order.
+    const keys = ['\u{1F600}', '\uFF5E', 'a', 'A', 'é', '~'];
+    await db.transaction(() => keys.forEach((k, i) => t.put(['b', k], i)));
+    const got = keysOf(t.range({ prefix: ['b'] })).map((k) => k[1] as string);
+    const expected = [...keys].sort((x, y) => Buffer.compare(Buffer.from(x), Buffer.from(y)));
+    assert.deepEqual(got, expected);
+  });
+});
+
+test('numeric key elements sort numerically (part numbers)', async () => {
+  await withDb(async (db) => {
+    const t = db.table<number>('parts');
+    await db.transaction(() => [10, 2, 1, 10000, 3].forEach((n) => t.put(['upload', n], n)));
+    assert.deepEqual(
+      [...t.range({ prefix: ['upload'] })].map((e) => e.value),
+      [1, 2, 3, 10, 10000],
+    );
+  });
+});
+
+test('a transaction sees its own writes and a throwing one leaves nothing behind', async () => {
+  await withDb(async (db) => {
+    const t = db.table<{ n: number }>('t');
+    await db.transaction(() => t.put(['x'], { n: 1 }));
+    const seen = await db.transaction(() => {
+      t.put(['x'], { n: 2 });
+      t.put(['y'], { n: 3 });
+      return t.get(['x'])?.n;
+    });
+    assert.equal(seen, 2);
+    await assert.rejects(
+      db.transaction(() => {
+        t.put(['x'], { n: 99 });
+        t.remove(['y']);
+        t.put(['z'], { n: 4 });
+        throw new Error('refused');
+      }),
+      /refused/,
+    );
+    assert.deepEqual(t.get(['x']), { n: 2 });
+    assert.deepEqual(t.get(['y']), { n: 3 });
+    assert.equal(t.get(['z']), undefined);
+  });
+});
+
+test('concurrent read-modify-write transactions do not lose updates', async () => {
+  await withDb(async (db) => {
+    const t = db.table<number>('counter');
+    await Promise.all(
+      Array.from({ length: 50 }, () => db.transaction(() => t.put(['c'], (t.get(['c']) ?? 0) + 1))),
+    );
+    assert.equal(t.get(['c']), 50);
+  });
+});
+
+test('committed writes survive closing and reopening the store; tables are separate', async () => {
+  const dir = tempDir();
+  try {
+    const db = MetadataDb.open(dir);
+    await db.transaction(() => {
+      db.table<string>('a').put(['k'], 'in a');
+      db.table<string>('b').put(['k'], 'in b');
+    });
+    await db.close();
+    const again = MetadataDb.open(dir);
+    assert.equal(again.table<string>('a').get(['k']), 'in a');
+    assert.equal(again.table<string>('b').get(['k']), 'in b');
+    await again.close();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('one-element keys come back from a scan as arrays and match prefixes element-wise', async () => {
+  await withDb(async (db) => {
+    const t = db.table<number>('refs');
+    await db.transaction(() => {
+      t.put(['abc'], 1);
+      t.put(['abd'], 2);
+      t.put([7], 3);
+    });
+    const entries = [...t.range({ prefix: [] })];
+    assert.deepEqual(
+      entries.map((e) => e.key),
+      [[7], ['abc'], ['abd']],
+    );
+    // 'abc' starts with the character 'a' but not with the element 'a'.
+    assert.deepEqual([...t.range({ prefix: ['a'] })], []);
+    assert.deepEqual(keysOf(t.range({ prefix: ['abd'] })), [['abd']]);
+  });
+});
