@@ -457,7 +457,9 @@ async function runHandshake(
       decryptNonce: Buffer.from(state.local.app_mac.subarray(0, SECRETBOX_NONCE_BYTES)),
     };
   } catch (err) {
-    // Write nothing more: the peer learns only that the connection closed.
+    // Write nothing more: the peer learns only that the connection closed. Late socket errors (a reset
+    // racing the destroy) have nowhere useful to go.
+    socket.on('error', () => {});
     socket.destroy();
     throw err instanceof HandshakeError ? err : new HandshakeError((err as Error).message);
   } finally {

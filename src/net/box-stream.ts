@@ -1,0 +1,204 @@
+// Box-stream: the encrypted framing that follows a Secret Handshake. Plaintext is cut into messages of at most
+// 4096 bytes; each travels as a 34-byte boxed header (body length and the body's authentication tag) followed
+// by the body ciphertext. A boxed header of 18 zero bytes says goodbye; a stream that ends without it has been
+// truncated. Layout in docs/formats-rpc.md.
+//
+// BoxEncoder and BoxDecoder are Transform streams (back-pressure through the usual pipe/write contract). They
+// work on whole socket-sized chunks: one output allocation per input chunk, headers and nonces in reused
+// buffers, so the cost is the cipher itself.
+import { Transform, type TransformCallback } from 'node:stream';
+import { SECRETBOX_KEY_BYTES, SECRETBOX_MAC_BYTES, SECRETBOX_NONCE_BYTES, sodium } from './sodium.js';
+
+// ---- Box-stream constants. DO NOT CHANGE: peers (and the reference implementation) depend on them. ----
+/** Largest body of one message. */
+export const MAX_BODY_LENGTH = 4096;
+/** Plaintext header: u16 big-endian body length ‖ 16-byte body tag. */
+const HEADER_PLAIN_LENGTH = 2 + SECRETBOX_MAC_BYTES; // 18
+/** Boxed header as sent: tag ‖ encrypted plaintext header. */
+export const HEADER_LENGTH = HEADER_PLAIN_LENGTH + SECRETBOX_MAC_BYTES; // 34
+/** The goodbye is a header whose plaintext is all zeros. */
+const GOODBYE_PLAIN = Buffer.alloc(HEADER_PLAIN_LENGTH);
+
+/** Encoder output is pushed in groups of at most this much plaintext so one huge write is not one huge push. */
+const PUSH_GROUP_PLAINTEXT = 64 * MAX_BODY_LENGTH;
+
+export class BoxStreamError extends Error {
+  constructor(message: string) {
+    super(`box-stream: ${message}`);
+    this.name = 'BoxStreamError';
+  }
+}
+
+/** Adds one to a 24-byte big-endian counter, carrying across bytes (and wrapping at 2^192). */
+export function incrementNonce(nonce: Uint8Array): void {
+  for (let i = nonce.length - 1; i >= 0; i--) {
+    nonce[i] = (nonce[i] + 1) & 0xff;
+    if (nonce[i] !== 0) return;
+  }
+}
+
+function checkKeyAndNonce(key: Buffer, nonce: Buffer): void {
+  if (key.length !== SECRETBOX_KEY_BYTES) throw new BoxStreamError('key must be 32 bytes');
+  if (nonce.length !== SECRETBOX_NONCE_BYTES) throw new BoxStreamError('nonce must be 24 bytes');
+}
+
+export interface BoxStreamOptions {
+  /** Readable-side buffering in bytes (default 256 KiB). */
+  highWaterMark?: number;
+}
+
+/** Plaintext in, box-stream out. end() sends the goodbye. */
+export class BoxEncoder extends Transform {
+  private readonly key: Buffer;
+  private readonly nonce: Buffer;
+  private readonly bodyNonce = Buffer.alloc(SECRETBOX_NONCE_BYTES);
+  private readonly headerPlain = Buffer.alloc(HEADER_PLAIN_LENGTH);
+
+  constructor(key: Buffer, nonce: Buffer, opts: BoxStreamOptions = {}) {
+    checkKeyAndNonce(key, nonce);
+    super({ readableHighWaterMark: opts.highWaterMark ?? 256 * 1024, writableHighWaterMark: 64 * 1024 });
+    this.key = Buffer.from(key);
+    this.nonce = Buffer.from(nonce);
+  }
+
+  override _transform(chunk: Buffer, _enc: BufferEncoding, callback: TransformCallback): void {
+    for (let start = 0; start < chunk.length; start += PUSH_GROUP_PLAINTEXT) {
+      this.push(this.seal(chunk.subarray(start, Math.min(chunk.length, start + PUSH_GROUP_PLAINTEXT))));
+    }
+    callback();
+  }
+
+  // Many small writes (framing headers, small calls) are sealed together rather than one message each.
+  override _writev(chunks: Array<{ chunk: Buffer }>, callback: (err?: Error | null) => void): void {
+    const all = chunks.length === 1 ? chunks[0].chunk : Buffer.concat(chunks.map((c) => c.chunk));
+    this._write(all, 'binary', callback);
+  }
+
+  override _flush(callback: TransformCallback): void {
+    const goodbye = Buffer.allocUnsafe(HEADER_LENGTH);
+    sodium.crypto_secretbox_easy(goodbye, GOODBYE_PLAIN, this.nonce, this.key);
+    this.key.fill(0);
+    callback(null, goodbye);
+  }
+
+  override _destroy(err: Error | null, callback: (error?: Error | null) => void): void {
+    this.key.fill(0);
+    callback(err);
+  }
+
+  /** Seals `plain` (any length) into consecutive messages in one buffer. */
+  private seal(plain: Buffer): Buffer {
+    const messages = Math.ceil(plain.length / MAX_BODY_LENGTH);
+    const out = Buffer.allocUnsafe(plain.length + messages * HEADER_LENGTH);
+    const head = this.headerPlain;
+    const tag = head.subarray(2);
+    let inPos = 0;
+    let outPos = 0;
+    while (inPos < plain.length) {
+      const len = Math.min(MAX_BODY_LENGTH, plain.length - inPos);
+      // The body is sealed with nonce n+1 so that its tag can travel inside the header, sealed with nonce n.
+      this.nonce.copy(this.bodyNonce);
+      incrementNonce(this.bodyNonce);
+      const bodyOut = out.subarray(outPos + HEADER_LENGTH, outPos + HEADER_LENGTH + len);
+      sodium.crypto_secretbox_detached(
+        bodyOut,
+        tag,
+        plain.subarray(inPos, inPos + len),
+        this.bodyNonce,
+        this.key,
+      );
+      head.writeUInt16BE(len, 0);
+      sodium.crypto_secretbox_easy(out.subarray(outPos, outPos + HEADER_LENGTH), head, this.nonce, this.key);
+      incrementNonce(this.nonce);
+      incrementNonce(this.nonce);
+      inPos += len;
+      outPos += HEADER_LENGTH + len;
+    }
+    return out;
+  }
+}
+
+/**
+ * Box-stream in, plaintext out. Any authentication failure, a body length of 0 or over 4096, data after the
+ * goodbye, or an end without goodbye destroys the stream with a BoxStreamError. After the goodbye the
+ * readable side ends (emits 'end') even if the transport stays open.
+ */
+export class BoxDecoder extends Transform {
+  private readonly key: Buffer;
+  private readonly nonce: Buffer;
+  private readonly headerPlain = Buffer.alloc(HEADER_PLAIN_LENGTH);
+  private pending: Buffer | null = null;
+  private goodbye = false;
+
+  constructor(key: Buffer, nonce: Buffer, opts: BoxStreamOptions = {}) {
+    checkKeyAndNonce(key, nonce);
+    super({ readableHighWaterMark: opts.highWaterMark ?? 256 * 1024, writableHighWaterMark: 64 * 1024 });
+    this.key = Buffer.from(key);
+    this.nonce = Buffer.from(nonce);
+  }
+
+  /** True once the peer's goodbye has been read. */
+  get receivedGoodbye(): boolean {
+    return this.goodbye;
+  }
+
+  override _transform(chunk: Buffer, _enc: BufferEncoding, callback: TransformCallback): void {
+    if (this.goodbye) {
+      if (chunk.length > 0) return callback(new BoxStreamError('data after goodbye'));
+      return callback();
+    }
+    const data = this.pending ? Buffer.concat([this.pending, chunk]) : chunk;
+    this.pending = null;
+    const out = Buffer.allocUnsafe(data.length);
+    let outPos = 0;
+    let pos = 0;
+    const head = this.headerPlain;
+    while (data.length - pos >= HEADER_LENGTH) {
+      if (
+        !sodium.crypto_secretbox_open_easy(
+          head,
+          data.subarray(pos, pos + HEADER_LENGTH),
+          this.nonce,
+          this.key,
+        )
+      ) {
+        return callback(new BoxStreamError('header authentication failed'));
+      }
+      const len = head.readUInt16BE(0);
+      if (len === 0) {
+        if (!sodium.sodium_is_zero(head)) return callback(new BoxStreamError('empty body'));
+        this.goodbye = true;
+        this.key.fill(0);
+        if (pos + HEADER_LENGTH !== data.length) return callback(new BoxStreamError('data after goodbye'));
+        if (outPos > 0) this.push(out.subarray(0, outPos));
+        this.push(null);
+        return callback();
+      }
+      if (len > MAX_BODY_LENGTH)
+        return callback(new BoxStreamError(`body length ${len} exceeds ${MAX_BODY_LENGTH}`));
+      if (data.length - pos < HEADER_LENGTH + len) break; // body not here yet: re-open this header next time
+      incrementNonce(this.nonce);
+      const body = data.subarray(pos + HEADER_LENGTH, pos + HEADER_LENGTH + len);
+      const plain = out.subarray(outPos, outPos + len);
+      if (!sodium.crypto_secretbox_open_detached(plain, body, head.subarray(2), this.nonce, this.key)) {
+        return callback(new BoxStreamError('body authentication failed'));
+      }
+      incrementNonce(this.nonce);
+      outPos += len;
+      pos += HEADER_LENGTH + len;
+    }
+    if (pos < data.length) this.pending = Buffer.from(data.subarray(pos));
+    callback(null, outPos > 0 ? out.subarray(0, outPos) : undefined);
+  }
+
+  override _flush(callback: TransformCallback): void {
+    if (!this.goodbye) return callback(new BoxStreamError('stream ended without goodbye (truncated)'));
+    callback();
+  }
+
+  override _destroy(err: Error | null, callback: (error?: Error | null) => void): void {
+    this.key.fill(0);
+    this.pending = null;
+    callback(err);
+  }
+}
