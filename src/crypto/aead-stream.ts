@@ -350,7 +350,10 @@ class Encryptor extends Transform implements EncryptStream {
   }
 }
 
-/** Returns a Transform that turns plaintext into a version-1 ciphertext stream (header first). */
+/**
+ * Returns a Transform that turns plaintext into a version-1 ciphertext stream (header first). Written buffers
+ * are held, not copied, until their chunk is sealed, as Node streams allow: do not modify a buffer after writing it.
+ */
 export function createEncryptStream(key: Uint8Array, opts: StreamOptions = {}): EncryptStream {
   return new Encryptor(key, opts);
 }
