@@ -3,88 +3,24 @@
 
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { Readable, Writable, type Transform } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
+import { Readable } from 'node:stream';
 import { after, before, test } from 'node:test';
 import { PutObjectCommand, S3Client, S3ServiceException } from '@aws-sdk/client-s3';
-import { S3Error } from '../../../src/util/s3-error.js';
-import { authenticateRequest, type PayloadMode } from '../../../src/api/s3/signature.js';
-import { awsChunkedDecoderFor, isStreamingPayload } from '../../../src/api/s3/aws-chunked.js';
-import {
-  BodyVerifier,
-  bodyExpectationsFromHeaders,
-  type VerifiedBody,
-} from '../../../src/api/s3/checksum.js';
+import { isStreamingPayload } from '../../../src/api/s3/aws-chunked.js';
 import { ACCESS_KEY, REGION, SECRET_KEY } from './sigv4-client.js';
+import { startAuthBodyServer, type AuthBodyServer } from './auth-body-server.js';
 
-interface Seen {
-  path: string;
-  mode: PayloadMode;
-  body: Buffer;
-  verified: VerifiedBody;
-}
-
-const seen: Seen[] = [];
-let server: http.Server;
+let srv: AuthBodyServer;
+let seen: AuthBodyServer['seen'];
 let endpoint: string;
 
-async function handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
-  const url = req.url ?? '/';
-  const q = url.indexOf('?');
-  const path = q < 0 ? url : url.slice(0, q);
-  const query = q < 0 ? '' : url.slice(q + 1);
-  try {
-    const auth = await authenticateRequest(
-      { method: req.method ?? 'GET', path, query, headers: req.headers },
-      { region: REGION, lookupSecret: async (id) => (id === ACCESS_KEY ? SECRET_KEY : undefined) },
-    );
-    const stages: Transform[] = [];
-    let trailers: (() => Readonly<Record<string, string>>) | undefined;
-    if (isStreamingPayload(auth)) {
-      const decoder = awsChunkedDecoderFor(auth, req.headers);
-      trailers = () => decoder.trailers;
-      stages.push(decoder);
-    }
-    const verifier = new BodyVerifier(
-      bodyExpectationsFromHeaders(req.headers, { expectedSha256: auth.expectedSha256, trailers }),
-    );
-    const out: Buffer[] = [];
-    const sink = new Writable({
-      write(c: Buffer, _e, cb) {
-        out.push(c);
-        cb();
-      },
-    });
-    await pipeline([req, ...stages, verifier, sink]);
-    const verified = verifier.result;
-    seen.push({ path, mode: auth.payloadMode, body: Buffer.concat(out), verified });
-    res.setHeader('ETag', `"${verified.md5Hex}"`);
-    if (verified.checksum) {
-      res.setHeader(`x-amz-checksum-${verified.checksum.algorithm.toLowerCase()}`, verified.checksum.value);
-    }
-    res.end();
-  } catch (err) {
-    const e = err instanceof S3Error ? err : new S3Error('InternalError', 500, String(err));
-    res.statusCode = e.status;
-    res.setHeader('content-type', 'application/xml');
-    res.end(
-      `<?xml version="1.0" encoding="UTF-8"?><Error><Code>${e.code}</Code><Message>${e.message}</Message></Error>`,
-    );
-    if (!req.complete) res.once('finish', () => req.destroy());
-  }
-}
-
 before(async () => {
-  server = http.createServer((req, res) => void handle(req, res));
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  endpoint = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  srv = await startAuthBodyServer();
+  seen = srv.seen;
+  endpoint = srv.endpoint;
 });
 
-after(async () => {
-  await new Promise((resolve) => server.close(resolve));
-});
+after(() => srv.close());
 
 function client(secret = SECRET_KEY): S3Client {
   return new S3Client({
