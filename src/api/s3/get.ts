@@ -34,8 +34,10 @@ export function requireObject(ctx: S3Context, bucketId: string, key: string): Ob
 // The plaintext range of the part `partNumber` (1-based) of an object.
 function partRange(record: ObjectRecord, partNumber: number): ByteRange {
   if (partNumber > record.segments.length) {
-    throw S3Errors.invalidArgument('The requested partnumber is not satisfiable', {
-      ArgumentName: 'partNumber',
+    // S3 answers a part number past the last part as an unsatisfiable range (416), like a Range past the end.
+    throw new S3Error('InvalidPartNumber', 416, 'The requested partnumber is not satisfiable', {
+      PartNumberRequested: String(partNumber),
+      ActualPartCount: String(record.segments.length),
     });
   }
   let start = 0;
