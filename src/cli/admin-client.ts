@@ -1,49 +1,99 @@
 // cli/admin-client: how administrative commands reach their node — the token-guarded admin API named in the
-// node's coffre.toml (found through --config, COFFRE_CONFIG or ./coffre-data/coffre.toml).
+// node's coffre.toml (found through --config, COFFRE_CONFIG or ./coffre-data/coffre.toml), over HTTPS when
+// the node serves TLS (trusting the node's own certificate, which may be self-signed).
+import { existsSync, readFileSync } from 'node:fs';
+import http from 'node:http';
+import https from 'node:https';
+import { dirname, join } from 'node:path';
+import type { Command } from 'commander';
 import { loadConfig, parseBindAddress, resolveConfigPath, type CoffreConfig } from '../config/config.js';
 import { UserError, errorMessage } from '../util/errors.js';
-import type { Command } from 'commander';
 
 export interface AdminTarget {
   config: CoffreConfig;
-  baseUrl: string;
+  host: string;
+  port: number;
+  // The certificate the node serves, when it serves TLS.
+  ca?: Buffer;
 }
 
 export function adminTarget(cmd: Command): AdminTarget {
   const globals = cmd.optsWithGlobals() as { config?: string };
   const config = loadConfig(resolveConfigPath(globals.config));
   if (!config.admin.adminToken) {
-    throw new UserError(`no admin_token in ${config.configPath} [admin]: add one (e.g. openssl rand -base64 32)`);
+    throw new UserError(
+      `no admin_token in ${config.configPath} [admin]: add one (e.g. openssl rand -base64 32)`,
+    );
   }
   const { host, port } = parseBindAddress(config.admin.apiBindAddr);
-  const scheme = config.s3Api.tlsCert ? 'https' : 'http';
-  const connectHost = host === '0.0.0.0' ? '127.0.0.1' : host === '::' ? '[::1]' : host.includes(':') ? `[${host}]` : host;
-  return { config, baseUrl: `${scheme}://${connectHost}:${port}` };
+  const connectHost = host === '0.0.0.0' ? '127.0.0.1' : host === '::' ? '::1' : host;
+  // `coffre server --tls-self-signed` keeps its certificate beside the config.
+  const selfSigned = join(dirname(config.configPath), 'tls', 'cert.pem');
+  const certPath = config.s3Api.tlsCert ?? (existsSync(selfSigned) ? selfSigned : undefined);
+  return { config, host: connectHost, port, ca: certPath ? readFileSync(certPath) : undefined };
 }
 
-export async function adminCall(target: AdminTarget, method: string, path: string, body?: unknown): Promise<unknown> {
-  let res: Response;
-  try {
-    res = await fetch(target.baseUrl + path, {
+function request(
+  target: AdminTarget,
+  method: string,
+  path: string,
+  body?: string,
+): Promise<{ status: number; text: string }> {
+  return new Promise((resolve, reject) => {
+    const options = {
+      host: target.host,
+      port: target.port,
       method,
+      path,
       headers: {
         authorization: `Bearer ${target.config.admin.adminToken}`,
-        ...(body !== undefined ? { 'content-type': 'application/json' } : {}),
+        ...(body !== undefined
+          ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) }
+          : {}),
       },
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
+      timeout: 30_000,
+    };
+    const onResponse = (res: http.IncomingMessage) => {
+      const parts: Buffer[] = [];
+      res.on('data', (d: Buffer) => parts.push(d));
+      res.on('end', () =>
+        resolve({ status: res.statusCode ?? 0, text: Buffer.concat(parts).toString('utf8') }),
+      );
+      res.on('error', reject);
+    };
+    const req = target.ca
+      ? https.request({ ...options, ca: target.ca, servername: 'localhost' }, onResponse)
+      : http.request(options, onResponse);
+    req.on('timeout', () => req.destroy(new Error('timed out')));
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+export async function adminCall(
+  target: AdminTarget,
+  method: string,
+  path: string,
+  body?: unknown,
+): Promise<unknown> {
+  let res: { status: number; text: string };
+  try {
+    res = await request(target, method, path, body === undefined ? undefined : JSON.stringify(body));
   } catch (err) {
-    const cause = (err as { cause?: { code?: string } }).cause?.code ?? errorMessage(err);
-    throw new UserError(`cannot reach the node's admin API at ${target.baseUrl} (${cause}): is \`coffre server\` running?`);
+    const where = `${target.ca ? 'https' : 'http'}://${target.host}:${target.port}`;
+    const cause = (err as NodeJS.ErrnoException).code ?? errorMessage(err);
+    throw new UserError(
+      `cannot reach the node's admin API at ${where} (${cause}): is \`coffre server\` running?`,
+    );
   }
-  const text = await res.text();
   let data: unknown;
   try {
-    data = JSON.parse(text);
+    data = JSON.parse(res.text);
   } catch {
     throw new UserError(`the admin API answered ${res.status} with something that is not JSON`);
   }
-  if (!res.ok) throw new UserError((data as { error?: string }).error ?? `admin API error ${res.status}`);
+  if (res.status < 200 || res.status >= 300)
+    throw new UserError((data as { error?: string }).error ?? `admin API error ${res.status}`);
   return data;
 }
 

@@ -1,9 +1,18 @@
 // cli/server: `coffre server` — start a node (creating the embedded default on first start).
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import type { Command } from 'commander';
+import { generateSelfSignedCertificate } from '../api/tls.js';
 import { loadConfig, resolveConfigPath } from '../config/config.js';
 import { ensureDefaultConfig } from '../config/init.js';
 import { startNode } from '../node/node.js';
 import { UserError, errorMessage } from '../util/errors.js';
+
+interface ServerOptions {
+  config?: string;
+  tlsSelfSigned?: boolean;
+  tlsHostname?: string[];
+}
 
 export function registerServerCommands(program: Command): void {
   program
@@ -13,19 +22,39 @@ export function registerServerCommands(program: Command): void {
       '-c, --config <file>',
       'configuration file (default: $COFFRE_CONFIG or ./coffre-data/coffre.toml)',
     )
-    .action(async (opts: { config?: string }) => {
-      const configPath = resolveConfigPath(opts.config ?? program.opts().config);
-      const explicit = Boolean(opts.config ?? process.env.COFFRE_CONFIG);
-      if (!explicit) ensureDefaultConfig(configPath);
+    .option(
+      '--tls-self-signed',
+      'serve HTTPS with a self-signed certificate kept beside the config (made if missing)',
+    )
+    .option('--tls-hostname <name...>', 'extra host names or addresses for the self-signed certificate')
+    .action(async (opts: ServerOptions, cmd: Command) => {
+      const flag = (cmd.optsWithGlobals() as ServerOptions).config;
+      const configPath = resolveConfigPath(flag);
+      if (!flag && !process.env.COFFRE_CONFIG) ensureDefaultConfig(configPath);
       const config = loadConfig(configPath);
+      if (opts.tlsSelfSigned) {
+        if (config.s3Api.tlsCert)
+          throw new UserError('--tls-self-signed conflicts with [s3_api] tls_cert in the config');
+        const dir = join(dirname(configPath), 'tls');
+        const files = existsSync(join(dir, 'cert.pem'))
+          ? { certPath: join(dir, 'cert.pem'), keyPath: join(dir, 'key.pem') }
+          : await generateSelfSignedCertificate(dir, opts.tlsHostname ?? []);
+        config.s3Api.tlsCert = files.certPath;
+        config.s3Api.tlsKey = files.keyPath;
+        process.stdout.write(
+          `TLS: self-signed certificate ${files.certPath} (clients must trust it, e.g. aws --ca-bundle ${files.certPath})\n`,
+        );
+      }
       let node;
       try {
         node = await startNode(config);
       } catch (err) {
         const code = (err as NodeJS.ErrnoException).code;
-        if (code === 'EADDRINUSE')
-          throw new UserError(`cannot listen: ${errorMessage(err)} (is another coffre running?)`);
-        if (code === 'EACCES') throw new UserError(`cannot listen: ${errorMessage(err)}`);
+        if (code === 'EADDRINUSE' || code === 'EACCES' || code === 'EADDRNOTAVAIL') {
+          throw new UserError(
+            `cannot listen: ${errorMessage(err)} (is another coffre running? change api_bind_addr)`,
+          );
+        }
         throw err;
       }
       const scheme = config.s3Api.tlsCert ? 'https' : 'http';
@@ -45,9 +74,8 @@ export function registerServerCommands(program: Command): void {
         process.stdout.write(`coffre is serving S3 on ${scheme}://${config.s3Api.apiBindAddr}\n`);
       }
       await new Promise<void>((resolve) => {
-        const stop = () => resolve();
-        process.once('SIGINT', stop);
-        process.once('SIGTERM', stop);
+        process.once('SIGINT', () => resolve());
+        process.once('SIGTERM', () => resolve());
       });
       await node.stop();
     });

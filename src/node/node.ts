@@ -1,6 +1,7 @@
 // node: assembles a running coffre node from its configuration — the model (metadata + blocks), the S3 and
 // admin APIs — and takes it down cleanly.
-import { readFileSync } from 'node:fs';
+import type https from 'node:https';
+import { TlsReloader, loadTlsOptions } from '../api/tls.js';
 import pino, { type Logger } from 'pino';
 import type { CoffreConfig } from '../config/config.js';
 import { parseBindAddress } from '../config/config.js';
@@ -50,12 +51,23 @@ export async function startNode(config: CoffreConfig, log: Logger = createLogger
   });
   model.startGarbageCollector(Math.max(1000, Math.min(60_000, config.gcDelaySeconds * 1000)));
   const metrics = new S3Metrics();
-  const tls =
+  const tlsFiles =
     config.s3Api.tlsCert && config.s3Api.tlsKey
-      ? { cert: readFileSync(config.s3Api.tlsCert), key: readFileSync(config.s3Api.tlsKey) }
+      ? { certPath: config.s3Api.tlsCert, keyPath: config.s3Api.tlsKey }
       : undefined;
+  const tls = tlsFiles ? await loadTlsOptions(tlsFiles) : undefined;
   const s3 = new S3Server({ config, model, log, metrics }, tls);
   const admin = new AdminServer({ config, model, log, metrics }, tls);
+  // Renewed certificates are picked up on SIGHUP or when the files change, without a restart.
+  const reloaders = tlsFiles
+    ? [s3.server, admin.server].map((server) =>
+        new TlsReloader(server as https.Server, tlsFiles, {
+          onReload: (fingerprint) => log.info({ fingerprint }, 'TLS certificate reloaded'),
+          onError: (err) =>
+            log.error({ err: err.message }, 'TLS certificate reload failed; keeping the previous one'),
+        }).start(),
+      )
+    : [];
   const s3Addr = parseBindAddress(config.s3Api.apiBindAddr);
   const adminAddr = parseBindAddress(config.admin.apiBindAddr);
   await s3.listen(s3Addr.host, s3Addr.port);
@@ -71,6 +83,7 @@ export async function startNode(config: CoffreConfig, log: Logger = createLogger
     admin,
     log,
     async stop() {
+      for (const r of reloaders) r.stop();
       await Promise.all([s3.close(), admin.close()]);
       await model.close();
     },
