@@ -144,8 +144,8 @@ function canonicalPathCandidates(rawPath: string): string[] {
   return normalized === path ? [path] : [path, normalized];
 }
 
-/** Splits a raw query string into decoded [name, value] pairs ('+' read as a space, as form encoding does). */
-export function parseQuery(rawQuery: string): [string, string][] {
+/** Splits a raw query string into decoded [name, value] pairs ('+' read as a space by default, as form encoding does). */
+export function parseQuery(rawQuery: string, plusIsSpace = true): [string, string][] {
   const out: [string, string][] = [];
   if (rawQuery === '') return out;
   for (const part of rawQuery.split('&')) {
@@ -153,8 +153,8 @@ export function parseQuery(rawQuery: string): [string, string][] {
     const eq = part.indexOf('=');
     const rawName = eq < 0 ? part : part.slice(0, eq);
     const rawValue = eq < 0 ? '' : part.slice(eq + 1);
-    const name = safeDecode(rawName.replace(/\+/g, ' '));
-    const value = safeDecode(rawValue.replace(/\+/g, ' '));
+    const name = safeDecode(plusIsSpace ? rawName.replace(/\+/g, ' ') : rawName);
+    const value = safeDecode(plusIsSpace ? rawValue.replace(/\+/g, ' ') : rawValue);
     if (name === undefined || value === undefined) {
       throw S3Errors.invalidArgument('The query string is not correctly percent-encoded.');
     }
@@ -170,6 +170,14 @@ function canonicalQuery(pairs: [string, string][], omit?: string): string {
     .sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : a[1] < b[1] ? -1 : a[1] > b[1] ? 1 : 0))
     .map(([name, value]) => `${name}=${value}`)
     .join('&');
+}
+
+// A '+' left unescaped in a query string means a space to form encoders and a plus to others; whichever the
+// client signed is accepted.
+function canonicalQueryCandidates(rawQuery: string, omit?: string): string[] {
+  const asSpace = canonicalQuery(parseQuery(rawQuery), omit);
+  if (!rawQuery.includes('+')) return [asSpace];
+  return [asSpace, canonicalQuery(parseQuery(rawQuery, false), omit)];
 }
 
 function headerValue(headers: IncomingHttpHeaders, name: string): string | undefined {
@@ -293,7 +301,7 @@ interface SignedParts {
   signature: string;
   amzDate: string;
   payloadHash: string;
-  canonicalQuery: string;
+  canonicalQueries: string[];
   presigned: boolean;
 }
 
@@ -378,12 +386,17 @@ function parseAuthorizationHeader(req: AuthRequest, auth: string, opts: AuthOpti
     signature,
     amzDate,
     payloadHash: payloadHash.trim(),
-    canonicalQuery: canonicalQuery(parseQuery(req.query)),
+    canonicalQueries: canonicalQueryCandidates(req.query),
     presigned: false,
   };
 }
 
-function parsePresignedQuery(pairs: [string, string][], opts: AuthOptions, now: Date): SignedParts {
+function parsePresignedQuery(
+  rawQuery: string,
+  pairs: [string, string][],
+  opts: AuthOptions,
+  now: Date,
+): SignedParts {
   const params = new Map<string, string>();
   for (const [name, value] of pairs) {
     if (name.startsWith('X-Amz-') && params.has(name))
@@ -443,7 +456,7 @@ function parsePresignedQuery(pairs: [string, string][], opts: AuthOptions, now: 
     signature,
     amzDate,
     payloadHash: params.get('X-Amz-Content-Sha256') ?? UNSIGNED_PAYLOAD,
-    canonicalQuery: canonicalQuery(pairs, 'X-Amz-Signature'),
+    canonicalQueries: canonicalQueryCandidates(rawQuery, 'X-Amz-Signature'),
     presigned: true,
   };
 }
@@ -488,7 +501,7 @@ export async function authenticateRequest(req: AuthRequest, opts: AuthOptions): 
   const parts =
     authorization !== undefined
       ? parseAuthorizationHeader(req, authorization.trim(), opts, now)
-      : parsePresignedQuery(pairs, opts, now);
+      : parsePresignedQuery(req.query, pairs, opts, now);
   const { mode, expectedSha256 } = payloadModeOf(parts.payloadHash);
   if (parts.presigned && mode !== 'signed' && mode !== 'unsigned') {
     throw malformedQuery('Presigned requests cannot use a streaming payload.');
@@ -508,22 +521,24 @@ export async function authenticateRequest(req: AuthRequest, opts: AuthOptions): 
   const { credential } = parts;
   const signingKey = deriveSigningKey(secret, credential.date, credential.region, credential.service);
   let matched = false;
-  for (const path of canonicalPathCandidates(req.path)) {
-    const canonical = buildCanonicalRequest(
-      req.method.toUpperCase(),
-      path,
-      parts.canonicalQuery,
-      req.headers,
-      parts.signedHeaders,
-      parts.payloadHash,
-    );
-    const expected = hmacSha256(
-      signingKey,
-      stringToSign(parts.amzDate, credential.scope, canonical),
-    ).toString('hex');
-    if (signaturesEqual(expected, parts.signature)) {
-      matched = true;
-      break;
+  search: for (const path of canonicalPathCandidates(req.path)) {
+    for (const query of parts.canonicalQueries) {
+      const canonical = buildCanonicalRequest(
+        req.method.toUpperCase(),
+        path,
+        query,
+        req.headers,
+        parts.signedHeaders,
+        parts.payloadHash,
+      );
+      const expected = hmacSha256(
+        signingKey,
+        stringToSign(parts.amzDate, credential.scope, canonical),
+      ).toString('hex');
+      if (signaturesEqual(expected, parts.signature)) {
+        matched = true;
+        break search;
+      }
     }
   }
   if (!matched) {

@@ -90,6 +90,18 @@ test('query parameters are canonicalised: sorted, RFC 3986 encoded, valueless on
   await authenticateRequest(req, options());
 });
 
+test("an unescaped '+' in the query verifies whether the client meant a space or a plus", async () => {
+  const asSpace = await signHeader({ path: '/bucket', query: { prefix: 'a b' } }, { date: NOW });
+  await authenticateRequest({ ...asSpace, query: 'prefix=a+b' }, options());
+  const asPlus = await signHeader({ path: '/bucket', query: { prefix: 'a+b' } }, { date: NOW });
+  await authenticateRequest({ ...asPlus, query: 'prefix=a+b' }, options());
+  await rejects(
+    authenticateRequest({ ...asPlus, query: 'prefix=a%20c' }, options()),
+    'SignatureDoesNotMatch',
+    403,
+  );
+});
+
 test('keys with reserved characters verify whether or not the client escaped them', async () => {
   const path = '/bucket/' + uriEncode("dir/a b!'()*~é.txt", true);
   const req = await signHeader({ method: 'PUT', path }, { date: NOW });
