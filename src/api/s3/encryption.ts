@@ -23,6 +23,7 @@ import {
   type StoredEncryption,
 } from '../../sse/object-crypto.js';
 import type { S3Context } from './context.js';
+import { S3Errors } from '../../util/s3-error.js';
 import type { ObjectMetadata } from './metadata.js';
 
 export interface ObjectIdentityRef {
@@ -77,7 +78,13 @@ function requestParams(
 }
 
 // PostObject carries the SSE-C parameters as form fields.
+// SSE-S3 and SSE-KMS are not built: refusing them is honest, storing the object in clear would not be.
+function refuseManagedEncryption(value: string | string[] | undefined): void {
+  if (value !== undefined) throw S3Errors.notImplemented(`x-amz-server-side-encryption: ${String(value)}`);
+}
+
 export function encryptionForForm(fields: Record<string, string>, transport: Transport): RequestEncryption {
+  refuseManagedEncryption(fields['x-amz-server-side-encryption']);
   return fromParams(paramsFrom(fields, transport, SSE_C_PREFIX));
 }
 
@@ -116,6 +123,7 @@ function openWith(
 
 // The encryption a request asks for when writing (PutObject, CreateMultipartUpload, copy destination …).
 export function encryptionForWrite(ctx: S3Context): RequestEncryption {
+  refuseManagedEncryption(ctx.req.headers['x-amz-server-side-encryption']);
   return fromParams(requestParams(ctx, SSE_C_PREFIX));
 }
 
