@@ -126,37 +126,75 @@ export function crc32c(data: Uint8Array, crc = 0): number {
 
 const CRC64_POLY_HI = 0x9a6c9329;
 const CRC64_POLY_LO = 0xac4bc9b5;
-const CRC64_TABLE_HI = new Uint32Array(256);
-const CRC64_TABLE_LO = new Uint32Array(256);
+// Slicing-by-8 again: table k (halves at k * 256) gives the CRC of a byte followed by k zero bytes.
+const C64_HI = new Int32Array(8 * 256);
+const C64_LO = new Int32Array(8 * 256);
 for (let n = 0; n < 256; n++) {
   let hi = 0;
   let lo = n;
   for (let k = 0; k < 8; k++) {
     const carry = lo & 1;
-    lo = ((lo >>> 1) | ((hi & 1) << 31)) >>> 0;
+    lo = (lo >>> 1) | ((hi & 1) << 31);
     hi = hi >>> 1;
     if (carry) {
-      hi = (hi ^ CRC64_POLY_HI) >>> 0;
-      lo = (lo ^ CRC64_POLY_LO) >>> 0;
+      hi ^= CRC64_POLY_HI;
+      lo ^= CRC64_POLY_LO;
     }
   }
-  CRC64_TABLE_HI[n] = hi;
-  CRC64_TABLE_LO[n] = lo;
+  C64_HI[n] = hi;
+  C64_LO[n] = lo;
+}
+for (let k = 1; k < 8; k++) {
+  for (let n = 0; n < 256; n++) {
+    const ph = C64_HI[(k - 1) * 256 + n];
+    const pl = C64_LO[(k - 1) * 256 + n];
+    const idx = pl & 0xff;
+    C64_HI[k * 256 + n] = (ph >>> 8) ^ C64_HI[idx];
+    C64_LO[k * 256 + n] = ((pl >>> 8) | (ph << 24)) ^ C64_LO[idx];
+  }
 }
 
 class Crc64NvmeDigester implements Digester {
-  private hi = 0xffffffff;
-  private lo = 0xffffffff;
+  private hi = -1;
+  private lo = -1;
   update(data: Uint8Array): void {
+    const H = C64_HI;
+    const L = C64_LO;
     let hi = this.hi;
     let lo = this.lo;
-    for (let i = 0; i < data.length; i++) {
-      const idx = (lo ^ data[i]) & 0xff;
-      lo = ((lo >>> 8) | (hi << 24)) ^ CRC64_TABLE_LO[idx];
-      hi = (hi >>> 8) ^ CRC64_TABLE_HI[idx];
+    let i = 0;
+    const n = data.length;
+    if (LITTLE_ENDIAN && n >= 64) {
+      while (((data.byteOffset + i) & 3) !== 0) {
+        const idx = (lo ^ data[i++]) & 0xff;
+        lo = ((lo >>> 8) | (hi << 24)) ^ L[idx];
+        hi = (hi >>> 8) ^ H[idx];
+      }
+      const pairs = (n - i) >>> 3;
+      const words = new Int32Array(data.buffer, data.byteOffset + i, pairs * 2);
+      for (let j = 0; j < words.length; j += 2) {
+        const a = lo ^ words[j];
+        const b = hi ^ words[j + 1];
+        const i7 = 1792 + (a & 0xff);
+        const i6 = 1536 + ((a >>> 8) & 0xff);
+        const i5 = 1280 + ((a >>> 16) & 0xff);
+        const i4 = 1024 + (a >>> 24);
+        const i3 = 768 + (b & 0xff);
+        const i2 = 512 + ((b >>> 8) & 0xff);
+        const i1 = 256 + ((b >>> 16) & 0xff);
+        const i0 = b >>> 24;
+        lo = L[i7] ^ L[i6] ^ L[i5] ^ L[i4] ^ L[i3] ^ L[i2] ^ L[i1] ^ L[i0];
+        hi = H[i7] ^ H[i6] ^ H[i5] ^ H[i4] ^ H[i3] ^ H[i2] ^ H[i1] ^ H[i0];
+      }
+      i += pairs * 8;
     }
-    this.hi = hi >>> 0;
-    this.lo = lo >>> 0;
+    for (; i < n; i++) {
+      const idx = (lo ^ data[i]) & 0xff;
+      lo = ((lo >>> 8) | (hi << 24)) ^ L[idx];
+      hi = (hi >>> 8) ^ H[idx];
+    }
+    this.hi = hi;
+    this.lo = lo;
   }
   digest(): Buffer {
     const out = Buffer.alloc(8);
