@@ -1,0 +1,420 @@
+// Interop: the aws CLI against a coffre server — `aws s3` (mb, cp both ways, ls, sync, rm, rb) and `aws s3api`
+// (put-object, get-object with a range, head-object, list-objects-v2, copy-object, delete-objects), and a
+// multipart upload of a 100 MiB file whose sha256 survives the round trip.
+import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
+import {
+  createReadStream,
+  createWriteStream,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { once } from 'node:events';
+import { after, before, test, type TestContext } from 'node:test';
+import { runCommand, startServer, type TestServer } from '../helpers/server.js';
+import { hasTool, requireTools } from '../helpers/tools.js';
+
+let server: TestServer | undefined;
+let work: string;
+let env: Record<string, string>;
+const MiB = 1024 * 1024;
+
+before(async () => {
+  if (!hasTool('aws') && !process.env.CI) return;
+  server = await startServer();
+  work = mkdtempSync(join(tmpdir(), 'coffre-awscli-'));
+  // The user's own aws configuration must never leak in: config and credentials files of our own.
+  writeFileSync(join(work, 'config'), '[default]\nregion = us-east-1\n');
+  writeFileSync(
+    join(work, 'credentials'),
+    `[default]\naws_access_key_id = ${server.accessKeyId}\naws_secret_access_key = ${server.secretAccessKey}\n`,
+    { mode: 0o600 },
+  );
+  env = {
+    AWS_CONFIG_FILE: join(work, 'config'),
+    AWS_SHARED_CREDENTIALS_FILE: join(work, 'credentials'),
+    AWS_ACCESS_KEY_ID: server.accessKeyId,
+    AWS_SECRET_ACCESS_KEY: server.secretAccessKey,
+    AWS_DEFAULT_REGION: 'us-east-1',
+    AWS_PROFILE: 'default',
+    AWS_EC2_METADATA_DISABLED: 'true',
+    AWS_PAGER: '',
+    HOME: work,
+  };
+});
+
+after(async () => {
+  await server?.stop();
+  server?.cleanup();
+  if (work) rmSync(work, { recursive: true, force: true });
+});
+
+async function aws(args: string[], expectOk = true) {
+  const r = await runCommand('aws', ['--endpoint-url', server!.endpoint, ...args], env);
+  if (expectOk)
+    assert.equal(r.code, 0, `aws ${args.join(' ')} failed (${r.code}):\n${r.stdout}\n${r.stderr}`);
+  return r;
+}
+
+async function awsJson<T = Record<string, unknown>>(args: string[]): Promise<T> {
+  const r = await aws([...args, '--output', 'json']);
+  return (r.stdout.trim() ? JSON.parse(r.stdout) : {}) as T;
+}
+
+const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+
+function writeTree(root: string): Map<string, Buffer> {
+  const files = new Map<string, Buffer>();
+  const add = (rel: string, data: Buffer) => {
+    mkdirSync(join(root, rel, '..'), { recursive: true });
+    writeFileSync(join(root, rel), data);
+    files.set(rel, data);
+  };
+  add('top.txt', Buffer.from('top level\n'));
+  add('empty', Buffer.alloc(0));
+  add('docs/readme.md', Buffer.from('# readme\n'));
+  add('docs/deep/nested/file with spaces.bin', randomBytes(70_000));
+  add('data/ünïcødé.dat', randomBytes(1234));
+  add('data/two.bin', randomBytes(2 * MiB + 5));
+  for (let i = 0; i < 20; i++) add(`many/f${i}.txt`, Buffer.from(`file ${i}\n`));
+  return files;
+}
+
+function skipUnlessAws(t: TestContext): boolean {
+  return requireTools(t, 'aws');
+}
+
+test('aws s3: mb, ls, cp up and down, sync both ways (with --delete), rm, rb', async (t) => {
+  if (!skipUnlessAws(t)) return;
+  await aws(['s3', 'mb', 's3://cli-s3']);
+  const ls = await aws(['s3', 'ls']);
+  assert.match(ls.stdout, /\scli-s3\n/);
+
+  // cp a single file up and back.
+  const one = randomBytes(300_000);
+  writeFileSync(join(work, 'one.bin'), one);
+  await aws(['s3', 'cp', join(work, 'one.bin'), 's3://cli-s3/single/one.bin', '--only-show-errors']);
+  await aws(['s3', 'cp', 's3://cli-s3/single/one.bin', join(work, 'one.back'), '--only-show-errors']);
+  assert.ok(readFileSync(join(work, 'one.back')).equals(one));
+
+  // sync a tree up, list it, sync it down elsewhere, compare.
+  const src = join(work, 'tree');
+  const files = writeTree(src);
+  await aws(['s3', 'sync', src, 's3://cli-s3/tree', '--only-show-errors']);
+  const rec = await aws(['s3', 'ls', '--recursive', 's3://cli-s3/tree/']);
+  for (const [rel, data] of files) {
+    assert.ok(rec.stdout.includes(`tree/${rel}\n`), `listed ${rel}`);
+    assert.match(
+      rec.stdout,
+      new RegExp(`\\s${data.length} tree/${rel.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\n`),
+    );
+  }
+  const top = await aws(['s3', 'ls', 's3://cli-s3/tree/']);
+  assert.match(top.stdout, /PRE docs\//);
+  assert.match(top.stdout, /PRE many\//);
+  assert.match(top.stdout, /top\.txt/);
+  const dst = join(work, 'tree-back');
+  await aws(['s3', 'sync', 's3://cli-s3/tree', dst, '--only-show-errors']);
+  for (const [rel, data] of files) assert.ok(readFileSync(join(dst, rel)).equals(data), `synced back ${rel}`);
+
+  // A second sync with nothing changed uploads nothing; a changed file is the only one sent.
+  const again = await aws(['s3', 'sync', src, 's3://cli-s3/tree', '--no-progress']);
+  assert.equal(again.stdout.trim(), '', `nothing to do, got: ${again.stdout}`);
+  writeFileSync(join(src, 'top.txt'), 'changed top level, longer\n');
+  rmSync(join(src, 'many/f3.txt'));
+  const changed = await aws(['s3', 'sync', src, 's3://cli-s3/tree', '--delete', '--no-progress']);
+  assert.match(changed.stdout, /upload: .*top\.txt/);
+  assert.match(changed.stdout, /delete: s3:\/\/cli-s3\/tree\/many\/f3\.txt/);
+  assert.equal(changed.stdout.trim().split('\n').length, 2, changed.stdout);
+  await aws(['s3', 'cp', 's3://cli-s3/tree/top.txt', join(work, 'top.back'), '--only-show-errors']);
+  assert.equal(readFileSync(join(work, 'top.back'), 'utf8'), 'changed top level, longer\n');
+
+  // rb refuses a bucket with objects; rm then rb.
+  const rbFull = await aws(['s3', 'rb', 's3://cli-s3'], false);
+  assert.notEqual(rbFull.code, 0);
+  assert.match(rbFull.stderr, /BucketNotEmpty/);
+  await aws(['s3', 'rm', 's3://cli-s3/single/one.bin', '--only-show-errors']);
+  const gone = await aws(['s3', 'ls', 's3://cli-s3/single/'], false);
+  assert.equal(gone.stdout.trim(), '');
+  await aws(['s3', 'rm', 's3://cli-s3/tree', '--recursive', '--only-show-errors']);
+  const empty = await awsJson<{ KeyCount?: number }>(['s3api', 'list-objects-v2', '--bucket', 'cli-s3']);
+  assert.ok(!empty.KeyCount);
+  await aws(['s3', 'rb', 's3://cli-s3']);
+  const after = await aws(['s3', 'ls']);
+  assert.doesNotMatch(after.stdout, /\scli-s3\n/);
+  // rb --force removes contents too.
+  await aws(['s3', 'mb', 's3://cli-force']);
+  await aws(['s3', 'cp', join(work, 'one.bin'), 's3://cli-force/x', '--only-show-errors']);
+  await aws(['s3', 'rb', 's3://cli-force', '--force']);
+  const final = await aws(['s3', 'ls']);
+  assert.doesNotMatch(final.stdout, /cli-force/);
+});
+
+test('aws s3api: put-object, get-object with a range, head-object, list-objects-v2, copy-object, delete-objects', async (t) => {
+  if (!skipUnlessAws(t)) return;
+  await aws(['s3api', 'create-bucket', '--bucket', 'cli-api']);
+  const body = randomBytes(100_000);
+  writeFileSync(join(work, 'body.bin'), body);
+  const md5b64 = createHash('md5').update(body).digest('base64');
+  const put = await awsJson<{ ETag: string }>([
+    's3api',
+    'put-object',
+    '--bucket',
+    'cli-api',
+    '--key',
+    'dir/obj.bin',
+    '--body',
+    join(work, 'body.bin'),
+    '--content-type',
+    'application/x-cli',
+    '--metadata',
+    'color=green,size=large',
+    '--content-md5',
+    md5b64,
+    '--cache-control',
+    'no-store',
+  ]);
+  assert.equal(put.ETag, `"${createHash('md5').update(body).digest('hex')}"`);
+
+  const bad = await aws(
+    [
+      's3api',
+      'put-object',
+      '--bucket',
+      'cli-api',
+      '--key',
+      'dir/bad',
+      '--body',
+      join(work, 'body.bin'),
+      '--content-md5',
+      createHash('md5').update('x').digest('base64'),
+    ],
+    false,
+  );
+  assert.notEqual(bad.code, 0);
+  assert.match(bad.stderr, /BadDigest/);
+
+  const head = await awsJson<{
+    ContentLength: number;
+    ContentType: string;
+    Metadata: Record<string, string>;
+    ETag: string;
+    CacheControl: string;
+  }>(['s3api', 'head-object', '--bucket', 'cli-api', '--key', 'dir/obj.bin']);
+  assert.equal(head.ContentLength, body.length);
+  assert.equal(head.ContentType, 'application/x-cli');
+  assert.deepEqual(head.Metadata, { color: 'green', size: 'large' });
+  assert.equal(head.ETag, put.ETag);
+  assert.equal(head.CacheControl, 'no-store');
+
+  const ranged = await awsJson<{ ContentRange: string; ContentLength: number }>([
+    's3api',
+    'get-object',
+    '--bucket',
+    'cli-api',
+    '--key',
+    'dir/obj.bin',
+    '--range',
+    'bytes=1000-1999',
+    join(work, 'range.out'),
+  ]);
+  assert.equal(ranged.ContentRange, `bytes 1000-1999/${body.length}`);
+  assert.equal(ranged.ContentLength, 1000);
+  assert.ok(readFileSync(join(work, 'range.out')).equals(body.subarray(1000, 2000)));
+  const suffix = await awsJson<{ ContentRange: string }>([
+    's3api',
+    'get-object',
+    '--bucket',
+    'cli-api',
+    '--key',
+    'dir/obj.bin',
+    '--range',
+    'bytes=-10',
+    join(work, 'suffix.out'),
+  ]);
+  assert.equal(suffix.ContentRange, `bytes ${body.length - 10}-${body.length - 1}/${body.length}`);
+  assert.ok(readFileSync(join(work, 'suffix.out')).equals(body.subarray(body.length - 10)));
+
+  const copy = await awsJson<{ CopyObjectResult: { ETag: string } }>([
+    's3api',
+    'copy-object',
+    '--bucket',
+    'cli-api',
+    '--key',
+    'other/copy.bin',
+    '--copy-source',
+    'cli-api/dir/obj.bin',
+  ]);
+  assert.equal(copy.CopyObjectResult.ETag, put.ETag);
+  await aws([
+    's3api',
+    'copy-object',
+    '--bucket',
+    'cli-api',
+    '--key',
+    'other/replaced.bin',
+    '--copy-source',
+    'cli-api/dir/obj.bin',
+    '--metadata-directive',
+    'REPLACE',
+    '--content-type',
+    'text/x-new',
+    '--metadata',
+    'color=red',
+  ]);
+  const replaced = await awsJson<{ ContentType: string; Metadata: Record<string, string> }>([
+    's3api',
+    'head-object',
+    '--bucket',
+    'cli-api',
+    '--key',
+    'other/replaced.bin',
+  ]);
+  assert.equal(replaced.ContentType, 'text/x-new');
+  assert.deepEqual(replaced.Metadata, { color: 'red' });
+  await aws([
+    's3api',
+    'get-object',
+    '--bucket',
+    'cli-api',
+    '--key',
+    'other/copy.bin',
+    join(work, 'copy.out'),
+  ]);
+  assert.ok(readFileSync(join(work, 'copy.out')).equals(body));
+
+  const listed = await awsJson<{
+    Contents: { Key: string; Size: number }[];
+    CommonPrefixes?: { Prefix: string }[];
+  }>(['s3api', 'list-objects-v2', '--bucket', 'cli-api']);
+  assert.deepEqual(
+    listed.Contents.map((c) => c.Key),
+    ['dir/obj.bin', 'other/copy.bin', 'other/replaced.bin'],
+  );
+  const byDir = await awsJson<{ CommonPrefixes: { Prefix: string }[] }>([
+    's3api',
+    'list-objects-v2',
+    '--bucket',
+    'cli-api',
+    '--delimiter',
+    '/',
+  ]);
+  assert.deepEqual(
+    byDir.CommonPrefixes.map((p) => p.Prefix),
+    ['dir/', 'other/'],
+  );
+  // The CLI pages on its own with a small page size (continuation tokens), and decodes url-encoded keys.
+  const paged = await awsJson<{ Contents: { Key: string }[] }>([
+    's3api',
+    'list-objects-v2',
+    '--bucket',
+    'cli-api',
+    '--page-size',
+    '1',
+  ]);
+  assert.equal(paged.Contents.length, 3);
+
+  const deleted = await awsJson<{ Deleted: { Key: string }[]; Errors?: unknown[] }>([
+    's3api',
+    'delete-objects',
+    '--bucket',
+    'cli-api',
+    '--delete',
+    JSON.stringify({ Objects: [{ Key: 'other/copy.bin' }, { Key: 'other/replaced.bin' }], Quiet: false }),
+  ]);
+  assert.deepEqual(deleted.Deleted.map((d) => d.Key).sort(), ['other/copy.bin', 'other/replaced.bin']);
+  const quiet = await awsJson<{ Deleted?: unknown[] }>([
+    's3api',
+    'delete-objects',
+    '--bucket',
+    'cli-api',
+    '--delete',
+    JSON.stringify({ Objects: [{ Key: 'dir/obj.bin' }], Quiet: true }),
+  ]);
+  assert.equal(quiet.Deleted, undefined);
+  const missing = await aws(
+    ['s3api', 'get-object', '--bucket', 'cli-api', '--key', 'dir/obj.bin', join(work, 'nothing')],
+    false,
+  );
+  assert.notEqual(missing.code, 0);
+  assert.match(missing.stderr, /NoSuchKey/);
+  const noBucket = await aws(['s3api', 'head-bucket', '--bucket', 'cli-nothing-here'], false);
+  assert.notEqual(noBucket.code, 0);
+  assert.match(noBucket.stderr, /404|Not Found/);
+  await aws(['s3api', 'delete-bucket', '--bucket', 'cli-api']);
+});
+
+test('aws s3 cp of a 100 MiB file goes multipart and its sha256 survives the round trip', async (t) => {
+  if (!skipUnlessAws(t)) return;
+  await aws(['s3', 'mb', 's3://cli-big']);
+  const path = join(work, 'big.bin');
+  const hash = createHash('sha256');
+  const out = createWriteStream(path);
+  for (let i = 0; i < 100; i++) {
+    const chunk = randomBytes(MiB);
+    hash.update(chunk);
+    if (!out.write(chunk)) await once(out, 'drain');
+  }
+  out.write(Buffer.from('tail'));
+  hash.update('tail');
+  out.end();
+  await once(out, 'finish');
+  const expected = hash.digest('hex');
+  const size = 100 * MiB + 4;
+
+  await aws([
+    's3',
+    'cp',
+    path,
+    's3://cli-big/big.bin',
+    '--no-progress',
+    '--only-show-errors',
+    '--expected-size',
+    String(size),
+  ]);
+  const head = await awsJson<{ ETag: string; ContentLength: number }>([
+    's3api',
+    'head-object',
+    '--bucket',
+    'cli-big',
+    '--key',
+    'big.bin',
+  ]);
+  assert.equal(head.ContentLength, size);
+  // The aws CLI splits at 8 MiB by default: 13 parts, and the ETag says so.
+  assert.match(head.ETag, /^"[0-9a-f]{32}-13"$/);
+  const parts = await awsJson<{ PartsCount: number; ContentLength: number }>([
+    's3api',
+    'head-object',
+    '--bucket',
+    'cli-big',
+    '--key',
+    'big.bin',
+    '--part-number',
+    '13',
+  ]);
+  assert.equal(parts.PartsCount, 13);
+  assert.equal(parts.ContentLength, size - 12 * 8 * MiB);
+  rmSync(path);
+
+  const back = join(work, 'big.back');
+  await aws(['s3', 'cp', 's3://cli-big/big.bin', back, '--no-progress', '--only-show-errors']);
+  const h2 = createHash('sha256');
+  for await (const c of createReadStream(back)) h2.update(c as Buffer);
+  assert.equal(h2.digest('hex'), expected);
+  rmSync(back);
+  // No multipart upload is left behind.
+  const uploads = await awsJson<{ Uploads?: unknown[] }>([
+    's3api',
+    'list-multipart-uploads',
+    '--bucket',
+    'cli-big',
+  ]);
+  assert.equal(uploads.Uploads, undefined);
+  await aws(['s3', 'rb', 's3://cli-big', '--force']);
+});
