@@ -66,7 +66,6 @@ async function awsJson<T = Record<string, unknown>>(args: string[]): Promise<T> 
   return (r.stdout.trim() ? JSON.parse(r.stdout) : {}) as T;
 }
 
-const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
 function writeTree(root: string): Map<string, Buffer> {
   const files = new Map<string, Buffer>();
