@@ -6,6 +6,7 @@ import pino, { type Logger } from 'pino';
 import type { CoffreConfig } from '../config/config.js';
 import { parseBindAddress } from '../config/config.js';
 import { Model } from '../model/model.js';
+import { LocalStore } from '../model/store.js';
 import { S3Server } from '../api/s3/server.js';
 import { AdminServer } from '../api/admin/server.js';
 import { S3Metrics } from '../api/admin/metrics.js';
@@ -56,8 +57,9 @@ export async function startNode(config: CoffreConfig, log: Logger = createLogger
       ? { certPath: config.s3Api.tlsCert, keyPath: config.s3Api.tlsKey }
       : undefined;
   const tls = tlsFiles ? await loadTlsOptions(tlsFiles) : undefined;
-  const s3 = new S3Server({ config, model, log, metrics }, tls);
-  const admin = new AdminServer({ config, model, log, metrics }, tls);
+  const store = new LocalStore(model);
+  const s3 = new S3Server({ config, store, log, metrics }, tls);
+  const admin = new AdminServer({ config, store, log, metrics }, tls);
   // Renewed certificates are picked up on SIGHUP or when the files change, without a restart.
   const reloaders = tlsFiles
     ? [s3.server, admin.server].map((server) =>

@@ -5,7 +5,7 @@ import https from 'node:https';
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { CoffreConfig } from '../../config/config.js';
-import type { Model } from '../../model/model.js';
+import type { ObjectStore } from '../../model/store.js';
 import type { AccessKeyRecord, BucketRecord } from '../../model/types.js';
 import { S3Error } from '../../util/s3-error.js';
 import type { S3Metrics } from './metrics.js';
@@ -54,9 +54,8 @@ async function readJson(req: IncomingMessage): Promise<Record<string, unknown>> 
   }
 }
 
-export function keyInfo(model: Model, k: AccessKeyRecord, withSecret = false) {
-  const buckets = model
-    .listBuckets()
+export async function keyInfo(store: ObjectStore, k: AccessKeyRecord, withSecret = false) {
+  const buckets = (await store.listBuckets())
     .filter((b) => b.permissions[k.id])
     .map((b) => ({ name: b.name, id: b.id, ...b.permissions[k.id]! }));
   return {
@@ -69,13 +68,20 @@ export function keyInfo(model: Model, k: AccessKeyRecord, withSecret = false) {
   };
 }
 
-export function bucketInfo(model: Model, b: BucketRecord) {
+export async function bucketInfo(store: ObjectStore, b: BucketRecord) {
   let objects = 0;
   let bytes = 0;
-  for (const o of model.listObjects(b.id, '')) {
-    objects++;
-    bytes += o.size;
+  let cursor: string | undefined;
+  while (true) {
+    const page = await store.listObjects(b.id, '', cursor, 1000);
+    for (const o of page) {
+      objects++;
+      bytes += o.size;
+    }
+    if (page.length < 1000) break;
+    cursor = page[page.length - 1]!.key;
   }
+  const names = new Map((await store.listKeys()).map((k) => [k.id, k.name]));
   return {
     name: b.name,
     id: b.id,
@@ -84,7 +90,7 @@ export function bucketInfo(model: Model, b: BucketRecord) {
     bytes,
     keys: Object.entries(b.permissions).map(([accessKeyId, p]) => ({
       accessKeyId,
-      name: model.getKey(accessKeyId)?.name,
+      name: names.get(accessKeyId),
       ...p,
     })),
     cors: b.cors ?? [],
@@ -106,7 +112,7 @@ export class AdminServer {
   readonly server: http.Server | https.Server;
 
   constructor(
-    private readonly deps: { config: CoffreConfig; model: Model; log: Logger; metrics: S3Metrics },
+    private readonly deps: { config: CoffreConfig; store: ObjectStore; log: Logger; metrics: S3Metrics },
     tls?: https.ServerOptions,
   ) {
     const handler = (req: IncomingMessage, res: ServerResponse) => void this.handle(req, res);
@@ -120,7 +126,7 @@ export class AdminServer {
   }
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const { config, model, metrics } = this.deps;
+    const { config, metrics } = this.deps;
     const url = new URL(req.url ?? '/', 'http://admin');
     const parts = url.pathname.split('/').filter(Boolean).map(decodeURIComponent);
     try {
@@ -143,49 +149,52 @@ export class AdminServer {
     }
   }
 
-  private requireKey(idOrName: string): AccessKeyRecord {
-    const k = this.deps.model.findKey(idOrName);
+  private async requireKey(idOrName: string): Promise<AccessKeyRecord> {
+    const k = await this.deps.store.findKey(idOrName);
     if (!k) throw new AdminError(404, `no access key ${idOrName}`);
     return k;
   }
 
-  private requireBucket(name: string): BucketRecord {
-    const b = this.deps.model.bucketByName(name);
+  private async requireBucket(name: string): Promise<BucketRecord> {
+    const b = await this.deps.store.bucketByName(name);
     if (!b) throw new AdminError(404, `no bucket ${name}`);
     return b;
   }
 
   private async route(method: string, parts: string[], body: Record<string, unknown>): Promise<unknown> {
-    const model = this.deps.model;
+    const store = this.deps.store;
     const [version, resource, id, action] = parts;
     if (version !== 'v1') throw new AdminError(404, 'unknown endpoint');
     if (resource === 'keys') {
-      if (!id && method === 'GET') return model.listKeys().map((k) => ({ accessKeyId: k.id, name: k.name }));
+      if (!id && method === 'GET')
+        return (await store.listKeys()).map((k) => ({ accessKeyId: k.id, name: k.name }));
       if (!id && method === 'POST') {
-        const k = await model.createKey(
+        const k = await store.createKey(
           str(body.name, 'name'),
           bool(body.allowCreateBucket, 'allowCreateBucket'),
         );
-        return keyInfo(model, k, true);
+        return keyInfo(store, k, true);
       }
       if (id && !action && method === 'GET')
-        return keyInfo(model, this.requireKey(id), body.showSecret === true);
+        return keyInfo(store, await this.requireKey(id), body.showSecret === true);
       if (id && !action && method === 'PATCH') {
-        const k = this.requireKey(id);
-        await model.updateKey(k.id, { allowCreateBucket: bool(body.allowCreateBucket, 'allowCreateBucket') });
-        return keyInfo(model, model.getKey(k.id)!);
+        const k = await this.requireKey(id);
+        await store.setKeyCreateBucket(k.id, bool(body.allowCreateBucket, 'allowCreateBucket'));
+        return keyInfo(store, (await store.getKey(k.id))!);
       }
       if (id && !action && method === 'DELETE') {
-        const k = this.requireKey(id);
-        await model.deleteKey(k.id);
+        const k = await this.requireKey(id);
+        await store.deleteKey(k.id);
         return { deleted: k.id };
       }
     }
     if (resource === 'buckets') {
       if (!id && method === 'GET')
-        return model
-          .listBuckets()
-          .map((b) => ({ name: b.name, id: b.id, createdAt: new Date(b.createdAt).toISOString() }));
+        return (await store.listBuckets()).map((b) => ({
+          name: b.name,
+          id: b.id,
+          createdAt: new Date(b.createdAt).toISOString(),
+        }));
       if (!id && method === 'POST') {
         const name = str(body.name, 'name');
         try {
@@ -196,14 +205,14 @@ export class AdminServer {
             `invalid bucket name "${name}": use 3-63 lower-case letters, digits, dots and hyphens`,
           );
         }
-        if (model.bucketByName(name)) throw new AdminError(409, `bucket ${name} already exists`);
-        return bucketInfo(model, await model.createBucket(name));
+        if (await store.bucketByName(name)) throw new AdminError(409, `bucket ${name} already exists`);
+        return bucketInfo(store, await store.createBucket(name));
       }
-      if (id && !action && method === 'GET') return bucketInfo(model, this.requireBucket(id));
+      if (id && !action && method === 'GET') return bucketInfo(store, await this.requireBucket(id));
       if (id && !action && method === 'DELETE') {
-        this.requireBucket(id);
+        await this.requireBucket(id);
         try {
-          await model.deleteBucket(id);
+          await store.deleteBucket(id);
         } catch (err) {
           if (err instanceof S3Error && err.code === 'BucketNotEmpty')
             throw new AdminError(409, `bucket ${id} is not empty`);
@@ -212,8 +221,8 @@ export class AdminServer {
         return { deleted: id };
       }
       if (id && (action === 'allow' || action === 'deny') && method === 'POST') {
-        const b = this.requireBucket(id);
-        const k = this.requireKey(str(body.accessKeyId, 'accessKeyId'));
+        const b = await this.requireBucket(id);
+        const k = await this.requireKey(str(body.accessKeyId, 'accessKeyId'));
         const current = b.permissions[k.id] ?? { read: false, write: false, owner: false };
         const want = {
           read: bool(body.read, 'read'),
@@ -234,7 +243,7 @@ export class AdminServer {
                 write: current.write && !want.write,
                 owner: current.owner && !want.owner,
               };
-        return bucketInfo(model, await model.setPermission(b.id, k.id, next));
+        return bucketInfo(store, await store.setPermission(b.id, k.id, next));
       }
     }
     throw new AdminError(404, 'unknown endpoint');

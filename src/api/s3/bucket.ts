@@ -11,7 +11,7 @@ export function ownerOf(ctx: S3Context) {
 }
 
 export async function listBuckets(ctx: S3Context): Promise<void> {
-  const mine = ctx.model.listBuckets().filter((b) => b.permissions[ctx.accessKey.id]);
+  const mine = (await ctx.store.listBuckets()).filter((b) => b.permissions[ctx.accessKey.id]);
   sendXml(ctx.res, 200, 'ListAllMyBucketsResult', {
     Owner: ownerOf(ctx),
     Buckets: { Bucket: mine.map((b) => ({ Name: b.name, CreationDate: isoDate(b.createdAt) })) },
@@ -32,7 +32,7 @@ export async function createBucket(ctx: S3Context): Promise<void> {
       );
     }
   }
-  const existing = ctx.model.bucketByName(name);
+  const existing = await ctx.store.bucketByName(name);
   if (existing) {
     if (existing.permissions[ctx.accessKey.id]?.owner) {
       throw new S3Error(
@@ -49,25 +49,25 @@ export async function createBucket(ctx: S3Context): Promise<void> {
   checkBucketName(name);
   if (!ctx.accessKey.allowCreateBucket)
     throw S3Errors.accessDenied('This access key is not allowed to create buckets');
-  await ctx.model.createBucket(name, ctx.accessKey.id);
+  await ctx.store.createBucket(name, ctx.accessKey.id);
   ctx.res.setHeader('Location', `/${name}`);
   sendEmpty(ctx.res, 200);
 }
 
 export async function headBucket(ctx: S3Context): Promise<void> {
-  bucketFor(ctx, 'read');
+  await bucketFor(ctx, 'read');
   ctx.res.setHeader('x-amz-bucket-region', ctx.config.s3Api.s3Region);
   sendEmpty(ctx.res, 200);
 }
 
 export async function deleteBucket(ctx: S3Context): Promise<void> {
-  bucketFor(ctx, 'owner');
-  await ctx.model.deleteBucket(ctx.bucketName!);
+  await bucketFor(ctx, 'owner');
+  await ctx.store.deleteBucket(ctx.bucketName!);
   sendEmpty(ctx.res, 204);
 }
 
 export async function getBucketLocation(ctx: S3Context): Promise<void> {
-  bucketFor(ctx, 'read');
+  await bucketFor(ctx, 'read');
   const region = ctx.config.s3Api.s3Region;
   // us-east-1 is reported as an empty constraint, as S3 does.
   const text = region === 'us-east-1' ? '' : escapeXml(region);
@@ -79,6 +79,6 @@ export async function getBucketLocation(ctx: S3Context): Promise<void> {
 }
 
 export async function getBucketVersioning(ctx: S3Context): Promise<void> {
-  bucketFor(ctx, 'read');
+  await bucketFor(ctx, 'read');
   sendXml(ctx.res, 200, 'VersioningConfiguration', {});
 }

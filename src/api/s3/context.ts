@@ -2,7 +2,8 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';
 import type { CoffreConfig } from '../../config/config.js';
-import type { Model } from '../../model/model.js';
+import type { ObjectStore } from '../../model/store.js';
+import { requireBucket } from '../../model/store.js';
 import type { AccessKeyRecord, BucketRecord, Permission } from '../../model/types.js';
 import { S3Errors } from '../../util/s3-error.js';
 
@@ -16,7 +17,7 @@ export interface RequestBody {
 export interface S3Context {
   req: IncomingMessage;
   res: ServerResponse;
-  model: Model;
+  store: ObjectStore;
   config: CoffreConfig;
   requestId: string;
   method: string;
@@ -35,8 +36,8 @@ export function header(ctx: S3Context, name: string): string | undefined {
   return v;
 }
 
-export function bucketFor(ctx: S3Context, need: keyof Permission): BucketRecord {
-  const bucket = ctx.model.requireBucket(ctx.bucketName!);
+export async function bucketFor(ctx: S3Context, need: keyof Permission): Promise<BucketRecord> {
+  const bucket = await requireBucket(ctx.store, ctx.bucketName!);
   const perm = bucket.permissions[ctx.accessKey.id];
   if (!perm || !(perm[need] || perm.owner)) throw S3Errors.accessDenied();
   return bucket;

@@ -4,6 +4,7 @@ import { createHash } from 'node:crypto';
 import { Transform } from 'node:stream';
 import { RECORD_VERSION, type BucketRecord, type ObjectRecord, type PartRecord } from '../../model/types.js';
 import { S3Error, S3Errors } from '../../util/s3-error.js';
+import { requireBucket } from '../../model/store.js';
 import { bucketFor, header, requireKey, type S3Context } from './context.js';
 import {
   disposeEncryption,
@@ -34,7 +35,7 @@ interface CopySource {
   record: ObjectRecord;
 }
 
-function parseCopySource(ctx: S3Context): CopySource {
+async function parseCopySource(ctx: S3Context): Promise<CopySource> {
   let raw = header(ctx, 'x-amz-copy-source') ?? '';
   const q = raw.indexOf('?');
   if (q >= 0) {
@@ -66,10 +67,10 @@ function parseCopySource(ctx: S3Context): CopySource {
   }
   const bucketName = decoded.slice(0, slash);
   const key = decoded.slice(slash + 1);
-  const bucket = ctx.model.requireBucket(bucketName);
+  const bucket = await requireBucket(ctx.store, bucketName);
   const perm = bucket.permissions[ctx.accessKey.id];
   if (!perm || !(perm.read || perm.owner)) throw S3Errors.accessDenied();
-  const record = ctx.model.getObject(bucket.id, key);
+  const record = await ctx.store.getObject(bucket.id, key);
   if (!record) throw S3Errors.noSuchKey(key);
   const status = evaluateConditions(
     conditionsFrom(ctx.req.headers, 'x-amz-copy-source-'),
@@ -104,17 +105,17 @@ async function copyData(
       cb(null, chunk);
     },
   });
-  const data = openObjectRange(ctx.model, source, sourceEnc, range.start, range.end);
+  const data = openObjectRange(ctx.store, source, sourceEnc, range.start, range.end);
   data.on('error', (err) => hashing.destroy(err));
-  const segment = await storeSegment(ctx.model, data.pipe(hashing), destEnc, identity, segmentIndex);
+  const segment = await storeSegment(ctx.store, data.pipe(hashing), destEnc, identity, segmentIndex);
   return { segment, md5: md5.digest() };
 }
 
 export async function copyObject(ctx: S3Context): Promise<void> {
-  const bucket = bucketFor(ctx, 'write');
+  const bucket = await bucketFor(ctx, 'write');
   const key = requireKey(ctx);
   checkObjectKey(key);
-  const source = parseCopySource(ctx);
+  const source = await parseCopySource(ctx);
   if (source.record.size > MAX_PUT_SIZE) {
     throw S3Errors.invalidRequest(
       'The specified copy source is larger than the maximum allowable size for a copy source: 5368709120',
@@ -161,7 +162,7 @@ export async function copyObject(ctx: S3Context): Promise<void> {
         userMeta: meta.userMeta,
         sealedMeta: undefined,
       };
-      ctx.model.pins.pin(record.segments.flatMap((s) => s.blocks.map((b) => b.hash)));
+      ctx.store.retainSegments(record.segments);
     } else {
       const { segment, md5 } = await copyData(ctx, source.record, sourceEnc, destEnc, identity, 0, {
         start: 0,
@@ -185,7 +186,7 @@ export async function copyObject(ctx: S3Context): Promise<void> {
       record,
       sealMetadata(destEnc, { ...record, checksums: meta.checksums ?? record.checksums }),
     );
-    await ctx.model.putObject(record);
+    await ctx.store.putObject(record);
     for (const [k, v] of Object.entries(responseHeaders(destEnc))) ctx.res.setHeader(k, v);
     sendXml(ctx.res, 200, 'CopyObjectResult', {
       ETag: record.etag,
@@ -212,9 +213,9 @@ function parseCopyRange(value: string | undefined, size: number): ByteRange {
 }
 
 export async function uploadPartCopy(ctx: S3Context): Promise<void> {
-  const { upload } = uploadFor(ctx, 'write');
+  const { upload } = await uploadFor(ctx, 'write');
   const partNumber = partNumberOf(ctx);
-  const source = parseCopySource(ctx);
+  const source = await parseCopySource(ctx);
   const range = parseCopyRange(header(ctx, 'x-amz-copy-source-range'), source.record.size);
   if (range.end - range.start > MAX_PART_SIZE)
     throw new S3Error('EntityTooLarge', 400, 'Your proposed upload exceeds the maximum allowed object size.');
@@ -239,7 +240,7 @@ export async function uploadPartCopy(ctx: S3Context): Promise<void> {
       segment: { ...segment, partNumber, etag },
       checksums: {},
     };
-    await ctx.model.putPart(upload, part);
+    await ctx.store.putPart(upload, part);
     for (const [k, v] of Object.entries(responseHeaders(destEnc))) ctx.res.setHeader(k, v);
     sendXml(ctx.res, 200, 'CopyPartResult', { ETag: etag, LastModified: isoDate(part.lastModified) });
   } finally {

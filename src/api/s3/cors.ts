@@ -5,7 +5,7 @@ import { bucketFor, type S3Context } from './context.js';
 import { sendEmpty, sendXml } from './response.js';
 import { readSmallBody } from './small-body.js';
 import { asList, asText, parseXml } from './xml.js';
-import type { Model } from '../../model/model.js';
+import type { ObjectStore } from '../../model/store.js';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 
 const CORS_METHODS = ['GET', 'PUT', 'POST', 'DELETE', 'HEAD'];
@@ -20,7 +20,7 @@ function texts(v: unknown): string[] {
 }
 
 export async function putBucketCors(ctx: S3Context): Promise<void> {
-  const bucket = bucketFor(ctx, 'owner');
+  const bucket = await bucketFor(ctx, 'owner');
   const doc = parseXml((await readSmallBody(ctx)).toString('utf8'), 'CORSConfiguration');
   const rules = asList(doc.CORSRule);
   if (rules.length === 0 || rules.length > MAX_CORS_RULES) throw S3Errors.malformedXml();
@@ -47,12 +47,12 @@ export async function putBucketCors(ctx: S3Context): Promise<void> {
       maxAgeSeconds: maxAge === undefined ? undefined : Number(maxAge),
     };
   });
-  await ctx.model.updateBucket(bucket.id, (b) => ({ ...b, cors: parsed }));
+  await ctx.store.setBucketCors(bucket.id, parsed);
   sendEmpty(ctx.res, 200);
 }
 
 export async function getBucketCors(ctx: S3Context): Promise<void> {
-  const bucket = bucketFor(ctx, 'read');
+  const bucket = await bucketFor(ctx, 'read');
   if (!bucket.cors?.length) {
     throw new S3Error('NoSuchCORSConfiguration', 404, 'The CORS configuration does not exist', {
       BucketName: bucket.name,
@@ -71,8 +71,8 @@ export async function getBucketCors(ctx: S3Context): Promise<void> {
 }
 
 export async function deleteBucketCors(ctx: S3Context): Promise<void> {
-  const bucket = bucketFor(ctx, 'owner');
-  await ctx.model.updateBucket(bucket.id, (b) => ({ ...b, cors: undefined }));
+  const bucket = await bucketFor(ctx, 'owner');
+  await ctx.store.setBucketCors(bucket.id, undefined);
   sendEmpty(ctx.res, 204);
 }
 
@@ -108,18 +108,18 @@ function applyRule(res: ServerResponse, rule: CorsRule, origin: string): void {
 }
 
 // Preflight: unauthenticated, answered from the bucket's CORS rules.
-export function preflight(
-  model: Model,
+export async function preflight(
+  store: ObjectStore,
   bucketName: string | undefined,
   req: IncomingMessage,
   res: ServerResponse,
-): void {
+): Promise<void> {
   const origin = req.headers.origin;
   const method = req.headers['access-control-request-method'];
   if (!origin || typeof method !== 'string') {
     throw S3Errors.invalidRequest('Insufficient information. Origin request header needed.');
   }
-  const bucket = bucketName ? model.bucketByName(bucketName) : undefined;
+  const bucket = bucketName ? await store.bucketByName(bucketName) : undefined;
   const requested = String(req.headers['access-control-request-headers'] ?? '')
     .split(',')
     .map((h) => h.trim())
@@ -139,10 +139,12 @@ export function preflight(
 }
 
 // CORS headers on an ordinary request from a browser.
-export function addCorsHeaders(ctx: Pick<S3Context, 'req' | 'res' | 'model' | 'bucketName'>): void {
+export async function addCorsHeaders(
+  ctx: Pick<S3Context, 'req' | 'res' | 'store' | 'bucketName'>,
+): Promise<void> {
   const origin = ctx.req.headers.origin;
   if (!origin || !ctx.bucketName) return;
-  const bucket = ctx.model.bucketByName(ctx.bucketName);
+  const bucket = await ctx.store.bucketByName(ctx.bucketName);
   if (!bucket?.cors) return;
   const rule = findRule(bucket, origin, ctx.req.method ?? 'GET', []);
   if (rule) applyRule(ctx.res, rule, origin);

@@ -9,13 +9,13 @@ import { createHash } from 'node:crypto';
 const MAX_DELETE_KEYS = 1000;
 
 export async function deleteObject(ctx: S3Context): Promise<void> {
-  const bucket = bucketFor(ctx, 'write');
-  await ctx.model.deleteObject(bucket.id, requireKey(ctx));
+  const bucket = await bucketFor(ctx, 'write');
+  await ctx.store.deleteObject(bucket.id, requireKey(ctx));
   sendEmpty(ctx.res, 204);
 }
 
 export async function deleteObjects(ctx: S3Context): Promise<void> {
-  const bucket = bucketFor(ctx, 'write');
+  const bucket = await bucketFor(ctx, 'write');
   const body = await readSmallBody(ctx);
   const md5 = header(ctx, 'content-md5');
   if (md5 !== undefined && createHash('md5').update(body).digest('base64') !== md5)
@@ -31,7 +31,7 @@ export async function deleteObjects(ctx: S3Context): Promise<void> {
     return key;
   });
   // One transaction for the whole batch: each key is deleted or none is, and the commit is one fsync.
-  await ctx.model.deleteObjects(bucket.id, keys);
+  await ctx.store.deleteObjects(bucket.id, keys);
   const deleted: XmlNode[] = quiet ? [] : keys.map((key) => ({ Key: key }));
   sendXml(ctx.res, 200, 'DeleteResult', { Deleted: deleted });
 }

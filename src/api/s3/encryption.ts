@@ -4,7 +4,7 @@
 // through untouched. The customer key lives only in this value and is zeroed by disposeEncryption.
 import { Readable, type Transform } from 'node:stream';
 import { plaintextRangeToCiphertextRange } from '../../crypto/aead-stream.js';
-import type { Model } from '../../model/model.js';
+import type { SegmentIo } from '../../model/store.js';
 import type { ObjectRecord, Segment, UploadRecord } from '../../model/types.js';
 import {
   COPY_SOURCE_SSE_C_PREFIX,
@@ -211,35 +211,35 @@ export function disposeEncryption(enc: RequestEncryption | undefined): void {
 
 // Plaintext bytes [start, end) of an object, across its segments, decrypting only the chunks touched.
 export function openObjectRange(
-  model: Model,
+  store: SegmentIo,
   record: ObjectRecord,
   enc: RequestEncryption,
   start: number,
   end: number,
 ): Readable {
   const crypto = cryptoFor(enc, record);
-  return Readable.from(objectChunks(model, record.segments, crypto, start, end), { highWaterMark: 1 });
+  return Readable.from(objectChunks(store, record.segments, crypto, start, end), { highWaterMark: 1 });
 }
 
 function segmentStream(
-  model: Model,
+  store: SegmentIo,
   segment: Segment,
   crypto: ObjectCrypto | undefined,
   start: number,
   end: number,
 ): Readable {
-  if (!crypto) return model.readSegment(segment, start, end);
+  if (!crypto) return store.readSegment(segment, start, end);
   if (!segment.cryptoHeader) throw new Error('encrypted segment has no stream header');
   const range = plaintextRangeToCiphertextRange(start, end, segment.plainSize);
   const place = segment.partNumber === undefined ? undefined : { partNumber: segment.partNumber };
-  const cipher = model.readSegment(segment, range.cipherStart, range.cipherEnd);
+  const cipher = store.readSegment(segment, range.cipherStart, range.cipherEnd);
   const decrypt = crypto.rangeDecryptStream(segment.cryptoHeader, range, place);
   cipher.on('error', (err) => decrypt.destroy(err));
   return cipher.pipe(decrypt);
 }
 
 async function* objectChunks(
-  model: Model,
+  store: SegmentIo,
   segments: Segment[],
   crypto: ObjectCrypto | undefined,
   start: number,
@@ -253,7 +253,7 @@ async function* objectChunks(
     if (segEnd <= start || segment.plainSize === 0) continue;
     if (segStart >= end) break;
     const stream = segmentStream(
-      model,
+      store,
       segment,
       crypto,
       Math.max(start, segStart) - segStart,

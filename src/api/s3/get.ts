@@ -25,8 +25,8 @@ const RESPONSE_OVERRIDES: Record<string, string> = {
   'response-content-encoding': 'Content-Encoding',
 };
 
-export function requireObject(ctx: S3Context, bucketId: string, key: string): ObjectRecord {
-  const record = ctx.model.getObject(bucketId, key);
+export async function requireObject(ctx: S3Context, bucketId: string, key: string): Promise<ObjectRecord> {
+  const record = await ctx.store.getObject(bucketId, key);
   if (!record) throw S3Errors.noSuchKey(key);
   return record;
 }
@@ -67,9 +67,9 @@ function firstData(stream: Readable): Promise<void> {
 }
 
 export async function getObject(ctx: S3Context, headOnly: boolean): Promise<void> {
-  const bucket = bucketFor(ctx, 'read');
+  const bucket = await bucketFor(ctx, 'read');
   const key = requireKey(ctx);
-  const record = requireObject(ctx, bucket.id, key);
+  const record = await requireObject(ctx, bucket.id, key);
   const status = evaluateConditions(conditionsFrom(ctx.req.headers), record.etag, record.lastModified, true);
   if (status === 304) {
     ctx.res.setHeader('ETag', record.etag);
@@ -125,7 +125,7 @@ export async function getObject(ctx: S3Context, headOnly: boolean): Promise<void
       res.end();
       return;
     }
-    const body = openObjectRange(ctx.model, record, enc, start, end);
+    const body = openObjectRange(ctx.store, record, enc, start, end);
     await firstData(body);
     await new Promise<void>((resolve) => {
       pipeline(body, res, (err) => {

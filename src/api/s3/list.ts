@@ -2,6 +2,7 @@
 // prefixes, markers and continuation tokens, max-keys and truncation, encoding-type=url.
 import { S3Errors } from '../../util/s3-error.js';
 import type { ObjectRecord } from '../../model/types.js';
+import type { MetadataStore } from '../../model/store.js';
 import { bucketFor, type S3Context } from './context.js';
 import { parseIntParam } from './headers.js';
 import { isoDate, sendXml } from './response.js';
@@ -19,13 +20,35 @@ export interface ListPage<T> {
   last?: string;
 }
 
+const SCAN_PAGE = 1000;
+
+// Objects in key order after `startAfter`, fetched from the store a page at a time.
+async function* scanObjects(
+  store: MetadataStore,
+  bucketId: string,
+  prefix: string,
+  startAfter: string | undefined,
+): AsyncGenerator<ObjectRecord> {
+  let cursor = startAfter;
+  while (true) {
+    const page = await store.listObjects(bucketId, prefix, cursor, SCAN_PAGE);
+    yield* page;
+    if (page.length < SCAN_PAGE) return;
+    cursor = page[page.length - 1]!.key;
+  }
+}
+
+async function* iterate<T>(items: T[]): AsyncGenerator<T> {
+  yield* items;
+}
+
 // Walks keys in order from `startAfter`, folding keys that share a delimiter-terminated prefix into one
 // common prefix and seeking past the rest of that prefix instead of reading it.
-export function paginate<T>(
-  scan: (startAfter: string | undefined) => Iterable<T>,
+export async function paginate<T>(
+  scan: (startAfter: string | undefined) => AsyncIterable<T>,
   keyOf: (item: T) => string,
   opts: { prefix: string; delimiter?: string; startAfter?: string; maxKeys: number },
-): ListPage<T> {
+): Promise<ListPage<T>> {
   const items: T[] = [];
   const prefixes: string[] = [];
   let last: string | undefined;
@@ -33,7 +56,7 @@ export function paginate<T>(
   let count = 0;
   if (opts.maxKeys === 0) return { items, prefixes, truncated: false };
   outer: while (true) {
-    for (const item of scan(cursor)) {
+    for await (const item of scan(cursor)) {
       const key = keyOf(item);
       let prefixHit: string | undefined;
       if (opts.delimiter) {
@@ -92,7 +115,7 @@ function contents(
 }
 
 export async function listObjects(ctx: S3Context, v2: boolean): Promise<void> {
-  const bucket = bucketFor(ctx, 'read');
+  const bucket = await bucketFor(ctx, 'read');
   const q = ctx.query;
   const enc = encoder(ctx);
   const prefix = q.get('prefix') ?? '';
@@ -114,8 +137,8 @@ export async function listObjects(ctx: S3Context, v2: boolean): Promise<void> {
   } else {
     startAfter = q.get('marker') ?? undefined;
   }
-  const page = paginate(
-    (after) => ctx.model.listObjects(bucket.id, prefix, after),
+  const page = await paginate(
+    (after) => scanObjects(ctx.store, bucket.id, prefix, after),
     (o) => o.key,
     { prefix, delimiter, startAfter: startAfter || undefined, maxKeys },
   );
@@ -154,7 +177,7 @@ export async function listObjects(ctx: S3Context, v2: boolean): Promise<void> {
 }
 
 export async function listMultipartUploads(ctx: S3Context): Promise<void> {
-  const bucket = bucketFor(ctx, 'read');
+  const bucket = await bucketFor(ctx, 'read');
   const q = ctx.query;
   const enc = encoder(ctx);
   const prefix = q.get('prefix') ?? '';
@@ -167,14 +190,14 @@ export async function listMultipartUploads(ctx: S3Context): Promise<void> {
   const uploadIdMarker = q.get('upload-id-marker') ?? '';
   // Upload order is (key, upload id); the page cursor is the pair, joined by a separator no key contains.
   const SEP = '\u0000';
-  const all = [...ctx.model.listUploads(bucket.id)].filter((u) => u.key.startsWith(prefix));
+  const all = (await ctx.store.listUploads(bucket.id)).filter((u) => u.key.startsWith(prefix));
   const startAfter = keyMarker
     ? uploadIdMarker
       ? keyMarker + SEP + uploadIdMarker
       : keyMarker + SEP + AFTER_ALL
     : undefined;
-  const page = paginate(
-    (after) => all.filter((u) => after === undefined || u.key + SEP + u.uploadId > after),
+  const page = await paginate(
+    (after) => iterate(all.filter((u) => after === undefined || u.key + SEP + u.uploadId > after)),
     (u) => u.key,
     { prefix, delimiter, startAfter, maxKeys: maxUploads },
   );

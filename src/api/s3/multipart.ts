@@ -25,18 +25,18 @@ export const MIN_PART_SIZE = 5 * 1024 * 1024;
 export const MAX_PART_SIZE = 5 * 1024 ** 3;
 export const MAX_PARTS = 10000;
 
-export function uploadFor(
+export async function uploadFor(
   ctx: S3Context,
   need: 'read' | 'write',
-): { upload: UploadRecord; bucketId: string } {
-  const bucket = bucketFor(ctx, need);
+): Promise<{ upload: UploadRecord; bucketId: string }> {
+  const bucket = await bucketFor(ctx, need);
   const uploadId = ctx.query.get('uploadId');
   if (!uploadId) throw S3Errors.noSuchUpload('');
-  return { upload: ctx.model.getUpload(bucket.id, requireKey(ctx), uploadId), bucketId: bucket.id };
+  return { upload: await ctx.store.getUpload(bucket.id, requireKey(ctx), uploadId), bucketId: bucket.id };
 }
 
 export async function createMultipartUpload(ctx: S3Context): Promise<void> {
-  const bucket = bucketFor(ctx, 'write');
+  const bucket = await bucketFor(ctx, 'write');
   const key = requireKey(ctx);
   checkObjectKey(key);
   const enc = encryptionForWrite(ctx);
@@ -53,7 +53,7 @@ export async function createMultipartUpload(ctx: S3Context): Promise<void> {
       headers: storedHeaders(ctx.req.headers),
       userMeta: userMetadata(ctx.req.headers),
     });
-    const upload = await ctx.model.createUpload({
+    const upload = await ctx.store.createUpload({
       bucketId: bucket.id,
       key,
       versionId,
@@ -82,13 +82,13 @@ export function partNumberOf(ctx: S3Context): number {
 }
 
 export async function uploadPart(ctx: S3Context): Promise<void> {
-  const { upload } = uploadFor(ctx, 'write');
+  const { upload } = await uploadFor(ctx, 'write');
   const partNumber = partNumberOf(ctx);
   checkDeclaredSize(ctx, MAX_PART_SIZE);
   const enc = encryptionForUpload(ctx, upload);
   try {
     const body = ctx.body();
-    const segment = await storeSegment(ctx.model, body.stream, enc, upload, partNumber);
+    const segment = await storeSegment(ctx.store, body.stream, enc, upload, partNumber);
     const { md5, checksums } = body.digests();
     const etag = etagOf(enc, md5);
     const part: PartRecord = {
@@ -99,7 +99,7 @@ export async function uploadPart(ctx: S3Context): Promise<void> {
       segment: { ...segment, partNumber, etag },
       checksums,
     };
-    await ctx.model.putPart(upload, part);
+    await ctx.store.putPart(upload, part);
     ctx.res.setHeader('ETag', etag);
     setChecksumHeaders(ctx, checksums);
     for (const [k, v] of Object.entries(responseHeaders(enc))) ctx.res.setHeader(k, v);
@@ -110,8 +110,8 @@ export async function uploadPart(ctx: S3Context): Promise<void> {
 }
 
 export async function completeMultipartUpload(ctx: S3Context): Promise<void> {
-  const { upload } = uploadFor(ctx, 'write');
-  const bucket = bucketFor(ctx, 'write');
+  const { upload } = await uploadFor(ctx, 'write');
+  const bucket = await bucketFor(ctx, 'write');
   const doc = parseXml(
     (await readSmallBody(ctx, 4 * 1024 * 1024)).toString('utf8'),
     'CompleteMultipartUpload',
@@ -127,7 +127,7 @@ export async function completeMultipartUpload(ctx: S3Context): Promise<void> {
   if (requested.length === 0) {
     throw S3Errors.invalidRequest('You must specify at least one part');
   }
-  const stored = new Map(ctx.model.listParts(upload.uploadId).map((p) => [p.partNumber, p]));
+  const stored = new Map((await ctx.store.listParts(upload.uploadId)).map((p) => [p.partNumber, p]));
   const chosen: PartRecord[] = [];
   let previous = 0;
   for (const r of requested) {
@@ -187,7 +187,7 @@ export async function completeMultipartUpload(ctx: S3Context): Promise<void> {
     checksums,
     segments: chosen.map((p) => p.segment),
   };
-  await ctx.model.completeUpload(upload, record);
+  await ctx.store.completeUpload(upload, record);
   setChecksumHeaders(ctx, checksums);
   sendXml(ctx.res, 200, 'CompleteMultipartUploadResult', {
     Location: `/${bucket.name}/${encodeURIComponent(upload.key)}`,
@@ -199,20 +199,20 @@ export async function completeMultipartUpload(ctx: S3Context): Promise<void> {
 }
 
 export async function abortMultipartUpload(ctx: S3Context): Promise<void> {
-  const { upload } = uploadFor(ctx, 'write');
-  await ctx.model.abortUpload(upload);
+  const { upload } = await uploadFor(ctx, 'write');
+  await ctx.store.abortUpload(upload);
   sendEmpty(ctx.res, 204);
 }
 
 export async function listParts(ctx: S3Context): Promise<void> {
-  const { upload } = uploadFor(ctx, 'read');
-  const bucket = bucketFor(ctx, 'read');
+  const { upload } = await uploadFor(ctx, 'read');
+  const bucket = await bucketFor(ctx, 'read');
   const marker = parseIntParam(ctx.query.get('part-number-marker'), 'part-number-marker', 0, MAX_PARTS) ?? 0;
   const maxParts = Math.min(
     parseIntParam(ctx.query.get('max-parts'), 'max-parts', 0, 2 ** 31 - 1) ?? 1000,
     1000,
   );
-  const after = ctx.model.listParts(upload.uploadId).filter((p) => p.partNumber > marker);
+  const after = (await ctx.store.listParts(upload.uploadId)).filter((p) => p.partNumber > marker);
   const page = after.slice(0, maxParts);
   const truncated = after.length > page.length;
   sendXml(ctx.res, 200, 'ListPartsResult', {

@@ -4,7 +4,8 @@ import { createHash } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Transform } from 'node:stream';
 import type { CoffreConfig } from '../../config/config.js';
-import type { Model } from '../../model/model.js';
+import type { ObjectStore } from '../../model/store.js';
+import { requireBucket } from '../../model/store.js';
 import { RECORD_VERSION, type ObjectRecord } from '../../model/types.js';
 import { S3Errors } from '../../util/s3-error.js';
 import { disposeEncryption, encryptionForForm, responseHeaders, sealMetadata } from './encryption.js';
@@ -17,7 +18,7 @@ import { checkObjectKey } from './router.js';
 export interface PostObjectContext {
   req: IncomingMessage;
   res: ServerResponse;
-  model: Model;
+  store: ObjectStore;
   config: CoffreConfig;
   requestId: string;
   bucketName: string;
@@ -26,11 +27,11 @@ export interface PostObjectContext {
 }
 
 export async function postObject(ctx: PostObjectContext): Promise<void> {
-  const bucket = ctx.model.requireBucket(ctx.bucketName);
+  const bucket = await requireBucket(ctx.store, ctx.bucketName);
   const upload = await parsePostObject(ctx.req, ctx.req.headers['content-type'], {
     bucket: bucket.name,
     region: ctx.config.s3Api.s3Region,
-    lookupSecret: async (id) => ctx.model.getKey(id)?.secret,
+    lookupSecret: async (id) => (await ctx.store.getKey(id))?.secret,
   });
   const perm = upload.accessKeyId ? bucket.permissions[upload.accessKeyId] : undefined;
   if (!perm || !(perm.write || perm.owner)) throw S3Errors.accessDenied();
@@ -50,7 +51,7 @@ export async function postObject(ctx: PostObjectContext): Promise<void> {
     });
     upload.fileStream.on('error', (err) => hashing.destroy(err));
     const identity = { bucketId: bucket.id, key: upload.key, versionId };
-    const segment = await storeSegment(ctx.model, upload.fileStream.pipe(hashing), enc, identity, 0);
+    const segment = await storeSegment(ctx.store, upload.fileStream.pipe(hashing), enc, identity, 0);
     const record: ObjectRecord = {
       v: RECORD_VERSION,
       bucketId: bucket.id,
@@ -62,7 +63,7 @@ export async function postObject(ctx: PostObjectContext): Promise<void> {
       ...sealMetadata(enc, { ...identity, headers, userMeta, checksums: {} }),
       segments: [segment],
     };
-    await ctx.model.putObject(record);
+    await ctx.store.putObject(record);
     for (const [k, v] of Object.entries(responseHeaders(enc))) ctx.res.setHeader(k, v);
     ctx.res.setHeader('ETag', record.etag);
     const location = `/${bucket.name}/${encodeURIComponent(upload.key)}`;

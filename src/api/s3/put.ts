@@ -2,7 +2,7 @@
 import { randomBytes } from 'node:crypto';
 import { pipeline } from 'node:stream';
 import type { Readable } from 'node:stream';
-import type { Model } from '../../model/model.js';
+import type { SegmentIo } from '../../model/store.js';
 import { RECORD_VERSION, type ObjectRecord, type Segment } from '../../model/types.js';
 import { S3Error } from '../../util/s3-error.js';
 import { bucketFor, header, requireKey, type S3Context } from './context.js';
@@ -47,19 +47,19 @@ export function checkDeclaredSize(ctx: S3Context, max = MAX_PUT_SIZE): void {
 
 // Streams `source` (already verified as it flows) through encryption into a stored segment.
 export async function storeSegment(
-  model: Model,
+  store: SegmentIo,
   source: Readable,
   enc: RequestEncryption,
   identity: { bucketId: string; key: string; versionId: string },
   segmentIndex: number,
 ): Promise<Segment> {
   const transform = encryptTransform(enc, identity, segmentIndex);
-  if (!transform) return model.writeSegment(source);
+  if (!transform) return store.writeSegment(source);
   let plainSize = 0;
   source.on('data', (chunk: Buffer) => {
     plainSize += chunk.length;
   });
-  const segment = await model.writeSegment(pipeline(source, transform, () => undefined));
+  const segment = await store.writeSegment(pipeline(source, transform, () => undefined));
   return { ...segment, plainSize, cryptoHeader: transform.header };
 }
 
@@ -74,7 +74,7 @@ export function setChecksumHeaders(ctx: S3Context, checksums: Record<string, str
 }
 
 export async function putObject(ctx: S3Context): Promise<void> {
-  const bucket = bucketFor(ctx, 'write');
+  const bucket = await bucketFor(ctx, 'write');
   const key = requireKey(ctx);
   checkObjectKey(key);
   checkDeclaredSize(ctx);
@@ -86,7 +86,7 @@ export async function putObject(ctx: S3Context): Promise<void> {
     const versionId = newVersionId();
     const body = ctx.body();
     const segment = await storeSegment(
-      ctx.model,
+      ctx.store,
       body.stream,
       enc,
       { bucketId: bucket.id, key, versionId },
@@ -104,17 +104,7 @@ export async function putObject(ctx: S3Context): Promise<void> {
       ...sealMetadata(enc, { bucketId: bucket.id, key, versionId, headers, userMeta, checksums }),
       segments: [segment],
     };
-    await ctx.model.putObject(record, (current) => {
-      if (conditions.ifMatch === undefined && conditions.ifNoneMatch === undefined) return;
-      if (!current) {
-        if (conditions.ifMatch !== undefined)
-          throw new S3Error('NoSuchKey', 404, 'The specified key does not exist.');
-        return;
-      }
-      if (evaluateConditions(conditions, current.etag, current.lastModified, false)) {
-        throw preconditionFailed(conditions.ifMatch !== undefined ? 'If-Match' : 'If-None-Match');
-      }
-    });
+    await ctx.store.putObject(record, conditions);
     ctx.res.setHeader('ETag', record.etag);
     setChecksumHeaders(ctx, checksums);
     for (const [k, v] of Object.entries(responseHeaders(enc))) ctx.res.setHeader(k, v);

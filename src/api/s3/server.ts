@@ -7,7 +7,7 @@ import type { Socket } from 'node:net';
 import { pipeline, type Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import type { CoffreConfig } from '../../config/config.js';
-import type { Model } from '../../model/model.js';
+import type { ObjectStore } from '../../model/store.js';
 import { S3Error, S3Errors } from '../../util/s3-error.js';
 import { awsChunkedDecoderFor, isStreamingPayload } from './aws-chunked.js';
 import { BodyVerifier, bodyExpectationsFromHeaders } from './checksum.js';
@@ -70,14 +70,30 @@ const HANDLERS: Record<Exclude<Operation, 'Options' | 'PostObject'>, Handler> = 
 
 export interface S3ServerDeps {
   config: CoffreConfig;
-  model: Model;
+  store: ObjectStore;
   log: Logger;
   metrics?: S3Metrics;
 }
 
 export const MAX_HEADER_BYTES = 16 * 1024;
-// Bodies up to this size are read and discarded after an error rather than cut off.
-const DRAIN_LIMIT = 1024 * 1024;
+// How long the rest of a refused request's body is still read after the error response has been written.
+const LINGER_MS = 5_000;
+
+// After an error the unread rest of the body is read and thrown away ("lingering close"): a client still
+// sending then reads the error instead of a reset connection (closing a socket with unread input sends a
+// TCP RST, which can destroy the response before the client reads it), and the next request on the
+// connection parses. A client still sending LINGER_MS after the response is cut off.
+function discardUnreadBody(req: IncomingMessage, res: ServerResponse): void {
+  req.unpipe(); // from a body decoder or verifier that stopped reading
+  req.resume();
+  res.once('finish', () => {
+    if (req.complete) return;
+    const timer = setTimeout(() => req.destroy(), LINGER_MS);
+    timer.unref();
+    req.once('end', () => clearTimeout(timer));
+    req.once('close', () => clearTimeout(timer));
+  });
+}
 
 function isLoopback(address: string | undefined): boolean {
   if (!address) return false;
@@ -182,7 +198,7 @@ export class S3Server {
   }
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const { config, model, log } = this.deps;
+    const { config, store, log } = this.deps;
     const requestId = randomBytes(8).toString('hex').toUpperCase();
     const started = process.hrtime.bigint();
     res.setHeader('x-amz-request-id', requestId);
@@ -202,14 +218,14 @@ export class S3Server {
       const query = new URLSearchParams(rawQuery);
       operation = routeRequest(method, located.bucket, located.key, query, req.headers);
       if (operation === 'Options') {
-        preflight(model, located.bucket, req, res);
+        await preflight(store, located.bucket, req, res);
         return;
       }
       if (operation === 'PostObject') {
         await postObject({
           req,
           res,
-          model,
+          store,
           config,
           requestId,
           bucketName: located.bucket!,
@@ -222,11 +238,11 @@ export class S3Server {
         { method, path: rawPath, query: rawQuery, headers: req.headers },
         {
           region: config.s3Api.s3Region,
-          lookupSecret: async (id) => model.getKey(id)?.secret,
+          lookupSecret: async (id) => (await store.getKey(id))?.secret,
         },
       );
       signingKey = auth.signingKey;
-      const accessKey = model.getKey(auth.accessKeyId);
+      const accessKey = await store.getKey(auth.accessKeyId);
       if (!accessKey)
         throw new S3Error(
           'InvalidAccessKeyId',
@@ -236,7 +252,7 @@ export class S3Server {
       const ctx: S3Context = {
         req,
         res,
-        model,
+        store,
         config,
         requestId,
         method,
@@ -248,20 +264,14 @@ export class S3Server {
         accessKey,
         body: makeBody(req, auth),
       };
-      addCorsHeaders(ctx);
+      await addCorsHeaders(ctx);
       await HANDLERS[operation](ctx);
     } catch (err) {
       const e = err instanceof S3Error ? err : undefined;
       if (!e)
         log.error({ err: String((err as Error)?.message ?? err), operation, requestId }, 'request failed');
       sendError(res, e ?? S3Errors.internal(), method, rawPath, requestId);
-      if (!req.complete) {
-        // An unread body would be parsed as the next request. A small one is drained so the client, still
-        // sending, reads the error; a large one is cut off once the error is written.
-        const declared = Number(req.headers['content-length'] ?? NaN);
-        if (declared <= DRAIN_LIMIT) req.resume();
-        else res.once('finish', () => req.destroy());
-      }
+      if (!req.complete) discardUnreadBody(req, res);
     } finally {
       signingKey?.fill(0);
       const seconds = Number(process.hrtime.bigint() - started) / 1e9;

@@ -9,12 +9,11 @@ export async function readSmallBody(ctx: S3Context, limit = MAX_XML_BODY): Promi
   const parts: Buffer[] = [];
   let size = 0;
   const body = ctx.body();
-  for await (const chunk of body.stream) {
+  // Not destroyed on the way out: that would tear down the request (and its socket) through the body's
+  // pipeline before the error is written; the server discards the rest of the body after answering.
+  for await (const chunk of body.stream.iterator({ destroyOnReturn: false })) {
     size += (chunk as Buffer).length;
-    if (size > limit) {
-      body.stream.destroy();
-      throw new S3Error('MaxMessageLengthExceeded', 400, 'Your request was too big.');
-    }
+    if (size > limit) throw new S3Error('MaxMessageLengthExceeded', 400, 'Your request was too big.');
     parts.push(chunk as Buffer);
   }
   return Buffer.concat(parts);

@@ -1,0 +1,235 @@
+// model/store: the operations the APIs use on buckets, keys, objects and uploads, as one asynchronous
+// interface. A storage node serves it from its own model (LocalStore); a gateway node serves it by calling a
+// storage node over RPC for metadata while moving blocks itself (rpc/remote-store.ts). Every argument and
+// result is plain data, so any method can cross the network.
+import type { Readable } from 'node:stream';
+import { S3Error, S3Errors } from '../util/s3-error.js';
+import type { Model } from './model.js';
+import type {
+  AccessKeyRecord,
+  BucketRecord,
+  CorsRule,
+  ObjectRecord,
+  PartRecord,
+  Permission,
+  Segment,
+  UploadRecord,
+} from './types.js';
+
+// Conditional write (PutObject with If-Match / If-None-Match), checked inside the committing transaction.
+export interface WriteCondition {
+  ifMatch?: string;
+  ifNoneMatch?: string;
+}
+
+export type NewUpload = Omit<UploadRecord, 'v' | 'uploadId' | 'initiated'>;
+
+export interface MetadataStore {
+  // access keys
+  createKey(name: string, allowCreateBucket: boolean): Promise<AccessKeyRecord>;
+  getKey(id: string): Promise<AccessKeyRecord | undefined>;
+  findKey(idOrName: string): Promise<AccessKeyRecord | undefined>;
+  listKeys(): Promise<AccessKeyRecord[]>;
+  setKeyCreateBucket(id: string, allowCreateBucket: boolean): Promise<void>;
+  deleteKey(id: string): Promise<void>;
+  // buckets
+  bucketByName(name: string): Promise<BucketRecord | undefined>;
+  listBuckets(): Promise<BucketRecord[]>;
+  createBucket(name: string, owner?: string): Promise<BucketRecord>;
+  setBucketCors(bucketId: string, cors: CorsRule[] | undefined): Promise<BucketRecord>;
+  setPermission(bucketId: string, keyId: string, perm: Permission): Promise<BucketRecord>;
+  deleteBucket(name: string): Promise<void>;
+  // objects
+  getObject(bucketId: string, key: string): Promise<ObjectRecord | undefined>;
+  putObject(record: ObjectRecord, condition?: WriteCondition): Promise<void>;
+  deleteObject(bucketId: string, key: string): Promise<void>;
+  deleteObjects(bucketId: string, keys: string[]): Promise<void>;
+  // Up to `limit` objects in key order after `startAfter` (exclusive), all starting with `prefix`.
+  listObjects(
+    bucketId: string,
+    prefix: string,
+    startAfter: string | undefined,
+    limit: number,
+  ): Promise<ObjectRecord[]>;
+  // multipart uploads
+  createUpload(record: NewUpload): Promise<UploadRecord>;
+  getUpload(bucketId: string, key: string, uploadId: string): Promise<UploadRecord>;
+  listUploads(bucketId: string): Promise<UploadRecord[]>;
+  putPart(upload: UploadRecord, part: PartRecord): Promise<void>;
+  listParts(uploadId: string): Promise<PartRecord[]>;
+  completeUpload(upload: UploadRecord, record: ObjectRecord): Promise<void>;
+  abortUpload(upload: UploadRecord): Promise<void>;
+}
+
+export interface SegmentIo {
+  // Stores a byte stream as blocks; the segment's blocks stay protected from collection until released.
+  writeSegment(source: AsyncIterable<Buffer | Uint8Array | string>): Promise<Segment>;
+  releaseSegments(segments: Segment[]): void;
+  // Protects blocks a record is about to refer to (a copy sharing blocks) until released.
+  retainSegments(segments: Segment[]): void;
+  readSegment(segment: Segment, start: number, end: number): Readable;
+}
+
+export interface ObjectStore extends MetadataStore, SegmentIo {}
+
+export const METADATA_METHODS = [
+  'createKey',
+  'getKey',
+  'findKey',
+  'listKeys',
+  'setKeyCreateBucket',
+  'deleteKey',
+  'bucketByName',
+  'listBuckets',
+  'createBucket',
+  'setBucketCors',
+  'setPermission',
+  'deleteBucket',
+  'getObject',
+  'putObject',
+  'deleteObject',
+  'deleteObjects',
+  'listObjects',
+  'createUpload',
+  'getUpload',
+  'listUploads',
+  'putPart',
+  'listParts',
+  'completeUpload',
+  'abortUpload',
+] as const satisfies readonly (keyof MetadataStore)[];
+
+function etagIn(list: string, etag: string): boolean {
+  const bare = etag.replace(/"/g, '');
+  return list
+    .split(',')
+    .map((s) => s.trim().replace(/^W\//, '').replace(/"/g, ''))
+    .some((s) => s === '*' || s === bare);
+}
+
+export function checkWriteCondition(
+  condition: WriteCondition | undefined,
+  current: ObjectRecord | undefined,
+): void {
+  if (!condition) return;
+  if (condition.ifMatch !== undefined) {
+    if (!current) throw new S3Error('NoSuchKey', 404, 'The specified key does not exist.');
+    if (!etagIn(condition.ifMatch, current.etag)) throw preconditionFailed('If-Match');
+  }
+  if (condition.ifNoneMatch !== undefined && current && etagIn(condition.ifNoneMatch, current.etag)) {
+    throw preconditionFailed('If-None-Match');
+  }
+}
+
+function preconditionFailed(condition: string): S3Error {
+  return new S3Error(
+    'PreconditionFailed',
+    412,
+    'At least one of the pre-conditions you specified did not hold',
+    {
+      Condition: condition,
+    },
+  );
+}
+
+// The store of a node that holds the data itself.
+export class LocalStore implements ObjectStore {
+  constructor(readonly model: Model) {}
+
+  async createKey(name: string, allowCreateBucket: boolean) {
+    return this.model.createKey(name, allowCreateBucket);
+  }
+  async getKey(id: string) {
+    return this.model.getKey(id);
+  }
+  async findKey(idOrName: string) {
+    return this.model.findKey(idOrName);
+  }
+  async listKeys() {
+    return this.model.listKeys();
+  }
+  async setKeyCreateBucket(id: string, allowCreateBucket: boolean) {
+    await this.model.updateKey(id, { allowCreateBucket });
+  }
+  async deleteKey(id: string) {
+    await this.model.deleteKey(id);
+  }
+  async bucketByName(name: string) {
+    return this.model.bucketByName(name);
+  }
+  async listBuckets() {
+    return this.model.listBuckets();
+  }
+  async createBucket(name: string, owner?: string) {
+    return this.model.createBucket(name, owner);
+  }
+  async setBucketCors(bucketId: string, cors: CorsRule[] | undefined) {
+    return this.model.updateBucket(bucketId, (b) => ({ ...b, cors }));
+  }
+  async setPermission(bucketId: string, keyId: string, perm: Permission) {
+    return this.model.setPermission(bucketId, keyId, perm);
+  }
+  async deleteBucket(name: string) {
+    await this.model.deleteBucket(name);
+  }
+  async getObject(bucketId: string, key: string) {
+    return this.model.getObject(bucketId, key);
+  }
+  async putObject(record: ObjectRecord, condition?: WriteCondition) {
+    await this.model.putObject(record, (current) => checkWriteCondition(condition, current));
+  }
+  async deleteObject(bucketId: string, key: string) {
+    await this.model.deleteObject(bucketId, key);
+  }
+  async deleteObjects(bucketId: string, keys: string[]) {
+    await this.model.deleteObjects(bucketId, keys);
+  }
+  async listObjects(bucketId: string, prefix: string, startAfter: string | undefined, limit: number) {
+    const out: ObjectRecord[] = [];
+    for (const o of this.model.listObjects(bucketId, prefix, startAfter)) {
+      if (out.length >= limit) break;
+      out.push(o);
+    }
+    return out;
+  }
+  async createUpload(record: NewUpload) {
+    return this.model.createUpload(record);
+  }
+  async getUpload(bucketId: string, key: string, uploadId: string) {
+    return this.model.getUpload(bucketId, key, uploadId);
+  }
+  async listUploads(bucketId: string) {
+    return [...this.model.listUploads(bucketId)];
+  }
+  async putPart(upload: UploadRecord, part: PartRecord) {
+    await this.model.putPart(upload, part);
+  }
+  async listParts(uploadId: string) {
+    return this.model.listParts(uploadId);
+  }
+  async completeUpload(upload: UploadRecord, record: ObjectRecord) {
+    await this.model.completeUpload(upload, record);
+  }
+  async abortUpload(upload: UploadRecord) {
+    await this.model.abortUpload(upload);
+  }
+  writeSegment(source: AsyncIterable<Buffer | Uint8Array | string>) {
+    return this.model.writeSegment(source);
+  }
+  releaseSegments(segments: Segment[]) {
+    this.model.releaseSegments(segments);
+  }
+  retainSegments(segments: Segment[]) {
+    this.model.pins.pin(segments.flatMap((s) => s.blocks.map((b) => b.hash)));
+  }
+  readSegment(segment: Segment, start: number, end: number) {
+    return this.model.readSegment(segment, start, end);
+  }
+}
+
+// The bucket named `name`, or NoSuchBucket.
+export async function requireBucket(store: MetadataStore, name: string): Promise<BucketRecord> {
+  const b = await store.bucketByName(name);
+  if (!b) throw S3Errors.noSuchBucket(name);
+  return b;
+}
