@@ -17,7 +17,14 @@ export class BlockIntegrityError extends S3Error {
   }
 }
 
-export class BlockStore {
+// What the model needs of a place that keeps blocks: this node's BlockStore, or blocks spread over a cluster.
+export interface BlockIo {
+  write(data: Uint8Array, knownHash?: BlockHash): Promise<BlockHash>;
+  read(hash: BlockHash): Promise<Buffer>;
+  remove(hash: BlockHash): Promise<void>;
+}
+
+export class BlockStore implements BlockIo {
   private readonly knownDirs = new Set<string>();
 
   constructor(readonly root: string) {

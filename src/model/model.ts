@@ -2,7 +2,7 @@
 // blocks: every block an object or part refers to holds a reference count, updated in the same transaction
 // as the record, and blocks nobody refers to are collected after a delay.
 import { randomBytes } from 'node:crypto';
-import { BlockStore, type BlockHash } from '../block/block-store.js';
+import { BlockStore, type BlockHash, type BlockIo } from '../block/block-store.js';
 import { MetadataDb, type Table } from '../db/db.js';
 import { S3Error, S3Errors } from '../util/s3-error.js';
 import { compareUtf8 } from '../util/bytes.js';
@@ -28,6 +28,9 @@ export interface ModelOptions extends SegmentWriteOptions {
   metadataDir: string;
   dataDir: string;
   gcDelayMs: number;
+  // Where blocks live when they are spread over a cluster (rpc/). Without it, blocks are local files, and
+  // local files that no record refers to are collected too; with it, only the reference counts decide.
+  blockIo?: BlockIo;
 }
 
 export function segmentHashes(segments: Segment[]): BlockHash[] {
@@ -204,7 +207,7 @@ export class Model {
   // ---- objects ----
 
   writeSegment(source: AsyncIterable<Buffer | Uint8Array | string>): Promise<Segment> {
-    return writeSegment(this.blocks, this.pins, source, this.opts);
+    return writeSegment(this.opts.blockIo ?? this.blocks, this.pins, source, this.opts);
   }
 
   releaseSegments(segments: Segment[]): void {
@@ -212,7 +215,7 @@ export class Model {
   }
 
   readSegment(segment: Segment, start: number, end: number): Readable {
-    return readSegment(this.blocks, segment, start, end);
+    return readSegment(this.opts.blockIo ?? this.blocks, segment, start, end);
   }
 
   getObject(bucketId: string, key: string): ObjectRecord | undefined {
@@ -376,9 +379,14 @@ export class Model {
       // A writer may have pinned the hash while the transaction committed (it found the file already there
       // and will refer to it): checking the pin and unlinking in one synchronous step closes that window.
       if (stillZero && !this.pins.isPinned(hash)) {
-        this.blocks.removeSync(hash);
+        if (this.opts.blockIo) await this.opts.blockIo.remove(hash).catch(() => undefined);
+        else this.blocks.removeSync(hash);
         removed++;
       }
+    }
+    if (this.opts.blockIo) {
+      await this.blocks.cleanTemporary(this.opts.gcDelayMs);
+      return { removed };
     }
     const { stat } = await import('node:fs/promises');
     for (const { hash, path } of this.blocks.listAll()) {

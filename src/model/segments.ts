@@ -1,7 +1,7 @@
 // model/segments: turning a byte stream into stored blocks and back. A segment is written block by block
 // (bounded memory: at most a few blocks in flight) and read back with each block's hash verified.
 import { Readable } from 'node:stream';
-import { BlockStore, type BlockHash } from '../block/block-store.js';
+import { BlockStore, type BlockHash, type BlockIo } from '../block/block-store.js';
 import type { BlockRef, Segment } from './types.js';
 
 const WRITES_IN_FLIGHT = 2;
@@ -36,7 +36,7 @@ export interface SegmentWriteOptions {
 // Consumes `source` and stores it. The returned segment's blocks are pinned; the caller unpins them once the
 // record that refers to them has committed (or the operation failed).
 export async function writeSegment(
-  blocks: BlockStore,
+  blocks: BlockIo,
   pins: BlockPins,
   source: AsyncIterable<Buffer | Uint8Array | string>,
   opts: SegmentWriteOptions,
@@ -102,12 +102,12 @@ export async function writeSegment(
 
 // Streams stored bytes [start, end) of a segment, verifying every block read (the next block is fetched
 // while the current one is consumed).
-export function readSegment(blocks: BlockStore, segment: Segment, start: number, end: number): Readable {
+export function readSegment(blocks: BlockIo, segment: Segment, start: number, end: number): Readable {
   return Readable.from(segmentChunks(blocks, segment, start, end), { objectMode: false, highWaterMark: 1 });
 }
 
 async function* segmentChunks(
-  blocks: BlockStore,
+  blocks: BlockIo,
   segment: Segment,
   start: number,
   end: number,
