@@ -58,15 +58,39 @@ const parser = new XMLParser({
   parseTagValue: false,
   trimValues: true,
   removeNSPrefix: true,
-  processEntities: true,
+  // The parser's own entity handling leaves character references (&#34; &#x9;) undecoded, and Go clients
+  // (rclone, restic's minio-go) write every quote of an ETag as &#34;: decode all of XML's forms in one pass.
+  processEntities: false,
+  tagValueProcessor: (_name: string, value: string) => decodeXmlText(value),
   isArray: () => false,
 });
+
+const NAMED_ENTITIES: Record<string, string> = { amp: '&', lt: '<', gt: '>', quot: '"', apos: "'" };
+
+/**
+ * Replaces XML's five named entities and decimal/hex character references, once (no double decoding). Any other
+ * `&` (an undeclared entity, a bare ampersand) is MalformedXML: S3 bodies have no DTD to declare entities in.
+ */
+export function decodeXmlText(text: string): string {
+  return text.replace(
+    /&(?:#(\d{1,7})|#x([0-9a-fA-F]{1,6})|(amp|lt|gt|quot|apos));|&/g,
+    (ref, dec?: string, hex?: string, name?: string) => {
+      if (name) return NAMED_ENTITIES[name]!;
+      if (dec === undefined && hex === undefined) throw S3Errors.malformedXml();
+      const code = dec !== undefined ? parseInt(dec, 10) : parseInt(hex!, 16);
+      if (code === 0 || code > 0x10ffff) throw S3Errors.malformedXml();
+      return String.fromCodePoint(code);
+    },
+  );
+}
 
 export const MAX_XML_BODY = 1024 * 1024;
 
 // Parses a request body and returns the children of the expected root element.
 export function parseXml(text: string, root: string): Record<string, unknown> {
   if (text.trim().length === 0 || XMLValidator.validate(text) !== true) throw S3Errors.malformedXml();
+  // A document type declaration could define entities; S3 documents never carry one.
+  if (/<!DOCTYPE/i.test(text)) throw S3Errors.malformedXml();
   let doc: Record<string, unknown>;
   try {
     doc = parser.parse(text) as Record<string, unknown>;
