@@ -264,7 +264,10 @@ export class Model {
 
   // Objects of a bucket in key order, from `startAfter` (exclusive), all starting with `prefix`.
   *listObjects(bucketId: string, prefix: string, startAfter?: string): Generator<ObjectRecord> {
-    const from = startAfter !== undefined && startAfter >= prefix ? startAfter : prefix;
+    if (Buffer.byteLength(prefix) > LONGEST_KEY_BYTES) return;
+    // A start key is cut to the longest key length (it would not fit in a metadata key otherwise): a
+    // prefix of it sorts no later, and keys up to startAfter are skipped below.
+    const from = truncateUtf8(startAfter !== undefined && startAfter >= prefix ? startAfter : prefix);
     for (const { value } of this.objects.range({ prefix: [bucketId], start: [bucketId, from] })) {
       if (startAfter !== undefined && compareUtf8(value.key, startAfter) <= 0) continue;
       if (!value.key.startsWith(prefix)) {
@@ -407,6 +410,17 @@ export class Model {
     }, intervalMs);
     this.gcTimer.unref();
   }
+}
+
+// S3's key length limit, which the API enforces on every stored key.
+const LONGEST_KEY_BYTES = 1024;
+
+function truncateUtf8(s: string): string {
+  const bytes = Buffer.from(s);
+  if (bytes.length <= LONGEST_KEY_BYTES) return s;
+  let end = LONGEST_KEY_BYTES;
+  while (end > 0 && (bytes[end]! & 0xc0) === 0x80) end--; // not inside a multi-byte character
+  return bytes.subarray(0, end).toString();
 }
 
 function cmp(a: string, b: string): number {

@@ -67,6 +67,7 @@ async function parseCopySource(ctx: S3Context): Promise<CopySource> {
   }
   const bucketName = decoded.slice(0, slash);
   const key = decoded.slice(slash + 1);
+  checkObjectKey(key);
   const bucket = await requireBucket(ctx.store, bucketName);
   const perm = bucket.permissions[ctx.accessKey.id];
   if (!perm || !(perm.read || perm.owner)) throw S3Errors.accessDenied();

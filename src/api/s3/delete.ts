@@ -5,6 +5,7 @@ import { sendEmpty, sendXml } from './response.js';
 import { readSmallBody } from './small-body.js';
 import { asList, asText, parseXml, type XmlNode } from './xml.js';
 import { createHash } from 'node:crypto';
+import { MAX_KEY_BYTES } from './router.js';
 
 const MAX_DELETE_KEYS = 1000;
 
@@ -30,8 +31,12 @@ export async function deleteObjects(ctx: S3Context): Promise<void> {
     if (key === undefined || key === '') throw S3Errors.malformedXml();
     return key;
   });
-  // One transaction for the whole batch: each key is deleted or none is, and the commit is one fsync.
-  await ctx.store.deleteObjects(bucket.id, keys);
+  // One transaction for the whole batch: each key is deleted or none is, and the commit is one fsync. A key
+  // longer than any key can be does not exist, so it is reported deleted without asking the store.
+  await ctx.store.deleteObjects(
+    bucket.id,
+    keys.filter((k) => Buffer.byteLength(k) <= MAX_KEY_BYTES),
+  );
   const deleted: XmlNode[] = quiet ? [] : keys.map((key) => ({ Key: key }));
   sendXml(ctx.res, 200, 'DeleteResult', { Deleted: deleted });
 }

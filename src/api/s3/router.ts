@@ -111,6 +111,8 @@ export function routeRequest(
     throw new S3Error('MethodNotAllowed', 405, 'The specified method is not allowed against this resource.');
   }
   for (const sub of UNSUPPORTED_SUBRESOURCES) if (has(sub)) throw S3Errors.notImplemented(`object ?${sub}`);
+  // No stored key is longer, and a longer one would not fit in a metadata key: refused for every operation.
+  checkObjectKey(key);
   switch (method) {
     case 'PUT':
       if (has('uploadId') || has('partNumber')) {
