@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { S3Client } from '@aws-sdk/client-s3';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
 import { generateSelfSignedCertificate, type TlsFiles } from '../../src/api/tls.js';
+import { signer } from '../api/s3/sigv4-client.js';
 import { startServer, type ServerOptions, type TestServer } from '../helpers/server.js';
 
 export const SSE_C = 'x-amz-server-side-encryption-customer-';
@@ -89,4 +90,40 @@ export function walkFiles(dir: string): string[] {
 /** Block files of the block store: `<data>/ab/cd/<64 hex>` named by the SHA-256 of their content. */
 export function blockFiles(dataDir: string): string[] {
   return walkFiles(dataDir).filter((p) => /[0-9a-f]{2}\/[0-9a-f]{2}\/[0-9a-f]{64}$/.test(p));
+}
+
+/** What a GET gave: its status and the body bytes that arrived before the end or a cut connection. */
+export interface FetchOutcome {
+  status: number;
+  body: Buffer;
+  error?: Error;
+}
+
+/** A request signed with the server's access key (SigV4, header auth) and sent with fetch, over plain HTTP. */
+export async function signedFetch(
+  server: TestServer,
+  method: string,
+  path: string,
+  headers: Record<string, string> = {},
+): Promise<FetchOutcome> {
+  const host = `127.0.0.1:${server.s3Port}`;
+  const signed = await signer({ accessKey: server.accessKeyId, secret: server.secretAccessKey }).sign({
+    method,
+    protocol: 'http:',
+    hostname: '127.0.0.1',
+    port: server.s3Port,
+    path,
+    query: {},
+    headers: { host, 'x-amz-content-sha256': createHash('sha256').digest('hex'), ...headers },
+  });
+  const send: Record<string, string> = { ...signed.headers };
+  delete send.host;
+  const res = await fetch(`http://${host}${path}`, { method, headers: send });
+  const chunks: Buffer[] = [];
+  try {
+    for await (const chunk of res.body ?? []) chunks.push(Buffer.from(chunk as Uint8Array));
+    return { status: res.status, body: Buffer.concat(chunks) };
+  } catch (err) {
+    return { status: res.status, body: Buffer.concat(chunks), error: err as Error };
+  }
 }
