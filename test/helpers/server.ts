@@ -50,7 +50,12 @@ export interface TestServer {
   cleanup(): void;
 }
 
-export function writeTestConfig(dir: string, ports: { s3: number; admin: number; rpc: number }, adminToken: string, opts: ServerOptions): string {
+export function writeTestConfig(
+  dir: string,
+  ports: { s3: number; admin: number; rpc: number },
+  adminToken: string,
+  opts: ServerOptions,
+): string {
   const configPath = join(dir, 'coffre.toml');
   writeFileSync(
     configPath,
@@ -102,7 +107,10 @@ export async function startServer(opts: ServerOptions = {}): Promise<TestServer>
   child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
   child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
   await new Promise<void>((resolveStart, reject) => {
-    const timer = setTimeout(() => reject(new Error(`coffre server did not start in time:\n${out}\n${err}`)), 20_000);
+    const timer = setTimeout(
+      () => reject(new Error(`coffre server did not start in time:\n${out}\n${err}`)),
+      20_000,
+    );
     const check = () => {
       if (out.includes('coffre is serving S3')) {
         clearTimeout(timer);
@@ -159,11 +167,21 @@ export async function startServer(opts: ServerOptions = {}): Promise<TestServer>
 }
 
 // Runs the coffre CLI as a user would, returning its exit code and output.
-export async function runCoffre(args: string[], env: Record<string, string> = {}, input?: string): Promise<{ code: number; stdout: string; stderr: string }> {
+export async function runCoffre(
+  args: string[],
+  env: Record<string, string> = {},
+  input?: string,
+): Promise<{ code: number; stdout: string; stderr: string }> {
   return runCommand(process.execPath, [COFFRE_BIN, ...args], env, input);
 }
 
-export async function runCommand(cmd: string, args: string[], env: Record<string, string> = {}, input?: string, cwd?: string): Promise<{ code: number; stdout: string; stderr: string }> {
+export async function runCommand(
+  cmd: string,
+  args: string[],
+  env: Record<string, string> = {},
+  input?: string,
+  cwd?: string,
+): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((res, rej) => {
     const child = spawn(cmd, args, { env: { ...process.env, ...env }, stdio: ['pipe', 'pipe', 'pipe'], cwd });
     let stdout = '';

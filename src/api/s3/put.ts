@@ -14,13 +14,7 @@ import {
   sealMetadata,
   type RequestEncryption,
 } from './encryption.js';
-import {
-  conditionsFrom,
-  evaluateConditions,
-  preconditionFailed,
-  storedHeaders,
-  userMetadata,
-} from './headers.js';
+import { conditionsFrom, storedHeaders, userMetadata } from './headers.js';
 import { checkObjectKey } from './router.js';
 import { sendEmpty } from './response.js';
 

@@ -11,6 +11,8 @@ export interface XmlNode {
 }
 
 export function escapeXml(s: string): string {
+  // Control characters are not allowed raw in XML 1.0: they become character references.
+  // eslint-disable-next-line no-control-regex
   return s.replace(/[&<>"'\u0000-\u0008\u000b\u000c\u000e-\u001f]/g, (c) => {
     switch (c) {
       case '&':
@@ -53,17 +55,34 @@ export function toXml(root: string, body: XmlNode, xmlns = true): string {
   return out.join('');
 }
 
+// Elements whose text is a user's string kept exactly: an object key may begin or end with spaces, and trimming
+// it would make DeleteObjects delete a different object. Every other value is trimmed.
+const VERBATIM_ELEMENTS = new Set(['Key']);
+
 const parser = new XMLParser({
   ignoreAttributes: true,
   parseTagValue: false,
-  trimValues: true,
+  trimValues: false,
   removeNSPrefix: true,
   // The parser's own entity handling leaves character references (&#34; &#x9;) undecoded, and Go clients
   // (rclone, restic's minio-go) write every quote of an ETag as &#34;: decode all of XML's forms in one pass.
   processEntities: false,
-  tagValueProcessor: (_name: string, value: string) => decodeXmlText(value),
+  tagValueProcessor: (name: string, value: string) =>
+    decodeXmlText(VERBATIM_ELEMENTS.has(name) ? value : value.trim()),
   isArray: () => false,
 });
+
+// Without trimming, the indentation between child elements shows up as '#text' entries: drop them.
+function dropIndentation(node: unknown): unknown {
+  if (Array.isArray(node)) return node.map(dropIndentation);
+  if (typeof node !== 'object' || node === null) return node;
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(node)) {
+    if (k === '#text' && typeof v === 'string' && v.trim() === '') continue;
+    out[k] = dropIndentation(v);
+  }
+  return out;
+}
 
 const NAMED_ENTITIES: Record<string, string> = { amp: '&', lt: '<', gt: '>', quot: '"', apos: "'" };
 
@@ -93,7 +112,7 @@ export function parseXml(text: string, root: string): Record<string, unknown> {
   if (/<!DOCTYPE/i.test(text)) throw S3Errors.malformedXml();
   let doc: Record<string, unknown>;
   try {
-    doc = parser.parse(text) as Record<string, unknown>;
+    doc = dropIndentation(parser.parse(text)) as Record<string, unknown>;
   } catch {
     throw S3Errors.malformedXml();
   }

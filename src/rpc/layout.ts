@@ -1,0 +1,129 @@
+// rpc/layout: the cluster layout — which nodes store data (zone, capacity) and which are gateways — with
+// staged changes applied as a new version, as in Garage. It decides where things live: blocks go to
+// `replication_factor` storage nodes chosen by weighted rendezvous hashing (capacity-weighted, spread over
+// zones first), and the metadata tables live on the layout's metadata node (the first storage node by id).
+import { createHash } from 'node:crypto';
+import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { UserError } from '../util/errors.js';
+
+export const LAYOUT_FORMAT_VERSION = 1;
+
+export interface NodeRole {
+  zone: string;
+  // Bytes this node offers for data; null for a gateway (serves the API, stores nothing).
+  capacity: number | null;
+}
+
+export interface ClusterLayout {
+  format: number;
+  version: number;
+  roles: Record<string, NodeRole>; // by node id
+  staged: Record<string, NodeRole | null>; // null: remove the node's role
+}
+
+export function emptyLayout(): ClusterLayout {
+  return { format: LAYOUT_FORMAT_VERSION, version: 0, roles: {}, staged: {} };
+}
+
+export function storageNodes(layout: ClusterLayout): string[] {
+  return Object.entries(layout.roles)
+    .filter(([, r]) => r.capacity !== null && r.capacity > 0)
+    .map(([id]) => id)
+    .sort();
+}
+
+export function isGateway(layout: ClusterLayout, nodeId: string): boolean {
+  const role = layout.roles[nodeId];
+  return role !== undefined && role.capacity === null;
+}
+
+// The node that holds the metadata tables, or undefined for a node standing alone (no layout applied).
+export function metadataNode(layout: ClusterLayout): string | undefined {
+  return storageNodes(layout)[0];
+}
+
+function score(hash: string, nodeId: string, capacity: number): number {
+  const h = createHash('sha256').update(hash).update(nodeId).digest();
+  // Uniform in (0, 1], then weighted: the node with the highest -capacity / ln(u) wins (weighted rendezvous).
+  const u = (h.readUIntBE(0, 6) + 1) / 2 ** 48;
+  return -capacity / Math.log(u);
+}
+
+// The storage nodes that hold block `hash`: distinct zones first, then by score.
+export function blockNodes(layout: ClusterLayout, hash: string, replicationFactor: number): string[] {
+  const ranked = storageNodes(layout)
+    .map((id) => ({ id, zone: layout.roles[id]!.zone, s: score(hash, id, layout.roles[id]!.capacity!) }))
+    .sort((a, b) => b.s - a.s);
+  const chosen: string[] = [];
+  const zones = new Set<string>();
+  for (const n of ranked) {
+    if (chosen.length >= replicationFactor) break;
+    if (!zones.has(n.zone)) {
+      chosen.push(n.id);
+      zones.add(n.zone);
+    }
+  }
+  for (const n of ranked) {
+    if (chosen.length >= replicationFactor) break;
+    if (!chosen.includes(n.id)) chosen.push(n.id);
+  }
+  return chosen;
+}
+
+export function stageRole(layout: ClusterLayout, nodeId: string, role: NodeRole | null): ClusterLayout {
+  if (!/^[0-9a-f]{64}$/.test(nodeId)) throw new UserError(`not a node id (64 hex digits): ${nodeId}`);
+  return { ...layout, staged: { ...layout.staged, [nodeId]: role } };
+}
+
+// Applies the staged changes as version `expectedVersion` (which must be the current version + 1, so two
+// operators cannot apply conflicting changes unknowingly).
+export function applyStaged(layout: ClusterLayout, expectedVersion: number): ClusterLayout {
+  if (expectedVersion !== layout.version + 1) {
+    throw new UserError(
+      `layout apply --version must be ${layout.version + 1} (the current version is ${layout.version})`,
+    );
+  }
+  if (Object.keys(layout.staged).length === 0)
+    throw new UserError('no staged layout changes to apply (use `coffre layout assign`)');
+  const roles = { ...layout.roles };
+  for (const [id, role] of Object.entries(layout.staged)) {
+    if (role === null) delete roles[id];
+    else roles[id] = role;
+  }
+  if (Object.keys(roles).length > 0 && Object.values(roles).every((r) => r.capacity === null)) {
+    throw new UserError('a layout needs at least one storage node (assign one with --capacity)');
+  }
+  return { format: LAYOUT_FORMAT_VERSION, version: expectedVersion, roles, staged: {} };
+}
+
+export function parseCapacity(text: string): number {
+  const m = /^(\d+(?:\.\d+)?)\s*([KMGTP]?)(i?B?)?$/i.exec(text.trim());
+  if (!m) throw new UserError(`capacity must look like 100G, 1T or 500000000, got "${text}"`);
+  const unit = m[2]!.toUpperCase();
+  const base = m[3]?.toLowerCase().startsWith('i') ? 1024 : 1000;
+  const power = ' KMGTP'.indexOf(unit === '' ? ' ' : unit);
+  return Math.round(Number(m[1]) * base ** power);
+}
+
+export class LayoutFile {
+  private readonly path: string;
+
+  constructor(metadataDir: string) {
+    this.path = join(metadataDir, 'cluster_layout.json');
+  }
+
+  load(): ClusterLayout {
+    if (!existsSync(this.path)) return emptyLayout();
+    const value = JSON.parse(readFileSync(this.path, 'utf8')) as ClusterLayout;
+    if (value.format !== LAYOUT_FORMAT_VERSION)
+      throw new Error(`cluster layout file has unknown format ${value.format}`);
+    return value;
+  }
+
+  save(layout: ClusterLayout): void {
+    const tmp = `${this.path}.tmp`;
+    writeFileSync(tmp, JSON.stringify(layout, null, 2), { mode: 0o600 });
+    renameSync(tmp, this.path);
+  }
+}
