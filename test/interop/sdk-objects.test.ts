@@ -341,6 +341,19 @@ test('DeleteObject and DeleteObjects (verbose and Quiet)', async () => {
   assert.equal(quiet.Errors, undefined);
   const left = await s3.send(new ListObjectsV2Command({ Bucket: B, Prefix: 'del/' }));
   assert.equal(left.KeyCount, 0);
+  // Keys that begin or end with whitespace are other keys than their trimmed forms: only the named ones go.
+  const spaced = [' lead', 'trail ', '\ttab', 'nl\n'];
+  const trimmed = ['lead', 'trail', 'tab', 'nl'];
+  for (const k of [...spaced, ...trimmed])
+    await s3.send(new PutObjectCommand({ Bucket: B, Key: `ws/${k}`, Body: k }));
+  const ws = await s3.send(
+    new DeleteObjectsCommand({ Bucket: B, Delete: { Objects: spaced.map((k) => ({ Key: `ws/${k}` })) } }),
+  );
+  assert.deepEqual((ws.Deleted ?? []).map((x) => x.Key).sort(), spaced.map((k) => `ws/${k}`).sort());
+  const wsLeft = await s3.send(new ListObjectsV2Command({ Bucket: B, Prefix: 'ws/' }));
+  assert.deepEqual((wsLeft.Contents ?? []).map((c) => c.Key).sort(), trimmed.map((k) => `ws/${k}`).sort());
+  for (const k of trimmed) await s3.send(new DeleteObjectCommand({ Bucket: B, Key: `ws/${k}` }));
+
   // An empty Delete is malformed.
   await rejects(
     () => s3.send(new DeleteObjectsCommand({ Bucket: B, Delete: { Objects: [] } })),
