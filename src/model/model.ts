@@ -31,6 +31,8 @@ export interface ModelOptions extends SegmentWriteOptions {
   // Where blocks live when they are spread over a cluster (rpc/). Without it, blocks are local files, and
   // local files that no record refers to are collected too; with it, only the reference counts decide.
   blockIo?: BlockIo;
+  // True while every block lives on this node (a node standing alone), even though blockIo is set.
+  blocksAreLocal?: () => boolean;
 }
 
 export function segmentHashes(segments: Segment[]): BlockHash[] {
@@ -382,12 +384,12 @@ export class Model {
       // A writer may have pinned the hash while the transaction committed (it found the file already there
       // and will refer to it): checking the pin and unlinking in one synchronous step closes that window.
       if (stillZero && !this.pins.isPinned(hash)) {
-        if (this.opts.blockIo) await this.opts.blockIo.remove(hash).catch(() => undefined);
-        else this.blocks.removeSync(hash);
+        if (this.blocksAreLocal()) this.blocks.removeSync(hash);
+        else await this.opts.blockIo!.remove(hash).catch(() => undefined);
         removed++;
       }
     }
-    if (this.opts.blockIo) {
+    if (!this.blocksAreLocal()) {
       await this.blocks.cleanTemporary(this.opts.gcDelayMs);
       return { removed };
     }
@@ -402,6 +404,10 @@ export class Model {
     }
     await this.blocks.cleanTemporary(this.opts.gcDelayMs);
     return { removed };
+  }
+
+  private blocksAreLocal(): boolean {
+    return !this.opts.blockIo || (this.opts.blocksAreLocal?.() ?? false);
   }
 
   startGarbageCollector(intervalMs: number): void {

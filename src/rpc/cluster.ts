@@ -1,0 +1,308 @@
+// rpc/cluster: a node's place in the cluster. It serves this node's blocks and metadata to its peers over RPC,
+// keeps the cluster layout (and spreads new versions of it), and gives the APIs an ObjectStore that follows
+// the layout: metadata calls go to the layout's metadata node, blocks to the storage nodes the layout picks for
+// them. Encryption happens above this, in the API of the node that received the request, so what crosses the
+// network to storage nodes is ciphertext for encrypted objects, and never a customer key.
+import type { Readable } from 'node:stream';
+import { BlockStore, type BlockHash, type BlockIo } from '../block/block-store.js';
+import { BlockPins, readSegment, writeSegment, type SegmentWriteOptions } from '../model/segments.js';
+import {
+  METADATA_METHODS,
+  type LocalStore,
+  type MetadataStore,
+  type ObjectStore,
+} from '../model/store.js';
+import type { Segment } from '../model/types.js';
+import { S3Error } from '../util/s3-error.js';
+import { decodeData, decodeError, encodeData, encodeError, type EncodedError } from './codec.js';
+import {
+  blockNodes,
+  isGateway,
+  metadataNode,
+  storageNodes,
+  type ClusterLayout,
+  type LayoutFile,
+} from './layout.js';
+
+// What the cluster needs of the RPC layer (rpc/peering.ts provides it).
+export interface RpcRequest {
+  peerId: string;
+  header: unknown;
+  body: Readable | null;
+}
+
+export interface RpcReply {
+  header: unknown;
+  body: Readable | null;
+}
+
+export interface RpcEndpoints {
+  readonly nodeId: string;
+  registerEndpoint(
+    path: string,
+    handler: (req: RpcRequest) => Promise<{ header: unknown; body?: Buffer | Readable | null }>,
+  ): void;
+  call(peerId: string, path: string, header: unknown, body?: Buffer | null): Promise<RpcReply>;
+  knownPeers(): string[];
+}
+
+const MAX_RPC_BODY = 80 * 1024 * 1024;
+
+async function readAll(body: Readable | null, limit = MAX_RPC_BODY): Promise<Buffer> {
+  if (!body) return Buffer.alloc(0);
+  const parts: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of body) {
+    size += (chunk as Buffer).length;
+    if (size > limit) throw new Error('RPC body too large');
+    parts.push(chunk as Buffer);
+  }
+  return Buffer.concat(parts);
+}
+
+function unavailable(what: string): S3Error {
+  return new S3Error('ServiceUnavailable', 503, `${what} is unreachable; please retry`);
+}
+
+interface ErrorHeader {
+  error?: EncodedError;
+}
+
+export class Cluster {
+  private layout: ClusterLayout;
+  readonly blocks: ClusterBlocks;
+
+  constructor(
+    readonly rpc: RpcEndpoints,
+    private readonly layoutFile: LayoutFile,
+    readonly replicationFactor: number,
+    readonly localBlocks: BlockStore,
+  ) {
+    this.layout = layoutFile.load();
+    this.blocks = new ClusterBlocks(this);
+  }
+
+  currentLayout(): ClusterLayout {
+    return this.layout;
+  }
+
+  // A node whose blocks are all its own (no layout, or a layout where it is the only storage node).
+  standsAlone(): boolean {
+    const storage = storageNodes(this.layout);
+    return storage.length === 0 || (storage.length === 1 && storage[0] === this.rpc.nodeId);
+  }
+
+  isGateway(): boolean {
+    return isGateway(this.layout, this.rpc.nodeId);
+  }
+
+  // Installs `layout` if it is newer than ours; returns whether it was.
+  adoptLayout(layout: ClusterLayout): boolean {
+    if (layout.version <= this.layout.version) return false;
+    this.layout = { ...layout, staged: this.layout.staged };
+    this.layoutFile.save(this.layout);
+    return true;
+  }
+
+  stageLayout(layout: ClusterLayout): void {
+    this.layout = layout;
+    this.layoutFile.save(layout);
+  }
+
+  // Sends the current layout to every known peer (best effort; peers also pull it when they connect).
+  async spreadLayout(): Promise<void> {
+    const body = encodeData({ ...this.layout, staged: {} });
+    await Promise.allSettled(this.rpc.knownPeers().map((peer) => this.rpc.call(peer, 'layout/push', {}, body)));
+  }
+
+  async pullLayout(peerId: string): Promise<void> {
+    const reply = await this.rpc.call(peerId, 'layout/get', {});
+    this.adoptLayout(decodeData<ClusterLayout>(await readAll(reply.body)));
+  }
+
+  // Serves this node's metadata and blocks to peers.
+  registerEndpoints(local: LocalStore): void {
+    const allowed = new Set<string>(METADATA_METHODS);
+    this.rpc.registerEndpoint('store/call', async (req) => {
+      const { method } = req.header as { method: string };
+      if (!allowed.has(method)) return { header: { error: { message: `unknown store method ${method}` } } };
+      const args = decodeData<unknown[]>(await readAll(req.body));
+      try {
+        const fn = (local as unknown as Record<string, (...a: unknown[]) => Promise<unknown>>)[method]!;
+        const result = await fn.apply(local, args);
+        return { header: {}, body: encodeData(result) };
+      } catch (err) {
+        return { header: { error: encodeError(err) } };
+      }
+    });
+    this.rpc.registerEndpoint('block/put', async (req) => {
+      const { hash } = req.header as { hash: string };
+      const data = await readAll(req.body);
+      // A block is accepted only under its own name: a peer cannot plant content under another hash.
+      if (BlockStore.hashOf(data) !== hash) return { header: { error: { message: 'block does not match its hash' } } };
+      await this.localBlocks.write(data, hash);
+      return { header: {} };
+    });
+    this.rpc.registerEndpoint('block/get', async (req) => {
+      const { hash } = req.header as { hash: string };
+      try {
+        return { header: {}, body: await this.localBlocks.read(hash) };
+      } catch (err) {
+        return { header: { error: encodeError(err) } };
+      }
+    });
+    this.rpc.registerEndpoint('block/delete', async (req) => {
+      const { hash } = req.header as { hash: string };
+      await this.localBlocks.remove(hash);
+      return { header: {} };
+    });
+    this.rpc.registerEndpoint('layout/get', async () => ({ header: {}, body: encodeData({ ...this.layout, staged: {} }) }));
+    this.rpc.registerEndpoint('layout/push', async (req) => {
+      const adopted = this.adoptLayout(decodeData<ClusterLayout>(await readAll(req.body)));
+      return { header: { adopted } };
+    });
+  }
+
+  // The store the APIs of this node use.
+  store(local: LocalStore, segmentOptions: SegmentWriteOptions): ObjectStore {
+    // ClusterStore defines the metadata methods at construction, one forwarder each.
+    return new ClusterStore(this, local, segmentOptions) as unknown as ObjectStore;
+  }
+
+  async callStore(peerId: string, method: string, args: unknown[]): Promise<unknown> {
+    let reply: RpcReply;
+    try {
+      reply = await this.rpc.call(peerId, 'store/call', { method }, encodeData(args));
+    } catch {
+      throw unavailable('the metadata node');
+    }
+    const header = reply.header as ErrorHeader;
+    if (header.error) {
+      reply.body?.resume();
+      throw decodeError(header.error);
+    }
+    return decodeData(await readAll(reply.body));
+  }
+}
+
+// Blocks placed by the layout: on this node when it is one of the block's storage nodes (or stands alone),
+// otherwise on the chosen peers.
+export class ClusterBlocks implements BlockIo {
+  constructor(private readonly cluster: Cluster) {}
+
+  private targets(hash: BlockHash): string[] {
+    const layout = this.cluster.currentLayout();
+    if (this.cluster.standsAlone()) return [this.cluster.rpc.nodeId];
+    return blockNodes(layout, hash, this.cluster.replicationFactor);
+  }
+
+  async write(data: Uint8Array, knownHash?: BlockHash): Promise<BlockHash> {
+    const hash = knownHash ?? BlockStore.hashOf(data);
+    const self = this.cluster.rpc.nodeId;
+    // Every replica must hold the block before the record that refers to it may commit.
+    await Promise.all(
+      this.targets(hash).map(async (node) => {
+        if (node === self) {
+          await this.cluster.localBlocks.write(data, hash);
+          return;
+        }
+        let reply: RpcReply;
+        try {
+          reply = await this.cluster.rpc.call(node, 'block/put', { hash }, Buffer.from(data.buffer, data.byteOffset, data.byteLength));
+        } catch {
+          throw unavailable(`storage node ${node.slice(0, 16)}…`);
+        }
+        reply.body?.resume();
+        const err = (reply.header as ErrorHeader).error;
+        if (err) throw decodeError(err);
+      }),
+    );
+    return hash;
+  }
+
+  async read(hash: BlockHash): Promise<Buffer> {
+    const self = this.cluster.rpc.nodeId;
+    let lastError: Error = unavailable('every storage node holding this block');
+    for (const node of this.targets(hash)) {
+      try {
+        if (node === self) return await this.cluster.localBlocks.read(hash);
+        const reply = await this.cluster.rpc.call(node, 'block/get', { hash });
+        const err = (reply.header as ErrorHeader).error;
+        if (err) {
+          reply.body?.resume();
+          throw decodeError(err);
+        }
+        const data = await readAll(reply.body);
+        // Checked here too: the reading node trusts no copy it did not verify.
+        if (BlockStore.hashOf(data) !== hash) throw new S3Error('InternalError', 500, 'a block failed its integrity check');
+        return data;
+      } catch (err) {
+        lastError = err instanceof Error ? err : new Error(String(err));
+      }
+    }
+    throw lastError;
+  }
+
+  async remove(hash: BlockHash): Promise<void> {
+    const self = this.cluster.rpc.nodeId;
+    await Promise.allSettled(
+      this.targets(hash).map((node) =>
+        node === self ? this.cluster.localBlocks.remove(hash) : this.cluster.rpc.call(node, 'block/delete', { hash }),
+      ),
+    );
+  }
+}
+
+// The ObjectStore of a node in a cluster: metadata from the layout's metadata node (this node's own model
+// when it is that node or stands alone), blocks through ClusterBlocks.
+class ClusterStore {
+  private readonly pins = new BlockPins();
+
+  constructor(
+    private readonly cluster: Cluster,
+    private readonly local: LocalStore,
+    private readonly segmentOptions: SegmentWriteOptions,
+  ) {
+    for (const method of METADATA_METHODS) {
+      (this as unknown as Record<string, unknown>)[method] = (...args: unknown[]) => this.metadataCall(method, args);
+    }
+  }
+
+  private metadataCall(method: (typeof METADATA_METHODS)[number], args: unknown[]): Promise<unknown> {
+    const owner = metadataNode(this.cluster.currentLayout());
+    if (owner === undefined || owner === this.cluster.rpc.nodeId) {
+      const fn = (this.local as unknown as Record<string, (...a: unknown[]) => Promise<unknown>>)[method]!;
+      return fn.apply(this.local, args);
+    }
+    return this.cluster.callStore(owner, method, args);
+  }
+
+  writeSegment(source: AsyncIterable<Buffer | Uint8Array | string>): Promise<Segment> {
+    if (this.ownsMetadata()) return this.local.writeSegment(source);
+    // Collection runs on the metadata node, which holds no pins for this node's writes: nothing to keep here.
+    return writeSegment(this.cluster.blocks, this.pins, source, this.segmentOptions).then((segment) => {
+      this.pins.unpin(segment.blocks.map((b) => b.hash));
+      return segment;
+    });
+  }
+
+  releaseSegments(segments: Segment[]): void {
+    if (this.ownsMetadata()) this.local.releaseSegments(segments);
+  }
+
+  retainSegments(segments: Segment[]): void {
+    if (this.ownsMetadata()) this.local.retainSegments(segments);
+  }
+
+  readSegment(segment: Segment, start: number, end: number): Readable {
+    if (this.ownsMetadata()) return this.local.readSegment(segment, start, end);
+    return readSegment(this.cluster.blocks, segment, start, end);
+  }
+
+  private ownsMetadata(): boolean {
+    const owner = metadataNode(this.cluster.currentLayout());
+    return owner === undefined || owner === this.cluster.rpc.nodeId;
+  }
+}
+
+export type { MetadataStore };
