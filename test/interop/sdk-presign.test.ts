@@ -3,9 +3,18 @@
 // signing modes, and clock skew.
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { request } from 'node:http';
+import { Agent, request } from 'node:http';
 import { after, before, test } from 'node:test';
-import { CreateBucketCommand, GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import {
+  CreateBucketCommand,
+  DeleteObjectCommand,
+  GetObjectCommand,
+  HeadBucketCommand,
+  ListObjectsV2Command,
+  PutObjectCommand,
+  S3Client,
+} from '@aws-sdk/client-s3';
+import { NodeHttpHandler } from '@smithy/node-http-handler';
 import { signer } from '../api/s3/sigv4-client.js';
 import { startServer, type TestServer } from '../helpers/server.js';
 
@@ -285,4 +294,58 @@ test('signature errors: wrong secret, clock skew, anonymous, unknown key', async
   // The server kept serving through all of it.
   const ok = await signedRequest({ path: `/${B}`, query: { 'list-type': '2' } });
   assert.equal(ok.status, 200);
+});
+
+test('the SDK itself in virtual-hosted style (forcePathStyle false), every name resolved to 127.0.0.1', async () => {
+  // *.s3.localhost is not in any resolver: the agent's lookup sends every connection to loopback, so the SDK
+  // builds and signs genuine virtual-hosted requests (Host: signed.s3.localhost:PORT).
+  const agent = new Agent({
+    lookup: ((_host: string, opts: { all?: boolean }, cb: (...args: unknown[]) => void) => {
+      if (opts?.all) cb(null, [{ address: '127.0.0.1', family: 4 }]);
+      else cb(null, '127.0.0.1', 4);
+    }) as never,
+  });
+  const vhost = new S3Client({
+    endpoint: `http://s3.localhost:${server.s3Port}`,
+    region: 'us-east-1',
+    forcePathStyle: false,
+    credentials: { accessKeyId: server.accessKeyId, secretAccessKey: server.secretAccessKey },
+    requestHandler: new NodeHttpHandler({ httpAgent: agent }),
+  });
+  let hosts: string[] = [];
+  vhost.middlewareStack.add(
+    (next) => async (args) => {
+      hosts.push((args.request as { hostname: string }).hostname);
+      return next(args);
+    },
+    { step: 'finalizeRequest', name: 'recordHost' },
+  );
+  try {
+    await vhost.send(new HeadBucketCommand({ Bucket: B }));
+    await vhost.send(
+      new PutObjectCommand({
+        Bucket: B,
+        Key: 'vh/sdk object.txt',
+        Body: 'via the vhost SDK',
+        ChecksumAlgorithm: 'SHA256',
+      }),
+    );
+    const got = await vhost.send(new GetObjectCommand({ Bucket: B, Key: 'vh/sdk object.txt' }));
+    assert.equal(await got.Body!.transformToString(), 'via the vhost SDK');
+    const list = await vhost.send(new ListObjectsV2Command({ Bucket: B, Prefix: 'vh/' }));
+    assert.deepEqual(
+      list.Contents!.map((c) => c.Key),
+      ['vh/sdk object.txt'],
+    );
+    await vhost.send(new DeleteObjectCommand({ Bucket: B, Key: 'vh/sdk object.txt' }));
+    assert.ok(hosts.length >= 5);
+    for (const h of hosts) assert.equal(h, `${B}.s3.localhost`, 'the bucket is in the host name');
+    hosts = [];
+    // The same through the path-style client: the object is gone.
+    const after = await s3.send(new ListObjectsV2Command({ Bucket: B, Prefix: 'vh/' }));
+    assert.equal(after.KeyCount, 0);
+  } finally {
+    vhost.destroy();
+    agent.destroy();
+  }
 });
