@@ -1,7 +1,7 @@
-// A server killed with SIGKILL while concurrent uploads (single PUTs, overwrites and a multipart upload) are in
-// flight loses no acknowledged write and exposes no partial object: after a restart on the same data,
-// every acknowledged object reads back byte-identical, and every listed object is exactly one of the
-// versions that was sent for its key, never a truncated or mixed one. Space left by the interrupted
+// A server killed with SIGKILL while concurrent uploads (single PUTs, overwrites, multipart uploads) and
+// deletes are in flight loses no acknowledged write and exposes no partial object: after a restart on the
+// same data, every acknowledged object reads back byte-identical, and every listed object is exactly one of
+// the versions that was sent for its key, never a truncated or mixed one. Space left by the interrupted
 // writes is reclaimed afterwards.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -30,6 +30,7 @@ const KILL_PLANS: { afterAcks: [number, number]; delayMs: [number, number] }[] =
   { afterAcks: [0, 0], delayMs: [50, 400] },
   { afterAcks: [1, 5], delayMs: [0, 30] },
   { afterAcks: [6, 12], delayMs: [0, 30] },
+  { afterAcks: [2, 8], delayMs: [0, 30] },
 ];
 // Uploads start a little apart so they finish at different times.
 const START_STAGGER_MS = 40;
@@ -44,23 +45,36 @@ interface Version {
 // written once).
 const sent = new Map<string, Version[]>();
 
-function record(key: string, data: Buffer): Version {
-  const v = { hash: sha256(data), size: data.length, acknowledged: false };
+// A deletion is recorded as a version with no content.
+const DELETED = 'deleted';
+
+function record(key: string, data: Buffer | typeof DELETED): Version {
+  const v =
+    data === DELETED
+      ? { hash: DELETED, size: -1, acknowledged: false }
+      : { hash: sha256(data), size: data.length, acknowledged: false };
   const list = sent.get(key) ?? [];
   list.push(v);
   sent.set(key, list);
   return v;
 }
 
-// The versions a key may show after a crash: the last acknowledged one or anything sent after it; absence
-// is allowed only if no version was ever acknowledged.
+// The versions a key may show after a crash: the last acknowledged one or anything sent after it. It may
+// be absent if no version was ever acknowledged, or if one of those is a deletion.
 function allowed(key: string): { versions: Version[]; mayBeAbsent: boolean } {
   const list = sent.get(key) ?? [];
   let lastAck = -1;
   list.forEach((v, i) => {
     if (v.acknowledged) lastAck = i;
   });
-  return { versions: lastAck >= 0 ? list.slice(lastAck) : list, mayBeAbsent: lastAck < 0 };
+  const versions = lastAck >= 0 ? list.slice(lastAck) : list;
+  return { versions, mayBeAbsent: lastAck < 0 || versions.some((v) => v.hash === DELETED) };
+}
+
+async function deleteOne(client: S3Client, key: string): Promise<void> {
+  const v = record(key, DELETED);
+  await client.send(new DeleteObjectCommand({ Bucket: BUCKET, Key: key }));
+  v.acknowledged = true;
 }
 
 async function putOne(client: S3Client, key: string, data: Buffer): Promise<void> {
@@ -154,6 +168,12 @@ test('SIGKILL during concurrent uploads loses no acknowledged object and exposes
       const data = randomBytes(randomInt(1 * MiB, 8 * MiB + 1));
       track(startAt(i).then(() => putOne(client, key, data)));
     }
+    // Deletes of objects acknowledged in earlier rounds, in flight with the uploads.
+    const earlier = [...sent.keys()].filter((k) => k.startsWith('round') && !allowed(k).mayBeAbsent);
+    for (let i = 0; i < 3 && earlier.length > 0; i++) {
+      const key = earlier.splice(randomInt(earlier.length), 1)[0]!;
+      track(startAt(i * 4).then(() => deleteOne(client, key)));
+    }
     track(multipartOne(client, `round${round}/multipart`));
     track(multipartOne(client, 'shared/multipart'));
 
@@ -164,7 +184,7 @@ test('SIGKILL during concurrent uploads loses no acknowledged object and exposes
     const ok = results.filter(Boolean).length;
     acknowledgedTotal += ok;
     interruptedTotal += results.length - ok;
-    t.diagnostic(`round ${round}: ${ok} of ${results.length} uploads acknowledged before the kill`);
+    t.diagnostic(`round ${round}: ${ok} of ${results.length} operations acknowledged before the kill`);
     client.destroy();
 
     server = await startServer({ dir });
