@@ -11,6 +11,7 @@ import {
   SSE_C_PREFIX,
   dispose as disposeParams,
   parseSseCHeaders,
+  requestedServerSideEncryption,
   requireSecureTransport,
   responseHeaders as paramsResponseHeaders,
   type EncryptionParams,
@@ -79,13 +80,22 @@ function requestParams(
 
 // PostObject carries the SSE-C parameters as form fields.
 // SSE-S3 and SSE-KMS are not built: refusing them is honest, storing the object in clear would not be.
-function refuseManagedEncryption(value: string | string[] | undefined): void {
-  if (value !== undefined) throw S3Errors.notImplemented(`x-amz-server-side-encryption: ${String(value)}`);
+function writeParams(
+  values: Record<string, string | string[] | undefined>,
+  transport: Transport,
+): RequestEncryption {
+  const params = paramsFrom(values, transport, SSE_C_PREFIX);
+  try {
+    if (requestedServerSideEncryption(values, params) !== 'none') throw S3Errors.notImplemented('SSE-S3');
+  } catch (err) {
+    disposeParams(params);
+    throw err;
+  }
+  return fromParams(params);
 }
 
 export function encryptionForForm(fields: Record<string, string>, transport: Transport): RequestEncryption {
-  refuseManagedEncryption(fields['x-amz-server-side-encryption']);
-  return fromParams(paramsFrom(fields, transport, SSE_C_PREFIX));
+  return writeParams(fields, transport);
 }
 
 export function storedEncryptionOf(record: { encryption?: Record<string, unknown> }): StoredEncryption {
@@ -123,8 +133,7 @@ function openWith(
 
 // The encryption a request asks for when writing (PutObject, CreateMultipartUpload, copy destination …).
 export function encryptionForWrite(ctx: S3Context): RequestEncryption {
-  refuseManagedEncryption(ctx.req.headers['x-amz-server-side-encryption']);
-  return fromParams(requestParams(ctx, SSE_C_PREFIX));
+  return writeParams(ctx.req.headers, ctx);
 }
 
 // The key material a request brings for reading `record` (GetObject, HeadObject, or a copy source), checked
