@@ -32,6 +32,7 @@ import { S3Store } from '../crypt/remote-s3.js';
 import { rotate } from '../crypt/rotate.js';
 import { MissingObjectError } from '../crypt/store.js';
 import * as openpgp from 'openpgp';
+import { S3ServiceException } from '@aws-sdk/client-s3';
 
 /** Turns the crypt layer's meaningful errors into one-line user errors. */
 function explain(err: unknown, context: string): Error {
@@ -46,6 +47,11 @@ function explain(err: unknown, context: string): Error {
     return new UserError(`${context}: corrupted or unsupported object — ${err.message}`);
   if (err instanceof KeyFormatError) return new UserError(err.message);
   if (err instanceof RangeError) return new UserError(`${context}: ${err.message}`);
+  if (err instanceof S3ServiceException) {
+    return new UserError(
+      `${context}: S3 refused: ${err.name} (HTTP ${err.$metadata.httpStatusCode ?? '?'}) ${err.message}`,
+    );
+  }
   return err as Error;
 }
 
@@ -440,23 +446,33 @@ export function registerCryptCommands(program: Command): void {
     .requiredOption('--remote <name>', 'the special remote (name or uuid)')
     .option('--as <name>', 'name for the coffre remote (default: the same)')
     .option('--path <dir>', 'directory of a directory remote (default: from git config)')
+    .option('--endpoint <url>', 'S3 endpoint to use instead of the one in remote.log')
     .option('--json', 'print JSON')
-    .action(async (o: { repo: string; remote: string; as?: string; path?: string; json?: boolean }) => {
-      const name = o.as ?? o.remote;
-      checkRemoteName(name);
-      if (remoteExists(name)) throw new UserError(`crypt remote ${name} already exists`);
-      const { config, present } = await importAnnex({
-        ...o,
-        repo: resolve(o.repo),
-        path: o.path && resolve(o.path),
-      });
-      saveConfig(config);
-      if (o.json) printJson({ name, uuid: config.uuid, encryption: config.encryption, keys: present });
-      else
-        process.stdout.write(
-          `imported ${name} (encryption=${config.encryption}, ${present} key(s) present)\n`,
-        );
-    });
+    .action(
+      async (o: {
+        repo: string;
+        remote: string;
+        as?: string;
+        path?: string;
+        endpoint?: string;
+        json?: boolean;
+      }) => {
+        const name = o.as ?? o.remote;
+        checkRemoteName(name);
+        if (remoteExists(name)) throw new UserError(`crypt remote ${name} already exists`);
+        const { config, present } = await importAnnex({
+          ...o,
+          repo: resolve(o.repo),
+          path: o.path && resolve(o.path),
+        });
+        saveConfig(config);
+        if (o.json) printJson({ name, uuid: config.uuid, encryption: config.encryption, keys: present });
+        else
+          process.stdout.write(
+            `imported ${name} (encryption=${config.encryption}, ${present} key(s) present)\n`,
+          );
+      },
+    );
 
   crypt
     .command('export-annex <name>')

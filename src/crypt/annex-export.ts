@@ -34,13 +34,14 @@ export function remoteLogFields(config: RemoteConfig, name: string): Record<stri
     if (config.s3.prefix) f.fileprefix = config.s3.prefix;
     if (config.s3.pathStyle) f.requeststyle = 'path';
     f.signature = 'v4';
-    f.datacenter = config.s3.region;
     if (config.s3.endpoint) {
       const u = new URL(config.s3.endpoint);
       f.host = u.hostname;
+      // git-annex signs with the host as region for non-AWS hosts; datacenter only matters otherwise
+      if (config.s3.region !== u.hostname) f.datacenter = config.s3.region;
       f.protocol = u.protocol.replace(':', '');
       f.port = u.port || (u.protocol === 'https:' ? '443' : '80');
-    }
+    } else f.datacenter = config.s3.region;
   }
   return f;
 }

@@ -45,6 +45,8 @@ export interface ImportOptions {
   remote: string;
   as?: string;
   path?: string;
+  /** Override the S3 endpoint recorded in remote.log (this machine may reach the server differently). */
+  endpoint?: string;
 }
 
 export interface ImportResult {
@@ -61,11 +63,19 @@ function s3LocationFrom(fields: Record<string, string>): S3Location {
     endpoint,
     bucket: fields.bucket,
     prefix: fields.fileprefix ?? '',
-    region:
-      fields.region ?? (fields.datacenter && fields.datacenter !== 'US' ? fields.datacenter : 'us-east-1'),
+    region: fields.region ?? s3Region(fields),
     pathStyle: fields.requeststyle === 'path',
     ...(fields.partsize ? { partSize: Number(fields.partsize) } : {}),
   };
+}
+
+/**
+ * The region git-annex signs with: its S3 library takes the endpoint's host name as the v4 region for hosts that
+ * are not AWS; on AWS, `datacenter` (default US = us-east-1).
+ */
+function s3Region(fields: Record<string, string>): string {
+  if (fields.host && !fields.host.endsWith('amazonaws.com')) return fields.host;
+  return fields.datacenter && fields.datacenter !== 'US' ? fields.datacenter : 'us-east-1';
 }
 
 export async function importAnnex(opts: ImportOptions): Promise<ImportResult> {
@@ -106,7 +116,9 @@ export async function importAnnex(opts: ImportOptions): Promise<ImportResult> {
     uuid,
     type: type === 'S3' ? 's3' : 'directory',
     ...(directory ? { directory } : {}),
-    ...(type === 'S3' ? { s3: s3LocationFrom(fields) } : {}),
+    ...(type === 'S3'
+      ? { s3: { ...s3LocationFrom(fields), ...(opts.endpoint ? { endpoint: opts.endpoint } : {}) } }
+      : {}),
     encryption,
     ...(fields.cipher ? { cipher: fields.cipher } : {}),
     ...(fields.cipherkeys ? { cipherkeys: fields.cipherkeys } : {}),

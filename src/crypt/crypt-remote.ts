@@ -29,7 +29,7 @@ export class ContentMismatchError extends Error {
 }
 
 /** Computes a file's SHA256E key (one streaming pass). */
-export async function keyForFile(path: string, progress?: Progress): Promise<{ key: string; size: number }> {
+export async function keyForFile(path: string): Promise<{ key: string; size: number }> {
   const h = createHash('sha256');
   let size = 0;
   for await (const chunk of createReadStream(path, { highWaterMark: 1 << 20 })) {

@@ -1,7 +1,15 @@
 // The crypt CLI end to end on a directory remote, with key files only (no GnuPG needed).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { chmodSync, existsSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  readdirSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import * as openpgp from 'openpgp';
@@ -39,7 +47,6 @@ test('crypt CLI: hybrid chunked remote — put/get/ls/fsck, errors, keys add/rem
   const base = tempDir('crypt-cli');
   const env = { COFFRE_CRYPT_HOME: join(base, 'home'), GNUPGHOME: join(base, 'nognupg') };
   const remoteDir = join(base, 'remote');
-  const { mkdirSync } = await import('node:fs');
   mkdirSync(remoteDir);
   const a = await keyPair(base, 'a');
   const b = await keyPair(base, 'b');
@@ -159,7 +166,6 @@ test('crypt CLI: shared mode, parallel puts, unused, user mistakes give one line
   const env = { COFFRE_CRYPT_HOME: join(base, 'home') };
   const dir = join(base, 'files');
   const remote = join(base, 'remote');
-  const { mkdirSync } = require_fs;
   mkdirSync(dir);
   mkdirSync(remote);
   const names: string[] = [];
@@ -195,4 +201,3 @@ test('crypt CLI: shared mode, parallel puts, unused, user mistakes give one line
     assert.doesNotMatch(r.stderr, /at .*\.js:\d+/);
   }
 });
-import * as require_fs from 'node:fs';
