@@ -10,6 +10,7 @@ import {
   type ListObjectsV2CommandOutput,
   PutObjectCommand,
   S3Client,
+  paginateListObjectsV2,
   S3ServiceException,
 } from '@aws-sdk/client-s3';
 import { startServer, type TestServer } from '../helpers/server.js';
@@ -306,4 +307,30 @@ test('fetch-owner adds Owner to v2 entries; v1 always has it', async () => {
   for (const c of v2.Contents!) assert.ok(c.Owner?.ID, 'owner id with fetch-owner');
   const v1 = await s3.send(new ListObjectsCommand({ Bucket: B, Prefix: 'b/' }));
   for (const c of v1.Contents!) assert.ok(c.Owner?.ID, 'owner id in v1');
+});
+
+test('more than 1000 keys: default pages of 1000, the SDK paginator walks them all (v2 and v1)', async () => {
+  const N = 1234;
+  const keys = Array.from({ length: N }, (_, i) => `bulk/${String(i).padStart(5, '0')}`);
+  for (let i = 0; i < N; i += 32) {
+    await Promise.all(
+      keys.slice(i, i + 32).map((Key) => s3.send(new PutObjectCommand({ Bucket: B, Key, Body: '' }))),
+    );
+  }
+  const first = await s3.send(new ListObjectsV2Command({ Bucket: B, Prefix: 'bulk/' }));
+  assert.equal(first.KeyCount, 1000);
+  assert.equal(first.IsTruncated, true);
+  const seen: string[] = [];
+  for await (const page of paginateListObjectsV2({ client: s3 }, { Bucket: B, Prefix: 'bulk/' }))
+    seen.push(...(page.Contents ?? []).map((c) => c.Key!));
+  assert.deepEqual(seen, keys);
+  const v1: string[] = [];
+  let marker: string | undefined;
+  for (;;) {
+    const page = await s3.send(new ListObjectsCommand({ Bucket: B, Prefix: 'bulk/', Marker: marker }));
+    v1.push(...(page.Contents ?? []).map((c) => c.Key!));
+    if (!page.IsTruncated) break;
+    marker = page.NextMarker ?? v1[v1.length - 1];
+  }
+  assert.deepEqual(v1, keys);
 });
