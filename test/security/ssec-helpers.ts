@@ -43,6 +43,8 @@ export function awsEnv(server: TestServer, home: string): Record<string, string>
     AWS_CONFIG_FILE: join(home, 'no-aws-config'),
     AWS_SHARED_CREDENTIALS_FILE: join(home, 'no-aws-credentials'),
     AWS_PAGER: '',
+    // Trust only what a test passes with --ca-bundle, not a machine-wide bundle.
+    AWS_CA_BUNDLE: '',
   };
 }
 
