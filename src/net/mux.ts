@@ -178,6 +178,16 @@ function errorPayload(err: unknown): Buffer {
   return Buffer.from(JSON.stringify(body), 'utf8');
 }
 
+/**
+ * Ends a body that will receive no more data. The error is emitted only to a consumer that listens for it; an
+ * unread body (say, a handler that ignored its request body) must not crash the process with an unhandled
+ * 'error'. Readers using pipeline/finished still see a premature close.
+ */
+function failBody(body: Readable, err: Error): void {
+  if (body.destroyed) return;
+  body.destroy(body.listenerCount('error') > 0 ? err : undefined);
+}
+
 function abortError(): Error {
   const e = new Error('call cancelled');
   e.name = 'AbortError';
@@ -387,7 +397,7 @@ export class Mux extends EventEmitter {
     this.forget(s); // first, so that destroying the body below does not send a CANCEL
     s.reject?.(err);
     s.resolve = s.reject = null;
-    s.body?.destroy(err);
+    if (s.body) failBody(s.body, err);
     s.abort?.abort();
   }
 
@@ -619,7 +629,7 @@ export class Mux extends EventEmitter {
       s.detachSource?.();
       s.reject?.(this.closedError);
       s.resolve = s.reject = null;
-      if (s.body && !s.body.readableEnded) s.body.destroy(this.closedError);
+      if (s.body && !s.body.readableEnded) failBody(s.body, this.closedError);
       s.abort?.abort();
     }
     this.control.length = 0;
