@@ -28,11 +28,10 @@ import { closeRemote, openCipher, openRemote, openStore, publicKeysOf } from '..
 import { IntegrityError, WrongKeyError } from '../crypt/openpgp.js';
 import { FormatError } from '../crypt/packets.js';
 import { TruncatedError } from '../crypt/byte-reader.js';
-import { S3Store } from '../crypt/remote-s3.js';
+import type { S3Store } from '../crypt/remote-s3.js';
 import { rotate } from '../crypt/rotate.js';
 import { MissingObjectError } from '../crypt/store.js';
 import * as openpgp from 'openpgp';
-import { S3ServiceException } from '@aws-sdk/client-s3';
 
 /** Turns the crypt layer's meaningful errors into one-line user errors. */
 function explain(err: unknown, context: string): Error {
@@ -47,9 +46,11 @@ function explain(err: unknown, context: string): Error {
     return new UserError(`${context}: corrupted or unsupported object — ${err.message}`);
   if (err instanceof KeyFormatError) return new UserError(err.message);
   if (err instanceof RangeError) return new UserError(`${context}: ${err.message}`);
-  if (err instanceof S3ServiceException) {
+  // S3 service errors carry $metadata (checked by shape, so the AWS SDK loads only for S3 remotes)
+  const s3 = err as { $metadata?: { httpStatusCode?: number }; name?: string; message?: string } | null;
+  if (s3?.$metadata) {
     return new UserError(
-      `${context}: S3 refused: ${err.name} (HTTP ${err.$metadata.httpStatusCode ?? '?'}) ${err.message}`,
+      `${context}: S3 refused: ${s3.name} (HTTP ${s3.$metadata.httpStatusCode ?? '?'}) ${s3.message}`,
     );
   }
   return err as Error;
@@ -207,7 +208,7 @@ async function initRemote(name: string, o: InitOpts): Promise<void> {
         ? err
         : new UserError(`cannot reach ${store.description}: ${(err as Error).message}`);
     } finally {
-      store.destroy();
+      store.close();
     }
   } else throw new UserError(`--type must be directory or s3`);
   saveConfig(config);

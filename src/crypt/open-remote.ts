@@ -8,7 +8,6 @@ import { CryptRemote } from './crypt-remote.js';
 import type { SecretKeySource } from './keys.js';
 import { LocationLog } from './location-log.js';
 import { DirectoryStore } from './remote-directory.js';
-import { S3Store } from './remote-s3.js';
 import type { ObjectStore } from './store.js';
 
 export async function publicKeysOf(config: RemoteConfig): Promise<openpgp.PublicKey[]> {
@@ -27,6 +26,8 @@ export async function openStore(config: RemoteConfig, cipher: RemoteCipher | nul
   }
   if (!config.s3) throw new UserError(`remote ${config.name} has no S3 location`);
   const creds = envCreds() ?? (config.s3creds ? await decodeCreds(config.s3creds, cipher) : null);
+  // Loaded on demand: the AWS SDK costs a noticeable part of start-up for directory remotes.
+  const { S3Store } = await import('./remote-s3.js');
   return new S3Store(config.s3, creds);
 }
 
@@ -43,5 +44,5 @@ export async function openRemote(config: RemoteConfig, source: SecretKeySource):
 
 export function closeRemote(remote: CryptRemote): void {
   remote.cipher.dispose();
-  if (remote.store instanceof S3Store) remote.store.destroy();
+  remote.store.close?.();
 }

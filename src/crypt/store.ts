@@ -11,6 +11,8 @@ export interface ObjectStore {
   has(name: string): Promise<boolean>;
   /** Removes an object; absent objects are not an error. */
   remove(name: string): Promise<void>;
+  /** Releases connections, if the backend holds any. */
+  close?(): void;
 }
 
 export class MissingObjectError extends Error {
