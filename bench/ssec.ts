@@ -1,0 +1,216 @@
+// bench/ssec: what SSE-C costs. PUT and GET throughput (MiB/s) of plaintext and SSE-C objects of 1 MiB, 64 MiB
+// and 1 GiB, over plain HTTP and over HTTPS, against a single coffre server on loopback.
+//
+//   npx tsc -p tsconfig.json && node dist/bench/ssec.js [sizes in MiB…]
+//
+// Two servers (same spawn as the tests: own data dir, free ports, log level warn), one with a generated
+// certificate. Plaintext and SSE-C requests alternate, so drift (page cache, disk) hits both alike. Bodies are
+// generated and discarded as streams, every block distinct; objects are deleted after each size so a 1 GiB run
+// does not fill the disk. The client signs with UNSIGNED-PAYLOAD over node:http(s), so it stays cheap; on a
+// 2-core machine it still competes with the server for CPU, which is part of what the figures show.
+// Bounded by BUDGET_MS: sizes that would start after it are reported as skipped.
+// Set BENCH_CPU_PROF=<dir> to have the servers write V8 CPU profiles there (node --cpu-prof) when they stop.
+import { cpus, loadavg } from 'node:os';
+import { startServer, type TestServer } from '../test/helpers/server.js';
+import { customerKey, sseCHeaders, startTlsServer } from '../test/security/ssec-helpers.js';
+import { cpuSeconds } from './lib/cpu-time.js';
+import { S3Transfer } from './lib/s3-transfer.js';
+
+const MiB = 1024 * 1024;
+const BUDGET_MS = 200_000;
+const BUCKET = 'bench-ssec';
+
+interface Size {
+  label: string;
+  bytes: number;
+  count: number;
+}
+
+function sizesFromArgs(): Size[] {
+  const args = process.argv
+    .slice(2)
+    .map(Number)
+    .filter((n) => n > 0);
+  const list = args.length ? args : [1, 64, 1024];
+  return list.map((m) => ({
+    label: m >= 1024 ? `${m / 1024} GiB` : `${m} MiB`,
+    bytes: m * MiB,
+    // Enough repetitions for about 64 MiB per measurement at small sizes, one of each at 1 GiB.
+    count: Math.max(1, Math.min(48, Math.round(128 / m))),
+  }));
+}
+
+/** Wall-clock throughput (MiB/s) and the server's CPU time per MiB moved (ms). */
+interface Figure {
+  mibps: number;
+  cpuMsPerMib: number;
+}
+
+interface Row {
+  size: string;
+  transport: string;
+  putPlain?: Figure;
+  putSse?: Figure;
+  getPlain?: Figure;
+  getSse?: Figure;
+}
+
+const seconds = (start: bigint) => Number(process.hrtime.bigint() - start) / 1e9;
+let retries = 0;
+
+// A keep-alive connection the server closed just as it was reused fails with "socket hang up" before any
+// answer; such a request is sent again once (and counted), anything else is an error.
+async function once(op: () => Promise<unknown>): Promise<void> {
+  try {
+    await op();
+  } catch (err) {
+    if (!/socket hang up|ECONNRESET/.test(String(err))) throw err;
+    retries++;
+    await op();
+  }
+}
+
+async function measure(
+  pid: number,
+  count: number,
+  bytes: number,
+  op: (i: number) => Promise<unknown>,
+): Promise<Figure> {
+  const cpu0 = cpuSeconds(pid);
+  const start = process.hrtime.bigint();
+  for (let i = 0; i < count; i++) await once(() => op(i));
+  const mib = (count * bytes) / MiB;
+  return { mibps: mib / seconds(start), cpuMsPerMib: ((cpuSeconds(pid) - cpu0) * 1000) / mib };
+}
+
+async function runTransport(
+  name: string,
+  server: TestServer,
+  ca: Buffer | undefined,
+  sizes: Size[],
+  rows: Row[],
+  overBudget: () => boolean,
+): Promise<void> {
+  const client = new S3Transfer({
+    port: server.s3Port,
+    ca,
+    creds: { accessKeyId: server.accessKeyId, secretAccessKey: server.secretAccessKey, region: 'us-east-1' },
+  });
+  const key = customerKey();
+  const sse = sseCHeaders(key);
+  const pid = server.process.pid!;
+  try {
+    await client.createBucket(BUCKET);
+    // Warm up both paths (JIT, TLS session, first block directories).
+    await client.put(`/${BUCKET}/warm-p`, MiB);
+    await client.put(`/${BUCKET}/warm-s`, MiB, sse);
+    await client.get(`/${BUCKET}/warm-p`);
+    await client.get(`/${BUCKET}/warm-s`, sse);
+    for (const size of sizes) {
+      const row: Row = { size: size.label, transport: name };
+      rows.push(row);
+      if (overBudget()) continue;
+      const plainKey = (i: number) => `/${BUCKET}/${size.label}/plain-${i}`;
+      const sseKey = (i: number) => `/${BUCKET}/${size.label}/sse-${i}`;
+      // Alternate whole measurements too: plain PUT, SSE-C PUT, plain GET, SSE-C GET.
+      row.putPlain = await measure(pid, size.count, size.bytes, (i) => client.put(plainKey(i), size.bytes));
+      row.putSse = await measure(pid, size.count, size.bytes, (i) => client.put(sseKey(i), size.bytes, sse));
+      row.getPlain = await measure(pid, size.count, size.bytes, async (i) => {
+        const got = await client.get(plainKey(i));
+        if (got !== size.bytes) throw new Error(`GET returned ${got} bytes`);
+      });
+      row.getSse = await measure(pid, size.count, size.bytes, async (i) => {
+        const got = await client.get(sseKey(i), sse);
+        if (got !== size.bytes) throw new Error(`GET returned ${got} bytes`);
+      });
+      for (let i = 0; i < size.count; i++) {
+        await client.delete(plainKey(i));
+        await client.delete(sseKey(i));
+      }
+      process.stderr.write(`  ${name} ${size.label} done\n`);
+    }
+  } finally {
+    client.close();
+    key.raw.fill(0);
+  }
+}
+
+const fmt = (f: Figure | undefined) => (f === undefined ? 'skipped' : f.mibps.toFixed(0));
+const fmtCpu = (f: Figure | undefined) => (f === undefined ? '' : f.cpuMsPerMib.toFixed(1));
+const ratio = (sse: number | undefined, plain: number | undefined) =>
+  sse === undefined || plain === undefined ? '' : `${((sse / plain) * 100).toFixed(0)} %`;
+
+function printTable(rows: Row[]): void {
+  const header = [
+    'size',
+    'transport',
+    'PUT plain',
+    'PUT SSE-C',
+    'ratio',
+    'GET plain',
+    'GET SSE-C',
+    'ratio',
+    'cpu PUT p/s',
+    'cpu GET p/s',
+  ];
+  const lines = rows.map((r) => [
+    r.size,
+    r.transport,
+    fmt(r.putPlain),
+    fmt(r.putSse),
+    ratio(r.putSse?.mibps, r.putPlain?.mibps),
+    fmt(r.getPlain),
+    fmt(r.getSse),
+    ratio(r.getSse?.mibps, r.getPlain?.mibps),
+    r.putPlain ? `${fmtCpu(r.putPlain)} / ${fmtCpu(r.putSse)}` : '',
+    r.getPlain ? `${fmtCpu(r.getPlain)} / ${fmtCpu(r.getSse)}` : '',
+  ]);
+  const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i]!.length)));
+  const line = (cells: string[]) => `| ${cells.map((c, i) => c.padStart(widths[i]!)).join(' | ')} |`;
+  console.log('Throughput in MiB/s (one client, sequential requests, loopback); ratio = SSE-C / plaintext.');
+  console.log(
+    'cpu: server CPU time in ms per MiB, plaintext / SSE-C (steady on a busy machine, unlike MiB/s).',
+  );
+  console.log(line(header));
+  console.log(`|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`);
+  for (const l of lines) console.log(line(l));
+}
+
+async function main(): Promise<void> {
+  const began = Date.now();
+  const overBudget = () => Date.now() - began > BUDGET_MS;
+  const sizes = sizesFromArgs();
+  const profDir = process.env.BENCH_CPU_PROF;
+  const env: Record<string, string> = {
+    COFFRE_LOG_LEVEL: 'warn',
+    ...(profDir ? { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${profDir}` } : {}),
+  };
+  const rows: Row[] = [];
+  const plain = await startServer({ env });
+  try {
+    await runTransport('http', plain, undefined, sizes, rows, overBudget);
+  } finally {
+    await plain.stop();
+    plain.cleanup();
+  }
+  const tls = await startTlsServer({ env });
+  try {
+    await runTransport('https', tls.server, tls.ca, sizes, rows, overBudget);
+  } finally {
+    await tls.server.stop();
+    tls.server.cleanup();
+  }
+  rows.sort(
+    (a, b) => sizes.findIndex((s) => s.label === a.size) - sizes.findIndex((s) => s.label === b.size),
+  );
+  printTable(rows);
+  console.log(
+    `(${((Date.now() - began) / 1000).toFixed(0)} s; load average ${loadavg()[0]!.toFixed(1)} on ${cpus().length} cores` +
+      `${retries ? `; ${retries} request(s) resent after a closed keep-alive connection` : ''})`,
+  );
+}
+
+main().catch((err: unknown) => {
+  console.error(err instanceof Error ? err.message : String(err));
+  process.exit(1);
+});
