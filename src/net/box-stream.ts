@@ -53,6 +53,8 @@ export class BoxEncoder extends Transform {
   private readonly nonce: Buffer;
   private readonly bodyNonce = Buffer.alloc(SECRETBOX_NONCE_BYTES);
   private readonly headerPlain = Buffer.alloc(HEADER_PLAIN_LENGTH);
+  private readonly staging = Buffer.alloc(MAX_BODY_LENGTH);
+  private heldCallback: ((err?: Error | null) => void) | null = null;
 
   constructor(key: Buffer, nonce: Buffer, opts: BoxStreamOptions = {}) {
     checkKeyAndNonce(key, nonce);
@@ -63,15 +65,27 @@ export class BoxEncoder extends Transform {
 
   override _transform(chunk: Buffer, _enc: BufferEncoding, callback: TransformCallback): void {
     for (let start = 0; start < chunk.length; start += PUSH_GROUP_PLAINTEXT) {
-      this.push(this.seal(chunk.subarray(start, Math.min(chunk.length, start + PUSH_GROUP_PLAINTEXT))));
+      const end = Math.min(chunk.length, start + PUSH_GROUP_PLAINTEXT);
+      this.push(this.seal([chunk.subarray(start, end)], end - start));
     }
     callback();
   }
 
-  // Many small writes (framing headers, small calls) are sealed together rather than one message each.
+  // Several buffered writes (framing headers and payloads, small calls) are sealed as one run of full
+  // messages, without joining them first: only a message that spans two writes is copied.
   override _writev(chunks: Array<{ chunk: Buffer }>, callback: (err?: Error | null) => void): void {
-    const all = chunks.length === 1 ? chunks[0].chunk : Buffer.concat(chunks.map((c) => c.chunk));
-    this._write(all, 'binary', callback);
+    const parts = chunks.map((c) => c.chunk);
+    const total = parts.reduce((n, p) => n + p.length, 0);
+    // Back-pressure as Transform does it for single writes: hold the callback while the output is full.
+    if (total === 0 || this.push(this.seal(parts, total))) callback();
+    else this.heldCallback = callback;
+  }
+
+  override _read(size: number): void {
+    const held = this.heldCallback;
+    this.heldCallback = null;
+    held?.();
+    super._read(size);
   }
 
   override _flush(callback: TransformCallback): void {
@@ -86,32 +100,52 @@ export class BoxEncoder extends Transform {
     callback(err);
   }
 
-  /** Seals `plain` (any length) into consecutive messages in one buffer. */
-  private seal(plain: Buffer): Buffer {
-    const messages = Math.ceil(plain.length / MAX_BODY_LENGTH);
-    const out = Buffer.allocUnsafe(plain.length + messages * HEADER_LENGTH);
+  /** Seals the concatenation of `parts` (`total` bytes) into consecutive full messages in one buffer. */
+  private seal(parts: Buffer[], total: number): Buffer {
+    const messages = Math.ceil(total / MAX_BODY_LENGTH);
+    const out = Buffer.allocUnsafe(total + messages * HEADER_LENGTH);
     const head = this.headerPlain;
     const tag = head.subarray(2);
-    let inPos = 0;
+    let part = 0;
+    let partPos = 0;
+    let done = 0;
     let outPos = 0;
-    while (inPos < plain.length) {
-      const len = Math.min(MAX_BODY_LENGTH, plain.length - inPos);
+    while (done < total) {
+      const len = Math.min(MAX_BODY_LENGTH, total - done);
+      while (partPos === parts[part].length) {
+        part++;
+        partPos = 0;
+      }
+      let plain: Buffer;
+      if (parts[part].length - partPos >= len) {
+        plain = parts[part].subarray(partPos, partPos + len);
+        partPos += len;
+      } else {
+        // This message spans writes: gather it in the staging buffer.
+        let filled = 0;
+        while (filled < len) {
+          if (partPos === parts[part].length) {
+            part++;
+            partPos = 0;
+            continue;
+          }
+          const n = Math.min(len - filled, parts[part].length - partPos);
+          parts[part].copy(this.staging, filled, partPos, partPos + n);
+          filled += n;
+          partPos += n;
+        }
+        plain = this.staging.subarray(0, len);
+      }
       // The body is sealed with nonce n+1 so that its tag can travel inside the header, sealed with nonce n.
       this.nonce.copy(this.bodyNonce);
       incrementNonce(this.bodyNonce);
       const bodyOut = out.subarray(outPos + HEADER_LENGTH, outPos + HEADER_LENGTH + len);
-      sodium.crypto_secretbox_detached(
-        bodyOut,
-        tag,
-        plain.subarray(inPos, inPos + len),
-        this.bodyNonce,
-        this.key,
-      );
+      sodium.crypto_secretbox_detached(bodyOut, tag, plain, this.bodyNonce, this.key);
       head.writeUInt16BE(len, 0);
       sodium.crypto_secretbox_easy(out.subarray(outPos, outPos + HEADER_LENGTH), head, this.nonce, this.key);
       incrementNonce(this.nonce);
       incrementNonce(this.nonce);
-      inPos += len;
+      done += len;
       outPos += HEADER_LENGTH + len;
     }
     return out;
@@ -147,12 +181,53 @@ export class BoxDecoder extends Transform {
       if (chunk.length > 0) return callback(new BoxStreamError('data after goodbye'));
       return callback();
     }
-    const data = this.pending ? Buffer.concat([this.pending, chunk]) : chunk;
-    this.pending = null;
-    const out = Buffer.allocUnsafe(data.length);
+    const out = Buffer.allocUnsafe((this.pending?.length ?? 0) + chunk.length);
     let outPos = 0;
     let pos = 0;
+    try {
+      if (this.pending) {
+        // Complete the message that straddled the previous chunk, copying only as much of this chunk as it
+        // can use (at most one message), rather than the whole chunk.
+        const take = Math.min(chunk.length, HEADER_LENGTH + MAX_BODY_LENGTH - this.pending.length);
+        const joined = Buffer.concat([this.pending, chunk.subarray(0, take)]);
+        this.pending = null;
+        const r = this.openMessages(joined, out, 0);
+        outPos = r.outPos;
+        if (r.consumed < joined.length - take) {
+          // Not even the straddling message is complete: keep waiting.
+          this.pending = Buffer.from(joined.subarray(r.consumed));
+          return callback(null, outPos > 0 ? out.subarray(0, outPos) : undefined);
+        }
+        pos = r.consumed - (joined.length - take);
+        if (this.goodbye) return this.endAfterGoodbye(pos === chunk.length, out, outPos, callback);
+      }
+      const r = this.openMessages(chunk.subarray(pos), out, outPos);
+      outPos = r.outPos;
+      pos += r.consumed;
+      if (this.goodbye) return this.endAfterGoodbye(pos === chunk.length, out, outPos, callback);
+      if (pos < chunk.length) this.pending = Buffer.from(chunk.subarray(pos));
+    } catch (err) {
+      return callback(err as Error);
+    }
+    callback(null, outPos > 0 ? out.subarray(0, outPos) : undefined);
+  }
+
+  private endAfterGoodbye(atEnd: boolean, out: Buffer, outPos: number, callback: TransformCallback): void {
+    this.key.fill(0);
+    if (!atEnd) return callback(new BoxStreamError('data after goodbye'));
+    if (outPos > 0) this.push(out.subarray(0, outPos));
+    this.push(null);
+    callback();
+  }
+
+  /**
+   * Opens complete messages from the start of `data` into `out`; stops at an incomplete message or at the
+   * goodbye (which sets `goodbye`). Throws BoxStreamError on anything invalid.
+   */
+  private openMessages(data: Buffer, out: Buffer, outStart: number): { consumed: number; outPos: number } {
     const head = this.headerPlain;
+    let pos = 0;
+    let outPos = outStart;
     while (data.length - pos >= HEADER_LENGTH) {
       if (
         !sodium.crypto_secretbox_open_easy(
@@ -162,33 +237,34 @@ export class BoxDecoder extends Transform {
           this.key,
         )
       ) {
-        return callback(new BoxStreamError('header authentication failed'));
+        throw new BoxStreamError('header authentication failed');
       }
       const len = head.readUInt16BE(0);
       if (len === 0) {
-        if (!sodium.sodium_is_zero(head)) return callback(new BoxStreamError('empty body'));
+        if (!sodium.sodium_is_zero(head)) throw new BoxStreamError('empty body');
         this.goodbye = true;
-        this.key.fill(0);
-        if (pos + HEADER_LENGTH !== data.length) return callback(new BoxStreamError('data after goodbye'));
-        if (outPos > 0) this.push(out.subarray(0, outPos));
-        this.push(null);
-        return callback();
+        return { consumed: pos + HEADER_LENGTH, outPos };
       }
-      if (len > MAX_BODY_LENGTH)
-        return callback(new BoxStreamError(`body length ${len} exceeds ${MAX_BODY_LENGTH}`));
+      if (len > MAX_BODY_LENGTH) throw new BoxStreamError(`body length ${len} exceeds ${MAX_BODY_LENGTH}`);
       if (data.length - pos < HEADER_LENGTH + len) break; // body not here yet: re-open this header next time
       incrementNonce(this.nonce);
       const body = data.subarray(pos + HEADER_LENGTH, pos + HEADER_LENGTH + len);
-      const plain = out.subarray(outPos, outPos + len);
-      if (!sodium.crypto_secretbox_open_detached(plain, body, head.subarray(2), this.nonce, this.key)) {
-        return callback(new BoxStreamError('body authentication failed'));
+      if (
+        !sodium.crypto_secretbox_open_detached(
+          out.subarray(outPos, outPos + len),
+          body,
+          head.subarray(2),
+          this.nonce,
+          this.key,
+        )
+      ) {
+        throw new BoxStreamError('body authentication failed');
       }
       incrementNonce(this.nonce);
       outPos += len;
       pos += HEADER_LENGTH + len;
     }
-    if (pos < data.length) this.pending = Buffer.from(data.subarray(pos));
-    callback(null, outPos > 0 ? out.subarray(0, outPos) : undefined);
+    return { consumed: pos, outPos };
   }
 
   override _flush(callback: TransformCallback): void {

@@ -151,15 +151,32 @@ class MuxStream {
   ) {}
 }
 
-function frame(type: FrameType, flags: number, id: number, payload?: Buffer): Buffer {
+/** A frame as one buffer, or (copy = false) as [header, payload] to be written one after the other. */
+function frame(type: FrameType, flags: number, id: number, payload?: Buffer): Buffer;
+function frame(type: FrameType, flags: number, id: number, payload: Buffer, copy: false): Buffer[];
+function frame(type: FrameType, flags: number, id: number, payload?: Buffer, copy = true): Buffer | Buffer[] {
   const len = payload ? payload.length : 0;
-  const out = Buffer.allocUnsafe(FRAME_HEADER_LENGTH + len);
+  const out = Buffer.allocUnsafe(FRAME_HEADER_LENGTH + (copy ? len : 0));
   out[0] = type;
   out[1] = flags;
   out.writeUInt32BE(id, 2);
   out.writeUInt32BE(len, 6);
-  if (payload) payload.copy(out, FRAME_HEADER_LENGTH);
+  if (!payload) return out;
+  if (!copy) return [out, payload];
+  payload.copy(out, FRAME_HEADER_LENGTH);
   return out;
+}
+
+/**
+ * Up to `max` bytes from a paused Readable without making it join its buffered chunks (read() with no size
+ * concatenates everything buffered: a copy per frame). Null when nothing is buffered (a refill is requested).
+ */
+function readSome(source: Readable, max: number): Buffer | null {
+  const available = source.readableLength;
+  const chunk = (available > 0 ? source.read(Math.min(max, available)) : source.read()) as
+    Buffer | string | null;
+  if (chunk === null) return null;
+  return typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
 }
 
 function jsonPayload(value: unknown): Buffer {
@@ -353,7 +370,7 @@ export class Mux extends EventEmitter {
         if (!out) continue;
         // Round-robin: back of its queue while it may have more to send now.
         if (!s.sendDone && (s.pending === null || s.credit > 0)) this.enqueue(s);
-        if (!this.channel.write(out)) break;
+        if (!this.writeAll(out)) break;
       }
       this.waitingDrain = true;
     } finally {
@@ -363,9 +380,17 @@ export class Mux extends EventEmitter {
   }
 
   /** The next DATA or END frame of a stream, or null if it must wait (no data or no credit). */
-  private nextFrame(s: MuxStream): Buffer | null {
+  private writeAll(out: Buffer | Buffer[]): boolean {
+    if (Buffer.isBuffer(out)) return this.channel.write(out);
+    let ok = true;
+    for (const part of out) ok = this.channel.write(part);
+    return ok;
+  }
+
+  private nextFrame(s: MuxStream): Buffer | Buffer[] | null {
     if (s.sendDone) return null;
-    if (!s.pending && s.source) s.pending = (s.source.read() as Buffer | null) ?? null;
+    if (!s.pending && s.source)
+      s.pending = readSome(s.source, Math.max(1, Math.min(DATA_FRAME_SIZE, s.credit)));
     if (!s.pending) {
       if (!s.sourceEnded) return null;
       s.sendDone = true;
@@ -375,7 +400,7 @@ export class Mux extends EventEmitter {
     }
     if (s.credit <= 0) return null;
     const n = Math.min(DATA_FRAME_SIZE, s.credit, s.pending.length);
-    const out = frame(FrameType.Data, 0, s.id, s.pending.subarray(0, n));
+    const out = frame(FrameType.Data, 0, s.id, s.pending.subarray(0, n), false);
     s.pending = n < s.pending.length ? s.pending.subarray(n) : null;
     s.credit -= n;
     return out;
@@ -433,40 +458,78 @@ export class Mux extends EventEmitter {
 
   private onData(chunk: Buffer): void {
     if (this.closedError) return;
-    const data = this.parseBuffer ? Buffer.concat([this.parseBuffer, chunk]) : chunk;
-    this.parseBuffer = null;
     let pos = 0;
-    if (!this.versionChecked) {
-      if (data.length < MUX_VERSION_TAG.length) {
-        this.parseBuffer = Buffer.from(data);
-        return;
-      }
-      if (!data.subarray(0, MUX_VERSION_TAG.length).equals(MUX_VERSION_TAG)) {
-        return this.protocolError('peer speaks an incompatible rpc version');
-      }
-      this.versionChecked = true;
-      this.versionResolve();
-      pos = MUX_VERSION_TAG.length;
-    }
-    try {
-      while (data.length - pos >= FRAME_HEADER_LENGTH) {
-        const len = data.readUInt32BE(pos + 6);
-        if (len > MAX_FRAME_PAYLOAD) {
-          return this.protocolError(`frame of ${len} bytes exceeds the ${MAX_FRAME_PAYLOAD}-byte limit`);
+    if (this.parseBuffer) {
+      // Complete the item (version tag or frame) that straddled the previous chunk, copying only the bytes
+      // it needs from this one rather than the whole chunk.
+      let pending = this.parseBuffer;
+      while (true) {
+        const need = this.itemLength(pending);
+        if (need < 0) return this.frameTooLarge(pending);
+        if (pending.length >= need) break;
+        if (pos >= chunk.length) {
+          this.parseBuffer = pending;
+          return;
         }
-        if (data.length - pos < FRAME_HEADER_LENGTH + len) break;
+        const take = Math.min(need - pending.length, chunk.length - pos);
+        pending = Buffer.concat([pending, chunk.subarray(pos, pos + take)]);
+        pos += take;
+      }
+      this.parseBuffer = null;
+      if (this.parse(pending) < 0) return;
+    }
+    const rest = chunk.subarray(pos);
+    const consumed = this.parse(rest);
+    if (consumed >= 0 && consumed < rest.length) this.parseBuffer = Buffer.from(rest.subarray(consumed));
+  }
+
+  /** Length of the item starting at data[0] as far as known: the tag, a frame header, or a whole frame. */
+  private itemLength(data: Buffer): number {
+    if (!this.versionChecked) return MUX_VERSION_TAG.length;
+    if (data.length < FRAME_HEADER_LENGTH) return FRAME_HEADER_LENGTH;
+    const len = data.readUInt32BE(6);
+    return len > MAX_FRAME_PAYLOAD ? -1 : FRAME_HEADER_LENGTH + len;
+  }
+
+  private frameTooLarge(data: Buffer): void {
+    const len = data.readUInt32BE(6);
+    this.protocolError(`frame of ${len} bytes exceeds the ${MAX_FRAME_PAYLOAD}-byte limit`);
+  }
+
+  /** Handles every complete item at the start of `data`; returns the bytes used, or -1 once closed. */
+  private parse(data: Buffer): number {
+    let pos = 0;
+    try {
+      while (true) {
+        const need = this.itemLength(data.subarray(pos));
+        if (need < 0) {
+          this.frameTooLarge(data.subarray(pos));
+          return -1;
+        }
+        if (data.length - pos < need) break;
+        if (!this.versionChecked) {
+          if (!data.subarray(pos, pos + need).equals(MUX_VERSION_TAG)) {
+            this.protocolError('peer speaks an incompatible rpc version');
+            return -1;
+          }
+          this.versionChecked = true;
+          this.versionResolve();
+          pos += need;
+          continue;
+        }
         const type = data[pos] as FrameType;
         const flags = data[pos + 1];
         const id = data.readUInt32BE(pos + 2);
-        const payload = data.subarray(pos + FRAME_HEADER_LENGTH, pos + FRAME_HEADER_LENGTH + len);
-        pos += FRAME_HEADER_LENGTH + len;
+        const payload = data.subarray(pos + FRAME_HEADER_LENGTH, pos + need);
+        pos += need;
         this.dispatch(type, flags, id, payload);
-        if (this.closedError) return;
+        if (this.closedError) return -1;
       }
     } catch (err) {
-      return this.protocolError((err as Error).message);
+      this.protocolError((err as Error).message);
+      return -1;
     }
-    if (pos < data.length) this.parseBuffer = Buffer.from(data.subarray(pos));
+    return pos;
   }
 
   private isPeerId(id: number): boolean {
