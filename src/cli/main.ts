@@ -5,18 +5,28 @@ import { registerServerCommands } from './server.js';
 import { registerCryptCommands } from './crypt.js';
 import { registerKeyCommands } from './key.js';
 import { registerBucketCommands } from './bucket.js';
+import { registerNodeCommands } from './node.js';
+import { registerLayoutCommands } from './layout.js';
+
+const COFFRE_VERSION = '0.1.0';
 
 export function buildProgram(): Command {
   const program = new Command('coffre')
     .description('coffre — encrypted S3-compatible object storage')
-    .version(process.env.npm_package_version ?? '0.1.0')
+    // Only -V: `--version` is taken by `coffre layout apply --version N`.
+    .version(COFFRE_VERSION, '-V', 'print the version')
     .showSuggestionAfterError()
     .exitOverride();
   program.configureOutput({ outputError: (str, write) => write(str.trim().split('\n')[0] + '\n') });
-  program.option('-c, --config <file>', 'node configuration (default: $COFFRE_CONFIG or ./coffre-data/coffre.toml)');
+  program.option(
+    '-c, --config <file>',
+    'node configuration (default: $COFFRE_CONFIG or ./coffre-data/coffre.toml)',
+  );
   registerServerCommands(program);
   registerKeyCommands(program);
   registerBucketCommands(program);
+  registerNodeCommands(program);
+  registerLayoutCommands(program);
   registerCryptCommands(program);
   return program;
 }

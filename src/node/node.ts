@@ -1,23 +1,56 @@
-// node: assembles a running coffre node from its configuration — the model (metadata + blocks), the S3 and
-// admin APIs — and takes it down cleanly.
+// node: assembles a running coffre node from its configuration — identity and RPC (Secret Handshake keyed by
+// the mandatory rpc_secret), the cluster layout, the model (metadata + blocks), the S3 and admin APIs — and
+// takes it down cleanly.
+import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import type https from 'node:https';
-import { TlsReloader, loadTlsOptions } from '../api/tls.js';
+import { join } from 'node:path';
 import pino, { type Logger } from 'pino';
+import { S3Metrics } from '../api/admin/metrics.js';
+import { AdminServer } from '../api/admin/server.js';
+import { S3Server } from '../api/s3/server.js';
+import { TlsReloader, loadTlsOptions } from '../api/tls.js';
+import { BlockStore } from '../block/block-store.js';
 import type { CoffreConfig } from '../config/config.js';
 import { parseBindAddress } from '../config/config.js';
 import { Model } from '../model/model.js';
-import { LocalStore } from '../model/store.js';
-import { S3Server } from '../api/s3/server.js';
-import { AdminServer } from '../api/admin/server.js';
-import { S3Metrics } from '../api/admin/metrics.js';
+import { LocalStore, type ObjectStore } from '../model/store.js';
+import { Cluster } from '../rpc/cluster.js';
+import { loadOrCreateNodeKey, parseRpcSecret } from '../rpc/identity.js';
+import { LayoutFile } from '../rpc/layout.js';
+import { RpcNode } from '../rpc/peering.js';
 
 export interface RunningNode {
   config: CoffreConfig;
   model: Model;
+  store: ObjectStore;
+  rpc: RpcNode;
+  cluster: Cluster;
   s3: S3Server;
   admin: AdminServer;
   log: Logger;
   stop(): Promise<void>;
+}
+
+// Peers this node has reached, kept so that a restarted node finds its cluster again without bootstrap_peers.
+const KNOWN_PEERS_FILE = 'peers.json';
+
+function loadKnownPeers(metadataDir: string): string[] {
+  try {
+    const value: unknown = JSON.parse(readFileSync(join(metadataDir, KNOWN_PEERS_FILE), 'utf8'));
+    return Array.isArray(value) ? value.filter((v): v is string => typeof v === 'string') : [];
+  } catch {
+    return [];
+  }
+}
+
+function saveKnownPeers(metadataDir: string, rpc: RpcNode): void {
+  const peers = rpc
+    .status()
+    .peers.filter((p) => p.addr)
+    .map((p) => `${p.id}@${p.addr}`);
+  const tmp = join(metadataDir, `${KNOWN_PEERS_FILE}.tmp`);
+  writeFileSync(tmp, JSON.stringify(peers), { mode: 0o600 });
+  renameSync(tmp, join(metadataDir, KNOWN_PEERS_FILE));
 }
 
 export function createLogger(): Logger {
@@ -43,23 +76,59 @@ export function createLogger(): Logger {
 }
 
 export async function startNode(config: CoffreConfig, log: Logger = createLogger()): Promise<RunningNode> {
+  // Refused before anything listens: there is no clear-text RPC, so no node runs without a network key.
+  const networkKey = parseRpcSecret({
+    value: config.rpcSecret,
+    file: config.rpcSecretFile,
+    allowInsecurePermissions: config.allowWorldReadableSecrets,
+  });
+  const identity = loadOrCreateNodeKey(config.metadataDir);
+  const rpc = new RpcNode({
+    identity,
+    networkKey,
+    bindAddr: config.rpcBindAddr,
+    publicAddr: config.rpcPublicAddr,
+    bootstrapPeers: [...new Set([...config.bootstrapPeers, ...loadKnownPeers(config.metadataDir)])],
+    pingIntervalMs: Number(process.env.COFFRE_RPC_PING_MS ?? 15_000),
+    logger: {
+      info: (msg) => log.info({ rpc: true }, msg),
+      warn: (msg) => log.warn({ rpc: true }, msg),
+      debug: (msg) => log.debug({ rpc: true }, msg),
+    },
+  });
+  networkKey.fill(0);
+  const localBlocks = new BlockStore(config.dataDir);
+  const cluster = new Cluster(rpc, new LayoutFile(config.metadataDir), config.replicationFactor, localBlocks);
+  const segmentOptions = { blockSize: config.blockSize, inlineThreshold: config.inlineThreshold };
   const model = new Model({
     metadataDir: config.metadataDir,
     dataDir: config.dataDir,
-    blockSize: config.blockSize,
-    inlineThreshold: config.inlineThreshold,
+    ...segmentOptions,
     gcDelayMs: config.gcDelaySeconds * 1000,
+    blockIo: cluster.blocks,
+    blocksAreLocal: () => cluster.standsAlone(),
   });
   model.startGarbageCollector(Math.max(1000, Math.min(60_000, config.gcDelaySeconds * 1000)));
+  const local = new LocalStore(model);
+  cluster.registerEndpoints(local);
+  const store = cluster.store(local, segmentOptions);
+  // A peer that comes up may know a newer layout (this node was down when it was applied).
+  rpc.on('peer-up', (peerId: string) => {
+    saveKnownPeers(config.metadataDir, rpc);
+    cluster
+      .pullLayout(peerId)
+      .catch((err: Error) => log.warn({ peer: peerId.slice(0, 16), err: err.message }, 'layout pull failed'));
+  });
+  await rpc.start();
+
   const metrics = new S3Metrics();
   const tlsFiles =
     config.s3Api.tlsCert && config.s3Api.tlsKey
       ? { certPath: config.s3Api.tlsCert, keyPath: config.s3Api.tlsKey }
       : undefined;
   const tls = tlsFiles ? await loadTlsOptions(tlsFiles) : undefined;
-  const store = new LocalStore(model);
   const s3 = new S3Server({ config, store, log, metrics }, tls);
-  const admin = new AdminServer({ config, store, log, metrics }, tls);
+  const admin = new AdminServer({ config, store, log, metrics, cluster, rpc }, tls);
   // Renewed certificates are picked up on SIGHUP or when the files change, without a restart.
   const reloaders = tlsFiles
     ? [s3.server, admin.server].map((server) =>
@@ -75,18 +144,29 @@ export async function startNode(config: CoffreConfig, log: Logger = createLogger
   await s3.listen(s3Addr.host, s3Addr.port);
   await admin.listen(adminAddr.host, adminAddr.port);
   log.info(
-    { s3: config.s3Api.apiBindAddr, admin: config.admin.apiBindAddr, tls: Boolean(tls) },
+    {
+      s3: config.s3Api.apiBindAddr,
+      admin: config.admin.apiBindAddr,
+      rpc: config.rpcBindAddr,
+      nodeId: rpc.nodeId,
+      tls: Boolean(tls),
+      role: cluster.isGateway() ? 'gateway' : 'storage',
+    },
     'coffre node started',
   );
   return {
     config,
     model,
+    store,
+    rpc,
+    cluster,
     s3,
     admin,
     log,
     async stop() {
       for (const r of reloaders) r.stop();
       await Promise.all([s3.close(), admin.close()]);
+      await rpc.stop();
       await model.close();
     },
   };

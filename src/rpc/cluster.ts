@@ -6,12 +6,7 @@
 import type { Readable } from 'node:stream';
 import { BlockStore, type BlockHash, type BlockIo } from '../block/block-store.js';
 import { BlockPins, readSegment, writeSegment, type SegmentWriteOptions } from '../model/segments.js';
-import {
-  METADATA_METHODS,
-  type LocalStore,
-  type MetadataStore,
-  type ObjectStore,
-} from '../model/store.js';
+import { METADATA_METHODS, type LocalStore, type MetadataStore, type ObjectStore } from '../model/store.js';
 import type { Segment } from '../model/types.js';
 import { S3Error } from '../util/s3-error.js';
 import { decodeData, decodeError, encodeData, encodeError, type EncodedError } from './codec.js';
@@ -112,7 +107,9 @@ export class Cluster {
   // Sends the current layout to every known peer (best effort; peers also pull it when they connect).
   async spreadLayout(): Promise<void> {
     const body = encodeData({ ...this.layout, staged: {} });
-    await Promise.allSettled(this.rpc.knownPeers().map((peer) => this.rpc.call(peer, 'layout/push', {}, body)));
+    await Promise.allSettled(
+      this.rpc.knownPeers().map((peer) => this.rpc.call(peer, 'layout/push', {}, body)),
+    );
   }
 
   async pullLayout(peerId: string): Promise<void> {
@@ -126,7 +123,8 @@ export class Cluster {
     this.rpc.registerEndpoint('store/call', async (req) => {
       const { method } = req.header as { method: string };
       if (!allowed.has(method)) return { header: { error: { message: `unknown store method ${method}` } } };
-      const args = decodeData<unknown[]>(await readAll(req.body));
+      // JSON has no undefined: optional arguments arrive as null.
+      const args = decodeData<unknown[]>(await readAll(req.body)).map((v) => (v === null ? undefined : v));
       try {
         const fn = (local as unknown as Record<string, (...a: unknown[]) => Promise<unknown>>)[method]!;
         const result = await fn.apply(local, args);
@@ -139,7 +137,8 @@ export class Cluster {
       const { hash } = req.header as { hash: string };
       const data = await readAll(req.body);
       // A block is accepted only under its own name: a peer cannot plant content under another hash.
-      if (BlockStore.hashOf(data) !== hash) return { header: { error: { message: 'block does not match its hash' } } };
+      if (BlockStore.hashOf(data) !== hash)
+        return { header: { error: { message: 'block does not match its hash' } } };
       await this.localBlocks.write(data, hash);
       return { header: {} };
     });
@@ -156,7 +155,10 @@ export class Cluster {
       await this.localBlocks.remove(hash);
       return { header: {} };
     });
-    this.rpc.registerEndpoint('layout/get', async () => ({ header: {}, body: encodeData({ ...this.layout, staged: {} }) }));
+    this.rpc.registerEndpoint('layout/get', async () => ({
+      header: {},
+      body: encodeData({ ...this.layout, staged: {} }),
+    }));
     this.rpc.registerEndpoint('layout/push', async (req) => {
       const adopted = this.adoptLayout(decodeData<ClusterLayout>(await readAll(req.body)));
       return { header: { adopted } };
@@ -181,7 +183,7 @@ export class Cluster {
       reply.body?.resume();
       throw decodeError(header.error);
     }
-    return decodeData(await readAll(reply.body));
+    return decodeData(await readAll(reply.body)) ?? undefined;
   }
 }
 
@@ -208,7 +210,12 @@ export class ClusterBlocks implements BlockIo {
         }
         let reply: RpcReply;
         try {
-          reply = await this.cluster.rpc.call(node, 'block/put', { hash }, Buffer.from(data.buffer, data.byteOffset, data.byteLength));
+          reply = await this.cluster.rpc.call(
+            node,
+            'block/put',
+            { hash },
+            Buffer.from(data.buffer, data.byteOffset, data.byteLength),
+          );
         } catch {
           throw unavailable(`storage node ${node.slice(0, 16)}…`);
         }
@@ -234,7 +241,8 @@ export class ClusterBlocks implements BlockIo {
         }
         const data = await readAll(reply.body);
         // Checked here too: the reading node trusts no copy it did not verify.
-        if (BlockStore.hashOf(data) !== hash) throw new S3Error('InternalError', 500, 'a block failed its integrity check');
+        if (BlockStore.hashOf(data) !== hash)
+          throw new S3Error('InternalError', 500, 'a block failed its integrity check');
         return data;
       } catch (err) {
         lastError = err instanceof Error ? err : new Error(String(err));
@@ -247,7 +255,9 @@ export class ClusterBlocks implements BlockIo {
     const self = this.cluster.rpc.nodeId;
     await Promise.allSettled(
       this.targets(hash).map((node) =>
-        node === self ? this.cluster.localBlocks.remove(hash) : this.cluster.rpc.call(node, 'block/delete', { hash }),
+        node === self
+          ? this.cluster.localBlocks.remove(hash)
+          : this.cluster.rpc.call(node, 'block/delete', { hash }),
       ),
     );
   }
@@ -264,7 +274,8 @@ class ClusterStore {
     private readonly segmentOptions: SegmentWriteOptions,
   ) {
     for (const method of METADATA_METHODS) {
-      (this as unknown as Record<string, unknown>)[method] = (...args: unknown[]) => this.metadataCall(method, args);
+      (this as unknown as Record<string, unknown>)[method] = (...args: unknown[]) =>
+        this.metadataCall(method, args);
     }
   }
 

@@ -10,6 +10,9 @@ import type { AccessKeyRecord, BucketRecord } from '../../model/types.js';
 import { S3Error } from '../../util/s3-error.js';
 import type { S3Metrics } from './metrics.js';
 import { checkBucketName } from '../s3/router.js';
+import type { Cluster } from '../../rpc/cluster.js';
+import { applyStaged, stageRole } from '../../rpc/layout.js';
+import type { RpcNode } from '../../rpc/peering.js';
 
 export class AdminError extends Error {
   constructor(
@@ -112,7 +115,14 @@ export class AdminServer {
   readonly server: http.Server | https.Server;
 
   constructor(
-    private readonly deps: { config: CoffreConfig; store: ObjectStore; log: Logger; metrics: S3Metrics },
+    private readonly deps: {
+      config: CoffreConfig;
+      store: ObjectStore;
+      log: Logger;
+      metrics: S3Metrics;
+      cluster?: Cluster;
+      rpc?: RpcNode;
+    },
     tls?: https.ServerOptions,
   ) {
     const handler = (req: IncomingMessage, res: ServerResponse) => void this.handle(req, res);
@@ -165,6 +175,17 @@ export class AdminServer {
     const store = this.deps.store;
     const [version, resource, id, action] = parts;
     if (version !== 'v1') throw new AdminError(404, 'unknown endpoint');
+    if (resource === 'status' && method === 'GET') return this.clusterStatus();
+    if (resource === 'connect' && method === 'POST') {
+      const peer = str(body.peer, 'peer');
+      try {
+        await this.requireRpc().connect(peer);
+      } catch (err) {
+        throw new AdminError(502, `cannot connect to ${peer}: ${(err as Error).message}`);
+      }
+      return this.clusterStatus();
+    }
+    if (resource === 'layout') return this.layoutRoute(method, id, body);
     if (resource === 'keys') {
       if (!id && method === 'GET')
         return (await store.listKeys()).map((k) => ({ accessKeyId: k.id, name: k.name }));
@@ -245,6 +266,107 @@ export class AdminServer {
               };
         return bucketInfo(store, await store.setPermission(b.id, k.id, next));
       }
+    }
+    throw new AdminError(404, 'unknown endpoint');
+  }
+
+  private requireRpc(): RpcNode {
+    if (!this.deps.rpc) throw new AdminError(503, 'this node has no RPC layer');
+    return this.deps.rpc;
+  }
+
+  private requireCluster(): Cluster {
+    if (!this.deps.cluster) throw new AdminError(503, 'this node has no cluster layer');
+    return this.deps.cluster;
+  }
+
+  private clusterStatus() {
+    const rpc = this.requireRpc();
+    const layout = this.requireCluster().currentLayout();
+    const status = rpc.status();
+    const roleOf = (id: string) => {
+      const r = layout.roles[id];
+      if (!r) return { role: 'none', zone: null, capacity: null };
+      return { role: r.capacity === null ? 'gateway' : 'storage', zone: r.zone, capacity: r.capacity };
+    };
+    const nodes = [
+      {
+        id: status.nodeId,
+        addr: status.addr,
+        up: true,
+        lastSeen: new Date().toISOString(),
+        self: true,
+        ...roleOf(status.nodeId),
+      },
+      ...status.peers.map((p) => ({
+        id: p.id,
+        addr: p.addr,
+        up: p.up,
+        lastSeen: p.lastSeen ? p.lastSeen.toISOString() : null,
+        self: false,
+        ...roleOf(p.id),
+      })),
+    ];
+    for (const id of Object.keys(layout.roles)) {
+      if (!nodes.some((n) => n.id === id))
+        nodes.push({ id, addr: null, up: false, lastSeen: null, self: false, ...roleOf(id) });
+    }
+    return { nodeId: status.nodeId, layoutVersion: layout.version, nodes };
+  }
+
+  // A node named by a unique prefix of its id, among the nodes this node knows.
+  private resolveNode(prefix: string): string {
+    const known = new Set([
+      this.requireRpc().nodeId,
+      ...this.requireRpc().knownPeers(),
+      ...Object.keys(this.requireCluster().currentLayout().roles),
+    ]);
+    const matches = [...known].filter((id) => id.startsWith(prefix.toLowerCase()));
+    if (matches.length === 1) return matches[0]!;
+    if (/^[0-9a-f]{64}$/.test(prefix)) return prefix;
+    if (matches.length === 0)
+      throw new AdminError(404, `no known node id starts with ${prefix} (connect to it first)`);
+    throw new AdminError(400, `node id prefix ${prefix} is ambiguous`);
+  }
+
+  private async layoutRoute(method: string, action: string | undefined, body: Record<string, unknown>) {
+    const cluster = this.requireCluster();
+    const layout = cluster.currentLayout();
+    if (!action && method === 'GET') return layout;
+    if (action === 'assign' && method === 'POST') {
+      const nodeId = this.resolveNode(str(body.nodeId, 'nodeId'));
+      const gateway = bool(body.gateway, 'gateway');
+      const capacity = body.capacity;
+      if (gateway === (capacity !== undefined))
+        throw new AdminError(400, 'give either a capacity or gateway, not both');
+      if (
+        capacity !== undefined &&
+        (typeof capacity !== 'number' || !Number.isSafeInteger(capacity) || capacity <= 0)
+      ) {
+        throw new AdminError(400, 'capacity must be a positive number of bytes');
+      }
+      const zone =
+        typeof body.zone === 'string' && body.zone ? body.zone : (layout.roles[nodeId]?.zone ?? 'default');
+      cluster.stageLayout(
+        stageRole(layout, nodeId, { zone, capacity: gateway ? null : (capacity as number) }),
+      );
+      return cluster.currentLayout();
+    }
+    if (action === 'remove' && method === 'POST') {
+      cluster.stageLayout(stageRole(layout, this.resolveNode(str(body.nodeId, 'nodeId')), null));
+      return cluster.currentLayout();
+    }
+    if (action === 'apply' && method === 'POST') {
+      if (typeof body.version !== 'number') throw new AdminError(400, 'version is required');
+      let next;
+      try {
+        next = applyStaged(layout, body.version);
+      } catch (err) {
+        throw new AdminError(400, (err as Error).message);
+      }
+      cluster.stageLayout(next);
+      await cluster.spreadLayout();
+      return next;
     }
     throw new AdminError(404, 'unknown endpoint');
   }
