@@ -50,6 +50,7 @@ before(async () => {
   add('empty.txt', Buffer.alloc(0));
   add('a/b/c/deep.txt', Buffer.from('deep\n'));
   add('spaces and ünïcødé/file #1 (copy).txt', Buffer.from('odd name\n'));
+  add("odd/a+b=c&d %20e~!$'.txt", Buffer.from('odder name\n'));
   add('medium.bin', randomBytes(3 * MiB));
   for (let i = 0; i < 30; i++)
     add(`small/${String(i).padStart(2, '0')}.txt`, Buffer.from(`small ${i}\n`.repeat(i + 1)));
@@ -116,6 +117,17 @@ test('rclone copy up, lsf/ls, check, copy back, byte-for-byte compare; multipart
   }
 
   // check compares by size and hash (MD5), downloading nothing; --download compares the bytes.
+  // Every listing flavour rclone can use gives the same names: v1 and v2, with and without url encoding.
+  for (const flags of [
+    ['--s3-list-version', '1', '--s3-list-url-encode', 'false'],
+    ['--s3-list-version', '1', '--s3-list-url-encode', 'true'],
+    ['--s3-list-version', '2', '--s3-list-url-encode', 'false'],
+    ['--s3-list-version', '2', '--s3-list-url-encode', 'true', '--s3-list-chunk', '7'],
+  ]) {
+    const out = await rclone(['lsf', '-R', '--files-only', ...flags, 'coffre:rc-bucket/tree']);
+    assert.deepEqual(out.stdout.trim().split('\n').sort(), [...files.keys()].sort(), flags.join(' '));
+  }
+
   const check = await rclone(['check', join(work, 'src'), 'coffre:rc-bucket/tree']);
   assert.match(check.stderr, /0 differences found/);
   await rclone(['check', '--download', join(work, 'src'), 'coffre:rc-bucket/tree']);
