@@ -2,8 +2,8 @@
 // to a temporary file, fsync'd, renamed into place and its directory fsync'd before any metadata may refer to
 // it, so a crash never leaves metadata pointing at a missing or partial block. Every read verifies the hash.
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdirSync, readdirSync, rmSync } from 'node:fs';
-import { mkdir, open, readFile, rename, rm, stat, unlink } from 'node:fs/promises';
+import { mkdirSync, rmSync } from 'node:fs';
+import { mkdir, open, readdir, readFile, rename, rm, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { S3Error } from '../util/s3-error.js';
 
@@ -90,12 +90,13 @@ export class BlockStore implements BlockIo {
     return exists(this.pathOf(hash));
   }
 
-  // Every stored block with its modification time (for garbage collection of blocks no metadata refers to).
-  *listAll(): Generator<{ hash: BlockHash; path: string }> {
-    for (const a of safeReaddir(this.root)) {
+  // Every stored block (for garbage collection of blocks no metadata refers to). The directories are read
+  // asynchronously: a walk over a large store must not stall the requests being served meanwhile.
+  async *listAll(): AsyncGenerator<{ hash: BlockHash; path: string }> {
+    for (const a of await readdirOrEmpty(this.root)) {
       if (a === TMP_DIR || a.length !== 2) continue;
-      for (const b of safeReaddir(join(this.root, a))) {
-        for (const hash of safeReaddir(join(this.root, a, b))) {
+      for (const b of await readdirOrEmpty(join(this.root, a))) {
+        for (const hash of await readdirOrEmpty(join(this.root, a, b))) {
           if (/^[0-9a-f]{64}$/.test(hash)) yield { hash, path: join(this.root, a, b, hash) };
         }
       }
@@ -105,7 +106,7 @@ export class BlockStore implements BlockIo {
   // Temporary files left by a crash mid-write are never referenced: remove them.
   async cleanTemporary(olderThanMs: number): Promise<void> {
     const dir = join(this.root, TMP_DIR);
-    for (const name of safeReaddir(dir)) {
+    for (const name of await readdirOrEmpty(dir)) {
       const p = join(dir, name);
       const st = await stat(p).catch(() => undefined);
       if (st && Date.now() - st.mtimeMs > olderThanMs) await unlink(p).catch(() => undefined);
@@ -131,9 +132,9 @@ async function syncDir(dir: string): Promise<void> {
   }
 }
 
-function safeReaddir(dir: string): string[] {
+async function readdirOrEmpty(dir: string): Promise<string[]> {
   try {
-    return readdirSync(dir);
+    return await readdir(dir);
   } catch {
     return [];
   }

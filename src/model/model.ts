@@ -394,7 +394,7 @@ export class Model {
       return { removed };
     }
     const { stat } = await import('node:fs/promises');
-    for (const { hash, path } of this.blocks.listAll()) {
+    for await (const { hash, path } of this.blocks.listAll()) {
       if (this.refs.get([hash]) || this.pins.isPinned(hash)) continue;
       const st = await stat(path).catch(() => undefined);
       if (st && st.mtimeMs <= cutoff && !this.refs.get([hash]) && !this.pins.isPinned(hash)) {
@@ -411,8 +411,14 @@ export class Model {
   }
 
   startGarbageCollector(intervalMs: number): void {
+    // A pass over a large store can outlast the interval: passes never overlap, nor pile up.
+    let running = false;
     this.gcTimer = setInterval(() => {
-      this.collectGarbage().catch(() => undefined);
+      if (running) return;
+      running = true;
+      this.collectGarbage()
+        .catch(() => undefined)
+        .finally(() => (running = false));
     }, intervalMs);
     this.gcTimer.unref();
   }
