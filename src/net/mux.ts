@@ -283,8 +283,12 @@ export class Mux extends EventEmitter {
       return Promise.reject(err);
     }
     const id = this.nextId;
+    if (id > 0xffff_ffff) {
+      // Ids only grow (the peer refuses a reused one): after 2^31 calls, start a fresh connection.
+      this.close();
+      return Promise.reject(new MuxError('stream ids exhausted on this connection; reconnect'));
+    }
     this.nextId += 2;
-    if (this.nextId > 0xffff_fffe) this.nextId = this.opts.initiator ? 1 : 2; // wrap: ids of ended calls
     const s = new MuxStream(id, priority);
     this.streams.set(id, s);
     const promise = new Promise<MuxReply>((resolve, reject) => {

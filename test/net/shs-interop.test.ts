@@ -321,3 +321,25 @@ test('a silent client is dropped when the handshake deadline passes', async () =
     server.close();
   }
 });
+
+test('a client gives up on a server that never answers', async () => {
+  const sockets: net.Socket[] = [];
+  const server = net.createServer((socket) => void sockets.push(socket)); // accepts, says nothing
+  const port = await listen(server);
+  try {
+    const started = Date.now();
+    await assert.rejects(
+      connectSecure('127.0.0.1', port, {
+        networkKey,
+        identity: alice,
+        serverPublicKey: bob.publicKey,
+        timeoutMs: 200,
+      }),
+      /timed out/,
+    );
+    assert.ok(Date.now() - started < 5000);
+  } finally {
+    sockets.forEach((s) => s.destroy());
+    server.close();
+  }
+});
