@@ -253,6 +253,7 @@ async function main(): Promise<void> {
 try {
   await main();
 } finally {
+  spawnSync('gpgconf', ['--homedir', gnupg, '--kill', 'gpg-agent']);
   spawnSync('chmod', ['-R', 'u+w', base]);
   rmSync(base, { recursive: true, force: true });
 }

@@ -148,6 +148,7 @@ interface InitOpts extends KeyOpts {
   mac?: string;
   chunk?: string;
   embedcreds?: boolean;
+  pad?: boolean;
 }
 
 async function initRemote(name: string, o: InitOpts): Promise<void> {
@@ -159,6 +160,8 @@ async function initRemote(name: string, o: InitOpts): Promise<void> {
   if (o.mac && !isMacName(o.mac))
     throw new UserError(`--mac must be HMACSHA1, HMACSHA224, HMACSHA256, HMACSHA384 or HMACSHA512`);
   if (o.chunk) parseSize(o.chunk);
+  if (o.pad && mode === 'none')
+    throw new UserError('--pad needs encryption (padding lives inside the OpenPGP message)');
   const keys = o.keyid?.length ? await loadPublicKeys(o.keyid) : [];
   if (keys.length > 0 && (mode === 'none' || mode === 'shared')) {
     throw new UserError(`--keyid makes no sense with --encryption ${mode}`);
@@ -170,6 +173,7 @@ async function initRemote(name: string, o: InitOpts): Promise<void> {
     uuid: randomUUID(),
     ...fields,
     ...(o.chunk ? { chunk: o.chunk } : {}),
+    ...(o.pad ? { pad: 'padme' as const } : {}),
     ...(keys.length > 0 ? { publicKeys: keysArmored(keys) } : {}),
   };
   let config: RemoteConfig;
@@ -242,6 +246,10 @@ export function registerCryptCommands(program: Command): void {
     .option('--keyid <id>', 'OpenPGP key (GnuPG key id/fingerprint or key file); repeatable', collectList)
     .option('--mac <mac>', `HMAC for object names (default ${DEFAULT_MAC})`)
     .option('--chunk <size>', 'split files into chunks of this size (e.g. 1MiB)')
+    .option(
+      '--pad',
+      'pad objects to Padmé sizes so stored sizes reveal little (gpg/git-annex still read them)',
+    )
     .option('--embedcreds', 'store the S3 credentials in the remote config, encrypted with the cipher')
     .option('--no-embedcreds', 'never store S3 credentials')
     .option('--secret-key <file>', 'secret key file (needed to embed creds in pubkey mode)', collectList)

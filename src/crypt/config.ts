@@ -40,6 +40,8 @@ export interface RemoteConfig extends EncryptionFields {
   /** Embedded S3 credentials exactly as git-annex's `s3creds=` field. */
   s3creds?: string;
   embedcreds?: boolean;
+  /** Size padding for new objects (coffre only; git-annex reads padded objects but writes unpadded ones). */
+  pad?: 'padme';
   /** remote.log fields coffre does not interpret, kept for export. */
   extra?: Record<string, string>;
 }

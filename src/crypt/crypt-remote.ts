@@ -12,6 +12,7 @@ import type { LocationLog } from './location-log.js';
 import { backendHash, chunkCount, chunkKey, keyDigest, parseKey, sha256eKey } from './names.js';
 import { decryptMessage, encryptMessage, type Sealing } from './openpgp.js';
 import type { ObjectStore } from './store.js';
+import { padme } from './padding.js';
 
 export type Progress = (bytes: number) => void;
 
@@ -48,7 +49,14 @@ export class CryptRemote {
     readonly log: LocationLog,
     /** Chunk size for new content (git-annex's `chunk=`), if any. */
     readonly chunkSize?: number,
+    /** Pad new objects to Padmé sizes (padding.ts); readers need nothing special. */
+    readonly pad = false,
   ) {}
+
+  /** Plaintext length an object of `length` bytes is padded to, if padding is on. */
+  private padTo(length: number): number | undefined {
+    return this.pad ? padme(length) : undefined;
+  }
 
   private async sealing(): Promise<Sealing | null> {
     if (this.sealingCache === undefined) this.sealingCache = await this.cipher.sealing();
@@ -88,7 +96,7 @@ export class CryptRemote {
       }
     })();
     const sealing = await this.sealing();
-    const body = sealing ? encryptMessage(counted, length, sealing) : counted;
+    const body = sealing ? encryptMessage(counted, length, sealing, this.padTo(length)) : counted;
     await this.store.put(name, body, length);
   }
 
@@ -131,7 +139,11 @@ export class CryptRemote {
           yield part;
         }
       })();
-      await this.store.put(name, sealing ? encryptMessage(bytes, length, sealing) : bytes, length);
+      await this.store.put(
+        name,
+        sealing ? encryptMessage(bytes, length, sealing, this.padTo(length)) : bytes,
+        length,
+      );
     };
     if (!this.chunkSize) {
       await piece(this.cipher.objectName(key), size);

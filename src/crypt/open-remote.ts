@@ -39,6 +39,7 @@ export async function openRemote(config: RemoteConfig, source: SecretKeySource):
     store,
     LocationLog.load(config.name),
     config.chunk ? parseSize(config.chunk) : undefined,
+    config.pad === 'padme',
   );
 }
 

@@ -16,6 +16,7 @@ import * as openpgp from 'openpgp';
 import { ByteReader } from './byte-reader.js';
 import { FormatError, Tag, newFormatHeader, packetBody, readPacketHeader, readWholeBody } from './packets.js';
 import { deriveKey, encodeS2K, freshS2K, parseS2K, type S2KSpec } from './s2k.js';
+import { paddedLayout, paddedPackets } from './padding.js';
 
 /** Symmetric algorithm ids (RFC 4880 §9.2) that node's OpenSSL provides, with key sizes. */
 const CIPHERS: Record<number, { name: string; keyLength: number }> = {
@@ -103,18 +104,46 @@ async function keyPackets(sealing: Sealing, session: SessionKey): Promise<Buffer
   return Buffer.from(bytes);
 }
 
-/** Encrypts `size` bytes from `source` into one OpenPGP message, streamed. */
+/** The packets inside SEIPD: a bare literal packet, or (padded) a stored-deflate compressed packet around it. */
+function innerPackets(
+  source: AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
+  size: number,
+  padTo?: number,
+): { length: number; packets: AsyncGenerator<Buffer> } {
+  if (padTo !== undefined) {
+    const layout = paddedLayout(size, Math.max(padTo, size));
+    return { length: layout.packetLength, packets: paddedPackets(source, size, layout) };
+  }
+  const literalLength = LITERAL_PREFIX.length + size;
+  const literalHeader = newFormatHeader(Tag.Literal, literalLength);
+  const packets = (async function* () {
+    yield Buffer.concat([literalHeader, LITERAL_PREFIX]);
+    for await (const chunk of source) yield Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk);
+  })();
+  return { length: literalHeader.length + literalLength, packets };
+}
+
+/** Encrypts `size` bytes from `source` into one OpenPGP message, streamed; `padTo` hides the size (padding.ts). */
 export async function* encryptMessage(
   source: AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
   size: number,
   sealing: Sealing,
+  padTo?: number,
 ): AsyncGenerator<Buffer> {
   const session: SessionKey = { algo: AES256, key: randomBytes(32) };
   try {
     yield await keyPackets(sealing, session);
-    const literalLength = LITERAL_PREFIX.length + size;
-    const literalHeader = newFormatHeader(Tag.Literal, literalLength);
-    const seipdLength = 1 + BLOCK + 2 + literalHeader.length + literalLength + MDC_LENGTH;
+    let seen = 0;
+    const counted = (async function* () {
+      for await (const chunk of source) {
+        seen += chunk.length;
+        if (seen > size) throw new FormatError(`source grew while reading (expected ${size} bytes)`);
+        yield Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk);
+      }
+      if (seen !== size) throw new FormatError(`source shrank while reading (${seen} of ${size} bytes)`);
+    })();
+    const inner = innerPackets(counted, size, padTo);
+    const seipdLength = 1 + BLOCK + 2 + inner.length + MDC_LENGTH;
     if (seipdLength > MAX_DEFINITE) throw new RangeError('object larger than 4 GiB: use chunking (--chunk)');
     yield Buffer.concat([newFormatHeader(Tag.SEIPD, seipdLength), Buffer.from([SEIPD_VERSION])]);
 
@@ -123,17 +152,12 @@ export async function* encryptMessage(
     const prefix = randomBytes(BLOCK + 2);
     prefix[BLOCK] = prefix[BLOCK - 2];
     prefix[BLOCK + 1] = prefix[BLOCK - 1];
-    const head = Buffer.concat([prefix, literalHeader, LITERAL_PREFIX]);
-    mdc.update(head);
-    yield cipher.update(head);
-    let seen = 0;
-    for await (const chunk of source) {
-      seen += chunk.length;
-      if (seen > size) throw new FormatError(`source grew while reading (expected ${size} bytes)`);
-      mdc.update(chunk);
-      yield cipher.update(chunk);
+    mdc.update(prefix);
+    yield cipher.update(prefix);
+    for await (const piece of inner.packets) {
+      mdc.update(piece);
+      yield cipher.update(piece);
     }
-    if (seen !== size) throw new FormatError(`source shrank while reading (${seen} of ${size} bytes)`);
     mdc.update(MDC_HEADER);
     yield Buffer.concat([cipher.update(Buffer.concat([MDC_HEADER, mdc.digest()])), cipher.final()]);
   } finally {

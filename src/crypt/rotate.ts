@@ -73,7 +73,7 @@ export async function rotate(
   const store = await openStore(config, oldCipher);
   const log = LocationLog.load(config.name);
   const chunk = config.chunk ? parseSize(config.chunk) : undefined;
-  const oldRemote = new CryptRemote(oldCipher, store, log, chunk);
+  const oldRemote = new CryptRemote(oldCipher, store, log, chunk, config.pad === 'padme');
   const keys = log.presentKeys();
   let copied = 0;
   let removed = 0;
@@ -81,7 +81,7 @@ export async function rotate(
   if (journal.phase === 'copy') {
     const done = new Set(journal.done);
     const staging = LocationLog.load(`${config.name}.rotating`);
-    const newRemote = new CryptRemote(newCipher, store, staging, chunk);
+    const newRemote = new CryptRemote(newCipher, store, staging, chunk, config.pad === 'padme');
     for (const entry of keys) {
       if (done.has(entry.key)) continue;
       onKey?.(entry.key, 'copy');

@@ -44,3 +44,8 @@ export function missingTools(names: string[]): string | false {
 export function tempDir(prefix: string): string {
   return mkdtempSync(join(tmpdir(), `coffre-${prefix}-`));
 }
+
+/** Stops the gpg-agent a test's GNUPGHOME started (gpg leaves one running per home). */
+export function stopGpgAgent(home: string | undefined): void {
+  if (home) spawnSync('gpgconf', ['--homedir', home, '--kill', 'gpg-agent']);
+}

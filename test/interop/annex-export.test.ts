@@ -1,13 +1,13 @@
 // git-annex reads what coffre wrote: coffre stores files in a directory remote (hybrid chunked, shared, pubkey),
 // export-annex writes the remote into a git-annex repository's branch, then the real `git annex enableremote`,
 // `fsck --from` and `get` succeed.
-import { test, before } from 'node:test';
+import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
-import { missingTools, ok, tempDir } from '../crypt/helpers.js';
+import { missingTools, ok, tempDir, stopGpgAgent } from '../crypt/helpers.js';
 
 const skip = missingTools(['git-annex', 'gpg', 'git']);
 const gitEnv = {
@@ -25,6 +25,10 @@ function sh(cmd: string, args: string[], cwd?: string): string {
   if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed: ${r.stderr}`);
   return r.stdout;
 }
+
+after(() => {
+  if (!skip) stopGpgAgent(env.GNUPGHOME);
+});
 
 before(() => {
   if (skip) return;
@@ -64,7 +68,7 @@ function annexRepo(name: string): { repo: string; files: Record<string, Buffer> 
 
 for (const [mode, extra] of [
   ['hybrid', ['--chunk', '1MiB', '--mac', 'HMACSHA256']],
-  ['shared', []],
+  ['shared', ['--pad']],
   ['pubkey', ['--chunk', '1MiB']],
 ] as const) {
   test(`git-annex reads a coffre ${mode} directory remote after export-annex`, { skip }, () => {

@@ -1,12 +1,12 @@
 // coffre reads what the real git-annex wrote: annex-fixtures.sh builds encrypted directory remotes in every mode,
 // MAC and chunk setting (and a hybrid remote whose keys changed); coffre imports each, gets every object
 // byte-identical and passes fsck --full.
-import { test, before } from 'node:test';
+import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { coffre, missingTools, ok, tempDir } from '../crypt/helpers.js';
+import { coffre, missingTools, ok, tempDir, stopGpgAgent } from '../crypt/helpers.js';
 
 // A copy of the project's shared fixture builder, so a clean clone (CI) has it.
 const SCRIPT = resolve('test/crypt/annex-fixtures.sh');
@@ -27,6 +27,10 @@ const skip = missingTools(['git-annex', 'gpg', 'python3', 'git']);
 let fx = '';
 let keys: Record<string, string> = {};
 let ids: Record<string, string> = {};
+
+after(() => {
+  if (!skip) stopGpgAgent(join(fx, 'gnupg'));
+});
 
 before(() => {
   if (skip) return;

@@ -9,7 +9,7 @@ import { createServer, request, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { GetObjectCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
 import { runCommand, startServer, type TestServer } from '../helpers/server.js';
-import { coffre, missingTools, ok, tempDir } from '../crypt/helpers.js';
+import { coffre, missingTools, ok, tempDir, stopGpgAgent } from '../crypt/helpers.js';
 
 let server: TestServer;
 let base = '';
@@ -78,6 +78,7 @@ before(async () => {
 });
 
 after(async () => {
+  stopGpgAgent(env.GNUPGHOME);
   relay?.close();
   await server?.stop();
   server?.cleanup();
