@@ -199,5 +199,5 @@ export const DEFAULT_CONFIG_PATH = 'coffre-data/coffre.toml';
 
 // Every command finds its node the same way: --config, then COFFRE_CONFIG, then ./coffre-data/coffre.toml.
 export function resolveConfigPath(flag?: string): string {
-  return resolve(flag ?? process.env.COFFRE_CONFIG ?? DEFAULT_CONFIG_PATH);
+  return resolve(flag || process.env.COFFRE_CONFIG || DEFAULT_CONFIG_PATH);
 }
