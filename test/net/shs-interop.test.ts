@@ -274,12 +274,15 @@ test('a tampered frame drops the connection and nothing more is written', async 
 test('a stream that ends without goodbye is reported as truncated', async () => {
   const { port, server, channelErrors } = await recordingServer();
   try {
-    const { socket, keys } = await rogueClient(port, alice);
+    const { socket, keys, dropped, receivedAfterHandshake } = await rogueClient(port, alice);
     const encoder = new BoxEncoder(keys.encryptKey, keys.encryptNonce);
     encoder.write(randomBytes(10_000));
-    socket.end(encoder.read() as Buffer);
+    socket.end(encoder.read() as Buffer); // valid messages, then FIN without goodbye
     const err = await channelErrors;
     assert.match(err.message, /truncated/);
+    assertNoSecrets(err.message);
+    await dropped;
+    assert.equal(receivedAfterHandshake(), 0);
     socket.destroy();
   } finally {
     server.close();
