@@ -1,0 +1,267 @@
+// A storage node and a gateway node, separate processes on loopback, joined and given roles through the CLI.
+// Through the gateway: the AWS SDK (buckets, objects, listing, multipart, copy, SSE-C) and the aws CLI; what one
+// node writes the other reads; the gateway stores no blocks; status shows both nodes with their roles. Then the
+// storage node is killed: the gateway answers 503 ServiceUnavailable at once, status shows the node down, and
+// once the node is restarted requests work again with no manual reconnect.
+import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import {
+  CompleteMultipartUploadCommand,
+  CopyObjectCommand,
+  CreateBucketCommand,
+  CreateMultipartUploadCommand,
+  DeleteObjectCommand,
+  GetObjectCommand,
+  HeadObjectCommand,
+  ListObjectsV2Command,
+  PutObjectCommand,
+  UploadPartCommand,
+  type S3Client,
+} from '@aws-sdk/client-s3';
+import { runCommand } from '../helpers/server.js';
+import { requireTools } from '../helpers/tools.js';
+import { customerKey } from '../security/ssec-helpers.js';
+import {
+  blockFiles,
+  clusterStatus,
+  formCluster,
+  newRpcSecret,
+  s3Client,
+  startNode,
+  waitFor,
+  type ClusterNode,
+} from './cluster-helpers.js';
+
+const MiB = 1024 * 1024;
+const B = 'gateway-test';
+let storage: ClusterNode;
+let gateway: ClusterNode;
+let viaGateway: S3Client;
+let direct: S3Client;
+let storageId: string;
+let gatewayId: string;
+const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+const body = async (r: { Body?: unknown }) =>
+  Buffer.from(await (r.Body as { transformToByteArray(): Promise<Uint8Array> }).transformToByteArray());
+
+before(async () => {
+  const secret = `rpc_secret = "${newRpcSecret()}"`;
+  storage = await startNode({ secretConfig: secret, label: 'storage' });
+  gateway = await startNode({ secretConfig: secret, label: 'gateway' });
+  await formCluster(storage, [
+    { node: storage, zone: 'z1' },
+    { node: gateway, zone: 'z1', gateway: true },
+  ]);
+  storageId = (await storage.id()).split('@')[0]!;
+  gatewayId = (await gateway.id()).split('@')[0]!;
+  // The access key lives in the metadata, which lives on the storage node.
+  viaGateway = s3Client(gateway.endpoint, storage);
+  direct = s3Client(storage.endpoint, storage);
+  await viaGateway.send(new CreateBucketCommand({ Bucket: B }));
+});
+
+after(async () => {
+  viaGateway?.destroy();
+  direct?.destroy();
+  for (const n of [gateway, storage]) {
+    await n?.stop();
+    n?.cleanup();
+  }
+});
+
+test('node id is <64 hex>@<rpc address> and status shows both nodes up with their roles', async () => {
+  assert.match(await storage.id(), new RegExp(`^[0-9a-f]{64}@127\\.0\\.0\\.1:${storage.rpcPort}$`));
+  for (const from of [storage, gateway]) {
+    const nodes = await clusterStatus(from);
+    const s = nodes.find((n) => n.id === storageId);
+    const g = nodes.find((n) => n.id === gatewayId);
+    assert.ok(s && g, `both nodes listed by ${from.label}`);
+    assert.deepEqual([s.up, s.role, s.zone, s.capacity], [true, 'storage', 'z1', 10_000_000_000]);
+    assert.deepEqual([g.up, g.role, g.capacity], [true, 'gateway', null]);
+  }
+  const text = await gateway.cli(['status']);
+  assert.equal(text.code, 0);
+  assert.match(text.stdout, /storage\s+z1\s+10 GB\s+up/);
+});
+
+test('SDK through the gateway: put, get, head, list, delete', async () => {
+  const data = randomBytes(3 * MiB + 17);
+  await viaGateway.send(new PutObjectCommand({ Bucket: B, Key: 'a/big', Body: data }));
+  await viaGateway.send(new PutObjectCommand({ Bucket: B, Key: 'a/small', Body: 'hello gateway' }));
+  assert.equal(
+    sha(await body(await viaGateway.send(new GetObjectCommand({ Bucket: B, Key: 'a/big' })))),
+    sha(data),
+  );
+  const head = await viaGateway.send(new HeadObjectCommand({ Bucket: B, Key: 'a/big' }));
+  assert.equal(head.ContentLength, data.length);
+  const range = await viaGateway.send(
+    new GetObjectCommand({ Bucket: B, Key: 'a/big', Range: 'bytes=1048570-1048580' }),
+  );
+  assert.deepEqual(await body(range), data.subarray(1048570, 1048581));
+  const list = await viaGateway.send(new ListObjectsV2Command({ Bucket: B, Prefix: 'a/' }));
+  assert.deepEqual(
+    list.Contents?.map((c) => c.Key),
+    ['a/big', 'a/small'],
+  );
+  await viaGateway.send(new DeleteObjectCommand({ Bucket: B, Key: 'a/small' }));
+  await assert.rejects(viaGateway.send(new HeadObjectCommand({ Bucket: B, Key: 'a/small' })), {
+    name: 'NotFound',
+  });
+});
+
+test('SDK through the gateway: multipart upload and copy', async () => {
+  const parts = [randomBytes(5 * MiB), randomBytes(2 * MiB + 3)];
+  const { UploadId } = await viaGateway.send(new CreateMultipartUploadCommand({ Bucket: B, Key: 'mp' }));
+  const etags: string[] = [];
+  for (const [i, p] of parts.entries()) {
+    const r = await viaGateway.send(
+      new UploadPartCommand({ Bucket: B, Key: 'mp', UploadId, PartNumber: i + 1, Body: p }),
+    );
+    etags.push(r.ETag!);
+  }
+  await viaGateway.send(
+    new CompleteMultipartUploadCommand({
+      Bucket: B,
+      Key: 'mp',
+      UploadId,
+      MultipartUpload: { Parts: etags.map((ETag, i) => ({ ETag, PartNumber: i + 1 })) },
+    }),
+  );
+  const whole = Buffer.concat(parts);
+  assert.equal(
+    sha(await body(await viaGateway.send(new GetObjectCommand({ Bucket: B, Key: 'mp' })))),
+    sha(whole),
+  );
+  await viaGateway.send(new CopyObjectCommand({ Bucket: B, Key: 'mp-copy', CopySource: `${B}/mp` }));
+  assert.equal(
+    sha(await body(await viaGateway.send(new GetObjectCommand({ Bucket: B, Key: 'mp-copy' })))),
+    sha(whole),
+  );
+});
+
+test('SSE-C through the gateway: put, get, range; a wrong key or no key is refused', async () => {
+  const key = customerKey();
+  const other = customerKey();
+  const ssec = (k = key) => ({
+    SSECustomerAlgorithm: 'AES256',
+    SSECustomerKey: k.b64,
+    SSECustomerKeyMD5: k.md5,
+  });
+  const data = randomBytes(2 * MiB + 100);
+  await viaGateway.send(new PutObjectCommand({ Bucket: B, Key: 'secret', Body: data, ...ssec() }));
+  const got = await viaGateway.send(new GetObjectCommand({ Bucket: B, Key: 'secret', ...ssec() }));
+  assert.equal(got.SSECustomerAlgorithm, 'AES256');
+  assert.equal(sha(await body(got)), sha(data));
+  const part = await viaGateway.send(
+    new GetObjectCommand({ Bucket: B, Key: 'secret', Range: 'bytes=65530-131080', ...ssec() }),
+  );
+  assert.deepEqual(await body(part), data.subarray(65530, 131081));
+  await assert.rejects(
+    viaGateway.send(new GetObjectCommand({ Bucket: B, Key: 'secret', ...ssec(other) })),
+    (e: Error & { $metadata?: { httpStatusCode?: number } }) => {
+      assert.equal(e.$metadata?.httpStatusCode, 403);
+      return true;
+    },
+  );
+  await assert.rejects(
+    viaGateway.send(new GetObjectCommand({ Bucket: B, Key: 'secret' })),
+    (e: Error & { $metadata?: { httpStatusCode?: number } }) => {
+      assert.equal(e.$metadata?.httpStatusCode, 400);
+      return true;
+    },
+  );
+  // The storage node reads it with the key too: the object is one object, wherever it is asked for.
+  assert.equal(
+    sha(await body(await direct.send(new GetObjectCommand({ Bucket: B, Key: 'secret', ...ssec() })))),
+    sha(data),
+  );
+});
+
+test('what one node writes the other reads, under the same key', async () => {
+  const a = randomBytes(1.5 * MiB);
+  const b = randomBytes(1.5 * MiB);
+  await viaGateway.send(new PutObjectCommand({ Bucket: B, Key: 'x/from-gateway', Body: a }));
+  await direct.send(new PutObjectCommand({ Bucket: B, Key: 'x/from-storage', Body: b }));
+  assert.equal(
+    sha(await body(await direct.send(new GetObjectCommand({ Bucket: B, Key: 'x/from-gateway' })))),
+    sha(a),
+  );
+  assert.equal(
+    sha(await body(await viaGateway.send(new GetObjectCommand({ Bucket: B, Key: 'x/from-storage' })))),
+    sha(b),
+  );
+});
+
+test('aws CLI through the gateway: cp up, ls, cp down', async (t) => {
+  if (!requireTools(t, 'aws')) return;
+  const home = mkdtempSync(join(tmpdir(), 'coffre-awscli-'));
+  try {
+    const env = {
+      HOME: home,
+      AWS_ACCESS_KEY_ID: storage.accessKeyId,
+      AWS_SECRET_ACCESS_KEY: storage.secretAccessKey,
+      AWS_DEFAULT_REGION: 'us-east-1',
+      AWS_CONFIG_FILE: join(home, 'none'),
+      AWS_SHARED_CREDENTIALS_FILE: join(home, 'none'),
+      AWS_PAGER: '',
+    };
+    const aws = (...args: string[]) => runCommand('aws', ['--endpoint-url', gateway.endpoint, ...args], env);
+    const src = join(home, 'up.bin');
+    const data = randomBytes(9 * MiB); // above the CLI's 8 MiB threshold: a multipart upload
+    writeFileSync(src, data);
+    const up = await aws('s3', 'cp', src, `s3://${B}/cli/up.bin`);
+    assert.equal(up.code, 0, up.stderr);
+    const ls = await aws('s3', 'ls', `s3://${B}/cli/`);
+    assert.equal(ls.code, 0, ls.stderr);
+    assert.match(ls.stdout, new RegExp(`${data.length}\\s+up\\.bin`));
+    const down = await aws('s3', 'cp', `s3://${B}/cli/up.bin`, join(home, 'down.bin'));
+    assert.equal(down.code, 0, down.stderr);
+    assert.equal(sha(readFileSync(join(home, 'down.bin'))), sha(data));
+  } finally {
+    rmSync(home, { recursive: true, force: true });
+  }
+});
+
+test("the gateway's data dir holds no blocks; the storage node's does", () => {
+  assert.deepEqual(blockFiles(gateway), []);
+  assert.ok(blockFiles(storage).length >= 10, `storage holds ${blockFiles(storage).length} blocks`);
+});
+
+test('a killed storage node: 503 from the gateway at once, status shows it down; restarted, it all works again', async () => {
+  await storage.kill();
+  const started = Date.now();
+  await assert.rejects(
+    viaGateway.send(new GetObjectCommand({ Bucket: B, Key: 'x/from-storage' })),
+    (e: Error & { $metadata?: { httpStatusCode?: number } }) => {
+      assert.equal(e.name, 'ServiceUnavailable');
+      assert.equal(e.$metadata?.httpStatusCode, 503);
+      return true;
+    },
+  );
+  await assert.rejects(viaGateway.send(new PutObjectCommand({ Bucket: B, Key: 'during', Body: 'x' })), {
+    name: 'ServiceUnavailable',
+  });
+  assert.ok(Date.now() - started < 5000, `refusals took ${Date.now() - started} ms`);
+  await waitFor(
+    async () => !(await clusterStatus(gateway)).find((n) => n.id === storageId)!.up,
+    'status shows the storage node down',
+  );
+
+  await storage.start();
+  await waitFor(
+    async () => (await clusterStatus(gateway)).find((n) => n.id === storageId)!.up,
+    'the gateway sees the storage node up again',
+    30_000,
+  );
+  const back = await viaGateway.send(new GetObjectCommand({ Bucket: B, Key: 'x/from-storage' }));
+  assert.equal((await body(back)).length, 1.5 * MiB);
+  await viaGateway.send(new PutObjectCommand({ Bucket: B, Key: 'after', Body: 'back' }));
+  assert.equal(
+    (await body(await direct.send(new GetObjectCommand({ Bucket: B, Key: 'after' })))).toString(),
+    'back',
+  );
+});
