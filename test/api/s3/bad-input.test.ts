@@ -328,6 +328,29 @@ describe('malformed and oversized XML', () => {
 });
 
 describe('authentication', () => {
+  test('a malformed Authorization header is AuthorizationHeaderMalformed; SigV2 is refused', async () => {
+    const date = amzDate(new Date());
+    for (const authorization of [
+      'AWS4-HMAC-SHA256 garbage',
+      'AWS4-HMAC-SHA256 Credential=only-this',
+      `AWS4-HMAC-SHA256 Credential=${server.accessKeyId}/20200101/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=zz`,
+    ]) {
+      const reply = await send({
+        path: `/${BUCKET}/${OBJECT}`,
+        auth: 'none',
+        headers: { authorization, 'x-amz-date': date, 'x-amz-content-sha256': 'UNSIGNED-PAYLOAD' },
+      });
+      assertError(reply, 400, 'AuthorizationHeaderMalformed');
+    }
+    const v2 = await send({
+      path: `/${BUCKET}/${OBJECT}`,
+      auth: 'none',
+      headers: { authorization: `AWS ${server.accessKeyId}:c2lnbmF0dXJl`, date: new Date().toUTCString() },
+    });
+    assertError(v2, 400, 'InvalidRequest');
+    await assertServes();
+  });
+
   test('an altered signature is SignatureDoesNotMatch', async () => {
     const reply = await send({
       path: `/${BUCKET}/${OBJECT}`,
@@ -689,6 +712,32 @@ describe('oversized headers, unknown operations, garbage', () => {
       if (raw.status !== 0) assert.match(raw.body, /<Error>/);
     }
     await assertServes();
+  });
+
+  test('a large upload refused before its body is read gets its error, and the connection goes on', async () => {
+    // The error is written while the client is still sending 16 MiB: the server reads and discards the rest,
+    // so the client sees NoSuchBucket rather than a reset, and the request after it on the same connection
+    // is parsed and answered.
+    const size = 16 * 1024 * 1024;
+    const putPath = '/no-such-bucket-for-upload/big';
+    const put =
+      `PUT ${putPath} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: ${size}\r\n` +
+      `x-amz-content-sha256: UNSIGNED-PAYLOAD\r\nx-amz-date: ${amzDate(new Date())}\r\n` +
+      `Authorization: ${await authorizationFor('PUT', putPath)}\r\n\r\n`;
+    const get =
+      `GET /${BUCKET}/${OBJECT} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n` +
+      `x-amz-content-sha256: UNSIGNED-PAYLOAD\r\nx-amz-date: ${amzDate(new Date())}\r\n` +
+      `Authorization: ${await authorizationFor('GET', `/${BUCKET}/${OBJECT}`)}\r\n\r\n`;
+    const raw = (
+      await rawExchange(Buffer.concat([Buffer.from(put), Buffer.alloc(size), Buffer.from(get)]), 10_000)
+    )
+      .toString('latin1')
+      .split(/(?=HTTP\/1\.1 \d{3})/);
+    assert.equal(raw.length, 2, raw.map((r) => r.slice(0, 200)).join('\n---\n'));
+    assert.match(raw[0]!, /^HTTP\/1\.1 404/);
+    assert.match(raw[0]!, /<Code>NoSuchBucket<\/Code>/);
+    assert.match(raw[1]!, /^HTTP\/1\.1 200/);
+    assert.ok(raw[1]!.endsWith(OBJECT_BODY.toString('latin1')), 'second response has the object');
   });
 
   test('a body cut short by the client leaves no object and the server serving', async () => {
