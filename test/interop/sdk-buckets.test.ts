@@ -325,3 +325,39 @@ test('AccessDenied for a second key without permission, then allowed after bucke
     wrong.destroy();
   }
 });
+
+test('BucketAlreadyExists when another key owns the name; each key lists only its own buckets', async () => {
+  await s3.send(new CreateBucketCommand({ Bucket: 'taken-name' }));
+  const created = await runCoffre([
+    'key',
+    'create',
+    'builder',
+    '--create-bucket',
+    '--json',
+    '--config',
+    server.configPath,
+  ]);
+  assert.equal(created.code, 0, created.stderr);
+  const key = JSON.parse(created.stdout) as { accessKeyId: string; secretAccessKey: string };
+  const builder = new S3Client({
+    endpoint: server.endpoint,
+    region: 'us-east-1',
+    forcePathStyle: true,
+    credentials: { accessKeyId: key.accessKeyId, secretAccessKey: key.secretAccessKey },
+  });
+  try {
+    await rejects(
+      () => builder.send(new CreateBucketCommand({ Bucket: 'taken-name' })),
+      'BucketAlreadyExists',
+      409,
+    );
+    await builder.send(new CreateBucketCommand({ Bucket: 'builders-own' }));
+    const theirs = (await builder.send(new ListBucketsCommand({}))).Buckets?.map((b) => b.Name);
+    assert.deepEqual(theirs, ['builders-own']);
+    const mine = (await s3.send(new ListBucketsCommand({}))).Buckets?.map((b) => b.Name) ?? [];
+    assert.ok(!mine.includes('builders-own'));
+    await rejects(() => s3.send(new HeadBucketCommand({ Bucket: 'builders-own' })), '', 403);
+  } finally {
+    builder.destroy();
+  }
+});
