@@ -290,3 +290,32 @@ test('losing the channel fails calls in flight', async () => {
     pair.close();
   }
 });
+
+test('a response body that fails midway reaches the caller as an error on the body', async () => {
+  const pair = await muxPair(() => {
+    let sent = 0;
+    const body = new Readable({
+      read() {
+        if (sent >= 256 * 1024) return void this.destroy(new Error('disk read failed'));
+        sent += 64 * 1024;
+        this.push(Buffer.alloc(64 * 1024));
+      },
+    });
+    return { header: 'streaming', body };
+  });
+  try {
+    const reply = await pair.client.request('flaky', {});
+    assert.equal(reply.header, 'streaming');
+    let received = 0;
+    reply.body!.on('data', (c: Buffer) => (received += c.length));
+    const [err] = (await once(reply.body!, 'error')) as [Error];
+    assert.ok(err instanceof RemoteError);
+    assert.match(err.message, /disk read failed/);
+    assert.ok(received <= 256 * 1024);
+    await new Promise((r) => setTimeout(r, 20));
+    assert.equal(pair.client.activeStreams, 0);
+    assert.equal(pair.server.activeStreams, 0);
+  } finally {
+    pair.close();
+  }
+});
