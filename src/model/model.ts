@@ -35,6 +35,21 @@ export interface ModelOptions extends SegmentWriteOptions {
   blocksAreLocal?: () => boolean;
 }
 
+// Why a bucket name cannot be created: the asking key already owns it, or someone else has it.
+export function bucketTakenError(existing: BucketRecord, keyId?: string): S3Error {
+  if (keyId && existing.permissions[keyId]?.owner) {
+    return new S3Error(
+      'BucketAlreadyOwnedByYou',
+      409,
+      'Your previous request to create the named bucket succeeded and you already own it.',
+      { BucketName: existing.name },
+    );
+  }
+  return new S3Error('BucketAlreadyExists', 409, 'The requested bucket name is not available.', {
+    BucketName: existing.name,
+  });
+}
+
 export function segmentHashes(segments: Segment[]): BlockHash[] {
   return segments.flatMap((s) => s.blocks.map((b) => b.hash));
 }
@@ -142,19 +157,7 @@ export class Model {
   async createBucket(name: string, owner?: string): Promise<BucketRecord> {
     return this.db.transaction(() => {
       const existing = this.bucketByName(name);
-      if (existing) {
-        if (owner && existing.permissions[owner]?.owner) {
-          throw new S3Error(
-            'BucketAlreadyOwnedByYou',
-            409,
-            'Your previous request to create the named bucket succeeded and you already own it.',
-            { BucketName: name },
-          );
-        }
-        throw new S3Error('BucketAlreadyExists', 409, 'The requested bucket name is not available.', {
-          BucketName: name,
-        });
-      }
+      if (existing) throw bucketTakenError(existing, owner);
       const record: BucketRecord = {
         v: RECORD_VERSION,
         id: randomBytes(16).toString('hex'),

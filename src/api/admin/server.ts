@@ -1,5 +1,6 @@
 // api/admin: the administration HTTP API (access keys, buckets, permissions) guarded by the admin token,
 // with /health open and /metrics guarded by metrics_token when one is set. JSON in, JSON out.
+import { closeServer, listenOn } from '../../util/http-server.js';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import https from 'node:https';
 import { createHash, timingSafeEqual } from 'node:crypto';
@@ -372,19 +373,10 @@ export class AdminServer {
   }
 
   listen(host: string, port: number): Promise<void> {
-    return new Promise((resolve, reject) => {
-      this.server.once('error', reject);
-      this.server.listen(port, host, () => {
-        this.server.off('error', reject);
-        resolve();
-      });
-    });
+    return listenOn(this.server, host, port);
   }
 
   close(): Promise<void> {
-    return new Promise((resolve) => {
-      this.server.close(() => resolve());
-      this.server.closeAllConnections?.();
-    });
+    return closeServer(this.server);
   }
 }

@@ -1,6 +1,7 @@
 // api/s3/bucket: ListBuckets, CreateBucket, HeadBucket, DeleteBucket, GetBucketLocation, GetBucketVersioning.
 import { S3Error, S3Errors } from '../../util/s3-error.js';
 import { bucketFor, type S3Context } from './context.js';
+import { bucketTakenError } from '../../model/model.js';
 import { readSmallBody } from './small-body.js';
 import { checkBucketName } from './router.js';
 import { isoDate, sendEmpty, sendRawXml, sendXml } from './response.js';
@@ -32,20 +33,9 @@ export async function createBucket(ctx: S3Context): Promise<void> {
       );
     }
   }
+  // Checked before the key's right to create buckets, as S3 does: the answer for an existing name is the same.
   const existing = await ctx.store.bucketByName(name);
-  if (existing) {
-    if (existing.permissions[ctx.accessKey.id]?.owner) {
-      throw new S3Error(
-        'BucketAlreadyOwnedByYou',
-        409,
-        'Your previous request to create the named bucket succeeded and you already own it.',
-        { BucketName: name },
-      );
-    }
-    throw new S3Error('BucketAlreadyExists', 409, 'The requested bucket name is not available.', {
-      BucketName: name,
-    });
-  }
+  if (existing) throw bucketTakenError(existing, ctx.accessKey.id);
   checkBucketName(name);
   if (!ctx.accessKey.allowCreateBucket)
     throw S3Errors.accessDenied('This access key is not allowed to create buckets');

@@ -1,5 +1,6 @@
 // api/s3/server: the S3 HTTP(S) endpoint. It names the request (bucket, key, operation), authenticates it,
 // hands it to the handler for its operation and turns any S3Error into the XML error clients expect.
+import { closeServer, listenOn } from '../../util/http-server.js';
 import { randomBytes } from 'node:crypto';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import https from 'node:https';
@@ -127,9 +128,9 @@ export function locate(
   return { bucket: trimmed.slice(0, slash), key: key === '' ? undefined : key };
 }
 
-function makeBody(req: IncomingMessage, auth: AuthContext): () => RequestBody {
+function makeBody(req: IncomingMessage, auth: AuthContext): (opts?: { md5?: boolean }) => RequestBody {
   let body: RequestBody | undefined;
-  return () => {
+  return (opts = {}) => {
     if (body) return body;
     let source: Readable = req;
     let trailers: (() => Readonly<Record<string, string>>) | undefined;
@@ -138,9 +139,12 @@ function makeBody(req: IncomingMessage, auth: AuthContext): () => RequestBody {
       source = pipeline(req, decoder, () => undefined);
       trailers = () => decoder.trailers;
     }
-    const verifier = new BodyVerifier(
-      bodyExpectationsFromHeaders(req.headers, { expectedSha256: auth.expectedSha256, trailers }),
-    );
+    const expect = bodyExpectationsFromHeaders(req.headers, {
+      expectedSha256: auth.expectedSha256,
+      trailers,
+    });
+    if (opts.md5 === false && expect.contentMd5 === undefined) expect.md5 = false;
+    const verifier = new BodyVerifier(expect);
     const stream = pipeline(source, verifier, () => undefined);
     body = {
       stream,
@@ -295,19 +299,10 @@ export class S3Server {
   }
 
   listen(host: string, port: number): Promise<void> {
-    return new Promise((resolve, reject) => {
-      this.server.once('error', reject);
-      this.server.listen(port, host, () => {
-        this.server.off('error', reject);
-        resolve();
-      });
-    });
+    return listenOn(this.server, host, port);
   }
 
   close(): Promise<void> {
-    return new Promise((resolve) => {
-      this.server.close(() => resolve());
-      this.server.closeAllConnections?.();
-    });
+    return closeServer(this.server);
   }
 }
