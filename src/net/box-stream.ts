@@ -161,6 +161,7 @@ export class BoxDecoder extends Transform {
   private readonly key: Buffer;
   private readonly nonce: Buffer;
   private readonly headerPlain = Buffer.alloc(HEADER_PLAIN_LENGTH);
+  private readonly headerTag = this.headerPlain.subarray(2);
   private pending: Buffer | null = null;
   private goodbye = false;
 
@@ -253,7 +254,7 @@ export class BoxDecoder extends Transform {
         !sodium.crypto_secretbox_open_detached(
           out.subarray(outPos, outPos + len),
           body,
-          head.subarray(2),
+          this.headerTag,
           this.nonce,
           this.key,
         )
