@@ -26,6 +26,8 @@ export interface BlockIo {
 
 export class BlockStore implements BlockIo {
   private readonly knownDirs = new Set<string>();
+  // Temporary files of writes in progress: never taken for leftovers of a crash, however slow the write.
+  private readonly writing = new Set<string>();
 
   constructor(readonly root: string) {
     mkdirSync(join(root, TMP_DIR), { recursive: true, mode: 0o700 });
@@ -49,15 +51,21 @@ export class BlockStore implements BlockIo {
       await mkdir(dir, { recursive: true, mode: 0o700 });
       this.knownDirs.add(dir);
     }
-    const tmpPath = join(this.root, TMP_DIR, `${hash}.${randomBytes(6).toString('hex')}`);
-    const fh = await open(tmpPath, 'wx', 0o600);
+    const tmpName = `${hash}.${randomBytes(6).toString('hex')}`;
+    const tmpPath = join(this.root, TMP_DIR, tmpName);
+    this.writing.add(tmpName);
     try {
-      await fh.writeFile(data);
-      await fh.sync();
+      const fh = await open(tmpPath, 'wx', 0o600);
+      try {
+        await fh.writeFile(data);
+        await fh.sync();
+      } finally {
+        await fh.close();
+      }
+      await rename(tmpPath, finalPath);
     } finally {
-      await fh.close();
+      this.writing.delete(tmpName);
     }
-    await rename(tmpPath, finalPath);
     await syncDir(dir);
     return hash;
   }
@@ -107,6 +115,7 @@ export class BlockStore implements BlockIo {
   async cleanTemporary(olderThanMs: number): Promise<void> {
     const dir = join(this.root, TMP_DIR);
     for (const name of await readdirOrEmpty(dir)) {
+      if (this.writing.has(name)) continue;
       const p = join(dir, name);
       const st = await stat(p).catch(() => undefined);
       if (st && Date.now() - st.mtimeMs > olderThanMs) await unlink(p).catch(() => undefined);

@@ -132,3 +132,25 @@ test(
     assert.equal(existsSync(fresh), true);
   }),
 );
+
+test(
+  'a write in progress keeps its temporary file even when it is older than the delay',
+  withStore(async (store, dir) => {
+    // Slow the write down between the temporary file's creation and its rename by cleaning while it runs.
+    const data = randomBytes(8 * 1024 * 1024);
+    const pending = store.write(data);
+    let cleanedDuringWrite = false;
+    for (let i = 0; i < 200; i++) {
+      const names = readdirSync(join(dir, 'tmp'));
+      if (names.length > 0) {
+        await store.cleanTemporary(0); // everything counts as old
+        cleanedDuringWrite = true;
+        break;
+      }
+      await new Promise((r) => setImmediate(r));
+    }
+    const hash = await pending;
+    assert.deepEqual(await store.read(hash), data);
+    if (!cleanedDuringWrite) assert.ok(true, 'write finished before a clean could run');
+  }),
+);
