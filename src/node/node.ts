@@ -96,7 +96,8 @@ export async function startNode(config: CoffreConfig, log: Logger = createLogger
       debug: (msg) => log.debug({ rpc: true }, msg),
     },
   });
-  networkKey.fill(0);
+  // The RpcNode keys every handshake with this very buffer for as long as it runs: it is zeroed on stop, not
+  // here (zeroing it early made every node's network key all zeros, so any rpc_secret was accepted).
   const localBlocks = new BlockStore(config.dataDir);
   const cluster = new Cluster(rpc, new LayoutFile(config.metadataDir), config.replicationFactor, localBlocks);
   const segmentOptions = { blockSize: config.blockSize, inlineThreshold: config.inlineThreshold };
@@ -167,6 +168,7 @@ export async function startNode(config: CoffreConfig, log: Logger = createLogger
       for (const r of reloaders) r.stop();
       await Promise.all([s3.close(), admin.close()]);
       await rpc.stop();
+      networkKey.fill(0);
       await model.close();
     },
   };
