@@ -62,6 +62,12 @@ after(async () => {
   if (work) rmSync(work, { recursive: true, force: true });
 });
 
+/** When a command fails because the server is gone, say so and show the end of its log. */
+function serverExit(): string {
+  const exited = server?.process.exitCode ?? server?.process.signalCode ?? null;
+  return exited === null ? '' : `\nthe server exited (${exited}):\n${server!.stderr().slice(-4000)}`;
+}
+
 async function rclone(args: string[], expectOk = true) {
   const r = await runCommand(
     'rclone',
@@ -78,8 +84,8 @@ async function rclone(args: string[], expectOk = true) {
     ],
     env,
   );
-  if (expectOk)
-    assert.equal(r.code, 0, `rclone ${args.join(' ')} failed (${r.code}):\n${r.stdout}\n${r.stderr}`);
+  if (expectOk && r.code !== 0)
+    assert.fail(`rclone ${args.join(' ')} failed (${r.code}):\n${r.stdout}\n${r.stderr}${serverExit()}`);
   return r;
 }
 

@@ -38,9 +38,16 @@ after(async () => {
   if (work) rmSync(work, { recursive: true, force: true });
 });
 
+/** When a command fails because the server is gone, say so and show the end of its log. */
+function serverExit(): string {
+  const exited = server?.process.exitCode ?? server?.process.signalCode ?? null;
+  return exited === null ? '' : `\nthe server exited (${exited}):\n${server!.stderr().slice(-4000)}`;
+}
+
 async function restic(args: string[]) {
   const r = await runCommand('restic', args, env);
-  assert.equal(r.code, 0, `restic ${args.join(' ')} failed (${r.code}):\n${r.stdout}\n${r.stderr}`);
+  if (r.code !== 0)
+    assert.fail(`restic ${args.join(' ')} failed (${r.code}):\n${r.stdout}\n${r.stderr}${serverExit()}`);
   return r;
 }
 

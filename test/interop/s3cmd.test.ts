@@ -47,10 +47,16 @@ after(async () => {
   if (work) rmSync(work, { recursive: true, force: true });
 });
 
+/** When a command fails because the server is gone, say so and show the end of its log. */
+function serverExit(): string {
+  const exited = server?.process.exitCode ?? server?.process.signalCode ?? null;
+  return exited === null ? '' : `\nthe server exited (${exited}):\n${server!.stderr().slice(-4000)}`;
+}
+
 async function s3cmd(args: string[], expectOk = true) {
   const r = await runCommand('s3cmd', ['-c', config, '--no-progress', ...args], { HOME: work });
-  if (expectOk)
-    assert.equal(r.code, 0, `s3cmd ${args.join(' ')} failed (${r.code}):\n${r.stdout}\n${r.stderr}`);
+  if (expectOk && r.code !== 0)
+    assert.fail(`s3cmd ${args.join(' ')} failed (${r.code}):\n${r.stdout}\n${r.stderr}${serverExit()}`);
   return r;
 }
 
