@@ -252,3 +252,26 @@ test('re-uploading content whose blocks await collection keeps it readable', asy
     }
   });
 });
+
+test('a block repeated inside an object and across objects is counted once per use', async () => {
+  await withModel(async (model) => {
+    const zeros = Buffer.alloc(BLOCK * 4); // four identical blocks
+    const other = Buffer.concat([Buffer.alloc(BLOCK), randomBytes(BLOCK)]); // shares the zero block
+    const a = await put(model, 'zeros', zeros);
+    const b = await put(model, 'other', other);
+    const zeroHash = a.segments[0]!.blocks[0]!.hash;
+    assert.equal(new Set(segmentHashes(a.segments)).size, 1);
+    assert.equal(segmentHashes(b.segments)[0], zeroHash);
+
+    await model.deleteObject('bucket', 'zeros');
+    await sleep(GC_DELAY_MS + 50);
+    await model.collectGarbage();
+    assert.ok(await model.blocks.has(zeroHash), 'still used by the other object');
+    assert.deepEqual(await readAll(model, b), other);
+
+    await model.deleteObject('bucket', 'other');
+    await sleep(GC_DELAY_MS + 50);
+    await model.collectGarbage();
+    assert.deepEqual(await present(model, segmentHashes(b.segments)), [false, false]);
+  });
+});
