@@ -476,6 +476,8 @@ function freshRandom(): Buffer {
 
 function checkNetworkKey(key: Buffer): void {
   if (key.length !== 32) throw new HandshakeError('network key must be 32 bytes');
+  // An all-zero key is what a wiped buffer looks like: using it would admit anyone who made the same mistake.
+  if (sodium.sodium_is_zero(key)) throw new HandshakeError('network key is all zeros (missing or wiped)');
 }
 
 /** Runs the client side over a connected socket; resolves with the session keys, or destroys the socket. */

@@ -103,7 +103,9 @@ function decodeSecret(text: string, origin: string): Buffer {
       `${origin} must be 64 hexadecimal digits (32 bytes), found ${hex.length} characters; ${HOW_TO_MAKE_SECRET}`,
     );
   }
-  return Buffer.from(hex, 'hex');
+  const secret = Buffer.from(hex, 'hex');
+  if (secret.every((b) => b === 0)) throw new UserError(`${origin} is all zeros; ${HOW_TO_MAKE_SECRET}`);
+  return secret;
 }
 
 /**

@@ -24,6 +24,7 @@ import { EventEmitter } from 'node:events';
 import net from 'node:net';
 import type { Readable } from 'node:stream';
 import { HandshakeError } from '../net/handshake.js';
+import { sodium } from '../net/sodium.js';
 import { Mux, Priority, RemoteError, openMux, type Body, type MuxReply } from '../net/mux.js';
 import { connectSecure, createSecureServer, type SecureChannel } from '../net/secure-channel.js';
 import {
@@ -156,6 +157,7 @@ function errorText(err: unknown): string {
 
 export class RpcNode extends EventEmitter {
   readonly nodeId: string;
+  private readonly networkKey: Buffer;
   private readonly peers = new Map<string, Peer>();
   private readonly endpoints = new Map<string, RpcHandler>();
   private readonly sockets = new Set<net.Socket>();
@@ -174,6 +176,11 @@ export class RpcNode extends EventEmitter {
   constructor(private readonly opts: RpcNodeOptions) {
     super();
     if (opts.networkKey.length !== 32) throw new Error('rpc: the network key (rpc_secret) must be 32 bytes');
+    if (sodium.sodium_is_zero(opts.networkKey))
+      throw new Error('rpc: the network key (rpc_secret) is all zeros');
+    // Our own copy: a caller wiping its buffer must not silently change the key of every later handshake.
+    // Wiped in stop().
+    this.networkKey = Buffer.from(opts.networkKey);
     this.nodeId = opts.identity.id ?? nodeIdOf(opts.identity.publicKey);
     this.log = opts.logger ?? noopLogger;
     this.pingIntervalMs = opts.pingIntervalMs ?? 15_000;
@@ -193,7 +200,7 @@ export class RpcNode extends EventEmitter {
     const { host, port } = parseHostPort(this.opts.bindAddr ?? '127.0.0.1:3901', { allowAnyPort: true });
     const server = createSecureServer(
       {
-        networkKey: this.opts.networkKey,
+        networkKey: this.networkKey,
         identity: this.opts.identity,
         timeoutMs: this.connectTimeoutMs,
         authorize: (key) => !key.equals(this.opts.identity.publicKey),
@@ -242,6 +249,7 @@ export class RpcNode extends EventEmitter {
     const server = this.server;
     this.server = null;
     if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
+    this.networkKey.fill(0);
   }
 
   /** Adds `<id>@host:port` to the known peers and dials it; resolves once connected. Retries on failure. */
@@ -334,7 +342,7 @@ export class RpcNode extends EventEmitter {
     peer.dialing = (async () => {
       try {
         const channel = await connectSecure(host, port, {
-          networkKey: this.opts.networkKey,
+          networkKey: this.networkKey,
           identity: this.opts.identity,
           serverPublicKey: peer.publicKey,
           timeoutMs: this.connectTimeoutMs,

@@ -99,6 +99,7 @@ test('bad or missing rpc_secret: one clear line saying how to make one, never th
       );
     }
     assert.throws(() => parseRpcSecret({ value: SECRET, file: 'x', env: {} }), /not both/);
+    assert.throws(() => parseRpcSecret({ value: '0'.repeat(64), env: {} }), /all zeros/);
     const file = join(dir, 'rpc_secret');
     writeFileSync(file, SECRET, { mode: 0o644 });
     chmodSync(file, 0o644);

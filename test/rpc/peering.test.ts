@@ -159,3 +159,16 @@ test('a node with the wrong rpc_secret is refused, and the refusal is logged wit
     await Promise.all([a.stop(), d.stop()]);
   }
 });
+
+test('the node keeps its own copy of the network key, and refuses an all-zero one', async () => {
+  const key = Buffer.from(networkKey);
+  const a = await startNode(identity(), { key });
+  key.fill(0); // a caller wiping its buffer must not change the key a's handshakes use
+  const b = await startNode(identity(), { bootstrap: [a] });
+  try {
+    await waitFor('connected despite the wiped buffer', () => isUp(b, a.nodeId));
+    assert.throws(() => new RpcNode({ identity: identity(), networkKey: Buffer.alloc(32) }), /all zeros/);
+  } finally {
+    await Promise.all([a.stop(), b.stop()]);
+  }
+});
