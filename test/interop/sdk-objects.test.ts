@@ -2,6 +2,7 @@
 // standard headers), GetObject (ranges, conditions, response overrides), HeadObject, DeleteObject(s), CopyObject.
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
+import { Readable } from 'node:stream';
 import { after, before, test } from 'node:test';
 import {
   type ChecksumAlgorithm,
@@ -77,6 +78,14 @@ test('PutObject then GetObject round trips sizes from empty to several blocks, E
     'sp ace/../dot',
     'tab\there',
     '~!@$^*()[]{};,',
+    // Path-like keys are names, never normalised: dot segments, doubled and leading slashes, query marks.
+    'dir/./x',
+    'dir/../y',
+    'a//b',
+    '/lead',
+    '.',
+    '..',
+    'q?x=1#frag',
   ]) {
     await s3.send(new PutObjectCommand({ Bucket: B, Key: key, Body: key }));
     assert.equal((await getBytes(key)).body.toString(), key);
@@ -169,6 +178,29 @@ test('PutObject metadata and standard headers come back on Get and Head', async 
     assert.ok(r.LastModified instanceof Date);
     assert.equal(r.AcceptRanges, 'bytes');
   }
+  // A streamed body goes aws-chunked with a trailing checksum: the stored Content-Encoding is the user's only.
+  await s3.send(
+    new PutObjectCommand({
+      Bucket: B,
+      Key: 'meta/gz',
+      Body: Readable.from([Buffer.from('not really gzip')]),
+      ContentLength: 15,
+      ContentEncoding: 'gzip',
+      ChecksumAlgorithm: 'CRC32',
+    }),
+  );
+  const gz = await s3.send(new HeadObjectCommand({ Bucket: B, Key: 'meta/gz' }));
+  assert.equal(gz.ContentEncoding, 'gzip');
+  assert.equal(gz.ContentLength, 15);
+  // User metadata is limited to 2 KiB, as in S3.
+  await rejects(
+    () =>
+      s3.send(
+        new PutObjectCommand({ Bucket: B, Key: 'meta/big', Body: 'x', Metadata: { a: 'x'.repeat(3000) } }),
+      ),
+    'MetadataTooLarge',
+    400,
+  );
   // Default content type.
   await s3.send(new PutObjectCommand({ Bucket: B, Key: 'meta/plain', Body: 'x' }));
   const plain = await s3.send(new HeadObjectCommand({ Bucket: B, Key: 'meta/plain' }));
