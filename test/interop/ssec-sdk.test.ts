@@ -144,6 +144,33 @@ test('PutObject/GetObject with a customer key: round trip, echoed algorithm and 
     assert.equal(out.ContentType, 'application/x-secret');
     assert.deepEqual(out.Metadata, { colour: 'vermilion' });
   }
+  // Content-MD5 is still checked on an SSE-C upload (even though the ETag does not need the MD5).
+  const digested = randomBytes(70_000);
+  const md5b64 = (b: Buffer) => createHash('md5').update(b).digest('base64');
+  await s3.send(
+    new PutObjectCommand({
+      Bucket: B,
+      Key: 'whole/md5',
+      Body: digested,
+      ContentMD5: md5b64(digested),
+      ...sse(key),
+    }),
+  );
+  await rejects(
+    () =>
+      s3.send(
+        new PutObjectCommand({
+          Bucket: B,
+          Key: 'whole/md5',
+          Body: digested,
+          ContentMD5: md5b64(Buffer.from('x')),
+          ...sse(key),
+        }),
+      ),
+    'BadDigest',
+    400,
+  );
+  assert.ok((await getBytes('whole/md5', sse(key))).body.equals(digested));
   // A plaintext object beside the encrypted ones still works, and its ETag is its MD5.
   const plain = randomBytes(100_000);
   const put = await s3.send(new PutObjectCommand({ Bucket: B, Key: 'whole/plain', Body: plain }));

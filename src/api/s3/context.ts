@@ -27,7 +27,9 @@ export interface S3Context {
   secure: boolean;
   fromLoopback: boolean;
   accessKey: AccessKeyRecord;
-  body(): RequestBody;
+  // md5: false skips hashing the payload with MD5 unless Content-MD5 asks for it (an SSE-C object's ETag is
+  // random, so computing its plaintext's MD5 would cost time for nothing); digests().md5 is then empty.
+  body(opts?: { md5?: boolean }): RequestBody;
 }
 
 export function header(ctx: S3Context, name: string): string | undefined {

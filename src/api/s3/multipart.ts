@@ -87,7 +87,7 @@ export async function uploadPart(ctx: S3Context): Promise<void> {
   checkDeclaredSize(ctx, MAX_PART_SIZE);
   const enc = encryptionForUpload(ctx, upload);
   try {
-    const body = ctx.body();
+    const body = ctx.body({ md5: enc.kind === 'plaintext' });
     const segment = await storeSegment(ctx.store, body.stream, enc, upload, partNumber);
     const { md5, checksums } = body.digests();
     const etag = etagOf(enc, md5);

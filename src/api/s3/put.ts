@@ -78,7 +78,7 @@ export async function putObject(ctx: S3Context): Promise<void> {
   const enc = encryptionForWrite(ctx);
   try {
     const versionId = newVersionId();
-    const body = ctx.body();
+    const body = ctx.body({ md5: enc.kind === 'plaintext' });
     const segment = await storeSegment(
       ctx.store,
       body.stream,
