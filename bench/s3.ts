@@ -8,6 +8,7 @@
 // the server's peak RSS (VmHWM, reset before each phase where Linux allows) so that memory can be seen to
 // stay flat from 64 MiB to 1 GiB objects. The client signs with UNSIGNED-PAYLOAD over node:http so it is
 // not the bottleneck. Takes about a minute or two; bounded by BUDGET_MS.
+import { availableParallelism, loadavg } from 'node:os';
 import { startServer } from '../test/helpers/server.js';
 import { S3Http, GiB, KiB, MiB } from './lib/s3-http.js';
 import { currentRss, peakRss, resetPeakRss } from './lib/proc.js';
@@ -53,6 +54,7 @@ async function runFor(
 
 async function main(): Promise<void> {
   const began = Date.now();
+  const loadBefore = loadavg()[0]!;
   const overBudget = () => Date.now() - began > BUDGET_MS;
   const server = await startServer({ env: { COFFRE_LOG_LEVEL: 'warn' } });
   const pid = server.process.pid!;
@@ -120,7 +122,11 @@ async function main(): Promise<void> {
       );
     }
     if (!canReset) out.push('(peak RSS could not be reset between phases: figures are cumulative)');
-    out.push(`total time ${fmt((Date.now() - began) / 1000, 0)} s`);
+    // Other work on the machine shares its cores and disk with client and server: say how busy it was.
+    out.push(
+      `total time ${fmt((Date.now() - began) / 1000, 0)} s; 1-minute load average ${fmt(loadBefore)} before, ` +
+        `${fmt(loadavg()[0])} after (machine has ${availableParallelism()} cores)`,
+    );
     console.log(out.join('\n'));
   } finally {
     client.close();
