@@ -287,6 +287,39 @@ test('aws s3api: put-object, get-object with a range, head-object, list-objects-
   assert.equal(suffix.ContentRange, `bytes ${body.length - 10}-${body.length - 1}/${body.length}`);
   assert.ok(readFileSync(join(work, 'suffix.out')).equals(body.subarray(body.length - 10)));
 
+  // Flexible checksums: sent by the CLI, stored, returned with --checksum-mode and validated by botocore.
+  for (const alg of ['CRC32', 'SHA1', 'SHA256']) {
+    const sent = await awsJson<Record<string, string>>([
+      's3api',
+      'put-object',
+      '--bucket',
+      'cli-api',
+      '--key',
+      `sums/${alg}`,
+      '--body',
+      join(work, 'body.bin'),
+      '--checksum-algorithm',
+      alg,
+    ]);
+    const field = `Checksum${alg}`;
+    assert.ok(sent[field], `put-object returns ${field}`);
+    if (alg === 'SHA256') assert.equal(sent[field], createHash('sha256').update(body).digest('base64'));
+    const got = await awsJson<Record<string, string>>([
+      's3api',
+      'get-object',
+      '--bucket',
+      'cli-api',
+      '--key',
+      `sums/${alg}`,
+      '--checksum-mode',
+      'ENABLED',
+      join(work, 'sum.out'),
+    ]);
+    assert.equal(got[field], sent[field]);
+    assert.ok(readFileSync(join(work, 'sum.out')).equals(body));
+    await aws(['s3api', 'delete-object', '--bucket', 'cli-api', '--key', `sums/${alg}`]);
+  }
+
   const copy = await awsJson<{ CopyObjectResult: { ETag: string } }>([
     's3api',
     'copy-object',
