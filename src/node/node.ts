@@ -107,7 +107,10 @@ export async function startNode(config: CoffreConfig, log: Logger = createLogger
     ...segmentOptions,
     gcDelayMs: config.gcDelaySeconds * 1000,
     blockIo: cluster.blocks,
-    blocksAreLocal: () => cluster.standsAlone(),
+    // Only a node no other node writes to may sweep unreferenced block files: a gateway's (or peer's) blocks
+    // arrive before the record that refers to them commits, and a sweep would delete them mid-upload.
+    blocksAreLocal: () =>
+      cluster.standsAlone() && Object.keys(cluster.currentLayout().roles).every((id) => id === rpc.nodeId),
   });
   model.startGarbageCollector(Math.max(1000, Math.min(60_000, config.gcDelaySeconds * 1000)));
   const local = new LocalStore(model);
