@@ -30,6 +30,7 @@ import { FormatError } from '../crypt/packets.js';
 import { TruncatedError } from '../crypt/byte-reader.js';
 import type { S3Store } from '../crypt/remote-s3.js';
 import { rotate } from '../crypt/rotate.js';
+import { publishMeta, pullLog, readPublishedConfig } from '../crypt/remote-meta.js';
 import { MissingObjectError } from '../crypt/store.js';
 import * as openpgp from 'openpgp';
 
@@ -119,17 +120,27 @@ async function withRemote<T>(
   name: string,
   opts: KeyOpts,
   fn: (r: CryptRemote, c: RemoteConfig) => Promise<T>,
+  mutating = false,
 ) {
   const config = loadConfig(name);
   let remote: CryptRemote | null = null;
   try {
     remote = await openRemote(config, keySource(opts));
-    return await fn(remote, config);
+    // Another machine may have changed the remote: take its newer log entries first.
+    if (config.storeInRemote) await pullLog(remote.cipher, remote.store, remote.log);
+    const result = await fn(remote, config);
+    if (config.storeInRemote && mutating) await publishMeta(config, remote.cipher, remote.store, remote.log);
+    return result;
   } catch (err) {
     throw explain(err, name);
   } finally {
     if (remote) closeRemote(remote);
   }
+}
+
+/** Re-publishes config and log into the remote after a config change (keys, rotate). */
+async function republish(name: string, opts: KeyOpts): Promise<void> {
+  if (loadConfig(name).storeInRemote) await withRemote(name, opts, async () => {}, true);
 }
 
 function printJson(data: unknown): void {
@@ -143,62 +154,107 @@ interface InitOpts extends KeyOpts {
   bucket?: string;
   prefix?: string;
   region?: string;
-  encryption: string;
+  encryption?: string;
   keyid?: string[];
+  storeConfig?: boolean;
+  fromRemote?: boolean;
   mac?: string;
   chunk?: string;
   embedcreds?: boolean;
   pad?: boolean;
 }
 
-async function initRemote(name: string, o: InitOpts): Promise<void> {
-  checkRemoteName(name);
-  if (remoteExists(name)) throw new UserError(`crypt remote ${name} already exists`);
-  if (!MODES.includes(o.encryption as Mode))
-    throw new UserError(`--encryption must be one of ${MODES.join(', ')}`);
-  const mode = o.encryption as Mode;
-  if (o.mac && !isMacName(o.mac))
-    throw new UserError(`--mac must be HMACSHA1, HMACSHA224, HMACSHA256, HMACSHA384 or HMACSHA512`);
-  if (o.chunk) parseSize(o.chunk);
-  if (o.pad && mode === 'none')
-    throw new UserError('--pad needs encryption (padding lives inside the OpenPGP message)');
-  const keys = o.keyid?.length ? await loadPublicKeys(o.keyid) : [];
-  if (keys.length > 0 && (mode === 'none' || mode === 'shared')) {
-    throw new UserError(`--keyid makes no sense with --encryption ${mode}`);
-  }
-  const fields = await generateCipher(mode, keys, o.mac as MacName | undefined);
-  const base = {
-    version: CONFIG_VERSION,
-    name,
-    uuid: randomUUID(),
-    ...fields,
-    ...(o.chunk ? { chunk: o.chunk } : {}),
-    ...(o.pad ? { pad: 'padme' as const } : {}),
-    ...(keys.length > 0 ? { publicKeys: keysArmored(keys) } : {}),
-  };
-  let config: RemoteConfig;
+type Location = Pick<RemoteConfig, 'type' | 'directory' | 's3'>;
+
+/** Where the remote lives, from the init options. */
+function locationFrom(o: InitOpts): Location {
   if (o.type === 'directory') {
     if (!o.path) throw new UserError('--type directory needs --path DIR');
     const dir = resolve(o.path);
     if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new UserError(`no such directory: ${dir}`);
-    config = { ...base, type: 'directory', directory: dir };
-  } else if (o.type === 's3') {
+    return { type: 'directory', directory: dir };
+  }
+  if (o.type === 's3') {
     if (!o.bucket) throw new UserError('--type s3 needs --bucket B');
-    config = {
-      ...base,
-      type: 's3',
-      s3: {
-        ...(o.endpoint ? { endpoint: o.endpoint } : {}),
-        bucket: o.bucket,
-        prefix: o.prefix ?? '',
-        region: o.region ?? 'us-east-1',
-        pathStyle: true,
-      },
+    const s3 = {
+      ...(o.endpoint ? { endpoint: o.endpoint } : {}),
+      bucket: o.bucket,
+      prefix: o.prefix ?? '',
+      region: o.region ?? 'us-east-1',
+      pathStyle: true,
     };
+    return { type: 's3', s3 };
+  }
+  throw new UserError(`--type must be directory or s3`);
+}
+
+/** A second machine adopts a remote published with --store-config: it must hold one of the secret keys. */
+async function adoptRemote(name: string, o: InitOpts): Promise<void> {
+  const location = locationFrom(o);
+  const probe = { version: CONFIG_VERSION, name, uuid: '', encryption: 'none' as const, ...location };
+  const store = await openStore(probe, null);
+  let config: RemoteConfig;
+  try {
+    config = await readPublishedConfig(store, { name, ...location });
+  } finally {
+    store.close?.();
+  }
+  let remote: CryptRemote | null = null;
+  try {
+    remote = await openRemote(config, keySource(o));
+    await pullLog(remote.cipher, remote.store, remote.log);
+    saveConfig(config);
+    const count = remote.log.presentKeys().length;
+    process.stdout.write(
+      `adopted ${name} (encryption=${config.encryption}, ${count} key(s), uuid ${config.uuid})\n`,
+    );
+  } catch (err) {
+    throw explain(err, name);
+  } finally {
+    if (remote) closeRemote(remote);
+  }
+}
+
+async function initRemote(name: string, o: InitOpts): Promise<void> {
+  checkRemoteName(name);
+  if (remoteExists(name)) throw new UserError(`crypt remote ${name} already exists`);
+  if (o.fromRemote) return adoptRemote(name, o);
+  if (!MODES.includes(o.encryption as Mode))
+    throw new UserError(`--encryption must be one of ${MODES.join(', ')}`);
+  const mode = o.encryption as Mode;
+  if (o.mac && !isMacName(o.mac)) {
+    throw new UserError(`--mac must be HMACSHA1, HMACSHA224, HMACSHA256, HMACSHA384 or HMACSHA512`);
+  }
+  if (o.chunk) parseSize(o.chunk);
+  if (o.pad && mode === 'none')
+    throw new UserError('--pad needs encryption (padding lives inside the OpenPGP message)');
+  if (o.storeConfig && mode !== 'hybrid' && mode !== 'pubkey') {
+    throw new UserError(`--store-config needs hybrid or pubkey encryption (${mode} would expose the cipher)`);
+  }
+  const keys = o.keyid?.length ? await loadPublicKeys(o.keyid) : [];
+  if (keys.length > 0 && (mode === 'none' || mode === 'shared')) {
+    throw new UserError(`--keyid makes no sense with --encryption ${mode}`);
+  }
+  const location = locationFrom(o);
+  const fields = await generateCipher(mode, keys, o.mac as MacName | undefined);
+  const config: RemoteConfig = {
+    version: CONFIG_VERSION,
+    name,
+    uuid: randomUUID(),
+    ...fields,
+    ...location,
+    ...(o.chunk ? { chunk: o.chunk } : {}),
+    ...(o.pad ? { pad: 'padme' as const } : {}),
+    ...(o.storeConfig ? { storeInRemote: true } : {}),
+    ...(keys.length > 0 ? { publicKeys: keysArmored(keys) } : {}),
+  };
+  if (config.type === 's3') {
+    // git-annex's default: embed credentials when the cipher is encrypted to keys (hybrid, pubkey)
     const embed = o.embedcreds ?? Boolean(config.cipher && config.cipherkeys);
     const creds = envCreds();
-    if (embed) {
-      if (!creds) throw new UserError('--embedcreds needs AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY set');
+    if (o.embedcreds && !creds)
+      throw new UserError('--embedcreds needs AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY set');
+    if (embed && creds) {
       const cipher = await openCipher(config, keySource(o));
       config.s3creds = await encodeCreds(creds, cipher.mode === 'none' ? null : cipher);
       config.embedcreds = true;
@@ -214,8 +270,9 @@ async function initRemote(name: string, o: InitOpts): Promise<void> {
     } finally {
       store.close();
     }
-  } else throw new UserError(`--type must be directory or s3`);
+  }
   saveConfig(config);
+  if (config.storeInRemote) await withRemote(name, o, async () => {}, true);
   const keyNote = config.cipherkeys ?? config.pubkeys;
   process.stdout.write(
     `initialized ${name} (${config.type}, encryption=${mode}${keyNote ? ` to ${keyNote}` : ''}, uuid ${config.uuid})\n`,
@@ -242,7 +299,7 @@ export function registerCryptCommands(program: Command): void {
     .option('--bucket <bucket>', 'S3 bucket')
     .option('--prefix <prefix>', 'prefix for object names in the bucket (git-annex fileprefix)')
     .option('--region <region>', 'S3 region', 'us-east-1')
-    .requiredOption('--encryption <mode>', `one of ${MODES.join(', ')}`)
+    .option('--encryption <mode>', `one of ${MODES.join(', ')}`)
     .option('--keyid <id>', 'OpenPGP key (GnuPG key id/fingerprint or key file); repeatable', collectList)
     .option('--mac <mac>', `HMAC for object names (default ${DEFAULT_MAC})`)
     .option('--chunk <size>', 'split files into chunks of this size (e.g. 1MiB)')
@@ -252,7 +309,16 @@ export function registerCryptCommands(program: Command): void {
     )
     .option('--embedcreds', 'store the S3 credentials in the remote config, encrypted with the cipher')
     .option('--no-embedcreds', 'never store S3 credentials')
-    .option('--secret-key <file>', 'secret key file (needed to embed creds in pubkey mode)', collectList)
+    .option(
+      '--store-config',
+      'also keep the config and location log (encrypted) in the remote, for other machines',
+    )
+    .option(
+      '--from-remote',
+      'adopt a remote created elsewhere with --store-config (needs one of its secret keys)',
+    )
+    .option('--secret-key <file>', 'OpenPGP secret key file; repeatable', collectList)
+    .option('--no-gpg', 'do not ask GnuPG for secret keys')
     .action((name: string, o: InitOpts) => initRemote(name, o));
 
   addKeyOptions(
@@ -265,21 +331,26 @@ export function registerCryptCommands(program: Command): void {
     const jobs = jobsOf(o.jobs);
     for (const f of files)
       if (!existsSync(f) || !statSync(f).isFile()) throw new UserError(`not a file: ${f}`);
-    await withRemote(name, o, async (remote) => {
-      const progress = new Progress();
-      const results: { file: string; key: string }[] = [];
-      try {
-        await pool(files, jobs, async (file) => {
-          const { key, size } = await keyForFile(file);
-          const key2 = await remote.storeFile(file, { key, size }, progress.track(file, size));
-          results.push({ file, key: key2 });
-          if (!o.json) process.stdout.write(`${key2}  ${file}\n`);
-        });
-      } finally {
-        progress.stop();
-      }
-      if (o.json) printJson(results);
-    });
+    await withRemote(
+      name,
+      o,
+      async (remote) => {
+        const progress = new Progress();
+        const results: { file: string; key: string }[] = [];
+        try {
+          await pool(files, jobs, async (file) => {
+            const { key, size } = await keyForFile(file);
+            const key2 = await remote.storeFile(file, { key, size }, progress.track(file, size));
+            results.push({ file, key: key2 });
+            if (!o.json) process.stdout.write(`${key2}  ${file}\n`);
+          });
+        } finally {
+          progress.stop();
+        }
+        if (o.json) printJson(results);
+      },
+      true,
+    );
   });
 
   addKeyOptions(
@@ -315,9 +386,14 @@ export function registerCryptCommands(program: Command): void {
   addKeyOptions(crypt.command('rm <name> <keys...>').description('remove content from the remote')).action(
     async (name: string, keys: string[], o: KeyOpts) => {
       for (const k of keys) parseKey(k);
-      await withRemote(name, o, async (remote) => {
-        for (const key of keys) await remote.removeKey(key);
-      });
+      await withRemote(
+        name,
+        o,
+        async (remote) => {
+          for (const key of keys) await remote.removeKey(key);
+        },
+        true,
+      );
     },
   );
 
@@ -424,6 +500,7 @@ export function registerCryptCommands(program: Command): void {
       const config = loadConfig(name);
       try {
         await changeKeys(config, action, keyid, o);
+        await republish(name, o);
       } catch (err) {
         throw explain(err, name);
       }
@@ -440,6 +517,7 @@ export function registerCryptCommands(program: Command): void {
     const config = loadConfig(name);
     try {
       const r = await rotate(config, keySource(o));
+      await republish(name, o);
       process.stdout.write(
         `rotated ${name}: ${r.copied} key(s) re-encrypted, ${r.removed} old key(s) removed${r.resumed ? ' (resumed)' : ''}\n`,
       );

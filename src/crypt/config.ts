@@ -42,6 +42,8 @@ export interface RemoteConfig extends EncryptionFields {
   embedcreds?: boolean;
   /** Size padding for new objects (coffre only; git-annex reads padded objects but writes unpadded ones). */
   pad?: 'padme';
+  /** Keep the config and the location log inside the remote too (remote-meta.ts). */
+  storeInRemote?: boolean;
   /** remote.log fields coffre does not interpret, kept for export. */
   extra?: Record<string, string>;
 }

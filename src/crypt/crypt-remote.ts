@@ -1,7 +1,8 @@
 // crypt/crypt-remote: git-annex's composition — chunking wraps encryption wraps a plain object store. The store
 // only ever sees HMAC'd names and OpenPGP blobs. Retrieved content is written to a temporary file, authenticated
 // (MDC) and checked against the key's hash before it is renamed into place: never a silently wrong file.
-import { once } from 'node:events';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
@@ -189,16 +190,13 @@ export class CryptRemote {
   /** Retrieves a key into `out`; the file appears only once content, MDC and hash are verified. */
   async retrieveFile(key: string, out: string, progress?: Progress): Promise<void> {
     const tmp = join(dirname(out), `.${basename(out)}.coffre-tmp-${process.pid}`);
-    const sink = createWriteStream(tmp, { mode: 0o644 });
     try {
-      for await (const piece of this.content(key, undefined, progress)) {
-        if (!sink.write(piece)) await once(sink, 'drain');
-      }
-      sink.end();
-      await once(sink, 'close');
+      await pipeline(
+        Readable.from(this.content(key, undefined, progress)),
+        createWriteStream(tmp, { mode: 0o644 }),
+      );
       await rename(tmp, out);
     } catch (err) {
-      sink.destroy();
       await rm(tmp, { force: true });
       throw err;
     }

@@ -52,6 +52,24 @@ export class LocationLog {
     return [...this.entries.values()].filter((e) => e.present).sort((a, b) => a.key.localeCompare(b.key));
   }
 
+  /** Every entry, present or not (for publishing the log). */
+  all(): LocationEntry[] {
+    return [...this.entries.values()].sort((a, b) => a.key.localeCompare(b.key));
+  }
+
+  /** Takes entries newer than ours (another machine's log); returns how many changed. */
+  merge(entries: LocationEntry[]): number {
+    let changed = 0;
+    for (const e of entries) {
+      const mine = this.entries.get(e.key);
+      if (mine && mine.time >= e.time) continue;
+      this.entries.set(e.key, e);
+      changed++;
+    }
+    if (changed > 0) this.compact();
+    return changed;
+  }
+
   record(entry: Omit<LocationEntry, 'time'> & { time?: number }): void {
     const full: LocationEntry = { ...entry, time: entry.time ?? Date.now() / 1000 };
     this.entries.set(full.key, full);
@@ -62,6 +80,7 @@ export class LocationLog {
   /** Rewrites the log with only the current state (after imports or rotation). */
   compact(): void {
     const lines = [...this.entries.values()].map((e) => JSON.stringify(e)).join('\n');
+    ensureHome();
     writePrivateFile(logPath(this.remote), lines ? lines + '\n' : '');
   }
 }

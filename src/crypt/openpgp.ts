@@ -211,7 +211,9 @@ async function findSessionKey(
       const session = sessionFromSkesk(body, opening.passphrase);
       if (session) return session;
     }
-    throw new WrongKeyError('the cipher does not open this object (wrong cipher or remote)');
+    throw new WrongKeyError(
+      'the cipher does not open this object (wrong cipher or remote, or a corrupted object)',
+    );
   }
   if (pkesks.length > 0 && opening.unwrapSessionKey) {
     return opening.unwrapSessionKey(Buffer.concat(pkesks), pkeskIds);
@@ -258,7 +260,9 @@ async function* decryptSeipd(body: AsyncIterable<Buffer>, session: SessionKey): 
       prefix = Buffer.concat([prefix, plain]);
       if (prefix.length < BLOCK + 2) continue;
       if (prefix[BLOCK] !== prefix[BLOCK - 2] || prefix[BLOCK + 1] !== prefix[BLOCK - 1]) {
-        throw new WrongKeyError('the key does not open this object (quick check failed)');
+        throw new WrongKeyError(
+          'the key does not open this object (quick check failed: wrong key or corrupted object)',
+        );
       }
       mdc.update(prefix.subarray(0, BLOCK + 2));
       plain = prefix.subarray(BLOCK + 2);

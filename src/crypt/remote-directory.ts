@@ -1,6 +1,7 @@
 // crypt/remote-directory: git-annex's directory special remote layout, `<dir>/<hashdirlower>/<K>/<K>`.
 // Writes go to `<dir>/tmp/<K>` then are renamed into place read-only, as git-annex does.
-import { once } from 'node:events';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { chmod, mkdir, rename, rm, rmdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -22,19 +23,13 @@ export class DirectoryStore implements ObjectStore {
     const tmpDir = join(this.root, 'tmp');
     await mkdir(tmpDir, { recursive: true });
     const tmp = join(tmpDir, `${name}.${process.pid}.${Math.random().toString(36).slice(2)}`);
-    const out = createWriteStream(tmp, { mode: 0o644 });
     try {
-      for await (const chunk of data) {
-        if (!out.write(chunk)) await once(out, 'drain');
-      }
-      out.end();
-      await once(out, 'close');
+      await pipeline(Readable.from(data), createWriteStream(tmp, { mode: 0o644 }));
       const final = this.objectPath(name);
       await mkdir(join(final, '..'), { recursive: true });
       await chmod(tmp, 0o444);
       await rename(tmp, final);
     } catch (err) {
-      out.destroy();
       await rm(tmp, { force: true });
       throw err;
     }

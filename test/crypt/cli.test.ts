@@ -109,7 +109,7 @@ test('crypt CLI: hybrid chunked remote — put/get/ls/fsck, errors, keys add/rem
   assert.match(wrong.stderr, /cannot decrypt the cipher/);
 
   // corrupted object: integrity failure, and no output file appears
-  const victim = files[0];
+  const victim = files.reduce((a, b) => (statSync(a).size >= statSync(b).size ? a : b)); // a 64 KiB chunk
   chmodSync(victim, 0o644);
   const bytes = readFileSync(victim);
   bytes[bytes.length - 40] ^= 0xff;
@@ -200,4 +200,64 @@ test('crypt CLI: shared mode, parallel puts, unused, user mistakes give one line
     assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
     assert.doesNotMatch(r.stderr, /at .*\.js:\d+/);
   }
+});
+
+test('crypt CLI: --store-config lets a second machine with a secret key adopt the remote and share its log', async () => {
+  const base = tempDir('crypt-meta');
+  const remote = join(base, 'remote');
+  mkdirSync(remote);
+  const a = await keyPair(base, 'a');
+  const m1 = { COFFRE_CRYPT_HOME: join(base, 'machine1'), GNUPGHOME: join(base, 'nognupg') };
+  const m2 = { COFFRE_CRYPT_HOME: join(base, 'machine2'), GNUPGHOME: join(base, 'nognupg') };
+  const withA = ['--no-gpg', '--secret-key', a.sec];
+  writeFileSync(join(base, 'one.txt'), 'first machine\n');
+  writeFileSync(join(base, 'two.txt'), 'second machine\n');
+
+  const refused = coffre(
+    ['init', 'x', '--type', 'directory', '--path', remote, '--encryption', 'shared', '--store-config'],
+    m1,
+  );
+  assert.notEqual(refused.code, 0);
+  assert.match(refused.stderr, /would expose the cipher/);
+
+  ok(
+    [
+      'init',
+      'm',
+      '--type',
+      'directory',
+      '--path',
+      remote,
+      '--encryption',
+      'hybrid',
+      '--keyid',
+      a.pub,
+      '--store-config',
+      ...withA,
+    ],
+    m1,
+  );
+  const one = ok(['put', 'm', join(base, 'one.txt'), ...withA], m1).split(' ')[0];
+  const stored = objectFiles(remote).map((f) => readFileSync(f));
+  assert.ok(!stored.some((b) => b.includes(one)), 'the location log is stored encrypted');
+
+  // machine 2: nothing but the location and a secret key
+  const noKey = coffre(
+    ['init', 'm', '--type', 'directory', '--path', remote, '--from-remote', '--no-gpg'],
+    m2,
+  );
+  assert.notEqual(noKey.code, 0);
+  assert.match(noKey.stderr, new RegExp(a.id));
+  assert.match(
+    ok(['init', 'm', '--type', 'directory', '--path', remote, '--from-remote', ...withA], m2),
+    /1 key/,
+  );
+  assert.deepEqual(ok(['ls', 'm'], m2).trim().split('\n'), [one]);
+  ok(['get', 'm', one, '-o', join(base, 'got.txt'), ...withA], m2);
+  assert.equal(readFileSync(join(base, 'got.txt'), 'utf8'), 'first machine\n');
+  const two = ok(['put', 'm', join(base, 'two.txt'), ...withA], m2).split(' ')[0];
+
+  // machine 1 sees machine 2's put once it talks to the remote
+  ok(['fsck', 'm', ...withA], m1);
+  assert.deepEqual(ok(['ls', 'm'], m1).trim().split('\n').sort(), [one, two].sort());
 });
