@@ -244,10 +244,15 @@ async function main(): Promise<void> {
   console.log(
     `\ncoffre crypt vs git-annex vs rclone crypt — directory remote, MiB/s of plaintext (higher is better)\n`,
   );
+  const fmt = (v: number) => (v >= 10 ? v.toFixed(1) : v.toPrecision(2));
+  const perFile = (r: Row, v: number) =>
+    r.data === smallLabel ? ` (${((v * MiB) / SMALL_SIZE).toFixed(0)} files/s)` : '';
   console.log('| tool | mode | data | put MiB/s | get MiB/s |');
   console.log('|---|---|---|---:|---:|');
   for (const r of rows)
-    console.log(`| ${r.tool} | ${r.mode} | ${r.data} | ${r.put.toFixed(1)} | ${r.get.toFixed(1)} |`);
+    console.log(
+      `| ${r.tool} | ${r.mode} | ${r.data} | ${fmt(r.put)}${perFile(r, r.put)} | ${fmt(r.get)}${perFile(r, r.get)} |`,
+    );
 }
 
 try {
