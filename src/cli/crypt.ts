@@ -71,11 +71,19 @@ function jobsOf(v: string | undefined): number {
   return n;
 }
 
-/** Runs `work` over items with at most `jobs` at once; collects failures instead of stopping at the first. */
+/** Runs `work` over items with at most `jobs` at once; after the first failure no new item starts. */
 async function pool<T>(items: T[], jobs: number, work: (item: T) => Promise<void>): Promise<void> {
   let next = 0;
+  let failed = false;
   const runners = Array.from({ length: Math.min(jobs, items.length) }, async () => {
-    while (next < items.length) await work(items[next++]);
+    while (!failed && next < items.length) {
+      try {
+        await work(items[next++]);
+      } catch (err) {
+        failed = true;
+        throw err;
+      }
+    }
   });
   await Promise.all(runners);
 }

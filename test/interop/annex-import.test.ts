@@ -109,4 +109,6 @@ test('the keyid-changed hybrid remote opens with key B only; key files work with
   assert.notEqual(noSecret.code, 0);
   assert.match(noSecret.stdout + noSecret.stderr, /no secret key/);
   ok(['fsck', 'r-sharedpub', '--full', ...withA], env);
+  // every key the remote holds is referenced by a file of the repository
+  assert.deepEqual(JSON.parse(ok(['unused', 'r-pubkey', '--repo', repo, '--json'], env)), []);
 });
