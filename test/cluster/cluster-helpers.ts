@@ -14,6 +14,8 @@ export interface NodeOptions {
   extraConfig?: string;
   env?: Record<string, string>;
   label?: string;
+  // Extra arguments for node itself (e.g. --cpu-prof, which NODE_OPTIONS does not accept).
+  nodeArgs?: string[];
 }
 
 export interface ClusterNode {
@@ -89,10 +91,14 @@ export async function createNode(opts: NodeOptions): Promise<ClusterNode> {
     },
     cli: (args) => runCoffre(['-c', configPath, ...args]),
     async start() {
-      const child = spawn(process.execPath, [COFFRE_BIN, 'server', '--config', configPath], {
-        env: { ...process.env, COFFRE_LOG_LEVEL: 'info', ...FAST_PEERING, ...opts.env },
-        stdio: ['ignore', 'pipe', 'pipe'],
-      });
+      const child = spawn(
+        process.execPath,
+        [...(opts.nodeArgs ?? []), COFFRE_BIN, 'server', '--config', configPath],
+        {
+          env: { ...process.env, COFFRE_LOG_LEVEL: 'info', ...FAST_PEERING, ...opts.env },
+          stdio: ['ignore', 'pipe', 'pipe'],
+        },
+      );
       node.process = child;
       child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
       child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
