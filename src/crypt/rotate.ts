@@ -6,14 +6,12 @@ import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { UserError } from '../util/errors.js';
 import { RemoteCipher, generateCipher, type EncryptionFields } from './cipher.js';
-import { cryptHome, saveConfig, writePrivateFile, type RemoteConfig } from './config.js';
+import { cryptHome, parseSize, saveConfig, writePrivateFile, type RemoteConfig } from './config.js';
 import { CryptRemote } from './crypt-remote.js';
-import type { SecretKeySource } from './keys.js';
-import { loadPublicKeys } from './keys.js';
+import { loadPublicKeys, type SecretKeySource } from './keys.js';
 import { LocationLog } from './location-log.js';
 import { parseKey } from './names.js';
 import { openCipher, openStore, publicKeysOf } from './open-remote.js';
-import { parseSize } from './config.js';
 
 /** Version of the rotation journal format. */
 const JOURNAL_VERSION = 1;
