@@ -25,7 +25,7 @@ import {
 } from '@aws-sdk/client-s3';
 import { runCommand } from '../helpers/server.js';
 import { requireTools } from '../helpers/tools.js';
-import { customerKey } from '../security/ssec-helpers.js';
+import { AWS_BIN, customerKey } from '../security/ssec-helpers.js';
 import {
   blockFiles,
   clusterStatus,
@@ -228,7 +228,8 @@ test('aws CLI through the gateway: cp up, ls, cp down', async (t) => {
       AWS_SHARED_CREDENTIALS_FILE: join(home, 'none'),
       AWS_PAGER: '',
     };
-    const aws = (...args: string[]) => runCommand('aws', ['--endpoint-url', gateway.endpoint, ...args], env);
+    const aws = (...args: string[]) =>
+      runCommand(AWS_BIN, ['--endpoint-url', gateway.endpoint, ...args], env);
     const src = join(home, 'up.bin');
     const data = randomBytes(9 * MiB); // above the CLI's 8 MiB threshold: a multipart upload
     writeFileSync(src, data);
