@@ -9,7 +9,8 @@
 // does not fill the disk. The client signs with UNSIGNED-PAYLOAD over node:http(s), so it stays cheap; on a
 // 2-core machine it still competes with the server for CPU, which is part of what the figures show.
 // Bounded by BUDGET_MS: sizes that would start after it are reported as skipped.
-// Set BENCH_CPU_PROF=<dir> to have the servers write V8 CPU profiles there (node --cpu-prof) when they stop.
+// To see where the server's time goes, run it under `node --cpu-prof bin/coffre.js server --config …` (Node
+// refuses --cpu-prof in NODE_OPTIONS) and send it the same requests; `--trace-gc` shows the collections.
 import { cpus, loadavg } from 'node:os';
 import { startServer, type TestServer } from '../test/helpers/server.js';
 import { customerKey, sseCHeaders, startTlsServer } from '../test/security/ssec-helpers.js';
@@ -180,11 +181,7 @@ async function main(): Promise<void> {
   const began = Date.now();
   const overBudget = () => Date.now() - began > BUDGET_MS;
   const sizes = sizesFromArgs();
-  const profDir = process.env.BENCH_CPU_PROF;
-  const env: Record<string, string> = {
-    COFFRE_LOG_LEVEL: 'warn',
-    ...(profDir ? { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${profDir}` } : {}),
-  };
+  const env: Record<string, string> = { COFFRE_LOG_LEVEL: 'warn' };
   const rows: Row[] = [];
   const plain = await startServer({ env });
   try {
