@@ -34,16 +34,28 @@ export function registerKeyCommands(program: Command): void {
     .option('--create-bucket', 'allow this key to create buckets through S3')
     .option('--json', 'print JSON')
     .action(async (name: string, opts: { createBucket?: boolean; json?: boolean }, cmd: Command) => {
-      const k = (await adminCall(adminTarget(cmd), 'POST', '/v1/keys', { name, allowCreateBucket: Boolean(opts.createBucket) })) as KeyInfo;
-      print(opts.json ? { accessKeyId: k.accessKeyId, secretAccessKey: k.secretAccessKey, name: k.name } : k, Boolean(opts.json), describeKey);
+      const k = (await adminCall(adminTarget(cmd), 'POST', '/v1/keys', {
+        name,
+        allowCreateBucket: Boolean(opts.createBucket),
+      })) as KeyInfo;
+      print(
+        opts.json ? { accessKeyId: k.accessKeyId, secretAccessKey: k.secretAccessKey, name: k.name } : k,
+        Boolean(opts.json),
+        describeKey,
+      );
     });
   key
     .command('list')
     .description('list access keys')
     .option('--json', 'print JSON')
     .action(async (opts: { json?: boolean }, cmd: Command) => {
-      const keys = (await adminCall(adminTarget(cmd), 'GET', '/v1/keys')) as { accessKeyId: string; name: string }[];
-      print(keys, Boolean(opts.json), (ks: typeof keys) => (ks.length ? ks.map((k) => `${k.accessKeyId}  ${k.name}`).join('\n') : 'no keys'));
+      const keys = (await adminCall(adminTarget(cmd), 'GET', '/v1/keys')) as {
+        accessKeyId: string;
+        name: string;
+      }[];
+      print(keys, Boolean(opts.json), (ks: typeof keys) =>
+        ks.length ? ks.map((k) => `${k.accessKeyId}  ${k.name}`).join('\n') : 'no keys',
+      );
     });
   key
     .command('info <key>')
@@ -61,17 +73,24 @@ export function registerKeyCommands(program: Command): void {
     .description('delete an access key (by id or name)')
     .option('--json', 'print JSON')
     .action(async (id: string, opts: { json?: boolean }, cmd: Command) => {
-      const r = (await adminCall(adminTarget(cmd), 'DELETE', `/v1/keys/${encodeURIComponent(id)}`)) as { deleted: string };
+      const r = (await adminCall(adminTarget(cmd), 'DELETE', `/v1/keys/${encodeURIComponent(id)}`)) as {
+        deleted: string;
+      };
       print(r, Boolean(opts.json), (d: typeof r) => `deleted key ${d.deleted}`);
     });
-  for (const [verb, allowed] of [['allow', true], ['deny', false]] as const) {
+  for (const [verb, allowed] of [
+    ['allow', true],
+    ['deny', false],
+  ] as const) {
     key
       .command(`${verb} <key>`)
       .description(`${verb} a key to create buckets`)
       .requiredOption('--create-bucket', 'the permission to create buckets')
       .option('--json', 'print JSON')
       .action(async (id: string, opts: { json?: boolean }, cmd: Command) => {
-        const k = (await adminCall(adminTarget(cmd), 'PATCH', `/v1/keys/${encodeURIComponent(id)}`, { allowCreateBucket: allowed })) as KeyInfo;
+        const k = (await adminCall(adminTarget(cmd), 'PATCH', `/v1/keys/${encodeURIComponent(id)}`, {
+          allowCreateBucket: allowed,
+        })) as KeyInfo;
         print(k, Boolean(opts.json), describeKey);
       });
   }
