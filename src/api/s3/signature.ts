@@ -180,6 +180,14 @@ function canonicalQueryCandidates(rawQuery: string, omit?: string): string[] {
   return [asSpace, canonicalQuery(parseQuery(rawQuery, false), omit)];
 }
 
+// Some clients (git-annex's S3 library) sign the Host header without the port they send in it; the port-less
+// form is accepted too. The signature still covers every other signed header, the path, query and payload.
+function hostCandidates(headers: IncomingHttpHeaders, signedHeaders: string[]): IncomingHttpHeaders[] {
+  const host = headers.host;
+  if (!host || !signedHeaders.includes('host') || !/:\d+$/.test(host)) return [headers];
+  return [headers, { ...headers, host: host.replace(/:\d+$/, '') }];
+}
+
 function headerValue(headers: IncomingHttpHeaders, name: string): string | undefined {
   const v = headers[name];
   return Array.isArray(v) ? v.join(',') : v;
@@ -521,23 +529,25 @@ export async function authenticateRequest(req: AuthRequest, opts: AuthOptions): 
   const { credential } = parts;
   const signingKey = deriveSigningKey(secret, credential.date, credential.region, credential.service);
   let matched = false;
-  search: for (const path of canonicalPathCandidates(req.path)) {
-    for (const query of parts.canonicalQueries) {
-      const canonical = buildCanonicalRequest(
-        req.method.toUpperCase(),
-        path,
-        query,
-        req.headers,
-        parts.signedHeaders,
-        parts.payloadHash,
-      );
-      const expected = hmacSha256(
-        signingKey,
-        stringToSign(parts.amzDate, credential.scope, canonical),
-      ).toString('hex');
-      if (signaturesEqual(expected, parts.signature)) {
-        matched = true;
-        break search;
+  search: for (const headers of hostCandidates(req.headers, parts.signedHeaders)) {
+    for (const path of canonicalPathCandidates(req.path)) {
+      for (const query of parts.canonicalQueries) {
+        const canonical = buildCanonicalRequest(
+          req.method.toUpperCase(),
+          path,
+          query,
+          headers,
+          parts.signedHeaders,
+          parts.payloadHash,
+        );
+        const expected = hmacSha256(
+          signingKey,
+          stringToSign(parts.amzDate, credential.scope, canonical),
+        ).toString('hex');
+        if (signaturesEqual(expected, parts.signature)) {
+          matched = true;
+          break search;
+        }
       }
     }
   }

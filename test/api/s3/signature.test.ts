@@ -306,3 +306,13 @@ test('signing keys are cached yet handed out as private copies', () => {
   assert.deepEqual(deriveSigningKey(SECRET_KEY, '20130524', 'us-east-1'), b);
   assert.notDeepEqual(deriveSigningKey(SECRET_KEY, '20130525', 'us-east-1'), b);
 });
+
+test('a client that signed the Host without its port is accepted; another host is not', async () => {
+  const req = await signHeader({ path: '/bucket/key', headers: { host: 'localhost' } }, { date: NOW });
+  // What git-annex's S3 library sends: the port in Host, but a signature over the port-less name.
+  const sent = { ...req, headers: { ...req.headers, host: 'localhost:3900' } };
+  const ctx = await authenticateRequest(sent, options());
+  assert.equal(ctx.accessKeyId, ACCESS_KEY);
+  const elsewhere = { ...req, headers: { ...req.headers, host: 'otherhost:3900' } };
+  await rejects(authenticateRequest(elsewhere, options()), 'SignatureDoesNotMatch', 403);
+});
