@@ -4,14 +4,14 @@
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { rename, rm, stat } from 'node:fs/promises';
+import { rename, rm, stat, truncate } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { createHash } from 'node:crypto';
 import { ByteReader } from './byte-reader.js';
 import type { RemoteCipher } from './cipher.js';
 import type { LocationLog } from './location-log.js';
 import { backendHash, chunkCount, chunkKey, keyDigest, parseKey, sha256eKey } from './names.js';
-import { decryptMessage, encryptMessage, type Sealing } from './openpgp.js';
+import { IntegrityError, decryptMessage, encryptMessage, type Sealing } from './openpgp.js';
 import type { ObjectStore } from './store.js';
 import { padme } from './padding.js';
 
@@ -163,13 +163,27 @@ export class CryptRemote {
   }
 
   /** Streams a key's decrypted content (all chunks), checking size and hash at the end. */
-  async *content(key: string, layout?: Layout, progress?: Progress): AsyncGenerator<Buffer> {
+  async *content(
+    key: string,
+    layout?: Layout,
+    progress?: Progress,
+    resume?: { chunks: number; prefix: AsyncIterable<Buffer> },
+  ): AsyncGenerator<Buffer> {
     const parsed = parseKey(key);
     const algo = backendHash(parsed.backend);
     const h = algo ? createHash(algo) : null;
     let size = 0;
+    // Chunks already retrieved (an interrupted get) are not fetched again, but still hashed: the whole
+    // file is checked against its key at the end.
+    if (resume) {
+      for await (const piece of resume.prefix) {
+        h?.update(piece);
+        size += piece.length;
+      }
+    }
     const opening = this.cipher.opening();
-    for (const name of this.objectNames(key, layout ?? (await this.layoutOf(key)))) {
+    const names = this.objectNames(key, layout ?? (await this.layoutOf(key)));
+    for (const name of names.slice(resume?.chunks ?? 0)) {
       const pieces =
         this.cipher.mode === 'none' ? this.store.get(name) : decryptMessage(this.store.get(name), opening);
       for await (const piece of pieces) {
@@ -188,16 +202,37 @@ export class CryptRemote {
   }
 
   /** Retrieves a key into `out`; the file appears only once content, MDC and hash are verified. */
+  // A chunked key is retrieved into a partial file that a later get of the same key to the same place
+  // resumes, from the last whole chunk; anything that fails verification throws the partial file away.
   async retrieveFile(key: string, out: string, progress?: Progress): Promise<void> {
-    const tmp = join(dirname(out), `.${basename(out)}.coffre-tmp-${process.pid}`);
+    const layout = await this.layoutOf(key);
+    const chunked = layout.chunkSize !== undefined && (layout.chunkCount ?? 0) > 1;
+    const tmp = chunked
+      ? join(dirname(out), `.${basename(out)}.coffre-partial-${keyDigest(parseKey(key)).slice(0, 16)}`)
+      : join(dirname(out), `.${basename(out)}.coffre-tmp-${process.pid}`);
+    let done = 0;
+    if (chunked) {
+      const have = (await stat(tmp).catch(() => undefined))?.size ?? 0;
+      done = Math.min(Math.floor(have / layout.chunkSize!), layout.chunkCount! - 1);
+      if (have > 0) await truncate(tmp, done * layout.chunkSize!);
+    }
+    const resume =
+      done > 0
+        ? {
+            chunks: done,
+            prefix: createReadStream(tmp, { end: done * layout.chunkSize! - 1 }) as AsyncIterable<Buffer>,
+          }
+        : undefined;
     try {
       await pipeline(
-        Readable.from(this.content(key, undefined, progress)),
-        createWriteStream(tmp, { mode: 0o644 }),
+        Readable.from(this.content(key, layout, progress, resume)),
+        createWriteStream(tmp, { mode: 0o644, flags: done > 0 ? 'a' : 'w' }),
       );
       await rename(tmp, out);
     } catch (err) {
-      await rm(tmp, { force: true });
+      const keepForResume =
+        chunked && !(err instanceof ContentMismatchError) && !(err instanceof IntegrityError);
+      if (!keepForResume) await rm(tmp, { force: true });
       throw err;
     }
   }
