@@ -2,6 +2,7 @@
 // interface. A storage node serves it from its own model (LocalStore); a gateway node serves it by calling a
 // storage node over RPC for metadata while moving blocks itself (rpc/remote-store.ts). Every argument and
 // result is plain data, so any method can cross the network.
+import { etagInList } from '../util/etag.js';
 import type { Readable } from 'node:stream';
 import { S3Error, S3Errors } from '../util/s3-error.js';
 import type { Model } from './model.js';
@@ -99,14 +100,6 @@ export const METADATA_METHODS = [
   'abortUpload',
 ] as const satisfies readonly (keyof MetadataStore)[];
 
-function etagIn(list: string, etag: string): boolean {
-  const bare = etag.replace(/"/g, '');
-  return list
-    .split(',')
-    .map((s) => s.trim().replace(/^W\//, '').replace(/"/g, ''))
-    .some((s) => s === '*' || s === bare);
-}
-
 export function checkWriteCondition(
   condition: WriteCondition | undefined,
   current: ObjectRecord | undefined,
@@ -114,9 +107,9 @@ export function checkWriteCondition(
   if (!condition) return;
   if (condition.ifMatch !== undefined) {
     if (!current) throw new S3Error('NoSuchKey', 404, 'The specified key does not exist.');
-    if (!etagIn(condition.ifMatch, current.etag)) throw preconditionFailed('If-Match');
+    if (!etagInList(condition.ifMatch, current.etag)) throw preconditionFailed('If-Match');
   }
-  if (condition.ifNoneMatch !== undefined && current && etagIn(condition.ifNoneMatch, current.etag)) {
+  if (condition.ifNoneMatch !== undefined && current && etagInList(condition.ifNoneMatch, current.etag)) {
     throw preconditionFailed('If-None-Match');
   }
 }

@@ -2,7 +2,7 @@
 // anything involving encryption is decrypted with the source's key and re-encrypted with the destination's.
 import { createHash } from 'node:crypto';
 import { Transform } from 'node:stream';
-import { RECORD_VERSION, type BucketRecord, type ObjectRecord, type PartRecord } from '../../model/types.js';
+import { RECORD_VERSION, type BucketRecord, type ObjectRecord } from '../../model/types.js';
 import { S3Error, S3Errors } from '../../util/s3-error.js';
 import { requireBucket } from '../../model/store.js';
 import { bucketFor, header, requireKey, type S3Context } from './context.js';
@@ -28,7 +28,7 @@ import {
 import { checkObjectKey } from './router.js';
 import { etagOf, newVersionId, storeSegment, MAX_PUT_SIZE } from './put.js';
 import { isoDate, sendXml } from './response.js';
-import { partNumberOf, uploadFor, MAX_PART_SIZE } from './multipart.js';
+import { partNumberOf, partRecord, uploadFor, MAX_PART_SIZE } from './multipart.js';
 
 interface CopySource {
   bucket: BucketRecord;
@@ -232,15 +232,8 @@ export async function uploadPartCopy(ctx: S3Context): Promise<void> {
       partNumber,
       range,
     );
-    const etag = etagOf(destEnc, md5);
-    const part: PartRecord = {
-      v: RECORD_VERSION,
-      partNumber,
-      etag,
-      lastModified: Date.now(),
-      segment: { ...segment, partNumber, etag },
-      checksums: {},
-    };
+    const part = partRecord(partNumber, etagOf(destEnc, md5), segment, {});
+    const etag = part.etag;
     await ctx.store.putPart(upload, part);
     for (const [k, v] of Object.entries(responseHeaders(destEnc))) ctx.res.setHeader(k, v);
     sendXml(ctx.res, 200, 'CopyPartResult', { ETag: etag, LastModified: isoDate(part.lastModified) });

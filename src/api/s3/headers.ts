@@ -1,4 +1,5 @@
 // api/s3/headers: the object headers S3 stores and returns, user metadata, and conditional requests.
+import { etagInList } from '../../util/etag.js';
 import type { IncomingHttpHeaders } from 'node:http';
 import { S3Error, S3Errors } from '../../util/s3-error.js';
 
@@ -58,14 +59,6 @@ function parseHttpDate(v: string | undefined): number | undefined {
   return Number.isNaN(t) ? undefined : t;
 }
 
-function etagMatches(list: string, etag: string): boolean {
-  const bare = etag.replace(/"/g, '');
-  return list
-    .split(',')
-    .map((s) => s.trim().replace(/^W\//, '').replace(/"/g, ''))
-    .some((s) => s === '*' || s === bare);
-}
-
 export interface ConditionHeaders {
   ifMatch?: string;
   ifNoneMatch?: string;
@@ -82,13 +75,13 @@ export function evaluateConditions(
 ): 304 | 412 | undefined {
   const lastModified = Math.floor(lastModifiedMs / 1000) * 1000;
   if (c.ifMatch !== undefined) {
-    if (!etagMatches(c.ifMatch, etag)) return 412;
+    if (!etagInList(c.ifMatch, etag)) return 412;
   } else {
     const since = parseHttpDate(c.ifUnmodifiedSince);
     if (since !== undefined && lastModified > since) return 412;
   }
   if (c.ifNoneMatch !== undefined) {
-    if (etagMatches(c.ifNoneMatch, etag)) return forRead ? 304 : 412;
+    if (etagInList(c.ifNoneMatch, etag)) return forRead ? 304 : 412;
   } else {
     const since = parseHttpDate(c.ifModifiedSince);
     if (since !== undefined && lastModified <= since) return forRead ? 304 : 412;

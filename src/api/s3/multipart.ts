@@ -2,7 +2,13 @@
 // Each part is stored (and encrypted) as its own segment; completing an upload stitches the chosen parts'
 // segments into the object without copying a byte.
 import { createHash } from 'node:crypto';
-import { RECORD_VERSION, type ObjectRecord, type PartRecord, type UploadRecord } from '../../model/types.js';
+import {
+  RECORD_VERSION,
+  type ObjectRecord,
+  type PartRecord,
+  type Segment,
+  type UploadRecord,
+} from '../../model/types.js';
 import { S3Error, S3Errors } from '../../util/s3-error.js';
 import { bucketFor, header, requireKey, type S3Context } from './context.js';
 import {
@@ -72,6 +78,22 @@ export async function createMultipartUpload(ctx: S3Context): Promise<void> {
   }
 }
 
+export function partRecord(
+  partNumber: number,
+  etag: string,
+  segment: Segment,
+  checksums: Record<string, string>,
+): PartRecord {
+  return {
+    v: RECORD_VERSION,
+    partNumber,
+    etag,
+    lastModified: Date.now(),
+    segment: { ...segment, partNumber, etag },
+    checksums,
+  };
+}
+
 export function partNumberOf(ctx: S3Context): number {
   const n = parseIntParam(ctx.query.get('partNumber'), 'partNumber', 1, MAX_PARTS);
   if (n === undefined)
@@ -90,15 +112,9 @@ export async function uploadPart(ctx: S3Context): Promise<void> {
     const body = ctx.body({ md5: enc.kind === 'plaintext' });
     const segment = await storeSegment(ctx.store, body.stream, enc, upload, partNumber);
     const { md5, checksums } = body.digests();
-    const etag = etagOf(enc, md5);
-    const part: PartRecord = {
-      v: RECORD_VERSION,
-      partNumber,
-      etag,
-      lastModified: Date.now(),
-      segment: { ...segment, partNumber, etag },
-      checksums,
-    };
+    // An encrypted part keeps no checksum of its plaintext in the clear.
+    const part = partRecord(partNumber, etagOf(enc, md5), segment, enc.kind === 'plaintext' ? checksums : {});
+    const etag = part.etag;
     await ctx.store.putPart(upload, part);
     ctx.res.setHeader('ETag', etag);
     setChecksumHeaders(ctx, checksums);
