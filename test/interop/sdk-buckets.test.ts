@@ -18,9 +18,9 @@ import {
   PutBucketCorsCommand,
   PutObjectCommand,
   S3Client,
-  S3ServiceException,
 } from '@aws-sdk/client-s3';
 import { runCoffre, startServer, type TestServer } from '../helpers/server.js';
+import { rejects } from '../helpers/s3.js';
 
 let server: TestServer;
 let s3: S3Client;
@@ -35,23 +35,6 @@ after(async () => {
   await server?.stop();
   server?.cleanup();
 });
-
-/** Runs `fn`, expecting an S3 error with this code and HTTP status; returns the error. */
-async function rejects(
-  fn: () => Promise<unknown>,
-  code: string,
-  status: number,
-): Promise<S3ServiceException> {
-  try {
-    await fn();
-  } catch (err) {
-    assert.ok(err instanceof S3ServiceException, `expected an S3 error, got ${String(err)}`);
-    if (code) assert.equal(err.name, code);
-    assert.equal(err.$metadata.httpStatusCode, status);
-    return err;
-  }
-  assert.fail(`expected ${code}, but the request succeeded`);
-}
 
 test('CreateBucket, ListBuckets, HeadBucket, GetBucketLocation, GetBucketVersioning', async () => {
   await s3.send(new CreateBucketCommand({ Bucket: 'alpha' }));

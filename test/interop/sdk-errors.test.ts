@@ -26,11 +26,11 @@ import {
   PutObjectCommand,
   PutObjectTaggingCommand,
   S3Client,
-  S3ServiceException,
   UploadPartCommand,
 } from '@aws-sdk/client-s3';
 import { signer } from '../api/s3/sigv4-client.js';
 import { runCoffre, startServer, type TestServer } from '../helpers/server.js';
+import { rejects } from '../helpers/s3.js';
 
 let server: TestServer;
 let s3: S3Client;
@@ -48,22 +48,6 @@ after(async () => {
   await server?.stop();
   server?.cleanup();
 });
-
-async function rejects(
-  fn: () => Promise<unknown>,
-  code: string,
-  status: number,
-): Promise<S3ServiceException> {
-  try {
-    await fn();
-  } catch (err) {
-    assert.ok(err instanceof S3ServiceException, `expected an S3 error, got ${String(err)}`);
-    if (code) assert.equal(err.name, code);
-    assert.equal(err.$metadata.httpStatusCode, status);
-    return err;
-  }
-  assert.fail(`expected ${code || status}, but the request succeeded`);
-}
 
 async function keyWith(name: string, perms: string[]): Promise<S3Client> {
   const created = await runCoffre(['key', 'create', name, '--json', '--config', server.configPath]);

@@ -17,12 +17,12 @@ import {
   ListPartsCommand,
   PutObjectCommand,
   S3Client,
-  S3ServiceException,
   UploadPartCommand,
   UploadPartCopyCommand,
 } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import { startServer, type TestServer } from '../helpers/server.js';
+import { rejects } from '../helpers/s3.js';
 
 let server: TestServer;
 let s3: S3Client;
@@ -40,22 +40,6 @@ after(async () => {
   await server?.stop();
   server?.cleanup();
 });
-
-async function rejects(
-  fn: () => Promise<unknown>,
-  code: string,
-  status: number,
-): Promise<S3ServiceException> {
-  try {
-    await fn();
-  } catch (err) {
-    assert.ok(err instanceof S3ServiceException, `expected an S3 error, got ${String(err)}`);
-    if (code) assert.equal(err.name, code);
-    assert.equal(err.$metadata.httpStatusCode, status);
-    return err;
-  }
-  assert.fail(`expected ${code || status}, but the request succeeded`);
-}
 
 const md5 = (b: Buffer) => createHash('md5').update(b).digest();
 

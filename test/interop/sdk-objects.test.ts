@@ -18,6 +18,7 @@ import {
   S3ServiceException,
 } from '@aws-sdk/client-s3';
 import { startServer, type TestServer } from '../helpers/server.js';
+import { rejects } from '../helpers/s3.js';
 
 let server: TestServer;
 let s3: S3Client;
@@ -34,22 +35,6 @@ after(async () => {
   await server?.stop();
   server?.cleanup();
 });
-
-async function rejects(
-  fn: () => Promise<unknown>,
-  code: string,
-  status: number,
-): Promise<S3ServiceException> {
-  try {
-    await fn();
-  } catch (err) {
-    assert.ok(err instanceof S3ServiceException, `expected an S3 error, got ${String(err)}`);
-    if (code) assert.equal(err.name, code);
-    assert.equal(err.$metadata.httpStatusCode, status);
-    return err;
-  }
-  assert.fail(`expected ${code || status}, but the request succeeded`);
-}
 
 async function getBytes(key: string, extra: Partial<ConstructorParameters<typeof GetObjectCommand>[0]> = {}) {
   const out = await s3.send(new GetObjectCommand({ Bucket: B, Key: key, ...extra }));
