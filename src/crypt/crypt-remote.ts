@@ -226,7 +226,7 @@ export class CryptRemote {
     try {
       await pipeline(
         Readable.from(this.content(key, layout, progress, resume)),
-        createWriteStream(tmp, { mode: 0o644, flags: done > 0 ? 'a' : 'w' }),
+        createWriteStream(tmp, { mode: 0o644, flags: done > 0 ? 'a' : 'w', highWaterMark: 8 << 20 }),
       );
       await rename(tmp, out);
     } catch (err) {
