@@ -8,6 +8,7 @@ import { rename, rm, stat, truncate } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { createHash } from 'node:crypto';
 import { ByteReader } from './byte-reader.js';
+import { HashWorker } from '../util/hash-worker.js';
 import type { RemoteCipher } from './cipher.js';
 import type { LocationLog } from './location-log.js';
 import { backendHash, chunkCount, chunkKey, keyDigest, parseKey, sha256eKey } from './names.js';
@@ -21,6 +22,26 @@ export type Progress = (bytes: number) => void;
 export interface Layout {
   chunkSize?: number;
   chunkCount?: number;
+}
+
+interface ContentHasher {
+  update(data: Buffer): void;
+  digest(): Promise<string>;
+  abandon(): Promise<void>;
+}
+
+// Content of 16 MiB or more is hashed on a worker thread, beside the decryption; smaller content is not
+// worth a thread.
+const HASH_WORKER_THRESHOLD = 16 * 1024 * 1024;
+
+function contentHasher(algorithm: string, size: number | undefined): ContentHasher {
+  if (size !== undefined && size >= HASH_WORKER_THRESHOLD) return new HashWorker(algorithm);
+  const h = createHash(algorithm);
+  return {
+    update: (data) => void h.update(data),
+    digest: async () => h.digest('hex'),
+    abandon: async () => undefined,
+  };
 }
 
 export class ContentMismatchError extends Error {
@@ -171,7 +192,22 @@ export class CryptRemote {
   ): AsyncGenerator<Buffer> {
     const parsed = parseKey(key);
     const algo = backendHash(parsed.backend);
-    const h = algo ? createHash(algo) : null;
+    const h = algo ? contentHasher(algo, parsed.size) : null;
+    try {
+      yield* this.verifiedContent(key, parsed, h, layout, progress, resume);
+    } finally {
+      await h?.abandon();
+    }
+  }
+
+  private async *verifiedContent(
+    key: string,
+    parsed: ReturnType<typeof parseKey>,
+    h: ContentHasher | null,
+    layout?: Layout,
+    progress?: Progress,
+    resume?: { chunks: number; prefix: AsyncIterable<Buffer> },
+  ): AsyncGenerator<Buffer> {
     let size = 0;
     // Chunks already retrieved (an interrupted get) are not fetched again, but still hashed: the whole
     // file is checked against its key at the end.
@@ -196,7 +232,7 @@ export class CryptRemote {
     if (parsed.size !== undefined && parsed.size !== size) {
       throw new ContentMismatchError(`content of ${key} has ${size} bytes, the key says ${parsed.size}`);
     }
-    if (h && h.digest('hex') !== keyDigest(parsed).toLowerCase()) {
+    if (h && (await h.digest()) !== keyDigest(parsed).toLowerCase()) {
       throw new ContentMismatchError(`content of ${key} does not match its hash`);
     }
   }
