@@ -6,7 +6,7 @@
 import type { Readable } from 'node:stream';
 import { BlockStore, type BlockHash, type BlockIo } from '../block/block-store.js';
 import { BlockPins, readSegment, writeSegment, type SegmentWriteOptions } from '../model/segments.js';
-import { METADATA_METHODS, type LocalStore, type MetadataStore, type ObjectStore } from '../model/store.js';
+import { METADATA_METHODS, type LocalStore, type ObjectStore } from '../model/store.js';
 import type { Segment } from '../model/types.js';
 import { S3Error } from '../util/s3-error.js';
 import { decodeData, decodeError, encodeData, encodeError, type EncodedError } from './codec.js';
@@ -315,5 +315,3 @@ class ClusterStore {
     return owner === undefined || owner === this.cluster.rpc.nodeId;
   }
 }
-
-export type { MetadataStore };
