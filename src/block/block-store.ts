@@ -6,6 +6,7 @@ import { mkdirSync, rmSync } from 'node:fs';
 import { mkdir, open, readdir, readFile, rename, rm, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { S3Error } from '../util/s3-error.js';
+import { BLOCK_CORRUPT, BLOCK_MISSING, readVerified } from './pool.js';
 
 export type BlockHash = string; // 64 lower-case hex digits
 
@@ -17,10 +18,19 @@ export class BlockIntegrityError extends S3Error {
   }
 }
 
+export interface BlockReadOptions {
+  /**
+   * False skips the SHA-256 check of the block against its name. Only for a reader that authenticates every
+   * byte itself (the chunks of an encrypted object each carry an AES-GCM tag, which catches any change the
+   * hash would, and more): the check would be a second pass over the data for nothing.
+   */
+  verify?: boolean;
+}
+
 // What the model needs of a place that keeps blocks: this node's BlockStore, or blocks spread over a cluster.
 export interface BlockIo {
   write(data: Uint8Array, knownHash?: BlockHash): Promise<BlockHash>;
-  read(hash: BlockHash): Promise<Buffer>;
+  read(hash: BlockHash, opts?: BlockReadOptions): Promise<Buffer>;
   remove(hash: BlockHash): Promise<void>;
 }
 
@@ -70,19 +80,20 @@ export class BlockStore implements BlockIo {
     return hash;
   }
 
-  // Reads a whole block and checks it against its name.
-  async read(hash: BlockHash): Promise<Buffer> {
-    let data: Buffer;
+  // Reads a whole block and checks it against its name, both on a reader thread (read-pool). The buffer
+  // returned is the caller's alone: nothing else holds it, so it may be handed on to another thread.
+  async read(hash: BlockHash, opts: BlockReadOptions = {}): Promise<Buffer> {
     try {
-      data = await readFile(this.pathOf(hash));
+      if (opts.verify === false) return await readFile(this.pathOf(hash));
+      return await readVerified(this.pathOf(hash), hash);
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+      const name = (err as Error).name;
+      if (name === BLOCK_MISSING || (err as NodeJS.ErrnoException).code === 'ENOENT') {
         throw new S3Error('InternalError', 500, `stored block ${hash.slice(0, 16)}… is missing`);
       }
+      if (name === BLOCK_CORRUPT) throw new BlockIntegrityError(hash);
       throw err;
     }
-    if (BlockStore.hashOf(data) !== hash) throw new BlockIntegrityError(hash);
-    return data;
   }
 
   async remove(hash: BlockHash): Promise<void> {

@@ -191,8 +191,9 @@ export function plaintextRangeToCiphertextRange(
 // ---------------------------------------------------------------------------------------------------------
 // Keys and nonces
 
-function checkKey(key: Uint8Array): void {
-  if (key.length !== KEY_SIZE) throw new RangeError(`key must be ${KEY_SIZE} bytes, got ${key.length}`);
+function checkKey(key: Uint8Array | KeyObject): void {
+  const size = key instanceof Uint8Array ? key.length : key.symmetricKeySize;
+  if (size !== KEY_SIZE) throw new RangeError(`key must be ${KEY_SIZE} bytes, got ${size}`);
 }
 
 /**
@@ -303,6 +304,9 @@ function asBuffer(chunk: unknown): Buffer {
 // ---------------------------------------------------------------------------------------------------------
 // Encryption
 
+/** Sealed chunks an encrypting stream holds for a slow reader (256 KiB). */
+const ENCRYPT_CHUNKS_BUFFERED = 4;
+
 class Encryptor extends Transform implements EncryptStream {
   readonly header: Buffer;
   private readonly key: KeyObject;
@@ -311,7 +315,9 @@ class Encryptor extends Transform implements EncryptStream {
   private index = 0;
 
   constructor(key: Uint8Array, opts: StreamOptions) {
-    super();
+    // Object mode on the output: each chunk leaves as its body and its tag, and a reader takes them one by one
+    // instead of having them joined into a copy first (the block writer copies them once, into its block).
+    super({ readableObjectMode: true, readableHighWaterMark: 2 * ENCRYPT_CHUNKS_BUFFERED });
     this.header = Buffer.allocUnsafe(HEADER_SIZE);
     this.header[0] = STREAM_VERSION;
     randomBytes(SALT_SIZE).copy(this.header, 1);
@@ -476,7 +482,13 @@ export function createDecryptStream(key: Uint8Array, opts: StreamOptions = {}): 
   return new Decryptor(key, opts);
 }
 
-class RangeDecryptor extends Transform {
+/**
+ * Range decryption without a stream around it: ciphertext bytes of a slice in (any split), verified plaintext of
+ * exactly the requested range out. Used by the RangeDecryptor Transform and by the off-thread decryptor, which
+ * cannot carry a stream across threads. `key` may be a KeyObject, so the key can reach a worker thread without
+ * passing through a JavaScript buffer.
+ */
+export class RangeOpener {
   private readonly key: KeyObject;
   private readonly nonce = Buffer.alloc(NONCE_SIZE);
   private readonly pending = new ByteQueue();
@@ -485,8 +497,7 @@ class RangeDecryptor extends Transform {
   private skip: number;
   private remaining: number;
 
-  constructor(key: Uint8Array, opts: RangeDecryptOptions) {
-    super();
+  constructor(key: Uint8Array | KeyObject, opts: RangeDecryptOptions) {
     checkStreamHeader(opts.header);
     const header = opts.header.subarray(0, HEADER_SIZE);
     this.range = opts.range;
@@ -502,26 +513,49 @@ class RangeDecryptor extends Transform {
     return this.range.plainSize - index * CHUNK_SIZE + TAG_SIZE;
   }
 
+  /** Takes the next ciphertext bytes; returns the plaintext of every chunk they complete (each verified). */
+  write(data: Buffer): Buffer[] {
+    this.pending.push(data);
+    const out: Buffer[] = [];
+    while (this.index <= this.range.lastChunkIndex) {
+      const need = this.sealedLength(this.index);
+      if (this.pending.length < need) break;
+      const final = this.index === this.range.finalChunkIndex;
+      const plain = openChunk(this.key, this.nonce, this.index, final, this.pending.takeViews(need));
+      this.index++;
+      for (const p of plain) {
+        const from = Math.min(this.skip, p.length);
+        const to = Math.min(p.length, from + this.remaining);
+        this.skip -= from;
+        this.remaining -= to - from;
+        if (to > from) out.push(p.subarray(from, to));
+      }
+    }
+    if (this.index > this.range.lastChunkIndex && this.pending.length > 0) {
+      throw new IntegrityError('more ciphertext than the requested range covers');
+    }
+    return out;
+  }
+
+  /** The slice has ended: throws IntegrityError unless every chunk of the range was opened. */
+  end(): void {
+    if (this.index <= this.range.lastChunkIndex) {
+      throw new IntegrityError(`ciphertext range truncated: chunk ${this.index} is missing or incomplete`);
+    }
+  }
+}
+
+class RangeDecryptor extends Transform {
+  private readonly opener: RangeOpener;
+
+  constructor(key: Uint8Array, opts: RangeDecryptOptions) {
+    super();
+    this.opener = new RangeOpener(key, opts);
+  }
+
   override _transform(chunk: unknown, _enc: BufferEncoding, done: TransformCallback): void {
     try {
-      this.pending.push(asBuffer(chunk));
-      while (this.index <= this.range.lastChunkIndex) {
-        const need = this.sealedLength(this.index);
-        if (this.pending.length < need) break;
-        const final = this.index === this.range.finalChunkIndex;
-        const plain = openChunk(this.key, this.nonce, this.index, final, this.pending.takeViews(need));
-        this.index++;
-        for (const p of plain) {
-          const from = Math.min(this.skip, p.length);
-          const to = Math.min(p.length, from + this.remaining);
-          this.skip -= from;
-          this.remaining -= to - from;
-          if (to > from) this.push(p.subarray(from, to));
-        }
-      }
-      if (this.index > this.range.lastChunkIndex && this.pending.length > 0) {
-        throw new IntegrityError('more ciphertext than the requested range covers');
-      }
+      for (const p of this.opener.write(asBuffer(chunk))) this.push(p);
       done();
     } catch (err) {
       done(err as Error);
@@ -529,9 +563,12 @@ class RangeDecryptor extends Transform {
   }
 
   override _flush(done: TransformCallback): void {
-    if (this.index <= this.range.lastChunkIndex) {
-      done(new IntegrityError(`ciphertext range truncated: chunk ${this.index} is missing or incomplete`));
-    } else done();
+    try {
+      this.opener.end();
+      done();
+    } catch (err) {
+      done(err as Error);
+    }
   }
 }
 

@@ -2,7 +2,7 @@
 // blocks: every block an object or part refers to holds a reference count, updated in the same transaction
 // as the record, and blocks nobody refers to are collected after a delay.
 import { randomBytes } from 'node:crypto';
-import { BlockStore, type BlockHash, type BlockIo } from '../block/block-store.js';
+import { BlockStore, type BlockHash, type BlockIo, type BlockReadOptions } from '../block/block-store.js';
 import { MetadataDb, type Table } from '../db/db.js';
 import { S3Error, S3Errors } from '../util/s3-error.js';
 import { compareUtf8 } from '../util/bytes.js';
@@ -219,8 +219,8 @@ export class Model {
     this.pins.unpin(segmentHashes(segments));
   }
 
-  readSegment(segment: Segment, start: number, end: number): Readable {
-    return readSegment(this.opts.blockIo ?? this.blocks, segment, start, end);
+  readSegment(segment: Segment, start: number, end: number, opts?: BlockReadOptions): Readable {
+    return readSegment(this.opts.blockIo ?? this.blocks, segment, start, end, opts);
   }
 
   getObject(bucketId: string, key: string): ObjectRecord | undefined {

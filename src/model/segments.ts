@@ -1,10 +1,12 @@
 // model/segments: turning a byte stream into stored blocks and back. A segment is written block by block
 // (bounded memory: at most a few blocks in flight) and read back with each block's hash verified.
 import { Readable } from 'node:stream';
-import { BlockStore, type BlockHash, type BlockIo } from '../block/block-store.js';
+import type { BlockHash, BlockIo, BlockReadOptions } from '../block/block-store.js';
+import { hashBlock } from '../block/pool.js';
 import type { BlockRef, Segment } from './types.js';
 
-const WRITES_IN_FLIGHT = 2;
+/** Blocks being hashed and written at once, per segment (memory: this many blocks per upload). */
+const WRITES_IN_FLIGHT = 3;
 
 // Hashes of blocks written for an operation that has not committed yet: the garbage collector must not
 // remove them even though no record refers to them.
@@ -48,12 +50,17 @@ export async function writeSegment(
   let fill = 0;
   let total = 0;
 
+  // A block is named (hashed, on a worker) and written while the next ones fill; its ref takes its place in
+  // `refs` at once and its name when known. It is pinned before it is written.
   const flushBlock = async (data: Buffer) => {
-    const hash = BlockStore.hashOf(data);
-    pins.pin([hash]);
-    refs.push({ hash, size: data.length });
-    const p = blocks
-      .write(data, hash)
+    const ref: BlockRef = { hash: '', size: data.length };
+    refs.push(ref);
+    const p = hashBlock(data)
+      .then(({ hash, block }) => {
+        ref.hash = hash;
+        pins.pin([hash]);
+        return blocks.write(block, hash);
+      })
       .then(() => undefined)
       .catch((err: unknown) => {
         firstError ??= err;
@@ -94,16 +101,29 @@ export async function writeSegment(
     if (firstError) throw firstError;
   } catch (err) {
     await Promise.allSettled(inFlight);
-    pins.unpin(refs.map((r) => r.hash));
+    pins.unpin(refs.filter((r) => r.hash !== '').map((r) => r.hash));
     throw err;
   }
   return { plainSize: total, storedSize: total, blocks: refs };
 }
 
-// Streams stored bytes [start, end) of a segment, verifying every block read (the next block is fetched
-// while the current one is consumed).
-export function readSegment(blocks: BlockIo, segment: Segment, start: number, end: number): Readable {
-  return Readable.from(segmentChunks(blocks, segment, start, end), { objectMode: false, highWaterMark: 1 });
+/** Blocks being read ahead of a segment's consumer (memory: this many blocks per open read). */
+const READ_AHEAD = 3;
+
+// Streams stored bytes [start, end) of a segment, verifying every block read (the next blocks are fetched
+// while the current one is consumed). Each block buffer yielded is the consumer's own (inline data is not).
+// The stream is in object mode so that a reader takes the blocks one by one, never joined into a copy.
+export function readSegment(
+  blocks: BlockIo,
+  segment: Segment,
+  start: number,
+  end: number,
+  opts: BlockReadOptions = {},
+): Readable {
+  return Readable.from(segmentChunks(blocks, segment, start, end, opts), {
+    objectMode: true,
+    highWaterMark: 1,
+  });
 }
 
 async function* segmentChunks(
@@ -111,6 +131,7 @@ async function* segmentChunks(
   segment: Segment,
   start: number,
   end: number,
+  opts: BlockReadOptions,
 ): AsyncGenerator<Buffer> {
   if (end <= start) return;
   if (segment.inline) {
@@ -131,11 +152,20 @@ async function* segmentChunks(
       to: Math.min(end, blockEnd) - blockStart,
     });
   }
-  let next = wanted.length > 0 ? blocks.read(wanted[0]!.hash) : undefined;
+  // Reads run ahead of the consumer by READ_AHEAD blocks, so the reader threads stay busy while it works.
+  const reads: Promise<Buffer>[] = [];
+  let issued = 0;
+  const issue = () => {
+    while (issued < wanted.length && reads.length < READ_AHEAD) {
+      const p = blocks.read(wanted[issued++]!.hash, opts);
+      p.catch(() => undefined); // surfaced when awaited
+      reads.push(p);
+    }
+  };
   for (let i = 0; i < wanted.length; i++) {
-    const data = await next!;
-    next = i + 1 < wanted.length ? blocks.read(wanted[i + 1]!.hash) : undefined;
-    next?.catch(() => undefined); // surfaced when awaited
+    issue();
+    const data = await reads.shift()!;
+    issue();
     const w = wanted[i]!;
     yield data.subarray(w.from, w.to);
   }

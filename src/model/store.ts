@@ -2,6 +2,7 @@
 // interface. A storage node serves it from its own model (LocalStore); a gateway node serves it by calling a
 // storage node over RPC for metadata while moving blocks itself (rpc/remote-store.ts). Every argument and
 // result is plain data, so any method can cross the network.
+import type { BlockReadOptions } from '../block/block-store.js';
 import { etagInList } from '../util/etag.js';
 import type { Readable } from 'node:stream';
 import { S3Error, S3Errors } from '../util/s3-error.js';
@@ -68,7 +69,8 @@ export interface SegmentIo {
   releaseSegments(segments: Segment[]): void;
   // Protects blocks a record is about to refer to (a copy sharing blocks) until released.
   retainSegments(segments: Segment[]): void;
-  readSegment(segment: Segment, start: number, end: number): Readable;
+  // Stored bytes [start, end) of a segment, block by block (see model/segments readSegment).
+  readSegment(segment: Segment, start: number, end: number, opts?: BlockReadOptions): Readable;
 }
 
 export interface ObjectStore extends MetadataStore, SegmentIo {}
@@ -215,8 +217,8 @@ export class LocalStore implements ObjectStore {
   retainSegments(segments: Segment[]) {
     this.model.pins.pin(segments.flatMap((s) => s.blocks.map((b) => b.hash)));
   }
-  readSegment(segment: Segment, start: number, end: number) {
-    return this.model.readSegment(segment, start, end);
+  readSegment(segment: Segment, start: number, end: number, opts?: BlockReadOptions) {
+    return this.model.readSegment(segment, start, end, opts);
   }
 }
 

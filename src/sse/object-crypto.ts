@@ -14,8 +14,10 @@
 // CreateMultipartUpload and the completed object keeps it; every part is its own stream, bound to its part
 // number (partContext) so parts cannot be swapped.
 
+import { createSecretKey } from 'node:crypto';
 import type { Transform } from 'node:stream';
 import {
+  RangeOpener,
   createDecryptStream,
   createEncryptStream,
   createRangeDecryptStream,
@@ -28,6 +30,7 @@ import type { CiphertextRange, EncryptStream } from '../crypto/aead-stream.js';
 import { deriveObjectKey, zeroize } from '../crypto/keys.js';
 import type { ObjectIdentity } from '../crypto/keys.js';
 import { S3Errors } from '../util/s3-error.js';
+import { decryptOffThread } from './decrypt-pool.js';
 import type { EncryptionParams } from './params.js';
 import { SSE_C_ALGORITHM } from './params.js';
 
@@ -48,6 +51,14 @@ export type StoredEncryption =
   | { v: 1; kind: 'sse-c'; alg: 'AES256' }
   /** Slot for SSE-S3: keyId names the keyring's master key that the object's keys derive from. */
   | { v: 1; kind: 'sse-s3'; alg: 'AES256'; keyId: string };
+
+/** Reads of at least this much plaintext are decrypted off the serving thread (smaller ones: the hop costs more). */
+const OFF_THREAD_MIN_BYTES = 256 * 1024;
+
+async function* openRange(opener: RangeOpener, cipher: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
+  for await (const piece of cipher) yield* opener.write(piece);
+  opener.end();
+}
 
 const MESSAGES = {
   needsKey:
@@ -199,6 +210,22 @@ export class ObjectCrypto {
   /** Transform: the whole stored ciphertext of the object (or part) → verified plaintext. */
   decryptStream(place?: StreamPlace): Transform {
     return createDecryptStream(this.dataKey, { context: contextOf(place) });
+  }
+
+  /**
+   * A ciphertext slice from plaintextRangeToCiphertextRange → exactly that plaintext range, verified. Large
+   * ranges are decrypted on a worker thread (decrypt-pool): `cipher` must then yield buffers nobody else holds.
+   */
+  decryptRange(
+    cipher: AsyncIterable<Buffer>,
+    header: Uint8Array,
+    range: CiphertextRange,
+    place?: StreamPlace,
+  ): AsyncGenerator<Buffer> {
+    const options = { header, range, context: contextOf(place) };
+    if (range.length >= OFF_THREAD_MIN_BYTES)
+      return decryptOffThread(createSecretKey(this.dataKey), options, cipher);
+    return openRange(new RangeOpener(this.dataKey, options), cipher);
   }
 
   /** Transform: a ciphertext slice from plaintextRangeToCiphertextRange → exactly that plaintext range. */

@@ -66,6 +66,23 @@ test(
     // A truncated block fails the same way.
     writeFileSync(path, data.subarray(0, 100));
     await assert.rejects(store.read(hash), BlockIntegrityError);
+    // A reader that authenticates the bytes itself (encrypted objects) may skip the check: it gets them as stored.
+    assert.deepEqual(await store.read(hash, { verify: false }), data.subarray(0, 100));
+  }),
+);
+
+test(
+  'a missing block is reported as such, with or without the check',
+  withStore(async (store) => {
+    const hash = await store.write(randomBytes(100));
+    rmSync(store.pathOf(hash));
+    for (const verify of [true, false]) {
+      await assert.rejects(store.read(hash, { verify }), (err: unknown) => {
+        assert.ok(err instanceof S3Error);
+        assert.match(err.message, /is missing/);
+        return true;
+      });
+    }
   }),
 );
 

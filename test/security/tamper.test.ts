@@ -1,8 +1,9 @@
 // Tampering with stored data never yields wrong bytes: after an upload of a multi-block object (SSE-C, and
 // plaintext), a flipped byte in a block file, a truncated block file, and two block files with swapped contents
 // each make GET fail — an error status or a cut connection — and whatever bytes did arrive are the original's.
-// The block hash check catches those; to reach the authenticated encryption underneath it, the SSE-C object's
-// metadata record is also edited to list its (intact) blocks out of order, which only the chunk nonces detect.
+// For the plaintext object the block hash check catches those; for the SSE-C object, whose blocks are read
+// without that check, the AES-GCM tag of every chunk does. The SSE-C object's metadata record is also edited to
+// list its (intact) blocks out of order, which only the chunk nonces detect.
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { readFileSync, truncateSync, writeFileSync } from 'node:fs';

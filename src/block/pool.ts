@@ -1,0 +1,53 @@
+// block/pool: the block store's CPU work on worker threads (pool-worker): checking a block read from disk
+// against its name, and naming a block about to be written. SHA-256 over every byte costs the thread serving
+// requests about as much as everything else a GET or PUT does, so it happens beside it. Buffers cross by
+// transfer, not copy. One pool per process, started on first use: the serving thread keeps a core, the
+// workers share what is left (at least one thread, so a one-core machine still works).
+import { availableParallelism } from 'node:os';
+import { WorkerPool, transferable } from '../util/worker-pool.js';
+
+/** Error names the worker uses for the two read failures BlockStore reports as S3 errors. */
+export const BLOCK_MISSING = 'BlockMissing';
+export const BLOCK_CORRUPT = 'BlockCorrupt';
+
+export type BlockCall =
+  { op: 'read'; path: string; hash: string } | { op: 'hash'; data: ArrayBuffer; length: number };
+
+/** A block's bytes coming back from a worker. */
+export interface BlockBytes {
+  data: ArrayBuffer;
+  length: number;
+}
+
+let pool: WorkerPool | undefined;
+
+function blockPool(): WorkerPool {
+  pool ??= new WorkerPool(
+    new URL('./pool-worker.js', import.meta.url),
+    Math.min(4, availableParallelism() - 1),
+  );
+  return pool;
+}
+
+function call<T>(c: BlockCall, transfer: ArrayBuffer[] = []): Promise<T> {
+  return blockPool().call<T>(c as unknown as Record<string, unknown>, transfer);
+}
+
+/**
+ * Reads the block file at `path` and checks its SHA-256 against `hash` on a worker. Rejects with an Error
+ * named BLOCK_MISSING or BLOCK_CORRUPT for those cases. The buffer is the caller's alone.
+ */
+export async function readVerified(path: string, hash: string): Promise<Buffer> {
+  const { data, length } = await call<BlockBytes>({ op: 'read', path, hash });
+  return Buffer.from(data, 0, length);
+}
+
+/**
+ * The SHA-256 (hex) of `block`, computed on a worker. `block` is given up (its memory may move to the worker):
+ * use the buffer returned with the hash instead.
+ */
+export async function hashBlock(block: Buffer): Promise<{ hash: string; block: Buffer }> {
+  const data = transferable(block);
+  const reply = await call<BlockBytes & { hash: string }>({ op: 'hash', data, length: block.length }, [data]);
+  return { hash: reply.hash, block: Buffer.from(reply.data, 0, reply.length) };
+}

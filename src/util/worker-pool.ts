@@ -1,0 +1,133 @@
+// util/worker-pool: CPU work (hashing, decryption) moved off the thread that serves requests. A pool runs a
+// fixed number of worker threads of one script and matches replies to calls by id. Buffers travel by transfer
+// (no copy) when the caller lists them. A call may name a lane: calls on one lane go to the same worker and are
+// handled in the order they were made, which is what a stateful job (one object's decryption) needs.
+//
+// Workers are unref'd while idle, so a pool never keeps a process alive on its own; a worker that dies fails the
+// calls it held and is replaced on the next call.
+import { Worker, parentPort, type TransferListItem } from 'node:worker_threads';
+
+interface Pending {
+  resolve: (value: unknown) => void;
+  reject: (err: Error) => void;
+}
+
+interface Slot {
+  worker: Worker;
+  pending: Map<number, Pending>;
+}
+
+/** A reply as a worker sends it: the call's id and either its result or the error it threw. */
+type Reply = { id: number; result: unknown } | { id: number; error: { name: string; message: string } };
+
+/** Rebuilds an error thrown in a worker; `revive` may turn it back into a known class (by name). */
+export type ErrorReviver = (name: string, message: string) => Error;
+
+export class WorkerPool {
+  private readonly slots: (Slot | undefined)[];
+  private nextId = 1;
+  private nextLane = 0;
+  private closed = false;
+
+  constructor(
+    private readonly script: URL,
+    size: number,
+    private readonly revive: ErrorReviver = (name, message) => Object.assign(new Error(message), { name }),
+  ) {
+    this.slots = new Array<Slot | undefined>(Math.max(1, size)).fill(undefined);
+  }
+
+  /** A lane for a sequence of calls that must reach one worker in order (spread over the workers). */
+  lane(): number {
+    return this.nextLane++ % this.slots.length;
+  }
+
+  /** Sends `message` (plus an id) to a worker and resolves with what it returns. */
+  call<T>(message: Record<string, unknown>, transfer: TransferListItem[] = [], lane?: number): Promise<T> {
+    if (this.closed) return Promise.reject(new Error('worker pool is closed'));
+    const slot = this.slotFor(lane ?? this.lane());
+    const id = this.nextId++;
+    return new Promise<T>((resolve, reject) => {
+      if (slot.pending.size === 0) slot.worker.ref();
+      slot.pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
+      slot.worker.postMessage({ ...message, id }, transfer);
+    });
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    await Promise.all(this.slots.map((s) => s?.worker.terminate()));
+  }
+
+  private slotFor(index: number): Slot {
+    const existing = this.slots[index];
+    if (existing) return existing;
+    const worker = new Worker(this.script);
+    const slot: Slot = { worker, pending: new Map() };
+    worker.unref();
+    worker.on('message', (reply: Reply) => {
+      const p = slot.pending.get(reply.id);
+      if (!p) return;
+      slot.pending.delete(reply.id);
+      if (slot.pending.size === 0) worker.unref();
+      if ('error' in reply) p.reject(this.revive(reply.error.name, reply.error.message));
+      else p.resolve(reply.result);
+    });
+    const fail = (err: Error) => {
+      if (this.slots[index] === slot) this.slots[index] = undefined;
+      for (const p of slot.pending.values()) p.reject(err);
+      slot.pending.clear();
+    };
+    worker.on('error', fail);
+    worker.on('exit', (code) => fail(new Error(`worker thread exited (code ${code})`)));
+    this.slots[index] = slot;
+    return slot;
+  }
+}
+
+/** What a handler returns: the result, and the buffers to transfer with it rather than copy. */
+export interface Handled {
+  result: unknown;
+  transfer?: TransferListItem[];
+}
+
+/**
+ * Inside a worker: answers every call with `handle`, which may be async and may throw (the error goes back to
+ * the caller). Calls are started in the order they arrive; an async handler lets later ones start meanwhile.
+ */
+export function serveCalls(handle: (message: Record<string, unknown>) => Handled | Promise<Handled>): void {
+  const port = parentPort;
+  if (!port) throw new Error('serveCalls must run in a worker thread');
+  const send = (id: number, handled: Handled) =>
+    port.postMessage({ id, result: handled.result } satisfies Reply, handled.transfer ?? []);
+  const fail = (id: number, err: unknown) => {
+    const e = err instanceof Error ? err : new Error(String(err));
+    port.postMessage({ id, error: { name: e.name, message: e.message } } satisfies Reply);
+  };
+  port.on('message', (message: Record<string, unknown> & { id: number }) => {
+    try {
+      const handled = handle(message);
+      if (handled instanceof Promise)
+        handled.then(
+          (h) => send(message.id, h),
+          (err) => fail(message.id, err),
+        );
+      else send(message.id, handled);
+    } catch (err) {
+      fail(message.id, err);
+    }
+  });
+}
+
+/**
+ * A buffer's bytes as an ArrayBuffer that may be transferred: its own when the buffer spans all of it and is
+ * large enough not to come from Node's shared allocation pool, otherwise a copy. The caller must hold the only
+ * reference to `buf` (transfer empties every view of the ArrayBuffer).
+ */
+export function transferable(buf: Uint8Array): ArrayBuffer {
+  const whole = buf.byteOffset === 0 && buf.byteLength === buf.buffer.byteLength;
+  if (whole && buf.buffer instanceof ArrayBuffer && buf.byteLength > Buffer.poolSize) return buf.buffer;
+  const copy = new Uint8Array(buf.byteLength);
+  copy.set(buf);
+  return copy.buffer;
+}
