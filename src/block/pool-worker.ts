@@ -2,8 +2,8 @@
 // the I/O threads) followed by the hash check here; every buffer goes back by transfer.
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
-import { serveCalls, transferable, type Handled } from '../util/worker-pool.js';
-import { BLOCK_CORRUPT, BLOCK_MISSING, type BlockBytes, type BlockCall } from './pool.js';
+import { moveBytes, serveCalls, type Handled } from '../util/worker-pool.js';
+import { BLOCK_CORRUPT, BLOCK_MISSING, type BlockCall } from './pool.js';
 
 const sha256 = (data: Uint8Array) => createHash('sha256').update(data).digest('hex');
 
@@ -20,13 +20,14 @@ async function read(path: string, hash: string): Promise<Handled> {
   if (sha256(data) !== hash) {
     throw Object.assign(new Error(`block ${hash} failed its integrity check`), { name: BLOCK_CORRUPT });
   }
-  const bytes = transferable(data);
-  return { result: { data: bytes, length: data.length } satisfies BlockBytes, transfer: [bytes] };
+  const moved = moveBytes(data, true); // read here, so this thread's alone
+  return { result: moved, transfer: [moved.data] };
 }
 
 serveCalls((message) => {
   const call = message as unknown as BlockCall;
   if (call.op === 'read') return read(call.path, call.hash);
-  const hash = sha256(new Uint8Array(call.data, 0, call.length));
-  return { result: { hash, data: call.data, length: call.length }, transfer: [call.data] };
+  const hash = sha256(new Uint8Array(call.data, call.offset, call.length));
+  const { data, offset, length } = call;
+  return { result: { hash, data, offset, length }, transfer: [data] };
 });

@@ -4,20 +4,13 @@
 // transfer, not copy. One pool per process, started on first use: the serving thread keeps a core, the
 // workers share what is left (at least one thread, so a one-core machine still works).
 import { availableParallelism } from 'node:os';
-import { WorkerPool, transferable } from '../util/worker-pool.js';
+import { WorkerPool, moveBytes, type MovedBytes } from '../util/worker-pool.js';
 
 /** Error names the worker uses for the two read failures BlockStore reports as S3 errors. */
 export const BLOCK_MISSING = 'BlockMissing';
 export const BLOCK_CORRUPT = 'BlockCorrupt';
 
-export type BlockCall =
-  { op: 'read'; path: string; hash: string } | { op: 'hash'; data: ArrayBuffer; length: number };
-
-/** A block's bytes coming back from a worker. */
-export interface BlockBytes {
-  data: ArrayBuffer;
-  length: number;
-}
+export type BlockCall = { op: 'read'; path: string; hash: string } | ({ op: 'hash' } & MovedBytes);
 
 let pool: WorkerPool | undefined;
 
@@ -38,16 +31,16 @@ function call<T>(c: BlockCall, transfer: ArrayBuffer[] = []): Promise<T> {
  * named BLOCK_MISSING or BLOCK_CORRUPT for those cases. The buffer is the caller's alone.
  */
 export async function readVerified(path: string, hash: string): Promise<Buffer> {
-  const { data, length } = await call<BlockBytes>({ op: 'read', path, hash });
-  return Buffer.from(data, 0, length);
+  const { data, offset, length } = await call<MovedBytes>({ op: 'read', path, hash });
+  return Buffer.from(data, offset, length);
 }
 
 /**
- * The SHA-256 (hex) of `block`, computed on a worker. `block` is given up (its memory may move to the worker):
- * use the buffer returned with the hash instead.
+ * The SHA-256 (hex) of `block`, computed on a worker. The whole ArrayBuffer under `block` is given up (it moves
+ * to the worker and back): use the buffer returned with the hash instead.
  */
 export async function hashBlock(block: Buffer): Promise<{ hash: string; block: Buffer }> {
-  const data = transferable(block);
-  const reply = await call<BlockBytes & { hash: string }>({ op: 'hash', data, length: block.length }, [data]);
-  return { hash: reply.hash, block: Buffer.from(reply.data, 0, reply.length) };
+  const moved = moveBytes(block, true);
+  const reply = await call<MovedBytes & { hash: string }>({ op: 'hash', ...moved }, [moved.data]);
+  return { hash: reply.hash, block: Buffer.from(reply.data, reply.offset, reply.length) };
 }

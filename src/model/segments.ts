@@ -5,6 +5,8 @@ import type { BlockHash, BlockIo, BlockReadOptions } from '../block/block-store.
 import { hashBlock } from '../block/pool.js';
 import type { BlockRef, Segment } from './types.js';
 
+/** A stream's last block may be this fraction of a block larger rather than followed by a tiny one. */
+const TAIL_FRACTION = 16;
 /** Blocks being hashed and written at once, per segment (memory: this many blocks per upload). */
 const WRITES_IN_FLIGHT = 3;
 
@@ -46,7 +48,13 @@ export async function writeSegment(
   const refs: BlockRef[] = [];
   const inFlight = new Set<Promise<void>>();
   let firstError: unknown;
-  let current = Buffer.allocUnsafe(opts.blockSize);
+  // The last full block is held back until more than a tail's worth of bytes follows it: a stream that ends
+  // sooner (an encrypted 1 MiB object is 1 MiB plus its chunk tags) makes one slightly larger block instead of
+  // a second tiny one, with its own file, fsync and read. Blocks are allocated with room for that tail.
+  const tailLimit = Math.floor(opts.blockSize / TAIL_FRACTION);
+  const newBlock = () => Buffer.allocUnsafe(opts.blockSize + tailLimit);
+  let held: Buffer | undefined;
+  let current = newBlock();
   let fill = 0;
   let total = 0;
 
@@ -80,15 +88,19 @@ export async function writeSegment(
         current.set(chunk.subarray(0, n), fill);
         fill += n;
         chunk = chunk.subarray(n);
+        if (held && fill > tailLimit) {
+          const full = held;
+          held = undefined;
+          await flushBlock(full.subarray(0, opts.blockSize));
+        }
         if (fill === opts.blockSize) {
-          const full = current;
-          current = Buffer.allocUnsafe(opts.blockSize);
+          held = current;
+          current = newBlock();
           fill = 0;
-          await flushBlock(full);
         }
       }
     }
-    if (refs.length === 0 && total <= opts.inlineThreshold) {
+    if (refs.length === 0 && !held && total <= opts.inlineThreshold) {
       return {
         plainSize: total,
         storedSize: total,
@@ -96,7 +108,10 @@ export async function writeSegment(
         inline: Buffer.from(current.subarray(0, fill)),
       };
     }
-    if (fill > 0) await flushBlock(Buffer.from(current.subarray(0, fill)));
+    if (held) {
+      current.copy(held, opts.blockSize, 0, fill);
+      await flushBlock(held.subarray(0, opts.blockSize + fill));
+    } else if (fill > 0) await flushBlock(Buffer.from(current.subarray(0, fill)));
     await Promise.all(inFlight);
     if (firstError) throw firstError;
   } catch (err) {

@@ -7,14 +7,14 @@
 import type { KeyObject } from 'node:crypto';
 import { availableParallelism } from 'node:os';
 import { IntegrityError, type RangeDecryptOptions } from '../crypto/aead-stream.js';
-import { WorkerPool, transferable } from '../util/worker-pool.js';
+import { WorkerPool, moveBytes, type MovedBytes } from '../util/worker-pool.js';
 
 /** Ciphertext pieces in the worker ahead of the consumer, per read (each up to a block, 1 MiB). */
 const IN_FLIGHT = 3;
 
 export type DecryptCall =
   | { op: 'open'; session: number; key: KeyObject; options: RangeDecryptOptions }
-  | { op: 'data'; session: number; data: ArrayBuffer; length: number }
+  | ({ op: 'data'; session: number } & MovedBytes)
   | { op: 'end'; session: number }
   | { op: 'close'; session: number };
 
@@ -41,13 +41,15 @@ function* plainOf(reply: Decrypted): Generator<Buffer> {
 }
 
 /**
- * Decrypts `cipher` (exactly the slice `options.range` names, in pieces the caller gives up: they may be
- * transferred) on a worker, yielding verified plaintext in order. Throws IntegrityError as RangeOpener does.
+ * Decrypts `cipher` (exactly the slice `options.range` names) on a worker, yielding verified plaintext in order.
+ * Throws IntegrityError as RangeOpener does. With `cipherOwned`, each piece's whole ArrayBuffer is the
+ * caller's to give up and moves to the worker without a copy.
  */
 export async function* decryptOffThread(
   key: KeyObject,
   options: RangeDecryptOptions,
   cipher: AsyncIterable<Buffer>,
+  cipherOwned: boolean,
 ): AsyncGenerator<Buffer> {
   const workers = decryptPool();
   const lane = workers.lane();
@@ -57,10 +59,13 @@ export async function* decryptOffThread(
   const waiting: Promise<Decrypted>[] = [];
   let ended = false;
   try {
-    await call({ op: 'open', session, key, options });
+    // Small values are copied into messages of their own: cloning a view clones all of its ArrayBuffer.
+    const { header, range, context } = options;
+    const own = { header: Uint8Array.from(header), range, context: context && Uint8Array.from(context) };
+    await call({ op: 'open', session, key, options: own });
     for await (const piece of cipher) {
-      const data = transferable(piece);
-      const reply = call<Decrypted>({ op: 'data', session, data, length: piece.length }, [data]);
+      const moved = moveBytes(piece, cipherOwned);
+      const reply = call<Decrypted>({ op: 'data', session, ...moved }, [moved.data]);
       reply.catch(() => undefined); // surfaced when awaited
       waiting.push(reply);
       if (waiting.length >= IN_FLIGHT) yield* plainOf(await waiting.shift()!);

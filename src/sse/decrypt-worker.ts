@@ -22,7 +22,7 @@ serveCalls((message): Handled => {
       case 'data': {
         // One buffer back per call: each ArrayBuffer crossing threads costs the receiving thread's collector,
         // so the chunks are joined here, where the copy costs the serving thread nothing.
-        const plain = opener(call.session).write(Buffer.from(call.data, 0, call.length));
+        const plain = opener(call.session).write(Buffer.from(call.data, call.offset, call.length));
         const joined = transferable(plain.length === 1 ? plain[0]! : Buffer.concat(plain));
         return { result: { plain: joined } satisfies Decrypted, transfer: [joined] };
       }

@@ -214,17 +214,19 @@ export class ObjectCrypto {
 
   /**
    * A ciphertext slice from plaintextRangeToCiphertextRange → exactly that plaintext range, verified. Large
-   * ranges are decrypted on a worker thread (decrypt-pool): `cipher` must then yield buffers nobody else holds.
+   * ranges are decrypted on a worker thread (decrypt-pool). `cipherOwned` says the memory under every buffer
+   * `cipher` yields is the caller's alone, so it can move to that thread without a copy.
    */
   decryptRange(
     cipher: AsyncIterable<Buffer>,
     header: Uint8Array,
     range: CiphertextRange,
-    place?: StreamPlace,
+    place: StreamPlace | undefined,
+    cipherOwned: boolean,
   ): AsyncGenerator<Buffer> {
     const options = { header, range, context: contextOf(place) };
     if (range.length >= OFF_THREAD_MIN_BYTES)
-      return decryptOffThread(createSecretKey(this.dataKey), options, cipher);
+      return decryptOffThread(createSecretKey(this.dataKey), options, cipher, cipherOwned);
     return openRange(new RangeOpener(this.dataKey, options), cipher);
   }
 

@@ -119,6 +119,25 @@ export function serveCalls(handle: (message: Record<string, unknown>) => Handled
   });
 }
 
+/** Bytes on their way to another thread: a region of an ArrayBuffer that is transferred with the message. */
+export interface MovedBytes {
+  data: ArrayBuffer;
+  offset: number;
+  length: number;
+}
+
+/**
+ * A view's bytes ready to move to another thread. When `owned` (the caller holds the only reference to the
+ * whole ArrayBuffer under the view, not just the view) and that ArrayBuffer is not from Node's shared pool,
+ * it moves as it is; otherwise the view's bytes are copied first.
+ */
+export function moveBytes(buf: Uint8Array, owned: boolean): MovedBytes {
+  if (owned && buf.buffer instanceof ArrayBuffer && buf.buffer.byteLength > Buffer.poolSize) {
+    return { data: buf.buffer, offset: buf.byteOffset, length: buf.byteLength };
+  }
+  return { data: transferable(buf), offset: 0, length: buf.byteLength };
+}
+
 /**
  * A buffer's bytes as an ArrayBuffer that may be transferred: its own when the buffer spans all of it and is
  * large enough not to come from Node's shared allocation pool, otherwise a copy. The caller must hold the only

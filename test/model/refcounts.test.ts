@@ -75,8 +75,27 @@ test('an object is split into verified blocks; small ones stay inline', async ()
   await withModel(async (model) => {
     const data = randomBytes(BLOCK * 3 + 17);
     const rec = await put(model, 'big', data);
-    assert.equal(rec.segments[0]!.blocks.length, 4);
+    // A short tail (up to 1/16 of a block) joins the last block instead of making a tiny one of its own.
+    assert.deepEqual(
+      rec.segments[0]!.blocks.map((b) => b.size),
+      [BLOCK, BLOCK, BLOCK + 17],
+    );
     assert.deepEqual(await readAll(model, rec), data);
+    for (const [size, expected] of [
+      [BLOCK, [BLOCK]],
+      [BLOCK * 2, [BLOCK, BLOCK]],
+      [BLOCK * 2 + BLOCK / 16, [BLOCK, BLOCK + BLOCK / 16]],
+      [BLOCK * 2 + BLOCK / 16 + 1, [BLOCK, BLOCK, BLOCK / 16 + 1]],
+    ] as const) {
+      const bytes = randomBytes(size);
+      const r = await put(model, `sized-${size}`, bytes);
+      assert.deepEqual(
+        r.segments[0]!.blocks.map((b) => b.size),
+        expected,
+        `${size} bytes`,
+      );
+      assert.deepEqual(await readAll(model, r), bytes);
+    }
     const small = await put(model, 'small', Buffer.from('tiny'));
     assert.equal(small.segments[0]!.blocks.length, 0);
     assert.deepEqual(small.segments[0]!.inline, Buffer.from('tiny'));
@@ -122,7 +141,7 @@ test('deleting objects (one by one and in a batch) makes their blocks collectabl
 
 test('blocks shared by a copy survive deleting one copy, and go when both are gone', async () => {
   await withModel(async (model) => {
-    const data = randomBytes(BLOCK * 2 + 5);
+    const data = randomBytes(BLOCK * 2 + 500);
     const original = await put(model, 'original', data);
     // A copy refers to the same segments, pinned until its record commits (as CopyObject does).
     model.pins.pin(segmentHashes(original.segments));

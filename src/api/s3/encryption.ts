@@ -244,7 +244,8 @@ function segmentChunks(
   const place = segment.partNumber === undefined ? undefined : { partNumber: segment.partNumber };
   // Every chunk's AES-GCM tag authenticates what the block hash would: one pass over the data, not two.
   const cipher = store.readSegment(segment, range.cipherStart, range.cipherEnd, { verify: false });
-  return crypto.decryptRange(cipher, segment.cryptoHeader, range, place);
+  // Blocks read for this request are its own (readSegment); inline bytes belong to the record.
+  return crypto.decryptRange(cipher, segment.cryptoHeader, range, place, !segment.inline);
 }
 
 async function* objectChunks(
