@@ -1,8 +1,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
+import { createCipheriv, randomBytes } from 'node:crypto';
 import * as openpgp from 'openpgp';
 import {
+  CfbDecryptor,
   IntegrityError,
   WrongKeyError,
   collect,
@@ -12,6 +13,28 @@ import {
 } from '../../src/crypt/openpgp.js';
 
 const pass = Buffer.from('x'.repeat(428));
+
+test('CFB decryption as ECB + XOR matches OpenSSL CFB for every key size and any split of the input', () => {
+  for (const bits of [128, 192, 256]) {
+    const key = randomBytes(bits / 8);
+    const plain = randomBytes(100_003);
+    const c = createCipheriv(`aes-${bits}-cfb`, key, Buffer.alloc(16));
+    const sealed = Buffer.concat([c.update(plain), c.final()]);
+    // Pieces of awkward sizes (1 byte, a block ± 1, unaligned offsets), and the whole at once.
+    for (const sizes of [[1, 15, 17, 3, 4096, 33, 1], [100_003], [16, 16, 16, 5]]) {
+      const d = new CfbDecryptor(`aes-${bits}-cfb`, key);
+      const out: Buffer[] = [];
+      let at = 0;
+      for (let i = 0; at < sealed.length; i++) {
+        const n = sizes[i % sizes.length]!;
+        out.push(d.update(sealed.subarray(at, at + n)));
+        at += n;
+      }
+      out.push(d.final());
+      assert.deepEqual(Buffer.concat(out), plain, `aes-${bits}, pieces ${sizes.join(',')}`);
+    }
+  }
+});
 
 test('passphrase sealing round-trips, across several pieces and an empty message', async () => {
   const data = randomBytes(300_000);
