@@ -8,7 +8,7 @@ import { rename, rm, stat, truncate } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { createHash } from 'node:crypto';
 import { ByteReader } from './byte-reader.js';
-import { HashWorker } from '../util/hash-worker.js';
+import { createHasher, type Hasher } from '../util/hash-worker.js';
 import type { RemoteCipher } from './cipher.js';
 import type { LocationLog } from './location-log.js';
 import { backendHash, chunkCount, chunkKey, keyDigest, parseKey, sha256eKey } from './names.js';
@@ -24,25 +24,10 @@ export interface Layout {
   chunkCount?: number;
 }
 
-interface ContentHasher {
-  update(data: Buffer): void;
-  digest(): Promise<string>;
-  abandon(): Promise<void>;
-}
-
 // Content of 16 MiB or more is hashed on a worker thread, beside the decryption; smaller content is not
 // worth a thread.
 const HASH_WORKER_THRESHOLD = 16 * 1024 * 1024;
-
-function contentHasher(algorithm: string, size: number | undefined): ContentHasher {
-  if (size !== undefined && size >= HASH_WORKER_THRESHOLD) return new HashWorker(algorithm);
-  const h = createHash(algorithm);
-  return {
-    update: (data) => void h.update(data),
-    digest: async () => h.digest('hex'),
-    abandon: async () => undefined,
-  };
-}
+const worthAThread = (size: number | undefined) => size !== undefined && size >= HASH_WORKER_THRESHOLD;
 
 export class ContentMismatchError extends Error {
   constructor(message: string) {
@@ -192,7 +177,7 @@ export class CryptRemote {
   ): AsyncGenerator<Buffer> {
     const parsed = parseKey(key);
     const algo = backendHash(parsed.backend);
-    const h = algo ? contentHasher(algo, parsed.size) : null;
+    const h = algo ? createHasher(algo, worthAThread(parsed.size)) : null;
     try {
       yield* this.verifiedContent(key, parsed, h, layout, progress, resume);
     } finally {
@@ -203,7 +188,7 @@ export class CryptRemote {
   private async *verifiedContent(
     key: string,
     parsed: ReturnType<typeof parseKey>,
-    h: ContentHasher | null,
+    h: Hasher | null,
     layout?: Layout,
     progress?: Progress,
     resume?: { chunks: number; prefix: AsyncIterable<Buffer> },
@@ -232,7 +217,7 @@ export class CryptRemote {
     if (parsed.size !== undefined && parsed.size !== size) {
       throw new ContentMismatchError(`content of ${key} has ${size} bytes, the key says ${parsed.size}`);
     }
-    if (h && (await h.digest()) !== keyDigest(parsed).toLowerCase()) {
+    if (h && (await h.digest()).toString('hex') !== keyDigest(parsed).toLowerCase()) {
       throw new ContentMismatchError(`content of ${key} does not match its hash`);
     }
   }
