@@ -5,6 +5,7 @@
 // network to storage nodes is ciphertext for encrypted objects, and never a customer key.
 import type { Readable } from 'node:stream';
 import { BlockStore, type BlockHash, type BlockIo, type BlockReadOptions } from '../block/block-store.js';
+import { hashBlock } from '../block/pool.js';
 import { BlockPins, readSegment, writeSegment, type SegmentWriteOptions } from '../model/segments.js';
 import { METADATA_METHODS, type LocalStore, type ObjectStore } from '../model/store.js';
 import type { Segment } from '../model/types.js';
@@ -240,10 +241,12 @@ export class ClusterBlocks implements BlockIo {
           throw decodeError(err);
         }
         const data = await readAll(reply.body);
-        // Checked here too: the reading node trusts no copy it did not verify (itself or by its reader).
-        if (opts.verify !== false && BlockStore.hashOf(data) !== hash)
+        if (opts.verify === false) return data;
+        // Checked here too (on a worker): the reading node trusts no copy it did not verify.
+        const checked = await hashBlock(data);
+        if (checked.hash !== hash)
           throw new S3Error('InternalError', 500, 'a block failed its integrity check');
-        return data;
+        return checked.block;
       } catch (err) {
         lastError = err instanceof Error ? err : new Error(String(err));
       }
