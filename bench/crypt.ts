@@ -28,6 +28,9 @@ const gitEnv = {
 const env = { ...process.env, ...gitEnv, GNUPGHOME: gnupg, COFFRE_CRYPT_HOME: join(base, 'home') };
 
 function run(cmd: string, args: string[], cwd?: string): number {
+  // Earlier steps' written data is flushed first, so no step pays for another's writeback (each tool writes
+  // gigabytes here, and the kernel would otherwise throttle whichever step happens to cross its dirty limit).
+  spawnSync('sync');
   const t0 = process.hrtime.bigint();
   const r = spawnSync(cmd, args, { cwd, env, encoding: 'utf8', maxBuffer: 256 << 20 });
   if (r.status !== 0)

@@ -9,6 +9,7 @@ import { pipeline, type Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import type { CoffreConfig } from '../../config/config.js';
 import type { ObjectStore } from '../../model/store.js';
+import type { AccessKeyRecord } from '../../model/types.js';
 import { S3Error, S3Errors } from '../../util/s3-error.js';
 import { awsChunkedDecoderFor, isStreamingPayload } from './aws-chunked.js';
 import { BodyVerifier, bodyExpectationsFromHeaders } from './checksum.js';
@@ -238,15 +239,22 @@ export class S3Server {
         });
         return;
       }
+      // The key record is looked up once: the signature check needs its secret, and the request its grants
+      // (on a gateway node each lookup is a call to the metadata node).
+      const looked: { record?: AccessKeyRecord } = {};
       const auth = await authenticateRequest(
         { method, path: rawPath, query: rawQuery, headers: req.headers },
         {
           region: config.s3Api.s3Region,
-          lookupSecret: async (id) => (await store.getKey(id))?.secret,
+          lookupSecret: async (id) => {
+            looked.record = await store.getKey(id);
+            return looked.record?.secret;
+          },
         },
       );
       signingKey = auth.signingKey;
-      const accessKey = await store.getKey(auth.accessKeyId);
+      const accessKey =
+        looked.record?.id === auth.accessKeyId ? looked.record : await store.getKey(auth.accessKeyId);
       if (!accessKey)
         throw new S3Error(
           'InvalidAccessKeyId',
