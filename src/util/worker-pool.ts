@@ -150,3 +150,104 @@ export function transferable(buf: Uint8Array): ArrayBuffer {
   copy.set(buf);
   return copy.buffer;
 }
+
+// ---------------------------------------------------------------------------------------------------------
+// Streams through a worker: a session is a stateful transform (a decryption) living on one worker. The main
+// side hands it the input pieces in order, a few ahead of the consumer, and yields what comes back.
+
+/** Calls of a session, as the worker receives them. */
+export type SessionCall =
+  | { op: 'open'; session: number; setup: unknown }
+  | ({ op: 'data'; session: number } & MovedBytes)
+  | { op: 'end'; session: number }
+  | { op: 'close'; session: number };
+
+/** What a session's 'data' call returns: the output of the pieces it completed (possibly empty). */
+interface SessionOutput {
+  out: ArrayBuffer;
+}
+
+/** The worker side of a kind of session. `write` and `end` throw to fail the session. */
+export interface SessionHandler<S> {
+  open(setup: unknown): S;
+  write(state: S, input: Buffer): Buffer[];
+  end(state: S): void;
+}
+
+/** Inside a worker: serves sessions with `handler`. A session that fails is dropped at once. */
+export function serveSessions<S>(handler: SessionHandler<S>): void {
+  const sessions = new Map<number, S>();
+  const state = (session: number): S => {
+    const found = sessions.get(session);
+    if (found === undefined) throw new Error(`session ${session} is not open`);
+    return found;
+  };
+  serveCalls((message): Handled => {
+    const call = message as unknown as SessionCall;
+    try {
+      switch (call.op) {
+        case 'open':
+          sessions.set(call.session, handler.open(call.setup));
+          return { result: null };
+        case 'data': {
+          // One buffer back per call: every ArrayBuffer that crosses threads costs the receiving thread's
+          // collector, so the pieces are joined here, where the copy costs the serving thread nothing.
+          const pieces = handler.write(state(call.session), Buffer.from(call.data, call.offset, call.length));
+          const out = transferable(pieces.length === 1 ? pieces[0]! : Buffer.concat(pieces));
+          return { result: { out } satisfies SessionOutput, transfer: [out] };
+        }
+        case 'end':
+          handler.end(state(call.session));
+          sessions.delete(call.session);
+          return { result: null };
+        case 'close':
+          sessions.delete(call.session);
+          return { result: null };
+      }
+    } catch (err) {
+      sessions.delete(call.session);
+      throw err;
+    }
+  });
+}
+
+/** Input pieces in a session's worker ahead of the consumer (each up to about a MiB). */
+const SESSION_IN_FLIGHT = 3;
+let nextSession = 1;
+
+/**
+ * Runs `input` through a new session on one of `pool`'s workers (opened with `setup`), yielding its output in
+ * order; an error thrown by the worker's handler is thrown here. With `inputOwned`, each piece's whole
+ * ArrayBuffer is the caller's to give up and moves without a copy.
+ */
+export async function* throughSession(
+  pool: WorkerPool,
+  setup: unknown,
+  input: AsyncIterable<Buffer>,
+  inputOwned: boolean,
+): AsyncGenerator<Buffer> {
+  const lane = pool.lane();
+  const session = nextSession++;
+  const call = <T>(c: SessionCall, transfer: ArrayBuffer[] = []) =>
+    pool.call<T>(c as unknown as Record<string, unknown>, transfer, lane);
+  const waiting: Promise<SessionOutput>[] = [];
+  const output = function* (reply: SessionOutput): Generator<Buffer> {
+    if (reply.out.byteLength > 0) yield Buffer.from(reply.out);
+  };
+  let ended = false;
+  try {
+    await call({ op: 'open', session, setup });
+    for await (const piece of input) {
+      const moved = moveBytes(piece, inputOwned);
+      const reply = call<SessionOutput>({ op: 'data', session, ...moved }, [moved.data]);
+      reply.catch(() => undefined); // surfaced when awaited
+      waiting.push(reply);
+      if (waiting.length >= SESSION_IN_FLIGHT) yield* output(await waiting.shift()!);
+    }
+    while (waiting.length > 0) yield* output(await waiting.shift()!);
+    await call({ op: 'end', session });
+    ended = true;
+  } finally {
+    if (!ended) call({ op: 'close', session }).catch(() => undefined);
+  }
+}
