@@ -24,8 +24,8 @@ export interface Layout {
   chunkCount?: number;
 }
 
-// Content of 16 MiB or more is hashed on a worker thread, beside the decryption; smaller content is not
-// worth a thread.
+// Content of 16 MiB or more is decrypted and hashed on worker threads, beside the reading and writing; smaller
+// content is not worth a thread.
 const HASH_WORKER_THRESHOLD = 16 * 1024 * 1024;
 const worthAThread = (size: number | undefined) => size !== undefined && size >= HASH_WORKER_THRESHOLD;
 
@@ -203,10 +203,14 @@ export class CryptRemote {
       }
     }
     const opening = this.cipher.opening();
+    // Large objects are decrypted on a worker (seipd-pool), the content hash on another (hash-worker).
+    const offThread = worthAThread(layout?.chunkSize ?? parsed.size);
     const names = this.objectNames(key, layout ?? (await this.layoutOf(key)));
     for (const name of names.slice(resume?.chunks ?? 0)) {
       const pieces =
-        this.cipher.mode === 'none' ? this.store.get(name) : decryptMessage(this.store.get(name), opening);
+        this.cipher.mode === 'none'
+          ? this.store.get(name)
+          : decryptMessage(this.store.get(name), opening, { offThread });
       for await (const piece of pieces) {
         h?.update(piece);
         size += piece.length;

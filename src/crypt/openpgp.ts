@@ -15,6 +15,7 @@ import { Readable, pipeline } from 'node:stream';
 import { createInflate, createInflateRaw } from 'node:zlib';
 import * as openpgp from 'openpgp';
 import { ByteReader } from './byte-reader.js';
+import { openSeipdOffThread } from './seipd-pool.js';
 import { FormatError, Tag, newFormatHeader, packetBody, readPacketHeader, readWholeBody } from './packets.js';
 import { deriveKey, encodeS2K, freshS2K, parseS2K, type S2KSpec } from './s2k.js';
 import { paddedLayout, paddedPackets } from './padding.js';
@@ -167,9 +168,15 @@ export async function* encryptMessage(
 }
 
 /** Decrypts one OpenPGP message; yields the literal data. See the header comment about authentication. */
+export interface DecryptOptions {
+  /** Decrypt and check the MDC on a worker thread, beside the caller's own work (worth it for large objects). */
+  offThread?: boolean;
+}
+
 export async function* decryptMessage(
   source: AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
   opening: Opening,
+  options: DecryptOptions = {},
 ): AsyncGenerator<Buffer> {
   const reader = new ByteReader(source);
   const skesks: Buffer[] = [];
@@ -187,7 +194,7 @@ export async function* decryptMessage(
     else if (header.tag === Tag.SEIPD) {
       const session = await findSessionKey(skesks, pkesks, pkeskIds, opening);
       try {
-        const plain = decryptSeipd(packetBody(reader, header), session);
+        const plain = decryptSeipd(packetBody(reader, header), session, options.offThread ?? false);
         yield* literalData(new ByteReader(plain));
       } finally {
         session.key.fill(0);
@@ -303,71 +310,104 @@ function xorInto(target: Uint8Array, source: Uint8Array): void {
   for (; i < target.length; i++) target[i] ^= source[i];
 }
 
-/** SEIPD v1: CFB with a zero IV over (random prefix ‖ data ‖ MDC packet); checks the quick-check and the MDC. */
-async function* decryptSeipd(body: AsyncIterable<Buffer>, session: SessionKey): AsyncGenerator<Buffer> {
-  const cipher = CIPHERS[session.algo];
-  if (!cipher) throw new FormatError(`unsupported cipher algorithm ${session.algo}`);
-  if (session.key.length !== cipher.keyLength) throw new WrongKeyError('session key has the wrong length');
-  const decipher = new CfbDecryptor(cipher.name, session.key);
-  const mdc = createHash('sha1');
-  let versionSeen = false;
-  let prefix: Buffer | null = Buffer.alloc(0);
-  let tail = Buffer.alloc(0);
+/**
+ * SEIPD v1 opened a piece at a time: CFB with a zero IV over (random prefix ‖ data ‖ MDC packet). The prefix's
+ * quick check is made as soon as it is whole (a wrong key fails at once); the plaintext is passed on holding
+ * back its last 22 bytes, the MDC packet once the stream has ended. Nothing returned is authenticated until
+ * `end` returns: callers write to a temporary place and publish only then. Synchronous, so that it can run on
+ * a worker thread for large objects (seipd-pool).
+ */
+export class SeipdOpener {
+  private readonly decipher: CfbDecryptor;
+  private readonly mdc = createHash('sha1');
+  private versionSeen = false;
+  private prefix: Buffer | null = Buffer.alloc(0);
+  private tail = Buffer.alloc(0);
 
-  // Checks the random prefix once it is whole, then passes plaintext on, always holding back the last 22 bytes
-  // (the MDC packet, once the stream has ended).
-  function* release(decrypted: Buffer): Generator<Buffer> {
+  constructor(session: SessionKey) {
+    const cipher = CIPHERS[session.algo];
+    if (!cipher) throw new FormatError(`unsupported cipher algorithm ${session.algo}`);
+    if (session.key.length !== cipher.keyLength) throw new WrongKeyError('session key has the wrong length');
+    this.decipher = new CfbDecryptor(cipher.name, session.key);
+  }
+
+  /** The next bytes of the SEIPD packet body; returns the plaintext they release. */
+  write(piece: Buffer): Buffer[] {
+    if (!this.versionSeen) {
+      if (piece.length === 0) return [];
+      if (piece[0] !== SEIPD_VERSION) throw new FormatError(`unsupported SEIPD version ${piece[0]}`);
+      this.versionSeen = true;
+      piece = piece.subarray(1);
+    }
+    return this.release(this.decipher.update(piece));
+  }
+
+  /** The body has ended: returns the last plaintext, then checks the MDC (throws IntegrityError if it fails). */
+  end(): Buffer[] {
+    const out = this.release(this.decipher.final());
+    const tail = this.tail;
+    if (this.prefix || tail.length !== MDC_LENGTH || !tail.subarray(0, 2).equals(MDC_HEADER)) {
+      throw new IntegrityError('encrypted object is truncated or has no integrity check');
+    }
+    this.mdc.update(MDC_HEADER);
+    if (!timingSafeEqual(this.mdc.digest(), tail.subarray(2))) {
+      throw new IntegrityError('integrity check failed: object was modified or corrupted');
+    }
+    return out;
+  }
+
+  private release(decrypted: Buffer): Buffer[] {
     let plain = decrypted;
-    if (prefix) {
-      prefix = Buffer.concat([prefix, plain]);
-      if (prefix.length < BLOCK + 2) return;
+    if (this.prefix) {
+      const prefix = Buffer.concat([this.prefix, plain]);
+      this.prefix = prefix;
+      if (prefix.length < BLOCK + 2) return [];
       if (prefix[BLOCK] !== prefix[BLOCK - 2] || prefix[BLOCK + 1] !== prefix[BLOCK - 1]) {
         throw new WrongKeyError(
           'the key does not open this object (quick check failed: wrong key or corrupted object)',
         );
       }
-      mdc.update(prefix.subarray(0, BLOCK + 2));
+      this.mdc.update(prefix.subarray(0, BLOCK + 2));
       plain = prefix.subarray(BLOCK + 2);
-      prefix = null;
+      this.prefix = null;
     }
-    if (plain.length === 0) return;
+    if (plain.length === 0) return [];
+    const out: Buffer[] = [];
     if (plain.length >= MDC_LENGTH) {
-      if (tail.length > 0) {
-        mdc.update(tail);
-        yield tail;
+      if (this.tail.length > 0) {
+        this.mdc.update(this.tail);
+        out.push(this.tail);
       }
       const body = plain.subarray(0, plain.length - MDC_LENGTH);
-      mdc.update(body);
-      if (body.length > 0) yield body;
-      tail = Buffer.from(plain.subarray(plain.length - MDC_LENGTH));
+      this.mdc.update(body);
+      if (body.length > 0) out.push(body);
+      this.tail = Buffer.from(plain.subarray(plain.length - MDC_LENGTH));
     } else {
-      const joined = Buffer.concat([tail, plain]);
-      const out = joined.subarray(0, Math.max(0, joined.length - MDC_LENGTH));
-      if (out.length > 0) {
-        mdc.update(out);
-        yield Buffer.from(out);
+      const joined = Buffer.concat([this.tail, plain]);
+      const released = joined.subarray(0, Math.max(0, joined.length - MDC_LENGTH));
+      if (released.length > 0) {
+        this.mdc.update(released);
+        out.push(Buffer.from(released));
       }
-      tail = Buffer.from(joined.subarray(out.length));
+      this.tail = Buffer.from(joined.subarray(released.length));
     }
+    return out;
   }
+}
 
-  for await (let piece of body) {
-    if (!versionSeen) {
-      if (piece.length === 0) continue;
-      if (piece[0] !== SEIPD_VERSION) throw new FormatError(`unsupported SEIPD version ${piece[0]}`);
-      versionSeen = true;
-      piece = piece.subarray(1);
-    }
-    yield* release(decipher.update(piece));
+/** SEIPD v1 through a SeipdOpener, here or (`offThread`, for large objects) on a worker. */
+async function* decryptSeipd(
+  body: AsyncIterable<Buffer>,
+  session: SessionKey,
+  offThread: boolean,
+): AsyncGenerator<Buffer> {
+  if (offThread) {
+    yield* openSeipdOffThread(session, body);
+    return;
   }
-  yield* release(decipher.final());
-  if (prefix || tail.length !== MDC_LENGTH || !tail.subarray(0, 2).equals(MDC_HEADER)) {
-    throw new IntegrityError('encrypted object is truncated or has no integrity check');
-  }
-  mdc.update(MDC_HEADER);
-  if (!timingSafeEqual(mdc.digest(), tail.subarray(2))) {
-    throw new IntegrityError('integrity check failed: object was modified or corrupted');
-  }
+  const opener = new SeipdOpener(session);
+  for await (const piece of body) yield* opener.write(piece);
+  yield* opener.end();
 }
 
 const COMPRESSION_NONE = 0;

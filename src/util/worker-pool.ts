@@ -171,12 +171,19 @@ interface SessionOutput {
 export interface SessionHandler<S> {
   open(setup: unknown): S;
   write(state: S, input: Buffer): Buffer[];
-  end(state: S): void;
+  /** The input has ended: the last output, after any final check. */
+  end(state: S): Buffer[] | void;
 }
 
 /** Inside a worker: serves sessions with `handler`. A session that fails is dropped at once. */
 export function serveSessions<S>(handler: SessionHandler<S>): void {
   const sessions = new Map<number, S>();
+  // One buffer back per call: every ArrayBuffer that crosses threads costs the receiving thread's collector,
+  // so the pieces are joined here, where the copy costs the serving thread nothing.
+  const output = (pieces: Buffer[]): Handled => {
+    const out = transferable(pieces.length === 1 ? pieces[0]! : Buffer.concat(pieces));
+    return { result: { out } satisfies SessionOutput, transfer: [out] };
+  };
   const state = (session: number): S => {
     const found = sessions.get(session);
     if (found === undefined) throw new Error(`session ${session} is not open`);
@@ -189,17 +196,13 @@ export function serveSessions<S>(handler: SessionHandler<S>): void {
         case 'open':
           sessions.set(call.session, handler.open(call.setup));
           return { result: null };
-        case 'data': {
-          // One buffer back per call: every ArrayBuffer that crosses threads costs the receiving thread's
-          // collector, so the pieces are joined here, where the copy costs the serving thread nothing.
-          const pieces = handler.write(state(call.session), Buffer.from(call.data, call.offset, call.length));
-          const out = transferable(pieces.length === 1 ? pieces[0]! : Buffer.concat(pieces));
-          return { result: { out } satisfies SessionOutput, transfer: [out] };
-        }
-        case 'end':
-          handler.end(state(call.session));
+        case 'data':
+          return output(handler.write(state(call.session), Buffer.from(call.data, call.offset, call.length)));
+        case 'end': {
+          const last = handler.end(state(call.session)) ?? [];
           sessions.delete(call.session);
-          return { result: null };
+          return output(last);
+        }
         case 'close':
           sessions.delete(call.session);
           return { result: null };
@@ -245,8 +248,9 @@ export async function* throughSession(
       if (waiting.length >= SESSION_IN_FLIGHT) yield* output(await waiting.shift()!);
     }
     while (waiting.length > 0) yield* output(await waiting.shift()!);
-    await call({ op: 'end', session });
+    const last = await call<SessionOutput>({ op: 'end', session });
     ended = true;
+    yield* output(last);
   } finally {
     if (!ended) call({ op: 'close', session }).catch(() => undefined);
   }

@@ -63,6 +63,27 @@ test('a flipped byte fails the integrity check; a wrong passphrase is reported a
   );
 });
 
+test('opened on a worker (large objects): same plaintext, same errors', async () => {
+  const data = randomBytes(3 * 1024 * 1024 + 5);
+  const sealed = await collect(encryptMessage([data], data.length, { kind: 'passphrase', passphrase: pass }));
+  const pieces = (b: Buffer) => [b.subarray(0, 1000), b.subarray(1000, 1_500_001), b.subarray(1_500_001)];
+  const offThread = { offThread: true };
+  assert.deepEqual(await collect(decryptMessage(pieces(sealed), { passphrase: pass }, offThread)), data);
+  const bad = Buffer.from(sealed);
+  bad[bad.length - 100] ^= 1;
+  await assert.rejects(collect(decryptMessage(pieces(bad), { passphrase: pass }, offThread)), IntegrityError);
+  await assert.rejects(
+    collect(decryptMessage([sealed.subarray(0, sealed.length - 30)], { passphrase: pass }, offThread)),
+    /truncated/,
+  );
+  // A damaged random prefix fails its quick check on the worker, reported as a wrong key (or corruption).
+  const broken = Buffer.from(sealed);
+  broken[broken.indexOf(Buffer.from([0x01]), 60) + 5] ^= 0xff; // inside the encrypted random prefix
+  await assert.rejects(collect(decryptMessage([broken], { passphrase: pass }, offThread)), (err: Error) =>
+    ['WrongKeyError', 'IntegrityError'].includes(err.name),
+  );
+});
+
 test('a source that lies about its size is refused', async () => {
   await assert.rejects(
     collect(encryptMessage([Buffer.alloc(10)], 5, { kind: 'passphrase', passphrase: pass })),
