@@ -16,7 +16,10 @@ test('HashWorker gives the same SHA-256 as createHash over many chunks, and diff
 
   const other = new HashWorker('sha256');
   for (const c of chunks.slice().reverse()) other.update(c);
-  assert.notEqual((await other.digest()).toString('hex'), createHash('sha256').update(Buffer.concat(chunks)).digest('hex'));
+  assert.notEqual(
+    (await other.digest()).toString('hex'),
+    createHash('sha256').update(Buffer.concat(chunks)).digest('hex'),
+  );
   const abandoned = new HashWorker('sha256');
   abandoned.update(chunks[0]!);
   await abandoned.abandon();
