@@ -37,8 +37,15 @@ function seipdPool(): WorkerPool {
 }
 
 /** The plaintext of a SEIPD packet body, opened on a worker; errors as SeipdOpener throws them. */
-export function openSeipdOffThread(session: SessionKey, body: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
+export async function* openSeipdOffThread(
+  session: SessionKey,
+  body: AsyncIterable<Buffer>,
+): AsyncGenerator<Buffer> {
   const setup: SeipdSetup = { algo: session.algo, key: Uint8Array.from(session.key) };
-  // The body's pieces are views into the packet reader's buffers, which it may still use: they are copied.
-  return throughSession(seipdPool(), setup, body, false);
+  try {
+    // The body's pieces are views into the packet reader's buffers, which it may still use: they are copied.
+    yield* throughSession(seipdPool(), setup, body, false);
+  } finally {
+    setup.key.fill(0); // the worker got its own copy with the first piece
+  }
 }
