@@ -52,7 +52,11 @@ export async function writeSegment(
   // sooner (an encrypted 1 MiB object is 1 MiB plus its chunk tags) makes one slightly larger block instead of
   // a second tiny one, with its own file, fsync and read. Blocks are allocated with room for that tail.
   const tailLimit = Math.floor(opts.blockSize / TAIL_FRACTION);
-  const newBlock = () => Buffer.allocUnsafe(opts.blockSize + tailLimit);
+  const capacity = opts.blockSize + tailLimit;
+  // Block memory is reused once a block is written: a fresh megabyte per block kept the collector busy (its
+  // helper threads cost more CPU than the hashing did).
+  const spare: Buffer[] = [];
+  const newBlock = () => spare.pop() ?? Buffer.allocUnsafe(capacity);
   let held: Buffer | undefined;
   let current = newBlock();
   let fill = 0;
@@ -67,9 +71,10 @@ export async function writeSegment(
       .then(({ hash, block }) => {
         ref.hash = hash;
         pins.pin([hash]);
-        return blocks.write(block, hash);
+        return blocks.write(block, hash).then(() => {
+          if (block.buffer.byteLength === capacity) spare.push(Buffer.from(block.buffer, 0, capacity));
+        });
       })
-      .then(() => undefined)
       .catch((err: unknown) => {
         firstError ??= err;
       })
