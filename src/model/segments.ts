@@ -37,6 +37,37 @@ export interface SegmentWriteOptions {
   inlineThreshold: number;
 }
 
+/**
+ * Block buffers whose blocks are on disk, kept for the next blocks of any upload: a fresh megabyte per block
+ * kept the collector's helper threads busy (they cost more CPU than the hashing did). At most SPARE_BLOCKS are
+ * kept; a buffer comes back only after its write finished, so nothing else still reads it.
+ */
+class SpareBlocks {
+  private readonly free = new Map<number, Buffer[]>();
+  private count = 0;
+
+  take(capacity: number): Buffer {
+    const list = this.free.get(capacity);
+    const found = list?.pop();
+    if (found) {
+      this.count--;
+      return found;
+    }
+    return Buffer.allocUnsafe(capacity);
+  }
+
+  give(memory: ArrayBufferLike, capacity: number): void {
+    if (memory.byteLength !== capacity || this.count >= SPARE_BLOCKS) return;
+    let list = this.free.get(capacity);
+    if (!list) this.free.set(capacity, (list = []));
+    list.push(Buffer.from(memory, 0, capacity));
+    this.count++;
+  }
+}
+
+const SPARE_BLOCKS = 8;
+const spareBlocks = new SpareBlocks();
+
 // Consumes `source` and stores it. The returned segment's blocks are pinned; the caller unpins them once the
 // record that refers to them has committed (or the operation failed).
 export async function writeSegment(
@@ -53,10 +84,8 @@ export async function writeSegment(
   // a second tiny one, with its own file, fsync and read. Blocks are allocated with room for that tail.
   const tailLimit = Math.floor(opts.blockSize / TAIL_FRACTION);
   const capacity = opts.blockSize + tailLimit;
-  // Block memory is reused once a block is written: a fresh megabyte per block kept the collector busy (its
-  // helper threads cost more CPU than the hashing did).
-  const spare: Buffer[] = [];
-  const newBlock = () => spare.pop() ?? Buffer.allocUnsafe(capacity);
+  // Block memory is reused once a block is written (see SpareBlocks).
+  const newBlock = () => spareBlocks.take(capacity);
   let held: Buffer | undefined;
   let current = newBlock();
   let fill = 0;
@@ -72,7 +101,7 @@ export async function writeSegment(
         ref.hash = hash;
         pins.pin([hash]);
         return blocks.write(block, hash).then(() => {
-          if (block.buffer.byteLength === capacity) spare.push(Buffer.from(block.buffer, 0, capacity));
+          spareBlocks.give(block.buffer, capacity);
         });
       })
       .catch((err: unknown) => {
