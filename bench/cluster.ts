@@ -11,17 +11,12 @@
 import { cpus, loadavg } from 'node:os';
 import { formCluster, newRpcSecret, startNode, type ClusterNode } from '../test/cluster/cluster-helpers.js';
 import { customerKey, sseCHeaders } from '../test/security/ssec-helpers.js';
-import { cpuSeconds } from './lib/cpu-time.js';
+import { measure, printMarkdownTable, type Figure } from './lib/figures.js';
 import { S3Transfer } from './lib/s3-transfer.js';
 
 const MiB = 1024 * 1024;
 const BUDGET_MS = 150_000;
 const BUCKET = 'bench-cluster';
-
-interface Figure {
-  mibps: number;
-  cpuMsPerMib: number;
-}
 
 interface Row {
   size: string;
@@ -31,8 +26,6 @@ interface Row {
   getPlain?: Figure;
   getSse?: Figure;
 }
-
-const seconds = (start: bigint) => Number(process.hrtime.bigint() - start) / 1e9;
 
 function sizes(): { label: string; bytes: number; count: number }[] {
   const args = process.argv
@@ -45,15 +38,6 @@ function sizes(): { label: string; bytes: number; count: number }[] {
     // About 32 MiB per measurement at small sizes, two objects at 64 MiB.
     count: Math.max(2, Math.min(32, Math.round(32 / m))),
   }));
-}
-
-async function measure(pids: number[], count: number, bytes: number, op: (i: number) => Promise<unknown>) {
-  const cpu = () => pids.reduce((s, p) => s + cpuSeconds(p), 0);
-  const cpu0 = cpu();
-  const start = process.hrtime.bigint();
-  for (let i = 0; i < count; i++) await op(i);
-  const mib = (count * bytes) / MiB;
-  return { mibps: mib / seconds(start), cpuMsPerMib: ((cpu() - cpu0) * 1000) / mib };
 }
 
 async function runPath(
@@ -134,13 +118,14 @@ function printTable(rows: Row[]): void {
     `${fmtCpu(r.putPlain)} / ${fmtCpu(r.putSse)}`,
     `${fmtCpu(r.getPlain)} / ${fmtCpu(r.getSse)}`,
   ]);
-  const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i]!.length)));
-  const line = (cells: string[]) => `| ${cells.map((c, i) => c.padStart(widths[i]!)).join(' | ')} |`;
-  console.log('Throughput in MiB/s (one client, sequential requests, loopback).');
-  console.log('cpu: CPU time of the gateway and storage processes together, ms per MiB, plaintext / SSE-C.');
-  console.log(line(header));
-  console.log(`|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`);
-  for (const l of lines) console.log(line(l));
+  printMarkdownTable(
+    [
+      'Throughput in MiB/s (one client, sequential requests, loopback).',
+      'cpu: CPU time of the gateway and storage processes together, ms per MiB, plaintext / SSE-C.',
+    ],
+    header,
+    lines,
+  );
 }
 
 async function main(): Promise<void> {

@@ -15,7 +15,7 @@
 import { cpus, loadavg } from 'node:os';
 import { startServer, type TestServer } from '../test/helpers/server.js';
 import { customerKey, sseCHeaders, startTlsServer } from '../test/security/ssec-helpers.js';
-import { cpuSeconds } from './lib/cpu-time.js';
+import { measure, printMarkdownTable, type Figure } from './lib/figures.js';
 import { S3Transfer } from './lib/s3-transfer.js';
 
 const MiB = 1024 * 1024;
@@ -44,12 +44,6 @@ function sizesFromArgs(): Size[] {
   }));
 }
 
-/** Wall-clock throughput (MiB/s) and the server's CPU time per MiB moved (ms). */
-interface Figure {
-  mibps: number;
-  cpuMsPerMib: number;
-}
-
 interface Row {
   size: string;
   transport: string;
@@ -59,7 +53,6 @@ interface Row {
   getSse?: Figure;
 }
 
-const seconds = (start: bigint) => Number(process.hrtime.bigint() - start) / 1e9;
 let retries = 0;
 
 // A keep-alive connection the server closed just as it was reused fails with "socket hang up" before any
@@ -80,18 +73,9 @@ function median(figures: Figure[]): Figure {
   return { mibps: mid(figures.map((f) => f.mibps)), cpuMsPerMib: mid(figures.map((f) => f.cpuMsPerMib)) };
 }
 
-async function measure(
-  pid: number,
-  count: number,
-  bytes: number,
-  op: (i: number) => Promise<unknown>,
-): Promise<Figure> {
-  const cpu0 = cpuSeconds(pid);
-  const start = process.hrtime.bigint();
-  for (let i = 0; i < count; i++) await once(() => op(i));
-  const mib = (count * bytes) / MiB;
-  return { mibps: mib / seconds(start), cpuMsPerMib: ((cpuSeconds(pid) - cpu0) * 1000) / mib };
-}
+/** A measurement of the server `pid`, each request retried once if its keep-alive connection was closed. */
+const measureServer = (pid: number, count: number, bytes: number, op: (i: number) => Promise<unknown>) =>
+  measure([pid], count, bytes, (i) => once(() => op(i)));
 
 async function runTransport(
   name: string,
@@ -132,19 +116,19 @@ async function runTransport(
         const plainKey = (i: number) => `/${BUCKET}/${size.label}/plain-${i}`;
         const sseKey = (i: number) => `/${BUCKET}/${size.label}/sse-${i}`;
         figures.putPlain.push(
-          await measure(pid, size.count, size.bytes, (i) => client.put(plainKey(i), size.bytes)),
+          await measureServer(pid, size.count, size.bytes, (i) => client.put(plainKey(i), size.bytes)),
         );
         figures.putSse.push(
-          await measure(pid, size.count, size.bytes, (i) => client.put(sseKey(i), size.bytes, sse)),
+          await measureServer(pid, size.count, size.bytes, (i) => client.put(sseKey(i), size.bytes, sse)),
         );
         figures.getPlain.push(
-          await measure(pid, size.count, size.bytes, async (i) => {
+          await measureServer(pid, size.count, size.bytes, async (i) => {
             const got = await client.get(plainKey(i));
             if (got !== size.bytes) throw new Error(`GET returned ${got} bytes`);
           }),
         );
         figures.getSse.push(
-          await measure(pid, size.count, size.bytes, async (i) => {
+          await measureServer(pid, size.count, size.bytes, async (i) => {
             const got = await client.get(sseKey(i), sse);
             if (got !== size.bytes) throw new Error(`GET returned ${got} bytes`);
           }),
@@ -196,15 +180,14 @@ function printTable(rows: Row[]): void {
     r.putPlain ? `${fmtCpu(r.putPlain)} / ${fmtCpu(r.putSse)}` : '',
     r.getPlain ? `${fmtCpu(r.getPlain)} / ${fmtCpu(r.getSse)}` : '',
   ]);
-  const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i]!.length)));
-  const line = (cells: string[]) => `| ${cells.map((c, i) => c.padStart(widths[i]!)).join(' | ')} |`;
-  console.log('Throughput in MiB/s (one client, sequential requests, loopback); ratio = SSE-C / plaintext.');
-  console.log(
-    'cpu: server CPU time in ms per MiB, plaintext / SSE-C (steady on a busy machine, unlike MiB/s).',
+  printMarkdownTable(
+    [
+      'Throughput in MiB/s (one client, sequential requests, loopback); ratio = SSE-C / plaintext.',
+      'cpu: server CPU time in ms per MiB, plaintext / SSE-C (steady on a busy machine, unlike MiB/s).',
+    ],
+    header,
+    lines,
   );
-  console.log(line(header));
-  console.log(`|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`);
-  for (const l of lines) console.log(line(l));
 }
 
 async function main(): Promise<void> {

@@ -1,29 +1,12 @@
 // bench/lib/s3-http: PUT and GET over node:http with keep-alive, bodies generated and discarded as streams
 // (a 1 GiB object is never in memory on either side).
 import http from 'node:http';
-import { randomBytes } from 'node:crypto';
+import { PIECE, nextPiece } from './body.js';
 import { encodePath, signedHeaders, type Credentials } from './sigv4.js';
 
 export const KiB = 1024;
 export const MiB = 1024 * KiB;
 export const GiB = 1024 * MiB;
-
-// Body pieces: a random buffer whose first bytes are rewritten with a counter, so every 1 MiB block of
-// every object is distinct (content-addressed storage would otherwise store one block and skip the rest).
-const PIECE = MiB;
-const template = randomBytes(PIECE);
-let pieceCounter = 0;
-const runId = randomBytes(8);
-
-function nextPiece(length: number): Buffer {
-  const b = Buffer.allocUnsafe(length);
-  template.copy(b, 0, 0, length);
-  if (length >= 16) {
-    runId.copy(b, 0);
-    b.writeDoubleLE(pieceCounter++, 8);
-  }
-  return b;
-}
 
 export class S3Http {
   private readonly agent: http.Agent;

@@ -3,27 +3,8 @@
 // object is never in memory on the client.
 import http from 'node:http';
 import https from 'node:https';
-import { randomBytes } from 'node:crypto';
+import { PIECE, nextPiece } from './body.js';
 import { encodePath, signedHeaders, type Credentials } from './sigv4.js';
-
-const MiB = 1024 * 1024;
-
-// A random MiB whose first bytes carry a run id and a counter in every piece, so that no two blocks of any
-// object are equal (content-addressed storage would store a repeated block once and flatter plaintext).
-const PIECE = MiB;
-const template = randomBytes(PIECE);
-const runId = randomBytes(8);
-let pieceCounter = 0;
-
-function nextPiece(length: number): Buffer {
-  const b = Buffer.allocUnsafe(length);
-  template.copy(b, 0, 0, length);
-  if (length >= 16) {
-    runId.copy(b, 0);
-    b.writeDoubleLE(pieceCounter++, 8);
-  }
-  return b;
-}
 
 export interface TransferTarget {
   port: number;
