@@ -12,8 +12,8 @@ export async function rejects(
     await fn();
   } catch (err) {
     assert.ok(err instanceof S3ServiceException, `expected an S3 error, got ${String(err)}`);
-    if (code) assert.equal(err.name, code);
-    assert.equal(err.$metadata.httpStatusCode, status);
+    assert.equal(err.$metadata.httpStatusCode, status, `status of ${err.name}: ${err.message}`);
+    if (code) assert.equal(err.name, code, err.message);
     return err;
   }
   assert.fail(`expected ${code || status}, but the request succeeded`);

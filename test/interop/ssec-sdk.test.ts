@@ -14,7 +14,6 @@ import {
   HeadObjectCommand,
   PutObjectCommand,
   S3Client,
-  S3ServiceException,
   type ServiceInputTypes,
   type ServiceOutputTypes,
   UploadPartCommand,
@@ -22,6 +21,7 @@ import {
 } from '@aws-sdk/client-s3';
 import type { BuildMiddleware, DeserializeMiddleware } from '@smithy/types';
 import { signer } from '../api/s3/sigv4-client.js';
+import { rejects } from '../helpers/s3.js';
 import { startServer, type TestServer } from '../helpers/server.js';
 import { COPY_SSE_C, SSE_C, customerKey, sseCHeaders, type CustomerKey } from '../security/ssec-helpers.js';
 
@@ -74,22 +74,6 @@ function assertNoKeyEchoed(...keys: CustomerKey[]): void {
       }
     }
   }
-}
-
-async function rejects(
-  fn: () => Promise<unknown>,
-  code: string,
-  status: number,
-): Promise<S3ServiceException> {
-  try {
-    await fn();
-  } catch (err) {
-    assert.ok(err instanceof S3ServiceException, `expected an S3 error, got ${String(err)}`);
-    assert.equal(err.$metadata.httpStatusCode, status, `status of ${err.name}: ${err.message}`);
-    if (code) assert.equal(err.name, code, err.message);
-    return err;
-  }
-  assert.fail(`expected ${code || status}, but the request succeeded`);
 }
 
 async function getBytes(key: string, extra: Partial<ConstructorParameters<typeof GetObjectCommand>[0]> = {}) {
