@@ -36,6 +36,22 @@ after(async () => {
   server?.cleanup();
 });
 
+/** An S3 client of this server signing with `credentials`. */
+function clientAs(credentials: { accessKeyId: string; secretAccessKey: string }): S3Client {
+  return new S3Client({ endpoint: server.endpoint, region: 'us-east-1', forcePathStyle: true, credentials });
+}
+
+/** A new access key made with `coffre key create <args…>`: its id, and a client signing with it. */
+async function newKeyClient(args: string[]): Promise<{ accessKeyId: string; client: S3Client }> {
+  const created = await runCoffre(['key', 'create', ...args, '--json', '--config', server.configPath]);
+  assert.equal(created.code, 0, created.stderr);
+  const key = JSON.parse(created.stdout) as { accessKeyId: string; secretAccessKey: string };
+  return {
+    accessKeyId: key.accessKeyId,
+    client: clientAs({ accessKeyId: key.accessKeyId, secretAccessKey: key.secretAccessKey }),
+  };
+}
+
 test('CreateBucket, ListBuckets, HeadBucket, GetBucketLocation, GetBucketVersioning', async () => {
   await s3.send(new CreateBucketCommand({ Bucket: 'alpha' }));
   await s3.send(new CreateBucketCommand({ Bucket: 'beta.with-dots' }));
@@ -233,15 +249,7 @@ test('errors: NoSuchBucket, NoSuchKey, and HEAD errors carry no body', async () 
 test('AccessDenied for a second key without permission, then allowed after bucket allow', async () => {
   await s3.send(new CreateBucketCommand({ Bucket: 'private' }));
   await s3.send(new PutObjectCommand({ Bucket: 'private', Key: 'secret.txt', Body: 'top secret' }));
-  const created = await runCoffre(['key', 'create', 'visitor', '--json', '--config', server.configPath]);
-  assert.equal(created.code, 0, created.stderr);
-  const key = JSON.parse(created.stdout) as { accessKeyId: string; secretAccessKey: string };
-  const other = new S3Client({
-    endpoint: server.endpoint,
-    region: 'us-east-1',
-    forcePathStyle: true,
-    credentials: { accessKeyId: key.accessKeyId, secretAccessKey: key.secretAccessKey },
-  });
+  const { accessKeyId, client: other } = await newKeyClient(['visitor']);
   try {
     await rejects(
       () => other.send(new GetObjectCommand({ Bucket: 'private', Key: 'secret.txt' })),
@@ -270,7 +278,7 @@ test('AccessDenied for a second key without permission, then allowed after bucke
       'allow',
       'private',
       '--key',
-      key.accessKeyId,
+      accessKeyId,
       '--read',
       '--config',
       server.configPath,
@@ -288,18 +296,8 @@ test('AccessDenied for a second key without permission, then allowed after bucke
     other.destroy();
   }
   // A key id that does not exist, and a wrong secret.
-  const ghost = new S3Client({
-    endpoint: server.endpoint,
-    region: 'us-east-1',
-    forcePathStyle: true,
-    credentials: { accessKeyId: 'GKnonexistent000000000000', secretAccessKey: 'x'.repeat(40) },
-  });
-  const wrong = new S3Client({
-    endpoint: server.endpoint,
-    region: 'us-east-1',
-    forcePathStyle: true,
-    credentials: { accessKeyId: server.accessKeyId, secretAccessKey: 'x'.repeat(40) },
-  });
+  const ghost = clientAs({ accessKeyId: 'GKnonexistent000000000000', secretAccessKey: 'x'.repeat(40) });
+  const wrong = clientAs({ accessKeyId: server.accessKeyId, secretAccessKey: 'x'.repeat(40) });
   try {
     await rejects(() => ghost.send(new ListBucketsCommand({})), 'InvalidAccessKeyId', 403);
     await rejects(() => wrong.send(new ListBucketsCommand({})), 'SignatureDoesNotMatch', 403);
@@ -311,23 +309,7 @@ test('AccessDenied for a second key without permission, then allowed after bucke
 
 test('BucketAlreadyExists when another key owns the name; each key lists only its own buckets', async () => {
   await s3.send(new CreateBucketCommand({ Bucket: 'taken-name' }));
-  const created = await runCoffre([
-    'key',
-    'create',
-    'builder',
-    '--create-bucket',
-    '--json',
-    '--config',
-    server.configPath,
-  ]);
-  assert.equal(created.code, 0, created.stderr);
-  const key = JSON.parse(created.stdout) as { accessKeyId: string; secretAccessKey: string };
-  const builder = new S3Client({
-    endpoint: server.endpoint,
-    region: 'us-east-1',
-    forcePathStyle: true,
-    credentials: { accessKeyId: key.accessKeyId, secretAccessKey: key.secretAccessKey },
-  });
+  const { client: builder } = await newKeyClient(['builder', '--create-bucket']);
   try {
     await rejects(
       () => builder.send(new CreateBucketCommand({ Bucket: 'taken-name' })),
