@@ -2,11 +2,11 @@
 // ports, sharing one rpc_secret (or not, to test refusal), joined and given roles through the real CLI.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { S3Client } from '@aws-sdk/client-s3';
-import { COFFRE_BIN, freePort, runCoffre } from '../helpers/server.js';
+import { COFFRE_BIN, freePort, runCoffre, writeTestConfig } from '../helpers/server.js';
 
 export interface NodeOptions {
   // The rpc_secret line(s) of the config; undefined writes none (the node must then refuse to start).
@@ -48,26 +48,10 @@ const FAST_PEERING = { COFFRE_RPC_PING_MS: '500' };
 export async function createNode(opts: NodeOptions): Promise<ClusterNode> {
   const dir = mkdtempSync(join(tmpdir(), `coffre-cluster-${opts.label ?? 'node'}-`));
   const ports = { s3: await freePort(), admin: await freePort(), rpc: await freePort() };
-  const configPath = join(dir, 'coffre.toml');
-  writeFileSync(
-    configPath,
-    [
-      'metadata_dir = "meta"',
-      'data_dir = "data"',
-      `rpc_bind_addr = "127.0.0.1:${ports.rpc}"`,
-      opts.secretConfig ?? '',
-      'gc_delay_seconds = 1',
-      opts.extraConfig ?? '',
-      '[s3_api]',
-      `api_bind_addr = "127.0.0.1:${ports.s3}"`,
-      's3_region = "us-east-1"',
-      '[admin]',
-      `api_bind_addr = "127.0.0.1:${ports.admin}"`,
-      `admin_token = "${randomBytes(24).toString('base64url')}"`,
-      '',
-    ].join('\n'),
-    { mode: 0o600 },
-  );
+  const configPath = writeTestConfig(dir, ports, randomBytes(24).toString('base64url'), {
+    secretConfig: opts.secretConfig ?? '',
+    extraConfig: opts.extraConfig,
+  });
   let out = '';
   let err = '';
   let exited: Promise<void> = Promise.resolve();

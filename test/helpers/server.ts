@@ -25,6 +25,7 @@ export async function freePort(): Promise<number> {
 export interface ServerOptions {
   dir?: string; // reuse a data directory (restart)
   extraConfig?: string; // appended to the top level of coffre.toml
+  secretConfig?: string; // the rpc_secret line(s); a fresh random rpc_secret when absent
   s3Extra?: string; // appended to [s3_api]
   adminExtra?: string; // appended to [admin]
   env?: Record<string, string>;
@@ -63,7 +64,7 @@ export function writeTestConfig(
       'metadata_dir = "meta"',
       'data_dir = "data"',
       `rpc_bind_addr = "127.0.0.1:${ports.rpc}"`,
-      `rpc_secret = "${randomBytes(32).toString('hex')}"`,
+      opts.secretConfig ?? `rpc_secret = "${randomBytes(32).toString('hex')}"`,
       'gc_delay_seconds = 1',
       opts.extraConfig ?? '',
       '[s3_api]',
