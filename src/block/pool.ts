@@ -1,10 +1,8 @@
 // block/pool: the block store's CPU work on worker threads (pool-worker): checking a block read from disk
 // against its name, and naming a block about to be written. SHA-256 over every byte costs the thread serving
 // requests about as much as everything else a GET or PUT does, so it happens beside it. Buffers cross by
-// transfer, not copy. One pool per process, started on first use: the serving thread keeps a core, the
-// workers share what is left (at least one thread, so a one-core machine still works).
-import { availableParallelism } from 'node:os';
-import { WorkerPool, moveBytes, type MovedBytes } from '../util/worker-pool.js';
+// transfer, not copy. One pool per process, started on first use (util/worker-pool lazyWorkerPool).
+import { lazyWorkerPool, moveBytes, type MovedBytes } from '../util/worker-pool.js';
 
 /** Error names the worker uses for the two read failures BlockStore reports as S3 errors. */
 export const BLOCK_MISSING = 'BlockMissing';
@@ -12,15 +10,7 @@ export const BLOCK_CORRUPT = 'BlockCorrupt';
 
 export type BlockCall = { op: 'read'; path: string; hash: string } | ({ op: 'hash' } & MovedBytes);
 
-let pool: WorkerPool | undefined;
-
-function blockPool(): WorkerPool {
-  pool ??= new WorkerPool(
-    new URL('./pool-worker.js', import.meta.url),
-    Math.min(4, availableParallelism() - 1),
-  );
-  return pool;
-}
+const blockPool = lazyWorkerPool(new URL('./pool-worker.js', import.meta.url));
 
 function call<T>(c: BlockCall, transfer: ArrayBuffer[] = []): Promise<T> {
   return blockPool().call<T>(c as unknown as Record<string, unknown>, transfer);

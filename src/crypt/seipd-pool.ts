@@ -1,8 +1,7 @@
 // crypt/seipd-pool: large objects are opened (AES-CFB decryption and the MDC's SHA-1) on a worker thread, so
 // that a get spreads over the cores: the main thread reads, parses packets and writes the file, one worker
 // opens the SEIPD packet, another hashes the content (util/hash-worker).
-import { availableParallelism } from 'node:os';
-import { WorkerPool, throughSession } from '../util/worker-pool.js';
+import { lazyWorkerPool, reviveKnown, throughSession } from '../util/worker-pool.js';
 import { FormatError } from './packets.js';
 import { IntegrityError, WrongKeyError, type SessionKey } from './openpgp.js';
 
@@ -12,29 +11,11 @@ export interface SeipdSetup {
   key: Uint8Array;
 }
 
-/** The errors a SeipdOpener throws, rebuilt by name (looked up late: openpgp.ts imports this module). */
-function knownError(name: string): (new (message: string) => Error) | undefined {
-  const known: Record<string, new (message: string) => Error> = {
-    IntegrityError,
-    WrongKeyError,
-    FormatError,
-  };
-  return known[name];
-}
-
-let pool: WorkerPool | undefined;
-
-function seipdPool(): WorkerPool {
-  pool ??= new WorkerPool(
-    new URL('./seipd-worker.js', import.meta.url),
-    Math.min(4, Math.max(1, availableParallelism() - 1)),
-    (name, message) => {
-      const known = knownError(name);
-      return known ? new known(message) : Object.assign(new Error(message), { name });
-    },
-  );
-  return pool;
-}
+// The errors a SeipdOpener throws come back as themselves. The classes are looked up on first use, not at
+// load: openpgp.ts imports this module.
+const seipdPool = lazyWorkerPool(new URL('./seipd-worker.js', import.meta.url), () =>
+  reviveKnown({ IntegrityError, WrongKeyError, FormatError }),
+);
 
 /** The plaintext of a SEIPD packet body, opened on a worker; errors as SeipdOpener throws them. */
 export async function* openSeipdOffThread(

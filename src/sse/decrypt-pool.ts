@@ -5,9 +5,8 @@
 // RangeOpener, and ciphertext pieces reach it in order, a few ahead of the consumer. The stream key travels as a
 // KeyObject, never as a JavaScript buffer.
 import type { KeyObject } from 'node:crypto';
-import { availableParallelism } from 'node:os';
 import { IntegrityError, type RangeDecryptOptions } from '../crypto/aead-stream.js';
-import { WorkerPool, throughSession } from '../util/worker-pool.js';
+import { lazyWorkerPool, reviveKnown, throughSession } from '../util/worker-pool.js';
 
 /** What a decryption session is opened with. */
 export interface DecryptSetup {
@@ -15,17 +14,9 @@ export interface DecryptSetup {
   options: RangeDecryptOptions;
 }
 
-let pool: WorkerPool | undefined;
-
-function decryptPool(): WorkerPool {
-  pool ??= new WorkerPool(
-    new URL('./decrypt-worker.js', import.meta.url),
-    Math.min(4, availableParallelism() - 1),
-    (name, message) =>
-      name === 'IntegrityError' ? new IntegrityError(message) : Object.assign(new Error(message), { name }),
-  );
-  return pool;
-}
+const decryptPool = lazyWorkerPool(new URL('./decrypt-worker.js', import.meta.url), () =>
+  reviveKnown({ IntegrityError }),
+);
 
 /**
  * Decrypts `cipher` (exactly the slice `options.range` names) on a worker, yielding verified plaintext in order.

@@ -5,6 +5,7 @@
 //
 // Workers are unref'd while idle, so a pool never keeps a process alive on its own; a worker that dies fails the
 // calls it held and is replaced on the next call.
+import { availableParallelism } from 'node:os';
 import { Worker, parentPort, type TransferListItem } from 'node:worker_threads';
 
 interface Pending {
@@ -23,6 +24,26 @@ type Reply = { id: number; result: unknown } | { id: number; error: { name: stri
 /** Rebuilds an error thrown in a worker; `revive` may turn it back into a known class (by name). */
 export type ErrorReviver = (name: string, message: string) => Error;
 
+/** An Error carrying the name it had in the worker. */
+const namedError: ErrorReviver = (name, message) => Object.assign(new Error(message), { name });
+
+/** A reviver that rebuilds the errors of these classes (by their names) as themselves, others as named Errors. */
+export function reviveKnown(known: Record<string, new (message: string) => Error>): ErrorReviver {
+  return (name, message) => {
+    const cls = Object.hasOwn(known, name) ? known[name] : undefined;
+    return cls ? new cls(message) : namedError(name, message);
+  };
+}
+
+/**
+ * A process-wide pool of `script` workers, started on first use. The serving thread keeps a core; the workers
+ * share what is left, at least one and at most four.
+ */
+export function lazyWorkerPool(script: URL, revive?: () => ErrorReviver): () => WorkerPool {
+  let pool: WorkerPool | undefined;
+  return () => (pool ??= new WorkerPool(script, Math.min(4, availableParallelism() - 1), revive?.()));
+}
+
 export class WorkerPool {
   private readonly slots: (Slot | undefined)[];
   private nextId = 1;
@@ -32,7 +53,7 @@ export class WorkerPool {
   constructor(
     private readonly script: URL,
     size: number,
-    private readonly revive: ErrorReviver = (name, message) => Object.assign(new Error(message), { name }),
+    private readonly revive: ErrorReviver = namedError,
   ) {
     this.slots = new Array<Slot | undefined>(Math.max(1, size)).fill(undefined);
   }
