@@ -80,8 +80,9 @@ export class BlockStore implements BlockIo {
     return hash;
   }
 
-  // Reads a whole block and checks it against its name, both on a reader thread (read-pool). The buffer
-  // returned is the caller's alone: nothing else holds it, so it may be handed on to another thread.
+  // Reads a whole block and checks it against its name, both on a block worker (block/pool), unless the
+  // caller authenticates the bytes itself. The buffer returned is the caller's alone: nothing else holds it,
+  // so it may be handed on to another thread.
   async read(hash: BlockHash, opts: BlockReadOptions = {}): Promise<Buffer> {
     try {
       if (opts.verify === false) return await readFile(this.pathOf(hash));

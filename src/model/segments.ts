@@ -1,5 +1,6 @@
 // model/segments: turning a byte stream into stored blocks and back. A segment is written block by block
-// (bounded memory: at most a few blocks in flight) and read back with each block's hash verified.
+// (bounded memory: at most a few blocks in flight) and read back with each block's hash verified (unless the
+// reader authenticates the bytes itself: BlockReadOptions).
 import { Readable } from 'node:stream';
 import type { BlockHash, BlockIo, BlockReadOptions } from '../block/block-store.js';
 import { hashBlock } from '../block/pool.js';
@@ -159,7 +160,7 @@ export async function writeSegment(
 /** Blocks being read ahead of a segment's consumer (memory: this many blocks per open read). */
 const READ_AHEAD = 3;
 
-// Streams stored bytes [start, end) of a segment, verifying every block read (the next blocks are fetched
+// Streams stored bytes [start, end) of a segment, verifying every block read as `opts` asks (the next blocks are fetched
 // while the current one is consumed). Each block buffer yielded is the consumer's own (inline data is not).
 // The stream is in object mode so that a reader takes the blocks one by one, never joined into a copy.
 export function readSegment(

@@ -20,7 +20,6 @@ import {
   RangeOpener,
   createDecryptStream,
   createEncryptStream,
-  createRangeDecryptStream,
   decryptBuffer,
   encryptBuffer,
   openSmall,
@@ -228,11 +227,6 @@ export class ObjectCrypto {
     if (range.length >= OFF_THREAD_MIN_BYTES)
       return decryptOffThread(createSecretKey(this.dataKey), options, cipher, cipherOwned);
     return openRange(new RangeOpener(this.dataKey, options), cipher);
-  }
-
-  /** Transform: a ciphertext slice from plaintextRangeToCiphertextRange → exactly that plaintext range. */
-  rangeDecryptStream(header: Uint8Array, range: CiphertextRange, place?: StreamPlace): Transform {
-    return createRangeDecryptStream(this.dataKey, { header, range, context: contextOf(place) });
   }
 
   /** The whole stream format for a small object kept inline in metadata (same bytes as encryptStream). */
