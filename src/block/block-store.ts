@@ -1,14 +1,15 @@
 // block: the content-addressed block store. A block is named by the SHA-256 of its stored bytes; it is written
 // to a temporary file, fsync'd, renamed into place and its directory fsync'd before any metadata may refer to
 // it, so a crash never leaves metadata pointing at a missing or partial block. Every read verifies the hash.
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { mkdirSync, rmSync } from 'node:fs';
 import { mkdir, open, readdir, readFile, rename, rm, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { S3Error } from '../util/s3-error.js';
+import { blockHash, type BlockHash } from './hash.js';
 import { BLOCK_CORRUPT, BLOCK_MISSING, readVerified } from './pool.js';
 
-export type BlockHash = string; // 64 lower-case hex digits
+export type { BlockHash } from './hash.js';
 
 const TMP_DIR = 'tmp';
 
@@ -44,7 +45,7 @@ export class BlockStore implements BlockIo {
   }
 
   static hashOf(data: Uint8Array): BlockHash {
-    return createHash('sha256').update(data).digest('hex');
+    return blockHash(data);
   }
 
   pathOf(hash: BlockHash): string {

@@ -1,11 +1,9 @@
 // block/pool-worker: the worker side of block/pool. Reads are ordinary asynchronous reads (several overlap on
 // the I/O threads) followed by the hash check here; every buffer goes back by transfer.
-import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { moveBytes, serveCalls, type Handled } from '../util/worker-pool.js';
+import { blockHash } from './hash.js';
 import { BLOCK_CORRUPT, BLOCK_MISSING, type BlockCall } from './pool.js';
-
-const sha256 = (data: Uint8Array) => createHash('sha256').update(data).digest('hex');
 
 async function read(path: string, hash: string): Promise<Handled> {
   let data: Buffer;
@@ -17,7 +15,7 @@ async function read(path: string, hash: string): Promise<Handled> {
     }
     throw err;
   }
-  if (sha256(data) !== hash) {
+  if (blockHash(data) !== hash) {
     throw Object.assign(new Error(`block ${hash} failed its integrity check`), { name: BLOCK_CORRUPT });
   }
   const moved = moveBytes(data, true); // read here, so this thread's alone
@@ -27,7 +25,7 @@ async function read(path: string, hash: string): Promise<Handled> {
 serveCalls((message) => {
   const call = message as unknown as BlockCall;
   if (call.op === 'read') return read(call.path, call.hash);
-  const hash = sha256(new Uint8Array(call.data, call.offset, call.length));
+  const hash = blockHash(new Uint8Array(call.data, call.offset, call.length));
   const { data, offset, length } = call;
   return { result: { hash, data, offset, length }, transfer: [data] };
 });

@@ -356,12 +356,90 @@ class Encryptor extends Transform implements EncryptStream {
   }
 }
 
+/** Seals one chunk into `out` at `at` (body then tag); returns the offset after it. */
+function sealChunkInto(
+  key: KeyObject,
+  nonce: Buffer,
+  index: number,
+  final: boolean,
+  plain: Uint8Array,
+  out: Buffer,
+  at: number,
+): number {
+  const cipher = createCipheriv(ALGORITHM, key, setNonce(nonce, index, final));
+  at += cipher.update(plain).copy(out, at);
+  cipher.final(); // GCM emits nothing here; it finishes the tag.
+  return at + cipher.getAuthTag().copy(out, at);
+}
+
 /**
  * Returns a Transform that turns plaintext into a version-1 ciphertext stream (header first). Written buffers
  * are held, not copied, until their chunk is sealed, as Node streams allow: do not modify a buffer after writing it.
  */
 export function createEncryptStream(key: Uint8Array, opts: StreamOptions = {}): EncryptStream {
   return new Encryptor(key, opts);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Sealing in runs of whole chunks: the server seals each stored block on its own, on a worker thread, into
+// memory it reuses. The bytes are exactly those of an EncryptStream with the same header and key.
+
+/** A stream to be sealed run by run: its header (fresh salt) and stream key, fixed at creation. */
+export class StreamSealer {
+  readonly header: Buffer;
+  /** A KeyObject, so that the key reaches a worker thread without passing through a JavaScript buffer. */
+  readonly streamKey: KeyObject;
+
+  constructor(key: Uint8Array, opts: StreamOptions = {}) {
+    checkKey(key);
+    this.header = Buffer.allocUnsafe(HEADER_SIZE);
+    this.header[0] = STREAM_VERSION;
+    randomBytes(SALT_SIZE).copy(this.header, 1);
+    this.streamKey = deriveStreamKey(key, this.header, opts.context);
+  }
+}
+
+/** Bytes sealRun writes for `plainBytes` of plaintext (the header included when the run starts the stream). */
+export function sealedRunSize(plainBytes: number, startsStream: boolean): number {
+  checkSize('plainBytes', plainBytes);
+  const chunks = plainBytes === 0 ? 1 : Math.ceil(plainBytes / CHUNK_SIZE);
+  return (startsStream ? HEADER_SIZE : 0) + plainBytes + chunks * TAG_SIZE;
+}
+
+/**
+ * Seals the plaintext run that starts at chunk `firstChunk` into `out` from offset 0, preceded by the stream's
+ * `header` when firstChunk is 0, and returns the bytes written (sealedRunSize). A run that does not end the
+ * stream holds whole chunks only; one that does (`endsStream`) seals its last chunk as final, and may be empty
+ * only if it is the whole stream.
+ */
+export function sealRun(
+  streamKey: KeyObject,
+  header: Uint8Array,
+  plain: Uint8Array,
+  firstChunk: number,
+  endsStream: boolean,
+  out: Buffer,
+): number {
+  if (!endsStream && (plain.length === 0 || plain.length % CHUNK_SIZE !== 0)) {
+    throw new RangeError(`a run inside a stream holds whole chunks (got ${plain.length} bytes)`);
+  }
+  if (plain.length === 0 && firstChunk !== 0)
+    throw new RangeError('only an empty stream ends with an empty run');
+  const size = sealedRunSize(plain.length, firstChunk === 0);
+  if (out.length < size) throw new RangeError(`output holds ${out.length} bytes, the run needs ${size}`);
+  let at = 0;
+  if (firstChunk === 0) {
+    checkStreamHeader(header);
+    out.set(header.subarray(0, HEADER_SIZE));
+    at = HEADER_SIZE;
+  }
+  const nonce = Buffer.alloc(NONCE_SIZE);
+  const chunks = plain.length === 0 ? 1 : Math.ceil(plain.length / CHUNK_SIZE);
+  for (let i = 0; i < chunks; i++) {
+    const body = plain.subarray(i * CHUNK_SIZE, (i + 1) * CHUNK_SIZE);
+    at = sealChunkInto(streamKey, nonce, firstChunk + i, endsStream && i === chunks - 1, body, out, at);
+  }
+  return at;
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -586,20 +664,9 @@ export function createRangeDecryptStream(key: Uint8Array, opts: RangeDecryptOpti
 
 /** Encrypts a whole buffer into exactly the bytes createEncryptStream would produce (with a fresh salt). */
 export function encryptBuffer(key: Uint8Array, plaintext: Uint8Array, opts: StreamOptions = {}): Buffer {
-  checkKey(key);
+  const sealer = new StreamSealer(key, opts);
   const out = Buffer.allocUnsafe(encryptedSize(plaintext.length));
-  out[0] = STREAM_VERSION;
-  randomBytes(SALT_SIZE).copy(out, 1);
-  const streamKey = deriveStreamKey(key, out.subarray(0, HEADER_SIZE), opts.context);
-  const nonce = Buffer.alloc(NONCE_SIZE);
-  const n = chunkCount(plaintext.length);
-  let at = HEADER_SIZE;
-  for (let i = 0; i < n; i++) {
-    const cipher = createCipheriv(ALGORITHM, streamKey, setNonce(nonce, i, i === n - 1));
-    at += cipher.update(plaintext.subarray(i * CHUNK_SIZE, (i + 1) * CHUNK_SIZE)).copy(out, at);
-    cipher.final();
-    at += cipher.getAuthTag().copy(out, at);
-  }
+  sealRun(sealer.streamKey, sealer.header, plaintext, 0, true, out);
   return out;
 }
 

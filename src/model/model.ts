@@ -6,7 +6,13 @@ import { BlockStore, type BlockHash, type BlockIo, type BlockReadOptions } from 
 import { MetadataDb, type Table } from '../db/db.js';
 import { S3Error, S3Errors } from '../util/s3-error.js';
 import { compareUtf8 } from '../util/bytes.js';
-import { BlockPins, writeSegment, readSegment, type SegmentWriteOptions } from './segments.js';
+import {
+  BlockPins,
+  writeSegment,
+  readSegment,
+  type BlockSealer,
+  type SegmentWriteOptions,
+} from './segments.js';
 import {
   RECORD_VERSION,
   type AccessKeyRecord,
@@ -211,8 +217,8 @@ export class Model {
 
   // ---- objects ----
 
-  writeSegment(source: AsyncIterable<Buffer | Uint8Array | string>): Promise<Segment> {
-    return writeSegment(this.opts.blockIo ?? this.blocks, this.pins, source, this.opts);
+  writeSegment(source: AsyncIterable<Buffer | Uint8Array | string>, sealer?: BlockSealer): Promise<Segment> {
+    return writeSegment(this.opts.blockIo ?? this.blocks, this.pins, source, this.opts, sealer);
   }
 
   releaseSegments(segments: Segment[]): void {

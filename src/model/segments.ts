@@ -39,6 +39,30 @@ export interface SegmentWriteOptions {
 }
 
 /**
+ * Seals a segment's bytes block by block on their way to storage (encryption at rest, sse/). The segment is
+ * cut into blocks of whole units of plaintext; each is sealed into a stored block, named and returned.
+ */
+export interface BlockSealer {
+  /** Plaintext granularity: every block but the last holds a whole number of units. */
+  readonly unit: number;
+  /** Stored bytes of the block holding `plainBytes` of plaintext from offset `at` of the segment. */
+  sealedSize(plainBytes: number, at: number): number;
+  /**
+   * Seals the block of plaintext `plain` found at offset `at` (`last` when it ends the segment) into `out`,
+   * which is at least sealedSize long. Both buffers' memory is given up; the sealed block (a view of `out`'s
+   * memory) and `plain`'s memory come back with the block's hash.
+   */
+  seal(
+    plain: Buffer,
+    out: Buffer,
+    at: number,
+    last: boolean,
+  ): Promise<{ sealed: Buffer; hash: BlockHash; plain: Buffer }>;
+  /** The whole sealed segment of a small plaintext, to keep inline. */
+  sealInline(plain: Buffer): Buffer;
+}
+
+/**
  * Block buffers whose blocks are on disk, kept for the next blocks of any upload: a fresh megabyte per block
  * kept the collector's helper threads busy (they cost more CPU than the hashing did). At most SPARE_BLOCKS are
  * kept; a buffer comes back only after its write finished, so nothing else still reads it.
@@ -66,44 +90,77 @@ class SpareBlocks {
   }
 }
 
-const SPARE_BLOCKS = 8;
+const SPARE_BLOCKS = 12;
 const spareBlocks = new SpareBlocks();
 
-// Consumes `source` and stores it. The returned segment's blocks are pinned; the caller unpins them once the
-// record that refers to them has committed (or the operation failed).
+/** Names a block of a stream and its stored bytes: hashed as it is, or sealed first. */
+type BlockNamer = (
+  data: Buffer,
+  at: number,
+  last: boolean,
+) => Promise<{ stored: Buffer; hash: BlockHash; release: () => void }>;
+
+function namerFor(sealer: BlockSealer | undefined, capacity: number): BlockNamer {
+  if (!sealer) {
+    return async (data) => {
+      const { hash, block } = await hashBlock(data);
+      return { stored: block, hash, release: () => spareBlocks.give(block.buffer, capacity) };
+    };
+  }
+  const sealedCapacity = sealer.sealedSize(capacity, 0);
+  return async (data, at, last) => {
+    const out = spareBlocks.take(sealedCapacity);
+    const { sealed, hash, plain } = await sealer.seal(data, out, at, last);
+    spareBlocks.give(plain.buffer, capacity);
+    return { stored: sealed, hash, release: () => spareBlocks.give(sealed.buffer, sealedCapacity) };
+  };
+}
+
+// Consumes `source` and stores it, sealed by `sealer` if given. The returned segment's blocks are pinned; the
+// caller unpins them once the record that refers to them has committed (or the operation failed).
 export async function writeSegment(
   blocks: BlockIo,
   pins: BlockPins,
   source: AsyncIterable<Buffer | Uint8Array | string>,
   opts: SegmentWriteOptions,
+  sealer?: BlockSealer,
 ): Promise<Segment> {
   const refs: BlockRef[] = [];
   const inFlight = new Set<Promise<void>>();
   let firstError: unknown;
+  // Plaintext per block: the block size, or for a sealed segment the whole units that fit in it.
+  const blockSize = sealer
+    ? Math.max(1, Math.floor(opts.blockSize / sealer.unit)) * sealer.unit
+    : opts.blockSize;
   // The last full block is held back until more than a tail's worth of bytes follows it: a stream that ends
-  // sooner (an encrypted 1 MiB object is 1 MiB plus its chunk tags) makes one slightly larger block instead of
-  // a second tiny one, with its own file, fsync and read. Blocks are allocated with room for that tail.
+  // sooner makes one slightly larger block instead of a second tiny one, with its own file, fsync and read.
+  // Blocks are allocated with room for that tail.
   const tailLimit = Math.floor(opts.blockSize / TAIL_FRACTION);
-  const capacity = opts.blockSize + tailLimit;
+  const capacity = blockSize + tailLimit;
+  const nameBlock = namerFor(sealer, capacity);
   // Block memory is reused once a block is written (see SpareBlocks).
   const newBlock = () => spareBlocks.take(capacity);
   let held: Buffer | undefined;
   let current = newBlock();
   let fill = 0;
   let total = 0;
+  let stored = 0;
+  let flushed = 0;
 
-  // A block is named (hashed, on a worker) and written while the next ones fill; its ref takes its place in
-  // `refs` at once and its name when known. It is pinned before it is written.
-  const flushBlock = async (data: Buffer) => {
-    const ref: BlockRef = { hash: '', size: data.length };
+  // A block is named (hashed, or sealed, on a worker) and written while the next ones fill; its ref takes its
+  // place in `refs` at once and its name and size when known. It is pinned before it is written.
+  const flushBlock = async (data: Buffer, last: boolean) => {
+    const ref: BlockRef = { hash: '', size: 0 };
     refs.push(ref);
-    const p = hashBlock(data)
-      .then(({ hash, block }) => {
+    const at = flushed;
+    flushed += data.length;
+    const p = nameBlock(data, at, last)
+      .then(({ stored: block, hash, release }) => {
         ref.hash = hash;
+        ref.size = block.length;
+        stored += block.length;
         pins.pin([hash]);
-        return blocks.write(block, hash).then(() => {
-          spareBlocks.give(block.buffer, capacity);
-        });
+        return blocks.write(block, hash).then(release);
       })
       .catch((err: unknown) => {
         firstError ??= err;
@@ -119,34 +176,37 @@ export async function writeSegment(
       let chunk = typeof piece === 'string' ? Buffer.from(piece) : piece;
       total += chunk.length;
       while (chunk.length > 0) {
-        const n = Math.min(chunk.length, opts.blockSize - fill);
+        const n = Math.min(chunk.length, blockSize - fill);
         current.set(chunk.subarray(0, n), fill);
         fill += n;
         chunk = chunk.subarray(n);
         if (held && fill > tailLimit) {
           const full = held;
           held = undefined;
-          await flushBlock(full.subarray(0, opts.blockSize));
+          await flushBlock(full.subarray(0, blockSize), false);
         }
-        if (fill === opts.blockSize) {
+        if (fill === blockSize) {
           held = current;
           current = newBlock();
           fill = 0;
         }
       }
     }
-    if (refs.length === 0 && !held && total <= opts.inlineThreshold) {
-      return {
-        plainSize: total,
-        storedSize: total,
-        blocks: [],
-        inline: Buffer.from(current.subarray(0, fill)),
-      };
+    if (refs.length === 0 && !held) {
+      const size = sealer ? sealer.sealedSize(total, 0) : total;
+      if (size <= opts.inlineThreshold) {
+        const plain = current.subarray(0, fill);
+        const inline = sealer ? sealer.sealInline(plain) : Buffer.from(plain);
+        return { plainSize: total, storedSize: inline.length, blocks: [], inline };
+      }
     }
     if (held) {
-      current.copy(held, opts.blockSize, 0, fill);
-      await flushBlock(held.subarray(0, opts.blockSize + fill));
-    } else if (fill > 0) await flushBlock(Buffer.from(current.subarray(0, fill)));
+      current.copy(held, blockSize, 0, fill);
+      await flushBlock(held.subarray(0, blockSize + fill), true);
+    } else if (fill > 0 || refs.length === 0) {
+      // A last block of its own (or a sealed segment's only one, which holds at least the stream's header).
+      await flushBlock(current.subarray(0, fill), true);
+    }
     await Promise.all(inFlight);
     if (firstError) throw firstError;
   } catch (err) {
@@ -154,7 +214,7 @@ export async function writeSegment(
     pins.unpin(refs.filter((r) => r.hash !== '').map((r) => r.hash));
     throw err;
   }
-  return { plainSize: total, storedSize: total, blocks: refs };
+  return { plainSize: total, storedSize: stored, blocks: refs };
 }
 
 /** Blocks being read ahead of a segment's consumer (memory: this many blocks per open read). */

@@ -7,6 +7,7 @@ import { etagInList } from '../util/etag.js';
 import type { Readable } from 'node:stream';
 import { S3Error, S3Errors } from '../util/s3-error.js';
 import type { Model } from './model.js';
+import type { BlockSealer } from './segments.js';
 import type {
   AccessKeyRecord,
   BucketRecord,
@@ -64,8 +65,9 @@ export interface MetadataStore {
 }
 
 export interface SegmentIo {
-  // Stores a byte stream as blocks; the segment's blocks stay protected from collection until released.
-  writeSegment(source: AsyncIterable<Buffer | Uint8Array | string>): Promise<Segment>;
+  // Stores a byte stream as blocks, sealed by `sealer` if given; the segment's blocks stay protected from
+  // collection until released.
+  writeSegment(source: AsyncIterable<Buffer | Uint8Array | string>, sealer?: BlockSealer): Promise<Segment>;
   releaseSegments(segments: Segment[]): void;
   // Protects blocks a record is about to refer to (a copy sharing blocks) until released.
   retainSegments(segments: Segment[]): void;
@@ -208,8 +210,8 @@ export class LocalStore implements ObjectStore {
   async abortUpload(upload: UploadRecord) {
     await this.model.abortUpload(upload);
   }
-  writeSegment(source: AsyncIterable<Buffer | Uint8Array | string>) {
-    return this.model.writeSegment(source);
+  writeSegment(source: AsyncIterable<Buffer | Uint8Array | string>, sealer?: BlockSealer) {
+    return this.model.writeSegment(source, sealer);
   }
   releaseSegments(segments: Segment[]) {
     this.model.releaseSegments(segments);

@@ -6,7 +6,13 @@
 import type { Readable } from 'node:stream';
 import { BlockStore, type BlockHash, type BlockIo, type BlockReadOptions } from '../block/block-store.js';
 import { hashBlock } from '../block/pool.js';
-import { BlockPins, readSegment, writeSegment, type SegmentWriteOptions } from '../model/segments.js';
+import {
+  BlockPins,
+  readSegment,
+  writeSegment,
+  type BlockSealer,
+  type SegmentWriteOptions,
+} from '../model/segments.js';
 import { METADATA_METHODS, type LocalStore, type ObjectStore } from '../model/store.js';
 import type { Segment } from '../model/types.js';
 import { S3Error } from '../util/s3-error.js';
@@ -291,13 +297,15 @@ class ClusterStore {
     return this.cluster.callStore(owner, method, args);
   }
 
-  writeSegment(source: AsyncIterable<Buffer | Uint8Array | string>): Promise<Segment> {
-    if (this.ownsMetadata()) return this.local.writeSegment(source);
+  writeSegment(source: AsyncIterable<Buffer | Uint8Array | string>, sealer?: BlockSealer): Promise<Segment> {
+    if (this.ownsMetadata()) return this.local.writeSegment(source, sealer);
     // Collection runs on the metadata node, which holds no pins for this node's writes: nothing to keep here.
-    return writeSegment(this.cluster.blocks, this.pins, source, this.segmentOptions).then((segment) => {
-      this.pins.unpin(segment.blocks.map((b) => b.hash));
-      return segment;
-    });
+    return writeSegment(this.cluster.blocks, this.pins, source, this.segmentOptions, sealer).then(
+      (segment) => {
+        this.pins.unpin(segment.blocks.map((b) => b.hash));
+        return segment;
+      },
+    );
   }
 
   releaseSegments(segments: Segment[]): void {

@@ -17,19 +17,23 @@
 import { createSecretKey } from 'node:crypto';
 import type { Transform } from 'node:stream';
 import {
+  CHUNK_SIZE,
   RangeOpener,
+  StreamSealer,
   createDecryptStream,
-  createEncryptStream,
   decryptBuffer,
   encryptBuffer,
   openSmall,
+  sealRun,
   sealSmall,
+  sealedRunSize,
 } from '../crypto/aead-stream.js';
-import type { CiphertextRange, EncryptStream } from '../crypto/aead-stream.js';
+import type { CiphertextRange } from '../crypto/aead-stream.js';
 import { deriveObjectKey, zeroize } from '../crypto/keys.js';
 import type { ObjectIdentity } from '../crypto/keys.js';
+import type { BlockSealer } from '../model/segments.js';
 import { S3Errors } from '../util/s3-error.js';
-import { decryptOffThread } from './decrypt-pool.js';
+import { decryptOffThread, sealOffThread } from './crypto-pool.js';
 import type { EncryptionParams } from './params.js';
 import { SSE_C_ALGORITHM } from './params.js';
 
@@ -201,9 +205,12 @@ export class ObjectCrypto {
     return this.decryptMetadata(sealedMetadata);
   }
 
-  /** Transform: plaintext of the object (or of one part) → stored ciphertext. `header` is available at once. */
-  encryptStream(place?: StreamPlace): EncryptStream {
-    return createEncryptStream(this.dataKey, { context: contextOf(place) });
+  /**
+   * Seals the data of the object (or of one part) block by block as the model stores it, each block on a
+   * worker thread (crypto-pool). The stream's header is known at once, to keep in the segment's record.
+   */
+  sealer(place?: StreamPlace): ObjectSealer {
+    return new ObjectSealer(new StreamSealer(this.dataKey, { context: contextOf(place) }));
   }
 
   /** Transform: the whole stored ciphertext of the object (or part) → verified plaintext. */
@@ -213,7 +220,7 @@ export class ObjectCrypto {
 
   /**
    * A ciphertext slice from plaintextRangeToCiphertextRange → exactly that plaintext range, verified. Large
-   * ranges are decrypted on a worker thread (decrypt-pool). `cipherOwned` says the memory under every buffer
+   * ranges are decrypted on a worker thread (crypto-pool). `cipherOwned` says the memory under every buffer
    * `cipher` yields is the caller's alone, so it can move to that thread without a copy.
    */
   decryptRange(
@@ -242,5 +249,32 @@ export class ObjectCrypto {
   /** Zeroes the derived keys. */
   dispose(): void {
     zeroize(this.dataKey, this.metadataKey);
+  }
+}
+
+/** An object's data stream sealed block by block (model BlockSealer); blocks hold whole 64 KiB chunks. */
+export class ObjectSealer implements BlockSealer {
+  readonly unit = CHUNK_SIZE;
+
+  constructor(private readonly stream: StreamSealer) {}
+
+  /** The stream's header (version and salt), which range reads need. */
+  get header(): Buffer {
+    return this.stream.header;
+  }
+
+  sealedSize(plainBytes: number, at: number): number {
+    return sealedRunSize(plainBytes, at === 0);
+  }
+
+  seal(plain: Buffer, out: Buffer, at: number, last: boolean) {
+    const { streamKey, header } = this.stream;
+    return sealOffThread(streamKey, header, plain, out, at / CHUNK_SIZE, last);
+  }
+
+  sealInline(plain: Buffer): Buffer {
+    const out = Buffer.allocUnsafe(sealedRunSize(plain.length, true));
+    sealRun(this.stream.streamKey, this.stream.header, plain, 0, true, out);
+    return out;
   }
 }

@@ -199,6 +199,14 @@ export interface SessionHandler<S> {
 
 /** Inside a worker: serves sessions with `handler`. A session that fails is dropped at once. */
 export function serveSessions<S>(handler: SessionHandler<S>): void {
+  serveCalls(sessionCalls(handler));
+}
+
+/**
+ * The handling of session calls with `handler`, for a worker that serves other calls too (it passes session
+ * calls, told apart by isSessionCall, to what this returns).
+ */
+export function sessionCalls<S>(handler: SessionHandler<S>): (message: Record<string, unknown>) => Handled {
   const sessions = new Map<number, S>();
   // One buffer back per call: every ArrayBuffer that crosses threads costs the receiving thread's collector,
   // so the pieces are joined here, where the copy costs the serving thread nothing.
@@ -206,7 +214,7 @@ export function serveSessions<S>(handler: SessionHandler<S>): void {
     const out = transferable(pieces.length === 1 ? pieces[0]! : Buffer.concat(pieces));
     return { result: { out } satisfies SessionOutput, transfer: [out] };
   };
-  serveCalls((message): Handled => {
+  return (message): Handled => {
     const call = message as unknown as SessionCall;
     try {
       if (call.op === 'close') {
@@ -226,7 +234,12 @@ export function serveSessions<S>(handler: SessionHandler<S>): void {
       sessions.delete(call.session);
       throw err;
     }
-  });
+  };
+}
+
+/** Whether a message a worker received is one of a session's calls. */
+export function isSessionCall(message: Record<string, unknown>): boolean {
+  return message.op === 'data' || message.op === 'close';
 }
 
 /** Input pieces in a session's worker ahead of the consumer (each up to about a MiB). */

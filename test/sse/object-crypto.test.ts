@@ -9,6 +9,7 @@ import { pipeline } from 'node:stream/promises';
 import type { Transform } from 'node:stream';
 import { S3Error } from '../../src/util/s3-error.js';
 import {
+  CHUNK_SIZE,
   HEADER_SIZE,
   IntegrityError,
   plaintextRangeToCiphertextRange,
@@ -22,6 +23,7 @@ import {
   partContext,
   storedEncryptionFor,
 } from '../../src/sse/object-crypto.js';
+import { sealInBlocks } from '../helpers/seal.js';
 
 const identity = { bucketId: 'bkt-1', versionId: 'ver-1', objectKey: 'dir/file.bin' };
 
@@ -49,9 +51,9 @@ test('data round trip, whole and ranged; the same key on another identity cannot
   const key = randomBytes(32);
   const oc = ObjectCrypto.open(sseC(key), identity)!;
   const plain = randomBytes(200_000);
-  const enc = oc.encryptStream();
-  const header = Buffer.from(enc.header);
-  const sealed = await run(enc, plain);
+  const sealer = oc.sealer();
+  const header = Buffer.from(sealer.header);
+  const sealed = await sealInBlocks(sealer, plain, 2 * CHUNK_SIZE);
   assert.ok((await run(oc.decryptStream(), sealed)).equals(plain));
   const range = plaintextRangeToCiphertextRange(70_000, 150_000, plain.length);
   const slice = (async function* () {
@@ -76,20 +78,40 @@ test('data round trip, whole and ranged; the same key on another identity cannot
   assert.equal(sealed.subarray(0, HEADER_SIZE).equals(header), true);
 });
 
-test('streams keep working when the object crypto is disposed mid-request', async () => {
+test('sealers and streams keep working when the object crypto is disposed mid-request', async () => {
   const oc = ObjectCrypto.open(sseC(), identity)!;
   const plain = randomBytes(5000);
-  const enc = oc.encryptStream();
+  const sealer = oc.sealer();
   const dec = oc.decryptStream();
   oc.dispose();
-  assert.ok((await run(dec, await run(enc, plain))).equals(plain));
+  assert.ok((await run(dec, await sealInBlocks(sealer, plain, CHUNK_SIZE))).equals(plain));
+});
+
+test('blocks sealed one by one make the same stream as one run, in any block size', async () => {
+  const oc = ObjectCrypto.open(sseC(), identity)!;
+  for (const size of [0, 1, CHUNK_SIZE, 3 * CHUNK_SIZE, 3 * CHUNK_SIZE + 17]) {
+    const plain = randomBytes(size);
+    const sealer = oc.sealer({ partNumber: 4 });
+    const whole = sealer.sealInline(plain);
+    for (const blockPlain of [CHUNK_SIZE, 2 * CHUNK_SIZE, 8 * CHUNK_SIZE]) {
+      const blocks = await sealInBlocks(sealer, plain, blockPlain);
+      assert.ok(blocks.equals(whole), `${size} bytes in blocks of ${blockPlain}`);
+    }
+    assert.ok(oc.decryptBuffer(whole, { partNumber: 4 }).equals(plain));
+  }
+  // A block inside the stream holds whole chunks; only the whole stream may be empty.
+  const sealer = oc.sealer();
+  const room = () => Buffer.alloc(4 * CHUNK_SIZE);
+  await assert.rejects(sealer.seal(Buffer.alloc(100), room(), 0, false), RangeError);
+  await assert.rejects(sealer.seal(Buffer.alloc(0), room(), CHUNK_SIZE, true), RangeError);
+  oc.dispose();
 });
 
 test('parts are bound to their part numbers', async () => {
   const key = randomBytes(32);
   const oc = ObjectCrypto.open(sseC(key), identity)!;
   const plain = randomBytes(1000);
-  const sealed = await run(oc.encryptStream({ partNumber: 2 }), plain);
+  const sealed = await sealInBlocks(oc.sealer({ partNumber: 2 }), plain, CHUNK_SIZE);
   assert.ok((await run(oc.decryptStream({ partNumber: 2 }), sealed)).equals(plain));
   await assert.rejects(run(oc.decryptStream({ partNumber: 3 }), sealed), IntegrityError);
   assert.ok(oc.decryptBuffer(sealed, { partNumber: 2 }).equals(plain));

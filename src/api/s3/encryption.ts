@@ -2,7 +2,7 @@
 // the request once (one RequestEncryption value that every handler asks), segments are encrypted on the way
 // in, and only the chunks a range touches are read and decrypted on the way out. Plaintext objects pass
 // through untouched. The customer key lives only in this value and is zeroed by disposeEncryption.
-import { Readable, type Transform } from 'node:stream';
+import { Readable } from 'node:stream';
 import { plaintextRangeToCiphertextRange } from '../../crypto/aead-stream.js';
 import type { SegmentIo } from '../../model/store.js';
 import type { ObjectRecord, Segment, UploadRecord } from '../../model/types.js';
@@ -21,6 +21,7 @@ import {
   checkParamsFitObject,
   decodeStoredEncryption,
   storedEncryptionFor,
+  type ObjectSealer,
   type StoredEncryption,
 } from '../../sse/object-crypto.js';
 import type { S3Context } from './context.js';
@@ -197,15 +198,15 @@ export function sealMetadata(
   };
 }
 
-// Encrypts one segment: the whole object (segmentIndex 0) or multipart part `segmentIndex`.
-export function encryptTransform(
+// Seals one segment: the whole object (segmentIndex 0) or multipart part `segmentIndex`.
+export function segmentSealer(
   enc: RequestEncryption,
   identity: ObjectIdentityRef,
   segmentIndex: number,
-): (Transform & { header: Buffer }) | undefined {
+): ObjectSealer | undefined {
   const crypto = cryptoFor(enc, identity);
   if (!crypto) return undefined;
-  return crypto.encryptStream(segmentIndex === 0 ? undefined : { partNumber: segmentIndex });
+  return crypto.sealer(segmentIndex === 0 ? undefined : { partNumber: segmentIndex });
 }
 
 export function responseHeaders(enc: RequestEncryption): Record<string, string> {

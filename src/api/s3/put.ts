@@ -1,6 +1,5 @@
 // api/s3/put: PutObject — stream the body through its verifier (and encryption) into blocks, then commit.
 import { randomBytes } from 'node:crypto';
-import { pipeline } from 'node:stream';
 import type { Readable } from 'node:stream';
 import type { SegmentIo } from '../../model/store.js';
 import { RECORD_VERSION, type ObjectRecord, type Segment } from '../../model/types.js';
@@ -8,7 +7,7 @@ import { S3Error } from '../../util/s3-error.js';
 import { bucketFor, header, requireKey, type S3Context } from './context.js';
 import {
   encryptionForWrite,
-  encryptTransform,
+  segmentSealer,
   responseHeaders,
   disposeEncryption,
   sealMetadata,
@@ -39,7 +38,7 @@ export function checkDeclaredSize(ctx: S3Context, max = MAX_PUT_SIZE): void {
   }
 }
 
-// Streams `source` (already verified as it flows) through encryption into a stored segment.
+// Stores `source` (already verified as it flows) as a segment, sealed block by block when encrypted.
 export async function storeSegment(
   store: SegmentIo,
   source: Readable,
@@ -47,14 +46,10 @@ export async function storeSegment(
   identity: { bucketId: string; key: string; versionId: string },
   segmentIndex: number,
 ): Promise<Segment> {
-  const transform = encryptTransform(enc, identity, segmentIndex);
-  if (!transform) return store.writeSegment(source);
-  let plainSize = 0;
-  source.on('data', (chunk: Buffer) => {
-    plainSize += chunk.length;
-  });
-  const segment = await store.writeSegment(pipeline(source, transform, () => undefined));
-  return { ...segment, plainSize, cryptoHeader: transform.header };
+  const sealer = segmentSealer(enc, identity, segmentIndex);
+  if (!sealer) return store.writeSegment(source);
+  const segment = await store.writeSegment(source, sealer);
+  return { ...segment, cryptoHeader: sealer.header };
 }
 
 export function etagOf(enc: RequestEncryption, md5: Buffer): string {
