@@ -5,6 +5,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdirSync, rmSync } from 'node:fs';
 import { mkdir, open, readdir, readFile, rename, rm, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
+import type { FileSlice } from '../util/file-slice.js';
 import { S3Error } from '../util/s3-error.js';
 import { blockHash, type BlockHash } from './hash.js';
 import { BLOCK_CORRUPT, BLOCK_MISSING, readVerified } from './pool.js';
@@ -33,6 +34,12 @@ export interface BlockIo {
   write(data: Uint8Array, knownHash?: BlockHash): Promise<BlockHash>;
   read(hash: BlockHash, opts?: BlockReadOptions): Promise<Buffer>;
   remove(hash: BlockHash): Promise<void>;
+  /**
+   * Where bytes [start, end) of a block are on this node's disk, for a reader that reads them itself and
+   * authenticates them itself (see BlockReadOptions.verify). Undefined (or absent) where the block is not
+   * simply a local file: then it is read.
+   */
+  slice?(hash: BlockHash, start: number, end: number): FileSlice | undefined;
 }
 
 export class BlockStore implements BlockIo {
@@ -50,6 +57,10 @@ export class BlockStore implements BlockIo {
 
   pathOf(hash: BlockHash): string {
     return join(this.root, hash.slice(0, 2), hash.slice(2, 4), hash);
+  }
+
+  slice(hash: BlockHash, start: number, end: number): FileSlice {
+    return { path: this.pathOf(hash), start, end, missing: missingMessage(hash) };
   }
 
   // Durably stores `data` and returns its hash. Writing a block that already exists is a no-op.
@@ -91,7 +102,7 @@ export class BlockStore implements BlockIo {
     } catch (err) {
       const name = (err as Error).name;
       if (name === BLOCK_MISSING || (err as NodeJS.ErrnoException).code === 'ENOENT') {
-        throw new S3Error('InternalError', 500, `stored block ${hash.slice(0, 16)}… is missing`);
+        throw new S3Error('InternalError', 500, missingMessage(hash));
       }
       if (name === BLOCK_CORRUPT) throw new BlockIntegrityError(hash);
       throw err;
@@ -135,6 +146,8 @@ export class BlockStore implements BlockIo {
     }
   }
 }
+
+const missingMessage = (hash: BlockHash) => `stored block ${hash.slice(0, 16)}… is missing`;
 
 async function exists(path: string): Promise<boolean> {
   try {

@@ -10,9 +10,11 @@ import {
   BlockPins,
   writeSegment,
   readSegment,
+  segmentSlices,
   type BlockSealer,
   type SegmentWriteOptions,
 } from './segments.js';
+import type { FileSlice } from '../util/file-slice.js';
 import {
   RECORD_VERSION,
   type AccessKeyRecord,
@@ -227,6 +229,10 @@ export class Model {
 
   readSegment(segment: Segment, start: number, end: number, opts?: BlockReadOptions): Readable {
     return readSegment(this.opts.blockIo ?? this.blocks, segment, start, end, opts);
+  }
+
+  segmentSlices(segment: Segment, start: number, end: number): AsyncIterable<Buffer | FileSlice> {
+    return segmentSlices(this.opts.blockIo ?? this.blocks, segment, start, end);
   }
 
   getObject(bucketId: string, key: string): ObjectRecord | undefined {

@@ -4,6 +4,7 @@
 import { Readable } from 'node:stream';
 import type { BlockHash, BlockIo, BlockReadOptions } from '../block/block-store.js';
 import { hashBlock } from '../block/pool.js';
+import type { FileSlice } from '../util/file-slice.js';
 import type { BlockRef, Segment } from './types.js';
 
 /** A stream's last block may be this fraction of a block larger rather than followed by a tiny one. */
@@ -236,18 +237,34 @@ export function readSegment(
   });
 }
 
-async function* segmentChunks(
+/**
+ * Stored bytes [start, end) of a segment for a reader that authenticates them itself (BlockReadOptions.verify
+ * false): blocks on this node's disk as file slices, for the reader to read where it uses them (a worker
+ * thread), others read without their hash check. Inline bytes come as they are.
+ */
+export async function* segmentSlices(
   blocks: BlockIo,
   segment: Segment,
   start: number,
   end: number,
-  opts: BlockReadOptions,
-): AsyncGenerator<Buffer> {
+): AsyncGenerator<Buffer | FileSlice> {
   if (end <= start) return;
-  if (segment.inline) {
-    yield segment.inline.subarray(start, end);
-    return;
+  if (!segment.inline && blocks.slice) {
+    const slices = blocksTouched(segment, start, end).map((w) => blocks.slice!(w.hash, w.from, w.to));
+    if (slices.every((slice) => slice !== undefined)) {
+      yield* slices as FileSlice[];
+      return;
+    }
   }
+  yield* segmentChunks(blocks, segment, start, end, { verify: false });
+}
+
+/** The blocks of `segment` that hold bytes [start, end), and which of their bytes. */
+function blocksTouched(
+  segment: Segment,
+  start: number,
+  end: number,
+): { hash: BlockHash; from: number; to: number }[] {
   const wanted: { hash: BlockHash; from: number; to: number }[] = [];
   let offset = 0;
   for (const ref of segment.blocks) {
@@ -262,6 +279,22 @@ async function* segmentChunks(
       to: Math.min(end, blockEnd) - blockStart,
     });
   }
+  return wanted;
+}
+
+async function* segmentChunks(
+  blocks: BlockIo,
+  segment: Segment,
+  start: number,
+  end: number,
+  opts: BlockReadOptions,
+): AsyncGenerator<Buffer> {
+  if (end <= start) return;
+  if (segment.inline) {
+    yield segment.inline.subarray(start, end);
+    return;
+  }
+  const wanted = blocksTouched(segment, start, end);
   // Reads run ahead of the consumer by READ_AHEAD blocks, so the reader threads stay busy while it works.
   const reads: Promise<Buffer>[] = [];
   let issued = 0;

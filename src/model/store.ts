@@ -8,6 +8,7 @@ import type { Readable } from 'node:stream';
 import { S3Error, S3Errors } from '../util/s3-error.js';
 import type { Model } from './model.js';
 import type { BlockSealer } from './segments.js';
+import type { FileSlice } from '../util/file-slice.js';
 import type {
   AccessKeyRecord,
   BucketRecord,
@@ -73,6 +74,9 @@ export interface SegmentIo {
   retainSegments(segments: Segment[]): void;
   // Stored bytes [start, end) of a segment, block by block (see model/segments readSegment).
   readSegment(segment: Segment, start: number, end: number, opts?: BlockReadOptions): Readable;
+  // The same for a reader that authenticates the bytes itself: local blocks as file slices, to be read by
+  // the thread that uses them (see model/segments segmentSlices).
+  segmentSlices(segment: Segment, start: number, end: number): AsyncIterable<Buffer | FileSlice>;
 }
 
 export interface ObjectStore extends MetadataStore, SegmentIo {}
@@ -221,6 +225,9 @@ export class LocalStore implements ObjectStore {
   }
   readSegment(segment: Segment, start: number, end: number, opts?: BlockReadOptions) {
     return this.model.readSegment(segment, start, end, opts);
+  }
+  segmentSlices(segment: Segment, start: number, end: number) {
+    return this.model.segmentSlices(segment, start, end);
   }
 }
 

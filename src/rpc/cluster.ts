@@ -9,10 +9,12 @@ import { hashBlock } from '../block/pool.js';
 import {
   BlockPins,
   readSegment,
+  segmentSlices,
   writeSegment,
   type BlockSealer,
   type SegmentWriteOptions,
 } from '../model/segments.js';
+import type { FileSlice } from '../util/file-slice.js';
 import { METADATA_METHODS, type LocalStore, type ObjectStore } from '../model/store.js';
 import type { Segment } from '../model/types.js';
 import { S3Error } from '../util/s3-error.js';
@@ -234,6 +236,12 @@ export class ClusterBlocks implements BlockIo {
     return hash;
   }
 
+  // A node standing alone holds every block as a local file. In a cluster a block is read through read(),
+  // which turns to another replica when this node's copy is missing.
+  slice(hash: BlockHash, start: number, end: number): FileSlice | undefined {
+    return this.cluster.standsAlone() ? this.cluster.localBlocks.slice(hash, start, end) : undefined;
+  }
+
   async read(hash: BlockHash, opts: BlockReadOptions = {}): Promise<Buffer> {
     const self = this.cluster.rpc.nodeId;
     let lastError: Error = unavailable('every storage node holding this block');
@@ -319,6 +327,11 @@ class ClusterStore {
   readSegment(segment: Segment, start: number, end: number, opts?: BlockReadOptions): Readable {
     if (this.ownsMetadata()) return this.local.readSegment(segment, start, end, opts);
     return readSegment(this.cluster.blocks, segment, start, end, opts);
+  }
+
+  segmentSlices(segment: Segment, start: number, end: number): AsyncIterable<Buffer | FileSlice> {
+    if (this.ownsMetadata()) return this.local.segmentSlices(segment, start, end);
+    return segmentSlices(this.cluster.blocks, segment, start, end);
   }
 
   private ownsMetadata(): boolean {

@@ -9,6 +9,8 @@
 import type { KeyObject } from 'node:crypto';
 import type { BlockHash } from '../block/hash.js';
 import { IntegrityError, type RangeDecryptOptions } from '../crypto/aead-stream.js';
+import type { FileSlice } from '../util/file-slice.js';
+import { S3Error } from '../util/s3-error.js';
 import {
   lazyWorkerPool,
   moveBytes,
@@ -42,8 +44,21 @@ export interface SealReply {
   plain: ArrayBuffer;
 }
 
+/** Stored data that could not be read (a block file gone): a server fault, 500, as BlockStore reports it. */
+class StoredDataMissing extends S3Error {
+  constructor(message: string) {
+    super('InternalError', 500, message);
+  }
+}
+
+/** The S3 error for a FileSlice that could not be read (util/file-slice fileMissing); others unchanged. */
+export function storedDataError(err: unknown): never {
+  if (err instanceof Error && err.name === 'FileMissing') throw new StoredDataMissing(err.message);
+  throw err;
+}
+
 const cryptoPool = lazyWorkerPool(new URL('./crypto-worker.js', import.meta.url), () =>
-  reviveKnown({ IntegrityError, RangeError }),
+  reviveKnown({ IntegrityError, RangeError, FileMissing: StoredDataMissing }),
 );
 
 /**
@@ -81,14 +96,15 @@ export async function sealOffThread(
 }
 
 /**
- * Decrypts `cipher` (exactly the slice `options.range` names) on a worker, yielding verified plaintext in order.
- * Throws IntegrityError as RangeOpener does. With `cipherOwned`, each piece's whole ArrayBuffer is the
+ * Decrypts `cipher` (exactly the slice `options.range` names) on a worker, yielding verified plaintext in order;
+ * pieces given as file slices are read by the worker. Throws IntegrityError as RangeOpener does, and a 500
+ * S3Error for a file slice that cannot be read. With `cipherOwned`, each piece's whole ArrayBuffer is the
  * caller's to give up and moves to the worker without a copy.
  */
 export function decryptOffThread(
   key: KeyObject,
   options: RangeDecryptOptions,
-  cipher: AsyncIterable<Buffer>,
+  cipher: AsyncIterable<Buffer | FileSlice>,
   cipherOwned: boolean,
 ): AsyncGenerator<Buffer> {
   // Small values are copied into the message on their own: cloning a view clones all of its ArrayBuffer.

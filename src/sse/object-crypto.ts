@@ -32,8 +32,9 @@ import type { CiphertextRange } from '../crypto/aead-stream.js';
 import { deriveObjectKey, zeroize } from '../crypto/keys.js';
 import type { ObjectIdentity } from '../crypto/keys.js';
 import type { BlockSealer } from '../model/segments.js';
+import { readFileSlice, type FileSlice } from '../util/file-slice.js';
 import { S3Errors } from '../util/s3-error.js';
-import { decryptOffThread, sealOffThread } from './crypto-pool.js';
+import { decryptOffThread, sealOffThread, storedDataError } from './crypto-pool.js';
 import type { EncryptionParams } from './params.js';
 import { SSE_C_ALGORITHM } from './params.js';
 
@@ -58,8 +59,13 @@ export type StoredEncryption =
 /** Reads of at least this much plaintext are decrypted off the serving thread (smaller ones: the hop costs more). */
 const OFF_THREAD_MIN_BYTES = 256 * 1024;
 
-async function* openRange(opener: RangeOpener, cipher: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
-  for await (const piece of cipher) yield* opener.write(piece);
+async function* openRange(
+  opener: RangeOpener,
+  cipher: AsyncIterable<Buffer | FileSlice>,
+): AsyncGenerator<Buffer> {
+  for await (const piece of cipher) {
+    yield* opener.write(Buffer.isBuffer(piece) ? piece : await readFileSlice(piece).catch(storedDataError));
+  }
   opener.end();
 }
 
@@ -220,11 +226,12 @@ export class ObjectCrypto {
 
   /**
    * A ciphertext slice from plaintextRangeToCiphertextRange → exactly that plaintext range, verified. Large
-   * ranges are decrypted on a worker thread (crypto-pool). `cipherOwned` says the memory under every buffer
-   * `cipher` yields is the caller's alone, so it can move to that thread without a copy.
+   * ranges are decrypted on a worker thread (crypto-pool), which also reads the pieces given as file slices.
+   * `cipherOwned` says the memory under every buffer `cipher` yields is the caller's alone, so it can move to
+   * that thread without a copy.
    */
   decryptRange(
-    cipher: AsyncIterable<Buffer>,
+    cipher: AsyncIterable<Buffer | FileSlice>,
     header: Uint8Array,
     range: CiphertextRange,
     place: StreamPlace | undefined,

@@ -7,6 +7,7 @@
 // calls it held and is replaced on the next call.
 import { availableParallelism } from 'node:os';
 import { Worker, parentPort, type TransferListItem } from 'node:worker_threads';
+import { readFileSlice, type FileSlice } from './file-slice.js';
 
 interface Pending {
   resolve: (value: unknown) => void;
@@ -178,10 +179,11 @@ export function transferable(buf: Uint8Array): ArrayBuffer {
 
 /**
  * Calls of a session, as the worker receives them. The first piece carries the session's setup and the last
- * one says so, so that a one-piece stream (a 1 MiB object) costs one round trip, not three.
+ * one says so, so that a one-piece stream (a 1 MiB object) costs one round trip, not three. A piece is bytes,
+ * or a file slice the worker reads itself.
  */
 export type SessionCall =
-  | ({ op: 'data'; session: number; setup?: unknown; last: boolean } & MovedBytes)
+  | ({ op: 'data'; session: number; setup?: unknown; last: boolean } & (MovedBytes | { file: FileSlice }))
   | { op: 'close'; session: number };
 
 /** What a session's 'data' call returns: the output of the pieces it completed (possibly empty). */
@@ -206,34 +208,48 @@ export function serveSessions<S>(handler: SessionHandler<S>): void {
  * The handling of session calls with `handler`, for a worker that serves other calls too (it passes session
  * calls, told apart by isSessionCall, to what this returns).
  */
-export function sessionCalls<S>(handler: SessionHandler<S>): (message: Record<string, unknown>) => Handled {
-  const sessions = new Map<number, S>();
+export function sessionCalls<S>(
+  handler: SessionHandler<S>,
+): (message: Record<string, unknown>) => Handled | Promise<Handled> {
+  // Each session's calls are handled in turn: a piece read from a file may still be on its way when the next
+  // piece arrives. `done` is the end of the session's last call.
+  const sessions = new Map<number, { state: S; done: Promise<unknown> }>();
   // One buffer back per call: every ArrayBuffer that crosses threads costs the receiving thread's collector,
   // so the pieces are joined here, where the copy costs the serving thread nothing.
   const output = (pieces: Buffer[]): Handled => {
     const out = transferable(pieces.length === 1 ? pieces[0]! : Buffer.concat(pieces));
     return { result: { out } satisfies SessionOutput, transfer: [out] };
   };
-  return (message): Handled => {
+  return (message) => {
     const call = message as unknown as SessionCall;
-    try {
-      if (call.op === 'close') {
-        sessions.delete(call.session);
-        return { result: null };
-      }
-      if (call.setup !== undefined) sessions.set(call.session, handler.open(call.setup));
-      const state = sessions.get(call.session);
-      if (state === undefined) throw new Error(`session ${call.session} is not open`);
-      const pieces = handler.write(state, Buffer.from(call.data, call.offset, call.length));
-      if (call.last) {
-        pieces.push(...(handler.end(state) ?? []));
-        sessions.delete(call.session);
-      }
-      return output(pieces);
-    } catch (err) {
+    if (call.op === 'close') {
       sessions.delete(call.session);
-      throw err;
+      return { result: null };
     }
+    if (call.setup !== undefined)
+      sessions.set(call.session, { state: handler.open(call.setup), done: Promise.resolve() });
+    const session = sessions.get(call.session);
+    if (session === undefined) throw new Error(`session ${call.session} is not open`);
+    // A file is read at once, and used once the session's earlier calls are done.
+    const input =
+      'file' in call ? readFileSlice(call.file) : Buffer.from(call.data, call.offset, call.length);
+    if (input instanceof Promise) input.catch(() => undefined); // its failure is this call's, in turn
+    const reply = session.done
+      .then(() => input)
+      .then((bytes): Handled => {
+        // A call queued behind one that failed finds its session gone.
+        if (sessions.get(call.session) !== session) throw new Error(`session ${call.session} has failed`);
+        const pieces = handler.write(session.state, bytes);
+        if (call.last) {
+          pieces.push(...(handler.end(session.state) ?? []));
+          sessions.delete(call.session);
+        }
+        return output(pieces);
+      });
+    session.done = reply.catch(() => {
+      if (sessions.get(call.session) === session) sessions.delete(call.session);
+    });
+    return reply;
   };
 }
 
@@ -249,12 +265,12 @@ let nextSession = 1;
 /**
  * Runs `input` through a new session on one of `pool`'s workers (opened with `setup`), yielding its output in
  * order; an error thrown by the worker's handler is thrown here. With `inputOwned`, each piece's whole
- * ArrayBuffer is the caller's to give up and moves without a copy.
+ * ArrayBuffer is the caller's to give up and moves without a copy. File slices are read by the worker.
  */
 export async function* throughSession(
   pool: WorkerPool,
   setup: unknown,
-  input: AsyncIterable<Buffer>,
+  input: AsyncIterable<Buffer | FileSlice>,
   inputOwned: boolean,
 ): AsyncGenerator<Buffer> {
   const lane = pool.lane();
@@ -267,17 +283,22 @@ export async function* throughSession(
   };
   let opened = false;
   let ended = false;
-  const send = (piece: Buffer, last: boolean) => {
-    const moved = moveBytes(piece, inputOwned);
+  const send = (piece: Buffer | FileSlice, last: boolean) => {
     const first = opened ? {} : { setup };
     opened = true;
-    const reply = call<SessionOutput>({ op: 'data', session, ...first, ...moved, last }, [moved.data]);
+    let reply: Promise<SessionOutput>;
+    if (Buffer.isBuffer(piece)) {
+      const moved = moveBytes(piece, inputOwned);
+      reply = call<SessionOutput>({ op: 'data', session, ...first, ...moved, last }, [moved.data]);
+    } else {
+      reply = call<SessionOutput>({ op: 'data', session, ...first, file: piece, last });
+    }
     reply.catch(() => undefined); // surfaced when awaited
     waiting.push(reply);
   };
   try {
     // Each piece is sent once the next one is here (or the input has ended), so the last one can say so.
-    let held: Buffer | undefined;
+    let held: Buffer | FileSlice | undefined;
     for await (const piece of input) {
       if (held) send(held, false);
       held = piece;

@@ -1,12 +1,13 @@
 // Tampering with stored data never yields wrong bytes: after an upload of a multi-block object (SSE-C, and
-// plaintext), a flipped byte in a block file, a truncated block file, and two block files with swapped contents
-// each make GET fail — an error status or a cut connection — and whatever bytes did arrive are the original's.
+// plaintext), a flipped byte in a block file, a truncated block file, a missing one, and two block files with
+// swapped contents each make GET fail — an error status or a cut connection — and whatever bytes did arrive
+// are the original's.
 // For the plaintext object the block hash check catches those; for the SSE-C object, whose blocks are read
 // without that check, the AES-GCM tag of every chunk does. The SSE-C object's metadata record is also edited to
 // list its (intact) blocks out of order, which only the chunk nonces detect.
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { readFileSync, truncateSync, writeFileSync } from 'node:fs';
+import { readFileSync, truncateSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { open } from 'lmdb';
@@ -126,6 +127,17 @@ async function tamperScenario(name: string, key?: CustomerKey): Promise<void> {
   assertRefused('truncated block', await get(name, key), data);
   truncateSync(a, 10);
   assertRefused('block cut to 10 bytes', await get(name, key), data);
+  restore();
+  await assertIntact(name, data, key);
+
+  // A block file gone (an SSE-C read finds it on the worker that decrypts, a plaintext read on the block worker).
+  unlinkSync(a);
+  assertRefused('missing block', await get(name, key), data);
+  const statuses: number[] = [];
+  for (let at = 0; at < data.length; at += MiB)
+    statuses.push((await get(name, key, `bytes=${at}-${at + 99}`)).status);
+  assert.ok(statuses.includes(500), `a range inside the missing block is a server error (got ${statuses})`);
+  assert.ok(statuses.includes(206), `ranges in other blocks still read (got ${statuses})`);
   restore();
   await assertIntact(name, data, key);
 

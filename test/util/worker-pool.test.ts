@@ -1,12 +1,13 @@
 // util/worker-pool: calls on one lane are answered in order, a thrown error comes back by name, a worker that
-// dies fails what it held and is replaced, and buffers move by transfer only when that is safe.
+// dies fails what it held and is replaced, buffers move by transfer only when that is safe, and a session
+// reads the file slices it is given in turn with its bytes.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { WorkerPool, transferable } from '../../src/util/worker-pool.js';
+import { WorkerPool, throughSession, transferable } from '../../src/util/worker-pool.js';
 
 const POOL_MODULE = new URL('../../src/util/worker-pool.js', import.meta.url).href;
 
@@ -88,4 +89,53 @@ test('transferable moves a whole large buffer and copies a view or a pooled one'
   assert.deepEqual(new Uint8Array(copied), new Uint8Array(view));
   const pooled = Buffer.from('small');
   assert.notEqual(transferable(pooled), pooled.buffer);
+});
+
+test('a session takes bytes and file slices mixed, in order; a slice that cannot be read fails it', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'coffre-pool-'));
+  const script = join(dir, 'worker.mjs');
+  // The session's state is everything written so far; each piece comes back as "<offset>:<text>".
+  writeFileSync(
+    script,
+    `import { serveSessions } from ${JSON.stringify(POOL_MODULE)};
+     serveSessions({
+       open: () => ({ seen: 0 }),
+       write: (s, input) => { const out = Buffer.from(s.seen + ':' + input.toString() + ' '); s.seen += input.length; return [out]; },
+       end: () => [Buffer.from('end')],
+     });`,
+  );
+  const file = join(dir, 'data');
+  writeFileSync(file, 'abcdefghij');
+  const pool = new WorkerPool(pathToFileURL(script), 1, (name, message) =>
+    Object.assign(new Error(message), { name }),
+  );
+  const slice = (start: number, end: number, path = file) => ({ path, start, end, missing: 'slice gone' });
+  const run = async (pieces: (Buffer | ReturnType<typeof slice>)[]) => {
+    const out: Buffer[] = [];
+    for await (const b of throughSession(
+      pool,
+      {},
+      (async function* () {
+        yield* pieces;
+      })(),
+      false,
+    ))
+      out.push(b);
+    return Buffer.concat(out).toString();
+  };
+  try {
+    const got = await run([slice(2, 5), Buffer.from('XY'), slice(0, 1), Buffer.from('Z'), slice(8, 10)]);
+    assert.equal(got, '0:cde 3:XY 5:a 6:Z 7:ij end');
+    for (const bad of [slice(0, 2, join(dir, 'nothing')), slice(8, 20)]) {
+      await assert.rejects(run([Buffer.from('ok'), bad, Buffer.from('after')]), (err: Error) => {
+        assert.equal(err.name, 'FileMissing');
+        assert.equal(err.message, 'slice gone');
+        return true;
+      });
+    }
+    assert.equal(await run([slice(0, 3)]), '0:abc end', 'the worker still serves new sessions');
+  } finally {
+    await pool.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

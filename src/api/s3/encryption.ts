@@ -243,9 +243,10 @@ function segmentChunks(
   if (!segment.cryptoHeader) throw new Error('encrypted segment has no stream header');
   const range = plaintextRangeToCiphertextRange(start, end, segment.plainSize);
   const place = segment.partNumber === undefined ? undefined : { partNumber: segment.partNumber };
-  // Every chunk's AES-GCM tag authenticates what the block hash would: one pass over the data, not two.
-  const cipher = store.readSegment(segment, range.cipherStart, range.cipherEnd, { verify: false });
-  // Blocks read for this request are its own (readSegment); inline bytes belong to the record.
+  // Every chunk's AES-GCM tag authenticates what the block hash would: one pass over the data, not two. Local
+  // blocks come as file slices, read by the thread that decrypts them.
+  const cipher = store.segmentSlices(segment, range.cipherStart, range.cipherEnd);
+  // Blocks read for this request are its own (segmentSlices); inline bytes belong to the record.
   return crypto.decryptRange(cipher, segment.cryptoHeader, range, place, !segment.inline);
 }
 
