@@ -591,28 +591,59 @@ export class RangeOpener {
     return this.range.plainSize - index * CHUNK_SIZE + TAG_SIZE;
   }
 
-  /** Takes the next ciphertext bytes; returns the plaintext of every chunk they complete (each verified). */
-  write(data: Buffer): Buffer[] {
+  /**
+   * Takes the next ciphertext bytes; returns the plaintext of every chunk they complete (each verified), in
+   * one buffer of its own (empty when none completes). Each chunk's plaintext is copied into it as soon as
+   * its tag has verified, while it is still in the processor's cache: copying a whole block's worth of chunk
+   * buffers afterwards cost as much as the decryption.
+   */
+  write(data: Buffer): Buffer {
     this.pending.push(data);
-    const out: Buffer[] = [];
-    while (this.index <= this.range.lastChunkIndex) {
-      const need = this.sealedLength(this.index);
-      if (this.pending.length < need) break;
-      const final = this.index === this.range.finalChunkIndex;
-      const plain = openChunk(this.key, this.nonce, this.index, final, this.pending.takeViews(need));
-      this.index++;
-      for (const p of plain) {
-        const from = Math.min(this.skip, p.length);
-        const to = Math.min(p.length, from + this.remaining);
-        this.skip -= from;
-        this.remaining -= to - from;
-        if (to > from) out.push(p.subarray(from, to));
+    const out = Buffer.allocUnsafe(this.plaintextReady());
+    let at = 0;
+    try {
+      while (this.index <= this.range.lastChunkIndex) {
+        const need = this.sealedLength(this.index);
+        if (this.pending.length < need) break;
+        const final = this.index === this.range.finalChunkIndex;
+        const plain = openChunk(this.key, this.nonce, this.index, final, this.pending.takeViews(need));
+        this.index++;
+        for (const p of plain) {
+          const from = Math.min(this.skip, p.length);
+          const to = Math.min(p.length, from + this.remaining);
+          this.skip -= from;
+          this.remaining -= to - from;
+          at += p.copy(out, at, from, to);
+        }
       }
-    }
-    if (this.index > this.range.lastChunkIndex && this.pending.length > 0) {
-      throw new IntegrityError('more ciphertext than the requested range covers');
+      if (this.index > this.range.lastChunkIndex && this.pending.length > 0) {
+        throw new IntegrityError('more ciphertext than the requested range covers');
+      }
+    } catch (err) {
+      out.fill(0);
+      throw err;
     }
     return out;
+  }
+
+  /** Plaintext bytes of the range that the chunks now complete in `pending` will yield. */
+  private plaintextReady(): number {
+    let available = this.pending.length;
+    let skip = this.skip;
+    let remaining = this.remaining;
+    let ready = 0;
+    for (let index = this.index; index <= this.range.lastChunkIndex; index++) {
+      const need = this.sealedLength(index);
+      if (available < need) break;
+      available -= need;
+      const plain = need - TAG_SIZE;
+      const dropped = Math.min(skip, plain);
+      skip -= dropped;
+      const kept = Math.min(plain - dropped, remaining);
+      remaining -= kept;
+      ready += kept;
+    }
+    return ready;
   }
 
   /** The slice has ended: throws IntegrityError unless every chunk of the range was opened. */
@@ -633,7 +664,8 @@ class RangeDecryptor extends Transform {
 
   override _transform(chunk: unknown, _enc: BufferEncoding, done: TransformCallback): void {
     try {
-      for (const p of this.opener.write(asBuffer(chunk))) this.push(p);
+      const plain = this.opener.write(asBuffer(chunk));
+      if (plain.length > 0) this.push(plain);
       done();
     } catch (err) {
       done(err as Error);

@@ -9,7 +9,7 @@ const sessions = sessionCalls<RangeOpener>({
     const { key, options } = setup as DecryptSetup;
     return new RangeOpener(key, options);
   },
-  write: (opener, input) => opener.write(input),
+  write: (opener, input) => [opener.write(input)],
   end: (opener) => opener.end(),
 });
 

@@ -64,7 +64,10 @@ async function* openRange(
   cipher: AsyncIterable<Buffer | FileSlice>,
 ): AsyncGenerator<Buffer> {
   for await (const piece of cipher) {
-    yield* opener.write(Buffer.isBuffer(piece) ? piece : await readFileSlice(piece).catch(storedDataError));
+    const plain = opener.write(
+      Buffer.isBuffer(piece) ? piece : await readFileSlice(piece).catch(storedDataError),
+    );
+    if (plain.length > 0) yield plain;
   }
   opener.end();
 }
