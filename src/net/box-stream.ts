@@ -31,9 +31,16 @@ export class BoxStreamError extends Error {
 
 /** Adds one to a 24-byte big-endian counter, carrying across bytes (and wrapping at 2^192). */
 export function incrementNonce(nonce: Uint8Array): void {
-  for (let i = nonce.length - 1; i >= 0; i--) {
-    nonce[i] = (nonce[i] + 1) & 0xff;
-    if (nonce[i] !== 0) return;
+  addToNonce(nonce, 1);
+}
+
+/** Adds `n` (< 256) to a big-endian counter, carrying across bytes (and wrapping at 2^(8·length)). */
+function addToNonce(nonce: Uint8Array, n: number): void {
+  let carry = n;
+  for (let i = nonce.length - 1; i >= 0 && carry !== 0; i--) {
+    const sum = nonce[i]! + carry;
+    nonce[i] = sum & 0xff;
+    carry = sum >>> 8;
   }
 }
 
@@ -50,8 +57,9 @@ export interface BoxStreamOptions {
 /** Plaintext in, box-stream out. end() sends the goodbye. */
 export class BoxEncoder extends Transform {
   private readonly key: Buffer;
+  /** Message i's header is sealed with nonce n + 2i, its body with n + 2i + 1: two counters, each by twos. */
   private readonly nonce: Buffer;
-  private readonly bodyNonce = Buffer.alloc(SECRETBOX_NONCE_BYTES);
+  private readonly bodyNonce: Buffer;
   private readonly headerPlain = Buffer.alloc(HEADER_PLAIN_LENGTH);
   private readonly staging = Buffer.alloc(MAX_BODY_LENGTH);
   private heldCallback: ((err?: Error | null) => void) | null = null;
@@ -61,6 +69,8 @@ export class BoxEncoder extends Transform {
     super({ readableHighWaterMark: opts.highWaterMark ?? 256 * 1024, writableHighWaterMark: 64 * 1024 });
     this.key = Buffer.from(key);
     this.nonce = Buffer.from(nonce);
+    this.bodyNonce = Buffer.from(nonce);
+    incrementNonce(this.bodyNonce);
   }
 
   override _transform(chunk: Buffer, _enc: BufferEncoding, callback: TransformCallback): void {
@@ -137,14 +147,13 @@ export class BoxEncoder extends Transform {
         plain = this.staging.subarray(0, len);
       }
       // The body is sealed with nonce n+1 so that its tag can travel inside the header, sealed with nonce n.
-      this.nonce.copy(this.bodyNonce);
-      incrementNonce(this.bodyNonce);
       const bodyOut = out.subarray(outPos + HEADER_LENGTH, outPos + HEADER_LENGTH + len);
       sodium.crypto_secretbox_detached(bodyOut, tag, plain, this.bodyNonce, this.key);
-      head.writeUInt16BE(len, 0);
+      head[0] = len >>> 8;
+      head[1] = len & 0xff;
       sodium.crypto_secretbox_easy(out.subarray(outPos, outPos + HEADER_LENGTH), head, this.nonce, this.key);
-      incrementNonce(this.nonce);
-      incrementNonce(this.nonce);
+      addToNonce(this.nonce, 2);
+      addToNonce(this.bodyNonce, 2);
       done += len;
       outPos += HEADER_LENGTH + len;
     }
@@ -240,7 +249,7 @@ export class BoxDecoder extends Transform {
       ) {
         throw new BoxStreamError('header authentication failed');
       }
-      const len = head.readUInt16BE(0);
+      const len = (head[0]! << 8) | head[1]!;
       if (len === 0) {
         if (!sodium.sodium_is_zero(head)) throw new BoxStreamError('empty body');
         this.goodbye = true;
@@ -248,7 +257,7 @@ export class BoxDecoder extends Transform {
       }
       if (len > MAX_BODY_LENGTH) throw new BoxStreamError(`body length ${len} exceeds ${MAX_BODY_LENGTH}`);
       if (data.length - pos < HEADER_LENGTH + len) break; // body not here yet: re-open this header next time
-      incrementNonce(this.nonce);
+      addToNonce(this.nonce, 1);
       const body = data.subarray(pos + HEADER_LENGTH, pos + HEADER_LENGTH + len);
       if (
         !sodium.crypto_secretbox_open_detached(
@@ -261,7 +270,7 @@ export class BoxDecoder extends Transform {
       ) {
         throw new BoxStreamError('body authentication failed');
       }
-      incrementNonce(this.nonce);
+      addToNonce(this.nonce, 1);
       outPos += len;
       pos += HEADER_LENGTH + len;
     }
