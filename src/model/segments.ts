@@ -13,9 +13,12 @@ const TAIL_FRACTION = 16;
 const WRITES_IN_FLIGHT = 3;
 
 // Hashes of blocks written for an operation that has not committed yet: the garbage collector must not
-// remove them even though no record refers to them.
+// remove them even though no record refers to them. `onReleased` hears of each hash no longer pinned (its
+// operation committed, or failed and left the block to nobody).
 export class BlockPins {
   private readonly counts = new Map<BlockHash, number>();
+
+  constructor(private readonly onReleased?: (hash: BlockHash) => void) {}
 
   pin(hashes: Iterable<BlockHash>): void {
     for (const h of hashes) this.counts.set(h, (this.counts.get(h) ?? 0) + 1);
@@ -24,8 +27,10 @@ export class BlockPins {
   unpin(hashes: Iterable<BlockHash>): void {
     for (const h of hashes) {
       const n = (this.counts.get(h) ?? 0) - 1;
-      if (n <= 0) this.counts.delete(h);
-      else this.counts.set(h, n);
+      if (n <= 0) {
+        this.counts.delete(h);
+        this.onReleased?.(h);
+      } else this.counts.set(h, n);
     }
   }
 

@@ -182,6 +182,40 @@ test('an upload in flight (blocks written, record not committed) is never collec
   });
 });
 
+test('blocks of an upload that fails, or is refused at commit, go after the delay without a walk of the files', async () => {
+  await withModel(async (model) => {
+    // Fails mid-stream: the blocks written so far are left to nobody.
+    async function* failing(): AsyncGenerator<Buffer> {
+      yield randomBytes(BLOCK * 3);
+      throw new Error('client went away');
+    }
+    const before = new Set<string>();
+    for await (const { hash } of model.blocks.listAll()) before.add(hash);
+    await assert.rejects(model.writeSegment(failing()), /client went away/);
+    const left: string[] = [];
+    for await (const { hash } of model.blocks.listAll()) if (!before.has(hash)) left.push(hash);
+    assert.ok(left.length >= 2, `blocks were written before the failure (${left.length})`);
+    // Refused at commit (a failed precondition, say): the caller releases what it wrote.
+    const segment = await model.writeSegment(chunks(randomBytes(BLOCK * 2)));
+    const refused = segmentHashes([segment]);
+    model.releaseSegments([segment]);
+    // A block shared with a committed object is not the refused upload's to lose.
+    const kept = await put(model, 'kept', randomBytes(BLOCK * 2));
+    const shared = await model.writeSegment(chunks(await readAll(model, kept)));
+    model.releaseSegments([shared]);
+
+    await model.collectGarbage({ scanFiles: false });
+    assert.ok((await present(model, [...left, ...refused])).every(Boolean), 'kept until the delay');
+    await sleep(GC_DELAY_MS + 50);
+    await model.collectGarbage({ scanFiles: false });
+    assert.deepEqual(
+      await present(model, [...left, ...refused]),
+      [...left, ...refused].map(() => false),
+    );
+    assert.ok((await readAll(model, kept)).length === BLOCK * 2, 'the committed object still reads');
+  });
+});
+
 test('stray block files and temporary files are removed only after the delay', async () => {
   await withModel(async (model, dir) => {
     const stray = await model.blocks.write(randomBytes(1000));
