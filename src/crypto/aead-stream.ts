@@ -626,6 +626,46 @@ export class RangeOpener {
     return out;
   }
 
+  /**
+   * As write(), but the plaintext is written over `data` itself, from its start, and returned as a view of it:
+   * no output buffer to allocate, for a caller that owns `data` and hands the result on. Bytes of an
+   * unfinished chunk at its end are copied aside. When bytes of an earlier piece are still waiting (a chunk
+   * straddling two pieces), this is write().
+   */
+  writeInPlace(data: Buffer): Buffer {
+    if (this.pending.length > 0) return this.write(data);
+    let pos = 0;
+    let at = 0;
+    try {
+      while (this.index <= this.range.lastChunkIndex) {
+        const need = this.sealedLength(this.index);
+        if (data.length - pos < need) break;
+        const final = this.index === this.range.finalChunkIndex;
+        const plain = openChunk(this.key, this.nonce, this.index, final, [data.subarray(pos, pos + need)]);
+        this.index++;
+        // The chunk's plaintext lands at or before where its ciphertext began, never on a later chunk.
+        for (const p of plain) {
+          const from = Math.min(this.skip, p.length);
+          const to = Math.min(p.length, from + this.remaining);
+          this.skip -= from;
+          this.remaining -= to - from;
+          at += p.copy(data, at, from, to);
+        }
+        pos += need;
+      }
+      if (pos < data.length) {
+        if (this.index > this.range.lastChunkIndex) {
+          throw new IntegrityError('more ciphertext than the requested range covers');
+        }
+        this.pending.push(Buffer.from(data.subarray(pos)));
+      }
+    } catch (err) {
+      data.fill(0, 0, at);
+      throw err;
+    }
+    return data.subarray(0, at);
+  }
+
   /** Plaintext bytes of the range that the chunks now complete in `pending` will yield. */
   private plaintextReady(): number {
     let available = this.pending.length;

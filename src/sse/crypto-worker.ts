@@ -9,8 +9,10 @@ const sessions = sessionCalls<RangeOpener>({
     const { key, options } = setup as DecryptSetup;
     return new RangeOpener(key, options);
   },
-  write: (opener, input) => [opener.write(input)],
+  // Each input is the worker's own (read here, or moved here): it is decrypted in place and moves on.
+  write: (opener, input) => [opener.writeInPlace(input)],
   end: (opener) => opener.end(),
+  outputOwned: true,
 });
 
 function seal(call: SealCall): Handled {

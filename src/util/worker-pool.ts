@@ -187,16 +187,22 @@ export type SessionCall =
   | { op: 'close'; session: number };
 
 /** What a session's 'data' call returns: the output of the pieces it completed (possibly empty). */
-interface SessionOutput {
-  out: ArrayBuffer;
-}
+type SessionOutput = MovedBytes;
 
-/** The worker side of a kind of session. `write` and `end` throw to fail the session. */
+/**
+ * The worker side of a kind of session. `write` and `end` throw to fail the session. Each input buffer is
+ * the session's own (read or received by the worker).
+ */
 export interface SessionHandler<S> {
   open(setup: unknown): S;
   write(state: S, input: Buffer): Buffer[];
   /** The input has ended: the last output, after any final check. */
   end(state: S): Buffer[] | void;
+  /**
+   * The whole memory under the buffers write and end return is the session's to give away (output written
+   * over its input, say): a lone output buffer then moves to the caller as it is, even if it is a view.
+   */
+  readonly outputOwned?: boolean;
 }
 
 /** Inside a worker: serves sessions with `handler`. A session that fails is dropped at once. */
@@ -217,8 +223,9 @@ export function sessionCalls<S>(
   // One buffer back per call: every ArrayBuffer that crosses threads costs the receiving thread's collector,
   // so the pieces are joined here, where the copy costs the serving thread nothing.
   const output = (pieces: Buffer[]): Handled => {
-    const out = transferable(pieces.length === 1 ? pieces[0]! : Buffer.concat(pieces));
-    return { result: { out } satisfies SessionOutput, transfer: [out] };
+    const joined = pieces.length === 1 ? pieces[0]! : Buffer.concat(pieces);
+    const moved = moveBytes(joined, pieces.length > 1 || handler.outputOwned === true);
+    return { result: moved satisfies SessionOutput, transfer: [moved.data] };
   };
   return (message) => {
     const call = message as unknown as SessionCall;
@@ -279,7 +286,7 @@ export async function* throughSession(
     pool.call<T>(c as unknown as Record<string, unknown>, transfer, lane);
   const waiting: Promise<SessionOutput>[] = [];
   const output = function* (reply: SessionOutput): Generator<Buffer> {
-    if (reply.out.byteLength > 0) yield Buffer.from(reply.out);
+    if (reply.length > 0) yield Buffer.from(reply.data, reply.offset, reply.length);
   };
   let opened = false;
   let ended = false;

@@ -11,6 +11,7 @@ import {
   CHUNK_SIZE,
   HEADER_SIZE,
   IntegrityError,
+  RangeOpener,
   SEALED_CHUNK_SIZE,
   TAG_SIZE,
   chunkCount,
@@ -269,4 +270,55 @@ test('encryptBuffer/decryptBuffer write and read the same format as the streams'
       );
     }
   }
+});
+
+test('RangeOpener.writeInPlace: plaintext over its own input, any split; the same refusals as write', async () => {
+  const key = randomBytes(32);
+  const size = 5 * CHUNK_SIZE + 777;
+  const plain = randomBytes(size);
+  const sealed = await encrypt(key, plain);
+  const header = sealed.subarray(0, HEADER_SIZE);
+  const C = CHUNK_SIZE;
+  const S = SEALED_CHUNK_SIZE;
+  /** Opens [start, end) fed in pieces of the given sizes, each a copy of its own as a worker's read would be. */
+  const open = (start: number, end: number, pieces: number[], bytes = sealed) => {
+    const range = plaintextRangeToCiphertextRange(start, end, size);
+    const opener = new RangeOpener(key, { header, range });
+    const slice = bytes.subarray(range.cipherStart, range.cipherEnd);
+    const out: Buffer[] = [];
+    for (let off = 0, i = 0; off < slice.length; i++) {
+      const n = pieces[i % pieces.length]!;
+      const input = Buffer.from(slice.subarray(off, off + n));
+      const got = opener.writeInPlace(input);
+      // Pieces of whole chunks (blocks sealed one by one) are decrypted over themselves.
+      if (pieces.every((n) => n % S === 0) && got.length > 0) {
+        assert.ok(got.buffer === input.buffer, 'output written over the input');
+      }
+      out.push(Buffer.from(got));
+      off += n;
+    }
+    opener.end();
+    return Buffer.concat(out);
+  };
+  for (const [start, end] of [
+    [0, size],
+    [C - 1, 3 * C + 1],
+    [123, size - 456],
+    [5 * C, size],
+  ] as const) {
+    // Whole chunks per piece (as blocks sealed one by one are), and pieces that cut chunks anywhere.
+    for (const pieces of [[2 * S], [S], [1000, 70_000], [S + 1]]) {
+      assert.ok(open(start, end, pieces).equals(plain.subarray(start, end)), `[${start}, ${end}) ${pieces}`);
+    }
+  }
+  const flipped = flip(sealed, HEADER_SIZE + 2 * S + 100);
+  assert.throws(() => open(0, size, [2 * S], flipped), IntegrityError);
+  const two = plaintextRangeToCiphertextRange(0, 2 * C, size);
+  const over = new RangeOpener(key, { header, range: two });
+  const extra = Buffer.from(sealed.subarray(two.cipherStart, two.cipherEnd + S));
+  assert.throws(() => over.writeInPlace(extra), IntegrityError, 'more than the range');
+  const range = plaintextRangeToCiphertextRange(0, size, size);
+  const cut = new RangeOpener(key, { header, range });
+  cut.writeInPlace(Buffer.from(sealed.subarray(range.cipherStart, range.cipherEnd - 1)));
+  assert.throws(() => cut.end(), IntegrityError, 'truncated');
 });
