@@ -4,11 +4,10 @@
 //   npx tsc -p tsconfig.json && node dist/bench/ssec.js [sizes in MiB…]
 //
 // Two servers (same spawn as the tests: own data dir, free ports, log level warn), one with a generated
-// certificate. Plaintext and SSE-C measurements alternate, in five rounds whose median is shown (which kind goes
-// first alternates too, and writeback is flushed before each), so drift (page cache, disk) hits both alike and one
-// disturbed measurement decides nothing. Bodies are
-// generated and discarded as streams, every block distinct; objects are deleted after each size so a 1 GiB run
-// does not fill the disk. The client signs with UNSIGNED-PAYLOAD over node:http(s), so it stays cheap; on a
+// certificate. Plaintext and SSE-C measurements alternate, in five rounds whose median is shown (which kind
+// goes first alternates too, and writeback is flushed before each), so drift (page cache, disk) hits both alike
+// and one disturbed measurement decides nothing. Bodies are generated and discarded as streams, every block
+// distinct; objects are deleted after each size so a 1 GiB run does not fill the disk. The client signs with UNSIGNED-PAYLOAD over node:http(s), so it stays cheap; on a
 // 2-core machine it still competes with the server for CPU, which is part of what the figures show.
 // Bounded by BUDGET_MS: sizes that would start after it are reported as skipped.
 // To see where the server's time goes, run it under `node --cpu-prof bin/coffre.js server --config …` (Node

@@ -14,6 +14,13 @@ export type { BlockHash } from './hash.js';
 
 const TMP_DIR = 'tmp';
 
+/** A stored block that is gone: a server fault (500). Also what a worker reading block files reports. */
+export class BlockMissingError extends S3Error {
+  constructor(message: string) {
+    super('InternalError', 500, message);
+  }
+}
+
 export class BlockIntegrityError extends S3Error {
   constructor(hash: BlockHash) {
     super('InternalError', 500, `stored block ${hash.slice(0, 16)}… failed its integrity check`);
@@ -102,7 +109,7 @@ export class BlockStore implements BlockIo {
     } catch (err) {
       const name = (err as Error).name;
       if (name === BLOCK_MISSING || (err as NodeJS.ErrnoException).code === 'ENOENT') {
-        throw new S3Error('InternalError', 500, missingMessage(hash));
+        throw new BlockMissingError(missingMessage(hash));
       }
       if (name === BLOCK_CORRUPT) throw new BlockIntegrityError(hash);
       throw err;

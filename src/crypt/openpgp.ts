@@ -167,12 +167,12 @@ export async function* encryptMessage(
   }
 }
 
-/** Decrypts one OpenPGP message; yields the literal data. See the header comment about authentication. */
 export interface DecryptOptions {
   /** Decrypt and check the MDC on a worker thread, beside the caller's own work (worth it for large objects). */
   offThread?: boolean;
 }
 
+/** Decrypts one OpenPGP message; yields the literal data. See the header comment about authentication. */
 export async function* decryptMessage(
   source: AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
   opening: Opening,

@@ -401,9 +401,7 @@ export class StreamSealer {
 
 /** Bytes sealRun writes for `plainBytes` of plaintext (the header included when the run starts the stream). */
 export function sealedRunSize(plainBytes: number, startsStream: boolean): number {
-  checkSize('plainBytes', plainBytes);
-  const chunks = plainBytes === 0 ? 1 : Math.ceil(plainBytes / CHUNK_SIZE);
-  return (startsStream ? HEADER_SIZE : 0) + plainBytes + chunks * TAG_SIZE;
+  return (startsStream ? HEADER_SIZE : 0) + plainBytes + chunkCount(plainBytes) * TAG_SIZE;
 }
 
 /**
@@ -434,7 +432,7 @@ export function sealRun(
     at = HEADER_SIZE;
   }
   const nonce = Buffer.alloc(NONCE_SIZE);
-  const chunks = plain.length === 0 ? 1 : Math.ceil(plain.length / CHUNK_SIZE);
+  const chunks = chunkCount(plain.length);
   for (let i = 0; i < chunks; i++) {
     const body = plain.subarray(i * CHUNK_SIZE, (i + 1) * CHUNK_SIZE);
     at = sealChunkInto(streamKey, nonce, firstChunk + i, endsStream && i === chunks - 1, body, out, at);
@@ -605,16 +603,7 @@ export class RangeOpener {
       while (this.index <= this.range.lastChunkIndex) {
         const need = this.sealedLength(this.index);
         if (this.pending.length < need) break;
-        const final = this.index === this.range.finalChunkIndex;
-        const plain = openChunk(this.key, this.nonce, this.index, final, this.pending.takeViews(need));
-        this.index++;
-        for (const p of plain) {
-          const from = Math.min(this.skip, p.length);
-          const to = Math.min(p.length, from + this.remaining);
-          this.skip -= from;
-          this.remaining -= to - from;
-          at += p.copy(out, at, from, to);
-        }
+        at = this.openNext(this.pending.takeViews(need), out, at);
       }
       if (this.index > this.range.lastChunkIndex && this.pending.length > 0) {
         throw new IntegrityError('more ciphertext than the requested range covers');
@@ -640,17 +629,8 @@ export class RangeOpener {
       while (this.index <= this.range.lastChunkIndex) {
         const need = this.sealedLength(this.index);
         if (data.length - pos < need) break;
-        const final = this.index === this.range.finalChunkIndex;
-        const plain = openChunk(this.key, this.nonce, this.index, final, [data.subarray(pos, pos + need)]);
-        this.index++;
         // The chunk's plaintext lands at or before where its ciphertext began, never on a later chunk.
-        for (const p of plain) {
-          const from = Math.min(this.skip, p.length);
-          const to = Math.min(p.length, from + this.remaining);
-          this.skip -= from;
-          this.remaining -= to - from;
-          at += p.copy(data, at, from, to);
-        }
+        at = this.openNext([data.subarray(pos, pos + need)], data, at);
         pos += need;
       }
       if (pos < data.length) {
@@ -664,6 +644,24 @@ export class RangeOpener {
       throw err;
     }
     return data.subarray(0, at);
+  }
+
+  /**
+   * Opens the next chunk of the range from `sealed` (its whole sealed bytes, in views) and copies the part of
+   * its plaintext the range keeps into `out` at `at`; returns the offset after it.
+   */
+  private openNext(sealed: Buffer[], out: Buffer, at: number): number {
+    const final = this.index === this.range.finalChunkIndex;
+    const plain = openChunk(this.key, this.nonce, this.index, final, sealed);
+    this.index++;
+    for (const p of plain) {
+      const from = Math.min(this.skip, p.length);
+      const to = Math.min(p.length, from + this.remaining);
+      this.skip -= from;
+      this.remaining -= to - from;
+      at += p.copy(out, at, from, to);
+    }
+    return at;
   }
 
   /** Plaintext bytes of the range that the chunks now complete in `pending` will yield. */

@@ -384,8 +384,6 @@ export class Model {
     }
   }
 
-  // Removes blocks that nothing has referred to for the GC delay, and stray files (left by a crash between a
-  // block write and its record's commit) older than the delay.
   /**
    * Removes blocks no record refers to once they have been so for the delay: those whose last reference
    * went, and those left by operations that did not commit. With `scanFiles` (the default) it also walks
@@ -431,10 +429,7 @@ export class Model {
       for await (const { hash, path } of this.blocks.listAll()) {
         if (this.refs.get([hash]) || this.pins.isPinned(hash)) continue;
         const st = await stat(path).catch(() => undefined);
-        if (st && st.mtimeMs <= cutoff && !this.refs.get([hash]) && !this.pins.isPinned(hash)) {
-          this.blocks.removeSync(hash);
-          removed++;
-        }
+        if (st && st.mtimeMs <= cutoff && !this.refs.get([hash]) && (await removeUnpinned(hash))) removed++;
       }
     }
     await this.blocks.cleanTemporary(this.opts.gcDelayMs);

@@ -226,8 +226,8 @@ export async function writeSegment(
 /** Blocks being read ahead of a segment's consumer (memory: this many blocks per open read). */
 const READ_AHEAD = 3;
 
-// Streams stored bytes [start, end) of a segment, verifying every block read as `opts` asks (the next blocks are fetched
-// while the current one is consumed). Each block buffer yielded is the consumer's own (inline data is not).
+// Streams stored bytes [start, end) of a segment, verifying every block read as `opts` asks (the next blocks
+// are fetched while the current one is consumed). Each block buffer yielded is the consumer's own (inline data is not).
 // The stream is in object mode so that a reader takes the blocks one by one, never joined into a copy.
 export function readSegment(
   blocks: BlockIo,

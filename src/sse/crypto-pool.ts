@@ -9,8 +9,8 @@
 import type { KeyObject } from 'node:crypto';
 import type { BlockHash } from '../block/hash.js';
 import { IntegrityError, type RangeDecryptOptions } from '../crypto/aead-stream.js';
+import { BlockMissingError } from '../block/block-store.js';
 import type { FileSlice } from '../util/file-slice.js';
-import { S3Error } from '../util/s3-error.js';
 import {
   lazyWorkerPool,
   moveBytes,
@@ -44,21 +44,17 @@ export interface SealReply {
   plain: ArrayBuffer;
 }
 
-/** Stored data that could not be read (a block file gone): a server fault, 500, as BlockStore reports it. */
-class StoredDataMissing extends S3Error {
-  constructor(message: string) {
-    super('InternalError', 500, message);
-  }
-}
-
-/** The S3 error for a FileSlice that could not be read (util/file-slice fileMissing); others unchanged. */
+/**
+ * The S3 error for a block file slice that could not be read (util/file-slice fileMissing), as BlockStore
+ * reports a missing block; others unchanged.
+ */
 export function storedDataError(err: unknown): never {
-  if (err instanceof Error && err.name === 'FileMissing') throw new StoredDataMissing(err.message);
+  if (err instanceof Error && err.name === 'FileMissing') throw new BlockMissingError(err.message);
   throw err;
 }
 
 const cryptoPool = lazyWorkerPool(new URL('./crypto-worker.js', import.meta.url), () =>
-  reviveKnown({ IntegrityError, RangeError, FileMissing: StoredDataMissing }),
+  reviveKnown({ IntegrityError, RangeError, FileMissing: BlockMissingError }),
 );
 
 /**

@@ -246,7 +246,7 @@ export class ObjectCrypto {
     return openRange(new RangeOpener(this.dataKey, options), cipher);
   }
 
-  /** The whole stream format for a small object kept inline in metadata (same bytes as encryptStream). */
+  /** The whole stream format in one buffer, with a fresh header (the bytes a sealer writes for it). */
   encryptBuffer(plaintext: Uint8Array, place?: StreamPlace): Buffer {
     return encryptBuffer(this.dataKey, plaintext, { context: contextOf(place) });
   }

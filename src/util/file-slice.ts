@@ -11,10 +11,6 @@ export interface FileSlice {
   missing: string;
 }
 
-export function isFileSlice(piece: unknown): piece is FileSlice {
-  return typeof piece === 'object' && piece !== null && typeof (piece as FileSlice).path === 'string';
-}
-
 /** The error for a slice that cannot be read in full: named FileMissing, with the slice's own message. */
 export function fileMissing(slice: FileSlice): Error {
   return Object.assign(new Error(slice.missing), { name: 'FileMissing' });

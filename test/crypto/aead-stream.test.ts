@@ -31,16 +31,21 @@ import {
 const KiB = 1024;
 const MiB = 1024 * KiB;
 
-/** Feeds `data` through `transform` in pieces of the given sizes (cycled) and collects the output. */
-async function run(transform: Transform, data: Buffer, pieces: number[] = [CHUNK_SIZE]): Promise<Buffer> {
+/** `data` cut into pieces of the given sizes (cycled), as views. */
+function inPieces(data: Buffer, pieces: number[]): Buffer[] {
   const parts: Buffer[] = [];
   for (let off = 0, i = 0; off < data.length; i++) {
     const n = pieces[i % pieces.length]!;
     parts.push(data.subarray(off, off + n));
     off += n;
   }
+  return parts;
+}
+
+/** Feeds `data` through `transform` in pieces of the given sizes (cycled) and collects the output. */
+async function run(transform: Transform, data: Buffer, pieces: number[] = [CHUNK_SIZE]): Promise<Buffer> {
   const out: Buffer[] = [];
-  await pipeline(Readable.from(parts), transform, async (source: AsyncIterable<Buffer>) => {
+  await pipeline(Readable.from(inPieces(data, pieces)), transform, async (source: AsyncIterable<Buffer>) => {
     for await (const b of source) out.push(b);
   });
   return Buffer.concat(out);
@@ -48,6 +53,14 @@ async function run(transform: Transform, data: Buffer, pieces: number[] = [CHUNK
 
 const encrypt = (key: Buffer, data: Buffer, pieces?: number[], context?: Buffer) =>
   run(createEncryptStream(key, { context }), data, pieces);
+
+/** A random plaintext of `size` bytes sealed under a fresh key, with the stream's header. */
+async function sealedObject(size: number) {
+  const key = randomBytes(32);
+  const plain = randomBytes(size);
+  const sealed = await encrypt(key, plain);
+  return { key, plain, sealed, header: sealed.subarray(0, HEADER_SIZE) };
+}
 const decrypt = (key: Buffer, data: Buffer, pieces?: number[], context?: Buffer) =>
   run(createDecryptStream(key, { context }), data, pieces);
 
@@ -109,11 +122,8 @@ async function rangeOf(
 }
 
 test('every range of a small object equals slicing the plaintext', async () => {
-  const key = randomBytes(32);
   const size = 40;
-  const plain = randomBytes(size);
-  const sealed = await encrypt(key, plain);
-  const header = sealed.subarray(0, HEADER_SIZE);
+  const { key, plain, sealed, header } = await sealedObject(size);
   for (let start = 0; start <= size; start++) {
     for (let end = start; end <= size; end++) {
       const got = await rangeOf(key, sealed, header, start, end, size);
@@ -123,11 +133,8 @@ test('every range of a small object equals slicing the plaintext', async () => {
 });
 
 test('ranges of a multi-chunk object read only the chunks they touch', async () => {
-  const key = randomBytes(32);
   const size = 5 * CHUNK_SIZE + 777;
-  const plain = randomBytes(size);
-  const sealed = await encrypt(key, plain);
-  const header = sealed.subarray(0, HEADER_SIZE);
+  const { key, plain, sealed, header } = await sealedObject(size);
   const C = CHUNK_SIZE;
   const cases: [number, number][] = [
     [0, 1],
@@ -273,29 +280,23 @@ test('encryptBuffer/decryptBuffer write and read the same format as the streams'
 });
 
 test('RangeOpener.writeInPlace: plaintext over its own input, any split; the same refusals as write', async () => {
-  const key = randomBytes(32);
   const size = 5 * CHUNK_SIZE + 777;
-  const plain = randomBytes(size);
-  const sealed = await encrypt(key, plain);
-  const header = sealed.subarray(0, HEADER_SIZE);
+  const { key, plain, sealed, header } = await sealedObject(size);
   const C = CHUNK_SIZE;
   const S = SEALED_CHUNK_SIZE;
   /** Opens [start, end) fed in pieces of the given sizes, each a copy of its own as a worker's read would be. */
   const open = (start: number, end: number, pieces: number[], bytes = sealed) => {
     const range = plaintextRangeToCiphertextRange(start, end, size);
     const opener = new RangeOpener(key, { header, range });
-    const slice = bytes.subarray(range.cipherStart, range.cipherEnd);
     const out: Buffer[] = [];
-    for (let off = 0, i = 0; off < slice.length; i++) {
-      const n = pieces[i % pieces.length]!;
-      const input = Buffer.from(slice.subarray(off, off + n));
+    for (const piece of inPieces(bytes.subarray(range.cipherStart, range.cipherEnd), pieces)) {
+      const input = Buffer.from(piece);
       const got = opener.writeInPlace(input);
       // Pieces of whole chunks (blocks sealed one by one) are decrypted over themselves.
       if (pieces.every((n) => n % S === 0) && got.length > 0) {
         assert.ok(got.buffer === input.buffer, 'output written over the input');
       }
       out.push(Buffer.from(got));
-      off += n;
     }
     opener.end();
     return Buffer.concat(out);
