@@ -10,13 +10,15 @@ import { createWriteStream, mkdirSync, readdirSync, rmSync, writeFileSync } from
 import { once } from 'node:events';
 import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
+import { COFFRE_BIN, COFFRE_NODE_FLAGS } from '../test/helpers/server.js';
 
 const MiB = 1024 * 1024;
 const bigMiB = Number(process.argv[2] ?? 1024);
 const smallCount = Number(process.argv[3] ?? 1000);
 const SMALL_SIZE = 4096;
-const BIN = resolve('bin/coffre.js');
+// The coffre command as users start it: node with the flags of bin/coffre.js's launcher line.
+const COFFRE = [...COFFRE_NODE_FLAGS, COFFRE_BIN];
 const base = join(tmpdir(), `coffre-bench-crypt-${process.pid}`);
 const gnupg = join(base, 'gnupg');
 const gitEnv = {
@@ -108,7 +110,7 @@ async function main(): Promise<void> {
     const name = `b-${mode}`;
     const keys = mode === 'hybrid' ? ['--keyid', keyId] : [];
     run(process.execPath, [
-      BIN,
+      ...COFFRE,
       'crypt',
       'init',
       name,
@@ -120,11 +122,19 @@ async function main(): Promise<void> {
       mode,
       ...keys,
     ]);
-    const putBig = run(process.execPath, [BIN, 'crypt', 'put', name, big]);
-    const bigKey = out(process.execPath, [BIN, 'crypt', 'ls', name]).trim();
+    const putBig = run(process.execPath, [...COFFRE, 'crypt', 'put', name, big]);
+    const bigKey = out(process.execPath, [...COFFRE, 'crypt', 'ls', name]).trim();
     const getOut = join(base, `got-${mode}`);
     mkdirSync(getOut);
-    const getBig = run(process.execPath, [BIN, 'crypt', 'get', name, bigKey, '-o', join(getOut, 'big')]);
+    const getBig = run(process.execPath, [
+      ...COFFRE,
+      'crypt',
+      'get',
+      name,
+      bigKey,
+      '-o',
+      join(getOut, 'big'),
+    ]);
     rows.push({
       tool: 'coffre crypt',
       mode,
@@ -132,13 +142,13 @@ async function main(): Promise<void> {
       put: rate(bigBytes, putBig),
       get: rate(bigBytes, getBig),
     });
-    const putSmall = run(process.execPath, [BIN, 'crypt', 'put', name, ...smallFiles, '-j', '4']);
-    const smallKeys = out(process.execPath, [BIN, 'crypt', 'ls', name])
+    const putSmall = run(process.execPath, [...COFFRE, 'crypt', 'put', name, ...smallFiles, '-j', '4']);
+    const smallKeys = out(process.execPath, [...COFFRE, 'crypt', 'ls', name])
       .trim()
       .split('\n')
       .filter((k) => k !== bigKey);
     const getSmall = run(process.execPath, [
-      BIN,
+      ...COFFRE,
       'crypt',
       'get',
       name,

@@ -7,12 +7,15 @@ import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ListBucketsCommand, S3Client } from '@aws-sdk/client-s3';
-import { COFFRE_BIN } from '../helpers/server.js';
+import { COFFRE_BIN, COFFRE_NODE_FLAGS } from '../helpers/server.js';
 
-async function startInCwd(cwd: string): Promise<{ out: () => string; stop: () => Promise<void> }> {
+// Started as the installed command is: the file itself, whose sh line starts node with the server's flags.
+async function startInCwd(
+  cwd: string,
+): Promise<{ out: () => string; cmdline: string[]; stop: () => Promise<void> }> {
   const env = { ...process.env };
   delete env.COFFRE_CONFIG;
-  const child = spawn(process.execPath, [COFFRE_BIN, 'server'], {
+  const child = spawn(COFFRE_BIN, ['server'], {
     cwd,
     stdio: ['ignore', 'pipe', 'pipe'],
     env,
@@ -34,6 +37,7 @@ async function startInCwd(cwd: string): Promise<{ out: () => string; stop: () =>
   const exited = new Promise<void>((r) => child.once('exit', () => r()));
   return {
     out: () => out,
+    cmdline: readFileSync(`/proc/${child.pid}/cmdline`, 'utf8').split('\0'),
     stop: async () => {
       child.kill('SIGTERM');
       await exited;
@@ -52,6 +56,8 @@ test('first start creates coffre-data with fresh secrets, a 0600 node key and a 
     const secret = /AWS_SECRET_ACCESS_KEY=(\S+)/.exec(out)?.[1];
     assert.ok(id && secret, out);
     assert.match(out, /http:\/\/127\.0\.0\.1:3900/);
+    // The launcher line ran: the same process (exec, so signals reach the server) carries node's flags.
+    assert.deepEqual(first.cmdline.slice(1, 1 + COFFRE_NODE_FLAGS.length), [...COFFRE_NODE_FLAGS]);
     const client = new S3Client({
       endpoint: 'http://127.0.0.1:3900',
       region: 'us-east-1',

@@ -6,7 +6,7 @@ import { existsSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs'
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { S3Client } from '@aws-sdk/client-s3';
-import { COFFRE_BIN, freePort, runCoffre, writeTestConfig } from '../helpers/server.js';
+import { COFFRE_BIN, COFFRE_NODE_FLAGS, freePort, runCoffre, writeTestConfig } from '../helpers/server.js';
 
 export interface NodeOptions {
   // The rpc_secret line(s) of the config; undefined writes none (the node must then refuse to start).
@@ -77,7 +77,7 @@ export async function createNode(opts: NodeOptions): Promise<ClusterNode> {
     async start() {
       const child = spawn(
         process.execPath,
-        [...(opts.nodeArgs ?? []), COFFRE_BIN, 'server', '--config', configPath],
+        [...COFFRE_NODE_FLAGS, ...(opts.nodeArgs ?? []), COFFRE_BIN, 'server', '--config', configPath],
         {
           env: { ...process.env, COFFRE_LOG_LEVEL: 'info', ...FAST_PEERING, ...opts.env },
           stdio: ['ignore', 'pipe', 'pipe'],

@@ -1,7 +1,7 @@
 // Test harness: starts a real coffre server process on 127.0.0.1 with its own data directory and ports, and
 // gives tests an endpoint, the first access key, and ways to stop or kill it.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -10,6 +10,19 @@ import { S3Client } from '@aws-sdk/client-s3';
 
 export const REPO_ROOT = resolve(import.meta.dirname, '..', '..', '..');
 export const COFFRE_BIN = join(REPO_ROOT, 'bin', 'coffre.js');
+
+/**
+ * The node flags bin/coffre.js starts node with (its sh line) for every command. Tests and benchmarks spawn this very node binary
+ * on the file themselves, so they pass the flags explicitly: what they run and measure is what users run.
+ */
+export const COFFRE_NODE_FLAGS: readonly string[] = launcherFlags();
+
+function launcherFlags(): string[] {
+  const line = readFileSync(COFFRE_BIN, 'utf8').split('\n')[1] ?? '';
+  const flags = /exec node (.*) "\$0" "\$@"$/.exec(line)?.[1];
+  if (flags === undefined) throw new Error(`${COFFRE_BIN}: no launcher line (exec node … "$0" "$@")`);
+  return flags.split(' ');
+}
 
 export async function freePort(): Promise<number> {
   return new Promise((res, rej) => {
@@ -99,10 +112,14 @@ export async function startServer(opts: ServerOptions = {}): Promise<TestServer>
   const ports = prev?.ports ?? { s3: await freePort(), admin: await freePort(), rpc: await freePort() };
   const adminToken = prev?.adminToken ?? randomBytes(24).toString('base64url');
   const configPath = prev ? join(dir, 'coffre.toml') : writeTestConfig(dir, ports, adminToken, opts);
-  const child = spawn(process.execPath, [COFFRE_BIN, 'server', '--config', configPath], {
-    env: { ...process.env, COFFRE_LOG_LEVEL: process.env.COFFRE_LOG_LEVEL ?? 'info', ...opts.env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const child = spawn(
+    process.execPath,
+    [...COFFRE_NODE_FLAGS, COFFRE_BIN, 'server', '--config', configPath],
+    {
+      env: { ...process.env, COFFRE_LOG_LEVEL: process.env.COFFRE_LOG_LEVEL ?? 'info', ...opts.env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
   let out = '';
   let err = '';
   child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
