@@ -1,6 +1,7 @@
 // Throughput of node-to-node transport over loopback TCP: raw box-stream through a secure channel, and the
 // multiplexed RPC layer carrying a streamed body each way. The receiving node runs in a worker thread so
-// sealing and opening use both cores as two real nodes would. Prints MiB/s; no assertions.
+// sealing and opening use both cores as two real nodes would. Prints MiB/s; no assertions. Runs under the node
+// flags of the `coffre` command (bench/lib/node-flags).
 //
 //   node dist/bench/boxstream.js [MiB for box-stream (default 512)] [MiB for mux (default 256)]
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
@@ -14,6 +15,7 @@ import { connectSecure, createSecureServer, type SecureChannel } from '../src/ne
 import { BoxDecoder, BoxEncoder } from '../src/net/box-stream.js';
 import { openMux, Priority } from '../src/net/mux.js';
 import { sodium } from '../src/net/sodium.js';
+import { underCoffreNodeFlags } from './lib/node-flags.js';
 
 const MiB = 1024 * 1024;
 const WRITE_SIZE = 256 * 1024;
@@ -198,6 +200,7 @@ async function main(): Promise<void> {
 }
 
 if (isMainThread) {
+  underCoffreNodeFlags(import.meta.url);
   await main();
 } else {
   await runReceiver(workerData as WorkerSetup);

@@ -1,6 +1,6 @@
 // Shared test helpers for crypt: run the coffre CLI as a subprocess, find required tools.
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 
@@ -41,8 +41,22 @@ export function missingTools(names: string[]): string | false {
   return `needs ${missing.join(', ')}`;
 }
 
+const tempDirs: string[] = [];
+
+// Each test file runs in its own process: its directories go when it exits. git-annex leaves its object
+// directories without write permission, which stops a removal run by anyone but root.
+process.once('exit', () => {
+  for (const dir of tempDirs) {
+    spawnSync('chmod', ['-R', 'u+w', dir]);
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+/** A fresh directory under the system's temporary directory, removed when the test process exits. */
 export function tempDir(prefix: string): string {
-  return mkdtempSync(join(tmpdir(), `coffre-${prefix}-`));
+  const dir = mkdtempSync(join(tmpdir(), `coffre-${prefix}-`));
+  tempDirs.push(dir);
+  return dir;
 }
 
 /** Stops the gpg-agent a test's GNUPGHOME started (gpg leaves one running per home). */
