@@ -2,7 +2,7 @@
 // capacity, gateway nodes), changed in staged steps and applied as a new version.
 import type { Command } from 'commander';
 import type { ClusterLayout } from '../rpc/layout.js';
-import { parseCapacity } from '../rpc/layout.js';
+import { metadataNode, parseCapacity } from '../rpc/layout.js';
 import { UserError } from '../util/errors.js';
 import { adminCall, adminTarget, print } from './admin-client.js';
 import { formatBytes } from './node.js';
@@ -11,9 +11,11 @@ function describeLayout(l: ClusterLayout): string {
   const lines = [`Layout version ${l.version}`];
   const roles = Object.entries(l.roles);
   if (roles.length === 0) lines.push('  no roles: this node stands alone');
+  const metadata = metadataNode(l);
   for (const [id, r] of roles)
     lines.push(
-      `  ${id.slice(0, 16)}  ${r.capacity === null ? 'gateway' : 'storage'}  zone ${r.zone}  ${formatBytes(r.capacity)}`,
+      `  ${id.slice(0, 16)}  ${r.capacity === null ? 'gateway' : 'storage'}  zone ${r.zone}  ${formatBytes(r.capacity)}` +
+        (id === metadata ? '  (metadata)' : ''),
     );
   const staged = Object.entries(l.staged);
   if (staged.length) {

@@ -2,6 +2,7 @@
 import type { Command } from 'commander';
 import { loadConfig, resolveConfigPath } from '../config/config.js';
 import { loadOrCreateNodeKey } from '../rpc/identity.js';
+import type { RebalanceStatus } from '../rpc/rebalance.js';
 import { adminCall, adminTarget, print } from './admin-client.js';
 
 interface NodeStatus {
@@ -19,6 +20,19 @@ interface ClusterStatus {
   nodeId: string;
   layoutVersion: number;
   nodes: NodeStatus[];
+  rebalance?: RebalanceStatus | null;
+}
+
+// One line on where this node's blocks stand against the current layout.
+function describeRebalance(s: ClusterStatus): string[] {
+  const r = s.rebalance;
+  if (!r || s.layoutVersion === 0) return [];
+  if (r.running) return ["blocks: moving this node's blocks to the nodes the layout picks for them"];
+  if (r.settledVersion === s.layoutVersion) return [`blocks: in place for layout version ${s.layoutVersion}`];
+  const left = r.lastPass?.left ?? 0;
+  return left > 0
+    ? [`blocks: ${left} wait to be moved (a node was unreachable; retried when it is back, and every minute)`]
+    : ['blocks: not yet checked against this layout version'];
 }
 
 export function formatBytes(n: number | null): string {
@@ -49,6 +63,7 @@ function describeStatus(s: ClusterStatus): string {
     `layout version ${s.layoutVersion}  (* = this node)`,
     'ID                 ADDRESS  ROLE  ZONE  CAPACITY  STATE  LAST SEEN',
     ...rows,
+    ...describeRebalance(s),
   ].join('\n');
 }
 

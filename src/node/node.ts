@@ -18,6 +18,7 @@ import { Cluster } from '../rpc/cluster.js';
 import { loadOrCreateNodeKey, parseRpcSecret } from '../rpc/identity.js';
 import { LayoutFile } from '../rpc/layout.js';
 import { RpcNode } from '../rpc/peering.js';
+import { Rebalancer } from '../rpc/rebalance.js';
 
 export interface RunningNode {
   config: CoffreConfig;
@@ -116,14 +117,25 @@ export async function startNode(config: CoffreConfig, log: Logger = createLogger
   const local = new LocalStore(model);
   cluster.registerEndpoints(local);
   const store = cluster.store(local, segmentOptions);
+  const rebalancer = new Rebalancer(
+    cluster,
+    config.metadataDir,
+    log,
+    Number(process.env.COFFRE_REBALANCE_RETRY_MS ?? 60_000),
+  );
+  cluster.onNewLayout(() => void rebalancer.schedule());
   // A peer that comes up may know a newer layout (this node was down when it was applied).
   rpc.on('peer-up', (peerId: string) => {
     saveKnownPeers(config.metadataDir, rpc);
+    // ... or be the node that blocks waited for.
+    if (rebalancer.unsettled) void rebalancer.schedule();
     cluster
       .pullLayout(peerId)
       .catch((err: Error) => log.warn({ peer: peerId.slice(0, 16), err: err.message }, 'layout pull failed'));
   });
   await rpc.start();
+  // A pass cut short by a stop, or a layout learnt while this node was down.
+  if (rebalancer.unsettled) void rebalancer.schedule();
 
   const metrics = new S3Metrics();
   const tlsFiles =
@@ -132,7 +144,7 @@ export async function startNode(config: CoffreConfig, log: Logger = createLogger
       : undefined;
   const tls = tlsFiles ? await loadTlsOptions(tlsFiles) : undefined;
   const s3 = new S3Server({ config, store, log, metrics }, tls);
-  const admin = new AdminServer({ config, store, log, metrics, cluster, rpc }, tls);
+  const admin = new AdminServer({ config, store, log, metrics, cluster, rpc, rebalancer }, tls);
   // Renewed certificates are picked up on SIGHUP or when the files change, without a restart.
   const reloaders = tlsFiles
     ? [s3.server, admin.server].map((server) =>
@@ -170,6 +182,7 @@ export async function startNode(config: CoffreConfig, log: Logger = createLogger
     async stop() {
       for (const r of reloaders) r.stop();
       await Promise.all([s3.close(), admin.close()]);
+      await rebalancer.stop();
       await rpc.stop();
       networkKey.fill(0);
       await model.close();

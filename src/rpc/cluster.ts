@@ -75,6 +75,7 @@ interface ErrorHeader {
 export class Cluster {
   private layout: ClusterLayout;
   readonly blocks: ClusterBlocks;
+  private readonly layoutListeners: ((layout: ClusterLayout) => void)[] = [];
 
   constructor(
     readonly rpc: RpcEndpoints,
@@ -100,17 +101,28 @@ export class Cluster {
     return isGateway(this.layout, this.rpc.nodeId);
   }
 
+  /** Calls `listener` with each new layout version this node installs (applied here or learnt from a peer). */
+  onNewLayout(listener: (layout: ClusterLayout) => void): void {
+    this.layoutListeners.push(listener);
+  }
+
   // Installs `layout` if it is newer than ours; returns whether it was.
   adoptLayout(layout: ClusterLayout): boolean {
     if (layout.version <= this.layout.version) return false;
-    this.layout = { ...layout, staged: this.layout.staged };
-    this.layoutFile.save(this.layout);
+    this.install({ ...layout, staged: this.layout.staged });
     return true;
   }
 
+  /** Saves staged changes, or (from `layout apply`) a new version. */
   stageLayout(layout: ClusterLayout): void {
+    this.install(layout);
+  }
+
+  private install(layout: ClusterLayout): void {
+    const newVersion = layout.version !== this.layout.version;
     this.layout = layout;
     this.layoutFile.save(layout);
+    if (newVersion) for (const listener of this.layoutListeners) listener(layout);
   }
 
   // Sends the current layout to every known peer (best effort; peers also pull it when they connect).
@@ -158,6 +170,10 @@ export class Cluster {
       } catch (err) {
         return { header: { error: encodeError(err) } };
       }
+    });
+    this.rpc.registerEndpoint('block/has', async (req) => {
+      const { hash } = req.header as { hash: string };
+      return { header: { has: await this.localBlocks.has(hash) } };
     });
     this.rpc.registerEndpoint('block/delete', async (req) => {
       const { hash } = req.header as { hash: string };
@@ -243,30 +259,52 @@ export class ClusterBlocks implements BlockIo {
   }
 
   async read(hash: BlockHash, opts: BlockReadOptions = {}): Promise<Buffer> {
-    const self = this.cluster.rpc.nodeId;
+    const targets = this.targets(hash);
     // Made only when needed: an error captures a stack trace, which costs more than a cached block read.
-    let lastError: Error | undefined;
-    for (const node of this.targets(hash)) {
+    let targetError: Error | undefined;
+    for (const node of targets) {
       try {
-        if (node === self) return await this.cluster.localBlocks.read(hash, opts);
-        const reply = await this.cluster.rpc.call(node, 'block/get', { hash });
-        const err = (reply.header as ErrorHeader).error;
-        if (err) {
-          reply.body?.resume();
-          throw decodeError(err);
-        }
-        const data = await readAll(reply.body);
-        if (opts.verify === false) return data;
-        // Checked here too (on a worker): the reading node trusts no copy it did not verify.
-        const checked = await hashBlock(data);
-        if (checked.hash !== hash)
-          throw new S3Error('InternalError', 500, 'a block failed its integrity check');
-        return checked.block;
+        return await this.readFrom(node, hash, opts);
       } catch (err) {
-        lastError = err instanceof Error ? err : new Error(String(err));
+        targetError ??= err instanceof Error ? err : new Error(String(err));
       }
     }
-    throw lastError ?? unavailable('every storage node holding this block');
+    // After a layout change a block stays where it was until the rebalancer (rpc/rebalance) has copied it to
+    // its new nodes: look on the other storage nodes, then on every other peer (a node leaving the layout
+    // keeps its blocks until they have been copied away).
+    const layout = this.cluster.currentLayout();
+    const elsewhere = new Set([...storageNodes(layout), ...this.cluster.rpc.knownPeers()]);
+    for (const node of elsewhere) {
+      if (targets.includes(node) || (node !== this.cluster.rpc.nodeId && isGateway(layout, node))) continue;
+      try {
+        return await this.readFrom(node, hash, opts);
+      } catch {
+        // not there either; the error of the block's own nodes is the one to report
+      }
+    }
+    throw targetError ?? unavailable('every storage node holding this block');
+  }
+
+  /** Block `hash` from this node's store or from `node`, checked against its name unless told otherwise. */
+  private async readFrom(node: string, hash: BlockHash, opts: BlockReadOptions): Promise<Buffer> {
+    if (node === this.cluster.rpc.nodeId) return this.cluster.localBlocks.read(hash, opts);
+    let reply: RpcReply;
+    try {
+      reply = await this.cluster.rpc.call(node, 'block/get', { hash });
+    } catch {
+      throw unavailable(`storage node ${node.slice(0, 16)}…`);
+    }
+    const err = (reply.header as ErrorHeader).error;
+    if (err) {
+      reply.body?.resume();
+      throw decodeError(err);
+    }
+    const data = await readAll(reply.body);
+    if (opts.verify === false) return data;
+    // Checked here too (on a worker): the reading node trusts no copy it did not verify.
+    const checked = await hashBlock(data);
+    if (checked.hash !== hash) throw new S3Error('InternalError', 500, 'a block failed its integrity check');
+    return checked.block;
   }
 
   async remove(hash: BlockHash): Promise<void> {

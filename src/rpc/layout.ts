@@ -1,7 +1,9 @@
 // rpc/layout: the cluster layout — which nodes store data (zone, capacity) and which are gateways — with
 // staged changes applied as a new version, as in Garage. It decides where things live: blocks go to
 // `replication_factor` storage nodes chosen by weighted rendezvous hashing (capacity-weighted, spread over
-// zones first), and the metadata tables live on the layout's metadata node (the first storage node by id).
+// zones first), and the metadata tables live on the layout's metadata node: the first storage node by id when
+// the first layout is applied, kept there by every later version (its tables are not replicated, so moving
+// the role would leave the cluster with empty ones; removing that node is refused).
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -20,6 +22,9 @@ export interface ClusterLayout {
   version: number;
   roles: Record<string, NodeRole>; // by node id
   staged: Record<string, NodeRole | null>; // null: remove the node's role
+  // The node holding the metadata tables, recorded by applyStaged. Absent in layouts written before it was
+  // recorded: then it is the first storage node by id, as it was when they were applied.
+  metadata?: string;
 }
 
 export function emptyLayout(): ClusterLayout {
@@ -40,7 +45,8 @@ export function isGateway(layout: ClusterLayout, nodeId: string): boolean {
 
 // The node that holds the metadata tables, or undefined for a node standing alone (no layout applied).
 export function metadataNode(layout: ClusterLayout): string | undefined {
-  return storageNodes(layout)[0];
+  const storage = storageNodes(layout);
+  return layout.metadata !== undefined && storage.includes(layout.metadata) ? layout.metadata : storage[0];
 }
 
 function score(hash: string, nodeId: string, capacity: number): number {
@@ -94,7 +100,16 @@ export function applyStaged(layout: ClusterLayout, expectedVersion: number): Clu
   if (Object.keys(roles).length > 0 && Object.values(roles).every((r) => r.capacity === null)) {
     throw new UserError('a layout needs at least one storage node (assign one with --capacity)');
   }
-  return { format: LAYOUT_FORMAT_VERSION, version: expectedVersion, roles, staged: {} };
+  const next: ClusterLayout = { format: LAYOUT_FORMAT_VERSION, version: expectedVersion, roles, staged: {} };
+  const holder = metadataNode(layout);
+  if (holder !== undefined && !storageNodes(next).includes(holder)) {
+    throw new UserError(
+      `node ${holder.slice(0, 16)}… holds the cluster's metadata, which is not replicated: it must stay a ` +
+        'storage node (unstage this change with `coffre layout assign` for that node)',
+    );
+  }
+  const metadata = holder ?? storageNodes(next)[0];
+  return metadata === undefined ? next : { ...next, metadata };
 }
 
 export function parseCapacity(text: string): number {

@@ -142,7 +142,7 @@ export function s3Client(endpoint: string, keyHolder: ClusterNode): S3Client {
   });
 }
 
-async function mustRun(node: ClusterNode, args: string[]): Promise<string> {
+export async function mustRun(node: ClusterNode, args: string[]): Promise<string> {
   const r = await node.cli(args);
   if (r.code !== 0) throw new Error(`coffre ${args.join(' ')} failed (${r.code}): ${r.stderr}${r.stdout}`);
   return r.stdout;

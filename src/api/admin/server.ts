@@ -12,6 +12,7 @@ import { S3Error } from '../../util/s3-error.js';
 import type { S3Metrics } from './metrics.js';
 import { checkBucketName } from '../s3/router.js';
 import type { Cluster } from '../../rpc/cluster.js';
+import type { Rebalancer } from '../../rpc/rebalance.js';
 import { applyStaged, stageRole } from '../../rpc/layout.js';
 import type { RpcNode } from '../../rpc/peering.js';
 
@@ -123,6 +124,7 @@ export class AdminServer {
       metrics: S3Metrics;
       cluster?: Cluster;
       rpc?: RpcNode;
+      rebalancer?: Rebalancer;
     },
     tls?: https.ServerOptions,
   ) {
@@ -312,7 +314,12 @@ export class AdminServer {
       if (!nodes.some((n) => n.id === id))
         nodes.push({ id, addr: null, up: false, lastSeen: null, self: false, ...roleOf(id) });
     }
-    return { nodeId: status.nodeId, layoutVersion: layout.version, nodes };
+    return {
+      nodeId: status.nodeId,
+      layoutVersion: layout.version,
+      nodes,
+      rebalance: this.deps.rebalancer?.status() ?? null,
+    };
   }
 
   // A node named by a unique prefix of its id, among the nodes this node knows.

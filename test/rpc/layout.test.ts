@@ -1,0 +1,67 @@
+// The layout's placement rules that decide where data lives: the metadata node stays where the first layout
+// put it, and blocks go to the nodes rendezvous hashing picks (most of them stay put when a node joins).
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import {
+  applyStaged,
+  blockNodes,
+  emptyLayout,
+  metadataNode,
+  stageRole,
+  type ClusterLayout,
+  type NodeRole,
+} from '../../src/rpc/layout.js';
+import { UserError } from '../../src/util/errors.js';
+
+const id = (c: string) => c.repeat(64);
+const storage = { zone: 'z1', capacity: 1e12 };
+
+function withRoles(roles: Record<string, NodeRole | null>, from = emptyLayout()): ClusterLayout {
+  let layout = from;
+  for (const [node, role] of Object.entries(roles)) layout = stageRole(layout, node, role);
+  return applyStaged(layout, layout.version + 1);
+}
+
+test('the metadata node is the first storage node by id, and stays there when a node with a lower id joins', () => {
+  const first = withRoles({ [id('b')]: storage, [id('c')]: storage });
+  assert.equal(first.metadata, id('b'));
+  assert.equal(metadataNode(first), id('b'));
+  const grown = withRoles({ [id('a')]: storage }, first);
+  assert.equal(metadataNode(grown), id('b'), 'a node sorting first does not take the metadata over');
+  assert.equal(grown.version, 2);
+});
+
+test('a layout written before the metadata node was recorded keeps its first storage node as metadata node', () => {
+  const old = withRoles({ [id('b')]: storage, [id('c')]: storage });
+  delete old.metadata;
+  assert.equal(metadataNode(old), id('b'));
+  const grown = withRoles({ [id('a')]: storage }, old);
+  assert.equal(grown.metadata, id('b'));
+});
+
+test('removing the metadata node is refused; removing another storage node is not', () => {
+  const layout = withRoles({ [id('b')]: storage, [id('c')]: storage });
+  assert.throws(
+    () => withRoles({ [id('b')]: null }, layout),
+    (err: Error) => err instanceof UserError && /holds the cluster's metadata/.test(err.message),
+  );
+  assert.throws(() => withRoles({ [id('b')]: { zone: 'z1', capacity: null } }, layout), UserError);
+  const smaller = withRoles({ [id('c')]: null }, layout);
+  assert.deepEqual(Object.keys(smaller.roles), [id('b')]);
+});
+
+test('a node joining takes about its share of blocks; the others stay where they were', () => {
+  const two = withRoles({ [id('a')]: storage, [id('b')]: storage });
+  const three = withRoles({ [id('c')]: storage }, two);
+  let moved = 0;
+  const hashes = Array.from({ length: 600 }, (_, i) => i.toString(16).padStart(64, '0'));
+  for (const h of hashes) {
+    const [before] = blockNodes(two, h, 1);
+    const [after] = blockNodes(three, h, 1);
+    if (before !== after) {
+      moved++;
+      assert.equal(after, id('c'), 'a block that moves, moves to the new node');
+    }
+  }
+  assert.ok(moved > 600 / 3 - 60 && moved < 600 / 3 + 60, `moved ${moved} of 600`);
+});
