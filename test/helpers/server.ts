@@ -124,7 +124,7 @@ export async function startServer(opts: ServerOptions = {}): Promise<TestServer>
   let err = '';
   child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
   child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
-  await new Promise<void>((resolveStart, reject) => {
+  const started = new Promise<void>((resolveStart, reject) => {
     const timer = setTimeout(
       () => reject(new Error(`coffre server did not start in time:\n${out}\n${err}`)),
       20_000,
@@ -142,6 +142,14 @@ export async function startServer(opts: ServerOptions = {}): Promise<TestServer>
       reject(new Error(`coffre server exited with ${code}:\n${out}\n${err}`));
     });
   });
+  try {
+    await started;
+  } catch (e) {
+    // A server that never came up (a test of a refused configuration) leaves nothing behind but its dir.
+    child.kill('SIGKILL');
+    if (!opts.dir) rmSync(dir, { recursive: true, force: true });
+    throw e;
+  }
   const accessKeyId = prev?.accessKeyId ?? /AWS_ACCESS_KEY_ID=(\S+)/.exec(out)?.[1];
   const secretAccessKey = prev?.secretAccessKey ?? /AWS_SECRET_ACCESS_KEY=(\S+)/.exec(out)?.[1];
   if (!accessKeyId || !secretAccessKey) throw new Error(`no access key printed:\n${out}`);
