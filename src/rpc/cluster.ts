@@ -269,13 +269,7 @@ export class ClusterBlocks implements BlockIo {
         targetError ??= err instanceof Error ? err : new Error(String(err));
       }
     }
-    // After a layout change a block stays where it was until the rebalancer (rpc/rebalance) has copied it to
-    // its new nodes: look on the other storage nodes, then on every other peer (a node leaving the layout
-    // keeps its blocks until they have been copied away).
-    const layout = this.cluster.currentLayout();
-    const elsewhere = new Set([...storageNodes(layout), ...this.cluster.rpc.knownPeers()]);
-    for (const node of elsewhere) {
-      if (targets.includes(node) || (node !== this.cluster.rpc.nodeId && isGateway(layout, node))) continue;
+    for (const node of this.otherHolders(targets)) {
       try {
         return await this.readFrom(node, hash, opts);
       } catch {
@@ -309,13 +303,30 @@ export class ClusterBlocks implements BlockIo {
 
   async remove(hash: BlockHash): Promise<void> {
     const self = this.cluster.rpc.nodeId;
+    const targets = this.targets(hash);
+    // Copies a rebalancer has not moved yet go too: left behind, they would be moved to the block's nodes later
+    // and stay there, referenced by nothing.
     await Promise.allSettled(
-      this.targets(hash).map((node) =>
+      [...targets, ...this.otherHolders(targets)].map((node) =>
         node === self
           ? this.cluster.localBlocks.remove(hash)
           : this.cluster.rpc.call(node, 'block/delete', { hash }),
       ),
     );
+  }
+
+  /**
+   * Nodes other than `targets` that may still hold a block: after a layout change a block stays where it was
+   * until the rebalancer (rpc/rebalance) has copied it to its new nodes, and a node leaving the layout keeps
+   * its blocks until then. The other storage nodes first, then every other peer that is not a gateway. None
+   * for a node standing alone.
+   */
+  private otherHolders(targets: string[]): string[] {
+    const layout = this.cluster.currentLayout();
+    if (Object.keys(layout.roles).length === 0) return [];
+    const self = this.cluster.rpc.nodeId;
+    const candidates = new Set([...storageNodes(layout), self, ...this.cluster.rpc.knownPeers()]);
+    return [...candidates].filter((node) => !targets.includes(node) && !isGateway(layout, node));
   }
 }
 

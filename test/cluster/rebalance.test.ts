@@ -1,12 +1,19 @@
 // Growing and shrinking a cluster keeps every object readable. Two storage nodes hold the data
 // (replication_factor = 1); a third joins while it is down, so its share of blocks stays where it was and reads
 // find it there; once it is up the blocks move to it. Then a node's role is removed and it drains. The node
-// holding the metadata keeps it when a node joins, and cannot be removed.
+// holding the metadata keeps it when a node joins, and cannot be removed. Objects deleted while blocks wait to
+// move leave no block behind.
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { basename } from 'node:path';
 import { test } from 'node:test';
-import { CreateBucketCommand, GetObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import {
+  CreateBucketCommand,
+  DeleteObjectCommand,
+  GetObjectCommand,
+  PutObjectCommand,
+  type S3Client,
+} from '@aws-sdk/client-s3';
 import {
   blockFiles,
   createNode,
@@ -65,7 +72,7 @@ test('a node joins (first down, then up) and another leaves: blocks move, nothin
       await client.send(new PutObjectCommand({ Bucket: 'grow', Key: `o/${i}`, Body: data }));
       sums.set(`o/${i}`, sha(data));
     }
-    const before = new Set([...names(a!), ...names(b!)]);
+    const stored = new Set([...names(a!), ...names(b!)]);
 
     // A third storage node joins the layout while it is down: the blocks it should hold stay where they are.
     const c = await createNode({ secretConfig: secret, extraConfig, label: 'c', env });
@@ -75,7 +82,21 @@ test('a node joins (first down, then up) and another leaves: blocks move, nothin
     await mustRun(meta, ['layout', 'assign', cId, '--zone', 'z3', '--capacity', '10G']);
     await mustRun(meta, ['layout', 'apply', '--version', '2']);
     await readAll(client, sums);
-    assert.deepEqual(new Set([...names(a!), ...names(b!)]), before, 'no block moved or went missing');
+    assert.deepEqual(new Set([...names(a!), ...names(b!)]), stored, 'no block moved or went missing');
+
+    // Objects deleted meanwhile: their blocks go from wherever they are, not only from their new node.
+    const deleted = Array.from({ length: 10 }, (_, i) => `o/${i}`);
+    for (const key of deleted) {
+      await client.send(new DeleteObjectCommand({ Bucket: 'grow', Key: key }));
+      // Each is one block (above the inline threshold, under the block size), named by its bytes' hash.
+      assert.ok(stored.delete(sums.get(key)!), `${key} is one block`);
+      sums.delete(key);
+    }
+    await waitFor(
+      async () => new Set([...names(a!), ...names(b!)]).size === stored.size,
+      "the collector removes the deleted objects' blocks",
+    );
+    const before = stored;
 
     // Up and connected: its share moves to it, and leaves the others.
     await c.start();
