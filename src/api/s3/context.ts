@@ -3,7 +3,6 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';
 import type { CoffreConfig } from '../../config/config.js';
 import type { ObjectStore } from '../../model/store.js';
-import { requireBucket } from '../../model/store.js';
 import type { AccessKeyRecord, BucketRecord, Permission } from '../../model/types.js';
 import { S3Errors } from '../../util/s3-error.js';
 
@@ -27,6 +26,9 @@ export interface S3Context {
   secure: boolean;
   fromLoopback: boolean;
   accessKey: AccessKeyRecord;
+  // The record of the bucket the request names (undefined: no such bucket, or none named). Looked up once per
+  // request, and started while the signature was being checked.
+  bucketRecord(): Promise<BucketRecord | undefined>;
   // md5: false skips hashing the payload with MD5 unless Content-MD5 asks for it (an SSE-C object's ETag is
   // random, so computing its plaintext's MD5 would cost time for nothing); digests().md5 is then empty.
   body(opts?: { md5?: boolean }): RequestBody;
@@ -39,7 +41,8 @@ export function header(ctx: S3Context, name: string): string | undefined {
 }
 
 export async function bucketFor(ctx: S3Context, need: keyof Permission): Promise<BucketRecord> {
-  const bucket = await requireBucket(ctx.store, ctx.bucketName!);
+  const bucket = await ctx.bucketRecord();
+  if (!bucket) throw S3Errors.noSuchBucket(ctx.bucketName!);
   const perm = bucket.permissions[ctx.accessKey.id];
   if (!perm || !(perm[need] || perm.owner)) throw S3Errors.accessDenied();
   return bucket;

@@ -139,12 +139,10 @@ export async function preflight(
 }
 
 // CORS headers on an ordinary request from a browser.
-export async function addCorsHeaders(
-  ctx: Pick<S3Context, 'req' | 'res' | 'store' | 'bucketName'>,
-): Promise<void> {
+export async function addCorsHeaders(ctx: Pick<S3Context, 'req' | 'res' | 'bucketRecord'>): Promise<void> {
   const origin = ctx.req.headers.origin;
-  if (!origin || !ctx.bucketName) return;
-  const bucket = await ctx.store.bucketByName(ctx.bucketName);
+  if (!origin) return;
+  const bucket = await ctx.bucketRecord();
   if (!bucket?.cors) return;
   const rule = findRule(bucket, origin, ctx.req.method ?? 'GET', []);
   if (rule) applyRule(ctx.res, rule, origin);

@@ -240,7 +240,10 @@ export class S3Server {
         return;
       }
       // The key record is looked up once: the signature check needs its secret, and the request its grants
-      // (on a gateway node each lookup is a call to the metadata node).
+      // (on a gateway node each lookup is a call to the metadata node). The bucket's record is looked up
+      // meanwhile, not after: its answer is used only once the request is authenticated.
+      const bucketLookup = located.bucket === undefined ? undefined : store.bucketByName(located.bucket);
+      bucketLookup?.catch(() => {}); // a failure surfaces where the record is awaited, if it ever is
       const looked: { record?: AccessKeyRecord } = {};
       const auth = await authenticateRequest(
         { method, path: rawPath, query: rawQuery, headers: req.headers },
@@ -274,6 +277,7 @@ export class S3Server {
         secure: this.isSecure(req),
         fromLoopback: isLoopback(req.socket.remoteAddress),
         accessKey,
+        bucketRecord: () => bucketLookup ?? Promise.resolve(undefined),
         body: makeBody(req, auth),
       };
       await addCorsHeaders(ctx);
