@@ -2,8 +2,8 @@
 // to a temporary file, fsync'd, renamed into place and its directory fsync'd before any metadata may refer to
 // it, so a crash never leaves metadata pointing at a missing or partial block. Every read verifies the hash.
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, rmSync } from 'node:fs';
-import { mkdir, open, readdir, readFile, rename, rm, stat, unlink } from 'node:fs/promises';
+import { mkdirSync, rmSync, statSync } from 'node:fs';
+import { mkdir, open, readdir, readFile, rename, rm, stat, unlink, utimes } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { FileSlice } from '../util/file-slice.js';
 import { S3Error } from '../util/s3-error.js';
@@ -40,7 +40,12 @@ export interface BlockReadOptions {
 export interface BlockIo {
   write(data: Uint8Array, knownHash?: BlockHash): Promise<BlockHash>;
   read(hash: BlockHash, opts?: BlockReadOptions): Promise<Buffer>;
-  remove(hash: BlockHash): Promise<void>;
+  /**
+   * Deletes the block. With `unwrittenForMs`, a copy written (or rewritten) more recently than that is kept: the
+   * collector, which decided the block is unreferenced, passes how long it has been so, so that a writer that
+   * found the block already stored meanwhile (and will refer to it) does not lose it.
+   */
+  remove(hash: BlockHash, opts?: { unwrittenForMs?: number }): Promise<void>;
   /**
    * Where bytes [start, end) of a block are on this node's disk, for a reader that reads them itself and
    * authenticates them itself (see BlockReadOptions.verify). Undefined (or absent) where the block is not
@@ -70,11 +75,22 @@ export class BlockStore implements BlockIo {
     return { path: this.pathOf(hash), start, end, missing: missingMessage(hash) };
   }
 
-  // Durably stores `data` and returns its hash. Writing a block that already exists is a no-op.
+  // Durably stores `data` and returns its hash. Writing a block that already exists only marks it as written
+  // now (its mtime), which a removal with `unwrittenForMs` respects; if it vanishes meanwhile, it is written.
   async write(data: Uint8Array, knownHash?: BlockHash): Promise<BlockHash> {
     const hash = knownHash ?? BlockStore.hashOf(data);
     const finalPath = this.pathOf(hash);
-    if (await exists(finalPath)) return hash;
+    if (await exists(finalPath)) {
+      const now = new Date();
+      const touched = await utimes(finalPath, now, now).then(
+        () => true,
+        (err: NodeJS.ErrnoException) => {
+          if (err.code === 'ENOENT') return false;
+          throw err;
+        },
+      );
+      if (touched) return hash;
+    }
     const dir = join(this.root, hash.slice(0, 2), hash.slice(2, 4));
     if (!this.knownDirs.has(dir)) {
       await mkdir(dir, { recursive: true, mode: 0o700 });
@@ -116,8 +132,13 @@ export class BlockStore implements BlockIo {
     }
   }
 
-  async remove(hash: BlockHash): Promise<void> {
-    await rm(this.pathOf(hash), { force: true });
+  async remove(hash: BlockHash, opts: { unwrittenForMs?: number } = {}): Promise<void> {
+    if (opts.unwrittenForMs === undefined) return rm(this.pathOf(hash), { force: true });
+    // Checked and unlinked in one synchronous step: a write's touch lands either before the check (the copy
+    // is kept) or after the unlink (the write then stores the block afresh).
+    const path = this.pathOf(hash);
+    const mtime = statSync(path, { throwIfNoEntry: false })?.mtimeMs;
+    if (mtime !== undefined && mtime <= Date.now() - opts.unwrittenForMs) rmSync(path, { force: true });
   }
 
   // For the garbage collector: no await between its last check that nobody uses the block and the unlink.

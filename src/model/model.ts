@@ -394,18 +394,23 @@ export class Model {
     const cutoff = Date.now() - this.opts.gcDelayMs;
     let removed = 0;
     // Checking the pin and unlinking in one synchronous step: a writer that found the file already there (and
-    // will refer to it) pins it before it looks, so it either sees the file gone or is seen here.
-    const removeUnpinned = async (hash: BlockHash): Promise<boolean> => {
+    // will refer to it) pins it before it looks, so it either sees the file gone or is seen here. Writers on
+    // other nodes (a gateway's uploads) pin on their own node: for them a block's nodes keep any copy written
+    // since the block became unreferenced (`since`), which such a writer's store of the block marks.
+    const removeUnpinned = async (hash: BlockHash, since: number): Promise<boolean> => {
       if (this.pins.isPinned(hash)) return false;
       if (this.blocksAreLocal()) this.blocks.removeSync(hash);
-      else await this.opts.blockIo!.remove(hash).catch(() => undefined);
+      else
+        await this.opts.blockIo!.remove(hash, { unwrittenForMs: Date.now() - since }).catch(() => undefined);
       return true;
     };
-    const doomed: BlockHash[] = [];
+    const doomed: [BlockHash, number][] = [];
     for (const { value, key } of this.refs.range({ prefix: [] })) {
-      if (value.count === 0 && (value.zeroSince ?? 0) <= cutoff) doomed.push(key[0] as string);
+      // (Records written before zeroSince was kept count as unreferenced for exactly the delay.)
+      const since = value.zeroSince ?? cutoff;
+      if (value.count === 0 && since <= cutoff) doomed.push([key[0] as string, since]);
     }
-    for (const hash of doomed) {
+    for (const [hash, since] of doomed) {
       if (this.pins.isPinned(hash)) continue;
       const stillZero = await this.db.transaction(() => {
         const rc = this.refs.get([hash]);
@@ -413,12 +418,12 @@ export class Model {
         this.refs.remove([hash]);
         return true;
       });
-      if (stillZero && (await removeUnpinned(hash))) removed++;
+      if (stillZero && (await removeUnpinned(hash, since))) removed++;
     }
     for (const [hash, since] of this.strays) {
       if (since > cutoff) continue;
       this.strays.delete(hash);
-      if (!this.refs.get([hash]) && (await removeUnpinned(hash))) removed++;
+      if (!this.refs.get([hash]) && (await removeUnpinned(hash, since))) removed++;
     }
     if (!this.blocksAreLocal()) {
       await this.blocks.cleanTemporary(this.opts.gcDelayMs);
@@ -429,7 +434,8 @@ export class Model {
       for await (const { hash, path } of this.blocks.listAll()) {
         if (this.refs.get([hash]) || this.pins.isPinned(hash)) continue;
         const st = await stat(path).catch(() => undefined);
-        if (st && st.mtimeMs <= cutoff && !this.refs.get([hash]) && (await removeUnpinned(hash))) removed++;
+        if (st && st.mtimeMs <= cutoff && !this.refs.get([hash]) && (await removeUnpinned(hash, st.mtimeMs)))
+          removed++;
       }
     }
     await this.blocks.cleanTemporary(this.opts.gcDelayMs);

@@ -176,8 +176,11 @@ export class Cluster {
       return { header: { has: await this.localBlocks.has(hash) } };
     });
     this.rpc.registerEndpoint('block/delete', async (req) => {
-      const { hash } = req.header as { hash: string };
-      await this.localBlocks.remove(hash);
+      const { hash, unwrittenForMs } = req.header as { hash: string; unwrittenForMs?: unknown };
+      await this.localBlocks.remove(
+        hash,
+        typeof unwrittenForMs === 'number' ? { unwrittenForMs: Math.max(0, unwrittenForMs) } : {},
+      );
       return { header: {} };
     });
     this.rpc.registerEndpoint('layout/get', async () => ({
@@ -301,7 +304,7 @@ export class ClusterBlocks implements BlockIo {
     return checked.block;
   }
 
-  async remove(hash: BlockHash): Promise<void> {
+  async remove(hash: BlockHash, opts: { unwrittenForMs?: number } = {}): Promise<void> {
     const self = this.cluster.rpc.nodeId;
     const targets = this.targets(hash);
     // Copies a rebalancer has not moved yet go too: left behind, they would be moved to the block's nodes later
@@ -309,8 +312,8 @@ export class ClusterBlocks implements BlockIo {
     await Promise.allSettled(
       [...targets, ...this.otherHolders(targets)].map((node) =>
         node === self
-          ? this.cluster.localBlocks.remove(hash)
-          : this.cluster.rpc.call(node, 'block/delete', { hash }),
+          ? this.cluster.localBlocks.remove(hash, opts)
+          : this.cluster.rpc.call(node, 'block/delete', { hash, ...opts }),
       ),
     );
   }

@@ -171,3 +171,31 @@ test(
     if (!cleanedDuringWrite) assert.ok(true, 'write finished before a clean could run');
   }),
 );
+
+test(
+  'writing a stored block again marks it as written now; a removal with unwrittenForMs keeps a copy written since',
+  withStore(async (store) => {
+    const data = randomBytes(10_000);
+    const hash = await store.write(data);
+    const path = store.pathOf(hash);
+    const hourAgo = new Date(Date.now() - 3_600_000);
+    utimesSync(path, hourAgo, hourAgo);
+    // Unreferenced for ten minutes, written an hour ago: removed.
+    await store.remove(hash, { unwrittenForMs: 600_000 });
+    assert.equal(existsSync(path), false);
+
+    await store.write(data);
+    utimesSync(path, hourAgo, hourAgo);
+    // A writer stores the same bytes again (it found the block there and will refer to it)…
+    await store.write(data);
+    assert.ok(statSync(path).mtimeMs > Date.now() - 60_000, 'the second write marked the block');
+    // …so a collector that decided ten minutes ago that nothing refers to it leaves it alone.
+    await store.remove(hash, { unwrittenForMs: 600_000 });
+    assert.ok(existsSync(path));
+    assert.deepEqual(await store.read(hash), data);
+    // A plain removal still removes; removing what is gone is no error.
+    await store.remove(hash);
+    assert.equal(existsSync(path), false);
+    await store.remove(hash, { unwrittenForMs: 0 });
+  }),
+);

@@ -200,6 +200,33 @@ test('an upload through the gateway that outlasts gc_delay_seconds keeps its blo
   assert.equal(sha(got), sha(Buffer.concat(pieces)));
 });
 
+test('an upload through the gateway that stores a block again just as its last reference is collected keeps it', async () => {
+  // The same 3 MiB are uploaded, deleted, and uploaded again through the gateway. The new upload's first blocks
+  // reach the storage node (already there: nothing is written) before the collector (gc_delay_seconds = 1)
+  // removes the deleted object's blocks, and its record commits after: the storage node must keep them.
+  const pieces = Array.from({ length: 3 }, () => randomBytes(MiB));
+  await viaGateway.send(new PutObjectCommand({ Bucket: B, Key: 'again/1', Body: Buffer.concat(pieces) }));
+  await viaGateway.send(new DeleteObjectCommand({ Bucket: B, Key: 'again/1' }));
+  async function* pausing() {
+    yield pieces[0]!;
+    yield pieces[1]!;
+    // Two blocks stored; the collector runs meanwhile, its delay over.
+    await new Promise((r) => setTimeout(r, 3000));
+    yield pieces[2]!;
+  }
+  await viaGateway.send(
+    new PutObjectCommand({
+      Bucket: B,
+      Key: 'again/2',
+      Body: Readable.from(pausing()),
+      ContentLength: 3 * MiB,
+    }),
+  );
+  await new Promise((r) => setTimeout(r, 1500)); // and a pass after the commit
+  const got = await body(await viaGateway.send(new GetObjectCommand({ Bucket: B, Key: 'again/2' })));
+  assert.equal(sha(got), sha(Buffer.concat(pieces)));
+});
+
 test('what one node writes the other reads, under the same key', async () => {
   const a = randomBytes(1.5 * MiB);
   const b = randomBytes(1.5 * MiB);
