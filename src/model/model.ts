@@ -356,6 +356,19 @@ export class Model {
     });
   }
 
+  /**
+   * Which of `hashes` no record refers to (no reference count at all: blocks whose last reference went are
+   * this collector's) and no upload in progress on this node protects. For nodes that sweep blocks left by
+   * uploads that failed elsewhere (rpc/orphans).
+   */
+  unreferencedBlocks(hashes: string[]): string[] {
+    if (!Array.isArray(hashes)) return [];
+    return hashes.filter(
+      (h) =>
+        typeof h === 'string' && /^[0-9a-f]{64}$/.test(h) && !this.refs.get([h]) && !this.pins.isPinned(h),
+    );
+  }
+
   async abortUpload(upload: UploadRecord): Promise<void> {
     await this.db.transaction(() => {
       this.getUpload(upload.bucketId, upload.key, upload.uploadId);

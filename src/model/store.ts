@@ -63,6 +63,8 @@ export interface MetadataStore {
   listParts(uploadId: string): Promise<PartRecord[]>;
   completeUpload(upload: UploadRecord, record: ObjectRecord): Promise<void>;
   abortUpload(upload: UploadRecord): Promise<void>;
+  // blocks: which of `hashes` no record refers to and no upload in progress here protects
+  unreferencedBlocks(hashes: string[]): Promise<string[]>;
 }
 
 export interface SegmentIo {
@@ -106,6 +108,7 @@ export const METADATA_METHODS = [
   'listParts',
   'completeUpload',
   'abortUpload',
+  'unreferencedBlocks',
 ] as const satisfies readonly (keyof MetadataStore)[];
 
 export function checkWriteCondition(
@@ -213,6 +216,9 @@ export class LocalStore implements ObjectStore {
   }
   async abortUpload(upload: UploadRecord) {
     await this.model.abortUpload(upload);
+  }
+  async unreferencedBlocks(hashes: string[]) {
+    return this.model.unreferencedBlocks(hashes);
   }
   writeSegment(source: AsyncIterable<Buffer | Uint8Array | string>, sealer?: BlockSealer) {
     return this.model.writeSegment(source, sealer);

@@ -18,6 +18,7 @@ import { Cluster } from '../rpc/cluster.js';
 import { loadOrCreateNodeKey, parseRpcSecret } from '../rpc/identity.js';
 import { LayoutFile } from '../rpc/layout.js';
 import { RpcNode } from '../rpc/peering.js';
+import { OrphanSweeper } from '../rpc/orphans.js';
 import { Rebalancer } from '../rpc/rebalance.js';
 
 export interface RunningNode {
@@ -124,6 +125,11 @@ export async function startNode(config: CoffreConfig, log: Logger = createLogger
     Number(process.env.COFFRE_REBALANCE_RETRY_MS ?? 60_000),
   );
   cluster.onNewLayout(() => void rebalancer.schedule());
+  const orphans = new OrphanSweeper(cluster, local, log, {
+    graceMs: Number(process.env.COFFRE_ORPHAN_GRACE_MS ?? 24 * 3600_000),
+    intervalMs: Number(process.env.COFFRE_ORPHAN_SWEEP_MS ?? 3600_000),
+  });
+  orphans.start();
   // A peer that comes up may know a newer layout (this node was down when it was applied).
   rpc.on('peer-up', (peerId: string) => {
     saveKnownPeers(config.metadataDir, rpc);
@@ -182,7 +188,7 @@ export async function startNode(config: CoffreConfig, log: Logger = createLogger
     async stop() {
       for (const r of reloaders) r.stop();
       await Promise.all([s3.close(), admin.close()]);
-      await rebalancer.stop();
+      await Promise.all([rebalancer.stop(), orphans.stop()]);
       await rpc.stop();
       networkKey.fill(0);
       await model.close();
