@@ -46,6 +46,8 @@ export interface BlockIo {
    * found the block already stored meanwhile (and will refer to it) does not lose it.
    */
   remove(hash: BlockHash, opts?: { unwrittenForMs?: number }): Promise<void>;
+  /** Whether the block is stored (on every node that should hold it). */
+  has(hash: BlockHash): Promise<boolean>;
   /**
    * Where bytes [start, end) of a block are on this node's disk, for a reader that reads them itself and
    * authenticates them itself (see BlockReadOptions.verify). Undefined (or absent) where the block is not

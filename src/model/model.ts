@@ -68,6 +68,13 @@ export class Model {
   // Blocks left to nobody by an operation that did not commit (a failed or refused upload), by when: removed
   // after the delay like blocks whose last reference went, with no walk over the block files to find them.
   private readonly strays = new Map<BlockHash, number>();
+  // Writers on other nodes (a gateway's uploads) protect their blocks on their own node only. A commit that
+  // refers to a block this collector is removing, or removed after the commit's writer may have found it
+  // stored, must not go through as if the block were there: these two maps let commits check (checkCollected).
+  /** Blocks whose removal is under way. */
+  private readonly removing = new Set<BlockHash>();
+  /** Blocks this collector removed, with when (kept for COLLECTED_MEMORY_MS). */
+  private readonly collected = new Map<BlockHash, number>();
   readonly pins = new BlockPins((hash) => {
     if (!this.refs.get([hash])) this.strays.set(hash, Date.now());
   });
@@ -251,10 +258,13 @@ export class Model {
     precondition?: (current: ObjectRecord | undefined) => void,
   ): Promise<void> {
     try {
+      const hashes = segmentHashes(record.segments);
+      const checkedAt = await this.checkCollected(hashes);
       await this.db.transaction(() => {
+        this.assertNotCollectedSince(hashes, checkedAt);
         const previous = this.objects.get([record.bucketId, record.key]);
         precondition?.(previous);
-        this.addRefs(segmentHashes(record.segments), 1);
+        this.addRefs(hashes, 1);
         if (previous) this.addRefs(segmentHashes(previous.segments), -1);
         this.objects.put([record.bucketId, record.key], record);
       });
@@ -328,10 +338,13 @@ export class Model {
 
   async putPart(upload: UploadRecord, part: PartRecord): Promise<void> {
     try {
+      const hashes = segmentHashes([part.segment]);
+      const checkedAt = await this.checkCollected(hashes);
       await this.db.transaction(() => {
+        this.assertNotCollectedSince(hashes, checkedAt);
         this.getUpload(upload.bucketId, upload.key, upload.uploadId);
         const previous = this.parts.get([upload.uploadId, part.partNumber]);
-        this.addRefs(segmentHashes([part.segment]), 1);
+        this.addRefs(hashes, 1);
         if (previous) this.addRefs(segmentHashes([previous.segment]), -1);
         this.parts.put([upload.uploadId, part.partNumber], part);
       });
@@ -398,6 +411,34 @@ export class Model {
   }
 
   /**
+   * Before a commit that refers to `hashes`. A writer on another node that found a block already stored did
+   * not store it again; if this collector removed that block since, the commit must not go through as if it
+   * were there. A block removed before this check must be stored again now (a writer that found it gone wrote
+   * it afresh); one whose removal is under way or ends after this check fails the commit's transaction
+   * (assertNotCollectedSince). Either way the upload fails with a 503 the client can retry, instead of an
+   * object whose block is gone. Returns the time of the check.
+   */
+  private async checkCollected(hashes: BlockHash[]): Promise<number> {
+    const checkedAt = Date.now();
+    const io = this.opts.blockIo ?? this.blocks;
+    for (const hash of new Set(hashes)) {
+      // A block pinned here is a writer of this node's own, which the collector never removes from under.
+      if (this.pins.isPinned(hash)) continue;
+      if (this.collected.has(hash) && !(await io.has(hash))) throw blockCollectedError();
+    }
+    return checkedAt;
+  }
+
+  /** Inside a commit's transaction: see checkCollected. */
+  private assertNotCollectedSince(hashes: BlockHash[], checkedAt: number): void {
+    for (const hash of hashes) {
+      if (this.pins.isPinned(hash)) continue;
+      if (this.removing.has(hash) || (this.collected.get(hash) ?? 0) >= checkedAt)
+        throw blockCollectedError();
+    }
+  }
+
+  /**
    * Removes blocks no record refers to once they have been so for the delay: those whose last reference
    * went, and those left by operations that did not commit. With `scanFiles` (the default) it also walks
    * every block file, for blocks left by a crash; that walk costs a readdir per block directory, so the
@@ -423,20 +464,36 @@ export class Model {
       const since = value.zeroSince ?? cutoff;
       if (value.count === 0 && since <= cutoff) doomed.push([key[0] as string, since]);
     }
+    // Marked as being removed from before the reference count goes until the removal is done, and as removed
+    // after: see checkCollected.
+    const collect = async (hash: BlockHash, since: number, unreferenced: () => Promise<boolean>) => {
+      this.removing.add(hash);
+      try {
+        if (!(await unreferenced()) || !(await removeUnpinned(hash, since))) return;
+        this.collected.set(hash, Date.now());
+        removed++;
+      } finally {
+        this.removing.delete(hash);
+      }
+    };
+    for (const [hash, when] of this.collected) {
+      if (when < Date.now() - COLLECTED_MEMORY_MS) this.collected.delete(hash);
+    }
     for (const [hash, since] of doomed) {
       if (this.pins.isPinned(hash)) continue;
-      const stillZero = await this.db.transaction(() => {
-        const rc = this.refs.get([hash]);
-        if (!rc || rc.count !== 0 || this.pins.isPinned(hash)) return false;
-        this.refs.remove([hash]);
-        return true;
-      });
-      if (stillZero && (await removeUnpinned(hash, since))) removed++;
+      await collect(hash, since, () =>
+        this.db.transaction(() => {
+          const rc = this.refs.get([hash]);
+          if (!rc || rc.count !== 0 || this.pins.isPinned(hash)) return false;
+          this.refs.remove([hash]);
+          return true;
+        }),
+      );
     }
     for (const [hash, since] of this.strays) {
       if (since > cutoff) continue;
       this.strays.delete(hash);
-      if (!this.refs.get([hash]) && (await removeUnpinned(hash, since))) removed++;
+      await collect(hash, since, async () => !this.refs.get([hash]));
     }
     if (!this.blocksAreLocal()) {
       await this.blocks.cleanTemporary(this.opts.gcDelayMs);
@@ -481,6 +538,16 @@ export class Model {
 
 /** How often the collector walks every block file for blocks a crash left behind (besides its first pass). */
 const FILE_SCAN_INTERVAL_MS = 60 * 60 * 1000;
+/** How long the collector remembers a block it removed, for commits that may refer to it (checkCollected). */
+const COLLECTED_MEMORY_MS = 24 * 60 * 60 * 1000;
+
+function blockCollectedError(): S3Error {
+  return new S3Error(
+    'ServiceUnavailable',
+    503,
+    'A block of this upload was removed as unreferenced while the upload ran; please retry the upload.',
+  );
+}
 
 // S3's key length limit, which the API enforces on every stored key.
 const LONGEST_KEY_BYTES = 1024;

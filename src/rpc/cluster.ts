@@ -304,6 +304,24 @@ export class ClusterBlocks implements BlockIo {
     return checked.block;
   }
 
+  async has(hash: BlockHash): Promise<boolean> {
+    const self = this.cluster.rpc.nodeId;
+    const held = await Promise.all(
+      this.targets(hash).map(async (node) => {
+        if (node === self) return this.cluster.localBlocks.has(hash);
+        let reply: RpcReply;
+        try {
+          reply = await this.cluster.rpc.call(node, 'block/has', { hash });
+        } catch {
+          throw unavailable(`storage node ${node.slice(0, 16)}…`);
+        }
+        reply.body?.resume();
+        return (reply.header as { has?: unknown }).has === true;
+      }),
+    );
+    return held.every(Boolean);
+  }
+
   async remove(hash: BlockHash, opts: { unwrittenForMs?: number } = {}): Promise<void> {
     const self = this.cluster.rpc.nodeId;
     const targets = this.targets(hash);

@@ -227,6 +227,45 @@ test('an upload through the gateway that stores a block again just as its last r
   assert.equal(sha(got), sha(Buffer.concat(pieces)));
 });
 
+test('an upload through the gateway whose blocks were collected before it committed fails with a 503, and stores nothing', async () => {
+  // This time the second upload stores its first blocks (already there: nothing is written) before the first
+  // object is deleted, so the collector removes them while the upload pauses. Its commit must be refused: the
+  // client retries, rather than getting an object whose blocks are gone.
+  const pieces = Array.from({ length: 3 }, () => randomBytes(MiB));
+  await viaGateway.send(new PutObjectCommand({ Bucket: B, Key: 'early/1', Body: Buffer.concat(pieces) }));
+  let resume!: () => void;
+  const resumed = new Promise<void>((r) => (resume = r));
+  async function* pausing() {
+    yield pieces[0]!;
+    yield pieces[1]!;
+    await resumed;
+    yield pieces[2]!;
+  }
+  const upload = viaGateway.send(
+    new PutObjectCommand({
+      Bucket: B,
+      Key: 'early/2',
+      Body: Readable.from(pausing()),
+      ContentLength: 3 * MiB,
+    }),
+  );
+  await new Promise((r) => setTimeout(r, 800)); // the first two blocks reach the storage node
+  await viaGateway.send(new DeleteObjectCommand({ Bucket: B, Key: 'early/1' }));
+  await new Promise((r) => setTimeout(r, 3000)); // collected (gc_delay_seconds = 1)
+  resume();
+  await assert.rejects(upload, (err: { $metadata?: { httpStatusCode?: number }; message?: string }) => {
+    assert.equal(err.$metadata?.httpStatusCode, 503, err.message);
+    return true;
+  });
+  await assert.rejects(viaGateway.send(new GetObjectCommand({ Bucket: B, Key: 'early/2' })), {
+    name: 'NoSuchKey',
+  });
+  // Sent again, it is stored whole.
+  await viaGateway.send(new PutObjectCommand({ Bucket: B, Key: 'early/2', Body: Buffer.concat(pieces) }));
+  const got = await body(await viaGateway.send(new GetObjectCommand({ Bucket: B, Key: 'early/2' })));
+  assert.equal(sha(got), sha(Buffer.concat(pieces)));
+});
+
 test('what one node writes the other reads, under the same key', async () => {
   const a = randomBytes(1.5 * MiB);
   const b = randomBytes(1.5 * MiB);
