@@ -70,11 +70,10 @@ export class Model {
   private readonly strays = new Map<BlockHash, number>();
   // Writers on other nodes (a gateway's uploads) protect their blocks on their own node only. A commit that
   // refers to a block this collector is removing, or removed after the commit's writer may have found it
-  // stored, must not go through as if the block were there: these two maps let commits check (checkCollected).
+  // stored, must not go through as if the block were there: `removing` and the collected_blocks table let
+  // commits check (checkCollected).
   /** Blocks whose removal is under way. */
   private readonly removing = new Set<BlockHash>();
-  /** Blocks this collector removed, with when (kept for COLLECTED_MEMORY_MS). */
-  private readonly collected = new Map<BlockHash, number>();
   readonly pins = new BlockPins((hash) => {
     if (!this.refs.get([hash])) this.strays.set(hash, Date.now());
   });
@@ -86,6 +85,9 @@ export class Model {
   private readonly uploadIndex: Table<string[]>; // [uploadId] → [bucketId, key]
   private readonly parts: Table<PartRecord>; // [uploadId, partNumber]
   private readonly refs: Table<RefCount>; // [hash]
+  // Blocks this collector removed, with when (ms), kept for COLLECTED_MEMORY_MS: on disk, so that a restart
+  // does not forget them while an upload that found one of them stored is still to commit.
+  private readonly collected: Table<number>; // [hash]
   private gcTimer?: NodeJS.Timeout;
 
   constructor(readonly opts: ModelOptions) {
@@ -99,6 +101,7 @@ export class Model {
     this.uploadIndex = this.db.table('upload_index');
     this.parts = this.db.table('parts');
     this.refs = this.db.table('block_refs');
+    this.collected = this.db.table('collected_blocks');
   }
 
   async close(): Promise<void> {
@@ -424,7 +427,7 @@ export class Model {
     for (const hash of new Set(hashes)) {
       // A block pinned here is a writer of this node's own, which the collector never removes from under.
       if (this.pins.isPinned(hash)) continue;
-      if (this.collected.has(hash) && !(await io.has(hash))) throw blockCollectedError();
+      if (this.collected.get([hash]) !== undefined && !(await io.has(hash))) throw blockCollectedError();
     }
     return checkedAt;
   }
@@ -433,7 +436,7 @@ export class Model {
   private assertNotCollectedSince(hashes: BlockHash[], checkedAt: number): void {
     for (const hash of hashes) {
       if (this.pins.isPinned(hash)) continue;
-      if (this.removing.has(hash) || (this.collected.get(hash) ?? 0) >= checkedAt)
+      if (this.removing.has(hash) || (this.collected.get([hash]) ?? 0) >= checkedAt)
         throw blockCollectedError();
     }
   }
@@ -470,14 +473,19 @@ export class Model {
       this.removing.add(hash);
       try {
         if (!(await unreferenced()) || !(await removeUnpinned(hash, since))) return;
-        this.collected.set(hash, Date.now());
+        await this.db.transaction(() => this.collected.put([hash], Date.now()));
         removed++;
       } finally {
         this.removing.delete(hash);
       }
     };
-    for (const [hash, when] of this.collected) {
-      if (when < Date.now() - COLLECTED_MEMORY_MS) this.collected.delete(hash);
+    const forgotten = [...this.collected.range({ prefix: [] })].filter(
+      (e) => e.value < Date.now() - COLLECTED_MEMORY_MS,
+    );
+    if (forgotten.length > 0) {
+      await this.db.transaction(() => {
+        for (const { key } of forgotten) this.collected.remove(key);
+      });
     }
     for (const [hash, since] of doomed) {
       if (this.pins.isPinned(hash)) continue;

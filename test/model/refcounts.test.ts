@@ -328,3 +328,41 @@ test('a block repeated inside an object and across objects is counted once per u
     assert.deepEqual(await present(model, segmentHashes(b.segments)), [false, false]);
   });
 });
+
+test('a commit that refers to a block the collector removed is refused until the block is stored again, across a restart', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'coffre-model-'));
+  const open = () =>
+    new Model({
+      metadataDir: join(dir, 'meta'),
+      dataDir: join(dir, 'data'),
+      blockSize: BLOCK,
+      inlineThreshold: 256,
+      gcDelayMs: 0,
+    });
+  let model = open();
+  try {
+    const data = randomBytes(BLOCK * 2);
+    const first = await put(model, 'first', data);
+    await model.deleteObject('bucket', 'first');
+    await model.collectGarbage({ scanFiles: false });
+    const [hash] = segmentHashes(first.segments);
+    assert.equal(existsSync(model.blocks.pathOf(hash!)), false, 'collected');
+    // A record naming those blocks, as a gateway's upload that found them stored before they went would
+    // commit it (a gateway's writes pin nothing here), after a restart of this node.
+    await model.close();
+    model = open();
+    await assert.rejects(model.putObject(recordFor('bucket', 'second', first.segments)), {
+      code: 'ServiceUnavailable',
+    });
+    assert.equal(model.getObject('bucket', 'second'), undefined);
+    // Stored again (the retried upload), the same record commits and reads back.
+    for (const [i, b] of first.segments[0]!.blocks.entries()) {
+      await model.blocks.write(data.subarray(i * BLOCK, (i + 1) * BLOCK), b.hash);
+    }
+    await model.putObject(recordFor('bucket', 'second', first.segments));
+    assert.deepEqual(await readAll(model, model.getObject('bucket', 'second')!), data);
+  } finally {
+    await model.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
