@@ -68,6 +68,12 @@ function unavailable(what: string): S3Error {
   return new S3Error('ServiceUnavailable', 503, `${what} is unreachable; please retry`);
 }
 
+/** What the cluster's background work (rpc/rebalance, rpc/orphans) logs through: pino's shape. */
+export interface ClusterLog {
+  info(fields: object, msg: string): void;
+  warn(fields: object, msg: string): void;
+}
+
 interface ErrorHeader {
   error?: EncodedError;
 }
@@ -228,30 +234,8 @@ export class ClusterBlocks implements BlockIo {
 
   async write(data: Uint8Array, knownHash?: BlockHash): Promise<BlockHash> {
     const hash = knownHash ?? BlockStore.hashOf(data);
-    const self = this.cluster.rpc.nodeId;
     // Every replica must hold the block before the record that refers to it may commit.
-    await Promise.all(
-      this.targets(hash).map(async (node) => {
-        if (node === self) {
-          await this.cluster.localBlocks.write(data, hash);
-          return;
-        }
-        let reply: RpcReply;
-        try {
-          reply = await this.cluster.rpc.call(
-            node,
-            'block/put',
-            { hash },
-            Buffer.from(data.buffer, data.byteOffset, data.byteLength),
-          );
-        } catch {
-          throw unavailable(`storage node ${node.slice(0, 16)}…`);
-        }
-        reply.body?.resume();
-        const err = (reply.header as ErrorHeader).error;
-        if (err) throw decodeError(err);
-      }),
-    );
+    await Promise.all(this.targets(hash).map((node) => this.storeOn(node, hash, data)));
     return hash;
   }
 
@@ -265,18 +249,12 @@ export class ClusterBlocks implements BlockIo {
     const targets = this.targets(hash);
     // Made only when needed: an error captures a stack trace, which costs more than a cached block read.
     let targetError: Error | undefined;
-    for (const node of targets) {
+    for (const node of [...targets, ...this.otherHolders(targets)]) {
       try {
         return await this.readFrom(node, hash, opts);
       } catch (err) {
-        targetError ??= err instanceof Error ? err : new Error(String(err));
-      }
-    }
-    for (const node of this.otherHolders(targets)) {
-      try {
-        return await this.readFrom(node, hash, opts);
-      } catch {
-        // not there either; the error of the block's own nodes is the one to report
+        // A miss elsewhere is expected; the error of the block's own nodes is the one to report.
+        if (targets.includes(node)) targetError ??= err instanceof Error ? err : new Error(String(err));
       }
     }
     throw targetError ?? unavailable('every storage node holding this block');
@@ -285,12 +263,7 @@ export class ClusterBlocks implements BlockIo {
   /** Block `hash` from this node's store or from `node`, checked against its name unless told otherwise. */
   private async readFrom(node: string, hash: BlockHash, opts: BlockReadOptions): Promise<Buffer> {
     if (node === this.cluster.rpc.nodeId) return this.cluster.localBlocks.read(hash, opts);
-    let reply: RpcReply;
-    try {
-      reply = await this.cluster.rpc.call(node, 'block/get', { hash });
-    } catch {
-      throw unavailable(`storage node ${node.slice(0, 16)}…`);
-    }
+    const reply = await this.callNode(node, 'block/get', { hash });
     const err = (reply.header as ErrorHeader).error;
     if (err) {
       reply.body?.resume();
@@ -304,22 +277,39 @@ export class ClusterBlocks implements BlockIo {
     return checked.block;
   }
 
+  /** Stores the block on `node` (this node's own store when it is this node); a peer checks it against its name. */
+  async storeOn(node: string, hash: BlockHash, data: Uint8Array): Promise<void> {
+    if (node === this.cluster.rpc.nodeId) {
+      await this.cluster.localBlocks.write(data, hash);
+      return;
+    }
+    const body = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+    const reply = await this.callNode(node, 'block/put', { hash }, body);
+    reply.body?.resume();
+    const err = (reply.header as ErrorHeader).error;
+    if (err) throw decodeError(err);
+  }
+
+  /** Whether `node` (this node, or a peer) holds the block. */
+  async heldBy(node: string, hash: BlockHash): Promise<boolean> {
+    if (node === this.cluster.rpc.nodeId) return this.cluster.localBlocks.has(hash);
+    const reply = await this.callNode(node, 'block/has', { hash });
+    reply.body?.resume();
+    return (reply.header as { has?: unknown }).has === true;
+  }
+
   async has(hash: BlockHash): Promise<boolean> {
-    const self = this.cluster.rpc.nodeId;
-    const held = await Promise.all(
-      this.targets(hash).map(async (node) => {
-        if (node === self) return this.cluster.localBlocks.has(hash);
-        let reply: RpcReply;
-        try {
-          reply = await this.cluster.rpc.call(node, 'block/has', { hash });
-        } catch {
-          throw unavailable(`storage node ${node.slice(0, 16)}…`);
-        }
-        reply.body?.resume();
-        return (reply.header as { has?: unknown }).has === true;
-      }),
-    );
+    const held = await Promise.all(this.targets(hash).map((node) => this.heldBy(node, hash)));
     return held.every(Boolean);
+  }
+
+  /** A call to a peer; a peer that cannot be reached is a 503, as for every block operation. */
+  private async callNode(node: string, path: string, header: unknown, body?: Buffer): Promise<RpcReply> {
+    try {
+      return await this.cluster.rpc.call(node, path, header, body);
+    } catch {
+      throw unavailable(`storage node ${node.slice(0, 16)}…`);
+    }
   }
 
   async remove(hash: BlockHash, opts: { unwrittenForMs?: number } = {}): Promise<void> {

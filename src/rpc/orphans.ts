@@ -11,7 +11,7 @@
 import { stat } from 'node:fs/promises';
 import type { BlockHash } from '../block/block-store.js';
 import type { LocalStore } from '../model/store.js';
-import type { Cluster } from './cluster.js';
+import type { Cluster, ClusterLog } from './cluster.js';
 import { isGateway, metadataNode } from './layout.js';
 
 const BATCH = 500;
@@ -23,11 +23,6 @@ export interface OrphanSweepOptions {
   intervalMs: number;
 }
 
-export interface OrphanLog {
-  info(fields: object, msg: string): void;
-  warn(fields: object, msg: string): void;
-}
-
 export class OrphanSweeper {
   private timer: NodeJS.Timeout | null = null;
   private running: Promise<number> | null = null;
@@ -36,7 +31,7 @@ export class OrphanSweeper {
   constructor(
     private readonly cluster: Cluster,
     private readonly local: LocalStore,
-    private readonly log: OrphanLog,
+    private readonly log: ClusterLog,
     private readonly opts: OrphanSweepOptions,
   ) {}
 

@@ -10,7 +10,7 @@
 import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { BlockHash } from '../block/block-store.js';
-import type { Cluster } from './cluster.js';
+import type { Cluster, ClusterLog } from './cluster.js';
 import { blockNodes, type ClusterLayout } from './layout.js';
 
 /** Blocks handled at once by a pass: enough to hide the round trips, few enough to bound memory (1 MiB each). */
@@ -39,11 +39,6 @@ export interface RebalanceStatus {
   lastPass: RebalanceReport | null;
 }
 
-export interface RebalanceLog {
-  info(fields: object, msg: string): void;
-  warn(fields: object, msg: string): void;
-}
-
 export class Rebalancer {
   private running: Promise<void> | null = null;
   private again = false;
@@ -58,7 +53,7 @@ export class Rebalancer {
   constructor(
     private readonly cluster: Cluster,
     metadataDir: string,
-    private readonly log: RebalanceLog,
+    private readonly log: ClusterLog,
     private readonly retryMs = DEFAULT_RETRY_MS,
   ) {
     this.stateFile = join(metadataDir, 'rebalance.json');
@@ -165,12 +160,9 @@ export class Rebalancer {
     let data: Buffer | null = null;
     try {
       for (const node of targets) {
-        if (node === self || (await this.peerHas(node, hash))) continue;
+        if (node === self || (await this.cluster.blocks.heldBy(node, hash))) continue;
         data ??= await this.cluster.localBlocks.read(hash);
-        const reply = await this.cluster.rpc.call(node, 'block/put', { hash }, data);
-        reply.body?.resume();
-        const err = (reply.header as { error?: { message?: string } }).error;
-        if (err) throw new Error(err.message ?? 'copy refused');
+        await this.cluster.blocks.storeOn(node, hash, data);
         report.copied++;
       }
     } catch {
@@ -181,11 +173,5 @@ export class Rebalancer {
       await this.cluster.localBlocks.remove(hash);
       report.removed++;
     }
-  }
-
-  private async peerHas(node: string, hash: BlockHash): Promise<boolean> {
-    const reply = await this.cluster.rpc.call(node, 'block/has', { hash });
-    reply.body?.resume();
-    return (reply.header as { has?: unknown }).has === true;
   }
 }
