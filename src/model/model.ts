@@ -262,9 +262,7 @@ export class Model {
   ): Promise<void> {
     try {
       const hashes = segmentHashes(record.segments);
-      const checkedAt = await this.checkCollected(hashes);
-      await this.db.transaction(() => {
-        this.assertNotCollectedSince(hashes, checkedAt);
+      await this.commitReferring(hashes, () => {
         const previous = this.objects.get([record.bucketId, record.key]);
         precondition?.(previous);
         this.addRefs(hashes, 1);
@@ -342,9 +340,7 @@ export class Model {
   async putPart(upload: UploadRecord, part: PartRecord): Promise<void> {
     try {
       const hashes = segmentHashes([part.segment]);
-      const checkedAt = await this.checkCollected(hashes);
-      await this.db.transaction(() => {
-        this.assertNotCollectedSince(hashes, checkedAt);
+      await this.commitReferring(hashes, () => {
         this.getUpload(upload.bucketId, upload.key, upload.uploadId);
         const previous = this.parts.get([upload.uploadId, part.partNumber]);
         this.addRefs(hashes, 1);
@@ -411,6 +407,18 @@ export class Model {
       if (count < 0) throw new Error(`block reference count below zero for ${hash}`);
       this.refs.put([hash], count === 0 ? { count, zeroSince: now } : { count });
     }
+  }
+
+  /**
+   * Runs `commit`, which adds references to `hashes`, in a transaction, after checkCollected and with
+   * assertNotCollectedSince at its start: every commit that refers to new blocks goes through here.
+   */
+  private async commitReferring(hashes: BlockHash[], commit: () => void): Promise<void> {
+    const checkedAt = await this.checkCollected(hashes);
+    await this.db.transaction(() => {
+      this.assertNotCollectedSince(hashes, checkedAt);
+      commit();
+    });
   }
 
   /**
