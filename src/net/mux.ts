@@ -219,6 +219,9 @@ export class Mux extends EventEmitter {
   private highestPeerId = 0;
   private incoming = 0;
   private parseBuffer: Buffer | null = null;
+  /** Payload bytes still to come of the DATA frame being received, and the stream they go to (null: dropped). */
+  private dataRemaining = 0;
+  private dataStream: MuxStream | null = null;
   private versionChecked = false;
   private waitingDrain = false;
   private pumping = false;
@@ -453,7 +456,7 @@ export class Mux extends EventEmitter {
 
   private newIncomingBody(s: MuxStream): IncomingBody {
     return new IncomingBody(
-      () => this.grantCredit(s, true),
+      () => this.grantCredit(s, false),
       () => this.cancel(s, abortError()),
     );
   }
@@ -463,9 +466,16 @@ export class Mux extends EventEmitter {
   private onData(chunk: Buffer): void {
     if (this.closedError) return;
     let pos = 0;
+    if (this.dataRemaining > 0) {
+      // The rest of a DATA frame whose payload began in an earlier chunk goes to its body as it comes.
+      pos = Math.min(this.dataRemaining, chunk.length);
+      this.dataRemaining -= pos;
+      this.deliverData(chunk.subarray(0, pos));
+      if (pos === chunk.length) return;
+    }
     if (this.parseBuffer) {
-      // Complete the item (version tag or frame) that straddled the previous chunk, copying only the bytes
-      // it needs from this one rather than the whole chunk.
+      // Complete the item (version tag, frame header, or a whole non-DATA frame) that straddled the previous
+      // chunk, copying only the bytes it needs from this one rather than the whole chunk.
       let pending = this.parseBuffer;
       while (true) {
         const need = this.itemLength(pending);
@@ -481,18 +491,29 @@ export class Mux extends EventEmitter {
       }
       this.parseBuffer = null;
       if (this.parse(pending) < 0) return;
+      // A DATA header completed from the buffer: its payload starts in this chunk.
+      if (this.dataRemaining > 0 && pos < chunk.length) {
+        const take = Math.min(this.dataRemaining, chunk.length - pos);
+        this.dataRemaining -= take;
+        this.deliverData(chunk.subarray(pos, pos + take));
+        pos += take;
+      }
     }
     const rest = chunk.subarray(pos);
     const consumed = this.parse(rest);
     if (consumed >= 0 && consumed < rest.length) this.parseBuffer = Buffer.from(rest.subarray(consumed));
   }
 
-  /** Length of the item starting at data[0] as far as known: the tag, a frame header, or a whole frame. */
+  /**
+   * Length of the item starting at data[0] as far as known: the tag, a frame header, or a whole frame. A DATA
+   * frame needs only its header: its payload is passed on in pieces as it arrives, never gathered.
+   */
   private itemLength(data: Buffer): number {
     if (!this.versionChecked) return MUX_VERSION_TAG.length;
     if (data.length < FRAME_HEADER_LENGTH) return FRAME_HEADER_LENGTH;
     const len = data.readUInt32BE(6);
-    return len > MAX_FRAME_PAYLOAD ? -1 : FRAME_HEADER_LENGTH + len;
+    if (len > MAX_FRAME_PAYLOAD) return -1;
+    return data[0] === FrameType.Data ? FRAME_HEADER_LENGTH : FRAME_HEADER_LENGTH + len;
   }
 
   private frameTooLarge(data: Buffer): void {
@@ -500,11 +521,14 @@ export class Mux extends EventEmitter {
     this.protocolError(`frame of ${len} bytes exceeds the ${MAX_FRAME_PAYLOAD}-byte limit`);
   }
 
-  /** Handles every complete item at the start of `data`; returns the bytes used, or -1 once closed. */
+  /**
+   * Handles every complete item at the start of `data`; returns the bytes used, or -1 once closed. A DATA
+   * frame's payload is used as far as `data` holds it; the rest is left owed in dataRemaining.
+   */
   private parse(data: Buffer): number {
     let pos = 0;
     try {
-      while (true) {
+      while (this.dataRemaining === 0) {
         const need = this.itemLength(data.subarray(pos));
         if (need < 0) {
           this.frameTooLarge(data.subarray(pos));
@@ -524,9 +548,18 @@ export class Mux extends EventEmitter {
         const type = data[pos] as FrameType;
         const flags = data[pos + 1];
         const id = data.readUInt32BE(pos + 2);
-        const payload = data.subarray(pos + FRAME_HEADER_LENGTH, pos + need);
-        pos += need;
-        this.dispatch(type, flags, id, payload);
+        const len = data.readUInt32BE(pos + 6);
+        pos += FRAME_HEADER_LENGTH;
+        if (type === FrameType.Data) {
+          this.startData(id, len);
+          const take = Math.min(len, data.length - pos);
+          this.dataRemaining = len - take;
+          this.deliverData(data.subarray(pos, pos + take));
+          pos += take;
+        } else {
+          this.dispatch(type, flags, id, data.subarray(pos, pos + len));
+          pos += len;
+        }
         if (this.closedError) return -1;
       }
     } catch (err) {
@@ -534,6 +567,10 @@ export class Mux extends EventEmitter {
       return -1;
     }
     return pos;
+  }
+
+  private isUsedId(id: number): boolean {
+    return this.isPeerId(id) ? id <= this.highestPeerId : id < this.nextId;
   }
 
   private isPeerId(id: number): boolean {
@@ -545,15 +582,12 @@ export class Mux extends EventEmitter {
     const s = this.streams.get(id);
     if (!s) {
       // Frames racing a cancel or an error of ours are expected; frames for ids never used are not.
-      const used = this.isPeerId(id) ? id <= this.highestPeerId : id < this.nextId;
-      if (!used) throw new MuxError(`frame for unknown stream ${id}`);
+      if (!this.isUsedId(id)) throw new MuxError(`frame for unknown stream ${id}`);
       return;
     }
     switch (type) {
       case FrameType.Response:
         return this.onResponse(s, flags, payload);
-      case FrameType.Data:
-        return this.onBodyData(s, payload);
       case FrameType.End:
         if (!s.body || s.recvDone) throw new MuxError(`END on stream ${id} without an open body`);
         s.recvDone = true;
@@ -646,13 +680,31 @@ export class Mux extends EventEmitter {
     this.maybeForget(s);
   }
 
-  private onBodyData(s: MuxStream, payload: Buffer): void {
+  /**
+   * A DATA frame of `len` bytes begins on stream `id`: the whole frame is charged to the stream's credit now,
+   * and its bytes go to the body as they arrive (deliverData). Frames racing a cancel or an error of ours are
+   * dropped; frames for ids never used, or beyond the credit granted, are the peer's protocol error.
+   */
+  private startData(id: number, len: number): void {
+    const s = this.streams.get(id);
+    this.dataStream = null;
+    if (!s) {
+      if (!this.isUsedId(id)) throw new MuxError(`frame for unknown stream ${id}`);
+      return;
+    }
     if (!s.body || s.recvDone) throw new MuxError(`DATA on stream ${s.id} without an open body`);
-    if (payload.length > s.receiveWindow) throw new MuxError(`stream ${s.id} exceeded its credit`);
-    s.receiveWindow -= payload.length;
-    s.unacknowledged += payload.length;
-    if (s.body.destroyed) return;
-    if (s.body.push(payload)) this.grantCredit(s, false);
+    if (len > s.receiveWindow) throw new MuxError(`stream ${s.id} exceeded its credit`);
+    s.receiveWindow -= len;
+    this.dataStream = s;
+  }
+
+  private deliverData(piece: Buffer): void {
+    const s = this.dataStream;
+    if (!s || piece.length === 0) return;
+    // Closed meanwhile (cancel, error, channel loss): the rest of the frame is read and dropped.
+    if (!s.body || s.body.destroyed || !this.streams.has(s.id)) return;
+    s.unacknowledged += piece.length;
+    if (s.body.push(piece)) this.grantCredit(s, false);
   }
 
   private onRemoteError(s: MuxStream, payload: Buffer): void {

@@ -170,9 +170,13 @@ export class Cluster {
       return { header: {} };
     });
     this.rpc.registerEndpoint('block/get', async (req) => {
-      const { hash } = req.header as { hash: string };
+      const { hash, readerVerifies } = req.header as { hash: string; readerVerifies?: unknown };
       try {
-        return { header: {}, body: await this.localBlocks.read(hash) };
+        // Each block is hashed once per read: here, unless the reader checks it itself (it then tries another
+        // copy on a mismatch). A reader that relies on AES-GCM instead has it checked here, so that a damaged
+        // copy is refused before it is sent and the reader turns to another one.
+        const verify = readerVerifies !== true;
+        return { header: {}, body: await this.localBlocks.read(hash, { verify }) };
       } catch (err) {
         return { header: { error: encodeError(err) } };
       }
@@ -263,15 +267,16 @@ export class ClusterBlocks implements BlockIo {
   /** Block `hash` from this node's store or from `node`, checked against its name unless told otherwise. */
   private async readFrom(node: string, hash: BlockHash, opts: BlockReadOptions): Promise<Buffer> {
     if (node === this.cluster.rpc.nodeId) return this.cluster.localBlocks.read(hash, opts);
-    const reply = await this.callNode(node, 'block/get', { hash });
+    const readerVerifies = opts.verify !== false;
+    const reply = await this.callNode(node, 'block/get', { hash, readerVerifies });
     const err = (reply.header as ErrorHeader).error;
     if (err) {
       reply.body?.resume();
       throw decodeError(err);
     }
     const data = await readAll(reply.body);
-    if (opts.verify === false) return data;
-    // Checked here too (on a worker): the reading node trusts no copy it did not verify.
+    if (!readerVerifies) return data;
+    // Checked here (on a worker), not by the sender: the reading node trusts no copy it did not verify.
     const checked = await hashBlock(data);
     if (checked.hash !== hash) throw new S3Error('InternalError', 500, 'a block failed its integrity check');
     return checked.block;

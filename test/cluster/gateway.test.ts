@@ -312,6 +312,47 @@ test('aws CLI through the gateway: cp up, ls, cp down', async (t) => {
   }
 });
 
+test('a damaged block on the storage node is never served through the gateway, plaintext or SSE-C', async () => {
+  const key = customerKey();
+  const ssec = { SSECustomerAlgorithm: 'AES256', SSECustomerKey: key.b64, SSECustomerKeyMD5: key.md5 };
+  const cases: [string, Record<string, string>][] = [
+    ['plain', {}],
+    ['sse-c', ssec],
+  ];
+  for (const [name, headers] of cases) {
+    // Whole blocks, so that every block is its own file; the damage goes into each of this object's blocks.
+    const data = randomBytes(3 * MiB);
+    const before = new Set(blockFiles(storage));
+    await viaGateway.send(
+      new PutObjectCommand({ Bucket: B, Key: `damaged-${name}`, Body: data, ...headers }),
+    );
+    const added = blockFiles(storage).filter((f) => !before.has(f));
+    assert.equal(added.length, 3, `${name}: blocks written`);
+    for (const file of added) {
+      const b = readFileSync(file);
+      b[b.length >> 1] ^= 0x40;
+      writeFileSync(file, b);
+    }
+    let failure: (Error & { $metadata?: { httpStatusCode?: number } }) | undefined;
+    let got: Buffer | undefined;
+    try {
+      got = await body(
+        await viaGateway.send(new GetObjectCommand({ Bucket: B, Key: `damaged-${name}`, ...headers })),
+      );
+    } catch (err) {
+      failure = err as typeof failure;
+    }
+    // The first block fails its check (on the gateway for plaintext, on the storage node for SSE-C, where
+    // AES-GCM would also catch it) before anything is sent: a proper S3 error, never the damaged bytes.
+    assert.equal(got, undefined, `${name}: the damaged object was served`);
+    assert.equal(failure?.$metadata?.httpStatusCode, 500, `${name}: ${String(failure)}`);
+  }
+  const healthy = randomBytes(MiB + 1);
+  await viaGateway.send(new PutObjectCommand({ Bucket: B, Key: 'healthy-after-damage', Body: healthy }));
+  const back = await viaGateway.send(new GetObjectCommand({ Bucket: B, Key: 'healthy-after-damage' }));
+  assert.equal(sha(await body(back)), sha(healthy));
+});
+
 test("the gateway's data dir holds no blocks; the storage node's does", () => {
   assert.deepEqual(blockFiles(gateway), []);
   assert.ok(blockFiles(storage).length >= 10, `storage holds ${blockFiles(storage).length} blocks`);
