@@ -224,3 +224,54 @@ export async function listMultipartUploads(ctx: S3Context): Promise<void> {
     CommonPrefixes: page.prefixes.map((p) => ({ Prefix: enc(p) })),
   });
 }
+
+// Buckets are not versioned: every object is its one version, whose id S3 spells "null". Listing versions is
+// listing objects, so that tools which empty a bucket by its versions, or show them, work unchanged.
+export async function listObjectVersions(ctx: S3Context): Promise<void> {
+  const bucket = await bucketFor(ctx, 'read');
+  const q = ctx.query;
+  const enc = encoder(ctx);
+  const prefix = q.get('prefix') ?? '';
+  const delimiter = q.get('delimiter') || undefined;
+  const maxKeys = Math.min(parseIntParam(q.get('max-keys'), 'max-keys', 0, 2 ** 31 - 1) ?? 1000, 1000);
+  const keyMarker = q.get('key-marker') ?? '';
+  const versionIdMarker = q.get('version-id-marker') ?? '';
+  if (versionIdMarker !== '' && keyMarker === '') {
+    throw S3Errors.invalidArgument('A version-id marker cannot be specified without a key marker.', {
+      ArgumentName: 'version-id-marker',
+    });
+  }
+  if (versionIdMarker !== '' && versionIdMarker !== 'null') {
+    throw S3Errors.invalidArgument('Invalid version id specified', { ArgumentName: 'version-id-marker' });
+  }
+  // A key's only version comes right at its key: after the marker key, whether or not "null" is given.
+  const page = await paginate(
+    (after) => scanObjects(ctx.store, bucket.id, prefix, after),
+    (o) => o.key,
+    { prefix, delimiter, startAfter: keyMarker || undefined, maxKeys },
+  );
+  const lastIsObject = page.items.length > 0 && page.items[page.items.length - 1]!.key === page.last;
+  sendXml(ctx.res, 200, 'ListVersionsResult', {
+    Name: bucket.name,
+    Prefix: enc(prefix),
+    KeyMarker: enc(keyMarker),
+    VersionIdMarker: versionIdMarker,
+    NextKeyMarker: page.truncated ? enc(page.last) : undefined,
+    NextVersionIdMarker: page.truncated && lastIsObject ? 'null' : undefined,
+    MaxKeys: maxKeys,
+    Delimiter: enc(delimiter),
+    EncodingType: q.get('encoding-type') ?? undefined,
+    IsTruncated: page.truncated,
+    Version: page.items.map((o) => ({
+      Key: enc(o.key),
+      VersionId: 'null',
+      IsLatest: true,
+      LastModified: isoDate(o.lastModified),
+      ETag: o.etag,
+      Size: o.size,
+      Owner: ownerOf(ctx),
+      StorageClass: 'STANDARD',
+    })),
+    CommonPrefixes: page.prefixes.map((p) => ({ Prefix: enc(p) })),
+  });
+}

@@ -1,5 +1,6 @@
 // api/s3/router: which S3 operation a request is, from its method, bucket/key and sub-resources.
 import { S3Error, S3Errors } from '../../util/s3-error.js';
+import { unsetSettingDelete, unsetSettingRead } from './bucket-settings.js';
 
 export type Operation =
   | 'ListBuckets'
@@ -8,12 +9,17 @@ export type Operation =
   | 'DeleteBucket'
   | 'GetBucketLocation'
   | 'GetBucketVersioning'
+  | 'GetBucketAcl'
+  | 'PutBucketAcl'
+  | 'GetBucketSetting'
+  | 'DeleteBucketSetting'
   | 'PutBucketCors'
   | 'GetBucketCors'
   | 'DeleteBucketCors'
   | 'ListObjects'
   | 'ListObjectsV2'
   | 'ListMultipartUploads'
+  | 'ListObjectVersions'
   | 'DeleteObjects'
   | 'PostObject'
   | 'PutObject'
@@ -27,10 +33,14 @@ export type Operation =
   | 'CompleteMultipartUpload'
   | 'AbortMultipartUpload'
   | 'ListParts'
+  | 'GetObjectAcl'
+  | 'PutObjectAcl'
+  | 'GetObjectTagging'
   | 'Options';
 
 // Bucket and object sub-resources coffre does not build: refused with NotImplemented, never mistaken for a
-// plain GET/PUT of the bucket or object.
+// plain GET/PUT of the bucket or object. Reading (or deleting) the unset ones is answered first, by
+// bucket-settings.
 const UNSUPPORTED_SUBRESOURCES = [
   'acl',
   'policy',
@@ -53,7 +63,6 @@ const UNSUPPORTED_SUBRESOURCES = [
   'restore',
   'select',
   'torrent',
-  'versions',
   'ownershipControls',
   'publicAccessBlock',
   'attributes',
@@ -73,13 +82,10 @@ export function routeRequest(
     throw new S3Error('MethodNotAllowed', 405, 'The specified method is not allowed against this resource.');
   }
   if (key === undefined) {
-    if (has('encryption') && method === 'GET') {
-      throw new S3Error(
-        'ServerSideEncryptionConfigurationNotFoundError',
-        404,
-        'The server side encryption configuration was not found',
-      );
-    }
+    if (has('acl') && method === 'GET') return 'GetBucketAcl';
+    if (has('acl') && method === 'PUT') return 'PutBucketAcl';
+    if (method === 'GET' && unsetSettingRead(query)) return 'GetBucketSetting';
+    if (method === 'DELETE' && unsetSettingDelete(query)) return 'DeleteBucketSetting';
     for (const sub of UNSUPPORTED_SUBRESOURCES.concat('encryption'))
       if (has(sub)) throw S3Errors.notImplemented(`bucket ?${sub}`);
     switch (method) {
@@ -92,6 +98,7 @@ export function routeRequest(
         if (has('versioning')) return 'GetBucketVersioning';
         if (has('cors')) return 'GetBucketCors';
         if (has('uploads')) return 'ListMultipartUploads';
+        if (has('versions')) return 'ListObjectVersions';
         if (query.get('list-type') === '2') return 'ListObjectsV2';
         if (query.has('list-type'))
           throw S3Errors.invalidArgument('Invalid list type', { ArgumentName: 'list-type' });
@@ -110,9 +117,13 @@ export function routeRequest(
     }
     throw new S3Error('MethodNotAllowed', 405, 'The specified method is not allowed against this resource.');
   }
-  for (const sub of UNSUPPORTED_SUBRESOURCES) if (has(sub)) throw S3Errors.notImplemented(`object ?${sub}`);
   // No stored key is longer, and a longer one would not fit in a metadata key: refused for every operation.
   checkObjectKey(key);
+  if (has('acl') && method === 'GET') return 'GetObjectAcl';
+  if (has('acl') && method === 'PUT') return 'PutObjectAcl';
+  if (has('tagging') && method === 'GET') return 'GetObjectTagging';
+  for (const sub of UNSUPPORTED_SUBRESOURCES.concat('versions'))
+    if (has(sub)) throw S3Errors.notImplemented(`object ?${sub}`);
   switch (method) {
     case 'PUT':
       if (has('uploadId') || has('partNumber')) {

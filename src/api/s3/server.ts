@@ -16,6 +16,16 @@ import { BodyVerifier, bodyExpectationsFromHeaders } from './checksum.js';
 import type { RequestBody, S3Context } from './context.js';
 import { authenticateRequest, type AuthContext } from './signature.js';
 import { routeRequest, type Operation } from './router.js';
+import {
+  bucketOwners,
+  deleteBucketSetting,
+  getBucketAcl,
+  getBucketSetting,
+  getObjectAcl,
+  getObjectTagging,
+  putAcl,
+  refuseAclGrants,
+} from './bucket-settings.js';
 import { errorXml, sendError } from './response.js';
 import { addCorsHeaders, deleteBucketCors, getBucketCors, preflight, putBucketCors } from './cors.js';
 import {
@@ -26,7 +36,7 @@ import {
   headBucket,
   listBuckets,
 } from './bucket.js';
-import { listMultipartUploads, listObjects } from './list.js';
+import { listMultipartUploads, listObjectVersions, listObjects } from './list.js';
 import { deleteObject, deleteObjects } from './delete.js';
 import { putObject } from './put.js';
 import { getObject } from './get.js';
@@ -43,6 +53,8 @@ import type { S3Metrics } from '../admin/metrics.js';
 
 type Handler = (ctx: S3Context) => Promise<void>;
 
+const ACL_CARRYING_WRITES = new Set<Operation>(['PutObject', 'CopyObject', 'CreateMultipartUpload']);
+
 const HANDLERS: Record<Exclude<Operation, 'Options' | 'PostObject'>, Handler> = {
   ListBuckets: listBuckets,
   CreateBucket: createBucket,
@@ -50,11 +62,19 @@ const HANDLERS: Record<Exclude<Operation, 'Options' | 'PostObject'>, Handler> = 
   DeleteBucket: deleteBucket,
   GetBucketLocation: getBucketLocation,
   GetBucketVersioning: getBucketVersioning,
+  GetBucketAcl: getBucketAcl,
+  PutBucketAcl: putAcl,
+  GetBucketSetting: getBucketSetting,
+  DeleteBucketSetting: deleteBucketSetting,
+  GetObjectAcl: getObjectAcl,
+  PutObjectAcl: putAcl,
+  GetObjectTagging: getObjectTagging,
   PutBucketCors: putBucketCors,
   GetBucketCors: getBucketCors,
   DeleteBucketCors: deleteBucketCors,
   ListObjects: (ctx) => listObjects(ctx, false),
   ListObjectsV2: (ctx) => listObjects(ctx, true),
+  ListObjectVersions: listObjectVersions,
   ListMultipartUploads: listMultipartUploads,
   DeleteObjects: deleteObjects,
   PutObject: putObject,
@@ -281,6 +301,12 @@ export class S3Server {
         body: makeBody(req, auth),
       };
       await addCorsHeaders(ctx);
+      // Buckets have ACLs disabled (bucket-settings): a write asking to share what it creates is refused.
+      if (operation === 'CreateBucket') {
+        await refuseAclGrants(req.headers, async () => new Set([accessKey.id]), true);
+      } else if (ACL_CARRYING_WRITES.has(operation)) {
+        await refuseAclGrants(req.headers, () => bucketOwners(ctx));
+      }
       await HANDLERS[operation](ctx);
     } catch (err) {
       const e = err instanceof S3Error ? err : undefined;

@@ -640,10 +640,11 @@ describe('oversized headers, unknown operations, garbage', () => {
 
   test('unknown sub-resources are NotImplemented, unknown methods MethodNotAllowed', async () => {
     for (const [method, path, query] of [
-      ['GET', `/${BUCKET}`, { acl: '' }],
+      ['GET', `/${BUCKET}`, { analytics: '' }],
       ['PUT', `/${BUCKET}`, { tagging: '' }],
       ['PUT', `/${BUCKET}`, { lifecycle: '' }],
-      ['GET', `/${BUCKET}`, { policy: '' }],
+      ['PUT', `/${BUCKET}`, { policy: '' }],
+      ['GET', `/${BUCKET}/${OBJECT}`, { versions: '' }],
       ['GET', `/${BUCKET}/${OBJECT}`, { torrent: '' }],
       ['PUT', `/${BUCKET}/${OBJECT}`, { retention: '' }],
       ['POST', `/${BUCKET}/${OBJECT}`, { select: '', 'select-type': '2' }],

@@ -1,0 +1,218 @@
+// api/s3/bucket-settings: the bucket and object settings coffre has no store for, answered as S3 answers a bucket
+// where they are unset, so that tools which read them (s3cmd info, the aws CLI, Terraform, backup tools probing a
+// bucket) get the truth instead of a NotImplemented they cannot interpret.
+//
+// Access is coffre's per-key bucket permissions (`coffre bucket allow|deny`), so a bucket behaves as an S3
+// bucket with Object Ownership "BucketOwnerEnforced", the S3 default since 2023: ACLs are disabled. Reading an
+// ACL shows the owner with FULL_CONTROL; setting one, or writing with one, is refused with
+// AccessControlListNotSupported unless it grants nothing beyond the owner's rights. Setting policies, lifecycle rules and the like
+// stays NotImplemented (router.ts); deleting one that cannot exist succeeds.
+import type { IncomingHttpHeaders } from 'node:http';
+import { S3Error } from '../../util/s3-error.js';
+import { bucketFor, requireKey, type S3Context } from './context.js';
+import { requireObject } from './get.js';
+import { sendEmpty, sendRawXml, sendXml } from './response.js';
+import { S3_XMLNS, asList, asText, escapeXml, parseXml } from './xml.js';
+import { readSmallBody } from './small-body.js';
+
+/** Bucket sub-resources whose GET answers "not configured", and how S3 words it. */
+const UNSET_ERRORS: Record<string, () => S3Error> = {
+  encryption: () =>
+    new S3Error(
+      'ServerSideEncryptionConfigurationNotFoundError',
+      404,
+      'The server side encryption configuration was not found',
+    ),
+  policy: () => new S3Error('NoSuchBucketPolicy', 404, 'The bucket policy does not exist'),
+  policyStatus: () => new S3Error('NoSuchBucketPolicy', 404, 'The bucket policy does not exist'),
+  tagging: () => new S3Error('NoSuchTagSet', 404, 'The TagSet does not exist'),
+  lifecycle: () =>
+    new S3Error('NoSuchLifecycleConfiguration', 404, 'The lifecycle configuration does not exist'),
+  website: () =>
+    new S3Error(
+      'NoSuchWebsiteConfiguration',
+      404,
+      'The specified bucket does not have a website configuration',
+    ),
+  replication: () =>
+    new S3Error('ReplicationConfigurationNotFoundError', 404, 'The replication configuration was not found'),
+  publicAccessBlock: () =>
+    new S3Error(
+      'NoSuchPublicAccessBlockConfiguration',
+      404,
+      'The public access block configuration was not found',
+    ),
+  'object-lock': () =>
+    new S3Error(
+      'ObjectLockConfigurationNotFoundError',
+      404,
+      'Object Lock configuration does not exist for this bucket',
+    ),
+};
+
+/** Bucket sub-resources whose GET answers an empty (or fixed) document: root element and content. */
+const EMPTY_DOCUMENTS: Record<string, [string, string]> = {
+  logging: ['BucketLoggingStatus', ''],
+  notification: ['NotificationConfiguration', ''],
+  accelerate: ['AccelerateConfiguration', ''],
+  requestPayment: ['RequestPaymentConfiguration', '<Payer>BucketOwner</Payer>'],
+  ownershipControls: [
+    'OwnershipControls',
+    '<Rule><ObjectOwnership>BucketOwnerEnforced</ObjectOwnership></Rule>',
+  ],
+};
+
+/** Unset settings a DELETE may "remove" (204: the state asked for already holds). */
+const DELETABLE = [
+  'encryption',
+  'policy',
+  'tagging',
+  'lifecycle',
+  'website',
+  'replication',
+  'publicAccessBlock',
+];
+
+/** The bucket sub-resource a GET of unset settings names, if it is one coffre answers. */
+export function unsetSettingRead(query: URLSearchParams): string | undefined {
+  return [...Object.keys(UNSET_ERRORS), ...Object.keys(EMPTY_DOCUMENTS)].find((name) => query.has(name));
+}
+
+/** The bucket sub-resource a DELETE of unset settings names, if it is one coffre answers. */
+export function unsetSettingDelete(query: URLSearchParams): string | undefined {
+  return DELETABLE.find((name) => query.has(name));
+}
+
+export async function getBucketSetting(ctx: S3Context): Promise<void> {
+  await bucketFor(ctx, 'read');
+  const name = unsetSettingRead(ctx.query)!;
+  const unset = UNSET_ERRORS[name];
+  if (unset) throw unset();
+  const [root, content] = EMPTY_DOCUMENTS[name]!;
+  sendRawXml(
+    ctx.res,
+    200,
+    `<?xml version="1.0" encoding="UTF-8"?><${root} xmlns="${S3_XMLNS}">${content}</${root}>`,
+  );
+}
+
+export async function deleteBucketSetting(ctx: S3Context): Promise<void> {
+  await bucketFor(ctx, 'owner');
+  sendEmpty(ctx.res, 204);
+}
+
+/** The bucket's owner as S3 names one: the access key holding the owner permission. */
+async function bucketOwner(ctx: S3Context, permissions: Record<string, { owner: boolean }>) {
+  const id = Object.keys(permissions).find((k) => permissions[k]!.owner) ?? ctx.accessKey.id;
+  const name = id === ctx.accessKey.id ? ctx.accessKey.name : (await ctx.store.getKey(id))?.name;
+  return { id, name: name ?? id };
+}
+
+async function sendOwnerOnlyAcl(ctx: S3Context, permissions: Record<string, { owner: boolean }>) {
+  const owner = await bucketOwner(ctx, permissions);
+  const person = `<ID>${escapeXml(owner.id)}</ID><DisplayName>${escapeXml(owner.name)}</DisplayName>`;
+  sendRawXml(
+    ctx.res,
+    200,
+    `<?xml version="1.0" encoding="UTF-8"?><AccessControlPolicy xmlns="${S3_XMLNS}">` +
+      `<Owner>${person}</Owner><AccessControlList><Grant>` +
+      `<Grantee xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xsi:type="CanonicalUser">${person}</Grantee>` +
+      `<Permission>FULL_CONTROL</Permission></Grant></AccessControlList></AccessControlPolicy>`,
+  );
+}
+
+export async function getBucketAcl(ctx: S3Context): Promise<void> {
+  const bucket = await bucketFor(ctx, 'read');
+  await sendOwnerOnlyAcl(ctx, bucket.permissions);
+}
+
+export async function getObjectAcl(ctx: S3Context): Promise<void> {
+  const bucket = await bucketFor(ctx, 'read');
+  await requireObject(ctx, bucket.id, requireKey(ctx));
+  await sendOwnerOnlyAcl(ctx, bucket.permissions);
+}
+
+/** An object's tags: coffre stores none, so every existing object has an empty tag set. */
+export async function getObjectTagging(ctx: S3Context): Promise<void> {
+  const bucket = await bucketFor(ctx, 'read');
+  await requireObject(ctx, bucket.id, requireKey(ctx));
+  sendXml(ctx.res, 200, 'Tagging', { TagSet: {} });
+}
+
+function aclNotSupported(): S3Error {
+  return new S3Error('AccessControlListNotSupported', 400, 'The bucket does not allow ACLs');
+}
+
+/**
+ * PutBucketAcl / PutObjectAcl. Only an ACL that grants nothing beyond the owner's rights is accepted (and
+ * changes nothing): a canned `private`, grants to the owner, or the owner-only document that reading an ACL
+ * here returns, which tools copying an object send back for the copy (s3cmd cp). Anything else is refused.
+ */
+export async function putAcl(ctx: S3Context): Promise<void> {
+  const bucket = await bucketFor(ctx, 'write');
+  if (ctx.key !== undefined) await requireObject(ctx, bucket.id, ctx.key);
+  const owners = async () => bucketOwners(ctx);
+  await refuseAclGrants(ctx.req.headers, owners);
+  const body = await readSmallBody(ctx);
+  if (body.length > 0) {
+    const policy = parseXml(body.toString('utf8'), 'AccessControlPolicy');
+    const list = policy.AccessControlList as Record<string, unknown> | undefined;
+    const ids = await owners();
+    for (const grant of asList(list?.Grant)) {
+      const grantee = (grant as Record<string, unknown> | null)?.Grantee as
+        Record<string, unknown> | undefined;
+      const id = asText(grantee?.ID);
+      if (!id || !ids.has(id) || grantee?.URI !== undefined || grantee?.EmailAddress !== undefined) {
+        throw aclNotSupported();
+      }
+    }
+  }
+  sendEmpty(ctx.res, 200);
+}
+
+/** Canned ACLs that grant nothing beyond the owner's own rights: accepted (and meaningless) on writes. */
+const OWNER_ONLY_ACLS = new Set(['private', 'bucket-owner-full-control']);
+
+/** Whether an x-amz-grant-* value names only these ids (`id="…"`, comma-separated), as a copy of an ACL read here does. */
+function grantsOnlyTo(value: string, ids: Set<string>): boolean {
+  return value.split(',').every((grantee) => {
+    const m = /^\s*id\s*=\s*"?([^"]*)"?\s*$/i.exec(grantee);
+    return m !== null && ids.has(m[1]!);
+  });
+}
+
+/**
+ * Refuses a write that asks for an ACL granting anyone but the bucket's owner access (a canned ACL such as
+ * public-read, or an x-amz-grant-* header naming someone else), as S3 does for a bucket with ACLs disabled:
+ * silently storing the object private would leave its writer believing it is shared, or public. A grant to the
+ * owner alone passes: tools that copy an object's ACL along with it (s3cmd cp) send the one read here.
+ */
+export async function refuseAclGrants(
+  headers: IncomingHttpHeaders,
+  owners: () => Promise<Set<string>>,
+  creatingBucket = false,
+): Promise<void> {
+  const canned = headers['x-amz-acl'];
+  const grants = Object.keys(headers).filter((h) => h.startsWith('x-amz-grant-'));
+  let refused = typeof canned === 'string' && !OWNER_ONLY_ACLS.has(canned.trim());
+  if (!refused && grants.length > 0) {
+    const ids = await owners();
+    refused = grants.some((h) => !grantsOnlyTo(String(headers[h]), ids));
+  }
+  if (!refused) return;
+  if (creatingBucket) {
+    throw new S3Error(
+      'InvalidBucketAclWithObjectOwnership',
+      400,
+      "Bucket cannot have ACLs set with ObjectOwnership's BucketOwnerEnforced setting",
+    );
+  }
+  throw aclNotSupported();
+}
+
+/** The access keys that own the request's bucket (none when it does not exist: the handler reports that). */
+export async function bucketOwners(ctx: S3Context): Promise<Set<string>> {
+  const bucket = await ctx.bucketRecord();
+  const permissions = bucket?.permissions ?? {};
+  return new Set(Object.keys(permissions).filter((k) => permissions[k]!.owner));
+}
