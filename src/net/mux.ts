@@ -465,14 +465,9 @@ export class Mux extends EventEmitter {
 
   private onData(chunk: Buffer): void {
     if (this.closedError) return;
-    let pos = 0;
-    if (this.dataRemaining > 0) {
-      // The rest of a DATA frame whose payload began in an earlier chunk goes to its body as it comes.
-      pos = Math.min(this.dataRemaining, chunk.length);
-      this.dataRemaining -= pos;
-      this.deliverData(chunk.subarray(0, pos));
-      if (pos === chunk.length) return;
-    }
+    // The rest of a DATA frame whose payload began in an earlier chunk goes to its body as it comes.
+    let pos = this.takeData(chunk, 0);
+    if (pos === chunk.length) return;
     if (this.parseBuffer) {
       // Complete the item (version tag, frame header, or a whole non-DATA frame) that straddled the previous
       // chunk, copying only the bytes it needs from this one rather than the whole chunk.
@@ -492,12 +487,7 @@ export class Mux extends EventEmitter {
       this.parseBuffer = null;
       if (this.parse(pending) < 0) return;
       // A DATA header completed from the buffer: its payload starts in this chunk.
-      if (this.dataRemaining > 0 && pos < chunk.length) {
-        const take = Math.min(this.dataRemaining, chunk.length - pos);
-        this.dataRemaining -= take;
-        this.deliverData(chunk.subarray(pos, pos + take));
-        pos += take;
-      }
+      pos = this.takeData(chunk, pos);
     }
     const rest = chunk.subarray(pos);
     const consumed = this.parse(rest);
@@ -552,10 +542,8 @@ export class Mux extends EventEmitter {
         pos += FRAME_HEADER_LENGTH;
         if (type === FrameType.Data) {
           this.startData(id, len);
-          const take = Math.min(len, data.length - pos);
-          this.dataRemaining = len - take;
-          this.deliverData(data.subarray(pos, pos + take));
-          pos += take;
+          this.dataRemaining = len;
+          pos = this.takeData(data, pos);
         } else {
           this.dispatch(type, flags, id, data.subarray(pos, pos + len));
           pos += len;
@@ -696,6 +684,14 @@ export class Mux extends EventEmitter {
     if (len > s.receiveWindow) throw new MuxError(`stream ${s.id} exceeded its credit`);
     s.receiveWindow -= len;
     this.dataStream = s;
+  }
+
+  /** Passes on as much of the DATA payload still owed as `data` holds from `pos`; returns the position after it. */
+  private takeData(data: Buffer, pos: number): number {
+    const take = Math.min(this.dataRemaining, data.length - pos);
+    this.dataRemaining -= take;
+    this.deliverData(data.subarray(pos, pos + take));
+    return pos + take;
   }
 
   private deliverData(piece: Buffer): void {
