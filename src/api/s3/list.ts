@@ -98,6 +98,17 @@ function encoder(ctx: S3Context): (s: string | undefined) => string | undefined 
   return encodingType === 'url' ? (s) => (s === undefined ? undefined : encodeURIComponent(s)) : (s) => s;
 }
 
+/** The parameters every listing shares: encoding, prefix, delimiter, and its page size (capped at 1000). */
+function listingParams(ctx: S3Context, maxName: 'max-keys' | 'max-uploads') {
+  const q = ctx.query;
+  return {
+    enc: encoder(ctx),
+    prefix: q.get('prefix') ?? '',
+    delimiter: q.get('delimiter') || undefined,
+    max: Math.min(parseIntParam(q.get(maxName), maxName, 0, 2 ** 31 - 1) ?? 1000, 1000),
+  };
+}
+
 function contents(
   ctx: S3Context,
   objects: ObjectRecord[],
@@ -117,10 +128,7 @@ function contents(
 export async function listObjects(ctx: S3Context, v2: boolean): Promise<void> {
   const bucket = await bucketFor(ctx, 'read');
   const q = ctx.query;
-  const enc = encoder(ctx);
-  const prefix = q.get('prefix') ?? '';
-  const delimiter = q.get('delimiter') || undefined;
-  const maxKeys = Math.min(parseIntParam(q.get('max-keys'), 'max-keys', 0, 2 ** 31 - 1) ?? 1000, 1000);
+  const { enc, prefix, delimiter, max: maxKeys } = listingParams(ctx, 'max-keys');
   let startAfter: string | undefined;
   const token = q.get('continuation-token');
   if (v2) {
@@ -179,13 +187,7 @@ export async function listObjects(ctx: S3Context, v2: boolean): Promise<void> {
 export async function listMultipartUploads(ctx: S3Context): Promise<void> {
   const bucket = await bucketFor(ctx, 'read');
   const q = ctx.query;
-  const enc = encoder(ctx);
-  const prefix = q.get('prefix') ?? '';
-  const delimiter = q.get('delimiter') || undefined;
-  const maxUploads = Math.min(
-    parseIntParam(q.get('max-uploads'), 'max-uploads', 0, 2 ** 31 - 1) ?? 1000,
-    1000,
-  );
+  const { enc, prefix, delimiter, max: maxUploads } = listingParams(ctx, 'max-uploads');
   const keyMarker = q.get('key-marker') ?? '';
   const uploadIdMarker = q.get('upload-id-marker') ?? '';
   // Upload order is (key, upload id); the page cursor is the pair, joined by a separator no key contains.
@@ -230,10 +232,7 @@ export async function listMultipartUploads(ctx: S3Context): Promise<void> {
 export async function listObjectVersions(ctx: S3Context): Promise<void> {
   const bucket = await bucketFor(ctx, 'read');
   const q = ctx.query;
-  const enc = encoder(ctx);
-  const prefix = q.get('prefix') ?? '';
-  const delimiter = q.get('delimiter') || undefined;
-  const maxKeys = Math.min(parseIntParam(q.get('max-keys'), 'max-keys', 0, 2 ** 31 - 1) ?? 1000, 1000);
+  const { enc, prefix, delimiter, max: maxKeys } = listingParams(ctx, 'max-keys');
   const keyMarker = q.get('key-marker') ?? '';
   const versionIdMarker = q.get('version-id-marker') ?? '';
   if (versionIdMarker !== '' && keyMarker === '') {
