@@ -5,8 +5,8 @@
 // Access is coffre's per-key bucket permissions (`coffre bucket allow|deny`), so a bucket behaves as an S3
 // bucket with Object Ownership "BucketOwnerEnforced", the S3 default since 2023: ACLs are disabled. Reading an
 // ACL shows the owner with FULL_CONTROL; setting one, or writing with one, is refused with
-// AccessControlListNotSupported unless it grants nothing beyond the owner's rights. Setting policies, lifecycle rules and the like
-// stays NotImplemented (router.ts); deleting one that cannot exist succeeds.
+// AccessControlListNotSupported unless it grants nothing beyond the owner's rights. Setting policies, lifecycle
+// rules and the like stays NotImplemented (router.ts); deleting one that cannot exist succeeds.
 import type { IncomingHttpHeaders } from 'node:http';
 import { S3Error } from '../../util/s3-error.js';
 import { bucketFor, requireKey, type S3Context } from './context.js';
@@ -14,6 +14,10 @@ import { requireObject } from './get.js';
 import { sendEmpty, sendRawXml, sendXml } from './response.js';
 import { S3_XMLNS, asList, asText, escapeXml, parseXml } from './xml.js';
 import { readSmallBody } from './small-body.js';
+
+function noBucketPolicy(): S3Error {
+  return new S3Error('NoSuchBucketPolicy', 404, 'The bucket policy does not exist');
+}
 
 /** Bucket sub-resources whose GET answers "not configured", and how S3 words it. */
 const UNSET_ERRORS: Record<string, () => S3Error> = {
@@ -23,8 +27,8 @@ const UNSET_ERRORS: Record<string, () => S3Error> = {
       404,
       'The server side encryption configuration was not found',
     ),
-  policy: () => new S3Error('NoSuchBucketPolicy', 404, 'The bucket policy does not exist'),
-  policyStatus: () => new S3Error('NoSuchBucketPolicy', 404, 'The bucket policy does not exist'),
+  policy: noBucketPolicy,
+  policyStatus: noBucketPolicy,
   tagging: () => new S3Error('NoSuchTagSet', 404, 'The TagSet does not exist'),
   lifecycle: () =>
     new S3Error('NoSuchLifecycleConfiguration', 404, 'The lifecycle configuration does not exist'),
@@ -101,14 +105,21 @@ export async function deleteBucketSetting(ctx: S3Context): Promise<void> {
   sendEmpty(ctx.res, 204);
 }
 
-/** The bucket's owner as S3 names one: the access key holding the owner permission. */
-async function bucketOwner(ctx: S3Context, permissions: Record<string, { owner: boolean }>) {
-  const id = Object.keys(permissions).find((k) => permissions[k]!.owner) ?? ctx.accessKey.id;
+type Permissions = Record<string, { owner: boolean }>;
+
+/** The access keys holding the owner permission on a bucket. */
+function ownerIds(permissions: Permissions): Set<string> {
+  return new Set(Object.keys(permissions).filter((k) => permissions[k]!.owner));
+}
+
+/** The bucket's owner as S3 names one: the (first) access key holding the owner permission. */
+async function bucketOwner(ctx: S3Context, permissions: Permissions) {
+  const id: string = ownerIds(permissions).values().next().value ?? ctx.accessKey.id;
   const name = id === ctx.accessKey.id ? ctx.accessKey.name : (await ctx.store.getKey(id))?.name;
   return { id, name: name ?? id };
 }
 
-async function sendOwnerOnlyAcl(ctx: S3Context, permissions: Record<string, { owner: boolean }>) {
+async function sendOwnerOnlyAcl(ctx: S3Context, permissions: Permissions) {
   const owner = await bucketOwner(ctx, permissions);
   const person = `<ID>${escapeXml(owner.id)}</ID><DisplayName>${escapeXml(owner.name)}</DisplayName>`;
   sendRawXml(
@@ -151,13 +162,12 @@ function aclNotSupported(): S3Error {
 export async function putAcl(ctx: S3Context): Promise<void> {
   const bucket = await bucketFor(ctx, 'write');
   if (ctx.key !== undefined) await requireObject(ctx, bucket.id, ctx.key);
-  const owners = async () => bucketOwners(ctx);
-  await refuseAclGrants(ctx.req.headers, owners);
+  const ids = ownerIds(bucket.permissions);
+  await refuseAclGrants(ctx.req.headers, async () => ids);
   const body = await readSmallBody(ctx);
   if (body.length > 0) {
     const policy = parseXml(body.toString('utf8'), 'AccessControlPolicy');
     const list = policy.AccessControlList as Record<string, unknown> | undefined;
-    const ids = await owners();
     for (const grant of asList(list?.Grant)) {
       const grantee = (grant as Record<string, unknown> | null)?.Grantee as
         Record<string, unknown> | undefined;
@@ -173,7 +183,7 @@ export async function putAcl(ctx: S3Context): Promise<void> {
 /** Canned ACLs that grant nothing beyond the owner's own rights: accepted (and meaningless) on writes. */
 const OWNER_ONLY_ACLS = new Set(['private', 'bucket-owner-full-control']);
 
-/** Whether an x-amz-grant-* value names only these ids (`id="…"`, comma-separated), as a copy of an ACL read here does. */
+/** Whether an x-amz-grant-* value names only these ids (`id="…"`, comma-separated), as an ACL read here does. */
 function grantsOnlyTo(value: string, ids: Set<string>): boolean {
   return value.split(',').every((grantee) => {
     const m = /^\s*id\s*=\s*"?([^"]*)"?\s*$/i.exec(grantee);
@@ -212,7 +222,5 @@ export async function refuseAclGrants(
 
 /** The access keys that own the request's bucket (none when it does not exist: the handler reports that). */
 export async function bucketOwners(ctx: S3Context): Promise<Set<string>> {
-  const bucket = await ctx.bucketRecord();
-  const permissions = bucket?.permissions ?? {};
-  return new Set(Object.keys(permissions).filter((k) => permissions[k]!.owner));
+  return ownerIds((await ctx.bucketRecord())?.permissions ?? {});
 }
