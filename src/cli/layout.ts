@@ -7,7 +7,7 @@ import { UserError } from '../util/errors.js';
 import { adminCall, adminTarget, print } from './admin-client.js';
 import { formatBytes } from './node.js';
 
-function describeLayout(l: ClusterLayout): string {
+function describeLayout(l: ClusterLayout & { metadataCopies?: string[] }): string {
   const lines = [`Layout version ${l.version}`];
   const roles = Object.entries(l.roles);
   if (roles.length === 0) lines.push('  no roles: this node stands alone');
@@ -15,7 +15,7 @@ function describeLayout(l: ClusterLayout): string {
   for (const [id, r] of roles)
     lines.push(
       `  ${id.slice(0, 16)}  ${r.capacity === null ? 'gateway' : 'storage'}  zone ${r.zone}  ${formatBytes(r.capacity)}` +
-        (id === metadata ? '  (metadata)' : ''),
+        (id === metadata ? '  (metadata)' : l.metadataCopies?.includes(id) ? '  (metadata copy)' : ''),
     );
   const staged = Object.entries(l.staged);
   if (staged.length) {

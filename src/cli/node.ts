@@ -2,6 +2,7 @@
 import type { Command } from 'commander';
 import { loadConfig, resolveConfigPath } from '../config/config.js';
 import { loadOrCreateNodeKey } from '../rpc/identity.js';
+import type { ReplicationStatus } from '../rpc/metadata-replication.js';
 import type { RebalanceStatus } from '../rpc/rebalance.js';
 import { adminCall, adminTarget, print } from './admin-client.js';
 
@@ -21,6 +22,26 @@ interface ClusterStatus {
   layoutVersion: number;
   nodes: NodeStatus[];
   rebalance?: RebalanceStatus | null;
+  metadata?: ReplicationStatus | null;
+}
+
+// One line on this node's part in holding the metadata tables, and one per copy on the metadata node.
+function describeMetadata(s: ClusterStatus): string[] {
+  const m = s.metadata;
+  if (!m || m.role === 'alone' || m.role === 'none') return [];
+  if (m.role === 'copy')
+    return [
+      m.resyncing
+        ? 'metadata: a copy, being loaded from the metadata node'
+        : `metadata: a copy, at log entry ${m.position.seq}`,
+    ];
+  return [
+    `metadata: held here, at log entry ${m.position.seq}`,
+    ...m.copies.map(
+      (c) =>
+        `  copy on ${c.id.slice(0, 16)}: ${c.up ? `holds entry ${c.acked}` : `unreachable${c.error ? ` (${c.error})` : ''}`}`,
+    ),
+  ];
 }
 
 // One line on where this node's blocks stand against the current layout.
@@ -64,6 +85,7 @@ function describeStatus(s: ClusterStatus): string {
     'ID                 ADDRESS  ROLE  ZONE  CAPACITY  STATE  LAST SEEN',
     ...rows,
     ...describeRebalance(s),
+    ...describeMetadata(s),
   ].join('\n');
 }
 

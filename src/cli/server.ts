@@ -58,7 +58,8 @@ export function registerServerCommands(program: Command): void {
         throw err;
       }
       const scheme = config.s3Api.tlsCert ? 'https' : 'http';
-      if (node.model.listKeys().length === 0) {
+      // A node holding a copy of the cluster's metadata gets the cluster's keys from the metadata node.
+      if (node.replication.isPrimary() && node.model.listKeys().length === 0) {
         const key = await node.model.createKey('default', true);
         process.stdout.write(
           [

@@ -1,7 +1,14 @@
 // db: the metadata key-value store — named tables with ordered range scans and transactions — over an
 // embedded engine (LMDB through lmdb-js). Keys are arrays of strings/numbers, ordered element by element
 // (strings by their UTF-8 bytes, as S3 listings need). Nothing here knows what the values mean.
+//
+// Every transaction that writes also appends its writes, as one entry, to a change log kept in the same
+// database and committed atomically with them. Other nodes replay that log to hold copies of the tables
+// (rpc/metadata-replication.ts); a node's place in it is its position: the sequence number and random id of
+// the last entry it holds. The log keeps its newest LOG_KEEP entries; a copy further behind is rebuilt from a
+// snapshot of the tables instead.
 import { open, type Database, type RootDatabase } from 'lmdb';
+import { randomBytes } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 
 export type Key = (string | number)[];
@@ -13,8 +20,43 @@ export interface RangeOptions {
   limit?: number;
 }
 
+/** One write: `value` undefined removes the key. */
+export interface Change {
+  table: string;
+  key: Key;
+  value?: unknown;
+}
+
+/** A committed transaction's writes, as the change log holds and replicas replay them. */
+export interface LogEntry {
+  seq: number;
+  id: string;
+  changes: Change[];
+}
+
+/** Where a database stands in the change log: its last entry (seq 0 and id '' for an empty database). */
+export interface LogPosition {
+  seq: number;
+  id: string;
+}
+
+export const EMPTY_POSITION: LogPosition = { seq: 0, id: '' };
+
+export function samePosition(a: LogPosition, b: LogPosition): boolean {
+  return a.seq === b.seq && a.id === b.id;
+}
+
+// Table names of the change log's own bookkeeping; a replicated table name never starts with '_'.
+const LOG_TABLE = '_change_log';
+const STATE_TABLE = '_change_log_state';
+const TABLE_NAME = /^[a-z][a-z0-9_]{0,63}$/;
+
 export class Table<V> {
-  constructor(private readonly db: Database<V, Key>) {}
+  constructor(
+    private readonly owner: MetadataDb,
+    readonly name: string,
+    private readonly db: Database<V, Key>,
+  ) {}
 
   get(key: Key): V | undefined {
     return this.db.get(key);
@@ -22,10 +64,12 @@ export class Table<V> {
 
   // Writes take effect when the surrounding transaction commits (see MetadataDb.transaction).
   put(key: Key, value: V): void {
+    this.owner.record({ table: this.name, key, value });
     void this.db.put(key, value);
   }
 
   remove(key: Key): void {
+    this.owner.record({ table: this.name, key });
     void this.db.remove(key);
   }
 
@@ -52,27 +96,226 @@ function hasPrefix(key: Key, prefix: Key): boolean {
   return true;
 }
 
-export class MetadataDb {
-  private constructor(private readonly root: RootDatabase) {}
+export interface MetadataDbOptions {
+  // How many change log entries are kept (older ones are dropped as new ones come).
+  logKeep?: number;
+}
 
-  static open(dir: string): MetadataDb {
+export class MetadataDb {
+  private readonly tables = new Map<string, Table<unknown>>();
+  private readonly log: Database<LogEntry, number>;
+  private readonly state: Database<unknown, string>;
+  private readonly logKeep: number;
+  // The writes of the transaction whose body is running (bodies run one at a time, synchronously).
+  private recording: Change[] | undefined;
+  /** Checked before every transaction: throws when this database may not take writes of its own. */
+  writeGuard?: () => void;
+  /** Awaited after every transaction that wrote, before it resolves: replication to other nodes. */
+  afterCommit?: (position: LogPosition) => Promise<void>;
+
+  private constructor(
+    private readonly root: RootDatabase,
+    opts: MetadataDbOptions,
+  ) {
+    this.logKeep = Math.max(1, opts.logKeep ?? 20_000);
+    this.log = root.openDB<LogEntry, number>({ name: LOG_TABLE, keyEncoding: 'uint32' });
+    this.state = root.openDB<unknown, string>({ name: STATE_TABLE });
+  }
+
+  static open(dir: string, opts: MetadataDbOptions = {}): MetadataDb {
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     // lmdb-js commits are durable (fsync'd) when the transaction promise resolves: that is the moment a
     // write is acknowledged to a client.
     const root = open({ path: dir, compression: false, noSync: false, maxDbs: 32 });
-    return new MetadataDb(root);
+    const db = new MetadataDb(root, opts);
+    if (db.state.get('head') === undefined) {
+      // A database written before it kept a change log has no position that another node could share: it
+      // gets an id of its own, so that a copy is made from a snapshot of it, never from the (empty) log.
+      const hasData = db.tableNames().some((name) => db.rawTable(name).getKeysCount() > 0);
+      const origin: LogPosition = hasData ? { seq: 0, id: randomBytes(8).toString('hex') } : EMPTY_POSITION;
+      root.transactionSync(() => {
+        db.state.putSync('head', origin);
+        db.state.putSync('floor', origin);
+      });
+    }
+    return db;
   }
 
   table<V>(name: string): Table<V> {
-    return new Table<V>(this.root.openDB<V, Key>({ name, keyEncoding: 'ordered-binary' }));
+    if (!TABLE_NAME.test(name)) throw new Error(`bad table name ${name}`);
+    let table = this.tables.get(name);
+    if (!table) {
+      table = new Table(this, name, this.root.openDB<unknown, Key>({ name, keyEncoding: 'ordered-binary' }));
+      this.tables.set(name, table);
+    }
+    return table as Table<V>;
   }
 
-  // Runs `body` atomically; reads inside it see its own writes. Resolves once durable on disk. If `body`
-  // throws, none of its writes happen: lmdb-js batches queued transactions into one LMDB transaction, and
-  // only a child transaction is rolled back on its own when its callback throws (a plain one keeps the
-  // writes made before the throw).
+  /** Called by Table for each write: it joins the running transaction's log entry. */
+  record(change: Change): void {
+    if (!this.recording) throw new Error('db: a write outside a transaction');
+    this.recording.push(change);
+  }
+
+  // Runs `body` atomically; reads inside it see its own writes. Resolves once durable on disk (and, on a node
+  // whose writes are replicated, once afterCommit says enough copies hold it). If `body` throws, none of its
+  // writes happen: lmdb-js batches queued transactions into one LMDB transaction, and only a child
+  // transaction is rolled back on its own when its callback throws (a plain one keeps the writes made before
+  // the throw).
   async transaction<T>(body: () => T): Promise<T> {
-    return this.root.childTransaction(body);
+    this.writeGuard?.();
+    let logged: LogPosition | undefined;
+    const result = await this.root.childTransaction(() => {
+      const changes: Change[] = [];
+      this.recording = changes;
+      try {
+        const value = body();
+        if (changes.length > 0) logged = this.append(changes);
+        return value;
+      } finally {
+        this.recording = undefined;
+      }
+    });
+    if (logged && this.afterCommit) await this.afterCommit(logged);
+    return result;
+  }
+
+  // Inside a transaction: adds an entry after the head, and drops the oldest beyond logKeep.
+  private append(changes: Change[]): LogPosition {
+    const head = this.position();
+    const entry: LogEntry = { seq: head.seq + 1, id: randomBytes(8).toString('hex'), changes };
+    void this.log.put(entry.seq, entry);
+    this.advanceHead({ seq: entry.seq, id: entry.id });
+    return { seq: entry.seq, id: entry.id };
+  }
+
+  private advanceHead(head: LogPosition): void {
+    void this.state.put('head', head);
+    let floor = this.floor();
+    // Usually one entry per commit; more when logKeep was lowered.
+    while (head.seq - floor.seq > this.logKeep) {
+      const dropped = this.log.get(floor.seq + 1);
+      void this.log.remove(floor.seq + 1);
+      floor = { seq: floor.seq + 1, id: dropped?.id ?? '' };
+    }
+    void this.state.put('floor', floor);
+  }
+
+  /** This database's position: its newest log entry. */
+  position(): LogPosition {
+    return (this.state.get('head') as LogPosition | undefined) ?? EMPTY_POSITION;
+  }
+
+  /** The position just before the oldest entry kept: a copy at or after it can catch up from the log. */
+  private floor(): LogPosition {
+    return (this.state.get('floor') as LogPosition | undefined) ?? EMPTY_POSITION;
+  }
+
+  /** Whether a copy at `from` can be brought up to date from the log alone. */
+  canReplayFrom(from: LogPosition): boolean {
+    const head = this.position();
+    const floor = this.floor();
+    if (from.seq > head.seq || from.seq < floor.seq) return false;
+    if (from.seq === floor.seq) return from.id === floor.id;
+    return this.log.get(from.seq)?.id === from.id;
+  }
+
+  /** Up to `limit` log entries after position `from` (see canReplayFrom). */
+  entriesAfter(from: LogPosition, limit: number): LogEntry[] {
+    const entries: LogEntry[] = [];
+    for (const { value } of this.log.getRange({ start: from.seq + 1, limit })) entries.push(value);
+    return entries;
+  }
+
+  /**
+   * On a copy: applies entries that continue its log, each in the transaction that also logs it, so the copy
+   * keeps the same log (and can serve it in turn). Returns the new position, or undefined when the entries do
+   * not follow on from this copy's position (`from` is not where it stands).
+   */
+  async applyEntries(from: LogPosition, entries: LogEntry[]): Promise<LogPosition | undefined> {
+    return this.root.childTransaction(() => {
+      if (!samePosition(this.position(), from) || this.resyncing()) return undefined;
+      let seq = from.seq;
+      for (const entry of entries) {
+        if (entry.seq !== seq + 1) return undefined;
+        for (const change of entry.changes) this.writeRaw(change);
+        void this.log.put(entry.seq, entry);
+        this.advanceHead({ seq: entry.seq, id: entry.id });
+        seq = entry.seq;
+      }
+      return this.position();
+    });
+  }
+
+  private writeRaw(change: Change): void {
+    const db = this.rawTable(change.table);
+    if (change.value === undefined || change.value === null) void db.remove(change.key);
+    else void db.put(change.key, change.value);
+  }
+
+  private rawTable(name: string): Database<unknown, Key> {
+    return (this.table<unknown>(name) as unknown as { db: Database<unknown, Key> }).db;
+  }
+
+  // ---- snapshots: a copy too far behind for the log is rebuilt from the tables themselves ----
+
+  /** Whether a snapshot is being loaded here: the copy is incomplete until finishResync. */
+  resyncing(): boolean {
+    return this.state.get('resyncing') === true;
+  }
+
+  /**
+   * The tables, in batches of about `batchBytes`: every entry of every replicated table, as puts. Taken while
+   * writes go on, so an entry may show its state at any moment after `startPosition` was read: replaying the
+   * log from that position onto the loaded snapshot gives the state at the head exactly.
+   */
+  *snapshot(batchCount = 256): Generator<Change[]> {
+    const names = this.tableNames();
+    let batch: Change[] = [];
+    for (const name of names) {
+      for (const { key, value } of this.rawTable(name).getRange({})) {
+        batch.push({ table: name, key: (Array.isArray(key) ? key : [key]) as Key, value });
+        if (batch.length >= batchCount) {
+          yield batch;
+          batch = [];
+        }
+      }
+    }
+    if (batch.length > 0) yield batch;
+  }
+
+  /** The replicated tables: those on disk and those opened here. */
+  private tableNames(): string[] {
+    const onDisk = [...this.root.getKeys({})].filter(
+      (name): name is string => typeof name === 'string' && TABLE_NAME.test(name),
+    );
+    return [...new Set([...onDisk, ...this.tables.keys()])].sort();
+  }
+
+  /** On a copy: forgets every table (marked as resyncing first, so a crash midway restarts the load). */
+  async beginResync(): Promise<void> {
+    await this.root.childTransaction(() => void this.state.put('resyncing', true));
+    for (const name of this.tableNames()) await this.rawTable(name).clearAsync();
+    await this.log.clearAsync();
+  }
+
+  async loadSnapshot(changes: Change[]): Promise<void> {
+    await this.root.childTransaction(() => {
+      if (!this.resyncing()) throw new Error('db: snapshot batch outside a resync');
+      for (const change of changes) {
+        if (!TABLE_NAME.test(change.table)) throw new Error(`bad table name ${change.table}`);
+        this.writeRaw(change);
+      }
+    });
+  }
+
+  /** On a copy: the snapshot is loaded; the copy stands at `position` (the snapshot's start). */
+  async finishResync(position: LogPosition): Promise<void> {
+    await this.root.childTransaction(() => {
+      void this.state.put('head', position);
+      void this.state.put('floor', position);
+      void this.state.remove('resyncing');
+    });
   }
 
   async close(): Promise<void> {

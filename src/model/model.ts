@@ -41,6 +41,11 @@ export interface ModelOptions extends SegmentWriteOptions {
   blockIo?: BlockIo;
   // True while every block lives on this node (a node standing alone), even though blockIo is set.
   blocksAreLocal?: () => boolean;
+  // False on a node holding only a copy of the tables (rpc/metadata-replication): the metadata node alone
+  // collects garbage, and writes them.
+  ownsMetadata?: () => boolean;
+  // How many change log entries the database keeps for copies to catch up from (db/db.ts).
+  logKeep?: number;
 }
 
 // Why a bucket name cannot be created: the asking key already owns it, or someone else has it.
@@ -91,7 +96,7 @@ export class Model {
   private gcTimer?: NodeJS.Timeout;
 
   constructor(readonly opts: ModelOptions) {
-    this.db = MetadataDb.open(opts.metadataDir);
+    this.db = MetadataDb.open(opts.metadataDir, { logKeep: opts.logKeep });
     this.blocks = new BlockStore(opts.dataDir);
     this.buckets = this.db.table('buckets');
     this.bucketIds = this.db.table('bucket_names');
@@ -456,6 +461,10 @@ export class Model {
    * periodic collector does it only now and then (startGarbageCollector).
    */
   async collectGarbage(opts: { scanFiles?: boolean } = {}): Promise<{ removed: number }> {
+    if (this.opts.ownsMetadata?.() === false) {
+      await this.blocks.cleanTemporary(this.opts.gcDelayMs);
+      return { removed: 0 };
+    }
     const cutoff = Date.now() - this.opts.gcDelayMs;
     let removed = 0;
     // Checking the pin and unlinking in one synchronous step: a writer that found the file already there (and

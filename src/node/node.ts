@@ -17,6 +17,7 @@ import { LocalStore, type ObjectStore } from '../model/store.js';
 import { Cluster } from '../rpc/cluster.js';
 import { loadOrCreateNodeKey, parseRpcSecret } from '../rpc/identity.js';
 import { LayoutFile } from '../rpc/layout.js';
+import { MetadataReplication } from '../rpc/metadata-replication.js';
 import { RpcNode } from '../rpc/peering.js';
 import { OrphanSweeper } from '../rpc/orphans.js';
 import { Rebalancer } from '../rpc/rebalance.js';
@@ -27,6 +28,7 @@ export interface RunningNode {
   store: ObjectStore;
   rpc: RpcNode;
   cluster: Cluster;
+  replication: MetadataReplication;
   s3: S3Server;
   admin: AdminServer;
   log: Logger;
@@ -113,7 +115,14 @@ export async function startNode(config: CoffreConfig, log: Logger = createLogger
     // arrive before the record that refers to them commits, and a sweep would delete them mid-upload.
     blocksAreLocal: () =>
       cluster.standsAlone() && Object.keys(cluster.currentLayout().roles).every((id) => id === rpc.nodeId),
+    ownsMetadata: () => cluster.ownsMetadata(),
+    logKeep: process.env.COFFRE_METADATA_LOG_KEEP ? Number(process.env.COFFRE_METADATA_LOG_KEEP) : undefined,
   });
+  const replication = new MetadataReplication(cluster, model.db, log, {
+    ackTimeoutMs: Number(process.env.COFFRE_METADATA_ACK_MS ?? 10_000),
+    retryMs: Number(process.env.COFFRE_METADATA_RETRY_MS ?? 5_000),
+  });
+  replication.start();
   model.startGarbageCollector(Math.max(1000, Math.min(60_000, config.gcDelaySeconds * 1000)));
   const local = new LocalStore(model);
   cluster.registerEndpoints(local);
@@ -133,6 +142,8 @@ export async function startNode(config: CoffreConfig, log: Logger = createLogger
   // A peer that comes up may know a newer layout (this node was down when it was applied).
   rpc.on('peer-up', (peerId: string) => {
     saveKnownPeers(config.metadataDir, rpc);
+    // ... or hold a copy of the metadata that has fallen behind.
+    replication.peerUp(peerId);
     // ... or be the node that blocks waited for.
     if (rebalancer.unsettled) void rebalancer.schedule();
     cluster
@@ -150,7 +161,7 @@ export async function startNode(config: CoffreConfig, log: Logger = createLogger
       : undefined;
   const tls = tlsFiles ? await loadTlsOptions(tlsFiles) : undefined;
   const s3 = new S3Server({ config, store, log, metrics }, tls);
-  const admin = new AdminServer({ config, store, log, metrics, cluster, rpc, rebalancer }, tls);
+  const admin = new AdminServer({ config, store, log, metrics, cluster, rpc, rebalancer, replication }, tls);
   // Renewed certificates are picked up on SIGHUP or when the files change, without a restart.
   const reloaders = tlsFiles
     ? [s3.server, admin.server].map((server) =>
@@ -182,6 +193,7 @@ export async function startNode(config: CoffreConfig, log: Logger = createLogger
     store,
     rpc,
     cluster,
+    replication,
     s3,
     admin,
     log,
@@ -189,6 +201,7 @@ export async function startNode(config: CoffreConfig, log: Logger = createLogger
       for (const r of reloaders) r.stop();
       await Promise.all([s3.close(), admin.close()]);
       await Promise.all([rebalancer.stop(), orphans.stop()]);
+      replication.stop();
       await rpc.stop();
       networkKey.fill(0);
       await model.close();

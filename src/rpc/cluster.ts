@@ -52,7 +52,7 @@ export interface RpcEndpoints {
 
 const MAX_RPC_BODY = 80 * 1024 * 1024;
 
-async function readAll(body: Readable | null, limit = MAX_RPC_BODY): Promise<Buffer> {
+export async function readAll(body: Readable | null, limit = MAX_RPC_BODY): Promise<Buffer> {
   if (!body) return Buffer.alloc(0);
   const parts: Buffer[] = [];
   let size = 0;
@@ -107,6 +107,12 @@ export class Cluster {
     return isGateway(this.layout, this.rpc.nodeId);
   }
 
+  /** Whether this node holds the metadata tables: it is the layout's metadata node, or stands alone. */
+  ownsMetadata(): boolean {
+    const owner = metadataNode(this.layout);
+    return owner === undefined || owner === this.rpc.nodeId;
+  }
+
   /** Calls `listener` with each new layout version this node installs (applied here or learnt from a peer). */
   onNewLayout(listener: (layout: ClusterLayout) => void): void {
     this.layoutListeners.push(listener);
@@ -150,6 +156,15 @@ export class Cluster {
     this.rpc.registerEndpoint('store/call', async (req) => {
       const { method } = req.header as { method: string };
       if (!allowed.has(method)) return { header: { error: { message: `unknown store method ${method}` } } };
+      // A copy of the tables (rpc/metadata-replication) may lag: only the metadata node answers.
+      if (!this.ownsMetadata()) {
+        req.body?.resume();
+        return {
+          header: {
+            error: encodeError(unavailable(`node ${this.rpc.nodeId.slice(0, 16)}… (not the metadata node)`)),
+          },
+        };
+      }
       // JSON has no undefined: optional arguments arrive as null.
       const args = decodeData<unknown[]>(await readAll(req.body)).map((v) => (v === null ? undefined : v));
       try {
@@ -401,7 +416,6 @@ class ClusterStore {
   }
 
   private ownsMetadata(): boolean {
-    const owner = metadataNode(this.cluster.currentLayout());
-    return owner === undefined || owner === this.cluster.rpc.nodeId;
+    return this.cluster.ownsMetadata();
   }
 }

@@ -1,9 +1,10 @@
 // rpc/layout: the cluster layout — which nodes store data (zone, capacity) and which are gateways — with
 // staged changes applied as a new version, as in Garage. It decides where things live: blocks go to
 // `replication_factor` storage nodes chosen by weighted rendezvous hashing (capacity-weighted, spread over
-// zones first), and the metadata tables live on the layout's metadata node: the first storage node by id when
-// the first layout is applied, kept there by every later version (its tables are not replicated, so moving
-// the role would leave the cluster with empty ones; removing that node is refused).
+// zones first), and the metadata tables live on the layout's metadata node (the first storage node by id when
+// the first layout is applied, kept there by later versions) with copies on `replication_factor - 1` other
+// storage nodes (rpc/metadata-replication). A layout that takes the role from the metadata node hands it to
+// the copy that holds the most (chosen by the node applying the layout).
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -56,25 +57,52 @@ function score(hash: string, nodeId: string, capacity: number): number {
   return -capacity / Math.log(u);
 }
 
-// The storage nodes that hold block `hash`: distinct zones first, then by score.
-export function blockNodes(layout: ClusterLayout, hash: string, replicationFactor: number): string[] {
-  const ranked = storageNodes(layout)
-    .map((id) => ({ id, zone: layout.roles[id]!.zone, s: score(hash, id, layout.roles[id]!.capacity!) }))
-    .sort((a, b) => b.s - a.s);
+interface Ranked {
+  id: string;
+  zone: string;
+}
+
+// The first `count` of `ranked` (best first), nodes in zones not yet `taken` before the others.
+function pickSpread(ranked: Ranked[], count: number, taken: Set<string> = new Set()): string[] {
   const chosen: string[] = [];
-  const zones = new Set<string>();
+  const zones = new Set(taken);
   for (const n of ranked) {
-    if (chosen.length >= replicationFactor) break;
+    if (chosen.length >= count) break;
     if (!zones.has(n.zone)) {
       chosen.push(n.id);
       zones.add(n.zone);
     }
   }
   for (const n of ranked) {
-    if (chosen.length >= replicationFactor) break;
+    if (chosen.length >= count) break;
     if (!chosen.includes(n.id)) chosen.push(n.id);
   }
   return chosen;
+}
+
+function ranked(layout: ClusterLayout, name: string, except?: string): Ranked[] {
+  return storageNodes(layout)
+    .filter((id) => id !== except)
+    .map((id) => ({ id, zone: layout.roles[id]!.zone, s: score(name, id, layout.roles[id]!.capacity!) }))
+    .sort((a, b) => b.s - a.s);
+}
+
+// The storage nodes that hold block `hash`: distinct zones first, then by score.
+export function blockNodes(layout: ClusterLayout, hash: string, replicationFactor: number): string[] {
+  return pickSpread(ranked(layout, hash), replicationFactor);
+}
+
+/**
+ * The nodes holding the metadata tables: the metadata node first, then the storage nodes holding copies of
+ * them, `replicationFactor` in all (fewer when the layout has fewer storage nodes), in zones other than the
+ * metadata node's first. Empty for a node standing alone.
+ */
+export function metadataReplicas(layout: ClusterLayout, replicationFactor: number): string[] {
+  const holder = metadataNode(layout);
+  if (holder === undefined) return [];
+  const zone = layout.roles[holder]?.zone ?? '';
+  const copies = pickSpread(ranked(layout, 'metadata', holder), replicationFactor - 1, new Set([zone]));
+  return [holder, ...copies];
 }
 
 export function stageRole(layout: ClusterLayout, nodeId: string, role: NodeRole | null): ClusterLayout {
@@ -82,9 +110,25 @@ export function stageRole(layout: ClusterLayout, nodeId: string, role: NodeRole 
   return { ...layout, staged: { ...layout.staged, [nodeId]: role } };
 }
 
+/** The node holding the metadata is leaving the storage nodes: the layout must name who takes its place. */
+export class MetadataMoveError extends UserError {
+  constructor(readonly holder: string) {
+    super(
+      `node ${holder.slice(0, 16)}… holds the cluster's metadata and this replication_factor keeps no copy ` +
+        'of it elsewhere: it must stay a storage node (unstage this change with `coffre layout assign` for ' +
+        'that node)',
+    );
+  }
+}
+
 // Applies the staged changes as version `expectedVersion` (which must be the current version + 1, so two
-// operators cannot apply conflicting changes unknowingly).
-export function applyStaged(layout: ClusterLayout, expectedVersion: number): ClusterLayout {
+// operators cannot apply conflicting changes unknowingly). When the metadata node stops being a storage node,
+// `successor` (one of its copies, see metadataReplicas) takes the role; without one, that is refused.
+export function applyStaged(
+  layout: ClusterLayout,
+  expectedVersion: number,
+  successor?: string,
+): ClusterLayout {
   if (expectedVersion !== layout.version + 1) {
     throw new UserError(
       `layout apply --version must be ${layout.version + 1} (the current version is ${layout.version})`,
@@ -92,6 +136,19 @@ export function applyStaged(layout: ClusterLayout, expectedVersion: number): Clu
   }
   if (Object.keys(layout.staged).length === 0)
     throw new UserError('no staged layout changes to apply (use `coffre layout assign`)');
+  const next = nextRoles(layout, expectedVersion);
+  const holder = metadataNode(layout);
+  let metadata = holder ?? storageNodes(next)[0];
+  if (holder !== undefined && !storageNodes(next).includes(holder)) {
+    if (successor === undefined || !storageNodes(next).includes(successor))
+      throw new MetadataMoveError(holder);
+    metadata = successor;
+  }
+  return metadata === undefined ? next : { ...next, metadata };
+}
+
+/** The layout the staged changes make, before the metadata node is settled (see applyStaged). */
+export function nextRoles(layout: ClusterLayout, version: number): ClusterLayout {
   const roles = { ...layout.roles };
   for (const [id, role] of Object.entries(layout.staged)) {
     if (role === null) delete roles[id];
@@ -100,16 +157,7 @@ export function applyStaged(layout: ClusterLayout, expectedVersion: number): Clu
   if (Object.keys(roles).length > 0 && Object.values(roles).every((r) => r.capacity === null)) {
     throw new UserError('a layout needs at least one storage node (assign one with --capacity)');
   }
-  const next: ClusterLayout = { format: LAYOUT_FORMAT_VERSION, version: expectedVersion, roles, staged: {} };
-  const holder = metadataNode(layout);
-  if (holder !== undefined && !storageNodes(next).includes(holder)) {
-    throw new UserError(
-      `node ${holder.slice(0, 16)}… holds the cluster's metadata, which is not replicated: it must stay a ` +
-        'storage node (unstage this change with `coffre layout assign` for that node)',
-    );
-  }
-  const metadata = holder ?? storageNodes(next)[0];
-  return metadata === undefined ? next : { ...next, metadata };
+  return { format: LAYOUT_FORMAT_VERSION, version, roles, staged: {} };
 }
 
 export function parseCapacity(text: string): number {

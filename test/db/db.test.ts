@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { MetadataDb, type Key } from '../../src/db/db.js';
+import { EMPTY_POSITION, MetadataDb, type Key } from '../../src/db/db.js';
 
 function tempDir(): string {
   return mkdtempSync(join(tmpdir(), 'coffre-db-'));
@@ -165,4 +165,128 @@ test('one-element keys come back from a scan as arrays and match prefixes elemen
     assert.deepEqual([...t.range({ prefix: ['a'] })], []);
     assert.deepEqual(keysOf(t.range({ prefix: ['abd'] })), [['abd']]);
   });
+});
+
+// ---- the change log, as copies of the tables use it (rpc/metadata-replication) ----
+
+const contents = (db: MetadataDb, name: string) =>
+  [...db.table<unknown>(name).range({ prefix: [] })].map((e) => [e.key, e.value]);
+
+async function withTwo(
+  fn: (primary: MetadataDb, copy: MetadataDb) => Promise<void>,
+  logKeep = 1000,
+): Promise<void> {
+  const dirs = [tempDir(), tempDir()];
+  const primary = MetadataDb.open(dirs[0]!, { logKeep });
+  const copy = MetadataDb.open(dirs[1]!, { logKeep });
+  try {
+    await fn(primary, copy);
+  } finally {
+    await primary.close();
+    await copy.close();
+    for (const d of dirs) rmSync(d, { recursive: true, force: true });
+  }
+}
+
+test('each writing transaction is one log entry that a copy replays to the same tables and position', async () => {
+  await withTwo(async (primary, copy) => {
+    const objects = primary.table<{ size: number; inline?: Buffer }>('objects');
+    const buckets = primary.table<string>('bucket_names');
+    await primary.transaction(() => {
+      buckets.put(['photos'], 'b1');
+      objects.put(['b1', 'a'], { size: 3, inline: Buffer.from('abc') });
+    });
+    await primary.transaction(() => objects.get(['b1', 'a'])); // reads only: no entry
+    await primary.transaction(() => {
+      objects.put(['b1', 'b'], { size: 0 });
+      objects.remove(['b1', 'a']);
+    });
+    await assert.rejects(
+      primary.transaction(() => {
+        objects.put(['b1', 'c'], { size: 1 });
+        throw new Error('refused');
+      }),
+    );
+    assert.equal(primary.position().seq, 2, 'two entries: a read-only and a failed transaction log nothing');
+    const entries = primary.entriesAfter(EMPTY_POSITION, 100);
+    assert.equal(entries.length, 2);
+    assert.deepEqual(
+      entries[1]!.changes.map((c) => [c.table, c.key, c.value]),
+      [
+        ['objects', ['b1', 'b'], { size: 0 }],
+        ['objects', ['b1', 'a'], undefined],
+      ],
+    );
+    // Replayed elsewhere; entries that do not follow on from the copy's position are refused whole.
+    assert.equal(await copy.applyEntries(EMPTY_POSITION, entries.slice(1)), undefined);
+    assert.equal(await copy.applyEntries({ seq: 0, id: 'elsewhere' }, entries), undefined);
+    assert.deepEqual(await copy.applyEntries(EMPTY_POSITION, entries), primary.position());
+    assert.deepEqual(contents(copy, 'objects'), contents(primary, 'objects'));
+    assert.deepEqual(contents(copy, 'bucket_names'), [[['photos'], 'b1']]);
+    // The copy keeps the same log, so it could serve it in turn.
+    assert.deepEqual(copy.entriesAfter(EMPTY_POSITION, 100), entries);
+    assert.ok(primary.canReplayFrom(EMPTY_POSITION));
+    assert.ok(!primary.canReplayFrom({ seq: 1, id: 'not-ours' }));
+    assert.ok(!primary.canReplayFrom({ seq: 3, id: entries[1]!.id }), 'a position past the head');
+  });
+});
+
+test('the log keeps its newest entries; a copy behind them is rebuilt from a snapshot taken during writes', async () => {
+  await withTwo(async (primary, copy) => {
+    const t = primary.table<{ n: number }>('objects');
+    for (let i = 0; i < 30; i++) await primary.transaction(() => t.put(['b', `k${i % 12}`], { n: i }));
+    assert.equal(primary.position().seq, 30);
+    assert.ok(!primary.canReplayFrom(EMPTY_POSITION), 'entries 1..25 are gone');
+    assert.equal(primary.entriesAfter(EMPTY_POSITION, 100)[0]!.seq, 26);
+    // The copy has data of its own, which the snapshot replaces.
+    await copy.transaction(() => copy.table<string>('access_keys').put(['GKown'], 'own'));
+
+    const start = primary.position();
+    const batches = primary.snapshot(5);
+    await copy.beginResync();
+    assert.ok(copy.resyncing());
+    let first = true;
+    for (const batch of batches) {
+      await copy.loadSnapshot(batch);
+      if (first) {
+        // Writes go on while the snapshot is read: some land in it, all are in the log after `start`.
+        first = false;
+        for (let i = 0; i < 4; i++) {
+          await primary.transaction(() => {
+            t.put(['b', `k${i}`], { n: 100 + i });
+            t.remove(['b', `k${11 - i}`]);
+            t.put(['c', `new${i}`], { n: 200 + i });
+          });
+        }
+      }
+    }
+    await copy.finishResync(start);
+    assert.ok(!copy.resyncing());
+    assert.ok(primary.canReplayFrom(start));
+    assert.deepEqual(await copy.applyEntries(start, primary.entriesAfter(start, 100)), primary.position());
+    assert.deepEqual(contents(copy, 'objects'), contents(primary, 'objects'));
+    assert.deepEqual(contents(copy, 'access_keys'), [], "the copy's own data is gone");
+  }, 5);
+});
+
+test('a database written before it kept a log gets a position no empty copy shares', async () => {
+  const dir = tempDir();
+  try {
+    const old = MetadataDb.open(dir);
+    await old.transaction(() => old.table<string>('access_keys').put(['GK1'], 'k'));
+    await old.close();
+    // As a database from before the log: table data, but no log state.
+    const { open } = await import('lmdb');
+    const raw = open({ path: dir, maxDbs: 32 });
+    await raw.openDB({ name: '_change_log_state' }).clearAsync();
+    await raw.openDB({ name: '_change_log', keyEncoding: 'uint32' }).clearAsync();
+    await raw.close();
+    const upgraded = MetadataDb.open(dir);
+    assert.equal(upgraded.position().seq, 0);
+    assert.notEqual(upgraded.position().id, '');
+    assert.ok(!upgraded.canReplayFrom(EMPTY_POSITION), 'an empty copy must take a snapshot');
+    await upgraded.close();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

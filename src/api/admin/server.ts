@@ -13,7 +13,8 @@ import type { S3Metrics } from './metrics.js';
 import { checkBucketName } from '../s3/router.js';
 import type { Cluster } from '../../rpc/cluster.js';
 import type { Rebalancer } from '../../rpc/rebalance.js';
-import { applyStaged, stageRole } from '../../rpc/layout.js';
+import { applyStaged, metadataReplicas, nextRoles, stageRole } from '../../rpc/layout.js';
+import type { MetadataReplication } from '../../rpc/metadata-replication.js';
 import type { RpcNode } from '../../rpc/peering.js';
 
 export class AdminError extends Error {
@@ -125,6 +126,7 @@ export class AdminServer {
       cluster?: Cluster;
       rpc?: RpcNode;
       rebalancer?: Rebalancer;
+      replication?: MetadataReplication;
     },
     tls?: https.ServerOptions,
   ) {
@@ -319,6 +321,7 @@ export class AdminServer {
       layoutVersion: layout.version,
       nodes,
       rebalance: this.deps.rebalancer?.status() ?? null,
+      metadata: this.deps.replication?.status() ?? null,
     };
   }
 
@@ -340,7 +343,8 @@ export class AdminServer {
   private async layoutRoute(method: string, action: string | undefined, body: Record<string, unknown>) {
     const cluster = this.requireCluster();
     const layout = cluster.currentLayout();
-    if (!action && method === 'GET') return layout;
+    if (!action && method === 'GET')
+      return { ...layout, metadataCopies: metadataReplicas(layout, cluster.replicationFactor).slice(1) };
     if (action === 'assign' && method === 'POST') {
       const nodeId = this.resolveNode(str(body.nodeId, 'nodeId'));
       const gateway = bool(body.gateway, 'gateway');
@@ -368,7 +372,12 @@ export class AdminServer {
       if (typeof body.version !== 'number') throw new AdminError(400, 'version is required');
       let next;
       try {
-        next = applyStaged(layout, body.version);
+        // A layout that takes the role from the metadata node hands it to its most complete copy.
+        const successor =
+          this.deps.replication && body.version === layout.version + 1
+            ? await this.deps.replication.chooseSuccessor(layout, nextRoles(layout, body.version))
+            : undefined;
+        next = applyStaged(layout, body.version, successor);
       } catch (err) {
         throw new AdminError(400, (err as Error).message);
       }
