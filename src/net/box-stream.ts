@@ -52,6 +52,11 @@ function checkKeyAndNonce(key: Buffer, nonce: Buffer): void {
 export interface BoxStreamOptions {
   /** Readable-side buffering in bytes (default 256 KiB). */
   highWaterMark?: number;
+  /**
+   * Decoder only: open messages where they arrived, overwriting the input chunks, instead of into a new buffer
+   * per chunk. For input nobody else holds on to, such as a socket's reads.
+   */
+  inPlace?: boolean;
 }
 
 /** Plaintext in, box-stream out. end() sends the goodbye. */
@@ -173,12 +178,14 @@ export class BoxDecoder extends Transform {
   private readonly headerTag = this.headerPlain.subarray(2);
   private pending: Buffer | null = null;
   private goodbye = false;
+  private readonly inPlace: boolean;
 
   constructor(key: Buffer, nonce: Buffer, opts: BoxStreamOptions = {}) {
     checkKeyAndNonce(key, nonce);
     super({ readableHighWaterMark: opts.highWaterMark ?? 256 * 1024, writableHighWaterMark: 64 * 1024 });
     this.key = Buffer.from(key);
     this.nonce = Buffer.from(nonce);
+    this.inPlace = opts.inPlace === true;
   }
 
   /** True once the peer's goodbye has been read. */
@@ -191,9 +198,12 @@ export class BoxDecoder extends Transform {
       if (chunk.length > 0) return callback(new BoxStreamError('data after goodbye'));
       return callback();
     }
-    const out = Buffer.allocUnsafe((this.pending?.length ?? 0) + chunk.length);
+    // Plaintext is never longer than its box, so it can be written where the box was read (libsodium allows
+    // the overlap): a message's body lands before its own start, never over a message still to be read.
+    const out = this.inPlace ? chunk : Buffer.allocUnsafe((this.pending?.length ?? 0) + chunk.length);
     let outPos = 0;
     let pos = 0;
+    let straddler: Buffer | undefined;
     try {
       if (this.pending) {
         // Complete the message that straddled the previous chunk, copying only as much of this chunk as it
@@ -201,30 +211,57 @@ export class BoxDecoder extends Transform {
         const take = Math.min(chunk.length, HEADER_LENGTH + MAX_BODY_LENGTH - this.pending.length);
         const joined = Buffer.concat([this.pending, chunk.subarray(0, take)]);
         this.pending = null;
-        const r = this.openMessages(joined, out, 0);
-        outPos = r.outPos;
+        const r = this.openMessages(joined, this.inPlace ? joined : out, 0);
+        if (this.inPlace) straddler = joined.subarray(0, r.outPos);
+        else outPos = r.outPos;
         if (r.consumed < joined.length - take) {
           // Not even the straddling message is complete: keep waiting.
           this.pending = Buffer.from(joined.subarray(r.consumed));
-          return callback(null, outPos > 0 ? out.subarray(0, outPos) : undefined);
+          const ready = straddler ?? out.subarray(0, outPos);
+          return callback(null, ready.length > 0 ? ready : undefined);
         }
         pos = r.consumed - (joined.length - take);
-        if (this.goodbye) return this.endAfterGoodbye(pos === chunk.length, out, outPos, callback);
+        // The goodbye came in the straddling message: nothing of this chunk's own is opened.
+        if (this.goodbye)
+          return this.endAfterGoodbye(
+            pos === chunk.length,
+            straddler,
+            out,
+            this.inPlace ? 0 : outPos,
+            callback,
+          );
+        if (this.inPlace) outPos = pos;
       }
       const r = this.openMessages(chunk.subarray(pos), out, outPos);
+      const start = this.inPlace ? pos : 0;
       outPos = r.outPos;
       pos += r.consumed;
-      if (this.goodbye) return this.endAfterGoodbye(pos === chunk.length, out, outPos, callback);
+      if (this.goodbye)
+        return this.endAfterGoodbye(
+          pos === chunk.length,
+          straddler,
+          out.subarray(start),
+          outPos - start,
+          callback,
+        );
       if (pos < chunk.length) this.pending = Buffer.from(chunk.subarray(pos));
+      if (straddler && straddler.length > 0) this.push(straddler);
+      callback(null, outPos > start ? out.subarray(start, outPos) : undefined);
     } catch (err) {
-      return callback(err as Error);
+      callback(err as Error);
     }
-    callback(null, outPos > 0 ? out.subarray(0, outPos) : undefined);
   }
 
-  private endAfterGoodbye(atEnd: boolean, out: Buffer, outPos: number, callback: TransformCallback): void {
+  private endAfterGoodbye(
+    atEnd: boolean,
+    straddler: Buffer | undefined,
+    out: Buffer,
+    outPos: number,
+    callback: TransformCallback,
+  ): void {
     this.key.fill(0);
     if (!atEnd) return callback(new BoxStreamError('data after goodbye'));
+    if (straddler && straddler.length > 0) this.push(straddler);
     if (outPos > 0) this.push(out.subarray(0, outPos));
     this.push(null);
     callback();

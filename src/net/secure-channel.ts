@@ -31,7 +31,8 @@ export class SecureChannel extends Duplex {
     super({ allowHalfOpen: true, readableHighWaterMark: 256 * 1024, writableHighWaterMark: 64 * 1024 });
     this.remotePublicKey = keys.remotePublicKey;
     this.encoder = new BoxEncoder(keys.encryptKey, keys.encryptNonce);
-    this.decoder = new BoxDecoder(keys.decryptKey, keys.decryptNonce);
+    // The socket's reads belong to no one else: messages are opened where they arrived.
+    this.decoder = new BoxDecoder(keys.decryptKey, keys.decryptNonce, { inPlace: true });
     keys.encryptKey.fill(0);
     keys.decryptKey.fill(0);
 

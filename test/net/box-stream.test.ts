@@ -27,8 +27,8 @@ async function encode(key: Buffer, nonce: Buffer, chunks: Buffer[]): Promise<Buf
   return wire;
 }
 
-async function decode(key: Buffer, nonce: Buffer, wire: Buffer[]): Promise<Buffer> {
-  const dec = new BoxDecoder(key, nonce);
+async function decode(key: Buffer, nonce: Buffer, wire: Buffer[], inPlace = false): Promise<Buffer> {
+  const dec = new BoxDecoder(key, nonce, { inPlace });
   const [plain] = await Promise.all([collect(dec), pipeline(Readable.from(wire), dec)]);
   return plain;
 }
@@ -52,6 +52,25 @@ test('round trip of varied sizes, shredded on the wire', async () => {
   const wire = await encode(key, nonce, chunks);
   const plain = await decode(key, nonce, shred(wire));
   assert.deepEqual(plain, Buffer.concat(chunks));
+});
+
+test('opening in place (as from a socket) gives the same plaintext wherever the chunks are cut', async () => {
+  const chunks = [1, 4095, 4096, 4097, 100_000, 7, 65_536].map((n) => randomBytes(n));
+  const wire = await encode(key, nonce, chunks);
+  const copies = (pieces: Buffer[]) => pieces.map((p) => Buffer.from(p)); // in place overwrites them
+  for (let round = 0; round < 20; round++) {
+    assert.deepEqual(await decode(key, nonce, copies(shred(wire)), true), Buffer.concat(chunks));
+  }
+  // Cuts inside the first header and body, around message boundaries, and inside the goodbye (which then
+  // straddles two chunks, with or without plaintext before it in the same chunk).
+  const ends = wire.length;
+  for (const cut of [1, 17, 33, 34, 35, 4129, 4130, 4131, 4200, ends - 40, ends - 34, ends - 20, ends - 1]) {
+    const plain = await decode(key, nonce, copies([wire.subarray(0, cut), wire.subarray(cut)]), true);
+    assert.deepEqual(plain, Buffer.concat(chunks), `cut at ${cut}`);
+  }
+  // Three pieces: a chunk that does not even complete the straddling message.
+  const three = [wire.subarray(0, 4000), wire.subarray(4000, 4100), wire.subarray(4100)];
+  assert.deepEqual(await decode(key, nonce, copies(three), true), Buffer.concat(chunks));
 });
 
 test('coffre encoding is what the reference encoder produces, byte for byte', async () => {
