@@ -26,6 +26,10 @@ export interface ClusterLayout {
   // The node holding the metadata tables, recorded by applyStaged. Absent in layouts written before it was
   // recorded: then it is the first storage node by id, as it was when they were applied.
   metadata?: string;
+  // The storage nodes holding copies of the metadata tables, recorded by applyStaged: kept from one version to
+  // the next while they stay storage nodes, so that adding a node does not rebuild a copy elsewhere. Absent in
+  // layouts written before copies existed: then they are chosen as metadataReplicas says.
+  metadataCopies?: string[];
 }
 
 export function emptyLayout(): ClusterLayout {
@@ -100,9 +104,18 @@ export function blockNodes(layout: ClusterLayout, hash: string, replicationFacto
 export function metadataReplicas(layout: ClusterLayout, replicationFactor: number): string[] {
   const holder = metadataNode(layout);
   if (holder === undefined) return [];
-  const zone = layout.roles[holder]?.zone ?? '';
-  const copies = pickSpread(ranked(layout, 'metadata', holder), replicationFactor - 1, new Set([zone]));
-  return [holder, ...copies];
+  if (layout.metadataCopies !== undefined) {
+    const storage = storageNodes(layout);
+    return [holder, ...layout.metadataCopies.filter((id) => id !== holder && storage.includes(id))];
+  }
+  return [holder, ...chooseCopies(layout, holder, [], replicationFactor - 1)];
+}
+
+// `kept`, then more storage nodes up to `count` copies, in zones other than the holder's and theirs first.
+function chooseCopies(layout: ClusterLayout, holder: string, kept: string[], count: number): string[] {
+  const zones = new Set([holder, ...kept].map((id) => layout.roles[id]?.zone ?? ''));
+  const candidates = ranked(layout, 'metadata', holder).filter((n) => !kept.includes(n.id));
+  return [...kept, ...pickSpread(candidates, count - kept.length, zones)].slice(0, Math.max(0, count));
 }
 
 export function stageRole(layout: ClusterLayout, nodeId: string, role: NodeRole | null): ClusterLayout {
@@ -123,11 +136,12 @@ export class MetadataMoveError extends UserError {
 
 // Applies the staged changes as version `expectedVersion` (which must be the current version + 1, so two
 // operators cannot apply conflicting changes unknowingly). When the metadata node stops being a storage node,
-// `successor` (one of its copies, see metadataReplicas) takes the role; without one, that is refused.
+// `successor` (one of its copies, see metadataReplicas) takes the role; without one, that is refused. The
+// copies of the metadata (replicationFactor - 1 of them) are those of `layout` still storing, and more as needed.
 export function applyStaged(
   layout: ClusterLayout,
   expectedVersion: number,
-  successor?: string,
+  opts: { successor?: string; replicationFactor?: number } = {},
 ): ClusterLayout {
   if (expectedVersion !== layout.version + 1) {
     throw new UserError(
@@ -138,13 +152,19 @@ export function applyStaged(
     throw new UserError('no staged layout changes to apply (use `coffre layout assign`)');
   const next = nextRoles(layout, expectedVersion);
   const holder = metadataNode(layout);
-  let metadata = holder ?? storageNodes(next)[0];
-  if (holder !== undefined && !storageNodes(next).includes(holder)) {
-    if (successor === undefined || !storageNodes(next).includes(successor))
+  const storage = storageNodes(next);
+  let metadata = holder ?? storage[0];
+  if (holder !== undefined && !storage.includes(holder)) {
+    if (opts.successor === undefined || !storage.includes(opts.successor))
       throw new MetadataMoveError(holder);
-    metadata = successor;
+    metadata = opts.successor;
   }
-  return metadata === undefined ? next : { ...next, metadata };
+  if (metadata === undefined) return next;
+  const previous = metadataReplicas(layout, opts.replicationFactor ?? 1).filter(
+    (id) => id !== metadata && storage.includes(id),
+  );
+  const copies = chooseCopies(next, metadata, previous, (opts.replicationFactor ?? 1) - 1);
+  return { ...next, metadata, metadataCopies: copies };
 }
 
 /** The layout the staged changes make, before the metadata node is settled (see applyStaged). */

@@ -23,6 +23,42 @@ import { metadataNode, metadataReplicas, storageNodes, type ClusterLayout } from
 // Entries per meta/apply call, and table entries per snapshot batch.
 const ENTRIES_PER_CALL = 256;
 const SNAPSHOT_BATCH = 512;
+// Bytes per call beyond which no more entries are added (a call always carries at least one): far below the
+// RPC body limit, however large single records get (a multipart object of 10 000 parts).
+const CALL_BYTES = 4 * 1024 * 1024;
+
+/** A JSON list (codec encoding) built item by item, to be sent once it is about CALL_BYTES long. */
+class ListBody {
+  private parts: Buffer[] = [];
+  private bytes = 0;
+
+  get count(): number {
+    return this.parts.length;
+  }
+
+  get full(): boolean {
+    return this.bytes >= CALL_BYTES;
+  }
+
+  add(item: unknown): void {
+    const encoded = encodeData(item);
+    this.parts.push(encoded);
+    this.bytes += encoded.length + 1;
+  }
+
+  take(): Buffer {
+    const body = Buffer.concat([
+      Buffer.from('['),
+      ...this.parts.flatMap((p, i) => (i ? [COMMA, p] : [p])),
+      CLOSE,
+    ]);
+    this.parts = [];
+    this.bytes = 0;
+    return body;
+  }
+}
+const COMMA = Buffer.from(',');
+const CLOSE = Buffer.from(']');
 
 interface Link {
   node: string;
@@ -214,8 +250,12 @@ export class MetadataReplication {
           await this.sendSnapshot(link);
           continue;
         }
-        const entries = this.db.entriesAfter(link.position, ENTRIES_PER_CALL);
-        const reply = (await this.call(link.node, 'meta/apply', { from: link.position }, entries)) as {
+        const entries = new ListBody();
+        for (const entry of this.db.entriesAfter(link.position, ENTRIES_PER_CALL)) {
+          if (entries.full) break;
+          entries.add(entry);
+        }
+        const reply = (await this.call(link.node, 'meta/apply', { from: link.position }, entries.take())) as {
           position?: LogPosition;
           state?: ReplicaState;
         };
@@ -253,9 +293,17 @@ export class MetadataReplication {
     const start = this.db.position();
     await this.call(link.node, 'meta/resync-begin', {});
     let entries = 0;
+    const body = new ListBody();
+    const send = async () => {
+      entries += body.count;
+      await this.call(link.node, 'meta/resync-load', {}, body.take());
+    };
     for (const batch of this.db.snapshot(SNAPSHOT_BATCH)) {
-      await this.call(link.node, 'meta/resync-load', {}, batch);
-      entries += batch.length;
+      for (const change of batch) {
+        body.add(change);
+        if (body.full) await send();
+      }
+      if (body.count > 0) await send();
     }
     await this.call(link.node, 'meta/resync-end', { position: start });
     link.position = start;
@@ -267,13 +315,13 @@ export class MetadataReplication {
   }
 
   // A call to a copy; a refusal from a copy that knows a newer layout makes this node learn it.
-  private async call(node: string, path: string, header: object, body?: unknown): Promise<unknown> {
+  private async call(node: string, path: string, header: object, body?: Buffer): Promise<unknown> {
     const layoutVersion = this.cluster.currentLayout().version;
     const reply: RpcReply = await this.cluster.rpc.call(
       node,
       path,
       { ...header, layoutVersion },
-      body === undefined ? null : encodeData(body),
+      body ?? null,
     );
     reply.body?.resume();
     const h = reply.header as Refusal & Record<string, unknown>;
@@ -355,7 +403,8 @@ export class MetadataReplication {
       this.kick();
       const head = this.db.position();
       const links = [...this.links.values()];
-      if (links.every((l) => l.position && samePosition(l.position, head))) break;
+      // Copies that cannot be reached are not waited for: the node applying the layout asks every copy.
+      if (links.every((l) => (l.failing && !l.busy) || (l.position && samePosition(l.position, head)))) break;
       await new Promise((r) => setTimeout(r, 50));
     }
     return this.state();

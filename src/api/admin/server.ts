@@ -377,7 +377,10 @@ export class AdminServer {
           this.deps.replication && body.version === layout.version + 1
             ? await this.deps.replication.chooseSuccessor(layout, nextRoles(layout, body.version))
             : undefined;
-        next = applyStaged(layout, body.version, successor);
+        next = applyStaged(layout, body.version, {
+          successor,
+          replicationFactor: cluster.replicationFactor,
+        });
       } catch (err) {
         throw new AdminError(400, (err as Error).message);
       }
