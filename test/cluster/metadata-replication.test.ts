@@ -242,6 +242,47 @@ test('the metadata node lost for good: its copy takes over with every acknowledg
   });
 });
 
+test('kill -9 of the metadata node in the middle of writes: every write acknowledged survives the failover', async () => {
+  await withCluster(async ({ meta, copy, gw }) => {
+    const client = s3Client(gw.endpoint, meta);
+    try {
+      await client.send(new CreateBucketCommand({ Bucket: 'busy' }));
+      const acknowledged = new Map<string, string>();
+      let writing = true;
+      let n = 0;
+      const writer = async () => {
+        while (writing) {
+          const key = `w/${n++}`;
+          const data = randomBytes(n % 2 ? 100 : 10 * KiB);
+          try {
+            await client.send(new PutObjectCommand({ Bucket: 'busy', Key: key, Body: data }));
+            acknowledged.set(key, sha(data));
+          } catch {
+            // Not acknowledged: it may or may not exist afterwards.
+          }
+        }
+      };
+      const writers = [writer(), writer(), writer(), writer()];
+      await waitFor(async () => acknowledged.size >= 40, 'writes are under way');
+      await meta.kill();
+      rmSync(meta.dir, { recursive: true, force: true });
+      writing = false;
+      await Promise.all(writers);
+      await mustRun(copy, ['layout', 'remove', (await layoutOf(copy)).metadata!.slice(0, 12)]);
+      const applied = await applyNext(copy);
+      assert.equal(applied.code, 0, applied.stderr);
+      const version = (await layoutOf(copy)).version;
+      await waitFor(async () => (await layoutOf(gw)).version === version, 'the gateway adopts the layout');
+      for (const [key, sum] of acknowledged) {
+        const r = await client.send(new GetObjectCommand({ Bucket: 'busy', Key: key }));
+        assert.equal(sha(await r.Body!.transformToByteArray()), sum, key);
+      }
+    } finally {
+      client.destroy();
+    }
+  });
+});
+
 test('a planned handover: retiring the metadata node moves the role to its copy, losing nothing', async () => {
   await withCluster(async ({ meta, copy, gw }) => {
     const client = s3Client(gw.endpoint, meta);
