@@ -7,6 +7,7 @@ import { registerKeyCommands } from './key.js';
 import { registerBucketCommands } from './bucket.js';
 import { registerNodeCommands } from './node.js';
 import { registerLayoutCommands } from './layout.js';
+import { registerSseS3Commands } from './sse-s3.js';
 
 const COFFRE_VERSION = '0.1.0';
 
@@ -27,6 +28,7 @@ export function buildProgram(): Command {
   registerBucketCommands(program);
   registerNodeCommands(program);
   registerLayoutCommands(program);
+  registerSseS3Commands(program);
   registerCryptCommands(program);
   return program;
 }

@@ -21,6 +21,15 @@ export interface AdminConfig {
   metricsToken?: string;
 }
 
+export interface SseS3Config {
+  // The sealed SSE-S3 keyring (master keys encrypted to operators' OpenPGP keys): made by `coffre sse-s3 init`.
+  keyringFile: string;
+  // An operator's OpenPGP private key that unlocks the keyring at start, for nodes that must start unattended
+  // (whoever reads this file and the keyring can read every SSE-S3 object). Without it, an operator unlocks
+  // a started node with `coffre sse-s3 unlock`.
+  unlockKeyFile?: string;
+}
+
 export interface CoffreConfig {
   configPath: string;
   metadataDir: string;
@@ -37,6 +46,7 @@ export interface CoffreConfig {
   gcDelaySeconds: number;
   s3Api: S3ApiConfig;
   admin: AdminConfig;
+  sseS3: SseS3Config;
 }
 
 type Table = Record<string, unknown>;
@@ -153,6 +163,7 @@ export function parseConfig(text: string, configPath: string): CoffreConfig {
     gcDelaySeconds: top.integer('gc_delay_seconds', 600, 0, 30 * 24 * 3600),
     s3Api: { apiBindAddr: '127.0.0.1:3900', s3Region: 'us-east-1', allowSseCOverHttp: false },
     admin: { apiBindAddr: '127.0.0.1:3903' },
+    sseS3: { keyringFile: '' },
   };
   const s3 = new Reader(top.section_('s3_api'), 's3_api');
   const tlsCert = s3.string('tls_cert');
@@ -175,6 +186,14 @@ export function parseConfig(text: string, configPath: string): CoffreConfig {
     metricsToken: admin.string('metrics_token'),
   };
   admin.refuseUnknown();
+  const sse = new Reader(top.section_('sse_s3'), 'sse_s3');
+  const keyringFile = sse.string('keyring_file');
+  const unlockKeyFile = sse.string('unlock_key_file');
+  config.sseS3 = {
+    keyringFile: keyringFile ? path(keyringFile) : resolve(config.metadataDir, 'sse_s3_keyring.json'),
+    unlockKeyFile: unlockKeyFile ? path(unlockKeyFile) : undefined,
+  };
+  sse.refuseUnknown();
   top.refuseUnknown();
   return config;
 }

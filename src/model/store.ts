@@ -41,6 +41,7 @@ export interface MetadataStore {
   listBuckets(): Promise<BucketRecord[]>;
   createBucket(name: string, owner?: string): Promise<BucketRecord>;
   setBucketCors(bucketId: string, cors: CorsRule[] | undefined): Promise<BucketRecord>;
+  setBucketEncryption(bucketId: string, defaultEncryption: 'AES256' | undefined): Promise<BucketRecord>;
   setPermission(bucketId: string, keyId: string, perm: Permission): Promise<BucketRecord>;
   deleteBucket(name: string): Promise<void>;
   // objects
@@ -94,6 +95,7 @@ export const METADATA_METHODS = [
   'listBuckets',
   'createBucket',
   'setBucketCors',
+  'setBucketEncryption',
   'setPermission',
   'deleteBucket',
   'getObject',
@@ -169,6 +171,13 @@ export class LocalStore implements ObjectStore {
   }
   async setBucketCors(bucketId: string, cors: CorsRule[] | undefined) {
     return this.model.updateBucket(bucketId, (b) => ({ ...b, cors }));
+  }
+  async setBucketEncryption(bucketId: string, defaultEncryption: 'AES256' | undefined) {
+    // Arguments cross the network as JSON: anything but the one value offered clears the setting.
+    return this.model.updateBucket(bucketId, (b) => ({
+      ...b,
+      defaultEncryption: defaultEncryption === 'AES256' ? defaultEncryption : undefined,
+    }));
   }
   async setPermission(bucketId: string, keyId: string, perm: Permission) {
     return this.model.setPermission(bucketId, keyId, perm);

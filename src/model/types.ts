@@ -26,6 +26,8 @@ export interface BucketRecord {
   createdAt: number;
   permissions: Record<string, Permission>; // by access key id
   cors?: CorsRule[];
+  // Default encryption of new objects (PutBucketEncryption): SSE-S3 unless a request asks for SSE-C.
+  defaultEncryption?: 'AES256';
 }
 
 export interface AccessKeyRecord {

@@ -18,6 +18,7 @@ import { Cluster } from '../rpc/cluster.js';
 import { loadOrCreateNodeKey, parseRpcSecret } from '../rpc/identity.js';
 import { LayoutFile } from '../rpc/layout.js';
 import { MetadataReplication } from '../rpc/metadata-replication.js';
+import { SseS3Keys } from '../sse/sse-s3-keys.js';
 import { RpcNode } from '../rpc/peering.js';
 import { OrphanSweeper } from '../rpc/orphans.js';
 import { Rebalancer } from '../rpc/rebalance.js';
@@ -154,14 +155,20 @@ export async function startNode(config: CoffreConfig, log: Logger = createLogger
   // A pass cut short by a stop, or a layout learnt while this node was down.
   if (rebalancer.unsettled) void rebalancer.schedule();
 
+  // SSE-S3 master keys: unlocked now if the config names an unlock key, else by an operator later.
+  const sseS3 = new SseS3Keys(config.sseS3);
+  await sseS3.start();
   const metrics = new S3Metrics();
   const tlsFiles =
     config.s3Api.tlsCert && config.s3Api.tlsKey
       ? { certPath: config.s3Api.tlsCert, keyPath: config.s3Api.tlsKey }
       : undefined;
   const tls = tlsFiles ? await loadTlsOptions(tlsFiles) : undefined;
-  const s3 = new S3Server({ config, store, log, metrics }, tls);
-  const admin = new AdminServer({ config, store, log, metrics, cluster, rpc, rebalancer, replication }, tls);
+  const s3 = new S3Server({ config, store, log, metrics, sseS3 }, tls);
+  const admin = new AdminServer(
+    { config, store, log, metrics, cluster, rpc, rebalancer, replication, sseS3 },
+    tls,
+  );
   // Renewed certificates are picked up on SIGHUP or when the files change, without a restart.
   const reloaders = tlsFiles
     ? [s3.server, admin.server].map((server) =>
@@ -204,6 +211,7 @@ export async function startNode(config: CoffreConfig, log: Logger = createLogger
       replication.stop();
       await rpc.stop();
       networkKey.fill(0);
+      sseS3.lock();
       await model.close();
     },
   };

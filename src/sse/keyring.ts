@@ -10,10 +10,10 @@
 // signed, so someone able to write the node's data directory could substitute a keyring whose master key they
 // know, which affects objects written afterwards; and a running node holds the master keys in memory.
 //
-// Status: format and API are in place and tested; the server and CLI do not use them yet.
+// The node's side (a keyring file, unlocked at start or by an operator) is sse/sse-s3-keys.ts.
 
 import * as openpgp from 'openpgp';
-import { randomBytes } from 'node:crypto';
+import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { KEY_SIZE, lengthPrefixed, zeroize } from '../crypto/keys.js';
 import { UserError, errorMessage } from '../util/errors.js';
 import { S3Errors } from '../util/s3-error.js';
@@ -25,6 +25,8 @@ export const KEYRING_FORMAT = 'coffre-sse-s3-keyring';
 export const KEYRING_VERSION = 1;
 /** Sealed payload: this label ‖ 0x00 ‖ lp(keyId) ‖ masterKey(32), so a sealed key cannot pose as another id. */
 export const MASTER_KEY_LABEL = 'coffre/sse-s3-master-key/v1';
+/** Key check value: HMAC-SHA256(masterKey, this label ‖ 0x00 ‖ lp(keyId)), hex. Optional in the file. */
+export const KEY_CHECK_LABEL = 'coffre/sse-s3-key-check/v1';
 // ---- end of format constants ----
 
 /** One master key as stored: its id, when it was made, whom it is sealed to, and the OpenPGP message. */
@@ -35,6 +37,12 @@ export interface SealedMasterKey {
   recipients: string[];
   /** ASCII-armored OpenPGP message holding the sealed payload. */
   sealed: string;
+  /**
+   * Key check value (KEY_CHECK_LABEL): lets a node handed master keys by an operator (`coffre sse-s3 unlock`)
+   * tell that they are this keyring's, without being able to open it. Absent in entries made before it was
+   * kept; such keys are taken as given.
+   */
+  check?: string;
 }
 
 /** The keyring file (JSON). */
@@ -86,6 +94,14 @@ async function readPublicKeys(armored: readonly string[]): Promise<openpgp.Key[]
   return keys;
 }
 
+function keyCheck(id: string, key: Buffer): string {
+  return createHmac('sha256', key)
+    .update(
+      Buffer.concat([Buffer.from(KEY_CHECK_LABEL + '\0', 'ascii'), lengthPrefixed(Buffer.from(id, 'utf8'))]),
+    )
+    .digest('hex');
+}
+
 async function seal(id: string, key: Buffer, recipients: openpgp.Key[]): Promise<SealedMasterKey> {
   const plain = payload(id, key);
   try {
@@ -96,13 +112,15 @@ async function seal(id: string, key: Buffer, recipients: openpgp.Key[]): Promise
       created: new Date().toISOString(),
       recipients: recipients.map((k) => k.getFingerprint()),
       sealed,
+      check: keyCheck(id, key),
     };
   } finally {
     plain.fill(0);
   }
 }
 
-function parseFile(text: string): KeyringFile {
+/** Reads a keyring file (sealed: no key in it is usable without an operator's private key). */
+export function parseKeyringFile(text: string): KeyringFile {
   let value: unknown;
   try {
     value = JSON.parse(text);
@@ -141,7 +159,6 @@ export class Keyring {
 
   /** Opens a keyring file with one operator's private key (armored; `passphrase` if it is protected). */
   static async unlock(text: string, privateKeyArmored: string, passphrase?: string): Promise<Keyring> {
-    const file = parseFile(text);
     let privateKey: openpgp.PrivateKey;
     try {
       privateKey = await openpgp.readPrivateKey({ armoredKey: privateKeyArmored });
@@ -149,13 +166,28 @@ export class Keyring {
     } catch (err) {
       throw new UserError(`cannot use the operator private key: ${errorMessage(err)}`);
     }
+    return Keyring.open(text, async (armoredMessage) => {
+      const message = await openpgp.readMessage({ armoredMessage });
+      const { data } = await openpgp.decrypt({ message, decryptionKeys: privateKey, format: 'binary' });
+      return data;
+    });
+  }
+
+  /**
+   * Opens a keyring file with `decrypt`, which opens one sealed entry (an armored OpenPGP message) — with a
+   * private key, or by asking the operator's GnuPG — and throws when it cannot.
+   */
+  static async open(
+    text: string,
+    decrypt: (armoredMessage: string) => Promise<Uint8Array>,
+  ): Promise<Keyring> {
+    const file = parseKeyringFile(text);
     const masters = new Map<string, Buffer>();
     try {
       for (const entry of file.keys) {
         let data: Uint8Array;
         try {
-          const message = await openpgp.readMessage({ armoredMessage: entry.sealed });
-          ({ data } = await openpgp.decrypt({ message, decryptionKeys: privateKey, format: 'binary' }));
+          data = await decrypt(entry.sealed);
         } catch {
           throw new UserError(
             `this private key cannot open SSE-S3 master key ${entry.id} (sealed to ${entry.recipients.join(', ')})`,
@@ -168,6 +200,47 @@ export class Keyring {
       throw err;
     }
     return new Keyring(file, masters);
+  }
+
+  /**
+   * The keyring of sealed file `text` with master keys an operator unlocked elsewhere (`coffre sse-s3 unlock`
+   * opens the file with their private key and hands the keys to the node). Every key of the file must be
+   * given, and match its check value.
+   */
+  static fromUnlockedKeys(text: string, keys: ReadonlyMap<string, Buffer>): Keyring {
+    const file = parseKeyringFile(text);
+    const masters = new Map<string, Buffer>();
+    for (const entry of file.keys) {
+      const key = keys.get(entry.id);
+      if (!key || key.length !== KEY_SIZE) {
+        zeroize(...masters.values());
+        throw new UserError(`master key ${entry.id} of the SSE-S3 keyring is missing`);
+      }
+      const copy = Buffer.from(key);
+      if (entry.check !== undefined) {
+        const expected = Buffer.from(entry.check, 'hex');
+        const actual = Buffer.from(keyCheck(entry.id, copy), 'hex');
+        if (expected.length !== actual.length || !timingSafeEqual(expected, actual)) {
+          zeroize(copy, ...masters.values());
+          throw new UserError(`the key given for SSE-S3 master key ${entry.id} is not that key`);
+        }
+      }
+      masters.set(entry.id, copy);
+    }
+    return new Keyring(file, masters);
+  }
+
+  /** Copies of the master keys, by id (for handing them to a node: see fromUnlockedKeys). */
+  masterKeys(): Map<string, Buffer> {
+    return new Map([...this.masters].map(([id, key]) => [id, Buffer.from(key)]));
+  }
+
+  /** The sealed file's description: ids, dates, recipients, and which key is current (no key material). */
+  describe(): { current: string; keys: { id: string; created: string; recipients: string[] }[] } {
+    return {
+      current: this.file.current,
+      keys: this.file.keys.map((k) => ({ id: k.id, created: k.created, recipients: k.recipients })),
+    };
   }
 
   /** Id of the master key new objects are written with. */

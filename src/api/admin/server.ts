@@ -1,6 +1,6 @@
 // api/admin: the administration HTTP API (access keys, buckets, permissions) guarded by the admin token,
 // with /health open and /metrics guarded by metrics_token when one is set. JSON in, JSON out.
-import { closeServer, listenOn } from '../../util/http-server.js';
+import { closeServer, isLoopback, listenOn } from '../../util/http-server.js';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import https from 'node:https';
 import { createHash, timingSafeEqual } from 'node:crypto';
@@ -9,12 +9,15 @@ import type { CoffreConfig } from '../../config/config.js';
 import type { ObjectStore } from '../../model/store.js';
 import type { AccessKeyRecord, BucketRecord } from '../../model/types.js';
 import { S3Error } from '../../util/s3-error.js';
+import { UserError } from '../../util/errors.js';
 import type { S3Metrics } from './metrics.js';
 import { checkBucketName } from '../s3/router.js';
 import type { Cluster } from '../../rpc/cluster.js';
 import type { Rebalancer } from '../../rpc/rebalance.js';
 import { applyStaged, metadataReplicas, nextRoles, stageRole } from '../../rpc/layout.js';
 import type { MetadataReplication } from '../../rpc/metadata-replication.js';
+import type { SseS3Keys } from '../../sse/sse-s3-keys.js';
+import { TLSSocket } from 'node:tls';
 import type { RpcNode } from '../../rpc/peering.js';
 
 export class AdminError extends Error {
@@ -127,6 +130,7 @@ export class AdminServer {
       rpc?: RpcNode;
       rebalancer?: Rebalancer;
       replication?: MetadataReplication;
+      sseS3?: SseS3Keys;
     },
     tls?: https.ServerOptions,
   ) {
@@ -155,12 +159,58 @@ export class AdminServer {
       if (!tokenMatches(bearer(req), config.admin.adminToken))
         throw new AdminError(403, 'a valid admin token is required');
       const body = req.method === 'POST' || req.method === 'PATCH' ? await readJson(req) : {};
+      if (parts[0] === 'v1' && parts[1] === 'sse-s3')
+        return this.send(res, 200, await this.sseS3Route(req, parts[2], body));
       return this.send(res, 200, await this.route(req.method ?? 'GET', parts, body));
     } catch (err) {
       if (err instanceof AdminError) return this.send(res, err.status, { error: err.message });
       if (err instanceof S3Error) return this.send(res, err.status, { error: err.message, code: err.code });
       this.deps.log.error({ err: String((err as Error)?.message ?? err) }, 'admin request failed');
       return this.send(res, 500, { error: 'internal error' });
+    }
+  }
+
+  // The SSE-S3 keyring: its sealed file and state, and the operations that change it. Master keys cross this
+  // API only to unlock, and only over TLS or from loopback, as SSE-C keys do on the S3 API.
+  private async sseS3Route(req: IncomingMessage, action: string | undefined, body: Record<string, unknown>) {
+    const keys = this.deps.sseS3;
+    if (!keys) throw new AdminError(503, 'this node serves no SSE-S3');
+    const publicKeys = () => {
+      const list = body.publicKeys;
+      if (!Array.isArray(list) || list.length === 0 || !list.every((k) => typeof k === 'string'))
+        throw new AdminError(400, 'publicKeys: give at least one armored OpenPGP public key');
+      return list as string[];
+    };
+    try {
+      if (!action && req.method === 'GET')
+        return { ...keys.status(), sealed: keys.configured ? keys.sealedText() : undefined };
+      if (req.method !== 'POST') throw new AdminError(404, 'unknown endpoint');
+      if (action === 'init') await keys.init(publicKeys());
+      else if (action === 'rotate') await keys.rotate(publicKeys());
+      else if (action === 'reseal') await keys.reseal(publicKeys());
+      else if (action === 'unlock') {
+        if (!(req.socket instanceof TLSSocket) && !isLoopback(req.socket.remoteAddress))
+          throw new AdminError(400, 'master keys are accepted only over TLS or from loopback');
+        const given = body.keys;
+        if (typeof given !== 'object' || given === null)
+          throw new AdminError(400, 'keys: an object of id → base64 key');
+        const map = new Map(
+          Object.entries(given as Record<string, unknown>).map(([id, k]) => [
+            id,
+            Buffer.from(String(k), 'base64'),
+          ]),
+        );
+        try {
+          keys.unlockWith(map);
+        } finally {
+          for (const k of map.values()) k.fill(0);
+        }
+      } else if (action === 'lock') keys.lock();
+      else throw new AdminError(404, 'unknown endpoint');
+      return keys.status();
+    } catch (err) {
+      if (err instanceof UserError) throw new AdminError(400, err.message);
+      throw err;
     }
   }
 

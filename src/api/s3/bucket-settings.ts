@@ -21,12 +21,6 @@ function noBucketPolicy(): S3Error {
 
 /** Bucket sub-resources whose GET answers "not configured", and how S3 words it. */
 const UNSET_ERRORS: Record<string, () => S3Error> = {
-  encryption: () =>
-    new S3Error(
-      'ServerSideEncryptionConfigurationNotFoundError',
-      404,
-      'The server side encryption configuration was not found',
-    ),
   policy: noBucketPolicy,
   policyStatus: noBucketPolicy,
   tagging: () => new S3Error('NoSuchTagSet', 404, 'The TagSet does not exist'),
@@ -67,15 +61,7 @@ const EMPTY_DOCUMENTS: Record<string, [string, string]> = {
 };
 
 /** Unset settings a DELETE may "remove" (204: the state asked for already holds). */
-const DELETABLE = [
-  'encryption',
-  'policy',
-  'tagging',
-  'lifecycle',
-  'website',
-  'replication',
-  'publicAccessBlock',
-];
+const DELETABLE = ['policy', 'tagging', 'lifecycle', 'website', 'replication', 'publicAccessBlock'];
 
 /** The bucket sub-resource a GET of unset settings names, if it is one coffre answers. */
 export function unsetSettingRead(query: URLSearchParams): string | undefined {

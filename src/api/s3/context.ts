@@ -5,6 +5,7 @@ import type { CoffreConfig } from '../../config/config.js';
 import type { ObjectStore } from '../../model/store.js';
 import type { AccessKeyRecord, BucketRecord, Permission } from '../../model/types.js';
 import { S3Errors } from '../../util/s3-error.js';
+import type { SseS3Keys } from '../../sse/sse-s3-keys.js';
 
 export interface RequestBody {
   // The payload with transfer encodings (aws-chunked) removed; errors if a signature or digest fails.
@@ -26,6 +27,8 @@ export interface S3Context {
   secure: boolean;
   fromLoopback: boolean;
   accessKey: AccessKeyRecord;
+  // The node's SSE-S3 master keys (absent where SSE-S3 is not served).
+  sseS3?: SseS3Keys;
   // The record of the bucket the request names (undefined: no such bucket, or none named). Looked up once per
   // request, and started while the signature was being checked.
   bucketRecord(): Promise<BucketRecord | undefined>;

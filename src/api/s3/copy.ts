@@ -129,7 +129,7 @@ export async function copyObject(ctx: S3Context): Promise<void> {
     });
   }
   const sourceEnc = encryptionForRead(ctx, source.record, true);
-  const destEnc = encryptionForWrite(ctx);
+  const destEnc = encryptionForWrite(ctx, bucket);
   try {
     const sameObject = source.bucket.id === bucket.id && source.record.key === key;
     if (

@@ -5,7 +5,8 @@
 import { Readable } from 'node:stream';
 import { plaintextRangeToCiphertextRange } from '../../crypto/aead-stream.js';
 import type { SegmentIo } from '../../model/store.js';
-import type { ObjectRecord, Segment, UploadRecord } from '../../model/types.js';
+import type { BucketRecord, ObjectRecord, Segment, UploadRecord } from '../../model/types.js';
+import type { SseS3Keys } from '../../sse/sse-s3-keys.js';
 import {
   COPY_SOURCE_SSE_C_PREFIX,
   SSE_C_PREFIX,
@@ -51,6 +52,13 @@ export interface Transport {
   secure: boolean;
   fromLoopback: boolean;
   config: { s3Api: { allowSseCOverHttp: boolean } };
+  // The node's SSE-S3 master keys (absent where SSE-S3 is not served at all).
+  sseS3?: SseS3Keys;
+}
+
+function sseS3Keys(transport: Transport): SseS3Keys {
+  if (!transport.sseS3) throw S3Errors.notImplemented('SSE-S3');
+  return transport.sseS3;
 }
 
 function paramsFrom(
@@ -79,15 +87,19 @@ function requestParams(
   return paramsFrom(ctx.req.headers, ctx, prefix);
 }
 
-// PostObject carries the SSE-C parameters as form fields.
-// SSE-S3 and SSE-KMS are not built: refusing them is honest, storing the object in clear would not be.
+// The encryption of a new object: SSE-C when the request brings a key, SSE-S3 when it asks for it (or the
+// bucket does by default and the request asks for nothing else), else none. PostObject carries the same
+// parameters as form fields. SSE-KMS is refused (501): storing such an object in clear would not be honest.
 function writeParams(
   values: Record<string, string | string[] | undefined>,
   transport: Transport,
+  bucket: Pick<BucketRecord, 'defaultEncryption'>,
 ): RequestEncryption {
   const params = paramsFrom(values, transport, SSE_C_PREFIX);
   try {
-    if (requestedServerSideEncryption(values, params) !== 'none') throw S3Errors.notImplemented('SSE-S3');
+    const asked = requestedServerSideEncryption(values, params);
+    const byDefault = params.kind === 'plaintext' && bucket.defaultEncryption === 'AES256';
+    if (asked === 'AES256' || byDefault) return fromParams(sseS3Keys(transport).forWrite());
   } catch (err) {
     disposeParams(params);
     throw err;
@@ -95,8 +107,12 @@ function writeParams(
   return fromParams(params);
 }
 
-export function encryptionForForm(fields: Record<string, string>, transport: Transport): RequestEncryption {
-  return writeParams(fields, transport);
+export function encryptionForForm(
+  fields: Record<string, string>,
+  transport: Transport,
+  bucket: BucketRecord,
+): RequestEncryption {
+  return writeParams(fields, transport, bucket);
 }
 
 export function storedEncryptionOf(record: { encryption?: Record<string, unknown> }): StoredEncryption {
@@ -116,13 +132,18 @@ function cryptoFor(enc: RequestEncryption, identity: ObjectIdentityRef): ObjectC
 }
 
 // Checks the request's key against an encrypted record (the authenticated opening of its sealed metadata is the
-// wrong-key check) and keeps the opened metadata.
+// wrong-key check) and keeps the opened metadata. An SSE-S3 record is opened with the node's master key when
+// the request brings no key of its own (one that does is refused as for a plaintext object).
 function openWith(
+  transport: Transport,
   enc: RequestEncryption,
   record: ObjectIdentityRef & { sealedMeta?: Buffer; encryption?: Record<string, unknown> },
 ): RequestEncryption {
   try {
-    checkParamsFitObject(storedEncryptionOf(record), enc.params);
+    const stored = storedEncryptionOf(record);
+    if (stored.kind === 'sse-s3' && enc.params.kind === 'plaintext')
+      enc = fromParams(sseS3Keys(transport).forRead(stored));
+    checkParamsFitObject(stored, enc.params);
     const crypto = cryptoFor(enc, record);
     if (crypto && record.sealedMeta) enc.metadata = unpackMetadata(crypto.checkKeyMatches(record.sealedMeta));
     return enc;
@@ -132,23 +153,24 @@ function openWith(
   }
 }
 
-// The encryption a request asks for when writing (PutObject, CreateMultipartUpload, copy destination …).
-export function encryptionForWrite(ctx: S3Context): RequestEncryption {
-  return writeParams(ctx.req.headers, ctx);
+// The encryption a request asks for when writing (PutObject, CreateMultipartUpload, copy destination …) into
+// `bucket`.
+export function encryptionForWrite(ctx: S3Context, bucket: BucketRecord): RequestEncryption {
+  return writeParams(ctx.req.headers, ctx, bucket);
 }
 
 // The key material a request brings for reading `record` (GetObject, HeadObject, or a copy source), checked
 // against how the object was stored.
 export function encryptionForRead(ctx: S3Context, record: ObjectRecord, source = false): RequestEncryption {
   const enc = fromParams(requestParams(ctx, source ? COPY_SOURCE_SSE_C_PREFIX : SSE_C_PREFIX));
-  return openWith(enc, record);
+  return openWith(ctx, enc, record);
 }
 
 // The encryption of a part of a multipart upload: the one chosen at CreateMultipartUpload, whose key every
 // UploadPart must bring again (a different key fails the sealed-metadata check).
 export function encryptionForUpload(ctx: S3Context, upload: UploadRecord): RequestEncryption {
   const enc = fromParams(requestParams(ctx, SSE_C_PREFIX));
-  return openWith(enc, upload);
+  return openWith(ctx, enc, upload);
 }
 
 function packMetadata(meta: ObjectMetadata): Record<string, string> {
@@ -207,6 +229,15 @@ export function segmentSealer(
   const crypto = cryptoFor(enc, identity);
   if (!crypto) return undefined;
   return crypto.sealer(segmentIndex === 0 ? undefined : { partNumber: segmentIndex });
+}
+
+/**
+ * Whether the object's ETag is the MD5 of its plaintext (and its checksums are kept): for plaintext and, as
+ * S3 does and clients that check uploads expect, for SSE-S3. An SSE-C object's ETag is random, revealing
+ * nothing of the plaintext.
+ */
+export function etagIsMd5(enc: RequestEncryption): boolean {
+  return enc.kind !== 'sse-c';
 }
 
 export function responseHeaders(enc: RequestEncryption): Record<string, string> {

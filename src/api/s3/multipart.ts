@@ -15,6 +15,7 @@ import {
   disposeEncryption,
   encryptionForUpload,
   encryptionForWrite,
+  etagIsMd5,
   responseHeaders,
   sealMetadata,
 } from './encryption.js';
@@ -45,7 +46,7 @@ export async function createMultipartUpload(ctx: S3Context): Promise<void> {
   const bucket = await bucketFor(ctx, 'write');
   const key = requireKey(ctx);
   checkObjectKey(key);
-  const enc = encryptionForWrite(ctx);
+  const enc = encryptionForWrite(ctx, bucket);
   try {
     const checksumAlgorithm = header(ctx, 'x-amz-checksum-algorithm')?.toUpperCase();
     if (checksumAlgorithm && !['CRC32', 'CRC32C', 'SHA1', 'SHA256'].includes(checksumAlgorithm)) {
@@ -109,11 +110,11 @@ export async function uploadPart(ctx: S3Context): Promise<void> {
   checkDeclaredSize(ctx, MAX_PART_SIZE);
   const enc = encryptionForUpload(ctx, upload);
   try {
-    const body = ctx.body({ md5: enc.kind === 'plaintext' });
+    const body = ctx.body({ md5: etagIsMd5(enc) });
     const segment = await storeSegment(ctx.store, body.stream, enc, upload, partNumber);
     const { md5, checksums } = body.digests();
-    // An encrypted part keeps no checksum of its plaintext in the clear.
-    const part = partRecord(partNumber, etagOf(enc, md5), segment, enc.kind === 'plaintext' ? checksums : {});
+    // An SSE-C part keeps no digest of its plaintext in the clear (see etagIsMd5).
+    const part = partRecord(partNumber, etagOf(enc, md5), segment, etagIsMd5(enc) ? checksums : {});
     const etag = part.etag;
     await ctx.store.putPart(upload, part);
     ctx.res.setHeader('ETag', etag);

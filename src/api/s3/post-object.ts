@@ -15,6 +15,8 @@ import { etagOf, newVersionId, storeSegment } from './put.js';
 import { sendEmpty, sendXml } from './response.js';
 import { checkObjectKey } from './router.js';
 
+import type { SseS3Keys } from '../../sse/sse-s3-keys.js';
+
 export interface PostObjectContext {
   req: IncomingMessage;
   res: ServerResponse;
@@ -24,6 +26,7 @@ export interface PostObjectContext {
   bucketName: string;
   secure: boolean;
   fromLoopback: boolean;
+  sseS3?: SseS3Keys;
 }
 
 export async function postObject(ctx: PostObjectContext): Promise<void> {
@@ -39,7 +42,7 @@ export async function postObject(ctx: PostObjectContext): Promise<void> {
   const fields = upload.fields;
   const headers = storedHeaders(fields);
   const userMeta = userMetadata(fields);
-  const enc = encryptionForForm(fields, ctx);
+  const enc = encryptionForForm(fields, ctx, bucket);
   try {
     const versionId = newVersionId();
     const md5 = createHash('md5');

@@ -7,6 +7,7 @@ import { S3Error } from '../../util/s3-error.js';
 import { bucketFor, header, requireKey, type S3Context } from './context.js';
 import {
   encryptionForWrite,
+  etagIsMd5,
   segmentSealer,
   responseHeaders,
   disposeEncryption,
@@ -53,8 +54,8 @@ export async function storeSegment(
 }
 
 export function etagOf(enc: RequestEncryption, md5: Buffer): string {
-  // An encrypted object's ETag must not reveal the MD5 of its plaintext.
-  return enc.kind === 'plaintext' ? `"${md5.toString('hex')}"` : `"${randomBytes(16).toString('hex')}"`;
+  // An SSE-C object's ETag must not reveal the MD5 of its plaintext (see etagIsMd5).
+  return etagIsMd5(enc) ? `"${md5.toString('hex')}"` : `"${randomBytes(16).toString('hex')}"`;
 }
 
 export function setChecksumHeaders(ctx: S3Context, checksums: Record<string, string>): void {
@@ -70,10 +71,10 @@ export async function putObject(ctx: S3Context): Promise<void> {
   const headers = storedHeaders(ctx.req.headers);
   const userMeta = userMetadata(ctx.req.headers);
   const conditions = conditionsFrom(ctx.req.headers);
-  const enc = encryptionForWrite(ctx);
+  const enc = encryptionForWrite(ctx, bucket);
   try {
     const versionId = newVersionId();
-    const body = ctx.body({ md5: enc.kind === 'plaintext' });
+    const body = ctx.body({ md5: etagIsMd5(enc) });
     const segment = await storeSegment(
       ctx.store,
       body.stream,

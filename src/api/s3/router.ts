@@ -14,6 +14,9 @@ export type Operation =
   | 'GetBucketSetting'
   | 'DeleteBucketSetting'
   | 'PutBucketCors'
+  | 'PutBucketEncryption'
+  | 'GetBucketEncryption'
+  | 'DeleteBucketEncryption'
   | 'GetBucketCors'
   | 'DeleteBucketCors'
   | 'ListObjects'
@@ -84,10 +87,14 @@ export function routeRequest(
   if (key === undefined) {
     if (has('acl') && method === 'GET') return 'GetBucketAcl';
     if (has('acl') && method === 'PUT') return 'PutBucketAcl';
+    if (has('encryption')) {
+      if (method === 'PUT') return 'PutBucketEncryption';
+      if (method === 'GET') return 'GetBucketEncryption';
+      if (method === 'DELETE') return 'DeleteBucketEncryption';
+    }
     if (method === 'GET' && unsetSettingRead(query)) return 'GetBucketSetting';
     if (method === 'DELETE' && unsetSettingDelete(query)) return 'DeleteBucketSetting';
-    for (const sub of UNSUPPORTED_SUBRESOURCES.concat('encryption'))
-      if (has(sub)) throw S3Errors.notImplemented(`bucket ?${sub}`);
+    for (const sub of UNSUPPORTED_SUBRESOURCES) if (has(sub)) throw S3Errors.notImplemented(`bucket ?${sub}`);
     switch (method) {
       case 'PUT':
         if (has('cors')) return 'PutBucketCors';

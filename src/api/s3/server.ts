@@ -1,6 +1,6 @@
 // api/s3/server: the S3 HTTP(S) endpoint. It names the request (bucket, key, operation), authenticates it,
 // hands it to the handler for its operation and turns any S3Error into the XML error clients expect.
-import { closeServer, listenOn } from '../../util/http-server.js';
+import { closeServer, isLoopback, listenOn } from '../../util/http-server.js';
 import { randomBytes } from 'node:crypto';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import https from 'node:https';
@@ -50,6 +50,8 @@ import {
 } from './multipart.js';
 import { postObject } from './post-object.js';
 import type { S3Metrics } from '../admin/metrics.js';
+import type { SseS3Keys } from '../../sse/sse-s3-keys.js';
+import { deleteBucketEncryption, getBucketEncryption, putBucketEncryption } from './bucket-encryption.js';
 
 type Handler = (ctx: S3Context) => Promise<void>;
 
@@ -70,6 +72,9 @@ const HANDLERS: Record<Exclude<Operation, 'Options' | 'PostObject'>, Handler> = 
   PutObjectAcl: putAcl,
   GetObjectTagging: getObjectTagging,
   PutBucketCors: putBucketCors,
+  PutBucketEncryption: putBucketEncryption,
+  GetBucketEncryption: getBucketEncryption,
+  DeleteBucketEncryption: deleteBucketEncryption,
   GetBucketCors: getBucketCors,
   DeleteBucketCors: deleteBucketCors,
   ListObjects: (ctx) => listObjects(ctx, false),
@@ -95,6 +100,7 @@ export interface S3ServerDeps {
   store: ObjectStore;
   log: Logger;
   metrics?: S3Metrics;
+  sseS3?: SseS3Keys;
 }
 
 export const MAX_HEADER_BYTES = 16 * 1024;
@@ -115,11 +121,6 @@ function discardUnreadBody(req: IncomingMessage, res: ServerResponse): void {
     req.once('end', () => clearTimeout(timer));
     req.once('close', () => clearTimeout(timer));
   });
-}
-
-function isLoopback(address: string | undefined): boolean {
-  if (!address) return false;
-  return address === '::1' || address.startsWith('127.') || address.startsWith('::ffff:127.');
 }
 
 // Splits the request target into bucket and key: virtual-hosted style when the Host is a subdomain of
@@ -256,6 +257,7 @@ export class S3Server {
           bucketName: located.bucket!,
           secure: this.isSecure(req),
           fromLoopback: isLoopback(req.socket.remoteAddress),
+          sseS3: this.deps.sseS3,
         });
         return;
       }
@@ -297,6 +299,7 @@ export class S3Server {
         secure: this.isSecure(req),
         fromLoopback: isLoopback(req.socket.remoteAddress),
         accessKey,
+        sseS3: this.deps.sseS3,
         bucketRecord: () => bucketLookup ?? Promise.resolve(undefined),
         body: makeBody(req, auth),
       };
