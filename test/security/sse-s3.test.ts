@@ -5,8 +5,7 @@
 // unlock key file at start); a wrong key is refused. Rotation leaves old objects readable.
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { chmodSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { chmodSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import {
@@ -23,47 +22,16 @@ import {
   UploadPartCommand,
   type S3Client,
 } from '@aws-sdk/client-s3';
-import * as openpgp from 'openpgp';
 import { rejects } from '../helpers/s3.js';
 import { runCoffre, runCommand, startServer, type TestServer } from '../helpers/server.js';
 import { hasTool } from '../helpers/tools.js';
+import { mustCli, operatorKey } from './sse-s3-helpers.js';
 
 const md5 = (b: Uint8Array) => createHash('md5').update(b).digest('hex');
 const KiB = 1024;
 
-interface Operator {
-  dir: string;
-  publicFile: string;
-  privateFile: string;
-}
-
-async function operatorKey(name: string, passphrase?: string): Promise<Operator> {
-  const dir = mkdtempSync(join(tmpdir(), `coffre-operator-${name}-`));
-  const { publicKey, privateKey } = await openpgp.generateKey({
-    type: 'curve25519',
-    userIDs: [{ name, email: `${name}@example.org` }],
-    passphrase,
-    format: 'armored',
-  });
-  const publicFile = join(dir, 'operator.pub.asc');
-  const privateFile = join(dir, 'operator.sec.asc');
-  writeFileSync(publicFile, publicKey);
-  writeFileSync(privateFile, privateKey, { mode: 0o600 });
-  return { dir, publicFile, privateFile };
-}
-
 const cli = async (server: TestServer, args: string[], env: Record<string, string> = {}) =>
   runCoffre(['-c', server.configPath, ...args], env);
-
-async function mustCli(
-  server: TestServer,
-  args: string[],
-  env: Record<string, string> = {},
-): Promise<string> {
-  const r = await cli(server, args, env);
-  assert.equal(r.code, 0, `coffre ${args.join(' ')}: ${r.stderr}`);
-  return r.stdout;
-}
 
 function filesUnder(dir: string): string[] {
   const out: string[] = [];
