@@ -1,7 +1,8 @@
-// bench/ssec: what SSE-C costs. PUT and GET throughput (MiB/s) of plaintext and SSE-C objects of 1 MiB, 64 MiB
-// and 1 GiB, over plain HTTP and over HTTPS, against a single coffre server on loopback.
+// bench/ssec: what SSE-C (or, with --sse-s3, SSE-S3) costs. PUT and GET throughput (MiB/s) of plaintext and
+// encrypted objects of 1 MiB, 64 MiB and 1 GiB, over plain HTTP and over HTTPS, against a single coffre server
+// on loopback.
 //
-//   npx tsc -p tsconfig.json && node dist/bench/ssec.js [sizes in MiB…]
+//   npx tsc -p tsconfig.json && node dist/bench/ssec.js [--sse-s3] [sizes in MiB…]
 //
 // Two servers (same spawn as the tests: own data dir, free ports, log level warn), one with a generated
 // certificate. Plaintext and SSE-C measurements alternate, in five rounds whose median is shown (which kind
@@ -16,6 +17,8 @@ import { spawnSync } from 'node:child_process';
 import { cpus, loadavg } from 'node:os';
 import { startServer, type TestServer } from '../test/helpers/server.js';
 import { customerKey, sseCHeaders, startTlsServer } from '../test/security/ssec-helpers.js';
+import { mustCli, operatorKey } from '../test/security/sse-s3-helpers.js';
+import { rmSync } from 'node:fs';
 import { measure, printMarkdownTable, type Figure } from './lib/figures.js';
 import { S3Transfer } from './lib/s3-transfer.js';
 
@@ -24,6 +27,9 @@ const BUDGET_MS = 600_000;
 /** Measurements of each figure; the table shows their median. */
 const ROUNDS = 5;
 const BUCKET = 'bench-ssec';
+/** SSE-S3 (a keyring sealed to a generated operator key, unlocked) instead of SSE-C. */
+const SSE_S3 = process.argv.includes('--sse-s3');
+const MODE = SSE_S3 ? 'SSE-S3' : 'SSE-C';
 
 interface Size {
   label: string;
@@ -92,7 +98,11 @@ async function runTransport(
     creds: { accessKeyId: server.accessKeyId, secretAccessKey: server.secretAccessKey, region: 'us-east-1' },
   });
   const key = customerKey();
-  const sse = sseCHeaders(key);
+  // What an encrypted write sends, and what its read sends (SSE-S3 reads need nothing).
+  const sse: Record<string, string> = SSE_S3
+    ? { 'x-amz-server-side-encryption': 'AES256' }
+    : sseCHeaders(key);
+  const sseRead = SSE_S3 ? {} : sse;
   const pid = server.process.pid!;
   try {
     await client.createBucket(BUCKET);
@@ -100,7 +110,7 @@ async function runTransport(
     await client.put(`/${BUCKET}/warm-p`, MiB);
     await client.put(`/${BUCKET}/warm-s`, MiB, sse);
     await client.get(`/${BUCKET}/warm-p`);
-    await client.get(`/${BUCKET}/warm-s`, sse);
+    await client.get(`/${BUCKET}/warm-s`, sseRead);
     for (const size of sizes) {
       const row: Row = { size: size.label, transport: name };
       rows.push(row);
@@ -132,7 +142,7 @@ async function runTransport(
           ],
           [
             [figures.getPlain, () => get(plainKey)],
-            [figures.getSse, () => get(sseKey, sse)],
+            [figures.getSse, () => get(sseKey, sseRead)],
           ],
         ];
         for (const pair of steps) {
@@ -169,10 +179,10 @@ function printTable(rows: Row[]): void {
     'size',
     'transport',
     'PUT plain',
-    'PUT SSE-C',
+    `PUT ${MODE}`,
     'ratio',
     'GET plain',
-    'GET SSE-C',
+    `GET ${MODE}`,
     'ratio',
     'cpu PUT p/s',
     'cpu GET p/s',
@@ -191,12 +201,21 @@ function printTable(rows: Row[]): void {
   ]);
   printMarkdownTable(
     [
-      'Throughput in MiB/s (one client, sequential requests, loopback); ratio = SSE-C / plaintext.',
-      'cpu: server CPU time in ms per MiB, plaintext / SSE-C (steady on a busy machine, unlike MiB/s).',
+      `Throughput in MiB/s (one client, sequential requests, loopback); ratio = ${MODE} / plaintext.`,
+      `cpu: server CPU time in ms per MiB, plaintext / ${MODE} (steady on a busy machine, unlike MiB/s).`,
     ],
     header,
     lines,
   );
+}
+
+async function setUpSseS3(server: TestServer): Promise<void> {
+  const operator = await operatorKey('bench');
+  try {
+    await mustCli(server, ['sse-s3', 'init', '--recipient', operator.publicFile]);
+  } finally {
+    rmSync(operator.dir, { recursive: true, force: true });
+  }
 }
 
 async function main(): Promise<void> {
@@ -206,6 +225,7 @@ async function main(): Promise<void> {
   const env: Record<string, string> = { COFFRE_LOG_LEVEL: 'warn' };
   const rows: Row[] = [];
   const plain = await startServer({ env });
+  if (SSE_S3) await setUpSseS3(plain);
   try {
     await runTransport('http', plain, undefined, sizes, rows, overBudget);
   } finally {
@@ -213,6 +233,7 @@ async function main(): Promise<void> {
     plain.cleanup();
   }
   const tls = await startTlsServer({ env });
+  if (SSE_S3) await setUpSseS3(tls.server);
   try {
     await runTransport('https', tls.server, tls.ca, sizes, rows, overBudget);
   } finally {
