@@ -131,9 +131,7 @@ export class SseS3Keys {
   private ready(): Keyring {
     if (this.keyring) return this.keyring;
     if (!this.configured) {
-      throw S3Errors.notImplemented(
-        'SSE-S3 (x-amz-server-side-encryption: AES256) is not set up on this node: an operator creates its keyring with `coffre sse-s3 init`',
-      );
+      throw S3Errors.notImplemented('SSE-S3 on this node (an operator sets it up with `coffre sse-s3 init`)');
     }
     throw new S3Error(
       'ServiceUnavailable',

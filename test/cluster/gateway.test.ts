@@ -25,7 +25,8 @@ import {
 } from '@aws-sdk/client-s3';
 import { runCommand } from '../helpers/server.js';
 import { requireTools } from '../helpers/tools.js';
-import { AWS_BIN, customerKey } from '../security/ssec-helpers.js';
+import { AWS_BIN, customerKey, walkFiles } from '../security/ssec-helpers.js';
+import { operatorKey } from '../security/sse-s3-helpers.js';
 import {
   blockFiles,
   clusterStatus,
@@ -180,6 +181,38 @@ test('SSE-C through the gateway: put, get, range; a wrong key or no key is refus
     sha(await body(await direct.send(new GetObjectCommand({ Bucket: B, Key: 'secret', ...ssec() })))),
     sha(data),
   );
+});
+
+test('SSE-S3 through the gateway: the gateway holds the master key; the storage node holds none, nor plaintext', async () => {
+  const operator = await operatorKey('gateway-operator');
+  try {
+    const init = await gateway.cli(['sse-s3', 'init', '--recipient', operator.publicFile]);
+    assert.equal(init.code, 0, init.stderr);
+    const marker = `sse-s3-through-gateway-${randomBytes(8).toString('hex')}`;
+    const data = Buffer.concat([Buffer.from(marker), randomBytes(2 * MiB)]);
+    const small = Buffer.from(`${marker} inline`);
+    await viaGateway.send(
+      new PutObjectCommand({ Bucket: B, Key: 'sse-s3', Body: data, ServerSideEncryption: 'AES256' }),
+    );
+    await viaGateway.send(
+      new PutObjectCommand({ Bucket: B, Key: 'sse-s3-small', Body: small, ServerSideEncryption: 'AES256' }),
+    );
+    const got = await viaGateway.send(new GetObjectCommand({ Bucket: B, Key: 'sse-s3' }));
+    assert.equal(got.ServerSideEncryption, 'AES256');
+    assert.equal(sha(await body(got)), sha(data));
+    // The storage node has no keyring: asked directly, it cannot open the object.
+    await assert.rejects(
+      direct.send(new GetObjectCommand({ Bucket: B, Key: 'sse-s3' })),
+      (e: Error & { $metadata?: { httpStatusCode?: number } }) => e.$metadata?.httpStatusCode === 501,
+    );
+    const storageFiles = walkFiles(storage.dir);
+    assert.ok(!storageFiles.some((f) => f.endsWith('sse_s3_keyring.json')));
+    for (const file of storageFiles) {
+      assert.ok(!readFileSync(file).includes(Buffer.from(marker)), `${file} holds plaintext`);
+    }
+  } finally {
+    rmSync(operator.dir, { recursive: true, force: true });
+  }
 });
 
 test('an upload through the gateway that outlasts gc_delay_seconds keeps its blocks', async () => {

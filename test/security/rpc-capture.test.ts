@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
@@ -20,7 +20,7 @@ import {
   type ClusterNode,
 } from '../cluster/cluster-helpers.js';
 import { requireTools } from '../helpers/tools.js';
-import { customerKey, type CustomerKey } from './ssec-helpers.js';
+import { customerKey, walkFiles, type CustomerKey } from './ssec-helpers.js';
 
 const KiB = 1024;
 
@@ -78,17 +78,6 @@ function keyForms(k: CustomerKey): [string, Buffer][] {
 
 function found(haystack: Buffer, needles: [string, Buffer][]): string[] {
   return needles.filter(([, n]) => haystack.includes(n)).map(([what]) => what);
-}
-
-function filesUnder(dir: string): string[] {
-  const out: string[] = [];
-  for (const name of readdirSync(dir)) {
-    const p = join(dir, name);
-    const s = statSync(p);
-    if (s.isDirectory()) out.push(...filesUnder(p));
-    else if (s.isFile()) out.push(p);
-  }
-  return out;
 }
 
 // When tcpdump cannot capture here (no CAP_NET_RAW, no loopback device), say why: skipped locally, failed in CI.
@@ -167,7 +156,7 @@ test('an RPC capture holds no plaintext and no customer key; the S3-port capture
     // At rest on the storage node: no SSE-C plaintext, metadata or key; the plaintext object is there.
     await storage.stop();
     const atRest = new Set<string>();
-    for (const file of filesUnder(storage.dir))
+    for (const file of walkFiles(storage.dir))
       for (const w of found(readFileSync(file), needles)) atRest.add(w);
     assert.ok(atRest.has('plaintext marker'), 'the search finds the unencrypted object on disk');
     atRest.delete('plaintext marker');

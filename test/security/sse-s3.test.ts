@@ -5,7 +5,7 @@
 // unlock key file at start); a wrong key is refused. Rotation leaves old objects readable.
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { chmodSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import {
@@ -26,22 +26,13 @@ import { rejects } from '../helpers/s3.js';
 import { runCoffre, runCommand, startServer, type TestServer } from '../helpers/server.js';
 import { hasTool } from '../helpers/tools.js';
 import { mustCli, operatorKey } from './sse-s3-helpers.js';
+import { walkFiles } from './ssec-helpers.js';
 
 const md5 = (b: Uint8Array) => createHash('md5').update(b).digest('hex');
 const KiB = 1024;
 
 const cli = async (server: TestServer, args: string[], env: Record<string, string> = {}) =>
   runCoffre(['-c', server.configPath, ...args], env);
-
-function filesUnder(dir: string): string[] {
-  const out: string[] = [];
-  for (const name of readdirSync(dir)) {
-    const p = join(dir, name);
-    if (statSync(p).isDirectory()) out.push(...filesUnder(p));
-    else out.push(p);
-  }
-  return out;
-}
 
 async function body(client: S3Client, bucket: string, key: string): Promise<Buffer> {
   const r = await client.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
@@ -272,7 +263,7 @@ test('SSE-S3 with the AWS SDK: put, get, head, multipart, copy, bucket default; 
     // Nothing of the plaintext, the user metadata or the master keys in the data and metadata dirs.
     await server.stop();
     const masterKeys = [...(await unlockedKeysOf(keyring, alice.privateFile)).values()];
-    for (const file of filesUnder(server.dir)) {
+    for (const file of walkFiles(server.dir)) {
       const bytes = readFileSync(file);
       assert.ok(!bytes.includes(Buffer.from(marker)), `${file} holds plaintext`);
       for (const k of masterKeys) {
