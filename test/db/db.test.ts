@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { EMPTY_POSITION, MetadataDb, type Key } from '../../src/db/db.js';
+import { EMPTY_POSITION, MetadataDb, type Change, type Key } from '../../src/db/db.js';
 
 function tempDir(): string {
   return mkdtempSync(join(tmpdir(), 'coffre-db-'));
@@ -267,6 +267,29 @@ test('the log keeps its newest entries; a copy behind them is rebuilt from a sna
     assert.deepEqual(contents(copy, 'objects'), contents(primary, 'objects'));
     assert.deepEqual(contents(copy, 'access_keys'), [], "the copy's own data is gone");
   }, 5);
+});
+
+test('a copy cut off while loading a snapshot still says it is resyncing when reopened', async () => {
+  const dirs = [tempDir(), tempDir()];
+  try {
+    const primary = MetadataDb.open(dirs[0]!);
+    const t = primary.table<{ n: number }>('objects');
+    for (let i = 0; i < 6; i++) await primary.transaction(() => t.put(['b', `k${i}`], { n: i }));
+    const copy = MetadataDb.open(dirs[1]!);
+    await copy.beginResync();
+    await copy.loadSnapshot(primary.snapshot(2).next().value as Change[]);
+    await copy.close(); // the node stops here
+    const reopened = MetadataDb.open(dirs[1]!);
+    assert.ok(reopened.resyncing(), 'a half-loaded copy is never taken for a whole one');
+    assert.equal(
+      await reopened.applyEntries(reopened.position(), primary.entriesAfter(EMPTY_POSITION, 10)),
+      undefined,
+    );
+    await reopened.close();
+    await primary.close();
+  } finally {
+    for (const d of dirs) rmSync(d, { recursive: true, force: true });
+  }
 });
 
 test('a database written before it kept a log gets a position no empty copy shares', async () => {
