@@ -289,6 +289,19 @@ export class Model {
     });
   }
 
+  async setObjectTags(
+    bucketId: string,
+    key: string,
+    tags: Record<string, string> | undefined,
+  ): Promise<void> {
+    await this.db.transaction(() => {
+      const record = this.objects.get([bucketId, key]);
+      if (!record) throw S3Errors.noSuchKey(key);
+      const { tags: _old, ...rest } = record;
+      this.objects.put([bucketId, key], tags ? { ...rest, tags } : rest);
+    });
+  }
+
   async deleteObjects(bucketId: string, keys: string[]): Promise<void> {
     await this.db.transaction(() => {
       for (const key of keys) {

@@ -42,12 +42,15 @@ export interface MetadataStore {
   createBucket(name: string, owner?: string): Promise<BucketRecord>;
   setBucketCors(bucketId: string, cors: CorsRule[] | undefined): Promise<BucketRecord>;
   setBucketEncryption(bucketId: string, defaultEncryption: 'AES256' | undefined): Promise<BucketRecord>;
+  setBucketTags(bucketId: string, tags: Record<string, string> | undefined): Promise<BucketRecord>;
   setPermission(bucketId: string, keyId: string, perm: Permission): Promise<BucketRecord>;
   deleteBucket(name: string): Promise<void>;
   // objects
   getObject(bucketId: string, key: string): Promise<ObjectRecord | undefined>;
   putObject(record: ObjectRecord, condition?: WriteCondition): Promise<void>;
   deleteObject(bucketId: string, key: string): Promise<void>;
+  // Replaces an existing object's tags (undefined removes them); NoSuchKey when there is no such object.
+  setObjectTags(bucketId: string, key: string, tags: Record<string, string> | undefined): Promise<void>;
   deleteObjects(bucketId: string, keys: string[]): Promise<void>;
   // Up to `limit` objects in key order after `startAfter` (exclusive), all starting with `prefix`.
   listObjects(
@@ -96,6 +99,8 @@ export const METADATA_METHODS = [
   'createBucket',
   'setBucketCors',
   'setBucketEncryption',
+  'setBucketTags',
+  'setObjectTags',
   'setPermission',
   'deleteBucket',
   'getObject',
@@ -171,6 +176,12 @@ export class LocalStore implements ObjectStore {
   }
   async setBucketCors(bucketId: string, cors: CorsRule[] | undefined) {
     return this.model.updateBucket(bucketId, (b) => ({ ...b, cors }));
+  }
+  async setBucketTags(bucketId: string, tags: Record<string, string> | undefined) {
+    return this.model.updateBucket(bucketId, (b) => ({ ...b, tags: plainTags(tags) }));
+  }
+  async setObjectTags(bucketId: string, key: string, tags: Record<string, string> | undefined) {
+    await this.model.setObjectTags(bucketId, key, plainTags(tags));
   }
   async setBucketEncryption(bucketId: string, defaultEncryption: 'AES256' | undefined) {
     // Arguments cross the network as JSON: anything but the one value offered clears the setting.
@@ -251,4 +262,11 @@ export async function requireBucket(store: MetadataStore, name: string): Promise
   const b = await store.bucketByName(name);
   if (!b) throw S3Errors.noSuchBucket(name);
   return b;
+}
+
+// Tags arrive as JSON from other nodes: keep string pairs only, and store none rather than an empty set.
+function plainTags(tags: Record<string, string> | undefined): Record<string, string> | undefined {
+  if (!tags || typeof tags !== 'object') return undefined;
+  const entries = Object.entries(tags).filter(([, v]) => typeof v === 'string');
+  return entries.length > 0 ? Object.fromEntries(entries) : undefined;
 }

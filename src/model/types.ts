@@ -28,6 +28,7 @@ export interface BucketRecord {
   cors?: CorsRule[];
   // Default encryption of new objects (PutBucketEncryption): SSE-S3 unless a request asks for SSE-C.
   defaultEncryption?: 'AES256';
+  tags?: Record<string, string>;
 }
 
 export interface AccessKeyRecord {
@@ -72,6 +73,7 @@ export interface ObjectRecord {
   checksums: Record<string, string>; // e.g. { CRC32: 'base64' }
   encryption?: Record<string, unknown>; // opaque to the model: what sse/ needs to decrypt (never key material)
   segments: Segment[];
+  tags?: Record<string, string>; // object tags, in the clear (api/s3/tagging.ts)
 }
 
 export interface UploadRecord {
@@ -86,6 +88,7 @@ export interface UploadRecord {
   sealedMeta?: Buffer;
   encryption?: Record<string, unknown>;
   checksumAlgorithm?: string;
+  tags?: Record<string, string>; // given at CreateMultipartUpload, the object's once completed
 }
 
 export interface PartRecord {

@@ -21,7 +21,7 @@ import {
   PutBucketPolicyCommand,
   PutBucketVersioningCommand,
   PutObjectCommand,
-  PutObjectTaggingCommand,
+  PutObjectRetentionCommand,
   S3Client,
   UploadPartCommand,
 } from '@aws-sdk/client-s3';
@@ -177,10 +177,10 @@ test('operations coffre does not build are NotImplemented (501), never mistaken 
   await rejects(
     () =>
       s3.send(
-        new PutObjectTaggingCommand({
+        new PutObjectRetentionCommand({
           Bucket: B,
           Key: 'exists.txt',
-          Tagging: { TagSet: [{ Key: 'a', Value: 'b' }] },
+          Retention: { Mode: 'GOVERNANCE', RetainUntilDate: new Date(Date.now() + 86_400_000) },
         }),
       ),
     'NotImplemented',

@@ -23,7 +23,6 @@ function noBucketPolicy(): S3Error {
 const UNSET_ERRORS: Record<string, () => S3Error> = {
   policy: noBucketPolicy,
   policyStatus: noBucketPolicy,
-  tagging: () => new S3Error('NoSuchTagSet', 404, 'The TagSet does not exist'),
   lifecycle: () =>
     new S3Error('NoSuchLifecycleConfiguration', 404, 'The lifecycle configuration does not exist'),
   website: () =>
@@ -61,7 +60,7 @@ const EMPTY_DOCUMENTS: Record<string, [string, string]> = {
 };
 
 /** Unset settings a DELETE may "remove" (204: the state asked for already holds). */
-const DELETABLE = ['policy', 'tagging', 'lifecycle', 'website', 'replication', 'publicAccessBlock'];
+const DELETABLE = ['policy', 'lifecycle', 'website', 'replication', 'publicAccessBlock'];
 
 /** The bucket sub-resource a GET of unset settings names, if it is one coffre answers. */
 export function unsetSettingRead(query: URLSearchParams): string | undefined {
@@ -127,13 +126,6 @@ export async function getObjectAcl(ctx: S3Context): Promise<void> {
   const bucket = await bucketFor(ctx, 'read');
   await requireObject(ctx, bucket.id, requireKey(ctx));
   await sendOwnerOnlyAcl(ctx, bucket.permissions);
-}
-
-/** An object's tags: coffre stores none, so every existing object has an empty tag set. */
-export async function getObjectTagging(ctx: S3Context): Promise<void> {
-  const bucket = await bucketFor(ctx, 'read');
-  await requireObject(ctx, bucket.id, requireKey(ctx));
-  sendXml(ctx.res, 200, 'Tagging', { TagSet: {} });
 }
 
 function aclNotSupported(): S3Error {

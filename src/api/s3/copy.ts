@@ -1,5 +1,6 @@
 // api/s3/copy: CopyObject and UploadPartCopy. Plaintext to plaintext copies share the source's blocks;
 // anything involving encryption is decrypted with the source's key and re-encrypted with the destination's.
+import { tagsFromRequest } from './tagging.js';
 import { createHash } from 'node:crypto';
 import { Transform } from 'node:stream';
 import { RECORD_VERSION, type BucketRecord, type ObjectRecord } from '../../model/types.js';
@@ -128,6 +129,11 @@ export async function copyObject(ctx: S3Context): Promise<void> {
       ArgumentName: 'x-amz-metadata-directive',
     });
   }
+  // Tags are copied from the source unless the request replaces them (x-amz-tagging then gives them).
+  const tagging = (header(ctx, 'x-amz-tagging-directive') ?? 'COPY').toUpperCase();
+  if (tagging !== 'COPY' && tagging !== 'REPLACE') {
+    throw S3Errors.invalidArgument('Unknown tagging directive.', { ArgumentName: 'x-amz-tagging-directive' });
+  }
   const sourceEnc = encryptionForRead(ctx, source.record, true);
   const destEnc = encryptionForWrite(ctx, bucket);
   try {
@@ -187,6 +193,9 @@ export async function copyObject(ctx: S3Context): Promise<void> {
       record,
       sealMetadata(destEnc, { ...record, checksums: meta.checksums ?? record.checksums }),
     );
+    const { tags: _sourceTags, ...untagged } = record;
+    const tags = tagging === 'COPY' ? source.record.tags : tagsFromRequest(ctx);
+    record = tags ? { ...untagged, tags } : untagged;
     await ctx.store.putObject(record);
     for (const [k, v] of Object.entries(responseHeaders(destEnc))) ctx.res.setHeader(k, v);
     sendXml(ctx.res, 200, 'CopyObjectResult', {

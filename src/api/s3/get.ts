@@ -106,6 +106,8 @@ export async function getObject(ctx: S3Context, headOnly: boolean): Promise<void
       if (name !== 'content-type') res.setHeader(name, value);
     for (const [name, value] of Object.entries(userMeta)) res.setHeader(`x-amz-meta-${name}`, value);
     for (const [name, value] of Object.entries(responseHeaders(enc))) res.setHeader(name, value);
+    const tagCount = Object.keys(record.tags ?? {}).length;
+    if (tagCount > 0) res.setHeader('x-amz-tagging-count', tagCount);
     if (record.segments.length > 1 || partNumber !== undefined)
       res.setHeader('x-amz-mp-parts-count', record.segments.length);
     if (header(ctx, 'x-amz-checksum-mode')?.toUpperCase() === 'ENABLED' && range === undefined) {

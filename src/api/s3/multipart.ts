@@ -1,6 +1,7 @@
 // api/s3/multipart: CreateMultipartUpload, UploadPart, CompleteMultipartUpload, AbortMultipartUpload, ListParts.
 // Each part is stored (and encrypted) as its own segment; completing an upload stitches the chosen parts'
 // segments into the object without copying a byte.
+import { tagsFromRequest } from './tagging.js';
 import { createHash } from 'node:crypto';
 import {
   RECORD_VERSION,
@@ -60,12 +61,14 @@ export async function createMultipartUpload(ctx: S3Context): Promise<void> {
       headers: storedHeaders(ctx.req.headers),
       userMeta: userMetadata(ctx.req.headers),
     });
+    const tags = tagsFromRequest(ctx);
     const upload = await ctx.store.createUpload({
       bucketId: bucket.id,
       key,
       versionId,
       checksumAlgorithm,
       ...sealed,
+      ...(tags ? { tags } : {}),
     });
     for (const [k, v] of Object.entries(responseHeaders(enc))) ctx.res.setHeader(k, v);
     if (checksumAlgorithm) ctx.res.setHeader('x-amz-checksum-algorithm', checksumAlgorithm);
@@ -203,6 +206,7 @@ export async function completeMultipartUpload(ctx: S3Context): Promise<void> {
     encryption: upload.encryption,
     checksums,
     segments: chosen.map((p) => p.segment),
+    ...(upload.tags ? { tags: upload.tags } : {}),
   };
   await ctx.store.completeUpload(upload, record);
   setChecksumHeaders(ctx, checksums);

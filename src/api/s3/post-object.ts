@@ -1,5 +1,6 @@
 // api/s3/post-object: PostObject, the browser form upload authorised by a signed policy. The form is parsed
 // and its policy checked before any of the file is read; the file then streams into storage like a PUT.
+import { tagsFromXml } from './tagging.js';
 import { createHash } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Transform } from 'node:stream';
@@ -42,6 +43,7 @@ export async function postObject(ctx: PostObjectContext): Promise<void> {
   const fields = upload.fields;
   const headers = storedHeaders(fields);
   const userMeta = userMetadata(fields);
+  const tags = fields.tagging === undefined ? undefined : tagsFromXml(fields.tagging);
   const enc = encryptionForForm(fields, ctx, bucket);
   try {
     const versionId = newVersionId();
@@ -65,6 +67,7 @@ export async function postObject(ctx: PostObjectContext): Promise<void> {
       lastModified: Date.now(),
       ...sealMetadata(enc, { ...identity, headers, userMeta, checksums: {} }),
       segments: [segment],
+      ...(tags ? { tags } : {}),
     };
     await ctx.store.putObject(record);
     for (const [k, v] of Object.entries(responseHeaders(enc))) ctx.res.setHeader(k, v);

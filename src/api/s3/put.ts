@@ -15,6 +15,7 @@ import {
   type RequestEncryption,
 } from './encryption.js';
 import { conditionsFrom, storedHeaders, userMetadata } from './headers.js';
+import { tagsFromRequest } from './tagging.js';
 import { checkObjectKey } from './router.js';
 import { sendEmpty } from './response.js';
 
@@ -71,6 +72,7 @@ export async function putObject(ctx: S3Context): Promise<void> {
   const headers = storedHeaders(ctx.req.headers);
   const userMeta = userMetadata(ctx.req.headers);
   const conditions = conditionsFrom(ctx.req.headers);
+  const tags = tagsFromRequest(ctx);
   const enc = encryptionForWrite(ctx, bucket);
   try {
     const versionId = newVersionId();
@@ -93,6 +95,7 @@ export async function putObject(ctx: S3Context): Promise<void> {
       lastModified: Date.now(),
       ...sealMetadata(enc, { bucketId: bucket.id, key, versionId, headers, userMeta, checksums }),
       segments: [segment],
+      ...(tags ? { tags } : {}),
     };
     await ctx.store.putObject(record, conditions);
     ctx.res.setHeader('ETag', record.etag);

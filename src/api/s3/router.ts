@@ -39,6 +39,11 @@ export type Operation =
   | 'GetObjectAcl'
   | 'PutObjectAcl'
   | 'GetObjectTagging'
+  | 'PutObjectTagging'
+  | 'DeleteObjectTagging'
+  | 'PutBucketTagging'
+  | 'GetBucketTagging'
+  | 'DeleteBucketTagging'
   | 'Options';
 
 // Bucket and object sub-resources coffre does not build: refused with NotImplemented, never mistaken for a
@@ -87,6 +92,11 @@ export function routeRequest(
   if (key === undefined) {
     if (has('acl') && method === 'GET') return 'GetBucketAcl';
     if (has('acl') && method === 'PUT') return 'PutBucketAcl';
+    if (has('tagging')) {
+      if (method === 'PUT') return 'PutBucketTagging';
+      if (method === 'GET') return 'GetBucketTagging';
+      if (method === 'DELETE') return 'DeleteBucketTagging';
+    }
     if (has('encryption')) {
       if (method === 'PUT') return 'PutBucketEncryption';
       if (method === 'GET') return 'GetBucketEncryption';
@@ -128,7 +138,11 @@ export function routeRequest(
   checkObjectKey(key);
   if (has('acl') && method === 'GET') return 'GetObjectAcl';
   if (has('acl') && method === 'PUT') return 'PutObjectAcl';
-  if (has('tagging') && method === 'GET') return 'GetObjectTagging';
+  if (has('tagging')) {
+    if (method === 'GET') return 'GetObjectTagging';
+    if (method === 'PUT') return 'PutObjectTagging';
+    if (method === 'DELETE') return 'DeleteObjectTagging';
+  }
   for (const sub of UNSUPPORTED_SUBRESOURCES.concat('versions'))
     if (has(sub)) throw S3Errors.notImplemented(`object ?${sub}`);
   switch (method) {

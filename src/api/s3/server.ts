@@ -22,7 +22,6 @@ import {
   getBucketAcl,
   getBucketSetting,
   getObjectAcl,
-  getObjectTagging,
   putAcl,
   refuseAclGrants,
 } from './bucket-settings.js';
@@ -51,6 +50,14 @@ import {
 import { postObject } from './post-object.js';
 import type { S3Metrics } from '../admin/metrics.js';
 import type { SseS3Keys } from '../../sse/sse-s3-keys.js';
+import {
+  deleteBucketTagging,
+  deleteObjectTagging,
+  getBucketTagging,
+  getObjectTagging,
+  putBucketTagging,
+  putObjectTagging,
+} from './tagging.js';
 import { deleteBucketEncryption, getBucketEncryption, putBucketEncryption } from './bucket-encryption.js';
 
 type Handler = (ctx: S3Context) => Promise<void>;
@@ -71,6 +78,11 @@ const HANDLERS: Record<Exclude<Operation, 'Options' | 'PostObject'>, Handler> = 
   GetObjectAcl: getObjectAcl,
   PutObjectAcl: putAcl,
   GetObjectTagging: getObjectTagging,
+  PutObjectTagging: putObjectTagging,
+  DeleteObjectTagging: deleteObjectTagging,
+  PutBucketTagging: putBucketTagging,
+  GetBucketTagging: getBucketTagging,
+  DeleteBucketTagging: deleteBucketTagging,
   PutBucketCors: putBucketCors,
   PutBucketEncryption: putBucketEncryption,
   GetBucketEncryption: getBucketEncryption,

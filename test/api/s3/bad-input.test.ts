@@ -641,7 +641,7 @@ describe('oversized headers, unknown operations, garbage', () => {
   test('unknown sub-resources are NotImplemented, unknown methods MethodNotAllowed', async () => {
     for (const [method, path, query] of [
       ['GET', `/${BUCKET}`, { analytics: '' }],
-      ['PUT', `/${BUCKET}`, { tagging: '' }],
+      ['PUT', `/${BUCKET}`, { inventory: '', id: 'x' }],
       ['PUT', `/${BUCKET}`, { lifecycle: '' }],
       ['PUT', `/${BUCKET}`, { policy: '' }],
       ['GET', `/${BUCKET}/${OBJECT}`, { versions: '' }],
