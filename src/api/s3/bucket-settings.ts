@@ -11,7 +11,7 @@ import type { IncomingHttpHeaders } from 'node:http';
 import { S3Error } from '../../util/s3-error.js';
 import { bucketFor, requireKey, type S3Context } from './context.js';
 import { requireObject } from './get.js';
-import { sendEmpty, sendRawXml, sendXml } from './response.js';
+import { sendEmpty, sendRawXml } from './response.js';
 import { S3_XMLNS, asList, asText, escapeXml, parseXml } from './xml.js';
 import { readSmallBody } from './small-body.js';
 
