@@ -116,7 +116,9 @@ export class MetadataReplication {
   start(): void {
     this.db.writeGuard = () => {
       if (!this.isPrimary())
-        throw unavailable("This node holds a copy of the cluster's metadata, not the metadata itself.");
+        throw unavailable(
+          "This node does not hold the cluster's metadata (the layout's metadata node does).",
+        );
       if (Date.now() < this.handingOverUntil)
         throw unavailable("The cluster's metadata is moving to another node; please retry.");
     };
