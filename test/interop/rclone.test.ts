@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { HeadObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { runCommand, startServer, type TestServer } from '../helpers/server.js';
-import { hasTool, requireTools } from '../helpers/tools.js';
+import { hasTool, requireTools, writeRcloneConfig } from '../helpers/tools.js';
 
 let server: TestServer | undefined;
 let work: string;
@@ -22,22 +22,7 @@ before(async () => {
   server = await startServer();
   work = mkdtempSync(join(tmpdir(), 'coffre-rclone-'));
   const config = join(work, 'rclone.conf');
-  writeFileSync(
-    config,
-    [
-      '[coffre]',
-      'type = s3',
-      'provider = Other',
-      'env_auth = false',
-      `access_key_id = ${server.accessKeyId}`,
-      `secret_access_key = ${server.secretAccessKey}`,
-      `endpoint = ${server.endpoint}`,
-      'region = us-east-1',
-      'force_path_style = true',
-      '',
-    ].join('\n'),
-    { mode: 0o600 },
-  );
+  writeRcloneConfig(config, server);
   // AWS_CA_BUNDLE from the surroundings makes rclone's S3 client fail on plain HTTP ("unsupported transport").
   env = { RCLONE_CONFIG: config, HOME: work, RCLONE_CACHE_DIR: join(work, 'cache'), AWS_CA_BUNDLE: '' };
   const src = join(work, 'src');

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { HeadObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { runCommand, startServer, type TestServer } from '../helpers/server.js';
-import { hasTool, requireTools } from '../helpers/tools.js';
+import { hasTool, requireTools, writeS3cmdConfig } from '../helpers/tools.js';
 
 let server: TestServer | undefined;
 let work: string;
@@ -20,25 +20,7 @@ before(async () => {
   server = await startServer();
   work = mkdtempSync(join(tmpdir(), 'coffre-s3cmd-'));
   config = join(work, 's3cfg');
-  const hostPort = `127.0.0.1:${server.s3Port}`;
-  writeFileSync(
-    config,
-    [
-      '[default]',
-      `access_key = ${server.accessKeyId}`,
-      `secret_key = ${server.secretAccessKey}`,
-      `host_base = ${hostPort}`,
-      `host_bucket = ${hostPort}`,
-      'bucket_location = us-east-1',
-      'use_https = False',
-      'signature_v2 = False',
-      'check_ssl_certificate = False',
-      'guess_mime_type = True',
-      'progress_meter = False',
-      '',
-    ].join('\n'),
-    { mode: 0o600 },
-  );
+  writeS3cmdConfig(config, server, ['check_ssl_certificate = False', 'guess_mime_type = True']);
 });
 
 after(async () => {

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { HeadObjectCommand } from '@aws-sdk/client-s3';
 import { runCommand, startServer } from '../helpers/server.js';
-import { requireTools } from '../helpers/tools.js';
+import { requireTools, writeRcloneConfig, writeS3cmdConfig } from '../helpers/tools.js';
 import { mustCli, operatorKey } from '../security/sse-s3-helpers.js';
 
 const MiB = 1024 * 1024;
@@ -33,25 +33,11 @@ test('rclone and s3cmd store and read SSE-S3 objects', async (t) => {
 
   // rclone: a tree with a multipart file, checked by hash both ways.
   const rcloneConfig = join(work, 'rclone.conf');
-  writeFileSync(
-    rcloneConfig,
-    [
-      '[coffre]',
-      'type = s3',
-      'provider = Other',
-      'env_auth = false',
-      `access_key_id = ${server.accessKeyId}`,
-      `secret_access_key = ${server.secretAccessKey}`,
-      'region = us-east-1',
-      `endpoint = ${server.endpoint}`,
-      'force_path_style = true',
-      'server_side_encryption = AES256',
-      'upload_cutoff = 8M',
-      'chunk_size = 5M',
-      '',
-    ].join('\n'),
-    { mode: 0o600 },
-  );
+  writeRcloneConfig(rcloneConfig, server, [
+    'server_side_encryption = AES256',
+    'upload_cutoff = 8M',
+    'chunk_size = 5M',
+  ]);
   const rclone = async (...args: string[]) => {
     // The machine-wide AWS_CA_BUNDLE would make rclone's AWS SDK replace its transport (and fail).
     const r = await runCommand('rclone', ['--config', rcloneConfig, '--retries', '1', ...args], {
@@ -80,24 +66,8 @@ test('rclone and s3cmd store and read SSE-S3 objects', async (t) => {
   }
 
   // s3cmd: put with --server-side-encryption (single and multipart), get back.
-  const hostPort = `127.0.0.1:${server.s3Port}`;
   const s3cfg = join(work, 's3cfg');
-  writeFileSync(
-    s3cfg,
-    [
-      '[default]',
-      `access_key = ${server.accessKeyId}`,
-      `secret_key = ${server.secretAccessKey}`,
-      `host_base = ${hostPort}`,
-      `host_bucket = ${hostPort}`,
-      'bucket_location = us-east-1',
-      'use_https = False',
-      'signature_v2 = False',
-      'progress_meter = False',
-      '',
-    ].join('\n'),
-    { mode: 0o600 },
-  );
+  writeS3cmdConfig(s3cfg, server);
   const s3cmd = async (...args: string[]) => {
     const r = await runCommand('s3cmd', ['-c', s3cfg, '--no-progress', ...args], { HOME: work });
     assert.equal(r.code, 0, `s3cmd ${args.join(' ')}:\n${r.stdout}\n${r.stderr}`);

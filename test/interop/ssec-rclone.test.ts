@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { GetObjectCommand, HeadObjectCommand, S3ServiceException } from '@aws-sdk/client-s3';
 import { runCommand } from '../helpers/server.js';
-import { requireTools } from '../helpers/tools.js';
+import { requireTools, writeRcloneConfig } from '../helpers/tools.js';
 import { customerKey, httpsClient, startTlsServer } from '../security/ssec-helpers.js';
 
 const MiB = 1024 * 1024;
@@ -25,27 +25,13 @@ test('rclone with SSE-C over HTTPS: copy up, check, copy down', async (t) => {
   });
   const key = customerKey();
   const config = join(work, 'rclone.conf');
-  writeFileSync(
-    config,
-    [
-      '[coffre]',
-      'type = s3',
-      'provider = Other',
-      'env_auth = false',
-      `access_key_id = ${server.accessKeyId}`,
-      `secret_access_key = ${server.secretAccessKey}`,
-      'region = us-east-1',
-      `endpoint = ${server.endpoint}`,
-      'force_path_style = true',
-      'sse_customer_algorithm = AES256',
-      `sse_customer_key_base64 = ${key.b64}`,
-      // Parts of 5 MiB from 8 MiB on, so the big file goes up as a multipart upload with the key on each part.
-      'upload_cutoff = 8M',
-      'chunk_size = 5M',
-      '',
-    ].join('\n'),
-    { mode: 0o600 },
-  );
+  writeRcloneConfig(config, server, [
+    'sse_customer_algorithm = AES256',
+    `sse_customer_key_base64 = ${key.b64}`,
+    // Parts of 5 MiB from 8 MiB on, so the big file goes up as a multipart upload with the key on each part.
+    'upload_cutoff = 8M',
+    'chunk_size = 5M',
+  ]);
   // The machine-wide AWS_CA_BUNDLE would make rclone's AWS SDK replace its transport (and fail): --ca-cert decides.
   const env = { AWS_CA_BUNDLE: '' };
   const rclone = async (...args: string[]) => {
