@@ -144,6 +144,20 @@ async function applyNext(n: ClusterNode): Promise<{ code: number; stdout: string
   return n.cli(['layout', 'apply', '--version', String(version + 1)]);
 }
 
+// An operator retires the metadata node `metaId` from node `on`, as `coffre layout remove` then `apply`;
+// resolves with the new layout once every node of `others` has it.
+async function retireMetadataNode(on: ClusterNode, metaId: string, others: ClusterNode[]): Promise<Layout> {
+  await mustRun(on, ['layout', 'remove', metaId.slice(0, 12)]);
+  const applied = await applyNext(on);
+  assert.equal(applied.code, 0, applied.stderr);
+  const layout = await layoutOf(on);
+  await waitFor(async () => {
+    for (const n of others) if ((await layoutOf(n)).version !== layout.version) return false;
+    return true;
+  }, 'every node adopts the layout');
+  return layout;
+}
+
 const statusCode = (err: unknown) => (err as S3ServiceException).$metadata?.httpStatusCode;
 
 test('the metadata node lost for good: its copy takes over with every acknowledged write', async () => {
@@ -205,15 +219,8 @@ test('the metadata node lost for good: its copy takes over with every acknowledg
       await meta.kill();
       rmSync(meta.dir, { recursive: true, force: true });
       // The operator retires it, from the surviving storage node; the copy becomes the metadata node.
-      await mustRun(copy, ['layout', 'remove', metaId.slice(0, 12)]);
-      const applied = await applyNext(copy);
-      assert.equal(applied.code, 0, applied.stderr);
-      assert.equal((await layoutOf(copy)).metadata, await nodeId(copy));
-      const copyVersion = (await layoutOf(copy)).version;
-      await waitFor(
-        async () => (await layoutOf(gw)).version === copyVersion,
-        'the gateway adopts the layout',
-      );
+      const moved = await retireMetadataNode(copy, metaId, [gw]);
+      assert.equal(moved.metadata, await nodeId(copy));
 
       // Everything acknowledged is there, through the gateway: objects (inline, blocks, multipart), the
       // listing, the access keys and their permissions.
@@ -268,11 +275,7 @@ test('kill -9 of the metadata node in the middle of writes: every write acknowle
       rmSync(meta.dir, { recursive: true, force: true });
       writing = false;
       await Promise.all(writers);
-      await mustRun(copy, ['layout', 'remove', (await layoutOf(copy)).metadata!.slice(0, 12)]);
-      const applied = await applyNext(copy);
-      assert.equal(applied.code, 0, applied.stderr);
-      const version = (await layoutOf(copy)).version;
-      await waitFor(async () => (await layoutOf(gw)).version === version, 'the gateway adopts the layout');
+      await retireMetadataNode(copy, (await layoutOf(copy)).metadata!, [gw]);
       for (const [key, sum] of acknowledged) {
         const r = await client.send(new GetObjectCommand({ Bucket: 'busy', Key: key }));
         assert.equal(sha(await r.Body!.transformToByteArray()), sum, key);
@@ -291,17 +294,8 @@ test('a planned handover: retiring the metadata node moves the role to its copy,
       const sums = await writeObjects(client, 'moved', 12);
       const metaId = await nodeId(meta);
       // Run on the metadata node itself, while it serves.
-      await mustRun(meta, ['layout', 'remove', metaId.slice(0, 12)]);
-      const applied = await applyNext(meta);
-      assert.equal(applied.code, 0, applied.stderr);
-      const layout = await layoutOf(meta);
+      const layout = await retireMetadataNode(meta, metaId, [gw, copy]);
       assert.equal(layout.metadata, await nodeId(copy));
-      await waitFor(
-        async () =>
-          (await layoutOf(gw)).version === layout.version &&
-          (await layoutOf(copy)).version === layout.version,
-        'every node adopts the layout',
-      );
       await readAllBack(client, 'moved', sums);
       const late = randomBytes(40 * KiB);
       await client.send(new PutObjectCommand({ Bucket: 'moved', Key: 'late', Body: late }));
