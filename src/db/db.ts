@@ -5,7 +5,7 @@
 // Every transaction that writes also appends its writes, as one entry, to a change log kept in the same
 // database and committed atomically with them. Other nodes replay that log to hold copies of the tables
 // (rpc/metadata-replication.ts); a node's place in it is its position: the sequence number and random id of
-// the last entry it holds. The log keeps its newest LOG_KEEP entries; a copy further behind is rebuilt from a
+// the last entry it holds. The log keeps its newest `logKeep` entries (20 000 by default); a copy further behind is rebuilt from a
 // snapshot of the tables instead.
 import { open, type Database, type RootDatabase } from 'lmdb';
 import { randomBytes } from 'node:crypto';
@@ -265,8 +265,8 @@ export class MetadataDb {
   }
 
   /**
-   * The tables, in batches of about `batchBytes`: every entry of every replicated table, as puts. Taken while
-   * writes go on, so an entry may show its state at any moment after `startPosition` was read: replaying the
+   * The tables, in batches of `batchCount` entries: every entry of every replicated table, as puts. Taken while
+   * writes go on, so an entry may show its state at any moment after the caller read position(): replaying the
    * log from that position onto the loaded snapshot gives the state at the head exactly.
    */
   *snapshot(batchCount = 256): Generator<Change[]> {

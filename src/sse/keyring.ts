@@ -235,14 +235,6 @@ export class Keyring {
     return new Map([...this.masters].map(([id, key]) => [id, Buffer.from(key)]));
   }
 
-  /** The sealed file's description: ids, dates, recipients, and which key is current (no key material). */
-  describe(): { current: string; keys: { id: string; created: string; recipients: string[] }[] } {
-    return {
-      current: this.file.current,
-      keys: this.file.keys.map((k) => ({ id: k.id, created: k.created, recipients: k.recipients })),
-    };
-  }
-
   /** Id of the master key new objects are written with. */
   get currentKeyId(): string {
     return this.file.current;

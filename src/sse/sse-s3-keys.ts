@@ -27,17 +27,18 @@ export class SseS3Keys {
   async start(): Promise<void> {
     const keyFile = this.config.unlockKeyFile;
     if (!keyFile || !existsSync(this.config.keyringFile)) return;
-    const mode = statSync(keyFile).mode & 0o777;
+    let armored: string;
+    let mode: number;
+    try {
+      mode = statSync(keyFile).mode & 0o777;
+      armored = readFileSync(keyFile, 'utf8');
+    } catch (err) {
+      throw new UserError(`[sse_s3] unlock_key_file: cannot read ${keyFile}: ${errorMessage(err)}`);
+    }
     if (mode & 0o077) {
       throw new UserError(
         `[sse_s3] unlock_key_file ${keyFile} is readable by other users (mode ${mode.toString(8)}): chmod 600 it`,
       );
-    }
-    let armored: string;
-    try {
-      armored = readFileSync(keyFile, 'utf8');
-    } catch (err) {
-      throw new UserError(`[sse_s3] unlock_key_file: cannot read ${keyFile}: ${errorMessage(err)}`);
     }
     this.keyring = await Keyring.unlock(this.sealedText(), armored, process.env.COFFRE_SSE_S3_PASSPHRASE);
   }
