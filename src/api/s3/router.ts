@@ -76,6 +76,32 @@ const UNSUPPORTED_SUBRESOURCES = [
   'attributes',
 ];
 
+type SubresourceOperations = Record<string, Partial<Record<string, Operation>>>;
+
+// Sub-resources with operations of their own, by method (checked in this order; a method not listed here
+// goes on to the checks below).
+const BUCKET_SUBRESOURCES: SubresourceOperations = {
+  acl: { GET: 'GetBucketAcl', PUT: 'PutBucketAcl' },
+  tagging: { GET: 'GetBucketTagging', PUT: 'PutBucketTagging', DELETE: 'DeleteBucketTagging' },
+  encryption: { GET: 'GetBucketEncryption', PUT: 'PutBucketEncryption', DELETE: 'DeleteBucketEncryption' },
+};
+const OBJECT_SUBRESOURCES: SubresourceOperations = {
+  acl: { GET: 'GetObjectAcl', PUT: 'PutObjectAcl' },
+  tagging: { GET: 'GetObjectTagging', PUT: 'PutObjectTagging', DELETE: 'DeleteObjectTagging' },
+};
+
+function subresourceOperation(
+  table: SubresourceOperations,
+  query: URLSearchParams,
+  method: string,
+): Operation | undefined {
+  for (const [sub, operations] of Object.entries(table)) {
+    const operation = query.has(sub) ? operations[method] : undefined;
+    if (operation) return operation;
+  }
+  return undefined;
+}
+
 export function routeRequest(
   method: string,
   bucket: string | undefined,
@@ -90,18 +116,8 @@ export function routeRequest(
     throw new S3Error('MethodNotAllowed', 405, 'The specified method is not allowed against this resource.');
   }
   if (key === undefined) {
-    if (has('acl') && method === 'GET') return 'GetBucketAcl';
-    if (has('acl') && method === 'PUT') return 'PutBucketAcl';
-    if (has('tagging')) {
-      if (method === 'PUT') return 'PutBucketTagging';
-      if (method === 'GET') return 'GetBucketTagging';
-      if (method === 'DELETE') return 'DeleteBucketTagging';
-    }
-    if (has('encryption')) {
-      if (method === 'PUT') return 'PutBucketEncryption';
-      if (method === 'GET') return 'GetBucketEncryption';
-      if (method === 'DELETE') return 'DeleteBucketEncryption';
-    }
+    const settingOperation = subresourceOperation(BUCKET_SUBRESOURCES, query, method);
+    if (settingOperation) return settingOperation;
     if (method === 'GET' && unsetSettingRead(query)) return 'GetBucketSetting';
     if (method === 'DELETE' && unsetSettingDelete(query)) return 'DeleteBucketSetting';
     for (const sub of UNSUPPORTED_SUBRESOURCES) if (has(sub)) throw S3Errors.notImplemented(`bucket ?${sub}`);
@@ -136,13 +152,8 @@ export function routeRequest(
   }
   // No stored key is longer, and a longer one would not fit in a metadata key: refused for every operation.
   checkObjectKey(key);
-  if (has('acl') && method === 'GET') return 'GetObjectAcl';
-  if (has('acl') && method === 'PUT') return 'PutObjectAcl';
-  if (has('tagging')) {
-    if (method === 'GET') return 'GetObjectTagging';
-    if (method === 'PUT') return 'PutObjectTagging';
-    if (method === 'DELETE') return 'DeleteObjectTagging';
-  }
+  const settingOperation = subresourceOperation(OBJECT_SUBRESOURCES, query, method);
+  if (settingOperation) return settingOperation;
   for (const sub of UNSUPPORTED_SUBRESOURCES.concat('versions'))
     if (has(sub)) throw S3Errors.notImplemented(`object ?${sub}`);
   switch (method) {
