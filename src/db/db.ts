@@ -3,7 +3,7 @@
 // (strings by their UTF-8 bytes, as S3 listings need). Nothing here knows what the values mean.
 //
 // Every transaction that writes also appends its writes, as one entry, to a change log kept in the same
-// database and committed atomically with them. Other nodes replay that log to hold copies of the tables
+// database and committed atomically with them (unless logChanges says no copy follows this node's writes). Other nodes replay that log to hold copies of the tables
 // (rpc/metadata-replication.ts); a node's place in it is its position: the sequence number and random id of
 // the last entry it holds. The log keeps its newest `logKeep` entries (20 000 by default); a copy further behind is rebuilt from a
 // snapshot of the tables instead.
@@ -112,6 +112,12 @@ export class MetadataDb {
   writeGuard?: () => void;
   /** Awaited after every transaction that wrote, before it resolves: replication to other nodes. */
   afterCommit?: (position: LogPosition) => Promise<void>;
+  /**
+   * Whether transactions are logged (by default they are). A node whose writes no copy follows need not pay
+   * for the log; its first unlogged write moves it to a position of its own, with an empty log, so that no
+   * copy can take the log for complete: a copy that follows it later starts from a snapshot.
+   */
+  logChanges?: () => boolean;
 
   private constructor(
     private readonly root: RootDatabase,
@@ -170,7 +176,8 @@ export class MetadataDb {
       this.recording = changes;
       try {
         const value = body();
-        if (changes.length > 0) logged = this.append(changes);
+        if (changes.length > 0 && (this.logChanges?.() ?? true)) logged = this.append(changes);
+        else if (changes.length > 0) this.leaveLog();
         return value;
       } finally {
         this.recording = undefined;
@@ -189,7 +196,19 @@ export class MetadataDb {
     return { seq: entry.seq, id: entry.id };
   }
 
+  // Inside a transaction that is not logged: the first one after logged ones starts a history of its own.
+  private leaveLog(): void {
+    if (this.state.get('unlogged') === true) return;
+    const origin: LogPosition = { seq: this.position().seq, id: randomBytes(8).toString('hex') };
+    void this.state.put('head', origin);
+    void this.state.put('floor', origin);
+    void this.state.put('unlogged', true);
+    // Entries up to the new floor can serve no copy any more.
+    for (const { key } of this.log.getRange({})) void this.log.remove(key);
+  }
+
   private advanceHead(head: LogPosition): void {
+    if (this.state.get('unlogged') === true) void this.state.remove('unlogged');
     void this.state.put('head', head);
     let floor = this.floor();
     // Usually one entry per commit; more when logKeep was lowered.

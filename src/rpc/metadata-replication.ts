@@ -123,6 +123,8 @@ export class MetadataReplication {
         throw unavailable("The cluster's metadata is moving to another node; please retry.");
     };
     this.db.afterCommit = (position) => this.replicated(position.seq);
+    // Only writes some copy follows are logged: a node without copies skips the log's cost.
+    this.db.logChanges = () => this.isPrimary() && this.copies().length > 0;
     this.cluster.onNewLayout(() => {
       if (!this.isPrimary()) this.failWaiters('this node no longer holds the metadata');
       this.kick();

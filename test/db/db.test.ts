@@ -269,6 +269,35 @@ test('the log keeps its newest entries; a copy behind them is rebuilt from a sna
   }, 5);
 });
 
+test('writes no copy follows skip the log, and move the database to a history no copy can take for complete', async () => {
+  await withDb(async (db) => {
+    const t = db.table<number>('objects');
+    await db.transaction(() => t.put(['a'], 1));
+    const logged = db.position();
+    assert.equal(logged.seq, 1);
+    let logging = false;
+    db.logChanges = () => logging;
+    await db.transaction(() => t.put(['b'], 2));
+    const unlogged = db.position();
+    assert.equal(unlogged.seq, 1);
+    assert.notEqual(unlogged.id, logged.id);
+    assert.deepEqual(db.entriesAfter(EMPTY_POSITION, 10), [], 'the log is emptied');
+    assert.ok(!db.canReplayFrom(logged), 'a copy that had entry 1 must take a snapshot');
+    assert.ok(!db.canReplayFrom(EMPTY_POSITION));
+    await db.transaction(() => t.put(['c'], 3));
+    assert.deepEqual(db.position(), unlogged, 'later unlogged writes leave the position as it is');
+    // Logged again: a copy loaded from a snapshot at that position follows from there.
+    logging = true;
+    await db.transaction(() => t.put(['d'], 4));
+    assert.equal(db.position().seq, 2);
+    assert.ok(db.canReplayFrom(unlogged));
+    assert.deepEqual(
+      db.entriesAfter(unlogged, 10).map((e) => e.changes.map((c) => c.key)),
+      [[['d']]],
+    );
+  });
+});
+
 test('a copy cut off while loading a snapshot still says it is resyncing when reopened', async () => {
   const dirs = [tempDir(), tempDir()];
   try {
