@@ -4,7 +4,7 @@
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, rmSync, statSync } from 'node:fs';
 import { mkdir, open, readdir, readFile, rename, rm, stat, unlink, utimes } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import type { FileSlice } from '../util/file-slice.js';
 import { S3Error } from '../util/s3-error.js';
 import { blockHash, type BlockHash } from './hash.js';
@@ -13,6 +13,7 @@ import { BLOCK_CORRUPT, BLOCK_MISSING, readVerified } from './pool.js';
 export type { BlockHash } from './hash.js';
 
 const TMP_DIR = 'tmp';
+const BLOCK_NAME = /^[0-9a-f]{64}$/;
 
 /** A stored block that is gone: a server fault (500). Also what a worker reading block files reports. */
 export class BlockMissingError extends S3Error {
@@ -69,7 +70,10 @@ export class BlockStore implements BlockIo {
     return blockHash(data);
   }
 
+  // A block's file is named by its hash and nothing else: a name that is not 64 lowercase hex digits never
+  // becomes a path (defence in depth behind the RPC decoders).
   pathOf(hash: BlockHash): string {
+    if (!BLOCK_NAME.test(hash)) throw new Error('not a block hash');
     return join(this.root, hash.slice(0, 2), hash.slice(2, 4), hash);
   }
 
@@ -93,7 +97,7 @@ export class BlockStore implements BlockIo {
       );
       if (touched) return hash;
     }
-    const dir = join(this.root, hash.slice(0, 2), hash.slice(2, 4));
+    const dir = dirname(this.pathOf(hash));
     if (!this.knownDirs.has(dir)) {
       await mkdir(dir, { recursive: true, mode: 0o700 });
       this.knownDirs.add(dir);

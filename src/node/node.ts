@@ -80,7 +80,22 @@ export function createLogger(): Logger {
   );
 }
 
+// A promise rejected with no handler is a bug in the node, not in a request: it is logged, and the node goes
+// on serving (Node.js would otherwise end the process, taking S3, admin and RPC down with it).
+let rejectionGuardInstalled = false;
+function guardUnhandledRejections(log: Logger): void {
+  if (rejectionGuardInstalled) return;
+  rejectionGuardInstalled = true;
+  process.on('unhandledRejection', (reason) => {
+    log.error(
+      { err: String((reason as Error)?.message ?? reason) },
+      'unhandled rejection (the node goes on)',
+    );
+  });
+}
+
 export async function startNode(config: CoffreConfig, log: Logger = createLogger()): Promise<RunningNode> {
+  guardUnhandledRejections(log);
   // Refused before anything listens: there is no clear-text RPC, so no node runs without a network key.
   const networkKey = parseRpcSecret({
     value: config.rpcSecret,
@@ -127,6 +142,7 @@ export async function startNode(config: CoffreConfig, log: Logger = createLogger
   model.startGarbageCollector(Math.max(1000, Math.min(60_000, config.gcDelaySeconds * 1000)));
   const local = new LocalStore(model);
   cluster.registerEndpoints(local);
+  rpc.setAccessPolicy(cluster.mayCall);
   const store = cluster.store(local, segmentOptions);
   const rebalancer = new Rebalancer(
     cluster,

@@ -20,7 +20,15 @@ import type { Segment } from '../model/types.js';
 import { S3Error } from '../util/s3-error.js';
 import { decodeData, decodeError, encodeData, encodeError, type EncodedError } from './codec.js';
 import {
+  decodeBlockDelete,
+  decodeBlockGet,
+  decodeBlockHas,
+  decodeBlockPut,
+  decodeStoreCall,
+} from './messages.js';
+import {
   blockNodes,
+  decodeLayout,
   isGateway,
   metadataNode,
   storageNodes,
@@ -48,9 +56,13 @@ export interface RpcEndpoints {
   ): void;
   call(peerId: string, path: string, header: unknown, body?: Buffer | null): Promise<RpcReply>;
   knownPeers(): string[];
+  isIntroduced(peerId: string): boolean;
 }
 
 const MAX_RPC_BODY = 80 * 1024 * 1024;
+// A metadata call carries records (inline data at most the inline limit) and lists of at most 10 000 names.
+const MAX_STORE_CALL_BODY = 16 * 1024 * 1024;
+const MAX_LAYOUT_BODY = 4 * 1024 * 1024;
 
 export async function readAll(body: Readable | null, limit = MAX_RPC_BODY): Promise<Buffer> {
   if (!body) return Buffer.alloc(0);
@@ -147,15 +159,44 @@ export class Cluster {
 
   async pullLayout(peerId: string): Promise<void> {
     const reply = await this.rpc.call(peerId, 'layout/get', {});
-    this.adoptLayout(decodeData<ClusterLayout>(await readAll(reply.body)));
+    const layout = decodeLayout(decodeData(await readAll(reply.body, MAX_LAYOUT_BODY)), 'layout/get reply');
+    this.adoptLayoutFrom(peerId, layout);
   }
+
+  /**
+   * A newer layout offered by a peer (pushed to this node, or pulled from it) is adopted only from a node of
+   * this node's current layout. A node in no layout yet takes its first one only from a peer its operator
+   * connected it to (`coffre node connect`, bootstrap_peers), and only one that names both. So a holder of
+   * rpc_secret whom no layout names cannot give itself a role, on a cluster or on a node standing alone.
+   */
+  adoptLayoutFrom(peerId: string, layout: ClusterLayout): boolean {
+    if (this.layout.version === 0) {
+      const invited =
+        this.rpc.isIntroduced(peerId) && peerId in layout.roles && this.rpc.nodeId in layout.roles;
+      if (!invited) return false;
+    } else if (!(peerId in this.layout.roles)) return false;
+    return this.adoptLayout(layout);
+  }
+
+  /**
+   * Which peers may call which endpoints (the RPC layer asks before any handler runs). A node that knows
+   * rpc_secret can handshake and exchange the layout; only nodes of the applied layout reach blocks and
+   * metadata. A node whose role was removed (the layout's `retired`) may still hand over what it holds —
+   * its blocks (block/has, block/put) and, a retiring metadata node, its last log entries (meta/*, which
+   * check their sender again) — and forward its own S3 clients' metadata calls while it drains (store/call);
+   * it reads and deletes no other node's blocks.
+   */
+  readonly mayCall = (peerId: string, path: string): boolean => {
+    if (path === 'layout/get' || path === 'layout/push') return true;
+    if (peerId in this.layout.roles) return true;
+    const handover =
+      path === 'block/has' || path === 'block/put' || path === 'store/call' || path.startsWith('meta/');
+    return handover && (this.layout.retired ?? []).includes(peerId);
+  };
 
   // Serves this node's metadata and blocks to peers.
   registerEndpoints(local: LocalStore): void {
-    const allowed = new Set<string>(METADATA_METHODS);
     this.rpc.registerEndpoint('store/call', async (req) => {
-      const { method } = req.header as { method: string };
-      if (!allowed.has(method)) return { header: { error: { message: `unknown store method ${method}` } } };
       // A copy of the tables (rpc/metadata-replication) may lag: only the metadata node answers.
       if (!this.ownsMetadata()) {
         req.body?.resume();
@@ -165,18 +206,22 @@ export class Cluster {
           },
         };
       }
-      // JSON has no undefined: optional arguments arrive as null.
-      const args = decodeData<unknown[]>(await readAll(req.body)).map((v) => (v === null ? undefined : v));
+      let call: { method: string; args: unknown[] };
       try {
-        const fn = (local as unknown as Record<string, (...a: unknown[]) => Promise<unknown>>)[method]!;
-        const result = await fn.apply(local, args);
+        call = decodeStoreCall(req.header, decodeData(await readAll(req.body, MAX_STORE_CALL_BODY)));
+      } catch (err) {
+        return { header: { error: encodeError(err) } };
+      }
+      try {
+        const fn = (local as unknown as Record<string, (...a: unknown[]) => Promise<unknown>>)[call.method]!;
+        const result = await fn.apply(local, call.args);
         return { header: {}, body: encodeData(result) };
       } catch (err) {
         return { header: { error: encodeError(err) } };
       }
     });
     this.rpc.registerEndpoint('block/put', async (req) => {
-      const { hash } = req.header as { hash: string };
+      const { hash } = decodeBlockPut(req.header, 'block/put');
       // A block is accepted only under its own name: a peer cannot plant content under another hash. The
       // check runs on a block worker, as it does for blocks this node's own clients write.
       const checked = await hashBlock(await readAll(req.body));
@@ -185,7 +230,7 @@ export class Cluster {
       return { header: {} };
     });
     this.rpc.registerEndpoint('block/get', async (req) => {
-      const { hash, readerVerifies } = req.header as { hash: string; readerVerifies?: unknown };
+      const { hash, readerVerifies } = decodeBlockGet(req.header, 'block/get');
       try {
         // Each block is hashed once per read: here, unless the reader checks it itself (it then tries another
         // copy on a mismatch). A reader that relies on AES-GCM instead has it checked here, so that a damaged
@@ -197,15 +242,12 @@ export class Cluster {
       }
     });
     this.rpc.registerEndpoint('block/has', async (req) => {
-      const { hash } = req.header as { hash: string };
+      const { hash } = decodeBlockHas(req.header, 'block/has');
       return { header: { has: await this.localBlocks.has(hash) } };
     });
     this.rpc.registerEndpoint('block/delete', async (req) => {
-      const { hash, unwrittenForMs } = req.header as { hash: string; unwrittenForMs?: unknown };
-      await this.localBlocks.remove(
-        hash,
-        typeof unwrittenForMs === 'number' ? { unwrittenForMs: Math.max(0, unwrittenForMs) } : {},
-      );
+      const { hash, unwrittenForMs } = decodeBlockDelete(req.header, 'block/delete');
+      await this.localBlocks.remove(hash, unwrittenForMs === undefined ? {} : { unwrittenForMs });
       return { header: {} };
     });
     this.rpc.registerEndpoint('layout/get', async () => ({
@@ -213,8 +255,8 @@ export class Cluster {
       body: encodeData({ ...this.layout, staged: {} }),
     }));
     this.rpc.registerEndpoint('layout/push', async (req) => {
-      const adopted = this.adoptLayout(decodeData<ClusterLayout>(await readAll(req.body)));
-      return { header: { adopted } };
+      const layout = decodeLayout(decodeData(await readAll(req.body, MAX_LAYOUT_BODY)), 'layout/push');
+      return { header: { adopted: this.adoptLayoutFrom(req.peerId, layout) } };
     });
   }
 

@@ -9,6 +9,7 @@ import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { UserError } from '../util/errors.js';
+import { dict, int, list, opt, record, str, type Schema } from './messages.js';
 
 export const LAYOUT_FORMAT_VERSION = 1;
 
@@ -30,6 +31,9 @@ export interface ClusterLayout {
   // the next while they stay storage nodes, so that adding a node does not rebuild a copy elsewhere. Absent in
   // layouts written before copies existed: then they are chosen as metadataReplicas says.
   metadataCopies?: string[];
+  // Nodes that had a role in an earlier version and have none now: they may still hand the blocks they hold
+  // to the nodes that hold them now (rpc/rebalance), and nothing else (Cluster.mayCall).
+  retired?: string[];
 }
 
 export function emptyLayout(): ClusterLayout {
@@ -177,7 +181,16 @@ export function nextRoles(layout: ClusterLayout, version: number): ClusterLayout
   if (Object.keys(roles).length > 0 && Object.values(roles).every((r) => r.capacity === null)) {
     throw new UserError('a layout needs at least one storage node (assign one with --capacity)');
   }
-  return { format: LAYOUT_FORMAT_VERSION, version, roles, staged: {} };
+  const retired = [...new Set([...(layout.retired ?? []), ...Object.keys(layout.roles)])]
+    .filter((id) => !(id in roles))
+    .sort();
+  return {
+    format: LAYOUT_FORMAT_VERSION,
+    version,
+    roles,
+    staged: {},
+    ...(retired.length > 0 ? { retired } : {}),
+  };
 }
 
 export function parseCapacity(text: string): number {
@@ -198,10 +211,19 @@ export class LayoutFile {
 
   load(): ClusterLayout {
     if (!existsSync(this.path)) return emptyLayout();
-    const value = JSON.parse(readFileSync(this.path, 'utf8')) as ClusterLayout;
-    if (value.format !== LAYOUT_FORMAT_VERSION)
-      throw new Error(`cluster layout file has unknown format ${value.format}`);
-    return value;
+    let value: { format?: unknown };
+    try {
+      value = JSON.parse(readFileSync(this.path, 'utf8')) as { format?: unknown };
+    } catch (err) {
+      throw new UserError(`${this.path}: not a cluster layout (${(err as Error).message})`);
+    }
+    if (value?.format !== LAYOUT_FORMAT_VERSION)
+      throw new Error(`cluster layout file has unknown format ${String(value?.format)}`);
+    try {
+      return decodeLayout(value, this.path);
+    } catch (err) {
+      throw new UserError((err as Error).message);
+    }
   }
 
   save(layout: ClusterLayout): void {
@@ -209,4 +231,24 @@ export class LayoutFile {
     writeFileSync(tmp, JSON.stringify(layout, null, 2), { mode: 0o600 });
     renameSync(tmp, this.path);
   }
+}
+
+// A layout as a peer sends it (layout/push, layout/get) or as it was saved: checked field by field.
+const NODE_ID = str(64, /^[0-9a-f]{64}$/);
+const nodeRole: Schema<NodeRole> = record({
+  zone: str(255),
+  capacity: (v, where) => (v === null ? null : int(0)(v, where)),
+});
+const layoutSchema: Schema<ClusterLayout> = record({
+  format: int(LAYOUT_FORMAT_VERSION, LAYOUT_FORMAT_VERSION),
+  version: int(0),
+  roles: dict(nodeRole, NODE_ID, 1000),
+  staged: dict((v, where) => (v === null ? null : nodeRole(v, where)), NODE_ID, 1000),
+  metadata: opt(NODE_ID),
+  metadataCopies: opt(list(NODE_ID, 1000)),
+  retired: opt(list(NODE_ID, 10_000)),
+});
+
+export function decodeLayout(value: unknown, where: string): ClusterLayout {
+  return layoutSchema(value, where);
 }

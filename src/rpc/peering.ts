@@ -160,6 +160,9 @@ export class RpcNode extends EventEmitter {
   private readonly networkKey: Buffer;
   private readonly peers = new Map<string, Peer>();
   private readonly endpoints = new Map<string, RpcHandler>();
+  // Who may call what; until the node sets a policy, peers reach no endpoint at all (only the ping).
+  private mayCall: (peerId: string, path: string) => boolean = () => false;
+  private readonly introduced = new Set<string>();
   private readonly sockets = new Set<net.Socket>();
   private readonly log: RpcLogger;
   private server: net.Server | null = null;
@@ -256,10 +259,25 @@ export class RpcNode extends EventEmitter {
   connect(peerAddress: string): Promise<void> {
     const target = parsePeerAddress(peerAddress);
     if (target.id === this.nodeId) return Promise.resolve();
+    this.introduced.add(target.id);
     const peer = this.peerFor(target.id);
     peer.addr = formatHostPort(target.host, target.port);
     if (peer.mux && !peer.mux.closed) return Promise.resolve();
     return this.dial(peer);
+  }
+
+  /**
+   * Whether this node's operator named `peerId` (`coffre node connect`, bootstrap_peers), as opposed to a
+   * peer that merely dialed in or was learned from a peer list: a node in no cluster yet takes its first
+   * layout only from such a peer.
+   */
+  isIntroduced(peerId: string): boolean {
+    return this.introduced.has(peerId);
+  }
+
+  /** Decides, before any handler runs, which peers may call which endpoints. */
+  setAccessPolicy(mayCall: (peerId: string, path: string) => boolean): void {
+    this.mayCall = mayCall;
   }
 
   /** Serves `path` to peers. Paths under `rpc/` are reserved. */
@@ -515,6 +533,8 @@ export class RpcNode extends EventEmitter {
     }
     const handler = this.endpoints.get(req.path);
     if (!handler) throw new RemoteError(`no endpoint ${req.path}`, 'NO_SUCH_ENDPOINT');
+    if (!this.mayCall(peerId, req.path))
+      throw new RemoteError(`${req.path} is only for nodes of the cluster layout`, 'FORBIDDEN');
     return handler({ peerId, ...req });
   }
 }

@@ -106,6 +106,16 @@ export async function bucketInfo(store: ObjectStore, b: BucketRecord) {
   };
 }
 
+// The request target, decoded: a path that is not valid percent-encoding is the client's mistake (400).
+function parseAdminUrl(target: string | undefined): { pathname: string; parts: string[] } {
+  try {
+    const url = new URL(target ?? '/', 'http://admin');
+    return { pathname: url.pathname, parts: url.pathname.split('/').filter(Boolean).map(decodeURIComponent) };
+  } catch {
+    throw new AdminError(400, 'the request path is not valid percent-encoding');
+  }
+}
+
 function bool(v: unknown, name: string): boolean {
   if (v === undefined) return false;
   if (typeof v !== 'boolean') throw new AdminError(400, `${name} must be true or false`);
@@ -134,8 +144,19 @@ export class AdminServer {
     },
     tls?: https.ServerOptions,
   ) {
-    const handler = (req: IncomingMessage, res: ServerResponse) => void this.handle(req, res);
-    this.server = tls ? https.createServer(tls, handler) : http.createServer(handler);
+    // Whatever a request makes the handler throw is answered there; this catch is the last guard, so that
+    // no request can turn into an unhandled rejection (which would end the process).
+    const handler = (req: IncomingMessage, res: ServerResponse) =>
+      void this.handle(req, res).catch((err: unknown) => this.lastResort(res, err));
+    const options = { maxHeaderSize: 16 * 1024, headersTimeout: 30_000, requestTimeout: 60_000 };
+    this.server = tls
+      ? https.createServer({ ...options, ...tls }, handler)
+      : http.createServer(options, handler);
+    this.server.on('clientError', (_err: Error, socket: import('node:net').Socket) => {
+      if (socket.writable)
+        socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+      else socket.destroy();
+    });
   }
 
   private send(res: ServerResponse, status: number, body: unknown, contentType = 'application/json'): void {
@@ -144,11 +165,17 @@ export class AdminServer {
     res.end(text);
   }
 
+  private lastResort(res: ServerResponse, err: unknown): void {
+    this.deps.log.error({ err: String((err as Error)?.message ?? err) }, 'admin request failed');
+    if (!res.headersSent) this.send(res, 500, { error: 'internal error' });
+    else res.destroy();
+  }
+
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const { config, metrics } = this.deps;
-    const url = new URL(req.url ?? '/', 'http://admin');
-    const parts = url.pathname.split('/').filter(Boolean).map(decodeURIComponent);
     try {
+      const url = parseAdminUrl(req.url);
+      const parts = url.parts;
       if (url.pathname === '/health') return this.send(res, 200, { status: 'ok' });
       if (url.pathname === '/metrics') {
         if (config.admin.metricsToken && !tokenMatches(bearer(req), config.admin.metricsToken)) {

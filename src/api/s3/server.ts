@@ -200,7 +200,14 @@ export class S3Server {
     private readonly deps: S3ServerDeps,
     tls?: https.ServerOptions,
   ) {
-    const handler = (req: IncomingMessage, res: ServerResponse) => void this.handle(req, res);
+    // handle() answers every error it meets; this catch is the last guard, so that no request can become an
+    // unhandled rejection.
+    const handler = (req: IncomingMessage, res: ServerResponse) =>
+      void this.handle(req, res).catch((err: unknown) => {
+        this.deps.log.error({ err: String((err as Error)?.message ?? err) }, 'request failed');
+        if (!res.headersSent) sendError(res, S3Errors.internal(), req.method ?? 'GET', '', '');
+        else res.destroy();
+      });
     const options = {
       maxHeaderSize: MAX_HEADER_BYTES,
       requestTimeout: 0,

@@ -478,6 +478,30 @@ export function hasCredentials(req: AuthRequest): boolean {
 }
 
 /**
+ * Every x-amz-* header a request carries must be covered by its signature, as S3 requires (header-signed and
+ * presigned alike): such headers choose and shape the operation (x-amz-copy-source turns a PUT into a copy,
+ * x-amz-server-side-encryption changes how it is stored), so one added to a captured presigned URL would
+ * otherwise change what the signer authorized.
+ */
+function refuseUnsignedAmzHeaders(headers: IncomingHttpHeaders, signedHeaders: readonly string[]): void {
+  const signed = new Set(signedHeaders);
+  const unsigned = Object.keys(headers)
+    .map((h) => h.toLowerCase())
+    .filter((h) => h.startsWith('x-amz-') && !signed.has(h))
+    .sort();
+  if (unsigned.length > 0) {
+    throw new S3Error(
+      'AccessDenied',
+      403,
+      'There were headers present in the request which were not signed',
+      {
+        HeadersNotSigned: unsigned.join(', '),
+      },
+    );
+  }
+}
+
+/**
  * Authenticates a SigV4-signed S3 request (Authorization header or presigned URL). Resolves with the caller's
  * identity and how its body must be read; rejects with the S3Error S3 would answer.
  */
@@ -510,6 +534,7 @@ export async function authenticateRequest(req: AuthRequest, opts: AuthOptions): 
     authorization !== undefined
       ? parseAuthorizationHeader(req, authorization.trim(), opts, now)
       : parsePresignedQuery(req.query, pairs, opts, now);
+  refuseUnsignedAmzHeaders(req.headers, parts.signedHeaders);
   const { mode, expectedSha256 } = payloadModeOf(parts.payloadHash);
   if (parts.presigned && mode !== 'signed' && mode !== 'unsigned') {
     throw malformedQuery('Presigned requests cannot use a streaming payload.');
