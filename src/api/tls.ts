@@ -176,49 +176,90 @@ export async function generateSelfSignedCertificate(
   await mkdir(dir, { recursive: true });
   const work = await mkdtemp(join(dir, '.tls-'));
   try {
+    // The served certificate is a leaf (CA:FALSE, serverAuth), signed by a one-off CA whose key never
+    // leaves this temporary directory and is deleted with it: clients trust that CA (cert.pem holds the leaf
+    // and the CA, so `--ca-bundle cert.pem` works), and since its key is gone nobody — not even whoever later
+    // reads key.pem — can mint another certificate they would accept. A self-signed leaf cannot be used
+    // instead: OpenSSL accepts a self-signed trust anchor only if it may sign certificates (keyCertSign).
     // Our own configuration, so the result does not depend on the system's openssl.cnf.
     const config = [
       '[req]',
       'distinguished_name = dn',
-      'x509_extensions = v3',
       'prompt = no',
       '[dn]',
       'CN = coffre self-signed',
-      '[v3]',
-      'basicConstraints = critical,CA:TRUE',
-      'keyUsage = critical,digitalSignature,keyCertSign',
+      '[ca]',
+      'basicConstraints = critical,CA:TRUE,pathlen:0',
+      'keyUsage = critical,keyCertSign,cRLSign',
+      'subjectKeyIdentifier = hash',
+      '[leaf]',
+      'basicConstraints = critical,CA:FALSE',
+      'keyUsage = critical,digitalSignature,keyEncipherment',
       'extendedKeyUsage = serverAuth',
       'subjectKeyIdentifier = hash',
       'authorityKeyIdentifier = keyid:always',
       `subjectAltName = ${san}`,
       '',
     ].join('\n');
-    await writeFile(join(work, 'openssl.cnf'), config, { mode: 0o600 });
+    const cnf = join(work, 'openssl.cnf');
+    await writeFile(cnf, config, { mode: 0o600 });
     const keyTmp = join(work, 'key.pem');
     const certTmp = join(work, 'cert.pem');
+    const caKey = join(work, 'ca-key.pem');
+    const caCert = join(work, 'ca.pem');
+    const csr = join(work, 'leaf.csr');
+    const leafCert = join(work, 'leaf.pem');
+    const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-sha256'];
+    const days = ['-days', String(SELF_SIGNED_DAYS)];
     try {
+      const opts = { timeout: 30_000 };
       await run(
         'openssl',
         [
           'req',
           '-x509',
-          '-newkey',
-          'ec',
-          '-pkeyopt',
-          'ec_paramgen_curve:prime256v1',
-          '-nodes',
-          '-sha256',
-          '-days',
-          String(SELF_SIGNED_DAYS),
+          ...ec,
+          ...days,
           '-config',
-          join(work, 'openssl.cnf'),
+          cnf,
+          '-extensions',
+          'ca',
+          '-subj',
+          '/CN=coffre one-off CA',
           '-keyout',
-          keyTmp,
+          caKey,
           '-out',
-          certTmp,
+          caCert,
         ],
-        { timeout: 30_000 },
+        opts,
       );
+      await run('openssl', ['req', '-new', ...ec, '-config', cnf, '-keyout', keyTmp, '-out', csr], opts);
+      await run(
+        'openssl',
+        [
+          'x509',
+          '-req',
+          '-in',
+          csr,
+          '-CA',
+          caCert,
+          '-CAkey',
+          caKey,
+          '-CAcreateserial',
+          '-sha256',
+          ...days,
+          '-extfile',
+          cnf,
+          '-extensions',
+          'leaf',
+          '-out',
+          leafCert,
+        ],
+        opts,
+      );
+      await writeFile(certTmp, Buffer.concat([await readFile(leafCert), await readFile(caCert)]), {
+        mode: 0o644,
+      });
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
         throw new UserError(

@@ -1,6 +1,6 @@
 // config: coffre.toml — schema, defaults and validation. Names follow Garage's where they exist so that
 // Garage users feel at home. Every refusal names the key at fault.
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { parse as parseToml } from 'smol-toml';
 import { UserError, errorMessage } from '../util/errors.js';
@@ -19,6 +19,9 @@ export interface AdminConfig {
   apiBindAddr: string;
   adminToken?: string;
   metricsToken?: string;
+  // /metrics without any token: only when the operator says so (it tells request rates, buckets' activity
+  // and disk use to whoever can reach the admin port).
+  metricsPublic: boolean;
 }
 
 export interface SseS3Config {
@@ -162,7 +165,7 @@ export function parseConfig(text: string, configPath: string): CoffreConfig {
     inlineThreshold: top.integer('inline_threshold', 3072, 0, 64 * 1024),
     gcDelaySeconds: top.integer('gc_delay_seconds', 600, 0, 30 * 24 * 3600),
     s3Api: { apiBindAddr: '127.0.0.1:3900', s3Region: 'us-east-1', allowSseCOverHttp: false },
-    admin: { apiBindAddr: '127.0.0.1:3903' },
+    admin: { apiBindAddr: '127.0.0.1:3903', metricsPublic: false },
     sseS3: { keyringFile: '' },
   };
   const s3 = new Reader(top.section_('s3_api'), 's3_api');
@@ -184,6 +187,7 @@ export function parseConfig(text: string, configPath: string): CoffreConfig {
     apiBindAddr: admin.address('api_bind_addr', '127.0.0.1:3903'),
     adminToken: admin.string('admin_token'),
     metricsToken: admin.string('metrics_token'),
+    metricsPublic: admin.bool('metrics_public', false),
   };
   admin.refuseUnknown();
   const sse = new Reader(top.section_('sse_s3'), 'sse_s3');
@@ -211,7 +215,28 @@ export function loadConfig(configPath: string): CoffreConfig {
     }
     throw new UserError(`config: cannot read ${configPath}: ${errorMessage(err)}`);
   }
-  return parseConfig(text, configPath);
+  const config = parseConfig(text, configPath);
+  refuseReadableInlineSecrets(configPath, config);
+  return config;
+}
+
+// A secret written in coffre.toml is only as private as the file: readable by group or others, it is refused
+// (as rpc_secret_file is) unless the operator allows it explicitly.
+function refuseReadableInlineSecrets(configPath: string, config: CoffreConfig): void {
+  if (process.platform === 'win32' || config.allowWorldReadableSecrets) return;
+  const inline = [
+    config.rpcSecret !== undefined && 'rpc_secret',
+    config.admin.adminToken !== undefined && 'admin_token',
+    config.admin.metricsToken !== undefined && 'metrics_token',
+  ].filter((name): name is string => Boolean(name));
+  if (inline.length === 0) return;
+  const mode = statSync(configPath).mode & 0o777;
+  if ((mode & 0o077) === 0) return;
+  throw new UserError(
+    `config: ${configPath} holds ${inline.join(' and ')} but is readable by other users ` +
+      `(mode ${mode.toString(8).padStart(4, '0')}); run \`chmod 600 ${configPath}\`, ` +
+      'or set allow_world_readable_secrets = true',
+  );
 }
 
 export const DEFAULT_CONFIG_PATH = 'coffre-data/coffre.toml';

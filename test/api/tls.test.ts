@@ -6,7 +6,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
 import { once } from 'node:events';
-import { copyFile, mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import { execFile } from 'node:child_process';
+import { copyFile, mkdtemp, readFile, readdir, rm, stat } from 'node:fs/promises';
 import { createServer, request } from 'node:https';
 import type { Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
@@ -54,6 +55,13 @@ async function withServer(files: TlsFiles, f: (server: Server) => Promise<void>)
   }
 }
 
+function runOpenssl(args: string[], input: Buffer): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const child = execFile('openssl', args, (err, stdout) => (err ? reject(err) : resolve(stdout)));
+    child.stdin!.end(input);
+  });
+}
+
 async function tempDir(): Promise<string> {
   return mkdtemp(join(tmpdir(), 'coffre-tls-'));
 }
@@ -74,6 +82,22 @@ test('generated certificate: SANs for local names, key mode 0600, served to a cl
       assert.ok(san.includes(name), `SAN ${name} in ${san}`);
     }
     assert.ok(san.includes('192.0.2.7'));
+    // The served certificate is a leaf: whoever reads its key cannot sign other certificates with it. Its
+    // issuer, a one-off CA, comes along in cert.pem for clients to trust; that CA's key was never kept.
+    const leaf = new X509Certificate(cert);
+    assert.equal(leaf.ca, false, 'the served certificate must not be a CA');
+    const text = await runOpenssl(
+      ['x509', '-noout', '-ext', 'basicConstraints,keyUsage,extendedKeyUsage'],
+      cert,
+    );
+    assert.match(text, /CA:FALSE/);
+    assert.doesNotMatch(text, /Certificate Sign/);
+    assert.match(text, /TLS Web Server Authentication/);
+    const pems = cert.toString().match(/-----BEGIN CERTIFICATE-----[^-]+-----END CERTIFICATE-----/g) ?? [];
+    assert.equal(pems.length, 2);
+    const issuer = new X509Certificate(pems[1]!);
+    assert.ok(issuer.ca && leaf.checkIssued(issuer) && leaf.verify(issuer.publicKey));
+    assert.deepEqual((await readdir(dir)).sort(), ['cert.pem', 'key.pem']);
     await withServer(files, async (server) => {
       const got = await fetchOnce(server, cert);
       assert.equal(got.body, 'hello');

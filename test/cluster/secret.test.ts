@@ -102,3 +102,33 @@ test('an rpc_secret_file readable by others is refused unless allow_world_readab
   chmodSync(file2, 0o644);
   await allowed.start();
 });
+
+test('rpc_secret and admin_token written in a coffre.toml readable by others are refused, by the server and the CLI', async () => {
+  const secret = newRpcSecret();
+  const node = await track(createNode({ label: 'inline', secretConfig: `rpc_secret = "${secret}"` }));
+  chmodSync(node.configPath, 0o644);
+  await assert.rejects(node.start(), /exited/);
+  assert.match(
+    node.stderr(),
+    /holds rpc_secret and admin_token but is readable by other users \(mode 0644\)/,
+  );
+  assert.match(node.stderr(), /chmod 600/);
+  assert.ok(!node.stderr().includes(secret), 'the secret is not echoed');
+  const cli = await node.cli(['key', 'list']);
+  assert.notEqual(cli.code, 0);
+  assert.match(cli.stderr, /readable by other users/);
+
+  chmodSync(node.configPath, 0o600);
+  await node.start();
+  await node.stop();
+
+  // Allowed explicitly, the same file is accepted.
+  const allowed = await track(
+    createNode({
+      label: 'inline-allowed',
+      secretConfig: `rpc_secret = "${secret}"\nallow_world_readable_secrets = true`,
+    }),
+  );
+  chmodSync(allowed.configPath, 0o644);
+  await allowed.start();
+});

@@ -1,5 +1,5 @@
 // api/admin: the administration HTTP API (access keys, buckets, permissions) guarded by the admin token,
-// with /health open and /metrics guarded by metrics_token when one is set. JSON in, JSON out.
+// with /health open and /metrics guarded by metrics_token or the admin token (open only with metrics_public). JSON in, JSON out.
 import { closeServer, isLoopback, listenOn } from '../../util/http-server.js';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import https from 'node:https';
@@ -178,9 +178,13 @@ export class AdminServer {
       const parts = url.parts;
       if (url.pathname === '/health') return this.send(res, 200, { status: 'ok' });
       if (url.pathname === '/metrics') {
-        if (config.admin.metricsToken && !tokenMatches(bearer(req), config.admin.metricsToken)) {
-          throw new AdminError(403, 'a valid metrics token is required');
-        }
+        // Behind metrics_token, or the admin token when there is none; open only with metrics_public = true.
+        const given = bearer(req);
+        const allowed =
+          config.admin.metricsPublic ||
+          tokenMatches(given, config.admin.metricsToken) ||
+          tokenMatches(given, config.admin.adminToken);
+        if (!allowed) throw new AdminError(403, 'a valid metrics or admin token is required');
         return this.send(res, 200, await metrics.registry.metrics(), metrics.registry.contentType);
       }
       if (!tokenMatches(bearer(req), config.admin.adminToken))

@@ -5,6 +5,26 @@ import assert from 'node:assert/strict';
 import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { runCoffre, startServer } from '../../helpers/server.js';
 
+test('/metrics need a token when none is configured for them; metrics_public = true opens them', async (t) => {
+  const closed = await startServer();
+  const open = await startServer({ adminExtra: 'metrics_public = true' });
+  t.after(async () => {
+    for (const s of [closed, open]) {
+      await s.stop();
+      s.cleanup();
+    }
+  });
+  assert.equal((await fetch(`${closed.adminEndpoint}/metrics`)).status, 403);
+  const withToken = await fetch(`${closed.adminEndpoint}/metrics`, {
+    headers: { authorization: `Bearer ${closed.adminToken}` },
+  });
+  assert.equal(withToken.status, 200);
+  assert.match(await withToken.text(), /coffre_/);
+  const public_ = await fetch(`${open.adminEndpoint}/metrics`);
+  assert.equal(public_.status, 200);
+  await public_.text();
+});
+
 test('health, metrics, admin token, and the key and bucket commands', async (t) => {
   const server = await startServer({ adminExtra: 'metrics_token = "metrics-secret"' });
   t.after(async () => {
@@ -75,6 +95,12 @@ test('health, metrics, admin token, and the key and bucket commands', async (t) 
   });
   assert.equal(metrics.status, 200);
   assert.match(await metrics.text(), /coffre_s3_requests_total\{operation="PutObject",status="200"\} 1/);
+  // The admin token opens them too; anything else does not.
+  const byAdmin = await fetch(`${server.adminEndpoint}/metrics`, {
+    headers: { authorization: `Bearer ${server.adminToken}` },
+  });
+  assert.equal(byAdmin.status, 200);
+  await byAdmin.text();
 
   // A user's mistakes: one line on stderr, non-zero exit, no stack trace.
   for (const args of [
