@@ -13,6 +13,10 @@ export interface S3ApiConfig {
   tlsKey?: string;
   // Lets SSE-C through over plain HTTP from non-loopback clients: only for a trusted TLS-terminating proxy.
   allowSseCOverHttp: boolean;
+  // How long a request may take before its signature (or POST policy) is checked, whatever it sends.
+  unauthenticatedTimeoutSecs: number;
+  // How long any connection may stay silent (no byte either way) in the middle of a request or response.
+  idleTimeoutSecs: number;
 }
 
 export interface AdminConfig {
@@ -164,7 +168,13 @@ export function parseConfig(text: string, configPath: string): CoffreConfig {
     blockSize: top.integer('block_size', MIB, 64 * 1024, 64 * MIB),
     inlineThreshold: top.integer('inline_threshold', 3072, 0, 64 * 1024),
     gcDelaySeconds: top.integer('gc_delay_seconds', 600, 0, 30 * 24 * 3600),
-    s3Api: { apiBindAddr: '127.0.0.1:3900', s3Region: 'us-east-1', allowSseCOverHttp: false },
+    s3Api: {
+      apiBindAddr: '127.0.0.1:3900',
+      s3Region: 'us-east-1',
+      allowSseCOverHttp: false,
+      unauthenticatedTimeoutSecs: 30,
+      idleTimeoutSecs: 60,
+    },
     admin: { apiBindAddr: '127.0.0.1:3903', metricsPublic: false },
     sseS3: { keyringFile: '' },
   };
@@ -180,6 +190,8 @@ export function parseConfig(text: string, configPath: string): CoffreConfig {
     tlsCert: tlsCert ? path(tlsCert) : undefined,
     tlsKey: tlsKey ? path(tlsKey) : undefined,
     allowSseCOverHttp: s3.bool('allow_ssec_over_http', false),
+    unauthenticatedTimeoutSecs: s3.integer('unauthenticated_timeout_secs', 30, 1, 3600),
+    idleTimeoutSecs: s3.integer('idle_timeout_secs', 60, 1, 3600),
   };
   s3.refuseUnknown();
   const admin = new Reader(top.section_('admin'), 'admin');

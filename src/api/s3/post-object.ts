@@ -28,6 +28,8 @@ export interface PostObjectContext {
   secure: boolean;
   fromLoopback: boolean;
   sseS3?: SseS3Keys;
+  // Called once the form's policy signature is checked (the request is then no longer unauthenticated).
+  authenticated?: () => void;
 }
 
 export async function postObject(ctx: PostObjectContext): Promise<void> {
@@ -37,6 +39,7 @@ export async function postObject(ctx: PostObjectContext): Promise<void> {
     region: ctx.config.s3Api.s3Region,
     lookupSecret: async (id) => (await ctx.store.getKey(id))?.secret,
   });
+  ctx.authenticated?.();
   const perm = upload.accessKeyId ? bucket.permissions[upload.accessKeyId] : undefined;
   if (!perm || !(perm.write || perm.owner)) throw S3Errors.accessDenied();
   checkObjectKey(upload.key);

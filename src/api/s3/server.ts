@@ -208,15 +208,22 @@ export class S3Server {
         if (!res.headersSent) sendError(res, S3Errors.internal(), req.method ?? 'GET', '', '');
         else res.destroy();
       });
+    const s3Config = deps.config.s3Api;
+    // Headers must arrive within the unauthenticated bound (checked every second, not every 30 s, so the
+    // bound holds); a body's total time is not bounded — a large upload at a normal pace must not be cut —
+    // but a silent connection is (server.timeout below), and so is the time before authentication (handle).
     const options = {
       maxHeaderSize: MAX_HEADER_BYTES,
       requestTimeout: 0,
-      headersTimeout: 60_000,
+      headersTimeout: s3Config.unauthenticatedTimeoutSecs * 1000,
       keepAliveTimeout: 65_000,
+      connectionsCheckingInterval: 1_000,
     };
     this.server = tls
       ? https.createServer({ ...options, ...tls }, handler)
       : http.createServer(options, handler);
+    // No 'timeout' listener: node destroys a socket that stays silent this long.
+    this.server.timeout = s3Config.idleTimeoutSecs * 1000;
     this.server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) =>
       this.clientError(err, socket),
     );
@@ -257,6 +264,11 @@ export class S3Server {
     let operation: Operation | 'Unknown' = 'Unknown';
     let bucketName: string | undefined;
     let signingKey: Buffer | undefined;
+    // Until the request is authenticated it may hold the connection only so long, whatever it sends (a
+    // PostObject's form is read before its policy can be checked).
+    const unauthenticated = setTimeout(() => req.destroy(), config.s3Api.unauthenticatedTimeoutSecs * 1000);
+    unauthenticated.unref();
+    const authenticated = () => clearTimeout(unauthenticated);
     try {
       const located = locate(rawPath, req.headers.host, config.s3Api.rootDomain);
       bucketName = located.bucket;
@@ -277,6 +289,7 @@ export class S3Server {
           secure: this.isSecure(req),
           fromLoopback: isLoopback(req.socket.remoteAddress),
           sseS3: this.deps.sseS3,
+          authenticated,
         });
         return;
       }
@@ -296,6 +309,7 @@ export class S3Server {
           },
         },
       );
+      authenticated();
       signingKey = auth.signingKey;
       const accessKey =
         looked.record?.id === auth.accessKeyId ? looked.record : await store.getKey(auth.accessKeyId);
@@ -337,6 +351,7 @@ export class S3Server {
       sendError(res, e ?? S3Errors.internal(), method, rawPath, requestId);
       if (!req.complete) discardUnreadBody(req, res);
     } finally {
+      authenticated();
       signingKey?.fill(0);
       const seconds = Number(process.hrtime.bigint() - started) / 1e9;
       this.deps.metrics?.observe(operation, res.statusCode, seconds);

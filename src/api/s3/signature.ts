@@ -477,6 +477,16 @@ export function hasCredentials(req: AuthRequest): boolean {
   );
 }
 
+// A customer key and its MD5 may be sent unsigned, as S3 allows (a presigned SSE-C URL signs the algorithm
+// only, and its user adds the key at request time): they choose nothing — the signed algorithm header says
+// SSE-C is used, the MD5 must match the key, and a wrong key only fails to open the object.
+const UNSIGNED_ALLOWED: ReadonlySet<string> = new Set([
+  'x-amz-server-side-encryption-customer-key',
+  'x-amz-server-side-encryption-customer-key-md5',
+  'x-amz-copy-source-server-side-encryption-customer-key',
+  'x-amz-copy-source-server-side-encryption-customer-key-md5',
+]);
+
 /**
  * Every x-amz-* header a request carries must be covered by its signature, as S3 requires (header-signed and
  * presigned alike): such headers choose and shape the operation (x-amz-copy-source turns a PUT into a copy,
@@ -487,7 +497,7 @@ function refuseUnsignedAmzHeaders(headers: IncomingHttpHeaders, signedHeaders: r
   const signed = new Set(signedHeaders);
   const unsigned = Object.keys(headers)
     .map((h) => h.toLowerCase())
-    .filter((h) => h.startsWith('x-amz-') && !signed.has(h))
+    .filter((h) => h.startsWith('x-amz-') && !signed.has(h) && !UNSIGNED_ALLOWED.has(h))
     .sort();
   if (unsigned.length > 0) {
     throw new S3Error(
