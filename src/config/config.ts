@@ -4,6 +4,7 @@ import { readFileSync, statSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { parse as parseToml } from 'smol-toml';
 import { UserError, errorMessage } from '../util/errors.js';
+import { TrustedProxies } from '../util/client-transport.js';
 
 export interface S3ApiConfig {
   apiBindAddr: string;
@@ -46,6 +47,8 @@ export interface CoffreConfig {
   rpcSecret?: string;
   rpcSecretFile?: string;
   allowWorldReadableSecrets: boolean;
+  // Reverse proxies believed about the client's address and scheme (X-Forwarded-For, X-Forwarded-Proto).
+  trustedProxies: TrustedProxies;
   bootstrapPeers: string[];
   replicationFactor: number;
   blockSize: number;
@@ -163,6 +166,7 @@ export function parseConfig(text: string, configPath: string): CoffreConfig {
     rpcSecret: top.string('rpc_secret'),
     rpcSecretFile: rpcSecretFile ? path(rpcSecretFile) : undefined,
     allowWorldReadableSecrets: top.bool('allow_world_readable_secrets', false),
+    trustedProxies: new TrustedProxies(top.stringList('trusted_proxies')),
     bootstrapPeers: top.stringList('bootstrap_peers'),
     replicationFactor: top.integer('replication_factor', 1, 1, 7),
     blockSize: top.integer('block_size', MIB, 64 * 1024, 64 * MIB),

@@ -18,9 +18,3 @@ export function closeServer(server: Server & { closeAllConnections?: () => void 
     server.closeAllConnections?.();
   });
 }
-
-/** Whether a peer address is a loopback address (127.0.0.0/8, ::1): what it sends never crossed a network. */
-export function isLoopback(address: string | undefined): boolean {
-  if (!address) return false;
-  return address === '::1' || address.startsWith('127.') || address.startsWith('::ffff:127.');
-}

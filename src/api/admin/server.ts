@@ -1,6 +1,7 @@
 // api/admin: the administration HTTP API (access keys, buckets, permissions) guarded by the admin token,
 // with /health open and /metrics guarded by metrics_token or the admin token (open only with metrics_public). JSON in, JSON out.
-import { closeServer, isLoopback, listenOn } from '../../util/http-server.js';
+import { closeServer, listenOn } from '../../util/http-server.js';
+import { clientTransport } from '../../util/client-transport.js';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import https from 'node:https';
 import { createHash, timingSafeEqual } from 'node:crypto';
@@ -17,7 +18,6 @@ import type { Rebalancer } from '../../rpc/rebalance.js';
 import { applyStaged, metadataReplicas, nextRoles, stageRole } from '../../rpc/layout.js';
 import type { MetadataReplication } from '../../rpc/metadata-replication.js';
 import type { SseS3Keys } from '../../sse/sse-s3-keys.js';
-import { TLSSocket } from 'node:tls';
 import type { RpcNode } from '../../rpc/peering.js';
 
 export class AdminError extends Error {
@@ -220,7 +220,8 @@ export class AdminServer {
       else if (action === 'rotate') await keys.rotate(publicKeys());
       else if (action === 'reseal') await keys.reseal(publicKeys());
       else if (action === 'unlock') {
-        if (!(req.socket instanceof TLSSocket) && !isLoopback(req.socket.remoteAddress))
+        const transport = clientTransport(req, this.deps.config.trustedProxies);
+        if (!transport.secure && !transport.fromLoopback)
           throw new AdminError(400, 'master keys are accepted only over TLS or from loopback');
         const given = body.keys;
         if (typeof given !== 'object' || given === null)

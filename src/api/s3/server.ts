@@ -1,6 +1,7 @@
 // api/s3/server: the S3 HTTP(S) endpoint. It names the request (bucket, key, operation), authenticates it,
 // hands it to the handler for its operation and turns any S3Error into the XML error clients expect.
-import { closeServer, isLoopback, listenOn } from '../../util/http-server.js';
+import { closeServer, listenOn } from '../../util/http-server.js';
+import { clientTransport } from '../../util/client-transport.js';
 import { randomBytes } from 'node:crypto';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import https from 'node:https';
@@ -273,6 +274,7 @@ export class S3Server {
       const located = locate(rawPath, req.headers.host, config.s3Api.rootDomain);
       bucketName = located.bucket;
       const query = new URLSearchParams(rawQuery);
+      const transport = clientTransport(req, config.trustedProxies);
       operation = routeRequest(method, located.bucket, located.key, query, req.headers);
       if (operation === 'Options') {
         await preflight(store, located.bucket, req, res);
@@ -286,8 +288,8 @@ export class S3Server {
           config,
           requestId,
           bucketName: located.bucket!,
-          secure: this.isSecure(req),
-          fromLoopback: isLoopback(req.socket.remoteAddress),
+          secure: transport.secure,
+          fromLoopback: transport.fromLoopback,
           sseS3: this.deps.sseS3,
           authenticated,
         });
@@ -329,8 +331,8 @@ export class S3Server {
         bucketName: located.bucket,
         key: located.key,
         query,
-        secure: this.isSecure(req),
-        fromLoopback: isLoopback(req.socket.remoteAddress),
+        secure: transport.secure,
+        fromLoopback: transport.fromLoopback,
         accessKey,
         sseS3: this.deps.sseS3,
         bucketRecord: () => bucketLookup ?? Promise.resolve(undefined),
@@ -367,10 +369,6 @@ export class S3Server {
         's3 request',
       );
     }
-  }
-
-  private isSecure(req: IncomingMessage): boolean {
-    return (req.socket as { encrypted?: boolean }).encrypted === true;
   }
 
   listen(host: string, port: number): Promise<void> {
