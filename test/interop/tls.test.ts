@@ -4,12 +4,11 @@
 // The non-loopback peer is a network namespace joined to this one by a veth pair (needs root and iproute2);
 // where that cannot be set up the test is skipped, and the transport rule is checked as a unit below.
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { request } from 'node:https';
 import { join } from 'node:path';
-import { test, type TestContext } from 'node:test';
+import { test } from 'node:test';
 import type { TLSSocket } from 'node:tls';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { CreateBucketCommand, GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
@@ -17,6 +16,7 @@ import { certificateFingerprint, generateSelfSignedCertificate } from '../../src
 import { requireSecureTransport, type EncryptionParams } from '../../src/sse/params.js';
 import { S3Error } from '../../src/util/s3-error.js';
 import { signer } from '../api/s3/sigv4-client.js';
+import { makeNamespace, type Namespace } from '../helpers/netns.js';
 import { runCommand, startServer, type TestServer } from '../helpers/server.js';
 import { customerKey, httpsClient, sseCHeaders, startTlsServer } from '../security/ssec-helpers.js';
 
@@ -151,55 +151,6 @@ test('the transport rule: SSE-C needs TLS, a loopback peer or allow_ssec_over_ht
 });
 
 // ---- a peer that is not on loopback: a network namespace behind a veth pair ----
-
-interface Namespace {
-  name: string;
-  hostAddr: string;
-  peerAddr: string;
-}
-
-function ip(...args: string[]): void {
-  execFileSync('ip', args, { stdio: 'pipe' });
-}
-
-function makeNamespace(t: TestContext): Namespace | undefined {
-  const id = randomBytes(3).toString('hex');
-  const name = `coffre-${id}`;
-  const [a, b] = [`cf${id}a`, `cf${id}b`];
-  const subnet = `10.213.${randomBytes(1)[0]!}`;
-  const ns: Namespace = { name, hostAddr: `${subnet}.1`, peerAddr: `${subnet}.2` };
-  try {
-    ip('netns', 'add', name);
-  } catch (err) {
-    t.diagnostic(`cannot create a network namespace: ${String(err)}`);
-    return undefined;
-  }
-  t.after(() => {
-    // Deleting the namespace deletes the veth end inside it, and with it the pair.
-    try {
-      ip('netns', 'del', name);
-    } catch {
-      /* already gone */
-    }
-    try {
-      ip('link', 'del', a);
-    } catch {
-      /* gone with the namespace */
-    }
-  });
-  try {
-    ip('link', 'add', a, 'type', 'veth', 'peer', 'name', b);
-    ip('link', 'set', b, 'netns', name);
-    ip('addr', 'add', `${ns.hostAddr}/30`, 'dev', a);
-    ip('link', 'set', a, 'up');
-    ip('netns', 'exec', name, 'ip', 'addr', 'add', `${ns.peerAddr}/30`, 'dev', b);
-    ip('netns', 'exec', name, 'ip', 'link', 'set', b, 'up');
-  } catch (err) {
-    t.diagnostic(`cannot set up the veth pair: ${String(err)}`);
-    return undefined;
-  }
-  return ns;
-}
 
 /** Restarts the server with its S3 API bound to `addr`, and extra [s3_api] lines. */
 async function restartOn(server: TestServer, addr: string, extra: string): Promise<TestServer> {
