@@ -27,6 +27,7 @@ import { HandshakeError } from '../net/handshake.js';
 import { sodium } from '../net/sodium.js';
 import { Mux, Priority, RemoteError, openMux, type Body, type MuxReply } from '../net/mux.js';
 import { connectSecure, createSecureServer, type SecureChannel } from '../net/secure-channel.js';
+import { WarningLimiter } from '../util/log-limit.js';
 import {
   formatHostPort,
   nodeIdOf,
@@ -165,6 +166,8 @@ export class RpcNode extends EventEmitter {
   private readonly introduced = new Set<string>();
   private readonly sockets = new Set<net.Socket>();
   private readonly log: RpcLogger;
+  // Anyone who reaches the RPC port can fail a handshake: a few are logged, the rest counted.
+  private readonly refusedConnections: WarningLimiter;
   private server: net.Server | null = null;
   private advertised: string | null = null;
   private pingTimer: NodeJS.Timeout | null = null;
@@ -186,6 +189,7 @@ export class RpcNode extends EventEmitter {
     this.networkKey = Buffer.from(opts.networkKey);
     this.nodeId = opts.identity.id ?? nodeIdOf(opts.identity.publicKey);
     this.log = opts.logger ?? noopLogger;
+    this.refusedConnections = new WarningLimiter((m) => this.log.warn(m), 'refused RPC connections');
     this.pingIntervalMs = opts.pingIntervalMs ?? 15_000;
     this.pingTimeoutMs = opts.pingTimeoutMs ?? 10_000;
     this.reconnectMinMs = opts.reconnectMinMs ?? 1_000;
@@ -208,7 +212,7 @@ export class RpcNode extends EventEmitter {
         timeoutMs: this.connectTimeoutMs,
         authorize: (key) => !key.equals(this.opts.identity.publicKey),
         onHandshakeError: (err, remote) =>
-          this.log.warn(`rpc: refused connection from ${remote ?? '?'}: ${err.message}`),
+          this.refusedConnections.report(`rpc: refused connection from ${remote ?? '?'}: ${err.message}`),
       },
       (channel) => this.acceptChannel(channel),
     );
@@ -240,6 +244,7 @@ export class RpcNode extends EventEmitter {
 
   /** Closes every channel and the listener. */
   async stop(): Promise<void> {
+    this.refusedConnections.close();
     this.stopped = true;
     if (this.pingTimer) clearInterval(this.pingTimer);
     for (const peer of this.peers.values()) {
