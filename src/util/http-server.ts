@@ -1,7 +1,17 @@
 // util/http-server: starting and stopping node:http(s) servers as promises.
-import type { Server } from 'node:net';
+import type { Server, Socket } from 'node:net';
+
+// Every socket a server accepted and that is still open: closeServer ends them all, those the HTTP layer no
+// longer tracks included (a CONNECT tunnel, a socket a clientError handler answered), so shutdown never waits.
+const openSockets = new WeakMap<Server, Set<Socket>>();
 
 export function listenOn(server: Server, host: string, port: number): Promise<void> {
+  const sockets = new Set<Socket>();
+  openSockets.set(server, sockets);
+  server.on('connection', (socket: Socket) => {
+    sockets.add(socket);
+    socket.once('close', () => sockets.delete(socket));
+  });
   return new Promise((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, host, () => {
@@ -16,5 +26,19 @@ export function closeServer(server: Server & { closeAllConnections?: () => void 
   return new Promise((resolve) => {
     server.close(() => resolve());
     server.closeAllConnections?.();
+    for (const socket of openSockets.get(server) ?? []) socket.destroy();
+  });
+}
+
+// CONNECT asks for a tunnel, which no coffre port offers. Without a listener node drops the socket unanswered;
+// the client gets a clear refusal instead.
+export function refuseTunnels(server: Server): void {
+  server.on('connect', (_req: unknown, socket: Socket) => {
+    // The socket is no longer the HTTP server's to close: whatever else the client sends is discarded (so
+    // the socket can end), and a client that never closes its side is cut after a few seconds.
+    socket.on('error', () => socket.destroy());
+    socket.setTimeout(5000, () => socket.destroy());
+    socket.resume();
+    socket.end('HTTP/1.1 405 Method Not Allowed\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
   });
 }

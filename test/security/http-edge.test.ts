@@ -114,3 +114,33 @@ test('a header-signed request carrying an x-amz-* header it did not sign is refu
     assert.match(text, new RegExp(`<HeadersNotSigned>${Object.keys(extra)[0]}</HeadersNotSigned>`));
   }
 });
+
+test(
+  'CONNECT and over-long names are answered 4xx, and the node still stops promptly',
+  { timeout: 60_000 },
+  async (t) => {
+    const node = await startServer();
+    t.after(() => node.cleanup());
+    for (const port of [node.adminPort, node.s3Port]) {
+      const r = await raw(port, 'CONNECT /x HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 2\r\n\r\n{}');
+      assert.equal(r.status, 405, `CONNECT on ${port}`);
+    }
+    // No bucket or key can be this long: refused before any lookup (the metadata store cannot even hold it).
+    const post = await raw(
+      node.s3Port,
+      `POST /${'x'.repeat(9000)} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: multipart/form-data; boundary=b\r\n` +
+        'Content-Length: 7\r\nConnection: close\r\n\r\n--b\r\n\r\n',
+    );
+    assert.equal(post.status, 400, post.text);
+    assert.match(post.text, /InvalidBucketName/);
+    const key = await raw(
+      node.s3Port,
+      `GET /b/${'k'.repeat(2000)} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n`,
+    );
+    assert.equal(key.status, 400, key.text);
+    assert.match(key.text, /KeyTooLongError/);
+    // A tunnel socket is not the HTTP server's any more: it must not keep the node from shutting down.
+    await node.stop();
+    assert.equal(node.process.exitCode, 0);
+  },
+);

@@ -1,6 +1,6 @@
 // api/admin: the administration HTTP API (access keys, buckets, permissions) guarded by the admin token,
 // with /health open and /metrics guarded by metrics_token or the admin token (open only with metrics_public). JSON in, JSON out.
-import { closeServer, listenOn } from '../../util/http-server.js';
+import { closeServer, listenOn, refuseTunnels } from '../../util/http-server.js';
 import { clientTransport } from '../../util/client-transport.js';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import https from 'node:https';
@@ -157,6 +157,7 @@ export class AdminServer {
         socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
       else socket.destroy();
     });
+    refuseTunnels(this.server);
   }
 
   private send(res: ServerResponse, status: number, body: unknown, contentType = 'application/json'): void {

@@ -1,6 +1,6 @@
 // api/s3/server: the S3 HTTP(S) endpoint. It names the request (bucket, key, operation), authenticates it,
 // hands it to the handler for its operation and turns any S3Error into the XML error clients expect.
-import { closeServer, listenOn } from '../../util/http-server.js';
+import { closeServer, listenOn, refuseTunnels } from '../../util/http-server.js';
 import { clientTransport } from '../../util/client-transport.js';
 import { randomBytes } from 'node:crypto';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
@@ -17,6 +17,7 @@ import { BodyVerifier, bodyExpectationsFromHeaders } from './checksum.js';
 import type { RequestBody, S3Context } from './context.js';
 import { authenticateRequest, type AuthContext } from './signature.js';
 import { routeRequest, type Operation } from './router.js';
+import { checkObjectKey } from './router.js';
 import {
   bucketOwners,
   deleteBucketSetting,
@@ -153,14 +154,25 @@ export function locate(
   if (rootDomain && hostname.endsWith('.' + rootDomain.toLowerCase())) {
     const bucket = hostname.slice(0, -(rootDomain.length + 1));
     const key = path.startsWith('/') ? path.slice(1) : path;
-    return { bucket, key: key === '' ? undefined : key };
+    return checkedLocation(bucket, key === '' ? undefined : key);
   }
   const trimmed = path.startsWith('/') ? path.slice(1) : path;
   if (trimmed === '') return {};
   const slash = trimmed.indexOf('/');
-  if (slash < 0) return { bucket: trimmed };
+  if (slash < 0) return checkedLocation(trimmed, undefined);
   const key = trimmed.slice(slash + 1);
-  return { bucket: trimmed.slice(0, slash), key: key === '' ? undefined : key };
+  return checkedLocation(trimmed.slice(0, slash), key === '' ? undefined : key);
+}
+
+// No bucket can have a longer name (S3's limit, old buckets included), and no key is longer than S3 allows:
+// such a request names nothing that exists, and is refused before it reaches a lookup.
+const MAX_BUCKET_NAME = 255;
+
+function checkedLocation(bucket: string, key: string | undefined): { bucket?: string; key?: string } {
+  if (bucket.length > MAX_BUCKET_NAME)
+    throw new S3Error('InvalidBucketName', 400, 'The specified bucket is not valid.');
+  if (key !== undefined) checkObjectKey(key);
+  return { bucket, key };
 }
 
 function makeBody(req: IncomingMessage, auth: AuthContext): (opts?: { md5?: boolean }) => RequestBody {
@@ -228,6 +240,7 @@ export class S3Server {
     this.server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) =>
       this.clientError(err, socket),
     );
+    refuseTunnels(this.server);
   }
 
   // Requests node's parser refuses (oversized headers, garbage) still get an S3 error, then the connection closes.

@@ -1,0 +1,190 @@
+// Fuzz, seeded and bounded: a node of the layout (it knows rpc_secret and is a member, as a compromised storage
+// node or gateway would be) sends every RPC endpoint thousands of hostile headers and bodies — wrong types,
+// traversal strings, huge numbers, prototype keys, junk bytes. Each call gets a prompt answer, the node stays
+// up with bounded memory, answers the S3 API as before, and no file outside its directories is read out or
+// written. The seed is printed: replay a failure with COFFRE_FUZZ_SEED=<seed>.
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { CreateBucketCommand, GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
+import { toKeys } from '../../src/net/handshake.js';
+import { readBody } from '../../src/net/mux.js';
+import { encodeData } from '../../src/rpc/codec.js';
+import { nodeIdOf } from '../../src/rpc/identity.js';
+import { METADATA_METHODS } from '../../src/model/store.js';
+import { RpcNode } from '../../src/rpc/peering.js';
+import { CANARY, Rng, fuzzSeed, residentBytes } from '../helpers/fuzz.js';
+import { runCoffre, startServer, type TestServer } from '../helpers/server.js';
+
+const CALLS = 3000;
+const IN_FLIGHT = 8;
+const ANSWER_WITHIN_MS = 20_000;
+const MAX_RSS = 600 * 1024 * 1024;
+const ENDPOINTS = [
+  'store/call',
+  'block/put',
+  'block/get',
+  'block/has',
+  'block/delete',
+  'layout/get',
+  'layout/push',
+  'meta/position',
+  'meta/apply',
+  'meta/resync-begin',
+  'meta/resync-load',
+  'meta/resync-end',
+  'rpc/ping',
+  'rpc/peers',
+  'no/such/endpoint',
+  '',
+  '../../node_key',
+];
+
+const secret = randomBytes(32).toString('hex');
+const seed = fuzzSeed();
+const kept = randomBytes(100_000);
+let server: TestServer;
+let member: RpcNode;
+let serverId: string;
+let secrets: Buffer[];
+
+before(async () => {
+  server = await startServer({ secretConfig: `rpc_secret = "${secret}"` });
+  const s3 = server.client();
+  await s3.send(new CreateBucketCommand({ Bucket: 'kept' }));
+  await s3.send(new PutObjectCommand({ Bucket: 'kept', Key: 'object', Body: kept }));
+  s3.destroy();
+  const keys = toKeys(randomBytes(32));
+  member = new RpcNode({
+    identity: { ...keys, id: nodeIdOf(keys.publicKey) },
+    networkKey: Buffer.from(secret, 'hex'),
+    bindAddr: '127.0.0.1:0',
+    connectTimeoutMs: 5000,
+  });
+  member.setAccessPolicy(() => true);
+  await member.start();
+  const id = await runCoffre(['-c', server.configPath, 'node', 'id', '--json']);
+  serverId = (JSON.parse(id.stdout) as { nodeId: string }).nodeId;
+  await member.connect(`${serverId}@127.0.0.1:${server.rpcPort}`);
+  for (const args of [
+    ['layout', 'assign', serverId, '--zone', 'z1', '--capacity', '1G'],
+    ['layout', 'assign', member.nodeId, '--zone', 'z2', '--gateway'],
+    ['layout', 'apply', '--version', '1'],
+  ]) {
+    const r = await runCoffre(['-c', server.configPath, ...args]);
+    assert.equal(r.code, 0, r.stderr);
+  }
+  secrets = [
+    readFileSync(join(server.dir, 'meta', 'node_key')).subarray(0, 32),
+    readFileSync(server.configPath),
+  ];
+});
+
+after(async () => {
+  await member?.stop();
+  await server?.stop();
+  server?.cleanup();
+});
+
+function hostileHeader(rng: Rng, path: string): unknown {
+  if (path === 'store/call' && rng.chance(0.7))
+    return { method: rng.chance(0.8) ? rng.pick(METADATA_METHODS) : rng.value(0) };
+  if (path.startsWith('block/') && rng.chance(0.5)) return { hash: rng.value(0) };
+  if (path.startsWith('meta/') && rng.chance(0.5))
+    return { layoutVersion: rng.pick([0, 1, 2, 1e9, -1]), from: rng.value(1), holdMs: rng.value(0) };
+  return rng.value();
+}
+
+function hostileBody(rng: Rng): Buffer | null {
+  switch (rng.int(0, 4)) {
+    case 0:
+      return null;
+    case 1:
+      return rng.bytes(rng.int(0, 70_000));
+    case 2:
+      return encodeData(Array.from({ length: rng.int(0, 6) }, () => rng.value()));
+    default:
+      return encodeData(rng.value());
+  }
+}
+
+async function call(
+  path: string,
+  header: unknown,
+  body: Buffer | null,
+): Promise<{ refused: boolean; body: Buffer }> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => reject(new Error(`${path}: no answer within ${ANSWER_WITHIN_MS} ms`)),
+      ANSWER_WITHIN_MS,
+    );
+  });
+  const attempt = (async () => {
+    try {
+      const reply = await member.call(serverId, path, header, body);
+      const error = (reply.header as { error?: unknown; refused?: unknown } | null) ?? {};
+      const data = reply.body ? await readBody(reply.body) : Buffer.alloc(0);
+      return { refused: error.error !== undefined || error.refused !== undefined, body: data };
+    } catch (err) {
+      if (/no answer within/.test((err as Error).message)) throw err;
+      return { refused: true, body: Buffer.alloc(0) }; // refused: what the suite wants, or at least allows
+    }
+  })();
+  try {
+    return await Promise.race([attempt, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+test(
+  `${CALLS} hostile RPC calls from a member: prompt answers, no secret read, nothing written outside`,
+  { timeout: 300_000 },
+  async (t) => {
+    t.diagnostic(`seed ${seed}`);
+    const rng = new Rng(seed);
+    let next = 0;
+    const outcomes: Record<string, { refused: number; answered: number }> = {};
+    const worker = async () => {
+      while (next < CALLS) {
+        const i = next++;
+        const path = rng.pick(ENDPOINTS);
+        const header = hostileHeader(rng, path);
+        const body = hostileBody(rng);
+        const answer = await call(path, header, body).catch((err: Error) => {
+          throw new Error(
+            `${err.message} (seed ${seed}, call ${i}: ${path} ${JSON.stringify(header)?.slice(0, 300)})`,
+          );
+        });
+        const tally = (outcomes[path] ??= { refused: 0, answered: 0 });
+        tally[answer.refused ? 'refused' : 'answered']++;
+        for (const s of secrets)
+          assert.ok(
+            !answer.body.includes(s.subarray(0, 32)),
+            `a file outside the block store was sent (seed ${seed}, call ${i})`,
+          );
+      }
+    };
+    await Promise.all(Array.from({ length: IN_FLIGHT }, worker));
+    t.diagnostic(`outcomes ${JSON.stringify(outcomes)}`);
+
+    assert.equal(server.process.exitCode, null, `the node exited (seed ${seed}):\n${server.stderr()}`);
+    assert.ok(residentBytes(server.process.pid!) < MAX_RSS, 'memory grew past its bound');
+    assert.ok(!existsSync(CANARY), `a file was written outside the node's directories (seed ${seed})`);
+    assert.ok(existsSync(join(server.dir, 'meta', 'node_key')) && existsSync(server.configPath));
+    const health = await fetch(`${server.adminEndpoint}/health`);
+    assert.equal(health.status, 200);
+    // What a member may change, a member may change; what the S3 API serves is not corrupted by what it may not.
+    const s3 = server.client();
+    try {
+      const got = await s3.send(new GetObjectCommand({ Bucket: 'kept', Key: 'object' }));
+      const bytes = Buffer.from(await got.Body!.transformToByteArray());
+      assert.ok(bytes.equals(kept), 'the stored object changed');
+    } finally {
+      s3.destroy();
+    }
+  },
+);
