@@ -770,6 +770,12 @@ test('a copy needs read on its source bucket, whether or not that bucket or obje
         path: `/${B}/stolen`,
         headers: { 'x-amz-copy-source': source, 'x-amz-metadata-directive': 'REPLACE' },
       },
+      // Its ACL grants are not looked at before the copy is allowed.
+      {
+        method: 'PUT',
+        path: `/${B}/stolen`,
+        headers: { 'x-amz-copy-source': source, 'x-amz-grant-read': 'id="GKnotanowner000000000000"' },
+      },
     ]) {
       const a = await send(write, r);
       assert.equal(a.status, 403, `copy from ${source}: ${a.text}`);

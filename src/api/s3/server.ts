@@ -381,12 +381,15 @@ export class S3Server {
         bucketName: named,
         ...allowedBucket(await bucketLookup, named, accessKey, AUTHORIZATION[operation].bucket),
       };
-      addCorsHeaders(req, res, bucketCtx.bucket);
-      // A write asking to share what it creates is refused; asked only once the key may write here, since
-      // the answer tells who owns the bucket.
-      if (ACL_CARRYING_WRITES.has(operation))
-        await refuseAclGrants(req.headers, async () => bucketOwners(bucketCtx.bucket));
+      // Once the request is allowed: CORS headers, and a write asking to share what it creates is refused
+      // (asked no sooner, since the answer tells who owns the bucket).
+      const carriesAcl = ACL_CARRYING_WRITES.has(operation);
+      const allowedRequest = async () => {
+        addCorsHeaders(req, res, bucketCtx.bucket);
+        if (carriesAcl) await refuseAclGrants(req.headers, async () => bucketOwners(bucketCtx.bucket));
+      };
       if (isCopyOperation(operation)) {
+        // A copy reads its source: the key must hold read on the source bucket too.
         const source = copySourceOf(req.headers);
         const sourceBucket = allowedBucket(
           source.bucketName === named ? bucketCtx.bucket : await store.bucketByName(source.bucketName),
@@ -394,12 +397,14 @@ export class S3Server {
           accessKey,
           'read',
         );
+        await allowedRequest();
         await COPY_HANDLERS[operation]({
           ...bucketCtx,
           source: { bucket: sourceBucket.bucket, key: source.key },
         });
         return;
       }
+      await allowedRequest();
       await BUCKET_HANDLERS[operation](bucketCtx);
     } catch (err) {
       const e = err instanceof S3Error ? err : undefined;
