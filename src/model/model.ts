@@ -52,7 +52,7 @@ export interface ModelOptions extends SegmentWriteOptions {
 export type BucketRight = keyof Permission;
 
 /** Whether a key's permission on a bucket (undefined: none) grants `need`. */
-export function grants(permission: Permission | undefined, need: BucketRight): boolean {
+export function grants(permission: Permission | undefined, need: BucketRight): permission is Permission {
   return permission !== undefined && (permission[need] || permission.owner);
 }
 

@@ -22,6 +22,6 @@ export function allowedBucket(
 ): AllowedBucket {
   if (!bucket) throw key.allowCreateBucket ? S3Errors.noSuchBucket(name) : S3Errors.accessDenied();
   const permission = bucket.permissions[key.id];
-  if (!permission || !grants(permission, need)) throw S3Errors.accessDenied();
+  if (!grants(permission, need)) throw S3Errors.accessDenied();
   return { bucket, permission };
 }
