@@ -48,6 +48,14 @@ export interface ModelOptions extends SegmentWriteOptions {
   logKeep?: number;
 }
 
+/** The rights a key may hold on a bucket; the owner right includes read and write. */
+export type BucketRight = keyof Permission;
+
+/** Whether a key's permission on a bucket (undefined: none) grants `need`. */
+export function grants(permission: Permission | undefined, need: BucketRight): permission is Permission {
+  return permission !== undefined && (permission[need] || permission.owner);
+}
+
 // Why a bucket name cannot be created: the asking key already owns it, or someone else has it.
 export function bucketTakenError(existing: BucketRecord, keyId?: string): S3Error {
   if (keyId && existing.permissions[keyId]?.owner) {

@@ -2,13 +2,13 @@
 // unless the request asks for SSE-C (as S3's default encryption). Only SSE-S3 (AES256) is offered: coffre has
 // no KMS.
 import { S3Error, S3Errors } from '../../util/s3-error.js';
-import { bucketFor, type S3Context } from './context.js';
+import type { BucketContext } from './context.js';
 import { sendEmpty, sendXml } from './response.js';
 import { readSmallBody } from './small-body.js';
 import { asList, asText, parseXml } from './xml.js';
 
-export async function putBucketEncryption(ctx: S3Context): Promise<void> {
-  const bucket = await bucketFor(ctx, 'owner');
+export async function putBucketEncryption(ctx: BucketContext): Promise<void> {
+  const bucket = ctx.bucket;
   const doc = parseXml((await readSmallBody(ctx)).toString('utf8'), 'ServerSideEncryptionConfiguration');
   const rules = asList(doc.Rule);
   if (rules.length !== 1 || typeof rules[0] !== 'object' || rules[0] === null) throw S3Errors.malformedXml();
@@ -31,8 +31,8 @@ export async function putBucketEncryption(ctx: S3Context): Promise<void> {
   sendEmpty(ctx.res, 200);
 }
 
-export async function getBucketEncryption(ctx: S3Context): Promise<void> {
-  const bucket = await bucketFor(ctx, 'read');
+export async function getBucketEncryption(ctx: BucketContext): Promise<void> {
+  const bucket = ctx.bucket;
   if (bucket.defaultEncryption !== 'AES256') {
     throw new S3Error(
       'ServerSideEncryptionConfigurationNotFoundError',
@@ -46,8 +46,8 @@ export async function getBucketEncryption(ctx: S3Context): Promise<void> {
   });
 }
 
-export async function deleteBucketEncryption(ctx: S3Context): Promise<void> {
-  const bucket = await bucketFor(ctx, 'owner');
+export async function deleteBucketEncryption(ctx: BucketContext): Promise<void> {
+  const bucket = ctx.bucket;
   await ctx.store.setBucketEncryption(bucket.id, undefined);
   sendEmpty(ctx.res, 204);
 }

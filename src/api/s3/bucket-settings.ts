@@ -8,8 +8,9 @@
 // AccessControlListNotSupported unless it grants nothing beyond the owner's rights. Setting policies, lifecycle
 // rules and the like stays NotImplemented (router.ts); deleting one that cannot exist succeeds.
 import type { IncomingHttpHeaders } from 'node:http';
+import type { BucketRecord } from '../../model/types.js';
 import { S3Error } from '../../util/s3-error.js';
-import { bucketFor, requireKey, type S3Context } from './context.js';
+import { requireKey, type BucketContext, type S3Context } from './context.js';
 import { requireObject } from './get.js';
 import { sendEmpty, sendRawXml } from './response.js';
 import { S3_XMLNS, asList, asText, escapeXml, parseXml } from './xml.js';
@@ -72,8 +73,7 @@ export function unsetSettingDelete(query: URLSearchParams): string | undefined {
   return DELETABLE.find((name) => query.has(name));
 }
 
-export async function getBucketSetting(ctx: S3Context): Promise<void> {
-  await bucketFor(ctx, 'read');
+export async function getBucketSetting(ctx: BucketContext): Promise<void> {
   const name = unsetSettingRead(ctx.query)!;
   const unset = UNSET_ERRORS[name];
   if (unset) throw unset();
@@ -85,8 +85,7 @@ export async function getBucketSetting(ctx: S3Context): Promise<void> {
   );
 }
 
-export async function deleteBucketSetting(ctx: S3Context): Promise<void> {
-  await bucketFor(ctx, 'owner');
+export async function deleteBucketSetting(ctx: BucketContext): Promise<void> {
   sendEmpty(ctx.res, 204);
 }
 
@@ -117,13 +116,13 @@ async function sendOwnerOnlyAcl(ctx: S3Context, permissions: Permissions) {
   );
 }
 
-export async function getBucketAcl(ctx: S3Context): Promise<void> {
-  const bucket = await bucketFor(ctx, 'read');
+export async function getBucketAcl(ctx: BucketContext): Promise<void> {
+  const bucket = ctx.bucket;
   await sendOwnerOnlyAcl(ctx, bucket.permissions);
 }
 
-export async function getObjectAcl(ctx: S3Context): Promise<void> {
-  const bucket = await bucketFor(ctx, 'read');
+export async function getObjectAcl(ctx: BucketContext): Promise<void> {
+  const bucket = ctx.bucket;
   await requireObject(ctx, bucket.id, requireKey(ctx));
   await sendOwnerOnlyAcl(ctx, bucket.permissions);
 }
@@ -137,8 +136,8 @@ function aclNotSupported(): S3Error {
  * changes nothing): a canned `private`, grants to the owner, or the owner-only document that reading an ACL
  * here returns, which tools copying an object send back for the copy (s3cmd cp). Anything else is refused.
  */
-export async function putAcl(ctx: S3Context): Promise<void> {
-  const bucket = await bucketFor(ctx, 'write');
+export async function putAcl(ctx: BucketContext): Promise<void> {
+  const bucket = ctx.bucket;
   if (ctx.key !== undefined) await requireObject(ctx, bucket.id, ctx.key);
   const ids = ownerIds(bucket.permissions);
   await refuseAclGrants(ctx.req.headers, async () => ids);
@@ -198,7 +197,7 @@ export async function refuseAclGrants(
   throw aclNotSupported();
 }
 
-/** The access keys that own the request's bucket (none when it does not exist: the handler reports that). */
-export async function bucketOwners(ctx: S3Context): Promise<Set<string>> {
-  return ownerIds((await ctx.bucketRecord())?.permissions ?? {});
+/** The access keys that own a bucket. */
+export function bucketOwners(bucket: BucketRecord): Set<string> {
+  return ownerIds(bucket.permissions);
 }

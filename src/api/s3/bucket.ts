@@ -1,6 +1,6 @@
 // api/s3/bucket: ListBuckets, CreateBucket, HeadBucket, DeleteBucket, GetBucketLocation, GetBucketVersioning.
 import { S3Error, S3Errors } from '../../util/s3-error.js';
-import { bucketFor, type S3Context } from './context.js';
+import { type BucketContext, type S3Context } from './context.js';
 import { bucketTakenError } from '../../model/model.js';
 import { readSmallBody } from './small-body.js';
 import { checkBucketName } from './router.js';
@@ -44,20 +44,17 @@ export async function createBucket(ctx: S3Context): Promise<void> {
   sendEmpty(ctx.res, 200);
 }
 
-export async function headBucket(ctx: S3Context): Promise<void> {
-  await bucketFor(ctx, 'read');
+export async function headBucket(ctx: BucketContext): Promise<void> {
   ctx.res.setHeader('x-amz-bucket-region', ctx.config.s3Api.s3Region);
   sendEmpty(ctx.res, 200);
 }
 
-export async function deleteBucket(ctx: S3Context): Promise<void> {
-  await bucketFor(ctx, 'owner');
+export async function deleteBucket(ctx: BucketContext): Promise<void> {
   await ctx.store.deleteBucket(ctx.bucketName!);
   sendEmpty(ctx.res, 204);
 }
 
-export async function getBucketLocation(ctx: S3Context): Promise<void> {
-  await bucketFor(ctx, 'read');
+export async function getBucketLocation(ctx: BucketContext): Promise<void> {
   const region = ctx.config.s3Api.s3Region;
   // us-east-1 is reported as an empty constraint, as S3 does.
   const text = region === 'us-east-1' ? '' : escapeXml(region);
@@ -68,7 +65,6 @@ export async function getBucketLocation(ctx: S3Context): Promise<void> {
   );
 }
 
-export async function getBucketVersioning(ctx: S3Context): Promise<void> {
-  await bucketFor(ctx, 'read');
+export async function getBucketVersioning(ctx: BucketContext): Promise<void> {
   sendXml(ctx.res, 200, 'VersioningConfiguration', {});
 }

@@ -29,26 +29,30 @@ export interface S3Context {
   accessKey: AccessKeyRecord;
   // The node's SSE-S3 master keys (absent where SSE-S3 is not served).
   sseS3?: SseS3Keys;
-  // The record of the bucket the request names (undefined: no such bucket, or none named). Looked up once per
-  // request, and started while the signature was being checked.
-  bucketRecord(): Promise<BucketRecord | undefined>;
   // md5: false skips hashing the payload with MD5 unless Content-MD5 asks for it (an SSE-C object's ETag is
   // random, so computing its plaintext's MD5 would cost time for nothing); digests().md5 is then empty.
   body(opts?: { md5?: boolean }): RequestBody;
+}
+
+/**
+ * What a handler of an operation on a bucket knows: the bucket, resolved and allowed before the handler runs
+ * (router.ts AUTHORIZATION), and the permissions the request's key holds on it.
+ */
+export interface BucketContext extends S3Context {
+  bucketName: string;
+  bucket: BucketRecord;
+  permission: Permission;
+}
+
+/** A copy's handler also knows its source: a bucket the key may read, and the object key named there. */
+export interface CopyContext extends BucketContext {
+  source: { bucket: BucketRecord; key: string };
 }
 
 export function header(ctx: S3Context, name: string): string | undefined {
   const v = ctx.req.headers[name];
   if (Array.isArray(v)) return v.join(',');
   return v;
-}
-
-export async function bucketFor(ctx: S3Context, need: keyof Permission): Promise<BucketRecord> {
-  const bucket = await ctx.bucketRecord();
-  if (!bucket) throw S3Errors.noSuchBucket(ctx.bucketName!);
-  const perm = bucket.permissions[ctx.accessKey.id];
-  if (!perm || !(perm[need] || perm.owner)) throw S3Errors.accessDenied();
-  return bucket;
 }
 
 export function requireKey(ctx: S3Context): string {

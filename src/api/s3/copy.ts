@@ -2,11 +2,11 @@
 // anything involving encryption is decrypted with the source's key and re-encrypted with the destination's.
 import { tagsFromRequest } from './tagging.js';
 import { createHash } from 'node:crypto';
+import type { IncomingHttpHeaders } from 'node:http';
 import { Transform } from 'node:stream';
 import { RECORD_VERSION, type BucketRecord, type ObjectRecord } from '../../model/types.js';
 import { S3Error, S3Errors } from '../../util/s3-error.js';
-import { requireBucket } from '../../model/store.js';
-import { bucketFor, header, requireKey, type S3Context } from './context.js';
+import { header, requireKey, type CopyContext, type S3Context } from './context.js';
 import {
   disposeEncryption,
   encryptionForRead,
@@ -36,8 +36,13 @@ interface CopySource {
   record: ObjectRecord;
 }
 
-async function parseCopySource(ctx: S3Context): Promise<CopySource> {
-  let raw = header(ctx, 'x-amz-copy-source') ?? '';
+/**
+ * The bucket and object key an x-amz-copy-source header names ("bucket/key", percent-encoded, optionally
+ * "?versionId=…"). Read by the server before the handler runs: the key must hold read on that bucket.
+ */
+export function copySourceOf(headers: IncomingHttpHeaders): { bucketName: string; key: string } {
+  const value = headers['x-amz-copy-source'];
+  let raw = (Array.isArray(value) ? value.join(',') : value) ?? '';
   const q = raw.indexOf('?');
   if (q >= 0) {
     const params = new URLSearchParams(raw.slice(q + 1));
@@ -66,12 +71,14 @@ async function parseCopySource(ctx: S3Context): Promise<CopySource> {
       { ArgumentName: 'x-amz-copy-source' },
     );
   }
-  const bucketName = decoded.slice(0, slash);
   const key = decoded.slice(slash + 1);
   checkObjectKey(key);
-  const bucket = await requireBucket(ctx.store, bucketName);
-  const perm = bucket.permissions[ctx.accessKey.id];
-  if (!perm || !(perm.read || perm.owner)) throw S3Errors.accessDenied();
+  return { bucketName: decoded.slice(0, slash), key };
+}
+
+// The source object, in the bucket the server has already allowed the key to read.
+async function sourceObject(ctx: CopyContext): Promise<CopySource> {
+  const { bucket, key } = ctx.source;
   const record = await ctx.store.getObject(bucket.id, key);
   if (!record) throw S3Errors.noSuchKey(key);
   const status = evaluateConditions(
@@ -113,11 +120,11 @@ async function copyData(
   return { segment, md5: md5.digest() };
 }
 
-export async function copyObject(ctx: S3Context): Promise<void> {
-  const bucket = await bucketFor(ctx, 'write');
+export async function copyObject(ctx: CopyContext): Promise<void> {
+  const bucket = ctx.bucket;
   const key = requireKey(ctx);
   checkObjectKey(key);
-  const source = await parseCopySource(ctx);
+  const source = await sourceObject(ctx);
   if (source.record.size > MAX_PUT_SIZE) {
     throw S3Errors.invalidRequest(
       'The specified copy source is larger than the maximum allowable size for a copy source: 5368709120',
@@ -222,10 +229,10 @@ function parseCopyRange(value: string | undefined, size: number): ByteRange {
   return { start, end: last + 1 };
 }
 
-export async function uploadPartCopy(ctx: S3Context): Promise<void> {
-  const { upload } = await uploadFor(ctx, 'write');
+export async function uploadPartCopy(ctx: CopyContext): Promise<void> {
+  const { upload } = await uploadFor(ctx);
   const partNumber = partNumberOf(ctx);
-  const source = await parseCopySource(ctx);
+  const source = await sourceObject(ctx);
   const range = parseCopyRange(header(ctx, 'x-amz-copy-source-range'), source.record.size);
   if (range.end - range.start > MAX_PART_SIZE)
     throw new S3Error('EntityTooLarge', 400, 'Your proposed upload exceeds the maximum allowed object size.');

@@ -1,7 +1,7 @@
 // api/s3/cors: Put/Get/DeleteBucketCors, preflight OPTIONS, and CORS headers on ordinary responses.
 import type { BucketRecord, CorsRule } from '../../model/types.js';
 import { S3Error, S3Errors } from '../../util/s3-error.js';
-import { bucketFor, type S3Context } from './context.js';
+import type { BucketContext } from './context.js';
 import { sendEmpty, sendXml } from './response.js';
 import { readSmallBody } from './small-body.js';
 import { asList, asText, parseXml } from './xml.js';
@@ -19,8 +19,8 @@ function texts(v: unknown): string[] {
   });
 }
 
-export async function putBucketCors(ctx: S3Context): Promise<void> {
-  const bucket = await bucketFor(ctx, 'owner');
+export async function putBucketCors(ctx: BucketContext): Promise<void> {
+  const bucket = ctx.bucket;
   const doc = parseXml((await readSmallBody(ctx)).toString('utf8'), 'CORSConfiguration');
   const rules = asList(doc.CORSRule);
   if (rules.length === 0 || rules.length > MAX_CORS_RULES) throw S3Errors.malformedXml();
@@ -51,8 +51,8 @@ export async function putBucketCors(ctx: S3Context): Promise<void> {
   sendEmpty(ctx.res, 200);
 }
 
-export async function getBucketCors(ctx: S3Context): Promise<void> {
-  const bucket = await bucketFor(ctx, 'read');
+export async function getBucketCors(ctx: BucketContext): Promise<void> {
+  const bucket = ctx.bucket;
   if (!bucket.cors?.length) {
     throw new S3Error('NoSuchCORSConfiguration', 404, 'The CORS configuration does not exist', {
       BucketName: bucket.name,
@@ -70,8 +70,8 @@ export async function getBucketCors(ctx: S3Context): Promise<void> {
   });
 }
 
-export async function deleteBucketCors(ctx: S3Context): Promise<void> {
-  const bucket = await bucketFor(ctx, 'owner');
+export async function deleteBucketCors(ctx: BucketContext): Promise<void> {
+  const bucket = ctx.bucket;
   await ctx.store.setBucketCors(bucket.id, undefined);
   sendEmpty(ctx.res, 204);
 }
@@ -138,12 +138,10 @@ export async function preflight(
   sendEmpty(res, 200);
 }
 
-// CORS headers on an ordinary request from a browser.
-export async function addCorsHeaders(ctx: Pick<S3Context, 'req' | 'res' | 'bucketRecord'>): Promise<void> {
-  const origin = ctx.req.headers.origin;
-  if (!origin) return;
-  const bucket = await ctx.bucketRecord();
-  if (!bucket?.cors) return;
-  const rule = findRule(bucket, origin, ctx.req.method ?? 'GET', []);
-  if (rule) applyRule(ctx.res, rule, origin);
+// CORS headers on an ordinary request from a browser, once the request is allowed on the bucket.
+export function addCorsHeaders(req: IncomingMessage, res: ServerResponse, bucket: BucketRecord): void {
+  const origin = req.headers.origin;
+  if (!origin || !bucket.cors) return;
+  const rule = findRule(bucket, origin, req.method ?? 'GET', []);
+  if (rule) applyRule(res, rule, origin);
 }

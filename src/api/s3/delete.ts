@@ -1,6 +1,6 @@
 // api/s3/delete: DeleteObject and DeleteObjects (batch, with Quiet).
 import { S3Errors } from '../../util/s3-error.js';
-import { bucketFor, header, requireKey, type S3Context } from './context.js';
+import { header, requireKey, type BucketContext } from './context.js';
 import { sendEmpty, sendXml } from './response.js';
 import { readSmallBody } from './small-body.js';
 import { asList, asText, parseXml, type XmlNode } from './xml.js';
@@ -9,14 +9,14 @@ import { MAX_KEY_BYTES } from './router.js';
 
 const MAX_DELETE_KEYS = 1000;
 
-export async function deleteObject(ctx: S3Context): Promise<void> {
-  const bucket = await bucketFor(ctx, 'write');
+export async function deleteObject(ctx: BucketContext): Promise<void> {
+  const bucket = ctx.bucket;
   await ctx.store.deleteObject(bucket.id, requireKey(ctx));
   sendEmpty(ctx.res, 204);
 }
 
-export async function deleteObjects(ctx: S3Context): Promise<void> {
-  const bucket = await bucketFor(ctx, 'write');
+export async function deleteObjects(ctx: BucketContext): Promise<void> {
+  const bucket = ctx.bucket;
   const body = await readSmallBody(ctx);
   const md5 = header(ctx, 'content-md5');
   if (md5 !== undefined && createHash('md5').update(body).digest('base64') !== md5)

@@ -3,7 +3,7 @@
 import { pipeline, type Readable } from 'node:stream';
 import type { ObjectRecord } from '../../model/types.js';
 import { S3Error, S3Errors } from '../../util/s3-error.js';
-import { bucketFor, header, requireKey, type S3Context } from './context.js';
+import { header, requireKey, type BucketContext, type S3Context } from './context.js';
 import { disposeEncryption, encryptionForRead, openObjectRange, responseHeaders } from './encryption.js';
 import { openMetadata } from './metadata.js';
 import {
@@ -66,8 +66,8 @@ function firstData(stream: Readable): Promise<void> {
   });
 }
 
-export async function getObject(ctx: S3Context, headOnly: boolean): Promise<void> {
-  const bucket = await bucketFor(ctx, 'read');
+export async function getObject(ctx: BucketContext, headOnly: boolean): Promise<void> {
+  const bucket = ctx.bucket;
   const key = requireKey(ctx);
   const record = await requireObject(ctx, bucket.id, key);
   const status = evaluateConditions(conditionsFrom(ctx.req.headers), record.etag, record.lastModified, true);

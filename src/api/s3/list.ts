@@ -3,7 +3,7 @@
 import { S3Errors } from '../../util/s3-error.js';
 import type { ObjectRecord } from '../../model/types.js';
 import type { MetadataStore } from '../../model/store.js';
-import { bucketFor, type S3Context } from './context.js';
+import { type BucketContext, type S3Context } from './context.js';
 import { parseIntParam } from './headers.js';
 import { isoDate, sendXml } from './response.js';
 import { ownerOf } from './bucket.js';
@@ -125,8 +125,8 @@ function contents(
   }));
 }
 
-export async function listObjects(ctx: S3Context, v2: boolean): Promise<void> {
-  const bucket = await bucketFor(ctx, 'read');
+export async function listObjects(ctx: BucketContext, v2: boolean): Promise<void> {
+  const bucket = ctx.bucket;
   const q = ctx.query;
   const { enc, prefix, delimiter, max: maxKeys } = listingParams(ctx, 'max-keys');
   let startAfter: string | undefined;
@@ -184,8 +184,8 @@ export async function listObjects(ctx: S3Context, v2: boolean): Promise<void> {
   });
 }
 
-export async function listMultipartUploads(ctx: S3Context): Promise<void> {
-  const bucket = await bucketFor(ctx, 'read');
+export async function listMultipartUploads(ctx: BucketContext): Promise<void> {
+  const bucket = ctx.bucket;
   const q = ctx.query;
   const { enc, prefix, delimiter, max: maxUploads } = listingParams(ctx, 'max-uploads');
   const keyMarker = q.get('key-marker') ?? '';
@@ -229,8 +229,8 @@ export async function listMultipartUploads(ctx: S3Context): Promise<void> {
 
 // Buckets are not versioned: every object is its one version, whose id S3 spells "null". Listing versions is
 // listing objects, so that tools which empty a bucket by its versions, or show them, work unchanged.
-export async function listObjectVersions(ctx: S3Context): Promise<void> {
-  const bucket = await bucketFor(ctx, 'read');
+export async function listObjectVersions(ctx: BucketContext): Promise<void> {
+  const bucket = ctx.bucket;
   const q = ctx.query;
   const { enc, prefix, delimiter, max: maxKeys } = listingParams(ctx, 'max-keys');
   const keyMarker = q.get('key-marker') ?? '';

@@ -11,7 +11,7 @@ import {
   type UploadRecord,
 } from '../../model/types.js';
 import { S3Error, S3Errors } from '../../util/s3-error.js';
-import { bucketFor, header, requireKey, type S3Context } from './context.js';
+import { header, requireKey, type BucketContext, type S3Context } from './context.js';
 import {
   disposeEncryption,
   encryptionForUpload,
@@ -33,18 +33,15 @@ export const MIN_PART_SIZE = 5 * 1024 * 1024;
 export const MAX_PART_SIZE = 5 * 1024 ** 3;
 export const MAX_PARTS = 10000;
 
-export async function uploadFor(
-  ctx: S3Context,
-  need: 'read' | 'write',
-): Promise<{ upload: UploadRecord; bucketId: string }> {
-  const bucket = await bucketFor(ctx, need);
+export async function uploadFor(ctx: BucketContext): Promise<{ upload: UploadRecord; bucketId: string }> {
+  const bucket = ctx.bucket;
   const uploadId = ctx.query.get('uploadId');
   if (!uploadId) throw S3Errors.noSuchUpload('');
   return { upload: await ctx.store.getUpload(bucket.id, requireKey(ctx), uploadId), bucketId: bucket.id };
 }
 
-export async function createMultipartUpload(ctx: S3Context): Promise<void> {
-  const bucket = await bucketFor(ctx, 'write');
+export async function createMultipartUpload(ctx: BucketContext): Promise<void> {
+  const bucket = ctx.bucket;
   const key = requireKey(ctx);
   checkObjectKey(key);
   const enc = encryptionForWrite(ctx, bucket);
@@ -107,8 +104,8 @@ export function partNumberOf(ctx: S3Context): number {
   return n;
 }
 
-export async function uploadPart(ctx: S3Context): Promise<void> {
-  const { upload } = await uploadFor(ctx, 'write');
+export async function uploadPart(ctx: BucketContext): Promise<void> {
+  const { upload } = await uploadFor(ctx);
   const partNumber = partNumberOf(ctx);
   checkDeclaredSize(ctx, MAX_PART_SIZE);
   const enc = encryptionForUpload(ctx, upload);
@@ -129,9 +126,9 @@ export async function uploadPart(ctx: S3Context): Promise<void> {
   }
 }
 
-export async function completeMultipartUpload(ctx: S3Context): Promise<void> {
-  const { upload } = await uploadFor(ctx, 'write');
-  const bucket = await bucketFor(ctx, 'write');
+export async function completeMultipartUpload(ctx: BucketContext): Promise<void> {
+  const { upload } = await uploadFor(ctx);
+  const bucket = ctx.bucket;
   const doc = parseXml(
     (await readSmallBody(ctx, 4 * 1024 * 1024)).toString('utf8'),
     'CompleteMultipartUpload',
@@ -219,15 +216,15 @@ export async function completeMultipartUpload(ctx: S3Context): Promise<void> {
   });
 }
 
-export async function abortMultipartUpload(ctx: S3Context): Promise<void> {
-  const { upload } = await uploadFor(ctx, 'write');
+export async function abortMultipartUpload(ctx: BucketContext): Promise<void> {
+  const { upload } = await uploadFor(ctx);
   await ctx.store.abortUpload(upload);
   sendEmpty(ctx.res, 204);
 }
 
-export async function listParts(ctx: S3Context): Promise<void> {
-  const { upload } = await uploadFor(ctx, 'read');
-  const bucket = await bucketFor(ctx, 'read');
+export async function listParts(ctx: BucketContext): Promise<void> {
+  const { upload } = await uploadFor(ctx);
+  const bucket = ctx.bucket;
   const marker = parseIntParam(ctx.query.get('part-number-marker'), 'part-number-marker', 0, MAX_PARTS) ?? 0;
   const maxParts = Math.min(
     parseIntParam(ctx.query.get('max-parts'), 'max-parts', 0, 2 ** 31 - 1) ?? 1000,

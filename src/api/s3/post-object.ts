@@ -1,17 +1,16 @@
-// api/s3/post-object: PostObject, the browser form upload authorised by a signed policy. The form is parsed
-// and its policy checked before any of the file is read; the file then streams into storage like a PUT.
+// api/s3/post-object: PostObject, the browser form upload authorised by a signed policy. The server parses the
+// form and checks its policy and the signer's right to write before any of the file is read; the file then
+// streams into storage like a PUT.
 import { tagsFromXml } from './tagging.js';
 import { createHash } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Transform } from 'node:stream';
 import type { CoffreConfig } from '../../config/config.js';
 import type { ObjectStore } from '../../model/store.js';
-import { requireBucket } from '../../model/store.js';
-import { RECORD_VERSION, type ObjectRecord } from '../../model/types.js';
-import { S3Errors } from '../../util/s3-error.js';
+import { RECORD_VERSION, type BucketRecord, type ObjectRecord, type Permission } from '../../model/types.js';
 import { disposeEncryption, encryptionForForm, responseHeaders, sealMetadata } from './encryption.js';
 import { storedHeaders, userMetadata } from './headers.js';
-import { parsePostObject } from './post-policy.js';
+import type { PostObjectUpload } from './post-policy.js';
 import { etagOf, newVersionId, storeSegment } from './put.js';
 import { sendEmpty, sendXml } from './response.js';
 import { checkObjectKey } from './router.js';
@@ -24,24 +23,17 @@ export interface PostObjectContext {
   store: ObjectStore;
   config: CoffreConfig;
   requestId: string;
-  bucketName: string;
   secure: boolean;
   fromLoopback: boolean;
   sseS3?: SseS3Keys;
-  // Called once the form's policy signature is checked (the request is then no longer unauthenticated).
-  authenticated?: () => void;
+  // The bucket, which the key that signed the form's policy may write (checked by the server).
+  bucket: BucketRecord;
+  permission: Permission;
 }
 
-export async function postObject(ctx: PostObjectContext): Promise<void> {
-  const bucket = await requireBucket(ctx.store, ctx.bucketName);
-  const upload = await parsePostObject(ctx.req, ctx.req.headers['content-type'], {
-    bucket: bucket.name,
-    region: ctx.config.s3Api.s3Region,
-    lookupSecret: async (id) => (await ctx.store.getKey(id))?.secret,
-  });
-  ctx.authenticated?.();
-  const perm = upload.accessKeyId ? bucket.permissions[upload.accessKeyId] : undefined;
-  if (!perm || !(perm.write || perm.owner)) throw S3Errors.accessDenied();
+// The form has been read up to the file and its policy checked (post-policy.ts) before this runs.
+export async function postObject(ctx: PostObjectContext, upload: PostObjectUpload): Promise<void> {
+  const bucket = ctx.bucket;
   checkObjectKey(upload.key);
   const fields = upload.fields;
   const headers = storedHeaders(fields);

@@ -4,7 +4,7 @@ import type { Readable } from 'node:stream';
 import type { SegmentIo } from '../../model/store.js';
 import { RECORD_VERSION, type ObjectRecord, type Segment } from '../../model/types.js';
 import { S3Error } from '../../util/s3-error.js';
-import { bucketFor, header, requireKey, type S3Context } from './context.js';
+import { header, requireKey, type BucketContext, type S3Context } from './context.js';
 import {
   encryptionForWrite,
   etagIsMd5,
@@ -64,8 +64,8 @@ export function setChecksumHeaders(ctx: S3Context, checksums: Record<string, str
     ctx.res.setHeader(`x-amz-checksum-${alg.toLowerCase()}`, value);
 }
 
-export async function putObject(ctx: S3Context): Promise<void> {
-  const bucket = await bucketFor(ctx, 'write');
+export async function putObject(ctx: BucketContext): Promise<void> {
+  const bucket = ctx.bucket;
   const key = requireKey(ctx);
   checkObjectKey(key);
   checkDeclaredSize(ctx);

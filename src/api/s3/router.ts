@@ -46,6 +46,117 @@ export type Operation =
   | 'DeleteBucketTagging'
   | 'Options';
 
+/**
+ * How a request proves who sends it: not at all (a CORS preflight is answered from the bucket's CORS rules
+ * alone), a SigV4 signature (Authorization header or presigned query), or a browser form's signed policy.
+ */
+export type Authentication = 'none' | 'signature' | 'post-policy';
+
+/**
+ * The permission an operation needs on the bucket it names (coffre's per-key bucket permissions, as Garage's:
+ * read, write, owner; the owner permission includes the other two). 'account': the operation names no bucket
+ * of the key's (ListBuckets lists the key's own, CreateBucket is allowed by the key's create-bucket right).
+ */
+export type BucketNeed = 'none' | 'account' | 'read' | 'write' | 'owner';
+
+export interface Authorization {
+  readonly authentication: Authentication;
+  readonly bucket: BucketNeed;
+  /** The operation also reads the object named by x-amz-copy-source, which needs read on that bucket. */
+  readonly sourceRead?: true;
+}
+
+const READ = { authentication: 'signature', bucket: 'read' } as const;
+const WRITE = { authentication: 'signature', bucket: 'write' } as const;
+const OWNER = { authentication: 'signature', bucket: 'owner' } as const;
+const ACCOUNT = { authentication: 'signature', bucket: 'account' } as const;
+const COPY = { authentication: 'signature', bucket: 'write', sourceRead: true } as const;
+
+/**
+ * Every operation's authorization, checked by the server once, before the handler runs: a handler receives
+ * the bucket (and the source bucket of a copy) already resolved and allowed. Reads need read; object writes
+ * need write; settings of the bucket itself (ACL, CORS, encryption, tags, unset settings) and deleting it need
+ * owner.
+ */
+export const AUTHORIZATION = {
+  Options: { authentication: 'none', bucket: 'none' },
+  ListBuckets: ACCOUNT,
+  CreateBucket: ACCOUNT,
+  HeadBucket: READ,
+  DeleteBucket: OWNER,
+  GetBucketLocation: READ,
+  GetBucketVersioning: READ,
+  GetBucketAcl: READ,
+  PutBucketAcl: OWNER,
+  GetBucketSetting: READ,
+  DeleteBucketSetting: OWNER,
+  PutBucketCors: OWNER,
+  GetBucketCors: READ,
+  DeleteBucketCors: OWNER,
+  PutBucketEncryption: OWNER,
+  GetBucketEncryption: READ,
+  DeleteBucketEncryption: OWNER,
+  PutBucketTagging: OWNER,
+  GetBucketTagging: READ,
+  DeleteBucketTagging: OWNER,
+  ListObjects: READ,
+  ListObjectsV2: READ,
+  ListMultipartUploads: READ,
+  ListObjectVersions: READ,
+  DeleteObjects: WRITE,
+  PostObject: { authentication: 'post-policy', bucket: 'write' },
+  PutObject: WRITE,
+  CopyObject: COPY,
+  GetObject: READ,
+  HeadObject: READ,
+  DeleteObject: WRITE,
+  CreateMultipartUpload: WRITE,
+  UploadPart: WRITE,
+  UploadPartCopy: COPY,
+  CompleteMultipartUpload: WRITE,
+  AbortMultipartUpload: WRITE,
+  ListParts: READ,
+  GetObjectAcl: READ,
+  PutObjectAcl: WRITE,
+  GetObjectTagging: READ,
+  PutObjectTagging: WRITE,
+  DeleteObjectTagging: WRITE,
+} as const satisfies Record<Operation, Authorization>;
+
+export const OPERATIONS = Object.keys(AUTHORIZATION) as Operation[];
+
+type Table = typeof AUTHORIZATION;
+type OperationsWhere<Condition> = { [O in Operation]: Table[O] extends Condition ? O : never }[Operation];
+/** Operations answered without authentication (a CORS preflight). */
+export type UnauthenticatedOperation = OperationsWhere<{ authentication: 'none' }>;
+/** Operations authenticated by a browser form's signed policy. */
+export type PostPolicyOperation = OperationsWhere<{ authentication: 'post-policy' }>;
+/** Signed operations that name no bucket of the key's (handled with the key alone). */
+export type AccountOperation = OperationsWhere<{ authentication: 'signature'; bucket: 'account' }>;
+/** Signed operations that also read the object named by x-amz-copy-source. */
+export type CopyOperation = OperationsWhere<{ authentication: 'signature'; sourceRead: true }>;
+/** Signed operations on one bucket the key must hold a permission on. */
+export type BucketOperation = Exclude<
+  OperationsWhere<{ authentication: 'signature' }>,
+  AccountOperation | CopyOperation
+>;
+
+export function isUnauthenticated(op: Operation): op is UnauthenticatedOperation {
+  return AUTHORIZATION[op].authentication === 'none';
+}
+
+export function isPostPolicyOperation(op: Operation): op is PostPolicyOperation {
+  return AUTHORIZATION[op].authentication === 'post-policy';
+}
+
+export function isAccountOperation(op: Operation): op is AccountOperation {
+  return AUTHORIZATION[op].authentication === 'signature' && AUTHORIZATION[op].bucket === 'account';
+}
+
+export function isCopyOperation(op: Operation): op is CopyOperation {
+  return AUTHORIZATION[op].authentication === 'signature' && 'sourceRead' in AUTHORIZATION[op];
+}
+
 // Bucket and object sub-resources coffre does not build: refused with NotImplemented, never mistaken for a
 // plain GET/PUT of the bucket or object. Reading (or deleting) the unset ones is answered first, by
 // bucket-settings.

@@ -14,10 +14,23 @@ import type { AccessKeyRecord } from '../../model/types.js';
 import { S3Error, S3Errors } from '../../util/s3-error.js';
 import { awsChunkedDecoderFor, isStreamingPayload } from './aws-chunked.js';
 import { BodyVerifier, bodyExpectationsFromHeaders } from './checksum.js';
-import type { RequestBody, S3Context } from './context.js';
+import type { BucketContext, CopyContext, RequestBody, S3Context } from './context.js';
 import { authenticateRequest, type AuthContext } from './signature.js';
-import { routeRequest, type Operation } from './router.js';
-import { checkObjectKey } from './router.js';
+import {
+  AUTHORIZATION,
+  checkObjectKey,
+  isAccountOperation,
+  isCopyOperation,
+  isPostPolicyOperation,
+  isUnauthenticated,
+  routeRequest,
+  type AccountOperation,
+  type BucketOperation,
+  type CopyOperation,
+  type Operation,
+} from './router.js';
+import { allowedBucket } from './authorize.js';
+import { parsePostObject } from './post-policy.js';
 import {
   bucketOwners,
   deleteBucketSetting,
@@ -41,7 +54,7 @@ import { listMultipartUploads, listObjectVersions, listObjects } from './list.js
 import { deleteObject, deleteObjects } from './delete.js';
 import { putObject } from './put.js';
 import { getObject } from './get.js';
-import { copyObject, uploadPartCopy } from './copy.js';
+import { copyObject, copySourceOf, uploadPartCopy } from './copy.js';
 import {
   abortMultipartUpload,
   completeMultipartUpload,
@@ -62,13 +75,14 @@ import {
 } from './tagging.js';
 import { deleteBucketEncryption, getBucketEncryption, putBucketEncryption } from './bucket-encryption.js';
 
-type Handler = (ctx: S3Context) => Promise<void>;
-
-const ACL_CARRYING_WRITES = new Set<Operation>(['PutObject', 'CopyObject', 'CreateMultipartUpload']);
-
-const HANDLERS: Record<Exclude<Operation, 'Options' | 'PostObject'>, Handler> = {
+// One handler table per kind of authorization (router.ts AUTHORIZATION): a handler of a bucket operation can
+// only be reached with the bucket already allowed, and the compiler holds each table complete.
+const ACCOUNT_HANDLERS: Record<AccountOperation, (ctx: S3Context) => Promise<void>> = {
   ListBuckets: listBuckets,
   CreateBucket: createBucket,
+};
+
+const BUCKET_HANDLERS: Record<BucketOperation, (ctx: BucketContext) => Promise<void>> = {
   HeadBucket: headBucket,
   DeleteBucket: deleteBucket,
   GetBucketLocation: getBucketLocation,
@@ -97,17 +111,22 @@ const HANDLERS: Record<Exclude<Operation, 'Options' | 'PostObject'>, Handler> = 
   ListMultipartUploads: listMultipartUploads,
   DeleteObjects: deleteObjects,
   PutObject: putObject,
-  CopyObject: copyObject,
   GetObject: (ctx) => getObject(ctx, false),
   HeadObject: (ctx) => getObject(ctx, true),
   DeleteObject: deleteObject,
   CreateMultipartUpload: createMultipartUpload,
   UploadPart: uploadPart,
-  UploadPartCopy: uploadPartCopy,
   CompleteMultipartUpload: completeMultipartUpload,
   AbortMultipartUpload: abortMultipartUpload,
   ListParts: listParts,
 };
+
+const COPY_HANDLERS: Record<CopyOperation, (ctx: CopyContext) => Promise<void>> = {
+  CopyObject: copyObject,
+  UploadPartCopy: uploadPartCopy,
+};
+
+const ACL_CARRYING_WRITES = new Set<Operation>(['PutObject', 'CopyObject', 'CreateMultipartUpload']);
 
 export interface S3ServerDeps {
   config: CoffreConfig;
@@ -287,30 +306,42 @@ export class S3Server {
       const located = locate(rawPath, req.headers.host, config.s3Api.rootDomain);
       bucketName = located.bucket;
       const query = new URLSearchParams(rawQuery);
-      const transport = clientTransport(req, config.trustedProxies);
       operation = routeRequest(method, located.bucket, located.key, query, req.headers);
-      if (operation === 'Options') {
+      if (isUnauthenticated(operation)) {
         await preflight(store, located.bucket, req, res);
         return;
       }
-      if (operation === 'PostObject') {
-        await postObject({
-          req,
-          res,
-          store,
-          config,
-          requestId,
-          bucketName: located.bucket!,
-          secure: transport.secure,
-          fromLoopback: transport.fromLoopback,
-          sseS3: this.deps.sseS3,
-          authenticated,
+      const { secure, fromLoopback } = clientTransport(req, config.trustedProxies);
+      if (isPostPolicyOperation(operation)) {
+        // The form's policy signature is checked before anything about the bucket is looked up: an unsigned
+        // form learns nothing, not even whether the bucket exists.
+        const looked: { record?: AccessKeyRecord } = {};
+        const upload = await parsePostObject(req, req.headers['content-type'], {
+          bucket: located.bucket!,
+          region: config.s3Api.s3Region,
+          lookupSecret: async (id) => {
+            looked.record = await store.getKey(id);
+            return looked.record?.secret;
+          },
         });
+        authenticated();
+        const accessKey = upload.accessKeyId === looked.record?.id ? looked.record : undefined;
+        if (!accessKey) throw S3Errors.accessDenied();
+        const allowed = allowedBucket(
+          await store.bucketByName(located.bucket!),
+          located.bucket!,
+          accessKey,
+          AUTHORIZATION[operation].bucket,
+        );
+        await postObject(
+          { req, res, store, config, requestId, secure, fromLoopback, sseS3: this.deps.sseS3, ...allowed },
+          upload,
+        );
         return;
       }
       // The key record is looked up once: the signature check needs its secret, and the request its grants
       // (on a gateway node each lookup is a call to the metadata node). The bucket's record is looked up
-      // meanwhile, not after: its answer is used only once the request is authenticated.
+      // meanwhile, not after: its answer is used only once the request is authenticated and authorized.
       const bucketLookup = located.bucket === undefined ? undefined : store.bucketByName(located.bucket);
       bucketLookup?.catch(() => {}); // a failure surfaces where the record is awaited, if it ever is
       const looked: { record?: AccessKeyRecord } = {};
@@ -344,21 +375,50 @@ export class S3Server {
         bucketName: located.bucket,
         key: located.key,
         query,
-        secure: transport.secure,
-        fromLoopback: transport.fromLoopback,
+        secure,
+        fromLoopback,
         accessKey,
         sseS3: this.deps.sseS3,
-        bucketRecord: () => bucketLookup ?? Promise.resolve(undefined),
         body: makeBody(req, auth),
       };
-      await addCorsHeaders(ctx);
-      // Buckets have ACLs disabled (bucket-settings): a write asking to share what it creates is refused.
-      if (operation === 'CreateBucket') {
-        await refuseAclGrants(req.headers, async () => new Set([accessKey.id]), true);
-      } else if (ACL_CARRYING_WRITES.has(operation)) {
-        await refuseAclGrants(req.headers, () => bucketOwners(ctx));
+      if (isAccountOperation(operation)) {
+        // Buckets have ACLs disabled (bucket-settings): a bucket created to be shared is refused.
+        if (operation === 'CreateBucket')
+          await refuseAclGrants(req.headers, async () => new Set([accessKey.id]), true);
+        await ACCOUNT_HANDLERS[operation](ctx);
+        return;
       }
-      await HANDLERS[operation](ctx);
+      const named = located.bucket!;
+      const bucketCtx: BucketContext = {
+        ...ctx,
+        bucketName: named,
+        ...allowedBucket(await bucketLookup, named, accessKey, AUTHORIZATION[operation].bucket),
+      };
+      // Once the request is allowed: CORS headers, and a write asking to share what it creates is refused
+      // (asked no sooner, since the answer tells who owns the bucket).
+      const carriesAcl = ACL_CARRYING_WRITES.has(operation);
+      const allowedRequest = async () => {
+        addCorsHeaders(req, res, bucketCtx.bucket);
+        if (carriesAcl) await refuseAclGrants(req.headers, async () => bucketOwners(bucketCtx.bucket));
+      };
+      if (isCopyOperation(operation)) {
+        // A copy reads its source: the key must hold read on the source bucket too.
+        const source = copySourceOf(req.headers);
+        const sourceBucket = allowedBucket(
+          source.bucketName === named ? bucketCtx.bucket : await store.bucketByName(source.bucketName),
+          source.bucketName,
+          accessKey,
+          'read',
+        );
+        await allowedRequest();
+        await COPY_HANDLERS[operation]({
+          ...bucketCtx,
+          source: { bucket: sourceBucket.bucket, key: source.key },
+        });
+        return;
+      }
+      await allowedRequest();
+      await BUCKET_HANDLERS[operation](bucketCtx);
     } catch (err) {
       const e = err instanceof S3Error ? err : undefined;
       if (!e)

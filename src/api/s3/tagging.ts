@@ -3,7 +3,7 @@
 // kept in the clear beside the record, as in S3: the tagging calls carry no SSE-C key, so they could not be
 // sealed with the object's; do not put secrets in tags.
 import { S3Error, S3Errors } from '../../util/s3-error.js';
-import { bucketFor, header, requireKey, type S3Context } from './context.js';
+import { header, requireKey, type BucketContext, type S3Context } from './context.js';
 import { sendEmpty, sendXml } from './response.js';
 import { readSmallBody } from './small-body.js';
 import { asList, asText, parseXml } from './xml.js';
@@ -80,43 +80,43 @@ function sendTagSet(ctx: S3Context, tags: Tags | undefined): void {
   });
 }
 
-export async function getObjectTagging(ctx: S3Context): Promise<void> {
-  const bucket = await bucketFor(ctx, 'read');
+export async function getObjectTagging(ctx: BucketContext): Promise<void> {
+  const bucket = ctx.bucket;
   const key = requireKey(ctx);
   const record = await ctx.store.getObject(bucket.id, key);
   if (!record) throw S3Errors.noSuchKey(key);
   sendTagSet(ctx, record.tags);
 }
 
-export async function putObjectTagging(ctx: S3Context): Promise<void> {
-  const bucket = await bucketFor(ctx, 'write');
+export async function putObjectTagging(ctx: BucketContext): Promise<void> {
+  const bucket = ctx.bucket;
   const tags = tagsFromXml((await readSmallBody(ctx)).toString('utf8'));
   await ctx.store.setObjectTags(bucket.id, requireKey(ctx), tags);
   sendEmpty(ctx.res, 200);
 }
 
-export async function deleteObjectTagging(ctx: S3Context): Promise<void> {
-  const bucket = await bucketFor(ctx, 'write');
+export async function deleteObjectTagging(ctx: BucketContext): Promise<void> {
+  const bucket = ctx.bucket;
   await ctx.store.setObjectTags(bucket.id, requireKey(ctx), undefined);
   sendEmpty(ctx.res, 204);
 }
 
-export async function getBucketTagging(ctx: S3Context): Promise<void> {
-  const bucket = await bucketFor(ctx, 'read');
+export async function getBucketTagging(ctx: BucketContext): Promise<void> {
+  const bucket = ctx.bucket;
   if (!bucket.tags || Object.keys(bucket.tags).length === 0)
     throw new S3Error('NoSuchTagSet', 404, 'The TagSet does not exist', { BucketName: bucket.name });
   sendTagSet(ctx, bucket.tags);
 }
 
-export async function putBucketTagging(ctx: S3Context): Promise<void> {
-  const bucket = await bucketFor(ctx, 'owner');
+export async function putBucketTagging(ctx: BucketContext): Promise<void> {
+  const bucket = ctx.bucket;
   const tags = tagsFromXml((await readSmallBody(ctx)).toString('utf8'), MAX_BUCKET_TAGS);
   await ctx.store.setBucketTags(bucket.id, tags);
   sendEmpty(ctx.res, 204);
 }
 
-export async function deleteBucketTagging(ctx: S3Context): Promise<void> {
-  const bucket = await bucketFor(ctx, 'owner');
+export async function deleteBucketTagging(ctx: BucketContext): Promise<void> {
+  const bucket = ctx.bucket;
   await ctx.store.setBucketTags(bucket.id, undefined);
   sendEmpty(ctx.res, 204);
 }
