@@ -9,7 +9,13 @@ import type { ObjectStore } from '../../model/store.js';
 import { requireBucket } from '../../model/store.js';
 import { RECORD_VERSION, type ObjectRecord } from '../../model/types.js';
 import { S3Errors } from '../../util/s3-error.js';
-import { disposeEncryption, encryptionForForm, responseHeaders, sealMetadata } from './encryption.js';
+import {
+  disposeEncryption,
+  encryptionForForm,
+  responseHeaders,
+  sealMetadata,
+  sealObjectRecord,
+} from './encryption.js';
 import { storedHeaders, userMetadata } from './headers.js';
 import { parsePostObject } from './post-policy.js';
 import { etagOf, newVersionId, storeSegment } from './put.js';
@@ -60,18 +66,22 @@ export async function postObject(ctx: PostObjectContext): Promise<void> {
     upload.fileStream.on('error', (err) => hashing.destroy(err));
     const identity = { bucketId: bucket.id, key: upload.key, versionId };
     const segment = await storeSegment(ctx.store, upload.fileStream.pipe(hashing), enc, identity, 0);
-    const record: ObjectRecord = {
-      v: RECORD_VERSION,
-      bucketId: bucket.id,
-      key: upload.key,
-      versionId,
-      size: segment.plainSize,
-      etag: etagOf(enc, md5.digest()),
-      lastModified: Date.now(),
-      ...sealMetadata(enc, { ...identity, headers, userMeta, checksums: {} }),
-      segments: [segment],
-      ...(tags ? { tags } : {}),
-    };
+    const record: ObjectRecord = sealObjectRecord(
+      enc,
+      {
+        v: RECORD_VERSION,
+        bucketId: bucket.id,
+        key: upload.key,
+        versionId,
+        size: segment.plainSize,
+        etag: etagOf(enc, md5.digest()),
+        lastModified: Date.now(),
+        ...sealMetadata(enc, { ...identity, headers, userMeta, checksums: {} }),
+        segments: [segment],
+        ...(tags ? { tags } : {}),
+      },
+      {},
+    );
     await ctx.store.putObject(record);
     for (const [k, v] of Object.entries(responseHeaders(enc))) ctx.res.setHeader(k, v);
     ctx.res.setHeader('ETag', record.etag);
