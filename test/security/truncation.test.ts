@@ -22,6 +22,7 @@ import {
   type S3Client,
 } from '@aws-sdk/client-s3';
 import { open } from 'lmdb';
+import { rejects } from '../helpers/s3.js';
 import { startServer, type TestServer } from '../helpers/server.js';
 import type { ObjectRecord, Segment } from '../../src/model/types.js';
 import { mustCli, operatorKey } from './sse-s3-helpers.js';
@@ -292,6 +293,24 @@ test('no clear checksum or part MD5 of an encrypted object is stored, and checks
       listed.Parts!.map((p) => [p.PartNumber, p.ETag, p.Size]),
       [[1, up.ETag, parts[0]!.length]],
     );
+    if (kind === 'sse-c') {
+      // An SSE-C part's ETag is made from the key: listing the parts needs it.
+      const list = () => s3.send(new ListPartsCommand({ Bucket: B, Key: `${kind}/sums-open`, UploadId }));
+      await rejects(list, 'InvalidRequest', 400);
+      await rejects(
+        () =>
+          s3.send(
+            new ListPartsCommand({
+              Bucket: B,
+              Key: `${kind}/sums-open`,
+              UploadId,
+              ...sse(kind, customerKey()),
+            }),
+          ),
+        'AccessDenied',
+        403,
+      );
+    }
   }
 
   await server.stop();
