@@ -289,14 +289,8 @@ export function openPart(
   return { etag: seal.etag, checksums: seal.checksums };
 }
 
-// Whether `etag`, sent by a client completing an SSE-C upload, is that of stored part `part` (whose record keeps
-// only its hash).
-export function customerPartMatches(part: PartRecord, etag: string): boolean {
-  return partEtagMatches(etag, part.etag);
-}
-
 // The encryption record of an SSE-C multipart object completed from `partEtags` (the ETags the client sent,
-// checked with customerPartMatches): the parts tag binds their number, order and segments, the size and the
+// checked against the parts' records): the parts tag binds their number, order and segments, the size and the
 // ETag. Needs no key: see sse/object-crypto.ts.
 export function customerMultipartEncryption(
   upload: UploadRecord,

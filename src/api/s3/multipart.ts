@@ -13,7 +13,6 @@ import { S3Error, S3Errors } from '../../util/s3-error.js';
 import { bucketFor, header, requireKey, type S3Context } from './context.js';
 import {
   customerMultipartEncryption,
-  customerPartMatches,
   disposeEncryption,
   encryptionForUpload,
   encryptionForWrite,
@@ -26,7 +25,7 @@ import {
   storedEncryptionOf,
   type RequestEncryption,
 } from './encryption.js';
-import { multipartEtag } from '../../sse/object-crypto.js';
+import { multipartEtag, partEtagMatches, type StoredEncryption } from '../../sse/object-crypto.js';
 import { parseIntParam, storedHeaders, userMetadata } from './headers.js';
 import { checkDeclaredSize, etagOf, newVersionId, setChecksumHeaders, storeSegment } from './put.js';
 import { checkObjectKey } from './router.js';
@@ -149,6 +148,21 @@ export async function uploadPart(ctx: S3Context): Promise<void> {
   }
 }
 
+// Stored part `part` as the client completing the upload names it: its ETag and checksums, or undefined when
+// `etag` is not its ETag. An SSE-S3 part is opened with the master key (`enc`); an SSE-C part's record keeps only
+// a hash of its ETag, which the client's is checked against.
+function partAsNamed(
+  kind: StoredEncryption['kind'],
+  enc: RequestEncryption | undefined,
+  upload: UploadRecord,
+  part: PartRecord,
+  etag: string,
+): { etag: string; checksums: Record<string, string> } | undefined {
+  if (kind === 'sse-c') return partEtagMatches(etag, part.etag) ? { etag, checksums: {} } : undefined;
+  const known = enc ? openPart(enc, upload, part) : { etag: part.etag, checksums: part.checksums };
+  return known.etag.replace(/"/g, '') === etag ? known : undefined;
+}
+
 // An encrypted upload's parts are opened with the node's master key (SSE-S3); an SSE-C upload is completed
 // without its key, as S3 allows and most clients do, from the ETags the client kept (see sse/object-crypto.ts).
 export async function completeMultipartUpload(ctx: S3Context): Promise<void> {
@@ -185,17 +199,8 @@ export async function completeMultipartUpload(ctx: S3Context): Promise<void> {
       }
       previous = r.partNumber;
       const part = stored.get(r.partNumber);
-      const known =
-        part === undefined
-          ? undefined
-          : kind === 'sse-c'
-            ? customerPartMatches(part, r.etag)
-              ? { etag: r.etag, checksums: {} }
-              : undefined
-            : enc
-              ? openPart(enc, upload, part)
-              : { etag: part.etag, checksums: part.checksums };
-      if (!part || !known || known.etag.replace(/"/g, '') !== r.etag) {
+      const known = part && partAsNamed(kind, enc, upload, part, r.etag);
+      if (!part || !known) {
         throw new S3Error(
           'InvalidPart',
           400,
