@@ -97,5 +97,6 @@ export interface PartRecord {
   etag: string;
   lastModified: number;
   segment: Segment;
-  checksums: Record<string, string>;
+  checksums: Record<string, string>; // empty for a part of an encrypted upload
+  sealed?: Buffer; // what an encrypted part keeps of its plaintext (MD5, checksums), sealed (see sse/)
 }

@@ -207,6 +207,7 @@ const partRecord = record({
   lastModified: time,
   segment,
   checksums: strings,
+  sealed: opt(bytes(MAX_SEALED)),
 });
 
 const corsRule = record({

@@ -16,7 +16,8 @@ import {
   plaintextRangeToCiphertextRange,
 } from '../../src/crypto/aead-stream.js';
 import { deriveObjectKey } from '../../src/crypto/keys.js';
-import { ObjectCrypto } from '../../src/sse/object-crypto.js';
+import { ObjectCrypto, multipartEtag, partsTag, segmentsDigest } from '../../src/sse/object-crypto.js';
+import type { Segment } from '../../src/model/types.js';
 import { sealInBlocks } from '../helpers/seal.js';
 
 const root = Buffer.from([...Array(32).keys()]);
@@ -106,3 +107,57 @@ test('an independent reader written from the spec reads what coffre writes', { s
     assert.deepEqual(JSON.parse(meta.out.toString()), { 'x-amz-meta-a': 'b' });
   }
 });
+
+test(
+  'the independent reader computes the same record authentication (section 4.1)',
+  { skip: noPython },
+  () => {
+    const oc = ObjectCrypto.open({ kind: 'sse-c', key: Buffer.from(root), keyMd5: '' }, identity)!;
+    const segments: Segment[] = [
+      {
+        partNumber: 1,
+        plainSize: 5 * 1024 * 1024,
+        storedSize: 5 * 1024 * 1024 + 17 + 80 * 16,
+        cryptoHeader: randomBytes(HEADER_SIZE),
+        blocks: [
+          { hash: 'ab'.repeat(32), size: 1048576 + 17 },
+          { hash: 'cd'.repeat(32), size: 4 * 1048576 + 80 * 16 },
+        ],
+      },
+      {
+        partNumber: 3,
+        plainSize: 10,
+        storedSize: 43,
+        cryptoHeader: randomBytes(HEADER_SIZE),
+        blocks: [],
+        inline: randomBytes(43),
+      },
+    ];
+    const etags = segments.map((s) => oc.partEtag(s));
+    const size = 5 * 1024 * 1024 + 10;
+    const etag = multipartEtag(etags);
+    const manifest = { size, etag, checksums: { CRC32: 'AAAAAA==' }, segments: segmentsDigest(segments) };
+    const input = {
+      size,
+      etag,
+      manifest: oc.sealManifest(manifest),
+      segments: segments.map((s) => ({
+        partNumber: s.partNumber,
+        plainSize: s.plainSize,
+        storedSize: s.storedSize,
+        header: s.cryptoHeader!.toString('hex'),
+        ...(s.inline ? { inline: s.inline.toString('hex') } : { blocks: s.blocks }),
+      })),
+    };
+    const r = secondReader(Buffer.from(JSON.stringify(input)), ['record']);
+    assert.ok(r.ok, r.err);
+    assert.deepEqual(JSON.parse(r.out.toString()), {
+      segments: segmentsDigest(segments),
+      partEtags: etags,
+      etag,
+      partsTag: partsTag(etags, size, etag),
+      manifest,
+    });
+    oc.dispose();
+  },
+);

@@ -4,6 +4,10 @@
 Usage:
   second_reader.py stream ROOT_HEX BUCKET_ID VERSION_ID OBJECT_KEY PART_NUMBER|- [START END]  < stream > plaintext
   second_reader.py metadata ROOT_HEX BUCKET_ID VERSION_ID OBJECT_KEY                     < sealed > json
+  second_reader.py record ROOT_HEX BUCKET_ID VERSION_ID OBJECT_KEY                       < json > json
+The record mode reads {"size", "etag", "segments": [{partNumber?, plainSize, storedSize, header (hex),
+inline (hex)? | blocks: [{hash, size}]}], "manifest"?: base64} and writes the segments digest, each part's
+ETag, the multipart ETag and parts tag, and the opened manifest (section 4.1).
 With START END, stdin holds only the ciphertext slice for plaintext range [START, END); the stream's 17-byte
 header is then read from the environment variable STREAM_HEADER (hex) and the plaintext size from PLAIN_SIZE.
 Exit status 1 with a message on stderr when anything fails to verify.
@@ -77,12 +81,64 @@ def read_range(data_key, header, data, context, start, end, plain_size):
     return plain[skip : skip + end - start]
 
 
+def u64(n):
+    return struct.pack(">Q", n)
+
+
+def describe_segment(s):
+    if "inline" in s:
+        layout = b"\x01" + hashlib.sha256(bytes.fromhex(s["inline"])).digest()
+    else:
+        layout = b"\x00" + struct.pack(">I", len(s["blocks"]))
+        layout += b"".join(lp(b["hash"].encode()) + u64(b["size"]) for b in s["blocks"])
+    return (
+        struct.pack(">I", s.get("partNumber", 0))
+        + u64(s["plainSize"])
+        + u64(s["storedSize"])
+        + lp(bytes.fromhex(s["header"]))
+        + layout
+    )
+
+
+def read_record(root, bucket, version, okey, rec):
+    import base64
+    import json
+
+    mk = hmac.new(
+        object_key(root, "data", bucket, version, okey), b"coffre/object-manifest-key/v1\x00", hashlib.sha256
+    ).digest()
+    segs = rec["segments"]
+    digest = hashlib.sha256(
+        b"coffre/object-segments/v1\x00" + struct.pack(">I", len(segs)) + b"".join(lp(describe_segment(s)) for s in segs)
+    ).hexdigest()
+    etags = [hmac.new(mk, b"coffre/part-etag/v1\x00" + describe_segment(s), hashlib.sha256).digest()[:16] for s in segs]
+    etag = '"%s-%d"' % (hashlib.md5(b"".join(etags)).hexdigest(), len(etags))
+    k = hashlib.sha256(b"coffre/object-parts-key/v1\x00" + struct.pack(">I", len(etags)) + b"".join(etags)).digest()
+    msg = b"coffre/object-parts/v1\x00" + struct.pack(">I", len(etags)) + u64(rec["size"]) + lp(etag.encode())
+    out = {
+        "segments": digest,
+        "partEtags": ['"%s"' % e.hex() for e in etags],
+        "etag": etag,
+        "partsTag": hmac.new(k, msg, hashlib.sha256).hexdigest(),
+    }
+    if "manifest" in rec:
+        sealed = base64.b64decode(rec["manifest"])
+        if sealed[0] != 1:
+            raise ValueError("bad version")
+        out["manifest"] = json.loads(AESGCM(mk).decrypt(sealed[1:13], sealed[13:], b"coffre/object-manifest/v1"))
+    return json.dumps(out).encode()
+
+
 def main():
     mode, root_hex, bucket, version, okey = sys.argv[1:6]
     root = bytes.fromhex(root_hex)
     data = sys.stdin.buffer.read()
     try:
-        if mode == "metadata":
+        if mode == "record":
+            import json
+
+            plain = read_record(root, bucket, version, okey, json.loads(data))
+        elif mode == "metadata":
             mk = object_key(root, "metadata", bucket, version, okey)
             if data[0] != 1:
                 raise ValueError("bad version")

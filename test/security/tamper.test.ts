@@ -4,7 +4,8 @@
 // are the original's.
 // For the plaintext object the block hash check catches those; for the SSE-C object, whose blocks are read
 // without that check, the AES-GCM tag of every chunk does. The SSE-C object's metadata record is also edited to
-// list its (intact) blocks out of order, which only the chunk nonces detect.
+// list its (intact) blocks out of order, which the object's authenticated manifest refuses before any byte is
+// read (and the chunk nonces would catch; test/security/truncation.test.ts edits records further).
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { readFileSync, truncateSync, unlinkSync, writeFileSync } from 'node:fs';
@@ -180,7 +181,7 @@ async function editRecord(name: string, edit: (r: ObjectRecord) => void): Promis
   server = await startServer({ dir: server.dir });
 }
 
-test('SSE-C object whose record lists its intact blocks out of order: the chunk nonces refuse it', async () => {
+test('SSE-C object whose record lists its intact blocks out of order: refused', async () => {
   const key = customerKey();
   const data = randomBytes(4 * MiB + 1234);
   await putTracked('reordered.bin', data, key);
@@ -193,7 +194,7 @@ test('SSE-C object whose record lists its intact blocks out of order: the chunk 
     [blocks[1], blocks[2]] = [blocks[2]!, blocks[1]!];
   });
   assertRefused('reordered blocks', await get('reordered.bin', key), data);
-  // A range inside the moved bytes only: every block passes its hash check, the chunk index does not.
+  // A range inside the moved bytes only: every block would pass its hash check.
   const start = original[0]!.size + 1000;
   assertRefused(
     'range over a moved block',

@@ -20,9 +20,16 @@ import {
   checkParamsFitObject,
   decodeStoredEncryption,
   encodeStoredEncryption,
+  multipartEtag,
   partContext,
+  partEtagHash,
+  partEtagMatches,
+  partsTag,
+  segmentsDigest,
   storedEncryptionFor,
+  type StoredEncryption,
 } from '../../src/sse/object-crypto.js';
+import type { Segment } from '../../src/model/types.js';
 import { sealInBlocks } from '../helpers/seal.js';
 
 const identity = { bucketId: 'bkt-1', versionId: 'ver-1', objectKey: 'dir/file.bin' };
@@ -144,7 +151,7 @@ test('metadata sealing: round trip; a wrong key is 403 AccessDenied', () => {
 test('stored record: no key material, versioned, validated', () => {
   const params = sseC();
   const record = storedEncryptionFor(params);
-  assert.deepEqual(record, { v: 1, kind: 'sse-c', alg: 'AES256' });
+  assert.deepEqual(record, { v: 2, kind: 'sse-c', alg: 'AES256' });
   const text = encodeStoredEncryption(record);
   assert.ok(params.kind === 'sse-c' && !text.includes(params.keyMd5));
   assert.deepEqual(decodeStoredEncryption(text), record);
@@ -152,11 +159,16 @@ test('stored record: no key material, versioned, validated', () => {
     v: 1,
     kind: 'plaintext',
   });
+  const sealed = { ...record, manifest: 'AAAA' };
+  assert.deepEqual(decodeStoredEncryption(encodeStoredEncryption(sealed)), sealed);
   const s3 = storedEncryptionFor({ kind: 'sse-s3', keyId: 'master-1', rootKey: randomBytes(32) });
   assert.deepEqual(decodeStoredEncryption(encodeStoredEncryption(s3)), s3);
   for (const bad of [
     '{',
-    '{"v":2,"kind":"plaintext"}',
+    '{"v":3,"kind":"plaintext"}',
+    '{"v":1,"kind":"sse-c","alg":"AES256","manifest":"AAAA"}',
+    '{"v":2,"kind":"sse-c","alg":"AES256","manifest":"not base64!"}',
+    '{"v":2,"kind":"sse-c","alg":"AES256","partsTag":"abc"}',
     '{"v":1,"kind":"sse-kms"}',
     'null',
     '{"v":1,"kind":"sse-c"}',
@@ -179,4 +191,70 @@ test('reading with parameters that do not fit the object is 400 InvalidRequest',
   assert.throws(() => checkParamsFitObject(plain, sseC()), isS3('InvalidRequest', 400));
   checkParamsFitObject(c, sseC());
   checkParamsFitObject(plain, { kind: 'plaintext' });
+});
+
+test('object record: the manifest and the parts tag bind size, ETag and every segment', () => {
+  const params = sseC();
+  const crypto = ObjectCrypto.open(params, identity)!;
+  const other = ObjectCrypto.open(params, { ...identity, versionId: 'ver-2' })!;
+  const seg = (partNumber: number | undefined, plainSize: number, fill: string): Segment => ({
+    ...(partNumber === undefined ? {} : { partNumber }),
+    plainSize,
+    storedSize: plainSize + 33,
+    cryptoHeader: randomBytes(HEADER_SIZE),
+    blocks: [{ hash: fill.repeat(64), size: plainSize + 33 }],
+  });
+  const refused = (stored: StoredEncryption, r: { size: number; etag: string; segments: Segment[] }) =>
+    assert.throws(() => crypto.checkObjectRecord(stored, r), isS3('InternalError', 500));
+
+  // One PUT: a sealed manifest.
+  const single = { size: 5 * CHUNK_SIZE, etag: '"e"', segments: [seg(undefined, 5 * CHUNK_SIZE, 'a')] };
+  const checksums = { SHA256: 'c2hhMjU2' };
+  const manifest = crypto.sealManifest({
+    size: single.size,
+    etag: single.etag,
+    checksums,
+    segments: segmentsDigest(single.segments),
+  });
+  const stored: StoredEncryption = { ...storedEncryptionFor(params), manifest };
+  assert.deepEqual(crypto.checkObjectRecord(stored, single), checksums);
+  const cut = { ...single.segments[0]!, plainSize: 4 * CHUNK_SIZE };
+  refused(stored, { ...single, size: 4 * CHUNK_SIZE });
+  refused(stored, { ...single, size: 4 * CHUNK_SIZE, segments: [cut] });
+  refused(stored, { ...single, etag: '"f"' });
+  refused(stored, { ...single, segments: [{ ...single.segments[0]!, blocks: [] }] });
+  refused({ ...stored, v: 1 }, single);
+  refused({ ...storedEncryptionFor(params) }, single);
+  assert.throws(() => other.checkObjectRecord(stored, single), isS3('InternalError', 500));
+
+  // SSE-C multipart completed without the key: the parts tag, from the parts' ETags.
+  const parts = [seg(1, 80 * CHUNK_SIZE, 'b'), seg(2, 80 * CHUNK_SIZE, 'c'), seg(3, 7, 'd')];
+  const etags = parts.map((p) => crypto.partEtag(p));
+  assert.ok(etags.every((e) => /^"[0-9a-f]{32}"$/.test(e)));
+  assert.ok(partEtagMatches(etags[0]!, partEtagHash(etags[0]!)));
+  assert.ok(!partEtagMatches(etags[1]!, partEtagHash(etags[0]!)));
+  assert.notEqual(crypto.partEtag(parts[0]!), other.partEtag(parts[0]!));
+  const size = parts.reduce((n, p) => n + p.plainSize, 0);
+  const etag = multipartEtag(etags);
+  const tagged: StoredEncryption = { ...storedEncryptionFor(params), partsTag: partsTag(etags, size, etag) };
+  const multi = { size, etag, segments: parts };
+  assert.deepEqual(crypto.checkObjectRecord(tagged, multi), {});
+  const dropped = parts.slice(0, 2);
+  const droppedSize = dropped.reduce((n, p) => n + p.plainSize, 0);
+  refused(tagged, { size: droppedSize, etag, segments: dropped });
+  refused(tagged, { size: droppedSize, etag: multipartEtag(etags.slice(0, 2)), segments: dropped });
+  refused(tagged, { ...multi, segments: [parts[1]!, parts[0]!, parts[2]!] });
+  refused(tagged, { ...multi, segments: [parts[0]!, parts[0]!, parts[2]!] });
+  refused(tagged, { ...multi, segments: [parts[0]!, parts[1]!, { ...parts[2]!, plainSize: 6 }] });
+  refused(tagged, { ...multi, segments: [parts[0]!, { ...parts[1]!, partNumber: 5 }, parts[2]!] });
+  // The tag is only for SSE-C objects; an SSE-S3 one needs its manifest.
+  const s3 = storedEncryptionFor({ kind: 'sse-s3', keyId: 'k', rootKey: randomBytes(32) });
+  const s3crypto = ObjectCrypto.open({ kind: 'sse-s3', keyId: 'k', rootKey: randomBytes(32) }, identity)!;
+  assert.throws(
+    () => s3crypto.checkObjectRecord({ ...s3, partsTag: tagged.partsTag }, multi),
+    isS3('InternalError', 500),
+  );
+  crypto.dispose();
+  other.dispose();
+  s3crypto.dispose();
 });

@@ -15,6 +15,7 @@ import {
   openObjectRange,
   responseHeaders,
   sealMetadata,
+  sealObjectRecord,
   type RequestEncryption,
 } from './encryption.js';
 import { openMetadata } from './metadata.js';
@@ -196,13 +197,11 @@ export async function copyObject(ctx: CopyContext): Promise<void> {
         segments: [segment],
       };
     }
-    Object.assign(
-      record,
-      sealMetadata(destEnc, { ...record, checksums: meta.checksums ?? record.checksums }),
-    );
+    const checksums = meta.checksums ?? record.checksums;
+    Object.assign(record, sealMetadata(destEnc, { ...record, checksums }));
     const { tags: _sourceTags, ...untagged } = record;
     const tags = tagging === 'COPY' ? source.record.tags : tagsFromRequest(ctx);
-    record = tags ? { ...untagged, tags } : untagged;
+    record = sealObjectRecord(destEnc, tags ? { ...untagged, tags } : untagged, checksums);
     await ctx.store.putObject(record);
     for (const [k, v] of Object.entries(responseHeaders(destEnc))) ctx.res.setHeader(k, v);
     sendXml(ctx.res, 200, 'CopyObjectResult', {
@@ -248,8 +247,7 @@ export async function uploadPartCopy(ctx: CopyContext): Promise<void> {
       partNumber,
       range,
     );
-    const part = partRecord(partNumber, etagOf(destEnc, md5), segment, {});
-    const etag = part.etag;
+    const { etag, part } = partRecord(destEnc, upload, partNumber, segment, md5, {});
     await ctx.store.putPart(upload, part);
     for (const [k, v] of Object.entries(responseHeaders(destEnc))) ctx.res.setHeader(k, v);
     sendXml(ctx.res, 200, 'CopyPartResult', { ETag: etag, LastModified: isoDate(part.lastModified) });

@@ -5,7 +5,7 @@
 import { Readable } from 'node:stream';
 import { plaintextRangeToCiphertextRange } from '../../crypto/aead-stream.js';
 import type { SegmentIo } from '../../model/store.js';
-import type { BucketRecord, ObjectRecord, Segment, UploadRecord } from '../../model/types.js';
+import type { BucketRecord, ObjectRecord, PartRecord, Segment, UploadRecord } from '../../model/types.js';
 import type { SseS3Keys } from '../../sse/sse-s3-keys.js';
 import {
   COPY_SOURCE_SSE_C_PREFIX,
@@ -21,6 +21,11 @@ import {
   ObjectCrypto,
   checkParamsFitObject,
   decodeStoredEncryption,
+  multipartEtag,
+  partEtagHash,
+  partEtagMatches,
+  partsTag,
+  segmentsDigest,
   storedEncryptionFor,
   type ObjectSealer,
   type StoredEncryption,
@@ -118,7 +123,7 @@ export function encryptionForForm(
 export function storedEncryptionOf(record: { encryption?: Record<string, unknown> }): StoredEncryption {
   return record.encryption
     ? decodeStoredEncryption(JSON.stringify(record.encryption))
-    : { v: 1, kind: 'plaintext' };
+    : { v: 2, kind: 'plaintext' };
 }
 
 function cryptoFor(enc: RequestEncryption, identity: ObjectIdentityRef): ObjectCrypto | undefined {
@@ -133,11 +138,14 @@ function cryptoFor(enc: RequestEncryption, identity: ObjectIdentityRef): ObjectC
 
 // Checks the request's key against an encrypted record (the authenticated opening of its sealed metadata is the
 // wrong-key check) and keeps the opened metadata. An SSE-S3 record is opened with the node's master key when
-// the request brings no key of its own (one that does is refused as for a plaintext object).
+// the request brings no key of its own (one that does is refused as for a plaintext object). An object record
+// (`object` given) is then checked against what its key authenticates — size, ETag, segments — before the
+// request reads a byte of it, and its checksums come from there.
 function openWith(
   transport: Transport,
   enc: RequestEncryption,
   record: ObjectIdentityRef & { sealedMeta?: Buffer; encryption?: Record<string, unknown> },
+  object?: ObjectRecord,
 ): RequestEncryption {
   try {
     const stored = storedEncryptionOf(record);
@@ -146,6 +154,10 @@ function openWith(
     checkParamsFitObject(stored, enc.params);
     const crypto = cryptoFor(enc, record);
     if (crypto && record.sealedMeta) enc.metadata = unpackMetadata(crypto.checkKeyMatches(record.sealedMeta));
+    if (crypto && object) {
+      const checksums = crypto.checkObjectRecord(stored, object);
+      enc.metadata = { headers: {}, userMeta: {}, ...enc.metadata, checksums };
+    }
     return enc;
   } catch (err) {
     disposeEncryption(enc);
@@ -163,7 +175,7 @@ export function encryptionForWrite(ctx: S3Context, bucket: BucketRecord): Reques
 // against how the object was stored.
 export function encryptionForRead(ctx: S3Context, record: ObjectRecord, source = false): RequestEncryption {
   const enc = fromParams(requestParams(ctx, source ? COPY_SOURCE_SSE_C_PREFIX : SSE_C_PREFIX));
-  return openWith(ctx, enc, record);
+  return openWith(ctx, enc, record, record);
 }
 
 // The encryption of a part of a multipart upload: the one chosen at CreateMultipartUpload, whose key every
@@ -218,6 +230,80 @@ export function sealMetadata(
     sealedMeta: crypto.encryptMetadata(packMetadata(record)),
     encryption: { ...storedEncryptionFor(enc.params) },
   };
+}
+
+// The record of a new encrypted object, with its manifest: what its key authenticates (size, ETag, checksums,
+// segments). Its checksums live only there. A plaintext record is returned as it is.
+export function sealObjectRecord(
+  enc: RequestEncryption,
+  record: ObjectRecord,
+  checksums: Record<string, string>,
+): ObjectRecord {
+  const crypto = cryptoFor(enc, record);
+  if (!crypto) return record;
+  const manifest = crypto.sealManifest({
+    size: record.size,
+    etag: record.etag,
+    checksums,
+    segments: segmentsDigest(record.segments),
+  });
+  return { ...record, checksums: {}, encryption: { ...storedEncryptionFor(enc.params), manifest } };
+}
+
+// What a part record of an encrypted upload keeps, and the ETag its client is given. An SSE-C part's ETag is a
+// MAC of its segment under the object's key, of which the record keeps only a hash; an SSE-S3 part's ETag is
+// the MD5 of its plaintext, as S3 gives, kept sealed with its checksums.
+export function sealPart(
+  enc: RequestEncryption,
+  identity: ObjectIdentityRef,
+  segment: Segment,
+  md5: Buffer,
+  checksums: Record<string, string>,
+): { etag: string; storedEtag: string; sealed?: Buffer } {
+  const crypto = cryptoFor(enc, identity);
+  if (!crypto) throw new Error('sealPart needs an encrypted upload');
+  if (enc.kind === 'sse-c') {
+    const etag = crypto.partEtag(segment);
+    return { etag, storedEtag: partEtagHash(etag) };
+  }
+  const etag = `"${md5.toString('hex')}"`;
+  return { etag, storedEtag: '', sealed: crypto.sealPart(etag, checksums, segment) };
+}
+
+// A stored part's ETag and checksums as its client knows them, with the upload's key in `enc` (SSE-C parts keep
+// no checksums). A part record that does not fit its segment is a 500.
+export function openPart(
+  enc: RequestEncryption,
+  identity: ObjectIdentityRef,
+  part: PartRecord,
+): { etag: string; checksums: Record<string, string> } {
+  const crypto = cryptoFor(enc, identity);
+  if (!crypto) return { etag: part.etag, checksums: part.checksums };
+  if (enc.kind === 'sse-c') {
+    const etag = crypto.partEtag(part.segment);
+    if (!partEtagMatches(etag, part.etag))
+      throw S3Errors.internal(`stored record of part ${part.partNumber} failed authentication`);
+    return { etag, checksums: {} };
+  }
+  const seal = crypto.openPart(part.sealed, part.segment);
+  return { etag: seal.etag, checksums: seal.checksums };
+}
+
+// The encryption record of an SSE-C multipart object completed from `partEtags` (the ETags the client sent,
+// checked against the parts' records): the parts tag binds their number, order and segments, the size and the
+// ETag. Needs no key: see sse/object-crypto.ts.
+export function customerMultipartEncryption(
+  upload: UploadRecord,
+  partEtags: string[],
+  size: number,
+): { etag: string; encryption: Record<string, unknown> } {
+  const stored = storedEncryptionOf(upload);
+  if (stored.kind !== 'sse-c' || stored.v !== 2) {
+    throw S3Errors.internal('this upload was started in an earlier record format; start it again');
+  }
+  const quoted = partEtags.map((e) => `"${e.replace(/"/g, '')}"`);
+  const etag = multipartEtag(quoted);
+  return { etag, encryption: { ...stored, partsTag: partsTag(quoted, size, etag) } };
 }
 
 // Seals one segment: the whole object (segmentIndex 0) or multipart part `segmentIndex`.

@@ -2,7 +2,6 @@
 // Each part is stored (and encrypted) as its own segment; completing an upload stitches the chosen parts'
 // segments into the object without copying a byte.
 import { tagsFromRequest } from './tagging.js';
-import { createHash } from 'node:crypto';
 import {
   RECORD_VERSION,
   type ObjectRecord,
@@ -13,13 +12,20 @@ import {
 import { S3Error, S3Errors } from '../../util/s3-error.js';
 import { header, requireKey, type BucketContext, type S3Context } from './context.js';
 import {
+  customerMultipartEncryption,
   disposeEncryption,
   encryptionForUpload,
   encryptionForWrite,
   etagIsMd5,
+  openPart,
   responseHeaders,
   sealMetadata,
+  sealObjectRecord,
+  sealPart,
+  storedEncryptionOf,
+  type RequestEncryption,
 } from './encryption.js';
+import { multipartEtag, partEtagMatches, type StoredEncryption } from '../../sse/object-crypto.js';
 import { parseIntParam, storedHeaders, userMetadata } from './headers.js';
 import { checkDeclaredSize, etagOf, newVersionId, setChecksumHeaders, storeSegment } from './put.js';
 import { checkObjectKey } from './router.js';
@@ -79,19 +85,26 @@ export async function createMultipartUpload(ctx: BucketContext): Promise<void> {
   }
 }
 
+// The record of part `partNumber`, and the ETag its client is given. Nothing of an encrypted part's plaintext
+// (MD5, checksums) is kept in the clear: see sealPart.
 export function partRecord(
+  enc: RequestEncryption,
+  upload: UploadRecord,
   partNumber: number,
-  etag: string,
   segment: Segment,
+  md5: Buffer,
   checksums: Record<string, string>,
-): PartRecord {
+): { etag: string; part: PartRecord } {
+  const placed = { ...segment, partNumber };
+  const base = { v: RECORD_VERSION, partNumber, lastModified: Date.now() };
+  if (enc.kind === 'plaintext') {
+    const etag = etagOf(enc, md5);
+    return { etag, part: { ...base, etag, segment: { ...placed, etag }, checksums } };
+  }
+  const { etag, storedEtag, sealed } = sealPart(enc, upload, placed, md5, checksums);
   return {
-    v: RECORD_VERSION,
-    partNumber,
     etag,
-    lastModified: Date.now(),
-    segment: { ...segment, partNumber, etag },
-    checksums,
+    part: { ...base, etag: storedEtag, segment: placed, checksums: {}, ...(sealed ? { sealed } : {}) },
   };
 }
 
@@ -113,9 +126,15 @@ export async function uploadPart(ctx: BucketContext): Promise<void> {
     const body = ctx.body({ md5: etagIsMd5(enc) });
     const segment = await storeSegment(ctx.store, body.stream, enc, upload, partNumber);
     const { md5, checksums } = body.digests();
-    // An SSE-C part keeps no digest of its plaintext in the clear (see etagIsMd5).
-    const part = partRecord(partNumber, etagOf(enc, md5), segment, etagIsMd5(enc) ? checksums : {});
-    const etag = part.etag;
+    // An SSE-C part keeps no checksum of its plaintext; an SSE-S3 part keeps them sealed (partRecord).
+    const { etag, part } = partRecord(
+      enc,
+      upload,
+      partNumber,
+      segment,
+      md5,
+      enc.kind === 'sse-c' ? {} : checksums,
+    );
     await ctx.store.putPart(upload, part);
     ctx.res.setHeader('ETag', etag);
     setChecksumHeaders(ctx, checksums);
@@ -126,6 +145,23 @@ export async function uploadPart(ctx: BucketContext): Promise<void> {
   }
 }
 
+// Stored part `part` as the client completing the upload names it: its ETag and checksums, or undefined when
+// `etag` is not its ETag. An SSE-S3 part is opened with the master key (`enc`); an SSE-C part's record keeps only
+// a hash of its ETag, which the client's is checked against.
+function partAsNamed(
+  kind: StoredEncryption['kind'],
+  enc: RequestEncryption | undefined,
+  upload: UploadRecord,
+  part: PartRecord,
+  etag: string,
+): { etag: string; checksums: Record<string, string> } | undefined {
+  if (kind === 'sse-c') return partEtagMatches(etag, part.etag) ? { etag, checksums: {} } : undefined;
+  const known = enc ? openPart(enc, upload, part) : { etag: part.etag, checksums: part.checksums };
+  return known.etag.replace(/"/g, '') === etag ? known : undefined;
+}
+
+// An encrypted upload's parts are opened with the node's master key (SSE-S3); an SSE-C upload is completed
+// without its key, as S3 allows and most clients do, from the ETags the client kept (see sse/object-crypto.ts).
 export async function completeMultipartUpload(ctx: BucketContext): Promise<void> {
   const { upload } = await uploadFor(ctx);
   const bucket = ctx.bucket;
@@ -144,76 +180,93 @@ export async function completeMultipartUpload(ctx: BucketContext): Promise<void>
   if (requested.length === 0) {
     throw S3Errors.invalidRequest('You must specify at least one part');
   }
-  const stored = new Map((await ctx.store.listParts(upload.uploadId)).map((p) => [p.partNumber, p]));
-  const chosen: PartRecord[] = [];
-  let previous = 0;
-  for (const r of requested) {
-    if (r.partNumber <= previous) {
-      throw new S3Error(
-        'InvalidPartOrder',
-        400,
-        'The list of parts was not in ascending order. The parts list must be specified in order by part number.',
-      );
+  const kind = storedEncryptionOf(upload).kind;
+  const enc = kind === 'sse-s3' ? encryptionForUpload(ctx, upload) : undefined;
+  try {
+    const stored = new Map((await ctx.store.listParts(upload.uploadId)).map((p) => [p.partNumber, p]));
+    const chosen: { part: PartRecord; etag: string; checksums: Record<string, string> }[] = [];
+    let previous = 0;
+    for (const r of requested) {
+      if (r.partNumber <= previous) {
+        throw new S3Error(
+          'InvalidPartOrder',
+          400,
+          'The list of parts was not in ascending order. The parts list must be specified in order by part number.',
+        );
+      }
+      previous = r.partNumber;
+      const part = stored.get(r.partNumber);
+      const known = part && partAsNamed(kind, enc, upload, part, r.etag);
+      if (!part || !known) {
+        throw new S3Error(
+          'InvalidPart',
+          400,
+          "One or more of the specified parts could not be found. The part might not have been uploaded, or the specified entity tag might not have matched the part's entity tag.",
+          { PartNumber: String(r.partNumber), ETag: r.etag },
+        );
+      }
+      chosen.push({ part, ...known });
     }
-    previous = r.partNumber;
-    const part = stored.get(r.partNumber);
-    if (!part || part.etag.replace(/"/g, '') !== r.etag) {
-      throw new S3Error(
-        'InvalidPart',
-        400,
-        "One or more of the specified parts could not be found. The part might not have been uploaded, or the specified entity tag might not have matched the part's entity tag.",
-        { PartNumber: String(r.partNumber), ETag: r.etag },
+    chosen.forEach(({ part }, i) => {
+      if (i < chosen.length - 1 && part.segment.plainSize < MIN_PART_SIZE) {
+        throw new S3Error(
+          'EntityTooSmall',
+          400,
+          'Your proposed upload is smaller than the minimum allowed object size.',
+          {
+            PartNumber: String(part.partNumber),
+            ProposedSize: String(part.segment.plainSize),
+            MinSizeAllowed: String(MIN_PART_SIZE),
+          },
+        );
+      }
+    });
+    const size = chosen.reduce((n, p) => n + p.part.segment.plainSize, 0);
+    const checksums = upload.checksumAlgorithm
+      ? combineChecksums(
+          upload.checksumAlgorithm,
+          chosen.map((p) => p.checksums),
+        )
+      : {};
+    const segments = chosen.map((p) => p.part.segment);
+    let record: ObjectRecord = {
+      v: RECORD_VERSION,
+      bucketId: upload.bucketId,
+      key: upload.key,
+      versionId: upload.versionId,
+      size,
+      etag: multipartEtag(chosen.map((p) => p.etag)),
+      lastModified: Date.now(),
+      headers: upload.headers,
+      userMeta: upload.userMeta,
+      sealedMeta: upload.sealedMeta,
+      encryption: upload.encryption,
+      checksums,
+      segments,
+      ...(upload.tags ? { tags: upload.tags } : {}),
+    };
+    if (kind === 'sse-c') {
+      const bound = customerMultipartEncryption(
+        upload,
+        chosen.map((p) => p.etag),
+        size,
       );
+      record = { ...record, etag: bound.etag, encryption: bound.encryption, checksums: {} };
+    } else if (enc) {
+      record = sealObjectRecord(enc, record, checksums);
     }
-    chosen.push(part);
+    await ctx.store.completeUpload(upload, record);
+    setChecksumHeaders(ctx, checksums);
+    sendXml(ctx.res, 200, 'CompleteMultipartUploadResult', {
+      Location: `/${bucket.name}/${encodeURIComponent(upload.key)}`,
+      Bucket: bucket.name,
+      Key: upload.key,
+      ETag: record.etag,
+      ...Object.fromEntries(Object.entries(checksums).map(([alg, v]) => [`Checksum${alg}`, v])),
+    });
+  } finally {
+    disposeEncryption(enc);
   }
-  chosen.forEach((part, i) => {
-    if (i < chosen.length - 1 && part.segment.plainSize < MIN_PART_SIZE) {
-      throw new S3Error(
-        'EntityTooSmall',
-        400,
-        'Your proposed upload is smaller than the minimum allowed object size.',
-        {
-          PartNumber: String(part.partNumber),
-          ProposedSize: String(part.segment.plainSize),
-          MinSizeAllowed: String(MIN_PART_SIZE),
-        },
-      );
-    }
-  });
-  const md5s = Buffer.concat(chosen.map((p) => Buffer.from(p.etag.replace(/"/g, '').slice(0, 32), 'hex')));
-  const etag = `"${createHash('md5').update(md5s).digest('hex')}-${chosen.length}"`;
-  const checksums = upload.checksumAlgorithm
-    ? combineChecksums(
-        upload.checksumAlgorithm,
-        chosen.map((p) => p.checksums),
-      )
-    : {};
-  const record: ObjectRecord = {
-    v: RECORD_VERSION,
-    bucketId: upload.bucketId,
-    key: upload.key,
-    versionId: upload.versionId,
-    size: chosen.reduce((n, p) => n + p.segment.plainSize, 0),
-    etag,
-    lastModified: Date.now(),
-    headers: upload.headers,
-    userMeta: upload.userMeta,
-    sealedMeta: upload.sealedMeta,
-    encryption: upload.encryption,
-    checksums,
-    segments: chosen.map((p) => p.segment),
-    ...(upload.tags ? { tags: upload.tags } : {}),
-  };
-  await ctx.store.completeUpload(upload, record);
-  setChecksumHeaders(ctx, checksums);
-  sendXml(ctx.res, 200, 'CompleteMultipartUploadResult', {
-    Location: `/${bucket.name}/${encodeURIComponent(upload.key)}`,
-    Bucket: bucket.name,
-    Key: upload.key,
-    ETag: etag,
-    ...Object.fromEntries(Object.entries(checksums).map(([alg, v]) => [`Checksum${alg}`, v])),
-  });
 }
 
 export async function abortMultipartUpload(ctx: BucketContext): Promise<void> {
@@ -222,19 +275,36 @@ export async function abortMultipartUpload(ctx: BucketContext): Promise<void> {
   sendEmpty(ctx.res, 204);
 }
 
+// The parts of an encrypted upload are listed with its key: the node's master key for SSE-S3, and for SSE-C
+// the customer's, which the request must bring (an SSE-C part's ETag is made from it).
 export async function listParts(ctx: BucketContext): Promise<void> {
   const { upload } = await uploadFor(ctx);
   const bucket = ctx.bucket;
+  const enc = storedEncryptionOf(upload).kind === 'plaintext' ? undefined : encryptionForUpload(ctx, upload);
+  try {
+    listPartsWith(ctx, upload, bucket.name, enc, await ctx.store.listParts(upload.uploadId));
+  } finally {
+    disposeEncryption(enc);
+  }
+}
+
+function listPartsWith(
+  ctx: S3Context,
+  upload: UploadRecord,
+  bucketName: string,
+  enc: RequestEncryption | undefined,
+  parts: PartRecord[],
+): void {
   const marker = parseIntParam(ctx.query.get('part-number-marker'), 'part-number-marker', 0, MAX_PARTS) ?? 0;
   const maxParts = Math.min(
     parseIntParam(ctx.query.get('max-parts'), 'max-parts', 0, 2 ** 31 - 1) ?? 1000,
     1000,
   );
-  const after = (await ctx.store.listParts(upload.uploadId)).filter((p) => p.partNumber > marker);
+  const after = parts.filter((p) => p.partNumber > marker);
   const page = after.slice(0, maxParts);
   const truncated = after.length > page.length;
   sendXml(ctx.res, 200, 'ListPartsResult', {
-    Bucket: bucket.name,
+    Bucket: bucketName,
     Key: upload.key,
     UploadId: upload.uploadId,
     Initiator: ownerOf(ctx),
@@ -245,12 +315,15 @@ export async function listParts(ctx: BucketContext): Promise<void> {
     MaxParts: maxParts,
     IsTruncated: truncated,
     ChecksumAlgorithm: upload.checksumAlgorithm,
-    Part: page.map((p) => ({
-      PartNumber: p.partNumber,
-      LastModified: isoDate(p.lastModified),
-      ETag: p.etag,
-      Size: p.segment.plainSize,
-      ...Object.fromEntries(Object.entries(p.checksums).map(([alg, v]) => [`Checksum${alg}`, v])),
-    })),
+    Part: page.map((p) => {
+      const { etag, checksums } = enc ? openPart(enc, upload, p) : p;
+      return {
+        PartNumber: p.partNumber,
+        LastModified: isoDate(p.lastModified),
+        ETag: etag,
+        Size: p.segment.plainSize,
+        ...Object.fromEntries(Object.entries(checksums).map(([alg, v]) => [`Checksum${alg}`, v])),
+      };
+    }),
   });
 }

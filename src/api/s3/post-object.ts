@@ -8,7 +8,13 @@ import { Transform } from 'node:stream';
 import type { CoffreConfig } from '../../config/config.js';
 import type { ObjectStore } from '../../model/store.js';
 import { RECORD_VERSION, type BucketRecord, type ObjectRecord, type Permission } from '../../model/types.js';
-import { disposeEncryption, encryptionForForm, responseHeaders, sealMetadata } from './encryption.js';
+import {
+  disposeEncryption,
+  encryptionForForm,
+  responseHeaders,
+  sealMetadata,
+  sealObjectRecord,
+} from './encryption.js';
 import { storedHeaders, userMetadata } from './headers.js';
 import type { PostObjectUpload } from './post-policy.js';
 import { etagOf, newVersionId, storeSegment } from './put.js';
@@ -52,18 +58,22 @@ export async function postObject(ctx: PostObjectContext, upload: PostObjectUploa
     upload.fileStream.on('error', (err) => hashing.destroy(err));
     const identity = { bucketId: bucket.id, key: upload.key, versionId };
     const segment = await storeSegment(ctx.store, upload.fileStream.pipe(hashing), enc, identity, 0);
-    const record: ObjectRecord = {
-      v: RECORD_VERSION,
-      bucketId: bucket.id,
-      key: upload.key,
-      versionId,
-      size: segment.plainSize,
-      etag: etagOf(enc, md5.digest()),
-      lastModified: Date.now(),
-      ...sealMetadata(enc, { ...identity, headers, userMeta, checksums: {} }),
-      segments: [segment],
-      ...(tags ? { tags } : {}),
-    };
+    const record: ObjectRecord = sealObjectRecord(
+      enc,
+      {
+        v: RECORD_VERSION,
+        bucketId: bucket.id,
+        key: upload.key,
+        versionId,
+        size: segment.plainSize,
+        etag: etagOf(enc, md5.digest()),
+        lastModified: Date.now(),
+        ...sealMetadata(enc, { ...identity, headers, userMeta, checksums: {} }),
+        segments: [segment],
+        ...(tags ? { tags } : {}),
+      },
+      {},
+    );
     await ctx.store.putObject(record);
     for (const [k, v] of Object.entries(responseHeaders(enc))) ctx.res.setHeader(k, v);
     ctx.res.setHeader('ETag', record.etag);

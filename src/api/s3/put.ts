@@ -12,6 +12,7 @@ import {
   responseHeaders,
   disposeEncryption,
   sealMetadata,
+  sealObjectRecord,
   type RequestEncryption,
 } from './encryption.js';
 import { conditionsFrom, storedHeaders, userMetadata } from './headers.js';
@@ -85,18 +86,22 @@ export async function putObject(ctx: BucketContext): Promise<void> {
       0,
     );
     const { md5, checksums } = body.digests();
-    const record: ObjectRecord = {
-      v: RECORD_VERSION,
-      bucketId: bucket.id,
-      key,
-      versionId,
-      size: segment.plainSize,
-      etag: etagOf(enc, md5),
-      lastModified: Date.now(),
-      ...sealMetadata(enc, { bucketId: bucket.id, key, versionId, headers, userMeta, checksums }),
-      segments: [segment],
-      ...(tags ? { tags } : {}),
-    };
+    const record: ObjectRecord = sealObjectRecord(
+      enc,
+      {
+        v: RECORD_VERSION,
+        bucketId: bucket.id,
+        key,
+        versionId,
+        size: segment.plainSize,
+        etag: etagOf(enc, md5),
+        lastModified: Date.now(),
+        ...sealMetadata(enc, { bucketId: bucket.id, key, versionId, headers, userMeta, checksums }),
+        segments: [segment],
+        ...(tags ? { tags } : {}),
+      },
+      checksums,
+    );
     await ctx.store.putObject(record, conditions);
     ctx.res.setHeader('ETag', record.etag);
     setChecksumHeaders(ctx, checksums);
