@@ -25,7 +25,7 @@ import { loadPublicKeys, longKeyId, type SecretKeySource } from '../crypt/keys.j
 import { LocationLog } from '../crypt/location-log.js';
 import { DEFAULT_MAC, KeyFormatError, isMacName, parseKey, type MacName } from '../crypt/names.js';
 import { closeRemote, openCipher, openRemote, openStore, publicKeysOf } from '../crypt/open-remote.js';
-import { IntegrityError, WrongKeyError } from '../crypt/openpgp.js';
+import { IntegrityError, OversizeError, WrongKeyError } from '../crypt/openpgp.js';
 import { FormatError } from '../crypt/packets.js';
 import { TruncatedError } from '../crypt/byte-reader.js';
 import type { S3Store } from '../crypt/remote-s3.js';
@@ -43,6 +43,8 @@ function explain(err: unknown, context: string): Error {
     return new UserError(`${context}: integrity check failed — ${err.message}`);
   }
   if (err instanceof ContentMismatchError) return new UserError(`${context}: ${err.message}`);
+  if (err instanceof OversizeError)
+    return new UserError(`${context}: object refused, a corrupted or hostile object — ${err.message}`);
   if (err instanceof FormatError)
     return new UserError(`${context}: corrupted or unsupported object — ${err.message}`);
   if (err instanceof KeyFormatError) return new UserError(err.message);

@@ -16,6 +16,8 @@ import { MissingObjectError, type ObjectStore } from './store.js';
 export const META_CONFIG_OBJECT = 'coffre-remote.json';
 export const META_LOG_OBJECT = 'coffre-log.pgp';
 const META_VERSION = 1;
+/** Largest location log read back from a remote (about 1.5 million keys). */
+const MAX_LOG_BYTES = 256 * 1024 * 1024;
 
 /** Fields of the config that travel with the remote (no local paths, endpoints or plaintext secrets). */
 const PUBLISHED = [
@@ -87,7 +89,9 @@ export async function publishMeta(
 export async function pullLog(cipher: RemoteCipher, store: ObjectStore, log: LocationLog): Promise<number> {
   const sealed = await readAll(store, META_LOG_OBJECT);
   if (!sealed) return 0;
-  const text = (await collect(decryptMessage([sealed], cipher.opening()))).toString('utf8');
+  const text = (
+    await collect(decryptMessage([sealed], cipher.opening(), { maxLength: MAX_LOG_BYTES }))
+  ).toString('utf8');
   const entries = text
     .split('\n')
     .filter((l) => l.trim())

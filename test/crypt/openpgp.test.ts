@@ -12,6 +12,7 @@ import {
   unwrapWithKeys,
 } from '../../src/crypt/openpgp.js';
 
+const MAX = { maxLength: 16 << 20 };
 const pass = Buffer.from('x'.repeat(428));
 
 test('CFB decryption as ECB + XOR matches OpenSSL CFB for every key size and any split of the input', () => {
@@ -43,9 +44,9 @@ test('passphrase sealing round-trips, across several pieces and an empty message
   // feed it back in awkward piece sizes to exercise the packet reader
   const parts: Buffer[] = [];
   for (let i = 0; i < sealed.length; i += 7777) parts.push(sealed.subarray(i, i + 7777));
-  assert.deepEqual(await collect(decryptMessage(parts, { passphrase: pass })), data);
+  assert.deepEqual(await collect(decryptMessage(parts, { passphrase: pass }, MAX)), data);
   const empty = await collect(encryptMessage([], 0, { kind: 'passphrase', passphrase: pass }));
-  assert.equal((await collect(decryptMessage([empty], { passphrase: pass }))).length, 0);
+  assert.equal((await collect(decryptMessage([empty], { passphrase: pass }, MAX))).length, 0);
 });
 
 test('a flipped byte fails the integrity check; a wrong passphrase is reported as such', async () => {
@@ -53,12 +54,12 @@ test('a flipped byte fails the integrity check; a wrong passphrase is reported a
   const sealed = await collect(encryptMessage([data], data.length, { kind: 'passphrase', passphrase: pass }));
   const bad = Buffer.from(sealed);
   bad[bad.length - 100] ^= 1;
-  await assert.rejects(collect(decryptMessage([bad], { passphrase: pass })), IntegrityError);
+  await assert.rejects(collect(decryptMessage([bad], { passphrase: pass }, MAX)), IntegrityError);
   await assert.rejects(
-    collect(decryptMessage([sealed.subarray(0, sealed.length - 30)], { passphrase: pass })),
+    collect(decryptMessage([sealed.subarray(0, sealed.length - 30)], { passphrase: pass }, MAX)),
   );
   await assert.rejects(
-    collect(decryptMessage([sealed], { passphrase: Buffer.from('other') })),
+    collect(decryptMessage([sealed], { passphrase: Buffer.from('other') }, MAX)),
     WrongKeyError,
   );
 });
@@ -67,7 +68,7 @@ test('opened on a worker (large objects): same plaintext, same errors', async ()
   const data = randomBytes(3 * 1024 * 1024 + 5);
   const sealed = await collect(encryptMessage([data], data.length, { kind: 'passphrase', passphrase: pass }));
   const pieces = (b: Buffer) => [b.subarray(0, 1000), b.subarray(1000, 1_500_001), b.subarray(1_500_001)];
-  const offThread = { offThread: true };
+  const offThread = { offThread: true, maxLength: data.length };
   assert.deepEqual(await collect(decryptMessage(pieces(sealed), { passphrase: pass }, offThread)), data);
   const bad = Buffer.from(sealed);
   bad[bad.length - 100] ^= 1;
@@ -103,9 +104,9 @@ test('public-key sealing round-trips and names the key when the secret key is wr
   const opening = (k: openpgp.PrivateKey) => ({
     unwrapSessionKey: (p: Buffer, ids: string[]) => unwrapWithKeys(p, ids, [k]),
   });
-  assert.deepEqual(await collect(decryptMessage([sealed], opening(a.privateKey))), data);
+  assert.deepEqual(await collect(decryptMessage([sealed], opening(a.privateKey), MAX)), data);
   await assert.rejects(
-    collect(decryptMessage([sealed], opening(b.privateKey))),
+    collect(decryptMessage([sealed], opening(b.privateKey), MAX)),
     /no secret key for this object/,
   );
 });
