@@ -140,13 +140,17 @@ export class S3Store implements ObjectStore {
     this.casSupport ??= (async () => {
       const params = { Bucket: this.location.bucket, Key: this.key(CAS_PROBE_OBJECT), Body: 'probe' };
       await this.client.send(new PutObjectCommand(params));
+      let honoured: boolean;
       try {
         await this.client.send(new PutObjectCommand({ ...params, IfMatch: NO_SUCH_ETAG }));
-        return false;
+        honoured = false; // the write went through: the condition was ignored
       } catch (err) {
-        if (isPreconditionFailed(err)) return true;
-        throw err;
+        // 412: honoured. Any other refusal of the header (501 NotImplemented, 400) means no support either.
+        if (!(err instanceof S3ServiceException)) throw err;
+        honoured = isPreconditionFailed(err);
       }
+      await this.remove(CAS_PROBE_OBJECT).catch(() => {});
+      return honoured;
     })();
     return this.casSupport;
   }
