@@ -1,16 +1,20 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createCipheriv, randomBytes } from 'node:crypto';
+import { deflateRawSync } from 'node:zlib';
 import * as openpgp from 'openpgp';
 import {
   CfbDecryptor,
   IntegrityError,
+  OversizeError,
   WrongKeyError,
   collect,
   decryptMessage,
   encryptMessage,
+  sealPackets,
   unwrapWithKeys,
 } from '../../src/crypt/openpgp.js';
+import { Tag, newFormatHeader } from '../../src/crypt/packets.js';
 
 const MAX = { maxLength: 16 << 20 };
 const pass = Buffer.from('x'.repeat(428));
@@ -109,4 +113,35 @@ test('public-key sealing round-trips and names the key when the secret key is wr
     collect(decryptMessage([sealed], opening(b.privateKey), MAX)),
     /no secret key for this object/,
   );
+});
+
+test('a message holds no more than the caller allows: literal length, inflated bytes, nesting, key packets', async () => {
+  const sealing = { kind: 'passphrase' as const, passphrase: pass };
+  const literal = (data: Buffer) =>
+    Buffer.concat([newFormatHeader(Tag.Literal, 6 + data.length), Buffer.from([0x62, 0, 0, 0, 0, 0]), data]);
+  const compressed = (inner: Buffer) => {
+    const body = Buffer.concat([Buffer.from([1]), deflateRawSync(inner)]);
+    return Buffer.concat([newFormatHeader(Tag.Compressed, body.length), body]);
+  };
+  const seal = (packet: Buffer) => collect(sealPackets([packet], packet.length, sealing));
+  const open = (m: Buffer, maxLength: number) =>
+    collect(decryptMessage([m], { passphrase: pass }, { maxLength }));
+  const data = randomBytes(1000);
+
+  assert.deepEqual(await open(await seal(literal(data)), 1000), data);
+  await assert.rejects(open(await seal(literal(data)), 999), OversizeError);
+  assert.deepEqual(await open(await seal(compressed(literal(data))), 1000), data);
+  await assert.rejects(open(await seal(compressed(literal(Buffer.alloc(100_000)))), 1000), OversizeError);
+  // Inflated bytes that are not content (a padding packet) count too.
+  const padding = Buffer.concat([newFormatHeader(Tag.Padding, 1 << 20), Buffer.alloc(1 << 20)]);
+  await assert.rejects(
+    open(await seal(compressed(Buffer.concat([padding, literal(data)]))), 1000),
+    /compressed content is larger/,
+  );
+  await assert.rejects(open(await seal(compressed(compressed(literal(data)))), 1000), /nested too deeply/);
+  // Many session-key packets before the data.
+  const message = await seal(literal(data));
+  const skesk = message.subarray(0, 2 + message[1]); // a new-format header with a one-byte length
+  const crowded = Buffer.concat([...Array<Buffer>(33).fill(skesk), message.subarray(skesk.length)]);
+  await assert.rejects(open(crowded, 1000), /more than 32 session-key packets/);
 });
