@@ -76,9 +76,11 @@ export async function rotate(
     config = shared.config;
   }
   let journal: Journal;
+  let newCipher: RemoteCipher;
   if (resumed) {
     journal = JSON.parse(readFileSync(path, 'utf8')) as Journal;
     if (journal.version !== JOURNAL_VERSION) throw new UserError(`${path}: unsupported journal version`);
+    newCipher = await RemoteCipher.open(journal.next, source, await publicKeysOf(config), config.name);
   } else {
     const ids = (config.cipherkeys ?? config.pubkeys ?? '').split(',').filter(Boolean);
     const have = await publicKeysOf(config);
@@ -90,11 +92,12 @@ export async function rotate(
       next: await generateCipher(config.encryption, keys, config.mac),
       done: [],
     };
+    // This machine must be able to open the new cipher (its key may have been removed): check before starting.
+    newCipher = await RemoteCipher.open(journal.next, source, await publicKeysOf(config), config.name);
     writePrivateFile(path, JSON.stringify(journal));
   }
   const save = () => writePrivateFile(path, JSON.stringify(journal));
   const oldCipher = shared?.remote.cipher ?? (await openCipher({ ...config, ...journal.previous }, source));
-  const newCipher = await RemoteCipher.open(journal.next, source, await publicKeysOf(config), config.name);
   const store = shared?.remote.store ?? (await openStore(config, oldCipher));
   const oldRemote = new CryptRemote(oldCipher, store, log, chunk, config.pad === 'padme');
   let copied = 0;
