@@ -25,12 +25,13 @@ import { loadPublicKeys, longKeyId, type SecretKeySource } from '../crypt/keys.j
 import { LocationLog } from '../crypt/location-log.js';
 import { DEFAULT_MAC, KeyFormatError, isMacName, parseKey, type MacName } from '../crypt/names.js';
 import { closeRemote, openCipher, openRemote, openStore, publicKeysOf } from '../crypt/open-remote.js';
-import { IntegrityError, WrongKeyError } from '../crypt/openpgp.js';
+import { IntegrityError, OversizeError, WrongKeyError } from '../crypt/openpgp.js';
 import { FormatError } from '../crypt/packets.js';
 import { TruncatedError } from '../crypt/byte-reader.js';
 import type { S3Store } from '../crypt/remote-s3.js';
 import { rotate } from '../crypt/rotate.js';
-import { publishMeta, pullLog, readPublishedConfig } from '../crypt/remote-meta.js';
+import { publishedConfig, readState, sealedBy, stateEntries } from '../crypt/remote-meta.js';
+import { publishShared, syncShared, type SharedSession } from '../crypt/shared-remote.js';
 import { MissingObjectError } from '../crypt/store.js';
 import * as openpgp from 'openpgp';
 
@@ -43,6 +44,8 @@ function explain(err: unknown, context: string): Error {
     return new UserError(`${context}: integrity check failed — ${err.message}`);
   }
   if (err instanceof ContentMismatchError) return new UserError(`${context}: ${err.message}`);
+  if (err instanceof OversizeError)
+    return new UserError(`${context}: object refused, a corrupted or hostile object — ${err.message}`);
   if (err instanceof FormatError)
     return new UserError(`${context}: corrupted or unsupported object — ${err.message}`);
   if (err instanceof KeyFormatError) return new UserError(err.message);
@@ -127,28 +130,24 @@ function addKeyOptions(cmd: Command): Command {
 async function withRemote<T>(
   name: string,
   opts: KeyOpts,
-  fn: (r: CryptRemote, c: RemoteConfig) => Promise<T>,
+  fn: (r: CryptRemote, c: RemoteConfig, s: SharedSession) => Promise<T>,
   mutating = false,
 ) {
   const config = loadConfig(name);
-  let remote: CryptRemote | null = null;
+  let session: SharedSession | null = null;
   try {
-    remote = await openRemote(config, keySource(opts));
-    // Another machine may have changed the remote: take its newer log entries first.
-    if (config.storeInRemote) await pullLog(remote.cipher, remote.store, remote.log);
-    const result = await fn(remote, config);
-    if (config.storeInRemote && mutating) await publishMeta(config, remote.cipher, remote.store, remote.log);
+    const source = keySource(opts);
+    session = { config, remote: await openRemote(config, source), source, state: null, ahead: false };
+    // Another machine may have changed the remote: take its newer entries (and a rotation) first.
+    if (config.storeInRemote) await syncShared(session);
+    const result = await fn(session.remote, session.config, session);
+    if (config.storeInRemote && (mutating || session.ahead)) await publishShared(session);
     return result;
   } catch (err) {
     throw explain(err, name);
   } finally {
-    if (remote) closeRemote(remote);
+    if (session) closeRemote(session.remote);
   }
-}
-
-/** Re-publishes config and log into the remote after a config change (keys, rotate). */
-async function republish(name: string, opts: KeyOpts): Promise<void> {
-  if (loadConfig(name).storeInRemote) await withRemote(name, opts, async () => {}, true);
 }
 
 function printJson(data: unknown): void {
@@ -201,16 +200,27 @@ async function adoptRemote(name: string, o: InitOpts): Promise<void> {
   const location = locationFrom(o);
   const probe = { version: CONFIG_VERSION, name, uuid: '', encryption: 'none' as const, ...location };
   const store = await openStore(probe, null);
-  let config: RemoteConfig;
+  let state;
   try {
-    config = await readPublishedConfig(store, { name, ...location });
+    state = await readState(store);
+  } catch (err) {
+    throw explain(err, name);
   } finally {
     store.close?.();
   }
+  if (!state)
+    throw new UserError(
+      `${store.description} holds no coffre configuration (was it initialized with --store-config?)`,
+    );
+  const config = publishedConfig(state, { name, ...location });
   let remote: CryptRemote | null = null;
   try {
     remote = await openRemote(config, keySource(o));
-    await pullLog(remote.cipher, remote.store, remote.log);
+    if (state.format === 2 && !sealedBy(state, remote.cipher))
+      throw new UserError(
+        `${store.description}: the stored configuration is not sealed by its own cipher; refusing it`,
+      );
+    remote.log.merge(await stateEntries(state, remote.cipher, remote.store));
     saveConfig(config);
     const count = remote.log.presentKeys().length;
     process.stdout.write(
@@ -506,12 +516,22 @@ export function registerCryptCommands(program: Command): void {
         ),
     ).action(async (name: string, keyid: string, o: KeyOpts) => {
       const config = loadConfig(name);
-      try {
-        await changeKeys(config, action, keyid, o);
-        await republish(name, o);
-      } catch (err) {
-        throw explain(err, name);
+      if (!config.storeInRemote) {
+        await changeKeys(config, action, keyid, o).catch((err) => {
+          throw explain(err, name);
+        });
+        return;
       }
+      // Shared: start from the remote's current config, and publish the change to the other machines.
+      await withRemote(
+        name,
+        o,
+        async (_remote, current, session) => {
+          await changeKeys(current, action, keyid, o);
+          session.config = loadConfig(name);
+        },
+        true,
+      );
     });
   }
 
@@ -525,7 +545,6 @@ export function registerCryptCommands(program: Command): void {
     const config = loadConfig(name);
     try {
       const r = await rotate(config, keySource(o));
-      await republish(name, o);
       process.stdout.write(
         `rotated ${name}: ${r.copied} key(s) re-encrypted, ${r.removed} old key(s) removed${r.resumed ? ' (resumed)' : ''}\n`,
       );

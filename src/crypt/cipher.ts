@@ -5,7 +5,6 @@ import * as openpgp from 'openpgp';
 import { UserError } from '../util/errors.js';
 import {
   allKeyIds,
-  gpgDecrypt,
   loadPublicKeys,
   loadSecretKeys,
   longKeyId,
@@ -15,6 +14,8 @@ import {
 import { DEFAULT_MAC, encryptedName, type MacName } from './names.js';
 import {
   WrongKeyError,
+  collect,
+  decryptMessage,
   encryptToKeys,
   unwrapWithKeys,
   type Opening,
@@ -29,6 +30,8 @@ export type Mode = (typeof MODES)[number];
 /** Random bytes behind the cipher (`gpg --gen-random --armor 1 N`): 512, or 256 for pubkey. */
 const CIPHER_RANDOM_BYTES = 512;
 const PUBKEY_CIPHER_RANDOM_BYTES = 256;
+/** Longest cipher text accepted from a cipher blob (git-annex's is 685 bytes). */
+const MAX_CIPHER_TEXT = 4096;
 /** shared/hybrid split the cipher: the first 256 bytes key the HMAC, the rest (minus newline) is the passphrase. */
 const MAC_KEY_BYTES = 256;
 
@@ -137,25 +140,35 @@ export class RemoteCipher {
     return this.secretKeys;
   }
 
+  // Read with coffre's own bounded OpenPGP reader, not openpgp.js: the blob may come from the remote itself
+  // (--store-config), where anyone holding a public key could have written a decompression bomb.
   private async decryptCipherBlob(blob: Buffer, ids: string[], remoteName: string): Promise<Buffer> {
     const keys = await this.keysFor(ids);
-    if (keys.length > 0) {
-      try {
-        const message = await openpgp.readMessage({ binaryMessage: blob });
-        const { data } = await openpgp.decrypt({ message, decryptionKeys: keys, format: 'binary' });
-        return Buffer.from(data as Uint8Array);
-      } catch {
-        // fall through to gpg, which may hold another key
-      }
+    const useGpg = this.source.useGpg;
+    const opening: Opening = {
+      unwrapSessionKey: async (pkesks, keyIds) => {
+        const usable = keys.filter((k) => allKeyIds(k).some((id) => keyIds.includes(id)));
+        if (usable.length > 0) {
+          try {
+            return await unwrapWithKeys(pkesks, keyIds, usable);
+          } catch {
+            // fall through to gpg, which may hold another key
+          }
+        }
+        const viaGpg = useGpg ? await gpgSessionKey(pkesks) : null;
+        if (viaGpg) return viaGpg;
+        throw new UserError(
+          `cannot decrypt the cipher of remote ${remoteName}: no secret key for ${ids.join(', ') || 'its keys'} ` +
+            `(give --secret-key FILE or import the key into GnuPG)`,
+        );
+      },
+    };
+    try {
+      return await collect(decryptMessage([blob], opening, { maxLength: MAX_CIPHER_TEXT }));
+    } catch (err) {
+      if (err instanceof UserError) throw err;
+      throw new UserError(`the cipher of remote ${remoteName} is unreadable: ${(err as Error).message}`);
     }
-    if (this.source.useGpg) {
-      const out = await gpgDecrypt(blob);
-      if (out) return out;
-    }
-    throw new UserError(
-      `cannot decrypt the cipher of remote ${remoteName}: no secret key for ${ids.join(', ') || 'its keys'} ` +
-        `(give --secret-key FILE or import the key into GnuPG)`,
-    );
   }
 
   /** The HMAC key: the first 256 bytes for shared/hybrid, the whole cipher for the public-key modes. */

@@ -5,6 +5,9 @@ import { UserError } from '../util/errors.js';
 import type { RemoteCipher } from './cipher.js';
 import { collect, decryptMessage, encryptMessage } from './openpgp.js';
 
+/** Longest embedded credentials text read back ("login\npassword\n"). */
+const MAX_CREDS = 64 * 1024;
+
 export interface S3Credentials {
   accessKeyId: string;
   secretAccessKey: string;
@@ -24,7 +27,9 @@ export async function decodeCreds(field: string, cipher: RemoteCipher | null): P
   let text: string;
   if (cipher && cipher.mode !== 'none') {
     const sealed = Buffer.from(raw.toString('utf8'), 'latin1');
-    text = (await collect(decryptMessage([sealed], cipher.opening()))).toString('utf8');
+    text = (await collect(decryptMessage([sealed], cipher.opening(), { maxLength: MAX_CREDS }))).toString(
+      'utf8',
+    );
   } else text = raw.toString('utf8');
   const [accessKeyId, secretAccessKey] = text.split('\n');
   if (!accessKeyId || !secretAccessKey) throw new UserError('embedded S3 credentials are malformed');

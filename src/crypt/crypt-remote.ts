@@ -12,7 +12,7 @@ import { createHasher, type Hasher } from '../util/hash-worker.js';
 import type { RemoteCipher } from './cipher.js';
 import type { LocationLog } from './location-log.js';
 import { backendHash, chunkCount, chunkKey, keyDigest, parseKey, sha256eKey } from './names.js';
-import { IntegrityError, decryptMessage, encryptMessage, type Sealing } from './openpgp.js';
+import { IntegrityError, OversizeError, decryptMessage, encryptMessage, type Sealing } from './openpgp.js';
 import type { ObjectStore } from './store.js';
 import { padme } from './padding.js';
 
@@ -28,6 +28,19 @@ export interface Layout {
 // content is not worth a thread.
 const HASH_WORKER_THRESHOLD = 16 * 1024 * 1024;
 const worthAThread = (size: number | undefined) => size !== undefined && size >= HASH_WORKER_THRESHOLD;
+
+/**
+ * Bound for an object whose key names no size and is not chunked (URL and some WORM keys): the 4 GiB an
+ * unchunked object may hold at most, so decoding stays bounded even then.
+ */
+const UNSIZED_OBJECT_LIMIT = 2 ** 32;
+
+/** Bytes of the key's `index`th object (0-based) under `layout`, when the key names its size. */
+function pieceLength(size: number | undefined, layout: Layout, index: number): number | undefined {
+  if (!layout.chunkSize || !layout.chunkCount) return size;
+  if (size === undefined) return layout.chunkSize;
+  return Math.max(0, Math.min(layout.chunkSize, size - index * layout.chunkSize));
+}
 
 export class ContentMismatchError extends Error {
   constructor(message: string) {
@@ -205,13 +218,20 @@ export class CryptRemote {
     const opening = this.cipher.opening();
     // Large objects are decrypted on a worker (seipd-pool), the content hash on another (hash-worker).
     const offThread = worthAThread(layout?.chunkSize ?? parsed.size);
-    const names = this.objectNames(key, layout ?? (await this.layoutOf(key)));
-    for (const name of names.slice(resume?.chunks ?? 0)) {
+    const where = layout ?? (await this.layoutOf(key));
+    const names = this.objectNames(key, where);
+    for (let index = resume?.chunks ?? 0; index < names.length; index++) {
+      // The most this object may hold: what the key names (its chunk's share of it), or, for a key that names
+      // no size, its chunk size; a key with neither is bounded only by the stored object (and one deflate layer).
+      const most = pieceLength(parsed.size, where, index) ?? UNSIZED_OBJECT_LIMIT;
       const pieces =
         this.cipher.mode === 'none'
-          ? this.store.get(name)
-          : decryptMessage(this.store.get(name), opening, { offThread });
+          ? this.store.get(names[index])
+          : decryptMessage(this.store.get(names[index]), opening, { offThread, maxLength: most });
+      let length = 0;
       for await (const piece of pieces) {
+        length += piece.length;
+        if (length > most) throw new ContentMismatchError(`content of ${key} is longer than its key says`);
         h?.update(piece);
         size += piece.length;
         progress?.(piece.length);
@@ -256,7 +276,10 @@ export class CryptRemote {
       await rename(tmp, out);
     } catch (err) {
       const keepForResume =
-        chunked && !(err instanceof ContentMismatchError) && !(err instanceof IntegrityError);
+        chunked &&
+        !(err instanceof ContentMismatchError) &&
+        !(err instanceof IntegrityError) &&
+        !(err instanceof OversizeError);
       if (!keepForResume) await rm(tmp, { force: true });
       throw err;
     }

@@ -8,7 +8,10 @@
 //
 // Reading: whatever gpg wrote — old/new headers, partial lengths, any S2K, ZIP/ZLIB compression, SEIPD v1 + MDC.
 // The bytes yielded are not authenticated until the generator finishes: callers write to a temporary place and
-// only publish after it returns without throwing.
+// only publish after it returns without throwing. In the public-key modes anyone holding a public key can write
+// a valid object, so nothing a message says is trusted for size: the caller names the most literal data it may
+// hold (the size in the annex key), the inflated stream may exceed that only by a little framing, at most one
+// compressed layer is followed, and key packets are few and small. Reading stops the moment a bound is passed.
 import { createCipheriv, createDecipheriv, createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { Cipher } from 'node:crypto';
 import { Readable, pipeline } from 'node:stream';
@@ -37,6 +40,14 @@ const MDC_LENGTH = 22;
 /** Literal packet fields after the header: format 'b', name length 0, date 0. */
 const LITERAL_PREFIX = Buffer.from([0x62, 0, 0, 0, 0, 0]);
 const MAX_DEFINITE = 0xffffffff;
+/** Session-key packets (SKESK, PKESK, marker) a message may carry before its data; gpg writes one per recipient. */
+const MAX_KEY_PACKETS = 32;
+/** Bytes of one session-key packet: an RSA-16384 PKESK is about 2 KiB. */
+const MAX_KEY_PACKET_BYTES = 64 * 1024;
+/** Compressed packets inside one another: gpg and coffre write at most one. */
+const MAX_COMPRESSION_DEPTH = 1;
+/** Inflated bytes allowed beyond the literal data: packet headers, the literal's name and date, empty packets. */
+const INFLATE_FRAMING = 64 * 1024;
 
 /** How objects are sealed: to a passphrase (shared, hybrid) or to public keys (pubkey, sharedpubkey). */
 export type Sealing =
@@ -57,6 +68,14 @@ export class IntegrityError extends Error {
   constructor(message: string) {
     super(message);
     this.name = 'IntegrityError';
+  }
+}
+
+/** The message holds more than the caller said it may (a corrupted object, or a decompression bomb). */
+export class OversizeError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'OversizeError';
   }
 }
 
@@ -132,20 +151,32 @@ export async function* encryptMessage(
   sealing: Sealing,
   padTo?: number,
 ): AsyncGenerator<Buffer> {
+  let seen = 0;
+  const counted = (async function* () {
+    for await (const chunk of source) {
+      seen += chunk.length;
+      if (seen > size) throw new FormatError(`source grew while reading (expected ${size} bytes)`);
+      yield Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk);
+    }
+    if (seen !== size) throw new FormatError(`source shrank while reading (${seen} of ${size} bytes)`);
+  })();
+  const inner = innerPackets(counted, size, padTo);
+  yield* sealPackets(inner.packets, inner.length, sealing);
+}
+
+/**
+ * Seals ready-made packets (`length` bytes in all) into one OpenPGP message: the session-key packets, then
+ * SEIPD v1 (AES-256 CFB) with its MDC. encryptMessage puts a literal packet inside; tests build others.
+ */
+export async function* sealPackets(
+  packets: AsyncIterable<Buffer> | Iterable<Buffer>,
+  length: number,
+  sealing: Sealing,
+): AsyncGenerator<Buffer> {
   const session: SessionKey = { algo: AES256, key: randomBytes(32) };
   try {
     yield await keyPackets(sealing, session);
-    let seen = 0;
-    const counted = (async function* () {
-      for await (const chunk of source) {
-        seen += chunk.length;
-        if (seen > size) throw new FormatError(`source grew while reading (expected ${size} bytes)`);
-        yield Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk);
-      }
-      if (seen !== size) throw new FormatError(`source shrank while reading (${seen} of ${size} bytes)`);
-    })();
-    const inner = innerPackets(counted, size, padTo);
-    const seipdLength = 1 + BLOCK + 2 + inner.length + MDC_LENGTH;
+    const seipdLength = 1 + BLOCK + 2 + length + MDC_LENGTH;
     if (seipdLength > MAX_DEFINITE) throw new RangeError('object larger than 4 GiB: use chunking (--chunk)');
     yield Buffer.concat([newFormatHeader(Tag.SEIPD, seipdLength), Buffer.from([SEIPD_VERSION])]);
 
@@ -156,7 +187,7 @@ export async function* encryptMessage(
     prefix[BLOCK + 1] = prefix[BLOCK - 1];
     mdc.update(prefix);
     yield cipher.update(prefix);
-    for await (const piece of inner.packets) {
+    for await (const piece of packets) {
       mdc.update(piece);
       yield cipher.update(piece);
     }
@@ -170,32 +201,42 @@ export async function* encryptMessage(
 export interface DecryptOptions {
   /** Decrypt and check the MDC on a worker thread, beside the caller's own work (worth it for large objects). */
   offThread?: boolean;
+  /**
+   * The most literal data the message may hold (for an object, the size its key names). Past it the message
+   * throws OversizeError before yielding more, and inflating stops a little framing beyond it.
+   */
+  maxLength: number;
 }
 
 /** Decrypts one OpenPGP message; yields the literal data. See the header comment about authentication. */
 export async function* decryptMessage(
   source: AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
   opening: Opening,
-  options: DecryptOptions = {},
+  options: DecryptOptions,
 ): AsyncGenerator<Buffer> {
+  const { maxLength } = options;
+  if (!Number.isSafeInteger(maxLength) || maxLength < 0) throw new RangeError(`bad maxLength ${maxLength}`);
   const reader = new ByteReader(source);
   const skesks: Buffer[] = [];
   const pkesks: Buffer[] = [];
   const pkeskIds: string[] = [];
-  for (;;) {
+  for (let keyPackets = 0; ;) {
     const header = await readPacketHeader(reader);
     if (!header) throw new FormatError('no encrypted data in object');
-    if (header.tag === Tag.SKESK) skesks.push(await readWholeBody(reader, header));
+    const isKeyPacket = header.tag === Tag.SKESK || header.tag === Tag.PKESK || header.tag === Tag.Marker;
+    if (isKeyPacket && ++keyPackets > MAX_KEY_PACKETS)
+      throw new FormatError(`more than ${MAX_KEY_PACKETS} session-key packets before the encrypted data`);
+    if (header.tag === Tag.SKESK) skesks.push(await readWholeBody(reader, header, MAX_KEY_PACKET_BYTES));
     else if (header.tag === Tag.PKESK) {
-      const body = await readWholeBody(reader, header);
+      const body = await readWholeBody(reader, header, MAX_KEY_PACKET_BYTES);
       pkesks.push(Buffer.concat([newFormatHeader(Tag.PKESK, body.length), body]));
       if (body[0] === 3) pkeskIds.push(body.subarray(1, 9).toString('hex').toUpperCase());
-    } else if (header.tag === Tag.Marker) await readWholeBody(reader, header);
+    } else if (header.tag === Tag.Marker) await readWholeBody(reader, header, MAX_KEY_PACKET_BYTES);
     else if (header.tag === Tag.SEIPD) {
       const session = await findSessionKey(skesks, pkesks, pkeskIds, opening);
       try {
         const plain = decryptSeipd(packetBody(reader, header), session, options.offThread ?? false);
-        yield* literalData(new ByteReader(plain));
+        yield* literalData(new ByteReader(plain), maxLength);
       } finally {
         session.key.fill(0);
       }
@@ -414,9 +455,23 @@ const COMPRESSION_NONE = 0;
 const COMPRESSION_ZIP = 1;
 const COMPRESSION_ZLIB = 2;
 
-/** Walks the decrypted packet stream down to the literal packet and yields its content. */
-async function* literalData(reader: ByteReader, state = { found: false }, depth = 0): AsyncGenerator<Buffer> {
-  if (depth > 4) throw new FormatError('compressed packets nested too deeply');
+/** Throws OversizeError once more than `limit` bytes have come through (checked before each is passed on). */
+async function* bounded(source: AsyncIterable<Buffer>, limit: number, what: string): AsyncGenerator<Buffer> {
+  let total = 0;
+  for await (const piece of source) {
+    total += piece.length;
+    if (total > limit) throw new OversizeError(`${what} is larger than ${limit} bytes`);
+    yield piece;
+  }
+}
+
+/** Walks the decrypted packet stream down to the literal packet and yields at most `maxLength` bytes of it. */
+async function* literalData(
+  reader: ByteReader,
+  maxLength: number,
+  state = { found: false },
+  depth = 0,
+): AsyncGenerator<Buffer> {
   for (;;) {
     const header = await readPacketHeader(reader);
     if (!header) break;
@@ -427,8 +482,15 @@ async function* literalData(reader: ByteReader, state = { found: false }, depth 
       await body.readByte(); // format: binary or text, content is passed through unchanged
       const nameLength = await body.readByte();
       await body.readExact(nameLength + 4);
-      for (let piece = await body.readUpTo(1 << 20); piece; piece = await body.readUpTo(1 << 20)) yield piece;
+      let length = 0;
+      for (let piece = await body.readUpTo(1 << 20); piece; piece = await body.readUpTo(1 << 20)) {
+        length += piece.length;
+        if (length > maxLength)
+          throw new OversizeError(`content is longer than the ${maxLength} bytes expected; refusing it`);
+        yield piece;
+      }
     } else if (header.tag === Tag.Compressed) {
+      if (depth >= MAX_COMPRESSION_DEPTH) throw new FormatError('compressed packets nested too deeply');
       const body = new ByteReader(packetBody(reader, header));
       const algo = await body.readByte();
       const rest = (async function* () {
@@ -441,7 +503,13 @@ async function* literalData(reader: ByteReader, state = { found: false }, depth 
         pipeline(Readable.from(rest), inflater, () => {});
         inner = inflater;
       } else throw new FormatError(`unsupported compression algorithm ${algo} (BZip2 is not supported)`);
-      yield* literalData(new ByteReader(inner), state, depth + 1);
+      const limit = maxLength + INFLATE_FRAMING;
+      yield* literalData(
+        new ByteReader(bounded(inner, limit, 'compressed content')),
+        maxLength,
+        state,
+        depth + 1,
+      );
     } else if (
       header.tag === Tag.Marker ||
       header.tag === Tag.Padding ||

@@ -14,11 +14,20 @@ import { Upload } from '@aws-sdk/lib-storage';
 import { UserError } from '../util/errors.js';
 import type { S3Location } from './config.js';
 import type { S3Credentials } from './creds.js';
-import { MissingObjectError, type ObjectStore } from './store.js';
+import { MissingObjectError, ObjectTooLargeError, type ObjectStore, type VersionedObject } from './store.js';
 
 /** Objects at least this big go up in multipart uploads (git-annex's partsize plays the same role). */
 const DEFAULT_PART_SIZE = 64 * 1024 * 1024;
 const UUID_OBJECT = 'annex-uuid';
+/** Written twice to learn whether the endpoint honours If-Match on PUT (AWS does since 2024; not every store). */
+const CAS_PROBE_OBJECT = 'coffre-cas-probe';
+const NO_SUCH_ETAG = '"00000000000000000000000000000000"';
+
+function isPreconditionFailed(err: unknown): boolean {
+  if (!(err instanceof S3ServiceException)) return false;
+  const status = err.$metadata.httpStatusCode;
+  return status === 412 || status === 409 || err.name === 'PreconditionFailed';
+}
 
 function isNotFound(err: unknown): boolean {
   if (err instanceof S3ServiceException) {
@@ -96,6 +105,74 @@ export class S3Store implements ObjectStore {
       if (isNotFound(err)) return false;
       throw err;
     }
+  }
+
+  async getVersioned(name: string, limit: number): Promise<VersionedObject | null> {
+    let r;
+    try {
+      r = await this.client.send(new GetObjectCommand({ Bucket: this.location.bucket, Key: this.key(name) }));
+    } catch (err) {
+      if (isNotFound(err)) return null;
+      throw err;
+    }
+    const body = r.Body as unknown as AsyncIterable<Uint8Array> & { destroy?: () => void };
+    if ((r.ContentLength ?? 0) > limit) {
+      body.destroy?.();
+      throw new ObjectTooLargeError(name, this.description, limit);
+    }
+    const parts: Buffer[] = [];
+    let total = 0;
+    for await (const c of body) {
+      total += c.byteLength;
+      if (total > limit) {
+        body.destroy?.();
+        throw new ObjectTooLargeError(name, this.description, limit);
+      }
+      parts.push(Buffer.from(c.buffer, c.byteOffset, c.byteLength));
+    }
+    return { data: Buffer.concat(parts), version: r.ETag ?? '' };
+  }
+
+  private casSupport: Promise<boolean> | undefined;
+
+  /** Whether the endpoint refuses a PUT whose If-Match does not hold (learnt once, on a probe object). */
+  compareAndSwap(): Promise<boolean> {
+    this.casSupport ??= (async () => {
+      const params = { Bucket: this.location.bucket, Key: this.key(CAS_PROBE_OBJECT), Body: 'probe' };
+      await this.client.send(new PutObjectCommand(params));
+      let honoured: boolean;
+      try {
+        await this.client.send(new PutObjectCommand({ ...params, IfMatch: NO_SUCH_ETAG }));
+        honoured = false; // the write went through: the condition was ignored
+      } catch (err) {
+        // 412: honoured. Any other refusal of the header (501 NotImplemented, 400) means no support either.
+        if (!(err instanceof S3ServiceException)) throw err;
+        honoured = isPreconditionFailed(err);
+      }
+      await this.remove(CAS_PROBE_OBJECT).catch(() => {});
+      return honoured;
+    })();
+    return this.casSupport;
+  }
+
+  async putIfUnchanged(name: string, data: Buffer, expected: string | null): Promise<string | null> {
+    const params = { Bucket: this.location.bucket, Key: this.key(name), Body: data };
+    if (await this.compareAndSwap()) {
+      try {
+        const r = await this.client.send(
+          new PutObjectCommand({ ...params, ...(expected ? { IfMatch: expected } : { IfNoneMatch: '*' }) }),
+        );
+        return r.ETag ?? '';
+      } catch (err) {
+        if (isPreconditionFailed(err)) return null;
+        throw err;
+      }
+    }
+    // No conditional writes: re-read just before writing, which leaves a window of one round trip.
+    const current = await this.getVersioned(name, Number.MAX_SAFE_INTEGER);
+    if ((current?.version ?? null) !== expected) return null;
+    const r = await this.client.send(new PutObjectCommand(params));
+    return r.ETag ?? '';
   }
 
   async remove(name: string): Promise<void> {

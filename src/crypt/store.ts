@@ -13,6 +13,28 @@ export interface ObjectStore {
   remove(name: string): Promise<void>;
   /** Releases connections, if the backend holds any. */
   close?(): void;
+  /** Reads a small object whole, with the version a later putIfUnchanged compares; null when absent. */
+  getVersioned(name: string, limit: number): Promise<VersionedObject | null>;
+  /**
+   * Replaces a small object only if it is still at version `expected` (null: still absent); returns the new
+   * version, or null when another writer got there first. `compareAndSwap` says whether the store makes that
+   * check atomic with the write, or only re-reads just before writing.
+   */
+  putIfUnchanged(name: string, data: Buffer, expected: string | null): Promise<string | null>;
+  compareAndSwap(): Promise<boolean>;
+}
+
+/** A small object's bytes and the store's version of them: an S3 ETag, or a directory file's SHA-256. */
+export interface VersionedObject {
+  data: Buffer;
+  version: string;
+}
+
+export class ObjectTooLargeError extends Error {
+  constructor(objectName: string, where: string, limit: number) {
+    super(`object ${objectName} in ${where} is larger than ${limit} bytes`);
+    this.name = 'ObjectTooLargeError';
+  }
 }
 
 export class MissingObjectError extends Error {

@@ -1,17 +1,22 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createCipheriv, randomBytes } from 'node:crypto';
+import { deflateRawSync } from 'node:zlib';
 import * as openpgp from 'openpgp';
 import {
   CfbDecryptor,
   IntegrityError,
+  OversizeError,
   WrongKeyError,
   collect,
   decryptMessage,
   encryptMessage,
+  sealPackets,
   unwrapWithKeys,
 } from '../../src/crypt/openpgp.js';
+import { Tag, newFormatHeader } from '../../src/crypt/packets.js';
 
+const MAX = { maxLength: 16 << 20 };
 const pass = Buffer.from('x'.repeat(428));
 
 test('CFB decryption as ECB + XOR matches OpenSSL CFB for every key size and any split of the input', () => {
@@ -43,9 +48,9 @@ test('passphrase sealing round-trips, across several pieces and an empty message
   // feed it back in awkward piece sizes to exercise the packet reader
   const parts: Buffer[] = [];
   for (let i = 0; i < sealed.length; i += 7777) parts.push(sealed.subarray(i, i + 7777));
-  assert.deepEqual(await collect(decryptMessage(parts, { passphrase: pass })), data);
+  assert.deepEqual(await collect(decryptMessage(parts, { passphrase: pass }, MAX)), data);
   const empty = await collect(encryptMessage([], 0, { kind: 'passphrase', passphrase: pass }));
-  assert.equal((await collect(decryptMessage([empty], { passphrase: pass }))).length, 0);
+  assert.equal((await collect(decryptMessage([empty], { passphrase: pass }, MAX))).length, 0);
 });
 
 test('a flipped byte fails the integrity check; a wrong passphrase is reported as such', async () => {
@@ -53,12 +58,12 @@ test('a flipped byte fails the integrity check; a wrong passphrase is reported a
   const sealed = await collect(encryptMessage([data], data.length, { kind: 'passphrase', passphrase: pass }));
   const bad = Buffer.from(sealed);
   bad[bad.length - 100] ^= 1;
-  await assert.rejects(collect(decryptMessage([bad], { passphrase: pass })), IntegrityError);
+  await assert.rejects(collect(decryptMessage([bad], { passphrase: pass }, MAX)), IntegrityError);
   await assert.rejects(
-    collect(decryptMessage([sealed.subarray(0, sealed.length - 30)], { passphrase: pass })),
+    collect(decryptMessage([sealed.subarray(0, sealed.length - 30)], { passphrase: pass }, MAX)),
   );
   await assert.rejects(
-    collect(decryptMessage([sealed], { passphrase: Buffer.from('other') })),
+    collect(decryptMessage([sealed], { passphrase: Buffer.from('other') }, MAX)),
     WrongKeyError,
   );
 });
@@ -67,7 +72,7 @@ test('opened on a worker (large objects): same plaintext, same errors', async ()
   const data = randomBytes(3 * 1024 * 1024 + 5);
   const sealed = await collect(encryptMessage([data], data.length, { kind: 'passphrase', passphrase: pass }));
   const pieces = (b: Buffer) => [b.subarray(0, 1000), b.subarray(1000, 1_500_001), b.subarray(1_500_001)];
-  const offThread = { offThread: true };
+  const offThread = { offThread: true, maxLength: data.length };
   assert.deepEqual(await collect(decryptMessage(pieces(sealed), { passphrase: pass }, offThread)), data);
   const bad = Buffer.from(sealed);
   bad[bad.length - 100] ^= 1;
@@ -103,9 +108,40 @@ test('public-key sealing round-trips and names the key when the secret key is wr
   const opening = (k: openpgp.PrivateKey) => ({
     unwrapSessionKey: (p: Buffer, ids: string[]) => unwrapWithKeys(p, ids, [k]),
   });
-  assert.deepEqual(await collect(decryptMessage([sealed], opening(a.privateKey))), data);
+  assert.deepEqual(await collect(decryptMessage([sealed], opening(a.privateKey), MAX)), data);
   await assert.rejects(
-    collect(decryptMessage([sealed], opening(b.privateKey))),
+    collect(decryptMessage([sealed], opening(b.privateKey), MAX)),
     /no secret key for this object/,
   );
+});
+
+test('a message holds no more than the caller allows: literal length, inflated bytes, nesting, key packets', async () => {
+  const sealing = { kind: 'passphrase' as const, passphrase: pass };
+  const literal = (data: Buffer) =>
+    Buffer.concat([newFormatHeader(Tag.Literal, 6 + data.length), Buffer.from([0x62, 0, 0, 0, 0, 0]), data]);
+  const compressed = (inner: Buffer) => {
+    const body = Buffer.concat([Buffer.from([1]), deflateRawSync(inner)]);
+    return Buffer.concat([newFormatHeader(Tag.Compressed, body.length), body]);
+  };
+  const seal = (packet: Buffer) => collect(sealPackets([packet], packet.length, sealing));
+  const open = (m: Buffer, maxLength: number) =>
+    collect(decryptMessage([m], { passphrase: pass }, { maxLength }));
+  const data = randomBytes(1000);
+
+  assert.deepEqual(await open(await seal(literal(data)), 1000), data);
+  await assert.rejects(open(await seal(literal(data)), 999), OversizeError);
+  assert.deepEqual(await open(await seal(compressed(literal(data))), 1000), data);
+  await assert.rejects(open(await seal(compressed(literal(Buffer.alloc(100_000)))), 1000), OversizeError);
+  // Inflated bytes that are not content (a padding packet) count too.
+  const padding = Buffer.concat([newFormatHeader(Tag.Padding, 1 << 20), Buffer.alloc(1 << 20)]);
+  await assert.rejects(
+    open(await seal(compressed(Buffer.concat([padding, literal(data)]))), 1000),
+    /compressed content is larger/,
+  );
+  await assert.rejects(open(await seal(compressed(compressed(literal(data)))), 1000), /nested too deeply/);
+  // Many session-key packets before the data.
+  const message = await seal(literal(data));
+  const skesk = message.subarray(0, 2 + message[1]); // a new-format header with a one-byte length
+  const crowded = Buffer.concat([...Array<Buffer>(33).fill(skesk), message.subarray(skesk.length)]);
+  await assert.rejects(open(crowded, 1000), /more than 32 session-key packets/);
 });
