@@ -351,6 +351,8 @@ test(
     t.diagnostic(`statuses ${JSON.stringify(Object.fromEntries(statuses))}`);
     // Nothing a stranger sent got past authentication.
     assert.equal(statuses.get(200) ?? 0, 0, 'an unauthenticated request succeeded');
+    // Nor learned whether a bucket or key exists: refusals come before any lookup.
+    assert.equal(statuses.get(404) ?? 0, 0, 'an unauthenticated request was told something does not exist');
     await assertStillServing();
   },
 );
