@@ -1,20 +1,45 @@
 // cli/sse-s3: `coffre sse-s3 init|status|unlock|lock|rotate|reseal` — the node's SSE-S3 keyring. Master keys are
 // sealed to operators' OpenPGP keys; `unlock` opens the sealed keyring here, with the operator's private key
 // file or their GnuPG, and hands the master keys to the node (over TLS or loopback), so no private key ever
-// reaches the server.
+// reaches the server. Before it sends anything, it checks the keyring against those it has unlocked or created
+// before (cli/known-keyrings.ts), so that a master key planted in the node's keyring file is not handed over.
 import type { Command } from 'commander';
 import { readFileSync } from 'node:fs';
 import { gpgDecrypt, loadPublicKeys } from '../crypt/keys.js';
-import { Keyring } from '../sse/keyring.js';
-import type { SseS3Status } from '../sse/sse-s3-keys.js';
+import { Keyring, type KeyringSummary } from '../sse/keyring.js';
+import { sealedDigest, type SseS3Status } from '../sse/sse-s3-keys.js';
 import { UserError, errorMessage } from '../util/errors.js';
-import { adminCall, adminTarget, print } from './admin-client.js';
+import { adminCall, adminTarget, print, type AdminTarget } from './admin-client.js';
+import {
+  checkBeforeUnlock,
+  loadKnownKeyrings,
+  parseAcceptance,
+  remember,
+  rememberAfter,
+  saveKnownKeyrings,
+} from './known-keyrings.js';
+
+/** How this CLI names a node in its known keyrings: the admin endpoint it talks to. */
+function nodeName(target: AdminTarget): string {
+  const host = target.host.includes(':') ? `[${target.host}]` : target.host;
+  return `${target.ca ? 'https' : 'http'}://${host}:${target.port}`;
+}
+
+function summaryOf(s: SseS3Status): KeyringSummary | undefined {
+  if (s.current === undefined || s.keys === undefined || s.v === undefined) return undefined;
+  return { v: s.v, keyring: s.keyring, current: s.current, keys: s.keys };
+}
 
 function describe(s: SseS3Status): string {
   if (!s.configured)
     return `SSE-S3: not set up (no keyring at ${s.keyringFile}; create one with \`coffre sse-s3 init\`)`;
   const lines = [
     `SSE-S3: ${s.unlocked ? 'unlocked' : 'LOCKED (run `coffre sse-s3 unlock`)'}  keyring ${s.keyringFile}`,
+    s.damaged
+      ? `  ${s.damaged}`
+      : s.keyring
+        ? `  keyring id ${s.keyring}`
+        : '  keyring format 1, without an id (upgrade it with `coffre sse-s3 reseal`)',
   ];
   for (const k of s.keys ?? [])
     lines.push(
@@ -32,7 +57,7 @@ export function registerSseS3Commands(program: Command): void {
   const sse = program
     .command('sse-s3')
     .description("SSE-S3: the node's master keys, sealed to operators' OpenPGP keys");
-  const withRecipients = (name: string, description: string, action: string) =>
+  const withRecipients = (name: string, description: string, action: 'init' | 'rotate' | 'reseal') =>
     sse
       .command(name)
       .description(description)
@@ -42,9 +67,18 @@ export function registerSseS3Commands(program: Command): void {
       )
       .option('--json', 'print JSON')
       .action(async (opts: { recipient: string[]; json?: boolean }, cmd: Command) => {
-        const status = (await adminCall(adminTarget(cmd), 'POST', `/v1/sse-s3/${action}`, {
+        const target = adminTarget(cmd);
+        const known = loadKnownKeyrings();
+        const status = (await adminCall(target, 'POST', `/v1/sse-s3/${action}`, {
           publicKeys: await armoredPublicKeys(opts.recipient),
         })) as SseS3Status;
+        // The node answers with the keyring it now holds in memory: keys it made, or an operator unlocked.
+        const summary = summaryOf(status);
+        if (summary) {
+          const warning = rememberAfter(known, nodeName(target), action, summary);
+          if (warning) process.stderr.write(warning + '\n');
+          else saveKnownKeyrings(known);
+        }
         print(status, Boolean(opts.json), describe);
       });
   withRecipients('init', 'create the keyring: a first master key sealed to the operators named', 'init');
@@ -70,43 +104,79 @@ export function registerSseS3Commands(program: Command): void {
     });
   sse
     .command('unlock')
-    .description("open the node's keyring with your private key (file, or GnuPG) and hand it the master keys")
+    .description(
+      "open the node's keyring with your private key (file, or GnuPG) and hand it the master keys, if they are keys unlocked or created from here before",
+    )
     .option(
       '--private-key <file>',
       'your OpenPGP private key, armored (passphrase from COFFRE_SSE_S3_PASSPHRASE)',
     )
     .option('--gpg', 'ask your GnuPG to open the keyring (gpg-agent asks for a passphrase if needed)')
+    .option('--accept-new-key <id...>', 'hand over this master key although it is new to this machine')
+    .option('--accept-new-keyring <id>', 'unlock this keyring although the node had another before')
     .option('--json', 'print JSON')
-    .action(async (opts: { privateKey?: string; gpg?: boolean; json?: boolean }, cmd: Command) => {
-      if (Boolean(opts.privateKey) === Boolean(opts.gpg))
-        throw new UserError('say how to open the keyring: --private-key FILE or --gpg');
-      const target = adminTarget(cmd);
-      const { sealed } = (await adminCall(target, 'GET', '/v1/sse-s3')) as { sealed?: string };
-      if (!sealed)
-        throw new UserError('no SSE-S3 keyring on this node (create one with `coffre sse-s3 init`)');
-      let keyring: Keyring;
-      if (opts.privateKey) {
-        let armored: string;
-        try {
-          armored = readFileSync(opts.privateKey, 'utf8');
-        } catch (err) {
-          throw new UserError(`cannot read ${opts.privateKey}: ${errorMessage(err)}`);
+    .action(
+      async (
+        opts: {
+          privateKey?: string;
+          gpg?: boolean;
+          acceptNewKey?: string[];
+          acceptNewKeyring?: string;
+          json?: boolean;
+        },
+        cmd: Command,
+      ) => {
+        if (Boolean(opts.privateKey) === Boolean(opts.gpg))
+          throw new UserError('say how to open the keyring: --private-key FILE or --gpg');
+        const accept = parseAcceptance(opts.acceptNewKeyring, opts.acceptNewKey);
+        const target = adminTarget(cmd);
+        const known = loadKnownKeyrings();
+        const { sealed } = (await adminCall(target, 'GET', '/v1/sse-s3')) as { sealed?: string };
+        if (!sealed)
+          throw new UserError('no SSE-S3 keyring on this node (create one with `coffre sse-s3 init`)');
+        // Opening checks the file itself: every entry sealed for its place in this keyring, and the MAC.
+        let keyring: Keyring;
+        if (opts.privateKey) {
+          let armored: string;
+          try {
+            armored = readFileSync(opts.privateKey, 'utf8');
+          } catch (err) {
+            throw new UserError(`cannot read ${opts.privateKey}: ${errorMessage(err)}`);
+          }
+          keyring = await Keyring.unlock(sealed, armored, process.env.COFFRE_SSE_S3_PASSPHRASE);
+        } else {
+          keyring = await Keyring.open(sealed, async (message) => {
+            const plain = await gpgDecrypt(Buffer.from(message));
+            if (!plain) throw new Error('gpg cannot decrypt');
+            return plain;
+          });
         }
-        keyring = await Keyring.unlock(sealed, armored, process.env.COFFRE_SSE_S3_PASSPHRASE);
-      } else {
-        keyring = await Keyring.open(sealed, async (message) => {
-          const plain = await gpgDecrypt(Buffer.from(message));
-          if (!plain) throw new Error('gpg cannot decrypt');
-          return plain;
-        });
-      }
-      const keys = keyring.masterKeys();
-      keyring.lock();
-      const body = { keys: Object.fromEntries([...keys].map(([id, k]) => [id, k.toString('base64')])) };
-      for (const k of keys.values()) k.fill(0);
-      const status = (await adminCall(target, 'POST', '/v1/sse-s3/unlock', body)) as SseS3Status;
-      print(status, Boolean(opts.json), describe);
-    });
+        const summary = keyring.summary();
+        const node = nodeName(target);
+        let keys: Map<string, Buffer>;
+        try {
+          // What the file cannot tell: a keyring, or a key, this operator has never seen.
+          const firstUse = checkBeforeUnlock(known, node, summary, accept);
+          if (firstUse) process.stderr.write(firstUse + '\n');
+          if (summary.keyring === undefined)
+            process.stderr.write(
+              'warning: this SSE-S3 keyring is in format 1, whose entries are not bound together: upgrade it with `coffre sse-s3 reseal --recipient …`\n',
+            );
+          keys = keyring.masterKeys();
+        } finally {
+          keyring.lock();
+        }
+        const body = {
+          sealedDigest: sealedDigest(sealed),
+          keys: Object.fromEntries([...keys].map(([id, k]) => [id, k.toString('base64')])),
+        };
+        for (const k of keys.values()) k.fill(0);
+        const status = (await adminCall(target, 'POST', '/v1/sse-s3/unlock', body)) as SseS3Status;
+        remember(known, node, summary);
+        saveKnownKeyrings(known);
+        print(status, Boolean(opts.json), describe);
+      },
+    );
   sse
     .command('lock')
     .description('forget the master keys in memory (SSE-S3 requests wait for the next unlock)')

@@ -102,6 +102,10 @@ export async function startNode(config: CoffreConfig, log: Logger = createLogger
     file: config.rpcSecretFile,
     allowInsecurePermissions: config.allowWorldReadableSecrets,
   });
+  // SSE-S3 master keys: unlocked now if the config names an unlock key, else by an operator later. Before
+  // anything listens, so that a keyring or unlock key that is refused ends the start.
+  const sseS3 = new SseS3Keys(config.sseS3);
+  await sseS3.start();
   const identity = loadOrCreateNodeKey(config.metadataDir);
   const rpc = new RpcNode({
     identity,
@@ -171,9 +175,6 @@ export async function startNode(config: CoffreConfig, log: Logger = createLogger
   // A pass cut short by a stop, or a layout learnt while this node was down.
   if (rebalancer.unsettled) void rebalancer.schedule();
 
-  // SSE-S3 master keys: unlocked now if the config names an unlock key, else by an operator later.
-  const sseS3 = new SseS3Keys(config.sseS3);
-  await sseS3.start();
   const metrics = new S3Metrics();
   const tlsFiles =
     config.s3Api.tlsCert && config.s3Api.tlsKey

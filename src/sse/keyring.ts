@@ -6,15 +6,19 @@
 // Rotation adds a new master key that new objects use; older ones stay for reading. Resealing re-encrypts every
 // master key to a new set of operators (adding or removing one) without touching objects.
 //
-// What it protects: a stolen disk or backup without an operator's private key. What it does not: the file is not
-// signed, so someone able to write the node's data directory could substitute a keyring whose master key they
-// know, which affects objects written afterwards; and a running node holds the master keys in memory.
+// A keyring has a random id. Each sealed entry names, inside what it seals, the keyring it belongs to, its key
+// id, its position and its creation time, and the file carries a MAC over all of its entries keyed by all of
+// its master keys: an entry copied in from another keyring, or added, removed, reordered or made current by
+// someone who can write the file but does not hold the master keys, is refused when the keyring is opened.
+// What the file alone cannot tell is a whole keyring replaced by one the writer made (sealed to the operators'
+// public keys): `coffre sse-s3 unlock` remembers the keyrings and keys it has unlocked (cli/known-keyrings.ts).
+// A running node holds the master keys in memory.
 //
 // The node's side (a keyring file, unlocked at start or by an operator) is sse/sse-s3-keys.ts.
 
 import * as openpgp from 'openpgp';
-import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
-import { KEY_SIZE, lengthPrefixed, zeroize } from '../crypto/keys.js';
+import { createHmac, hkdfSync, randomBytes } from 'node:crypto';
+import { KEY_SIZE, constantTimeEqual, lengthPrefixed, zeroize } from '../crypto/keys.js';
 import { UserError, errorMessage } from '../util/errors.js';
 import { S3Errors } from '../util/s3-error.js';
 import type { StoredEncryption } from './object-crypto.js';
@@ -22,12 +26,32 @@ import type { EncryptionParams } from './params.js';
 
 // ---- Format constants. DO NOT CHANGE: keyring files depend on them. ----
 export const KEYRING_FORMAT = 'coffre-sse-s3-keyring';
-export const KEYRING_VERSION = 1;
-/** Sealed payload: this label ‖ 0x00 ‖ lp(keyId) ‖ masterKey(32), so a sealed key cannot pose as another id. */
-export const MASTER_KEY_LABEL = 'coffre/sse-s3-master-key/v1';
-/** Key check value: HMAC-SHA256(masterKey, this label ‖ 0x00 ‖ lp(keyId)), hex. Optional in the file. */
+/** The version written. Version 1 files (no keyring id, no MAC) are still read; see `Keyring.rotate`. */
+export const KEYRING_VERSION = 2;
+export const KEYRING_VERSION_V1 = 1;
+/**
+ * Sealed payload of a version 2 entry: this label ‖ 0x00 ‖ lp(keyringId) ‖ lp(keyId) ‖ lp(created) ‖
+ * u32be(position) ‖ masterKey(32), so a sealed key cannot pose as another id, another keyring's, or another
+ * place in the list.
+ */
+export const MASTER_KEY_LABEL = 'coffre/sse-s3-master-key/v2';
+/** Sealed payload of a version 1 entry: this label ‖ 0x00 ‖ lp(keyId) ‖ masterKey(32). */
+export const MASTER_KEY_LABEL_V1 = 'coffre/sse-s3-master-key/v1';
+/** Key check value: HMAC-SHA256(masterKey, this label ‖ 0x00 ‖ lp(keyId)), hex. Optional in version 1. */
 export const KEY_CHECK_LABEL = 'coffre/sse-s3-key-check/v1';
+/** Keyring MAC key: HKDF-SHA256(masterKey_0 ‖ … ‖ masterKey_n-1, no salt, this label ‖ 0x00 ‖ lp(keyringId)). */
+export const KEYRING_MAC_KEY_LABEL = 'coffre/sse-s3-keyring-mac-key/v2';
+/** Keyring MAC: HMAC-SHA256(macKey, this label ‖ 0x00 ‖ the fields of the file, see `macInput`), hex. */
+export const KEYRING_MAC_LABEL = 'coffre/sse-s3-keyring-mac/v2';
+const KEYRING_ID_BYTES = 16;
+const KEY_ID_BYTES = 8;
 // ---- end of format constants ----
+
+// Bounds on what a keyring file may hold, so a hostile file cannot make a reader allocate without limit.
+const MAX_KEYS = 10_000;
+const MAX_RECIPIENTS = 100;
+const MAX_SEALED_CHARS = 256 * 1024;
+const MAX_FIELD_CHARS = 200;
 
 /** One master key as stored: its id, when it was made, whom it is sealed to, and the OpenPGP message. */
 export interface SealedMasterKey {
@@ -39,43 +63,122 @@ export interface SealedMasterKey {
   sealed: string;
   /**
    * Key check value (KEY_CHECK_LABEL): lets a node handed master keys by an operator (`coffre sse-s3 unlock`)
-   * tell that they are this keyring's, without being able to open it. Absent in entries made before it was
-   * kept; such keys are taken as given.
+   * tell that they are this keyring's, without being able to open it. Always present in version 2; absent in
+   * version 1 entries made before it was kept, whose keys are then taken as given.
    */
   check?: string;
 }
 
-/** The keyring file (JSON). */
-export interface KeyringFile {
+/** A version 1 keyring file: entries not bound to one another (read, never written). */
+export interface KeyringFileV1 {
   format: typeof KEYRING_FORMAT;
-  v: typeof KEYRING_VERSION;
-  /** Id of the master key new objects are written with. */
+  v: typeof KEYRING_VERSION_V1;
   current: string;
   keys: SealedMasterKey[];
 }
 
-function payload(id: string, key: Buffer): Buffer {
+/** The keyring file (JSON) as written. */
+export interface KeyringFileV2 {
+  format: typeof KEYRING_FORMAT;
+  v: typeof KEYRING_VERSION;
+  /** Random id of this keyring (32 hex digits), sealed into every entry. */
+  keyring: string;
+  /** Id of the master key new objects are written with: always the last entry. */
+  current: string;
+  keys: SealedMasterKey[];
+  /** KEYRING_MAC over every other field, keyed by all the master keys (64 hex digits). */
+  mac: string;
+}
+
+export type KeyringFile = KeyringFileV1 | KeyringFileV2;
+
+/** What a keyring says about itself (no secret in it). */
+export interface KeyringSummary {
+  v: number;
+  /** Absent for a version 1 keyring, which has no id. */
+  keyring?: string;
+  current: string;
+  keys: { id: string; created: string; recipients: string[] }[];
+}
+
+/** Where an entry sits: what its version 2 payload binds it to. */
+interface EntryPlace {
+  keyringId: string;
+  id: string;
+  created: string;
+  position: number;
+}
+
+function altered(detail: string): UserError {
+  return new UserError(`the SSE-S3 keyring file has been altered: ${detail}; restore it from a backup`);
+}
+
+function u32(n: number): Buffer {
+  const b = Buffer.alloc(4);
+  b.writeUInt32BE(n);
+  return b;
+}
+
+const utf8 = (s: string) => Buffer.from(s, 'utf8');
+
+function payloadPrefix(place: EntryPlace): Buffer {
   return Buffer.concat([
     Buffer.from(MASTER_KEY_LABEL + '\0', 'ascii'),
-    lengthPrefixed(Buffer.from(id, 'utf8')),
-    key,
+    lengthPrefixed(utf8(place.keyringId), utf8(place.id), utf8(place.created)),
+    u32(place.position),
   ]);
 }
 
-function unpack(id: string, bytes: Uint8Array): Buffer {
-  const expectedPrefix = Buffer.concat([
-    Buffer.from(MASTER_KEY_LABEL + '\0', 'ascii'),
-    lengthPrefixed(Buffer.from(id, 'utf8')),
-  ]);
+function payloadPrefixV1(id: string): Buffer {
+  return Buffer.concat([Buffer.from(MASTER_KEY_LABEL_V1 + '\0', 'ascii'), lengthPrefixed(utf8(id))]);
+}
+
+/** Reads the fields of a version 2 payload that is not the one expected, to say how it differs. */
+function describeMismatch(place: EntryPlace, buf: Buffer): string {
+  const label = Buffer.from(MASTER_KEY_LABEL + '\0', 'ascii');
+  if (!buf.subarray(0, label.length).equals(label)) return `entry ${place.id} does not hold a master key`;
+  let off = label.length;
+  const field = (): string | undefined => {
+    if (off + 4 > buf.length) return undefined;
+    const n = buf.readUInt32BE(off);
+    if (off + 4 + n > buf.length || n > MAX_FIELD_CHARS) return undefined;
+    const s = buf.subarray(off + 4, off + 4 + n).toString('utf8');
+    off += 4 + n;
+    return s;
+  };
+  const keyringId = field();
+  const id = field();
+  const created = field();
+  const position = off + 4 <= buf.length ? buf.readUInt32BE(off) : undefined;
+  if (keyringId !== place.keyringId)
+    return `master key ${place.id} was sealed for keyring ${keyringId ?? '?'}, not this keyring ${place.keyringId} (copied from another keyring)`;
+  if (id !== place.id) return `entry ${place.id} holds master key ${id ?? '?'}`;
+  if (position !== place.position)
+    return `master key ${place.id} was sealed at position ${position ?? '?'}, not ${place.position} (entries reordered or removed)`;
+  if (created !== place.created) return `master key ${place.id} was sealed with another creation time`;
+  return `entry ${place.id} does not hold a master key`;
+}
+
+function unpack(place: EntryPlace, bytes: Uint8Array): Buffer {
+  const prefix = payloadPrefix(place);
   const buf = Buffer.from(bytes);
   try {
-    if (
-      buf.length !== expectedPrefix.length + KEY_SIZE ||
-      !buf.subarray(0, expectedPrefix.length).equals(expectedPrefix)
-    ) {
+    if (buf.length !== prefix.length + KEY_SIZE || !buf.subarray(0, prefix.length).equals(prefix))
+      throw altered(describeMismatch(place, buf));
+    return Buffer.from(buf.subarray(prefix.length));
+  } finally {
+    buf.fill(0);
+  }
+}
+
+function unpackV1(id: string, bytes: Uint8Array): Buffer {
+  const prefix = payloadPrefixV1(id);
+  const buf = Buffer.from(bytes);
+  try {
+    if (buf.length !== prefix.length + KEY_SIZE || !buf.subarray(0, prefix.length).equals(prefix)) {
       throw new UserError(`keyring entry ${id} does not hold a master key for that id`);
     }
-    return Buffer.from(buf.subarray(expectedPrefix.length));
+    return Buffer.from(buf.subarray(prefix.length));
   } finally {
     buf.fill(0);
   }
@@ -96,27 +199,108 @@ async function readPublicKeys(armored: readonly string[]): Promise<openpgp.Key[]
 
 function keyCheck(id: string, key: Buffer): string {
   return createHmac('sha256', key)
-    .update(
-      Buffer.concat([Buffer.from(KEY_CHECK_LABEL + '\0', 'ascii'), lengthPrefixed(Buffer.from(id, 'utf8'))]),
-    )
+    .update(Buffer.concat([Buffer.from(KEY_CHECK_LABEL + '\0', 'ascii'), lengthPrefixed(utf8(id))]))
     .digest('hex');
 }
 
-async function seal(id: string, key: Buffer, recipients: openpgp.Key[]): Promise<SealedMasterKey> {
-  const plain = payload(id, key);
+async function seal(place: EntryPlace, key: Buffer, recipients: openpgp.Key[]): Promise<SealedMasterKey> {
+  const plain = Buffer.concat([payloadPrefix(place), key]);
   try {
     const message = await openpgp.createMessage({ binary: plain });
     const sealed = await openpgp.encrypt({ message, encryptionKeys: recipients });
     return {
-      id,
-      created: new Date().toISOString(),
+      id: place.id,
+      created: place.created,
       recipients: recipients.map((k) => k.getFingerprint()),
       sealed,
-      check: keyCheck(id, key),
+      check: keyCheck(place.id, key),
     };
   } finally {
     plain.fill(0);
   }
+}
+
+/** Everything in a version 2 file but its MAC, in order: what the MAC authenticates. */
+function macInput(file: Omit<KeyringFileV2, 'mac'>): Buffer {
+  const parts: Buffer[] = [
+    Buffer.from(KEYRING_MAC_LABEL + '\0', 'ascii'),
+    lengthPrefixed(utf8(file.keyring), utf8(file.current)),
+    u32(file.keys.length),
+  ];
+  for (const k of file.keys) {
+    parts.push(lengthPrefixed(utf8(k.id), utf8(k.created)), u32(k.recipients.length));
+    parts.push(lengthPrefixed(...k.recipients.map(utf8)));
+    parts.push(lengthPrefixed(utf8(k.sealed), utf8(k.check ?? '')));
+  }
+  return Buffer.concat(parts);
+}
+
+function keyringMac(file: Omit<KeyringFileV2, 'mac'>, masters: ReadonlyMap<string, Buffer>): string {
+  const ikm = Buffer.concat(file.keys.map((k) => masterOf(masters, k.id)));
+  const info = Buffer.concat([
+    Buffer.from(KEYRING_MAC_KEY_LABEL + '\0', 'ascii'),
+    lengthPrefixed(utf8(file.keyring)),
+  ]);
+  const macKey = Buffer.from(hkdfSync('sha256', ikm, Buffer.alloc(0), info, 32));
+  try {
+    return createHmac('sha256', macKey).update(macInput(file)).digest('hex');
+  } finally {
+    zeroize(ikm, macKey);
+  }
+}
+
+function masterOf(masters: ReadonlyMap<string, Buffer>, id: string): Buffer {
+  const key = masters.get(id);
+  if (key === undefined) throw new RangeError(`master key ${id} is not unlocked`);
+  return key;
+}
+
+function withMac(file: Omit<KeyringFileV2, 'mac'>, masters: ReadonlyMap<string, Buffer>): KeyringFileV2 {
+  return { ...file, mac: keyringMac(file, masters) };
+}
+
+function checkMac(file: KeyringFileV2, masters: ReadonlyMap<string, Buffer>): void {
+  const { mac, ...rest } = file;
+  const expected = Buffer.from(mac, 'hex');
+  const actual = Buffer.from(keyringMac(rest, masters), 'hex');
+  if (!constantTimeEqual(expected, actual))
+    throw altered(
+      'its MAC does not match its entries (an entry was added, removed, swapped or made current)',
+    );
+}
+
+// ---- Reading a file: every field checked into its type. ----
+
+const HEX = /^[0-9a-f]+$/;
+
+function hexField(value: unknown, bytes: number, what: string): string {
+  if (typeof value !== 'string' || value.length !== bytes * 2 || !HEX.test(value))
+    throw new UserError(`the SSE-S3 keyring file is damaged (${what} is not ${bytes * 2} hex digits)`);
+  return value;
+}
+
+function textField(value: unknown, max: number, what: string): string {
+  if (typeof value !== 'string' || value.length === 0 || value.length > max)
+    throw new UserError(
+      `the SSE-S3 keyring file is damaged (${what} is not a string of at most ${max} characters)`,
+    );
+  return value;
+}
+
+function parseEntry(value: unknown, version: number, index: number): SealedMasterKey {
+  if (value === null || typeof value !== 'object' || Array.isArray(value))
+    throw new UserError(`the SSE-S3 keyring file is damaged (entry ${index} is not an object)`);
+  const e = value as Record<string, unknown>;
+  const id = hexField(e.id, KEY_ID_BYTES, `entry ${index}'s id`);
+  const created = textField(e.created, MAX_FIELD_CHARS, `entry ${id}'s created`);
+  if (!Array.isArray(e.recipients) || e.recipients.length > MAX_RECIPIENTS)
+    throw new UserError(`the SSE-S3 keyring file is damaged (entry ${id}'s recipients is not a list)`);
+  const recipients = e.recipients.map((r) => textField(r, MAX_FIELD_CHARS, `a recipient of entry ${id}`));
+  const sealed = textField(e.sealed, MAX_SEALED_CHARS, `entry ${id}'s sealed message`);
+  const entry: SealedMasterKey = { id, created, recipients, sealed };
+  if (e.check !== undefined || version >= KEYRING_VERSION)
+    entry.check = hexField(e.check, 32, `entry ${id}'s check value`);
+  return entry;
 }
 
 /** Reads a keyring file (sealed: no key in it is usable without an operator's private key). */
@@ -127,15 +311,31 @@ export function parseKeyringFile(text: string): KeyringFile {
   } catch {
     throw new UserError('the SSE-S3 keyring file is not valid JSON');
   }
-  const f = value as Partial<KeyringFile> | null;
-  if (f === null || typeof f !== 'object' || f.format !== KEYRING_FORMAT) {
+  if (value === null || typeof value !== 'object' || Array.isArray(value))
     throw new UserError('not an SSE-S3 keyring file');
-  }
-  if (f.v !== KEYRING_VERSION) throw new UserError(`unsupported SSE-S3 keyring version ${String(f.v)}`);
-  if (!Array.isArray(f.keys) || typeof f.current !== 'string' || !f.keys.some((k) => k?.id === f.current)) {
+  const f = value as Record<string, unknown>;
+  if (f.format !== KEYRING_FORMAT) throw new UserError('not an SSE-S3 keyring file');
+  if (f.v !== KEYRING_VERSION && f.v !== KEYRING_VERSION_V1)
+    throw new UserError(`unsupported SSE-S3 keyring version ${String(f.v)} (a newer coffre wrote it?)`);
+  const v = f.v;
+  if (
+    !Array.isArray(f.keys) ||
+    f.keys.length === 0 ||
+    f.keys.length > MAX_KEYS ||
+    typeof f.current !== 'string'
+  )
     throw new UserError('the SSE-S3 keyring file is damaged (no current key)');
-  }
-  return f as KeyringFile;
+  const keys = f.keys.map((k, i) => parseEntry(k, v, i));
+  if (new Set(keys.map((k) => k.id)).size !== keys.length)
+    throw new UserError('the SSE-S3 keyring file is damaged (a key id appears twice)');
+  const current = f.current;
+  if (!keys.some((k) => k.id === current))
+    throw new UserError('the SSE-S3 keyring file is damaged (no current key)');
+  if (v === KEYRING_VERSION_V1) return { format: KEYRING_FORMAT, v, current, keys };
+  if (keys[keys.length - 1]!.id !== current) throw altered(`its current key ${current} is not its newest`);
+  const keyring = hexField(f.keyring, KEYRING_ID_BYTES, 'the keyring id');
+  const mac = hexField(f.mac, 32, 'the MAC');
+  return { format: KEYRING_FORMAT, v, keyring, current, keys, mac };
 }
 
 /** Unlocked master keys in memory, and the sealed file they came from. */
@@ -148,13 +348,16 @@ export class Keyring {
   /** A new keyring with one fresh master key sealed to the given operators (armored OpenPGP public keys). */
   static async create(operatorPublicKeys: readonly string[]): Promise<Keyring> {
     const recipients = await readPublicKeys(operatorPublicKeys);
-    const id = randomBytes(8).toString('hex');
+    const keyringId = randomBytes(KEYRING_ID_BYTES).toString('hex');
+    const place = { keyringId, id: newKeyId(), created: new Date().toISOString(), position: 0 };
     const key = randomBytes(KEY_SIZE);
-    const entry = await seal(id, key, recipients);
-    return new Keyring(
-      { format: KEYRING_FORMAT, v: KEYRING_VERSION, current: id, keys: [entry] },
-      new Map([[id, key]]),
+    const entry = await seal(place, key, recipients);
+    const masters = new Map([[place.id, key]]);
+    const file = withMac(
+      { format: KEYRING_FORMAT, v: KEYRING_VERSION, keyring: keyringId, current: place.id, keys: [entry] },
+      masters,
     );
+    return new Keyring(file, masters);
   }
 
   /** Opens a keyring file with one operator's private key (armored; `passphrase` if it is protected). */
@@ -175,7 +378,8 @@ export class Keyring {
 
   /**
    * Opens a keyring file with `decrypt`, which opens one sealed entry (an armored OpenPGP message) — with a
-   * private key, or by asking the operator's GnuPG — and throws when it cannot.
+   * private key, or by asking the operator's GnuPG — and throws when it cannot. Every entry must be sealed
+   * for its place in this keyring, and (version 2) the file's MAC must match its master keys.
    */
   static async open(
     text: string,
@@ -184,7 +388,7 @@ export class Keyring {
     const file = parseKeyringFile(text);
     const masters = new Map<string, Buffer>();
     try {
-      for (const entry of file.keys) {
+      for (const [position, entry] of file.keys.entries()) {
         let data: Uint8Array;
         try {
           data = await decrypt(entry.sealed);
@@ -193,8 +397,14 @@ export class Keyring {
             `this private key cannot open SSE-S3 master key ${entry.id} (sealed to ${entry.recipients.join(', ')})`,
           );
         }
-        masters.set(entry.id, unpack(entry.id, data));
+        masters.set(
+          entry.id,
+          file.v === KEYRING_VERSION_V1
+            ? unpackV1(entry.id, data)
+            : unpack({ keyringId: file.keyring, id: entry.id, created: entry.created, position }, data),
+        );
       }
+      if (file.v === KEYRING_VERSION) checkMac(file, masters);
     } catch (err) {
       zeroize(...masters.values());
       throw err;
@@ -205,27 +415,28 @@ export class Keyring {
   /**
    * The keyring of sealed file `text` with master keys an operator unlocked elsewhere (`coffre sse-s3 unlock`
    * opens the file with their private key and hands the keys to the node). Every key of the file must be
-   * given, and match its check value.
+   * given, and match its check value and (version 2) the file's MAC.
    */
   static fromUnlockedKeys(text: string, keys: ReadonlyMap<string, Buffer>): Keyring {
     const file = parseKeyringFile(text);
     const masters = new Map<string, Buffer>();
-    for (const entry of file.keys) {
-      const key = keys.get(entry.id);
-      if (!key || key.length !== KEY_SIZE) {
-        zeroize(...masters.values());
-        throw new UserError(`master key ${entry.id} of the SSE-S3 keyring is missing`);
-      }
-      const copy = Buffer.from(key);
-      if (entry.check !== undefined) {
-        const expected = Buffer.from(entry.check, 'hex');
-        const actual = Buffer.from(keyCheck(entry.id, copy), 'hex');
-        if (expected.length !== actual.length || !timingSafeEqual(expected, actual)) {
-          zeroize(copy, ...masters.values());
+    try {
+      for (const entry of file.keys) {
+        const key = keys.get(entry.id);
+        if (!key || key.length !== KEY_SIZE)
+          throw new UserError(`master key ${entry.id} of the SSE-S3 keyring is missing`);
+        const copy = Buffer.from(key);
+        masters.set(entry.id, copy);
+        if (
+          entry.check !== undefined &&
+          !constantTimeEqual(Buffer.from(entry.check, 'hex'), Buffer.from(keyCheck(entry.id, copy), 'hex'))
+        )
           throw new UserError(`the key given for SSE-S3 master key ${entry.id} is not that key`);
-        }
       }
-      masters.set(entry.id, copy);
+      if (file.v === KEYRING_VERSION) checkMac(file, masters);
+    } catch (err) {
+      zeroize(...masters.values());
+      throw err;
     }
     return new Keyring(file, masters);
   }
@@ -238,6 +449,16 @@ export class Keyring {
   /** Id of the master key new objects are written with. */
   get currentKeyId(): string {
     return this.file.current;
+  }
+
+  /** This keyring's id; undefined for a version 1 keyring, which has none. */
+  get keyringId(): string | undefined {
+    return this.file.v === KEYRING_VERSION ? this.file.keyring : undefined;
+  }
+
+  /** The ids, dates and recipients of the master keys, and which is current (nothing secret). */
+  summary(): KeyringSummary {
+    return summarize(this.file);
   }
 
   /** Params for writing a new SSE-S3 object. The keyring owns the key: do not zero it per request. */
@@ -258,29 +479,55 @@ export class Keyring {
     return key;
   }
 
-  /** Adds a fresh master key, sealed to `operatorPublicKeys`, and makes it current. Old keys remain for reads. */
+  /**
+   * Adds a fresh master key, sealed to `operatorPublicKeys`, and makes it current. Old keys remain for reads.
+   * A version 1 keyring is resealed first (which upgrades it), as rotating it would add a bound entry to
+   * unbound ones: that is refused with what to run.
+   */
   async rotate(operatorPublicKeys: readonly string[]): Promise<string> {
+    const file = this.file;
+    if (file.v === KEYRING_VERSION_V1)
+      throw new UserError(
+        'this SSE-S3 keyring is in format 1, whose entries are not bound together: upgrade it with `coffre sse-s3 reseal --recipient …` first, then rotate',
+      );
     const recipients = await readPublicKeys(operatorPublicKeys);
-    const id = randomBytes(8).toString('hex');
+    const place = {
+      keyringId: file.keyring,
+      id: newKeyId(),
+      created: new Date().toISOString(),
+      position: file.keys.length,
+    };
     const key = randomBytes(KEY_SIZE);
-    const entry = await seal(id, key, recipients);
-    this.masters.set(id, key);
-    this.file = { ...this.file, current: id, keys: [...this.file.keys, entry] };
-    return id;
+    const entry = await seal(place, key, recipients);
+    this.masters.set(place.id, key);
+    const { mac: _old, ...rest } = file;
+    this.file = withMac({ ...rest, current: place.id, keys: [...file.keys, entry] }, this.masters);
+    return place.id;
   }
 
   /**
    * Re-encrypts every master key to exactly `operatorPublicKeys` (to add or remove an operator). A removed
    * operator may have kept the master keys: rotate as well, so at least new objects are out of their reach.
+   * A version 1 keyring comes out in version 2, with a new keyring id.
    */
   async reseal(operatorPublicKeys: readonly string[]): Promise<void> {
     const recipients = await readPublicKeys(operatorPublicKeys);
+    const old = this.file;
+    const keyringId = old.v === KEYRING_VERSION ? old.keyring : randomBytes(KEYRING_ID_BYTES).toString('hex');
+    // Version 1 did not require the current key to be the newest; version 2 does.
+    const ordered = [
+      ...old.keys.filter((k) => k.id !== old.current),
+      old.keys.find((k) => k.id === old.current)!,
+    ];
     const keys: SealedMasterKey[] = [];
-    for (const old of this.file.keys) {
-      const entry = await seal(old.id, this.master(old.id), recipients);
-      keys.push({ ...entry, created: old.created });
+    for (const [position, entry] of ordered.entries()) {
+      const place = { keyringId, id: entry.id, created: entry.created, position };
+      keys.push(await seal(place, this.master(entry.id), recipients));
     }
-    this.file = { ...this.file, keys };
+    this.file = withMac(
+      { format: KEYRING_FORMAT, v: KEYRING_VERSION, keyring: keyringId, current: old.current, keys },
+      this.masters,
+    );
   }
 
   /** The sealed file to store (no key in clear). */
@@ -293,4 +540,18 @@ export class Keyring {
     zeroize(...this.masters.values());
     this.masters.clear();
   }
+}
+
+function newKeyId(): string {
+  return randomBytes(KEY_ID_BYTES).toString('hex');
+}
+
+/** What a parsed keyring file says about itself. */
+export function summarize(file: KeyringFile): KeyringSummary {
+  return {
+    v: file.v,
+    keyring: file.v === KEYRING_VERSION ? file.keyring : undefined,
+    current: file.current,
+    keys: file.keys.map((k) => ({ id: k.id, created: k.created, recipients: k.recipients })),
+  };
 }

@@ -2,11 +2,15 @@
 // operators' OpenPGP keys; the node holds them in memory once unlocked — at start with an unlock key file, or
 // when an operator hands them over (`coffre sse-s3 unlock`) — and never writes them in clear. Until then,
 // SSE-S3 requests are refused with 503 and a message saying what to run.
+//
+// Once unlocked, the node describes the keyring it holds in memory, not the file: the file may have been
+// changed since, and what matters to an operator is which master key new objects are written with.
+import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import type { SseS3Config } from '../config/config.js';
 import { S3Error, S3Errors } from '../util/s3-error.js';
 import { UserError, errorMessage } from '../util/errors.js';
-import { Keyring, parseKeyringFile } from './keyring.js';
+import { Keyring, parseKeyringFile, summarize } from './keyring.js';
 import type { StoredEncryption } from './object-crypto.js';
 import type { EncryptionParams } from './params.js';
 
@@ -14,8 +18,18 @@ export interface SseS3Status {
   configured: boolean;
   unlocked: boolean;
   keyringFile: string;
+  /** The keyring's format version, and its id (none in version 1). */
+  v?: number;
+  keyring?: string;
   current?: string;
   keys?: { id: string; created: string; recipients: string[] }[];
+  /** Why the keyring file cannot be read, when it cannot. */
+  damaged?: string;
+}
+
+/** SHA-256 (hex) of a sealed keyring file's text: how an operator names the file they checked. */
+export function sealedDigest(text: string): string {
+  return createHash('sha256').update(text, 'utf8').digest('hex');
 }
 
 export class SseS3Keys {
@@ -53,13 +67,15 @@ export class SseS3Keys {
       unlocked: this.keyring !== undefined,
       keyringFile: this.config.keyringFile,
     };
+    if (this.keyring) return { ...base, ...this.keyring.summary() };
     if (!base.configured) return base;
-    const file = parseKeyringFile(this.sealedText());
-    return {
-      ...base,
-      current: file.current,
-      keys: file.keys.map((k) => ({ id: k.id, created: k.created, recipients: k.recipients })),
-    };
+    try {
+      return { ...base, ...summarize(parseKeyringFile(this.sealedText())) };
+    } catch (err) {
+      // Still answered, so that an operator sees what is wrong (and `unlock` can say it too).
+      if (err instanceof UserError) return { ...base, damaged: err.message };
+      throw err;
+    }
   }
 
   /** The sealed keyring file, as stored (safe to hand out: opening it takes an operator's private key). */
@@ -78,11 +94,21 @@ export class SseS3Keys {
     this.keyring = keyring;
   }
 
-  /** Takes master keys an operator unlocked (checked against the keyring's check values). */
-  unlockWith(keys: ReadonlyMap<string, Buffer>): void {
+  /**
+   * Takes master keys an operator unlocked from the sealed file whose digest is `digest` (sealedDigest): the
+   * file must still be that one, and the keys must match its check values and MAC.
+   */
+  unlockWith(keys: ReadonlyMap<string, Buffer>, digest: string): void {
     if (!this.configured)
       throw new UserError('no SSE-S3 keyring on this node (create one with `coffre sse-s3 init`)');
-    const keyring = Keyring.fromUnlockedKeys(this.sealedText(), keys);
+    const text = this.sealedText();
+    const actual = Buffer.from(sealedDigest(text), 'hex');
+    const expected = Buffer.from(digest, 'hex');
+    if (expected.length !== actual.length || !expected.equals(actual))
+      throw new UserError(
+        'the SSE-S3 keyring file changed since it was read: run `coffre sse-s3 unlock` again',
+      );
+    const keyring = Keyring.fromUnlockedKeys(text, keys);
     this.keyring?.lock();
     this.keyring = keyring;
   }

@@ -1,13 +1,17 @@
 // The SSE-S3 keyring: master keys sealed to operators' OpenPGP keys, unlocked by any one of them, rotation that
-// keeps old objects readable, resealing to another set of operators, and GnuPG-exported keys.
+// keeps old objects readable, resealing to another set of operators, GnuPG-exported keys; entries bound to
+// their keyring and place and a MAC over the list, so that entries added, copied in, removed or reordered by
+// someone without the master keys are refused; version 1 keyrings still read.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as openpgp from 'openpgp';
+import { lengthPrefixed } from '../../src/crypto/keys.js';
 import { UserError } from '../../src/util/errors.js';
 import { Keyring } from '../../src/sse/keyring.js';
 import { ObjectCrypto, storedEncryptionFor } from '../../src/sse/object-crypto.js';
@@ -70,11 +74,22 @@ test('damaged or foreign keyring files are refused with a clear message', async 
   const ring = JSON.parse((await Keyring.create([alice.publicKey])).serialize());
   const attempts: [unknown, RegExp][] = [
     ['{', /not valid JSON/],
+    [[], /not an SSE-S3 keyring/],
     [{ ...ring, format: 'other' }, /not an SSE-S3 keyring/],
-    [{ ...ring, v: 2 }, /unsupported/],
+    [{ ...ring, v: 3 }, /unsupported/],
     [{ ...ring, current: 'nope' }, /no current key/],
+    [{ ...ring, keys: [] }, /no current key/],
+    [{ ...ring, keyring: 'short' }, /keyring id is not 32 hex digits/],
+    [{ ...ring, mac: undefined }, /MAC is not 64 hex digits/],
+    [{ ...ring, keys: [{ ...ring.keys[0], check: undefined }] }, /check value/],
+    [{ ...ring, keys: [{ ...ring.keys[0], recipients: 'x' }] }, /recipients is not a list/],
+    [{ ...ring, keys: [ring.keys[0], ring.keys[0]] }, /appears twice/],
     // An entry moved under another id is refused: the id is sealed with the key.
-    [{ ...ring, current: 'ffff', keys: [{ ...ring.keys[0], id: 'ffff' }] }, /does not hold a master key/],
+    [
+      { ...ring, current: 'ffffffffffffffff', keys: [{ ...ring.keys[0], id: 'ffffffffffffffff' }] },
+      /holds master key [0-9a-f]{16}/,
+    ],
+    [{ ...ring, keys: [{ ...ring.keys[0], created: '2001-01-01T00:00:00.000Z' }] }, /another creation time/],
   ];
   for (const [file, message] of attempts) {
     const text = typeof file === 'string' ? file : JSON.stringify(file);
@@ -82,6 +97,78 @@ test('damaged or foreign keyring files are refused with a clear message', async 
   }
   await assert.rejects(Keyring.create([]), UserError);
   await assert.rejects(Keyring.create(['not a key']), UserError);
+});
+
+test('entries are bound to their keyring and place, and the MAC covers the list', async () => {
+  const alice = await operator('alice');
+  const ring = await Keyring.create([alice.publicKey]);
+  await ring.rotate([alice.publicKey]);
+  await ring.rotate([alice.publicKey]);
+  const file = JSON.parse(ring.serialize());
+  const [k0, k1, k2] = file.keys;
+  const other = JSON.parse((await Keyring.create([alice.publicKey])).serialize());
+  const attempts: [string, unknown, RegExp][] = [
+    [
+      'copied from another keyring',
+      { ...file, keys: [k0, k1, k2, other.keys[0]], current: other.keys[0].id },
+      /sealed for keyring/,
+    ],
+    ['reordered', { ...file, keys: [k1, k0, k2] }, /sealed at position/],
+    ['oldest removed', { ...file, keys: [k1, k2] }, /sealed at position/],
+    ['newest removed', { ...file, keys: [k0, k1], current: k1.id }, /MAC does not match/],
+    ['older made current', { ...file, current: k0.id }, /not its newest/],
+    [
+      'recipients edited',
+      { ...file, keys: [k0, k1, { ...k2, recipients: ['someone'] }] },
+      /MAC does not match/,
+    ],
+    ['MAC of another keyring', { ...file, mac: other.mac }, /MAC does not match/],
+  ];
+  const keys = ring.masterKeys();
+  for (const [what, tampered, message] of attempts) {
+    const text = JSON.stringify(tampered);
+    await assert.rejects(Keyring.unlock(text, alice.privateKey), message, what);
+  }
+  // The node, handed the keys, checks the same MAC.
+  assert.throws(
+    () => Keyring.fromUnlockedKeys(JSON.stringify({ ...file, keys: [k0, k1], current: k1.id }), keys),
+    /MAC/,
+  );
+  assert.equal(Keyring.fromUnlockedKeys(ring.serialize(), keys).currentKeyId, k2.id);
+  assert.equal((await Keyring.unlock(ring.serialize(), alice.privateKey)).keyringId, file.keyring);
+});
+
+test('a version 1 keyring still opens, refuses rotation, and comes out of reseal in version 2', async () => {
+  const alice = await operator('alice');
+  const key = randomBytes(32);
+  const id = randomBytes(8).toString('hex');
+  const payload = Buffer.concat([
+    Buffer.from('coffre/sse-s3-master-key/v1\0'),
+    lengthPrefixed(Buffer.from(id)),
+    key,
+  ]);
+  const sealed = await openpgp.encrypt({
+    message: await openpgp.createMessage({ binary: payload }),
+    encryptionKeys: await openpgp.readKey({ armoredKey: alice.publicKey }),
+  });
+  const v1 = JSON.stringify({
+    format: 'coffre-sse-s3-keyring',
+    v: 1,
+    current: id,
+    keys: [{ id, created: new Date().toISOString(), recipients: [], sealed }],
+  });
+  const ring = await Keyring.unlock(v1, alice.privateKey);
+  assert.equal(ring.keyringId, undefined);
+  assert.deepEqual(ring.masterKeys().get(id), key);
+  assert.equal(Keyring.fromUnlockedKeys(v1, new Map([[id, key]])).currentKeyId, id);
+  await assert.rejects(ring.rotate([alice.publicKey]), /format 1.*reseal/);
+  await ring.reseal([alice.publicKey]);
+  const upgraded = JSON.parse(ring.serialize());
+  assert.equal(upgraded.v, 2);
+  assert.match(upgraded.keyring, /^[0-9a-f]{32}$/);
+  const reopened = await Keyring.unlock(ring.serialize(), alice.privateKey);
+  assert.deepEqual(reopened.masterKeys().get(id), key);
+  await reopened.rotate([alice.publicKey]);
 });
 
 const gpgMissing =

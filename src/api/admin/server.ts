@@ -225,16 +225,22 @@ export class AdminServer {
         if (!transport.secure && !transport.fromLoopback)
           throw new AdminError(400, 'master keys are accepted only over TLS or from loopback');
         const given = body.keys;
-        if (typeof given !== 'object' || given === null)
+        if (typeof given !== 'object' || given === null || Array.isArray(given))
           throw new AdminError(400, 'keys: an object of id → base64 key');
+        const digest = body.sealedDigest;
+        if (typeof digest !== 'string' || !/^[0-9a-f]{64}$/.test(digest))
+          throw new AdminError(
+            400,
+            'sealedDigest: the SHA-256 (hex) of the sealed keyring the keys came from',
+          );
         const map = new Map(
           Object.entries(given as Record<string, unknown>).map(([id, k]) => [
             id,
-            Buffer.from(String(k), 'base64'),
+            Buffer.from(typeof k === 'string' ? k : '', 'base64'),
           ]),
         );
         try {
-          keys.unlockWith(map);
+          keys.unlockWith(map, digest);
         } finally {
           for (const k of map.values()) k.fill(0);
         }
