@@ -58,21 +58,25 @@ export function registerServerCommands(program: Command): void {
         throw err;
       }
       const scheme = config.s3Api.tlsCert ? 'https' : 'http';
+      const s3Url = `${scheme}://${node.addresses.s3}`;
+      // Where the other ports are: a configuration asking for port 0 learns here which ones were picked.
+      const otherPorts = `admin API on ${scheme}://${node.addresses.admin}, RPC on ${node.addresses.rpc}`;
       // A node holding a copy of the cluster's metadata gets the cluster's keys from the metadata node.
       if (node.replication.isPrimary() && node.model.listKeys().length === 0) {
         const key = await node.model.createKey('default', true);
         process.stdout.write(
           [
-            `coffre is serving S3 on ${scheme}://${config.s3Api.apiBindAddr} (data in ${config.dataDir})`,
+            `coffre is serving S3 on ${s3Url} (data in ${config.dataDir})`,
+            otherPorts,
             'A first access key was created; its secret is shown only this once:',
             `  AWS_ACCESS_KEY_ID=${key.id}`,
             `  AWS_SECRET_ACCESS_KEY=${key.secret}`,
-            `Try: AWS_ACCESS_KEY_ID=${key.id} AWS_SECRET_ACCESS_KEY=${key.secret} aws --endpoint-url ${scheme}://${config.s3Api.apiBindAddr} s3 ls`,
+            `Try: AWS_ACCESS_KEY_ID=${key.id} AWS_SECRET_ACCESS_KEY=${key.secret} aws --endpoint-url ${s3Url} s3 ls`,
             '',
           ].join('\n'),
         );
       } else {
-        process.stdout.write(`coffre is serving S3 on ${scheme}://${config.s3Api.apiBindAddr}\n`);
+        process.stdout.write(`coffre is serving S3 on ${s3Url}\n${otherPorts}\n`);
       }
       await new Promise<void>((resolve) => {
         process.once('SIGINT', () => resolve());

@@ -33,6 +33,8 @@ export interface RunningNode {
   s3: S3Server;
   admin: AdminServer;
   log: Logger;
+  // The addresses bound (host:port): the configuration's, with the system's pick where it says port 0.
+  addresses: { s3: string; admin: string; rpc: string };
   stop(): Promise<void>;
 }
 
@@ -198,13 +200,15 @@ export async function startNode(config: CoffreConfig, log: Logger = createLogger
     : [];
   const s3Addr = parseBindAddress(config.s3Api.apiBindAddr);
   const adminAddr = parseBindAddress(config.admin.apiBindAddr);
-  await s3.listen(s3Addr.host, s3Addr.port);
-  await admin.listen(adminAddr.host, adminAddr.port);
+  // The addresses bound, which differ from the configuration's where it asks for port 0.
+  const addresses = {
+    s3: await s3.listen(s3Addr.host, s3Addr.port),
+    admin: await admin.listen(adminAddr.host, adminAddr.port),
+    rpc: rpc.listeningOn ?? config.rpcBindAddr,
+  };
   log.info(
     {
-      s3: config.s3Api.apiBindAddr,
-      admin: config.admin.apiBindAddr,
-      rpc: config.rpcBindAddr,
+      ...addresses,
       nodeId: rpc.nodeId,
       tls: Boolean(tls),
       role: cluster.isGateway() ? 'gateway' : 'storage',
@@ -221,6 +225,7 @@ export async function startNode(config: CoffreConfig, log: Logger = createLogger
     s3,
     admin,
     log,
+    addresses,
     async stop() {
       for (const r of reloaders) r.stop();
       await Promise.all([s3.close(), admin.close()]);

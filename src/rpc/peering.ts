@@ -170,6 +170,7 @@ export class RpcNode extends EventEmitter {
   private readonly refusedConnections: WarningLimiter;
   private server: net.Server | null = null;
   private advertised: string | null = null;
+  private listening: string | null = null;
   private pingTimer: NodeJS.Timeout | null = null;
   private stopped = false;
 
@@ -195,6 +196,11 @@ export class RpcNode extends EventEmitter {
     this.reconnectMinMs = opts.reconnectMinMs ?? 1_000;
     this.reconnectMaxMs = opts.reconnectMaxMs ?? 60_000;
     this.connectTimeoutMs = opts.connectTimeoutMs ?? 10_000;
+  }
+
+  /** The address the RPC listener is bound to (null before start). */
+  get listeningOn(): string | null {
+    return this.listening;
   }
 
   /** The address peers should dial to reach this node (null if unknown, e.g. bound to a wildcard). */
@@ -230,6 +236,7 @@ export class RpcNode extends EventEmitter {
     server.on('error', (err) => this.log.warn(`rpc: listener error: ${err.message}`));
     this.server = server;
     const bound = server.address() as net.AddressInfo;
+    this.listening = formatHostPort(bound.address, bound.port);
     if (this.opts.publicAddr) this.advertised = formatHostPort(...hostPort(this.opts.publicAddr));
     else if (host !== '0.0.0.0' && host !== '::') this.advertised = formatHostPort(host, bound.port);
     this.log.info(

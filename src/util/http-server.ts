@@ -5,7 +5,8 @@ import type { Server, Socket } from 'node:net';
 // longer tracks included (a CONNECT tunnel, a socket a clientError handler answered), so shutdown never waits.
 const openSockets = new WeakMap<Server, Set<Socket>>();
 
-export function listenOn(server: Server, host: string, port: number): Promise<void> {
+/** Listens on host:port (port 0: one the system picks) and resolves with the address actually bound. */
+export function listenOn(server: Server, host: string, port: number): Promise<string> {
   const sockets = new Set<Socket>();
   openSockets.set(server, sockets);
   server.on('connection', (socket: Socket) => {
@@ -16,7 +17,7 @@ export function listenOn(server: Server, host: string, port: number): Promise<vo
     server.once('error', reject);
     server.listen(port, host, () => {
       server.off('error', reject);
-      resolve();
+      resolve(boundAddress(server));
     });
   });
 }
@@ -41,4 +42,13 @@ export function refuseTunnels(server: Server): void {
     socket.resume();
     socket.end('HTTP/1.1 405 Method Not Allowed\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
   });
+}
+
+/** `host:port` a listening server is bound to, IPv6 hosts in brackets. */
+export function boundAddress(server: Server): string {
+  const bound = server.address();
+  if (bound === null || typeof bound === 'string') return String(bound);
+  return bound.family === 'IPv6' || bound.address.includes(':')
+    ? `[${bound.address}]:${bound.port}`
+    : `${bound.address}:${bound.port}`;
 }

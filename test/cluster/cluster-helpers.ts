@@ -6,7 +6,14 @@ import { existsSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs'
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { S3Client } from '@aws-sdk/client-s3';
-import { COFFRE_BIN, COFFRE_NODE_FLAGS, freePort, runCoffre, writeTestConfig } from '../helpers/server.js';
+import {
+  COFFRE_BIN,
+  COFFRE_NODE_FLAGS,
+  PICKED_PORTS,
+  boundPorts,
+  runCoffre,
+  writeTestConfig,
+} from '../helpers/server.js';
 
 export interface NodeOptions {
   // The rpc_secret line(s) of the config; undefined writes none (the node must then refuse to start).
@@ -47,11 +54,12 @@ const FAST_PEERING = { COFFRE_RPC_PING_MS: '500' };
 
 export async function createNode(opts: NodeOptions): Promise<ClusterNode> {
   const dir = mkdtempSync(join(tmpdir(), `coffre-cluster-${opts.label ?? 'node'}-`));
-  const ports = { s3: await freePort(), admin: await freePort(), rpc: await freePort() };
-  const configPath = writeTestConfig(dir, ports, randomBytes(24).toString('base64url'), {
-    secretConfig: opts.secretConfig ?? '',
-    extraConfig: opts.extraConfig,
-  });
+  const adminToken = randomBytes(24).toString('base64url');
+  const configOptions = { secretConfig: opts.secretConfig ?? '', extraConfig: opts.extraConfig };
+  // The first start lets the system pick the ports; the configuration is then rewritten with them (for the
+  // CLI, and so that a restarted node comes back where its peers know it).
+  const configPath = writeTestConfig(dir, PICKED_PORTS, adminToken, configOptions);
+  let firstStart = true;
   let out = '';
   let err = '';
   let exited: Promise<void> = Promise.resolve();
@@ -59,10 +67,10 @@ export async function createNode(opts: NodeOptions): Promise<ClusterNode> {
     label: opts.label ?? 'node',
     dir,
     configPath,
-    endpoint: `http://127.0.0.1:${ports.s3}`,
-    s3Port: ports.s3,
-    rpcPort: ports.rpc,
-    adminPort: ports.admin,
+    endpoint: '',
+    s3Port: 0,
+    rpcPort: 0,
+    adminPort: 0,
     accessKeyId: '',
     secretAccessKey: '',
     process: null,
@@ -94,9 +102,9 @@ export async function createNode(opts: NodeOptions): Promise<ClusterNode> {
           20_000,
         );
         const check = () => {
-          if (out.includes('coffre is serving S3', startedAt)) {
+          if (boundPorts(out.slice(startedAt))) {
             clearTimeout(timer);
-            setTimeout(resolve, 50);
+            resolve();
           }
         };
         child.stdout!.on('data', check);
@@ -104,6 +112,17 @@ export async function createNode(opts: NodeOptions): Promise<ClusterNode> {
           clearTimeout(timer);
           reject(new Error(`${node.label} exited with ${code}:\n${out}\n${err}`));
         });
+      });
+      const ports = boundPorts(out.slice(startedAt))!;
+      if (firstStart) {
+        writeTestConfig(dir, ports, adminToken, configOptions);
+        firstStart = false;
+      }
+      Object.assign(node, {
+        endpoint: `http://127.0.0.1:${ports.s3}`,
+        s3Port: ports.s3,
+        rpcPort: ports.rpc,
+        adminPort: ports.admin,
       });
       if (!node.accessKeyId) {
         node.accessKeyId = /AWS_ACCESS_KEY_ID=(\S+)/.exec(out)?.[1] ?? '';

@@ -2,7 +2,6 @@
 // gives tests an endpoint, the first access key, and ways to stop or kill it.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -24,16 +23,21 @@ function launcherFlags(): string[] {
   return flags.split(' ');
 }
 
-export async function freePort(): Promise<number> {
-  return new Promise((res, rej) => {
-    const srv = createServer();
-    srv.once('error', rej);
-    srv.listen(0, '127.0.0.1', () => {
-      const port = (srv.address() as { port: number }).port;
-      srv.close(() => res(port));
-    });
-  });
+/** The ports a started node reports it bound (its configuration asks for port 0: the system picks free ones). */
+export function boundPorts(out: string): { s3: number; admin: number; rpc: number } | undefined {
+  const m =
+    /coffre is serving S3 on https?:\/\/[^\s]*:(\d+)[^\n]*\nadmin API on https?:\/\/[^\s,]*:(\d+), RPC on [^\s]*:(\d+)\n/.exec(
+      out,
+    );
+  if (!m) return undefined;
+  // A first start goes on with the access key banner, written in the same breath: wait for its last line.
+  const rest = out.slice(m.index + m[0].length);
+  if (/^A first access key/.test(rest) && !/\nTry: [^\n]*\n/.test(rest)) return undefined;
+  return { s3: Number(m[1]), admin: Number(m[2]), rpc: Number(m[3]) };
 }
+
+/** Ports that let the system pick: a test server never probes for a free port and then releases it. */
+export const PICKED_PORTS = { s3: 0, admin: 0, rpc: 0 } as const;
 
 export interface ServerOptions {
   dir?: string; // reuse a data directory (restart)
@@ -109,9 +113,10 @@ const previousRuns = new Map<string, Previous>();
 export async function startServer(opts: ServerOptions = {}): Promise<TestServer> {
   const prev = opts.dir ? previousRuns.get(opts.dir) : undefined;
   const dir = opts.dir ?? mkdtempSync(join(tmpdir(), 'coffre-test-'));
-  const ports = prev?.ports ?? { s3: await freePort(), admin: await freePort(), rpc: await freePort() };
   const adminToken = prev?.adminToken ?? randomBytes(24).toString('base64url');
-  const configPath = prev ? join(dir, 'coffre.toml') : writeTestConfig(dir, ports, adminToken, opts);
+  // A first start lets the system pick the ports, then the configuration is rewritten with them, so the CLI
+  // finds the node and a restart comes back on the same ports.
+  const configPath = prev ? join(dir, 'coffre.toml') : writeTestConfig(dir, PICKED_PORTS, adminToken, opts);
   const child = spawn(
     process.execPath,
     [...COFFRE_NODE_FLAGS, COFFRE_BIN, 'server', '--config', configPath],
@@ -130,10 +135,9 @@ export async function startServer(opts: ServerOptions = {}): Promise<TestServer>
       20_000,
     );
     const check = () => {
-      if (out.includes('coffre is serving S3')) {
+      if (boundPorts(out)) {
         clearTimeout(timer);
-        // Give the first-start banner a moment to be written whole.
-        setTimeout(resolveStart, 50);
+        resolveStart();
       }
     };
     child.stdout!.on('data', check);
@@ -150,6 +154,8 @@ export async function startServer(opts: ServerOptions = {}): Promise<TestServer>
     if (!opts.dir) rmSync(dir, { recursive: true, force: true });
     throw e;
   }
+  const ports = boundPorts(out)!;
+  if (!prev) writeTestConfig(dir, ports, adminToken, opts);
   const accessKeyId = prev?.accessKeyId ?? /AWS_ACCESS_KEY_ID=(\S+)/.exec(out)?.[1];
   const secretAccessKey = prev?.secretAccessKey ?? /AWS_SECRET_ACCESS_KEY=(\S+)/.exec(out)?.[1];
   if (!accessKeyId || !secretAccessKey) throw new Error(`no access key printed:\n${out}`);

@@ -10,6 +10,7 @@ import {
   mkdtempSync,
   readFileSync,
   rmSync,
+  utimesSync,
   writeFileSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -72,11 +73,17 @@ async function awsJson<T = Record<string, unknown>>(args: string[]): Promise<T> 
   return (r.stdout.trim() ? JSON.parse(r.stdout) : {}) as T;
 }
 
+const WRITTEN_EARLIER = new Date(Date.now() - 3600_000);
+
 function writeTree(root: string): Map<string, Buffer> {
   const files = new Map<string, Buffer>();
   const add = (rel: string, data: Buffer) => {
     mkdirSync(join(root, rel, '..'), { recursive: true });
     writeFileSync(join(root, rel), data);
+    // Files a user syncs were written before: `aws s3 sync` re-uploads a file whose mtime is later than the
+    // listing's LastModified (whole seconds), so a file written in the same second as its upload would be
+    // sent again whatever the server does.
+    utimesSync(join(root, rel), WRITTEN_EARLIER, WRITTEN_EARLIER);
     files.set(rel, data);
   };
   add('top.txt', Buffer.from('top level\n'));

@@ -444,7 +444,8 @@ export class S3Server {
     }
   }
 
-  listen(host: string, port: number): Promise<void> {
+  /** Resolves with the address bound (`host:port`; port 0 in the configuration lets the system pick). */
+  listen(host: string, port: number): Promise<string> {
     return listenOn(this.server, host, port);
   }
 
