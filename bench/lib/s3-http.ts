@@ -28,7 +28,7 @@ export class S3Http {
       method,
       path: encoded,
       agent: this.agent,
-      headers: { ...signedHeaders(this.creds, method, encoded, host), ...extra },
+      headers: signedHeaders(this.creds, method, encoded, host, extra),
     });
   }
 

@@ -33,7 +33,7 @@ export class S3Transfer {
       method,
       path: encoded,
       agent: this.agent,
-      headers: { ...signedHeaders(this.target.creds, method, encoded, host), ...extra },
+      headers: signedHeaders(this.target.creds, method, encoded, host, extra),
     });
   }
 

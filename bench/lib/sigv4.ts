@@ -24,17 +24,28 @@ export function encodePath(path: string): string {
     .join('/');
 }
 
-// Headers (including Authorization) for `method path` with an unsigned payload.
+// Headers (including Authorization) for `method path` with an unsigned payload, plus `extra`; every x-amz-*
+// header among them is signed, as coffre (and AWS) require.
 export function signedHeaders(
   creds: Credentials,
   method: string,
   encodedPath: string,
   host: string,
+  extra: Record<string, string> = {},
   now = new Date(),
 ): Record<string, string> {
   const amzDate = now.toISOString().replace(/[-:]|\.\d{3}/g, '');
   const day = amzDate.slice(0, 8);
-  const headers: Record<string, string> = { host, 'x-amz-content-sha256': UNSIGNED, 'x-amz-date': amzDate };
+  const lowered = Object.fromEntries(Object.entries(extra).map(([k, v]) => [k.toLowerCase(), v]));
+  const signedExtra = Object.fromEntries(
+    Object.entries(lowered).filter(([k]) => k.startsWith('x-amz-')).map(([k, v]) => [k, v.trim()]),
+  );
+  const headers: Record<string, string> = {
+    host,
+    'x-amz-content-sha256': UNSIGNED,
+    'x-amz-date': amzDate,
+    ...signedExtra,
+  };
   const names = Object.keys(headers).sort();
   const canonical = [
     method,
@@ -55,6 +66,7 @@ export function signedHeaders(
   const key = hmac(hmac(hmac(hmac(`AWS4${creds.secretAccessKey}`, day), creds.region), 's3'), 'aws4_request');
   const signature = createHmac('sha256', key).update(toSign).digest('hex');
   return {
+    ...lowered,
     ...headers,
     authorization: `AWS4-HMAC-SHA256 Credential=${creds.accessKeyId}/${scope}, SignedHeaders=${names.join(';')}, Signature=${signature}`,
   };
