@@ -6,7 +6,7 @@
 import type { Command } from 'commander';
 import { readFileSync } from 'node:fs';
 import { gpgDecrypt, loadPublicKeys } from '../crypt/keys.js';
-import { Keyring, type KeyringSummary } from '../sse/keyring.js';
+import { Keyring, MAX_OPENED_ENTRY_BYTES, type KeyringSummary } from '../sse/keyring.js';
 import { sealedDigest, type SseS3Status } from '../sse/sse-s3-keys.js';
 import { UserError, errorMessage } from '../util/errors.js';
 import { adminCall, adminTarget, print, type AdminTarget } from './admin-client.js';
@@ -146,7 +146,7 @@ export function registerSseS3Commands(program: Command): void {
           keyring = await Keyring.unlock(sealed, armored, process.env.COFFRE_SSE_S3_PASSPHRASE);
         } else {
           keyring = await Keyring.open(sealed, async (message) => {
-            const plain = await gpgDecrypt(Buffer.from(message));
+            const plain = await gpgDecrypt(Buffer.from(message), MAX_OPENED_ENTRY_BYTES);
             if (!plain) throw new Error('gpg cannot decrypt');
             return plain;
           });

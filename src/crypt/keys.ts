@@ -33,20 +33,38 @@ export interface GpgResult {
 }
 
 /** Runs gpg in batch mode; input goes to stdin. A missing gpg is a user-facing error. */
-export function runGpg(args: string[], input?: Buffer): Promise<GpgResult> {
+// `maxOutput`: gpg is stopped, and the run fails, once it has written more than this (a decompression bomb
+// sealed to the user's key must not fill memory).
+export function runGpg(args: string[], input?: Buffer, maxOutput = Infinity): Promise<GpgResult> {
   return new Promise((resolve, reject) => {
     const child = spawn('gpg', ['--batch', '--quiet', '--no-tty', ...args], {
       stdio: ['pipe', 'pipe', 'pipe'],
     });
     const out: Buffer[] = [];
     const err: Buffer[] = [];
-    child.stdout.on('data', (d: Buffer) => out.push(d));
+    let written = 0;
+    child.stdout.on('data', (d: Buffer) => {
+      written += d.length;
+      if (written > maxOutput) {
+        out.length = 0;
+        child.kill('SIGKILL');
+        return;
+      }
+      out.push(d);
+    });
     child.stderr.on('data', (d: Buffer) => err.push(d));
     child.on('error', (e: NodeJS.ErrnoException) =>
       reject(e.code === 'ENOENT' ? new UserError('gpg is not installed (needed to use GnuPG keys)') : e),
     );
     child.on('close', (code) =>
-      resolve({ code: code ?? 1, stdout: Buffer.concat(out), stderr: Buffer.concat(err).toString('utf8') }),
+      resolve({
+        code: written > maxOutput ? 1 : (code ?? 1),
+        stdout: Buffer.concat(out),
+        stderr:
+          written > maxOutput
+            ? `gpg wrote more than ${maxOutput} bytes`
+            : Buffer.concat(err).toString('utf8'),
+      }),
     );
     child.stdin.on('error', () => {});
     child.stdin.end(input ?? Buffer.alloc(0));
@@ -115,8 +133,8 @@ export async function loadSecretKeys(
 }
 
 /** Asks gpg to decrypt a message (gpg-agent handles protected keys); null when gpg cannot. */
-export async function gpgDecrypt(message: Buffer): Promise<Buffer | null> {
-  const r = await runGpg(['--decrypt'], message).catch(() => null);
+export async function gpgDecrypt(message: Buffer, maxOutput = Infinity): Promise<Buffer | null> {
+  const r = await runGpg(['--decrypt'], message, maxOutput).catch(() => null);
   if (!r || r.code !== 0) return null;
   return r.stdout;
 }

@@ -52,6 +52,10 @@ const MAX_KEYS = 10_000;
 const MAX_RECIPIENTS = 100;
 const MAX_SEALED_CHARS = 256 * 1024;
 const MAX_FIELD_CHARS = 200;
+// What a sealed entry may open to: its payload is a few hundred bytes. A planted entry that compresses a huge
+// run of bytes (anyone with an operator's public key can make one) is refused once it passes this, before it
+// can fill the memory of the node or the operator's CLI.
+export const MAX_OPENED_ENTRY_BYTES = 64 * 1024;
 
 /** One master key as stored: its id, when it was made, whom it is sealed to, and the OpenPGP message. */
 export interface SealedMasterKey {
@@ -369,11 +373,7 @@ export class Keyring {
     } catch (err) {
       throw new UserError(`cannot use the operator private key: ${errorMessage(err)}`);
     }
-    return Keyring.open(text, async (armoredMessage) => {
-      const message = await openpgp.readMessage({ armoredMessage });
-      const { data } = await openpgp.decrypt({ message, decryptionKeys: privateKey, format: 'binary' });
-      return data;
-    });
+    return Keyring.open(text, (armoredMessage) => openSealedEntry(armoredMessage, privateKey));
   }
 
   /**
@@ -554,4 +554,21 @@ export function summarize(file: KeyringFile): KeyringSummary {
     current: file.current,
     keys: file.keys.map((k) => ({ id: k.id, created: k.created, recipients: k.recipients })),
   };
+}
+
+/** Opens one sealed entry with an operator's private key, refusing any that opens to more than an entry holds. */
+export async function openSealedEntry(
+  armoredMessage: string,
+  privateKey: openpgp.PrivateKey,
+): Promise<Uint8Array> {
+  const message = await openpgp.readMessage({ armoredMessage });
+  const { data } = await openpgp.decrypt({
+    message,
+    decryptionKeys: privateKey,
+    format: 'binary',
+    config: { maxDecompressedMessageSize: MAX_OPENED_ENTRY_BYTES },
+  });
+  if (data.length > MAX_OPENED_ENTRY_BYTES)
+    throw new Error('a sealed entry opens to more than an entry holds');
+  return data;
 }

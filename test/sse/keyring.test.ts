@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import * as openpgp from 'openpgp';
 import { lengthPrefixed } from '../../src/crypto/keys.js';
 import { UserError } from '../../src/util/errors.js';
-import { Keyring } from '../../src/sse/keyring.js';
+import { Keyring, MAX_OPENED_ENTRY_BYTES, openSealedEntry } from '../../src/sse/keyring.js';
 import { ObjectCrypto, storedEncryptionFor } from '../../src/sse/object-crypto.js';
 
 const identity = { bucketId: 'b', versionId: 'v', objectKey: 'k' };
@@ -201,4 +201,25 @@ test('keys exported from GnuPG work as operator keys', { skip: gpgMissing }, asy
     spawnSync('gpgconf', ['--homedir', home, '--kill', 'gpg-agent'], { stdio: 'ignore' });
     rmSync(home, { recursive: true, force: true });
   }
+});
+
+test('a sealed entry that decompresses past what an entry holds is refused, not inflated', async () => {
+  const op = await operator('bomb');
+  const publicKey = await openpgp.readKey({ armoredKey: op.publicKey });
+  const privateKey = await openpgp.readPrivateKey({ armoredKey: op.privateKey });
+  // Anyone with the operator's public key can seal this: 64 MiB of zeros, compressed to a few tens of KiB.
+  const bomb = (await openpgp.encrypt({
+    message: await openpgp.createMessage({ binary: new Uint8Array(64 * 1024 * 1024) }),
+    encryptionKeys: publicKey,
+    config: { preferredCompressionAlgorithm: openpgp.enums.compression.zlib },
+  })) as string;
+  assert.ok(bomb.length < 1024 * 1024, `the bomb is small (${bomb.length} chars)`);
+  await assert.rejects(openSealedEntry(bomb, privateKey), /decompress/i);
+  // An entry-sized message still opens.
+  const fits = (await openpgp.encrypt({
+    message: await openpgp.createMessage({ binary: new Uint8Array(MAX_OPENED_ENTRY_BYTES / 2) }),
+    encryptionKeys: publicKey,
+    config: { preferredCompressionAlgorithm: openpgp.enums.compression.zlib },
+  })) as string;
+  assert.equal((await openSealedEntry(fits, privateKey)).length, MAX_OPENED_ENTRY_BYTES / 2);
 });
