@@ -228,10 +228,11 @@ function sendCompleted(ctx: BucketContext, record: ObjectRecord, checksums: Reco
 async function repeatCompletion(
   ctx: BucketContext,
   uploadId: string,
-  requested: RequestedPart[],
+  parts: RequestedPart[] | (() => Promise<RequestedPart[]>),
 ): Promise<void> {
   const record = await ctx.store.getObject(ctx.bucket.id, requireKey(ctx));
   if (!record || record.uploadId !== uploadId) throw S3Errors.noSuchUpload(uploadId);
+  const requested = Array.isArray(parts) ? parts : await parts();
   // The object's segments are its parts, in order, and its ETag is S3's MD5 of the parts' ETags however it is
   // encrypted: the list is checked without opening anything.
   const numbers = record.segments.map((s) => s.partNumber);
@@ -260,7 +261,7 @@ export async function completeMultipartUpload(ctx: BucketContext): Promise<void>
   } catch (e) {
     const uploadId = ctx.query.get('uploadId');
     if (!isNoSuchUpload(e) || !uploadId) throw e;
-    return repeatCompletion(ctx, uploadId, await requestedParts(ctx));
+    return repeatCompletion(ctx, uploadId, () => requestedParts(ctx));
   }
   const requested = await requestedParts(ctx);
   const kind = storedEncryptionOf(upload).kind;
