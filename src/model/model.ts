@@ -226,20 +226,19 @@ export class Model {
     });
   }
 
-  bucketIsEmpty(bucketId: string): boolean {
-    for (const _ of this.objects.range({ prefix: [bucketId], limit: 1 })) return false;
-    for (const _ of this.uploads.range({ prefix: [bucketId], limit: 1 })) return false;
-    return true;
-  }
-
+  // Refused while the bucket holds an object; multipart uploads in progress are aborted with it, as S3 does,
+  // in the same transaction: an UploadPart or CompleteMultipartUpload of one of them commits either before
+  // (a completed object: BucketNotEmpty) or after (NoSuchUpload, its blocks left to the collector).
   async deleteBucket(name: string): Promise<void> {
     await this.db.transaction(() => {
       const b = this.requireBucket(name);
-      if (!this.bucketIsEmpty(b.id)) {
+      for (const _ of this.objects.range({ prefix: [b.id], limit: 1 })) {
         throw new S3Error('BucketNotEmpty', 409, 'The bucket you tried to delete is not empty', {
           BucketName: name,
         });
       }
+      const uploads = [...this.uploads.range({ prefix: [b.id] })].map((e) => e.value);
+      for (const upload of uploads) this.removeUploadInTxn(upload);
       this.buckets.remove([b.id]);
       this.bucketIds.remove([name]);
     });
@@ -275,12 +274,14 @@ export class Model {
   ): Promise<void> {
     try {
       const hashes = segmentHashes(record.segments);
+      // Only a completed upload's record names it (completeUpload): not a copy of one, which spreads its fields.
+      const { uploadId: _notCompleted, ...stored } = record;
       await this.commitReferring(hashes, () => {
         const previous = this.objects.get([record.bucketId, record.key]);
         precondition?.(previous);
         this.addRefs(hashes, 1);
         if (previous) this.addRefs(segmentHashes(previous.segments), -1);
-        this.objects.put([record.bucketId, record.key], record);
+        this.objects.put([record.bucketId, record.key], stored);
       });
     } finally {
       this.releaseSegments(record.segments);
@@ -382,14 +383,16 @@ export class Model {
     return [...this.parts.range({ prefix: [uploadId] })].map((e) => e.value);
   }
 
-  // Replaces the upload with `record` (whose segments come from the upload's parts) in one transaction.
+  // Replaces the upload with `record` (whose segments come from the upload's parts) in one transaction. The
+  // record keeps the upload's id, so that a client repeating the completion (a lost response) is recognised
+  // for as long as this object stays the key's current one.
   async completeUpload(upload: UploadRecord, record: ObjectRecord): Promise<void> {
     await this.db.transaction(() => {
       this.getUpload(upload.bucketId, upload.key, upload.uploadId);
       const previous = this.objects.get([record.bucketId, record.key]);
       this.addRefs(segmentHashes(record.segments), 1);
       if (previous) this.addRefs(segmentHashes(previous.segments), -1);
-      this.objects.put([record.bucketId, record.key], record);
+      this.objects.put([record.bucketId, record.key], { ...record, uploadId: upload.uploadId });
       this.removeUploadInTxn(upload);
     });
   }

@@ -74,6 +74,9 @@ export interface ObjectRecord {
   encryption?: Record<string, unknown>; // opaque to the model: what sse/ needs to decrypt (never key material)
   segments: Segment[];
   tags?: Record<string, string>; // object tags, in the clear (api/s3/tagging.ts)
+  // The multipart upload that made this object, set by CompleteMultipartUpload only: a repeated Complete of
+  // it answers as the first did while this record is the key's current one. Absent in older records.
+  uploadId?: string;
 }
 
 export interface UploadRecord {

@@ -184,6 +184,7 @@ const objectRecord = record({
   encryption: opt(opaque()),
   segments: list(segment, 10_000),
   tags: opt(strings),
+  uploadId: opt(id),
 });
 
 const uploadFields = {

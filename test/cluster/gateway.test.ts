@@ -15,8 +15,10 @@ import {
   CopyObjectCommand,
   CreateBucketCommand,
   CreateMultipartUploadCommand,
+  DeleteBucketCommand,
   DeleteObjectCommand,
   GetObjectCommand,
+  HeadBucketCommand,
   HeadObjectCommand,
   ListObjectsV2Command,
   PutObjectCommand,
@@ -24,6 +26,7 @@ import {
   type S3Client,
 } from '@aws-sdk/client-s3';
 import { runCommand } from '../helpers/server.js';
+import { rejects } from '../helpers/s3.js';
 import { requireTools } from '../helpers/tools.js';
 import { AWS_BIN, customerKey, walkFiles } from '../security/ssec-helpers.js';
 import { operatorKey } from '../security/sse-s3-helpers.js';
@@ -143,6 +146,47 @@ test('SDK through the gateway: multipart upload and copy', async () => {
     sha(await body(await viaGateway.send(new GetObjectCommand({ Bucket: B, Key: 'mp-copy' })))),
     sha(whole),
   );
+});
+
+test('through the gateway: a repeated Complete answers as the first did; DeleteBucket aborts uploads in progress', async () => {
+  const { UploadId } = await viaGateway.send(
+    new CreateMultipartUploadCommand({ Bucket: B, Key: 'mp-again' }),
+  );
+  const { ETag } = await viaGateway.send(
+    new UploadPartCommand({ Bucket: B, Key: 'mp-again', UploadId, PartNumber: 1, Body: randomBytes(3000) }),
+  );
+  const completion = () =>
+    viaGateway.send(
+      new CompleteMultipartUploadCommand({
+        Bucket: B,
+        Key: 'mp-again',
+        UploadId,
+        MultipartUpload: { Parts: [{ ETag, PartNumber: 1 }] },
+      }),
+    );
+  const first = await completion();
+  const again = await completion();
+  assert.deepEqual(
+    [again.ETag, again.Location, again.Bucket, again.Key],
+    [first.ETag, first.Location, first.Bucket, first.Key],
+  );
+  await viaGateway.send(new DeleteObjectCommand({ Bucket: B, Key: 'mp-again' }));
+  await rejects(completion, 'NoSuchUpload', 404);
+
+  const bucket = 'gateway-uploads-only';
+  await viaGateway.send(new CreateBucketCommand({ Bucket: bucket }));
+  const pending = await viaGateway.send(new CreateMultipartUploadCommand({ Bucket: bucket, Key: 'p' }));
+  await viaGateway.send(
+    new UploadPartCommand({
+      Bucket: bucket,
+      Key: 'p',
+      UploadId: pending.UploadId,
+      PartNumber: 1,
+      Body: randomBytes(100_000),
+    }),
+  );
+  await viaGateway.send(new DeleteBucketCommand({ Bucket: bucket }));
+  await rejects(() => direct.send(new HeadBucketCommand({ Bucket: bucket })), 'NotFound', 404);
 });
 
 test('SSE-C through the gateway: put, get, range; a wrong key or no key is refused', async () => {

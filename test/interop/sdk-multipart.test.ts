@@ -201,7 +201,23 @@ test('Complete refusals: InvalidPart, InvalidPartOrder, EntityTooSmall, no parts
     'NoSuchUpload',
     404,
   );
-  await rejects(() => complete([p1]), 'NoSuchUpload', 404);
+  await rejects(
+    () =>
+      s3.send(
+        new CompleteMultipartUploadCommand({
+          Bucket: B,
+          Key: key,
+          UploadId: 'nope',
+          MultipartUpload: { Parts: [p1] },
+        }),
+      ),
+    'NoSuchUpload',
+    404,
+  );
+  // Completed: a repeat is answered as the first was (a client retrying after a lost response), another part
+  // list is InvalidPart (see sdk-aws-behaviours.test.ts).
+  assert.equal((await complete([p1])).ETag, ok.ETag);
+  await rejects(() => complete([p1, p2]), 'InvalidPart', 400);
   // Part numbers outside 1..10000.
   const u2 = await create(key);
   for (const n of [0, 10001]) {

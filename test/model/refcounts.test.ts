@@ -366,3 +366,75 @@ test('a commit that refers to a block the collector removed is refused until the
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('deleting a bucket whose only content is uploads in progress aborts them: a part committed after it is refused and leaves its blocks to the collector', async () => {
+  await withModel(async (model) => {
+    const bucket = await model.createBucket('uploads-only');
+    const base = { bucketId: bucket.id, key: 'mp', versionId: 'v', headers: {}, userMeta: {} };
+    const part = (partNumber: number, segment: Segment) => ({
+      v: RECORD_VERSION,
+      partNumber,
+      etag: `"p${partNumber}"`,
+      lastModified: Date.now(),
+      segment,
+      checksums: {},
+    });
+    const first = await model.createUpload(base);
+    const second = await model.createUpload({ ...base, key: 'other' });
+    const committed = await model.writeSegment(chunks(randomBytes(BLOCK * 2)));
+    await model.putPart(first, part(1, committed));
+    // A part of `second` is being written while the bucket is deleted: its blocks are stored, not committed.
+    const late = await model.writeSegment(chunks(randomBytes(BLOCK * 2)));
+    await model.deleteBucket('uploads-only');
+    assert.equal(model.bucketByName('uploads-only'), undefined);
+    await assert.rejects(model.putPart(second, part(1, late)), /NoSuchUpload|upload/i);
+    await assert.rejects(
+      model.completeUpload(first, recordFor(bucket.id, 'mp', [committed])),
+      /NoSuchUpload|upload/i,
+    );
+    assert.equal(model.getObject(bucket.id, 'mp'), undefined);
+    assert.deepEqual(model.listParts(first.uploadId), []);
+    assert.deepEqual(model.listParts(second.uploadId), []);
+    assert.deepEqual([...model.listUploads(bucket.id)], []);
+    await sleep(GC_DELAY_MS + 50);
+    await model.collectGarbage({ scanFiles: false });
+    assert.deepEqual(await present(model, segmentHashes([committed, late])), [false, false, false, false]);
+  });
+});
+
+test('deleting a bucket that holds an object is refused, and its uploads stay', async () => {
+  await withModel(async (model) => {
+    const bucket = await model.createBucket('not-empty');
+    const upload = await model.createUpload({
+      bucketId: bucket.id,
+      key: 'mp',
+      versionId: 'v',
+      headers: {},
+      userMeta: {},
+    });
+    const segment = await model.writeSegment(chunks(randomBytes(BLOCK)));
+    await model.putObject(recordFor(bucket.id, 'kept', [segment]));
+    await assert.rejects(model.deleteBucket('not-empty'), /not empty/);
+    assert.ok(model.bucketByName('not-empty'));
+    assert.equal(model.getUpload(bucket.id, 'mp', upload.uploadId).uploadId, upload.uploadId);
+  });
+});
+
+test('a completed upload is remembered on its object only: a put or copy of the record does not carry it', async () => {
+  await withModel(async (model) => {
+    const upload = await model.createUpload({
+      bucketId: 'bucket',
+      key: 'mp',
+      versionId: 'v',
+      headers: {},
+      userMeta: {},
+    });
+    await model.completeUpload(upload, recordFor('bucket', 'mp', []));
+    const done = model.getObject('bucket', 'mp')!;
+    assert.equal(done.uploadId, upload.uploadId);
+    await model.putObject({ ...done, key: 'copy' });
+    assert.equal(model.getObject('bucket', 'copy')!.uploadId, undefined);
+    await model.putObject({ ...done });
+    assert.equal(model.getObject('bucket', 'mp')!.uploadId, undefined);
+  });
+});

@@ -14,6 +14,7 @@ import { header, requireKey, type BucketContext, type S3Context } from './contex
 import {
   customerMultipartEncryption,
   disposeEncryption,
+  encryptionForRead,
   encryptionForUpload,
   encryptionForWrite,
   etagIsMd5,
@@ -34,6 +35,7 @@ import { readSmallBody } from './small-body.js';
 import { asList, asText, parseXml } from './xml.js';
 import { ownerOf } from './bucket.js';
 import { combineChecksums } from './checksum-composite.js';
+import { openMetadata } from './metadata.js';
 
 export const MIN_PART_SIZE = 5 * 1024 * 1024;
 export const MAX_PART_SIZE = 5 * 1024 ** 3;
@@ -160,11 +162,14 @@ function partAsNamed(
   return known.etag.replace(/"/g, '') === etag ? known : undefined;
 }
 
-// An encrypted upload's parts are opened with the node's master key (SSE-S3); an SSE-C upload is completed
-// without its key, as S3 allows and most clients do, from the ETags the client kept (see sse/object-crypto.ts).
-export async function completeMultipartUpload(ctx: BucketContext): Promise<void> {
-  const { upload } = await uploadFor(ctx);
-  const bucket = ctx.bucket;
+interface RequestedPart {
+  partNumber: number;
+  etag: string;
+  checksums: Record<string, unknown>;
+}
+
+// The part list of a CompleteMultipartUpload body: at least one part, in ascending order of part number.
+async function requestedParts(ctx: BucketContext): Promise<RequestedPart[]> {
   const doc = parseXml(
     (await readSmallBody(ctx, 4 * 1024 * 1024)).toString('utf8'),
     'CompleteMultipartUpload',
@@ -180,31 +185,94 @@ export async function completeMultipartUpload(ctx: BucketContext): Promise<void>
   if (requested.length === 0) {
     throw S3Errors.invalidRequest('You must specify at least one part');
   }
+  let previous = 0;
+  for (const r of requested) {
+    if (r.partNumber <= previous) {
+      throw new S3Error(
+        'InvalidPartOrder',
+        400,
+        'The list of parts was not in ascending order. The parts list must be specified in order by part number.',
+      );
+    }
+    previous = r.partNumber;
+  }
+  return requested;
+}
+
+function invalidPart(r: RequestedPart): S3Error {
+  return new S3Error(
+    'InvalidPart',
+    400,
+    "One or more of the specified parts could not be found. The part might not have been uploaded, or the specified entity tag might not have matched the part's entity tag.",
+    { PartNumber: String(r.partNumber), ETag: r.etag },
+  );
+}
+
+const isNoSuchUpload = (e: unknown): boolean => e instanceof S3Error && e.code === 'NoSuchUpload';
+
+function sendCompleted(ctx: BucketContext, record: ObjectRecord, checksums: Record<string, string>): void {
+  setChecksumHeaders(ctx, checksums);
+  sendXml(ctx.res, 200, 'CompleteMultipartUploadResult', {
+    Location: `/${ctx.bucket.name}/${encodeURIComponent(record.key)}`,
+    Bucket: ctx.bucket.name,
+    Key: record.key,
+    ETag: record.etag,
+    ...Object.fromEntries(Object.entries(checksums).map(([alg, v]) => [`Checksum${alg}`, v])),
+  });
+}
+
+// A Complete of an upload that is no longer in progress: if it completed into the key's current object (the
+// client lost the first answer and retries), the same answer again, as S3 gives; a part list other than the
+// one that completed is InvalidPart. Otherwise (never started, aborted, or its object since overwritten or
+// deleted) NoSuchUpload.
+async function repeatCompletion(
+  ctx: BucketContext,
+  uploadId: string,
+  parts: RequestedPart[] | (() => Promise<RequestedPart[]>),
+): Promise<void> {
+  const record = await ctx.store.getObject(ctx.bucket.id, requireKey(ctx));
+  if (!record || record.uploadId !== uploadId) throw S3Errors.noSuchUpload(uploadId);
+  const requested = Array.isArray(parts) ? parts : await parts();
+  // The object's segments are its parts, in order, and its ETag is S3's MD5 of the parts' ETags however it is
+  // encrypted: the list is checked without opening anything.
+  const numbers = record.segments.map((s) => s.partNumber);
+  const differing = requested.find((r, i) => r.partNumber !== numbers[i]) ?? requested[numbers.length];
+  if (differing) throw invalidPart(differing);
+  if (requested.length !== numbers.length || multipartEtag(requested.map((r) => r.etag)) !== record.etag) {
+    throw invalidPart(requested[requested.length - 1]!);
+  }
+  const kind = storedEncryptionOf(record).kind;
+  if (kind === 'plaintext') return sendCompleted(ctx, record, record.checksums);
+  if (kind === 'sse-c') return sendCompleted(ctx, record, {});
+  const enc = encryptionForRead(ctx, record);
+  try {
+    sendCompleted(ctx, record, openMetadata(record, enc).checksums ?? {});
+  } finally {
+    disposeEncryption(enc);
+  }
+}
+
+// An encrypted upload's parts are opened with the node's master key (SSE-S3); an SSE-C upload is completed
+// without its key, as S3 allows and most clients do, from the ETags the client kept (see sse/object-crypto.ts).
+export async function completeMultipartUpload(ctx: BucketContext): Promise<void> {
+  let upload: UploadRecord;
+  try {
+    ({ upload } = await uploadFor(ctx));
+  } catch (e) {
+    const uploadId = ctx.query.get('uploadId');
+    if (!isNoSuchUpload(e) || !uploadId) throw e;
+    return repeatCompletion(ctx, uploadId, () => requestedParts(ctx));
+  }
+  const requested = await requestedParts(ctx);
   const kind = storedEncryptionOf(upload).kind;
   const enc = kind === 'sse-s3' ? encryptionForUpload(ctx, upload) : undefined;
   try {
     const stored = new Map((await ctx.store.listParts(upload.uploadId)).map((p) => [p.partNumber, p]));
     const chosen: { part: PartRecord; etag: string; checksums: Record<string, string> }[] = [];
-    let previous = 0;
     for (const r of requested) {
-      if (r.partNumber <= previous) {
-        throw new S3Error(
-          'InvalidPartOrder',
-          400,
-          'The list of parts was not in ascending order. The parts list must be specified in order by part number.',
-        );
-      }
-      previous = r.partNumber;
       const part = stored.get(r.partNumber);
       const known = part && partAsNamed(kind, enc, upload, part, r.etag);
-      if (!part || !known) {
-        throw new S3Error(
-          'InvalidPart',
-          400,
-          "One or more of the specified parts could not be found. The part might not have been uploaded, or the specified entity tag might not have matched the part's entity tag.",
-          { PartNumber: String(r.partNumber), ETag: r.etag },
-        );
-      }
+      if (!part || !known) throw invalidPart(r);
       chosen.push({ part, ...known });
     }
     chosen.forEach(({ part }, i) => {
@@ -255,15 +323,14 @@ export async function completeMultipartUpload(ctx: BucketContext): Promise<void>
     } else if (enc) {
       record = sealObjectRecord(enc, record, checksums);
     }
-    await ctx.store.completeUpload(upload, record);
-    setChecksumHeaders(ctx, checksums);
-    sendXml(ctx.res, 200, 'CompleteMultipartUploadResult', {
-      Location: `/${bucket.name}/${encodeURIComponent(upload.key)}`,
-      Bucket: bucket.name,
-      Key: upload.key,
-      ETag: record.etag,
-      ...Object.fromEntries(Object.entries(checksums).map(([alg, v]) => [`Checksum${alg}`, v])),
-    });
+    try {
+      await ctx.store.completeUpload(upload, record);
+    } catch (e) {
+      // Completed (or aborted) by another request since this one looked: answered as a repeat, or NoSuchUpload.
+      if (!isNoSuchUpload(e)) throw e;
+      return await repeatCompletion(ctx, upload.uploadId, requested);
+    }
+    sendCompleted(ctx, record, checksums);
   } finally {
     disposeEncryption(enc);
   }
