@@ -9,13 +9,12 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { CreateBucketCommand, GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
-import { toKeys } from '../../src/net/handshake.js';
 import { readBody } from '../../src/net/mux.js';
 import { encodeData } from '../../src/rpc/codec.js';
-import { nodeIdOf } from '../../src/rpc/identity.js';
 import { METADATA_METHODS } from '../../src/model/store.js';
 import { RpcNode } from '../../src/rpc/peering.js';
 import { CANARY, Rng, fuzzSeed, residentBytes } from '../helpers/fuzz.js';
+import { connectedPeer } from '../helpers/rpc-peer.js';
 import { runCoffre, startServer, type TestServer } from '../helpers/server.js';
 
 const CALLS = 3000;
@@ -56,18 +55,7 @@ before(async () => {
   await s3.send(new CreateBucketCommand({ Bucket: 'kept' }));
   await s3.send(new PutObjectCommand({ Bucket: 'kept', Key: 'object', Body: kept }));
   s3.destroy();
-  const keys = toKeys(randomBytes(32));
-  member = new RpcNode({
-    identity: { ...keys, id: nodeIdOf(keys.publicKey) },
-    networkKey: Buffer.from(secret, 'hex'),
-    bindAddr: '127.0.0.1:0',
-    connectTimeoutMs: 5000,
-  });
-  member.setAccessPolicy(() => true);
-  await member.start();
-  const id = await runCoffre(['-c', server.configPath, 'node', 'id', '--json']);
-  serverId = (JSON.parse(id.stdout) as { nodeId: string }).nodeId;
-  await member.connect(`${serverId}@127.0.0.1:${server.rpcPort}`);
+  ({ peer: member, serverId } = await connectedPeer(server, secret));
   for (const args of [
     ['layout', 'assign', serverId, '--zone', 'z1', '--capacity', '1G'],
     ['layout', 'assign', member.nodeId, '--zone', 'z2', '--gateway'],

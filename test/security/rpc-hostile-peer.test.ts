@@ -9,11 +9,10 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { toKeys } from '../../src/net/handshake.js';
 import { readBody } from '../../src/net/mux.js';
-import { nodeIdOf } from '../../src/rpc/identity.js';
 import { RpcNode } from '../../src/rpc/peering.js';
 import { encodeData } from '../../src/rpc/codec.js';
+import { connectedPeer } from '../helpers/rpc-peer.js';
 import { runCoffre, startServer, type TestServer } from '../helpers/server.js';
 
 const secret = randomBytes(32).toString('hex');
@@ -24,18 +23,7 @@ let secrets: Buffer[];
 
 before(async () => {
   server = await startServer({ secretConfig: `rpc_secret = "${secret}"` });
-  const keys = toKeys(randomBytes(32));
-  attacker = new RpcNode({
-    identity: { ...keys, id: nodeIdOf(keys.publicKey) },
-    networkKey: Buffer.from(secret, 'hex'),
-    bindAddr: '127.0.0.1:0',
-    connectTimeoutMs: 5000,
-  });
-  attacker.setAccessPolicy(() => true);
-  await attacker.start();
-  const id = await runCoffre(['-c', server.configPath, 'node', 'id', '--json']);
-  serverId = (JSON.parse(id.stdout) as { nodeId: string }).nodeId;
-  await attacker.connect(`${serverId}@127.0.0.1:${server.rpcPort}`);
+  ({ peer: attacker, serverId } = await connectedPeer(server, secret));
   secrets = [readFileSync(join(server.dir, 'meta', 'node_key')), readFileSync(server.configPath)];
 });
 
