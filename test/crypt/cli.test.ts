@@ -12,8 +12,7 @@ import {
 } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
-import * as openpgp from 'openpgp';
-import { coffre, ok, tempDir } from './helpers.js';
+import { coffre, keyPair, ok, tempDir } from './helpers.js';
 
 function objectFiles(dir: string): string[] {
   const out: string[] = [];
@@ -27,20 +26,6 @@ function objectFiles(dir: string): string[] {
   };
   walk(dir);
   return out.sort();
-}
-
-async function keyPair(dir: string, name: string): Promise<{ pub: string; sec: string; id: string }> {
-  const k = await openpgp.generateKey({
-    type: 'ecc',
-    curve: 'curve25519Legacy',
-    userIDs: [{ email: `${name}@example.invalid` }],
-    format: 'object',
-  });
-  const pub = join(dir, `${name}.pub.asc`);
-  const sec = join(dir, `${name}.sec.asc`);
-  writeFileSync(pub, k.publicKey.armor());
-  writeFileSync(sec, k.privateKey.armor(), { mode: 0o600 });
-  return { pub, sec, id: k.publicKey.getKeyID().toHex().toUpperCase() };
 }
 
 test('crypt CLI: hybrid chunked remote — put/get/ls/fsck, errors, keys add/remove, rotate with resume', async () => {

@@ -1,6 +1,7 @@
 // Shared test helpers for crypt: run the coffre CLI as a subprocess, find required tools.
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import * as openpgp from 'openpgp';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 
@@ -62,4 +63,19 @@ export function tempDir(prefix: string): string {
 /** Stops the gpg-agent a test's GNUPGHOME started (gpg leaves one running per home). */
 export function stopGpgAgent(home: string | undefined): void {
   if (home) spawnSync('gpgconf', ['--homedir', home, '--kill', 'gpg-agent']);
+}
+
+/** A fresh OpenPGP key pair written as armored files in `dir` (the secret one 0600), with its key id. */
+export async function keyPair(dir: string, name: string): Promise<{ pub: string; sec: string; id: string }> {
+  const k = await openpgp.generateKey({
+    type: 'ecc',
+    curve: 'curve25519Legacy',
+    userIDs: [{ email: `${name}@example.invalid` }],
+    format: 'object',
+  });
+  const pub = join(dir, `${name}.pub.asc`);
+  const sec = join(dir, `${name}.sec.asc`);
+  writeFileSync(pub, k.publicKey.armor());
+  writeFileSync(sec, k.privateKey.armor(), { mode: 0o600 });
+  return { pub, sec, id: k.publicKey.getKeyID().toHex().toUpperCase() };
 }

@@ -210,18 +210,18 @@ async function partEtagOf(path: string, uploadId: string): Promise<string | unde
 }
 
 /** Every operation of the router, with a request an allowed caller succeeds with. */
-// The bucket carries a tag before a tagging case runs, so a refused read or delete has something to reveal.
-const tagBucketAsOwner = (): Promise<undefined> =>
+// A bucket setting is in place before a case that reads or deletes it runs, so a refusal has something to
+// protect.
+const settingAsOwner = (subresource: string, body: Buffer, status: number): Promise<undefined> =>
   asOwner(
-    {
-      method: 'PUT',
-      path: `/${B}`,
-      query: { tagging: '' },
-      headers: xmlMd5(tagging('team', 'a')),
-      body: tagging('team', 'a'),
-    },
-    204,
+    { method: 'PUT', path: `/${B}`, query: { [subresource]: '' }, headers: xmlMd5(body), body },
+    status,
   ).then(() => undefined);
+const tagBucketAsOwner = () => settingAsOwner('tagging', tagging('team', 'a'), 204);
+const tagProbeAsOwner = (): Promise<undefined> =>
+  asOwner({ method: 'PUT', path: `/${B}/probe`, query: { tagging: '' }, body: tagging('k', 'v') }, 200).then(
+    () => undefined,
+  );
 
 const CASES: Record<Operation, Case> = {
   Options: {
@@ -289,21 +289,13 @@ const CASES: Record<Operation, Case> = {
   },
   GetBucketCors: {
     need: 'read',
-    setup: () =>
-      asOwner(
-        { method: 'PUT', path: `/${B}`, query: { cors: '' }, headers: xmlMd5(CORS), body: CORS },
-        200,
-      ).then(() => undefined),
+    setup: () => settingAsOwner('cors', CORS, 200),
     request: () => ({ method: 'GET', path: `/${B}`, query: { cors: '' } }),
     ok: 200,
   },
   DeleteBucketCors: {
     need: 'owner',
-    setup: () =>
-      asOwner(
-        { method: 'PUT', path: `/${B}`, query: { cors: '' }, headers: xmlMd5(CORS), body: CORS },
-        200,
-      ).then(() => undefined),
+    setup: () => settingAsOwner('cors', CORS, 200),
     request: () => ({ method: 'DELETE', path: `/${B}`, query: { cors: '' } }),
     ok: 204,
   },
@@ -322,33 +314,13 @@ const CASES: Record<Operation, Case> = {
   },
   GetBucketEncryption: {
     need: 'read',
-    setup: () =>
-      asOwner(
-        {
-          method: 'PUT',
-          path: `/${B}`,
-          query: { encryption: '' },
-          headers: xmlMd5(ENCRYPTION),
-          body: ENCRYPTION,
-        },
-        200,
-      ).then(() => undefined),
+    setup: () => settingAsOwner('encryption', ENCRYPTION, 200),
     request: () => ({ method: 'GET', path: `/${B}`, query: { encryption: '' } }),
     ok: 200,
   },
   DeleteBucketEncryption: {
     need: 'owner',
-    setup: () =>
-      asOwner(
-        {
-          method: 'PUT',
-          path: `/${B}`,
-          query: { encryption: '' },
-          headers: xmlMd5(ENCRYPTION),
-          body: ENCRYPTION,
-        },
-        200,
-      ).then(() => undefined),
+    setup: () => settingAsOwner('encryption', ENCRYPTION, 200),
     request: () => ({ method: 'DELETE', path: `/${B}`, query: { encryption: '' } }),
     ok: 204,
   },
@@ -509,21 +481,13 @@ const CASES: Record<Operation, Case> = {
       body: tagging('k', 'mallory'),
     }),
     ok: 200,
-    setup: () =>
-      asOwner(
-        { method: 'PUT', path: `/${B}/probe`, query: { tagging: '' }, body: tagging('k', 'v') },
-        200,
-      ).then(() => undefined),
+    setup: tagProbeAsOwner,
   },
   DeleteObjectTagging: {
     need: 'write',
     request: () => ({ method: 'DELETE', path: `/${B}/probe`, query: { tagging: '' } }),
     ok: 204,
-    setup: () =>
-      asOwner(
-        { method: 'PUT', path: `/${B}/probe`, query: { tagging: '' }, body: tagging('k', 'v') },
-        200,
-      ).then(() => undefined),
+    setup: tagProbeAsOwner,
   },
 };
 

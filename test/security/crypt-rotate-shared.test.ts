@@ -11,9 +11,8 @@ import { chmodSync, existsSync, mkdirSync, readFileSync, readdirSync, writeFileS
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
-import * as openpgp from 'openpgp';
 import { startServer, type TestServer } from '../helpers/server.js';
-import { BIN, coffre, ok, tempDir } from '../crypt/helpers.js';
+import { BIN, coffre, keyPair, ok, tempDir } from '../crypt/helpers.js';
 import { hashDirLower } from '../../src/crypt/names.js';
 
 let server: TestServer;
@@ -26,20 +25,6 @@ after(async () => {
   await server?.stop();
   server?.cleanup();
 });
-
-async function keyPair(dir: string, name: string): Promise<{ pub: string; sec: string }> {
-  const k = await openpgp.generateKey({
-    type: 'ecc',
-    curve: 'curve25519Legacy',
-    userIDs: [{ email: `${name}@example.invalid` }],
-    format: 'object',
-  });
-  const pub = join(dir, `${name}.pub.asc`);
-  const sec = join(dir, `${name}.sec.asc`);
-  writeFileSync(pub, k.publicKey.armor());
-  writeFileSync(sec, k.privateKey.armor(), { mode: 0o600 });
-  return { pub, sec };
-}
 
 function objectPath(root: string, name: string): string {
   return join(root, hashDirLower(name), name, name);
