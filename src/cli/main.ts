@@ -1,4 +1,5 @@
 // cli: the coffre command. One file per command group registers its subcommands here.
+import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
 import { UserError, errorMessage } from '../util/errors.js';
 import { registerServerCommands } from './server.js';
@@ -9,13 +10,17 @@ import { registerNodeCommands } from './node.js';
 import { registerLayoutCommands } from './layout.js';
 import { registerSseS3Commands } from './sse-s3.js';
 
-const COFFRE_VERSION = '0.1.0';
+// The version is package.json's, read where the package is installed (dist/src/cli/ is three levels down).
+const COFFRE_VERSION = (
+  JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string }
+).version;
 
 export function buildProgram(): Command {
   const program = new Command('coffre')
     .description('coffre — encrypted S3-compatible object storage')
-    // Only -V: `--version` is taken by `coffre layout apply --version N`.
-    .version(COFFRE_VERSION, '-V', 'print the version')
+    // Only -V as the program's option: `--version` is also `coffre layout apply --version N`, and the
+    // program's own options are taken wherever they appear. runCli reads a leading `--version` as -V.
+    .version(`coffre ${COFFRE_VERSION}`, '-V', 'print the version (also --version, before any command)')
     .showSuggestionAfterError()
     .exitOverride();
   program.configureOutput({ outputError: (str, write) => write(str.trim().split('\n')[0] + '\n') });
@@ -35,8 +40,9 @@ export function buildProgram(): Command {
 
 export async function runCli(argv: string[]): Promise<number> {
   const program = buildProgram();
+  const args = argv[0] === '--version' ? ['-V', ...argv.slice(1)] : argv;
   try {
-    await program.parseAsync(argv, { from: 'user' });
+    await program.parseAsync(args, { from: 'user' });
     return 0;
   } catch (err) {
     if (err instanceof CommanderError) {

@@ -6,7 +6,7 @@ import { generateSelfSignedCertificate } from '../api/tls.js';
 import { loadConfig, resolveConfigPath } from '../config/config.js';
 import { ensureDefaultConfig } from '../config/init.js';
 import { startNode } from '../node/node.js';
-import { UserError, errorMessage } from '../util/errors.js';
+import { UserError } from '../util/errors.js';
 
 interface ServerOptions {
   config?: string;
@@ -45,18 +45,9 @@ export function registerServerCommands(program: Command): void {
           `TLS: self-signed certificate ${files.certPath} (clients must trust it, e.g. aws --ca-bundle ${files.certPath})\n`,
         );
       }
-      let node;
-      try {
-        node = await startNode(config);
-      } catch (err) {
-        const code = (err as NodeJS.ErrnoException).code;
-        if (code === 'EADDRINUSE' || code === 'EACCES' || code === 'EADDRNOTAVAIL') {
-          throw new UserError(
-            `cannot listen: ${errorMessage(err)} (is another coffre running? change api_bind_addr)`,
-          );
-        }
-        throw err;
-      }
+      // A port that cannot be bound ends the start with one line naming its key (a ListenError), after the
+      // node has stopped whatever it had started.
+      const node = await startNode(config);
       const scheme = config.s3Api.tlsCert ? 'https' : 'http';
       const s3Url = `${scheme}://${node.addresses.s3}`;
       // Where the other ports are: a configuration asking for port 0 learns here which ones were picked.

@@ -22,6 +22,7 @@ import { SseS3Keys } from '../sse/sse-s3-keys.js';
 import { RpcNode } from '../rpc/peering.js';
 import { OrphanSweeper } from '../rpc/orphans.js';
 import { Rebalancer } from '../rpc/rebalance.js';
+import { UserError, errorMessage } from '../util/errors.js';
 
 export interface RunningNode {
   config: CoffreConfig;
@@ -94,6 +95,40 @@ function guardUnhandledRejections(log: Logger): void {
       'unhandled rejection (the node goes on)',
     );
   });
+}
+
+// The configuration keys that name each listening address, as an operator finds them in coffre.toml.
+export const RPC_BIND_KEY = 'rpc_bind_addr';
+export const S3_BIND_KEY = '[s3_api] api_bind_addr';
+export const ADMIN_BIND_KEY = '[admin] api_bind_addr';
+
+const LISTEN_FAILURES: Readonly<Record<string, string>> = {
+  EADDRINUSE: 'the address is already in use (by another coffre node, or another program)',
+  EACCES: 'permission denied (ports below 1024 need privileges)',
+  EADDRNOTAVAIL: 'the address is not one of this machine',
+};
+
+/** A port the node cannot listen on, named by the configuration key that asks for it. */
+export class ListenError extends UserError {
+  constructor(
+    readonly key: string,
+    readonly address: string,
+    cause: unknown,
+  ) {
+    const code = (cause as NodeJS.ErrnoException).code;
+    const reason = (code && LISTEN_FAILURES[code]) ?? errorMessage(cause);
+    super(`cannot listen on ${address} (${key} in the configuration): ${reason}; change ${key}`);
+    this.name = 'ListenError';
+  }
+}
+
+async function bindOrExplain<T>(key: string, address: string, listen: () => Promise<T>): Promise<T> {
+  try {
+    return await listen();
+  } catch (err) {
+    if (err instanceof UserError) throw err;
+    throw new ListenError(key, address, err);
+  }
 }
 
 export async function startNode(config: CoffreConfig, log: Logger = createLogger()): Promise<RunningNode> {
@@ -173,48 +208,76 @@ export async function startNode(config: CoffreConfig, log: Logger = createLogger
       .pullLayout(peerId)
       .catch((err: Error) => log.warn({ peer: peerId.slice(0, 16), err: err.message }, 'layout pull failed'));
   });
-  await rpc.start();
-  // A pass cut short by a stop, or a layout learnt while this node was down.
-  if (rebalancer.unsettled) void rebalancer.schedule();
-
-  const metrics = new S3Metrics();
-  const tlsFiles =
-    config.s3Api.tlsCert && config.s3Api.tlsKey
-      ? { certPath: config.s3Api.tlsCert, keyPath: config.s3Api.tlsKey }
-      : undefined;
-  const tls = tlsFiles ? await loadTlsOptions(tlsFiles) : undefined;
-  const s3 = new S3Server({ config, store, log, metrics, sseS3 }, tls);
-  const admin = new AdminServer(
-    { config, store, log, metrics, cluster, rpc, rebalancer, replication, sseS3 },
-    tls,
-  );
-  // Renewed certificates are picked up on SIGHUP or when the files change, without a restart.
-  const reloaders = tlsFiles
-    ? [s3.server, admin.server].map((server) =>
-        new TlsReloader(server as https.Server, tlsFiles, {
-          onReload: (fingerprint) => log.info({ fingerprint }, 'TLS certificate reloaded'),
-          onError: (err) =>
-            log.error({ err: err.message }, 'TLS certificate reload failed; keeping the previous one'),
-        }).start(),
-      )
-    : [];
-  const s3Addr = parseBindAddress(config.s3Api.apiBindAddr);
-  const adminAddr = parseBindAddress(config.admin.apiBindAddr);
-  // The addresses bound, which differ from the configuration's where it asks for port 0.
-  const addresses = {
-    s3: await s3.listen(s3Addr.host, s3Addr.port),
-    admin: await admin.listen(adminAddr.host, adminAddr.port),
-    rpc: rpc.listeningOn ?? config.rpcBindAddr,
+  let s3: S3Server | undefined;
+  let admin: AdminServer | undefined;
+  let reloaders: TlsReloader[] = [];
+  // Also what a start that fails half-way undoes: a node runs with all of its ports or not at all.
+  const stop = async () => {
+    for (const r of reloaders) r.stop();
+    await Promise.all([s3?.close(), admin?.close()]);
+    await Promise.all([rebalancer.stop(), orphans.stop()]);
+    replication.stop();
+    await rpc.stop();
+    networkKey.fill(0);
+    sseS3.lock();
+    await model.close();
   };
-  log.info(
-    {
-      ...addresses,
-      nodeId: rpc.nodeId,
-      tls: Boolean(tls),
-      role: cluster.isGateway() ? 'gateway' : 'storage',
-    },
-    'coffre node started',
-  );
+  let addresses: RunningNode['addresses'];
+  try {
+    await bindOrExplain(RPC_BIND_KEY, config.rpcBindAddr, () => rpc.start());
+    // A pass cut short by a stop, or a layout learnt while this node was down.
+    if (rebalancer.unsettled) void rebalancer.schedule();
+
+    const metrics = new S3Metrics();
+    const tlsFiles =
+      config.s3Api.tlsCert && config.s3Api.tlsKey
+        ? { certPath: config.s3Api.tlsCert, keyPath: config.s3Api.tlsKey }
+        : undefined;
+    const tls = tlsFiles ? await loadTlsOptions(tlsFiles) : undefined;
+    const s3Server = new S3Server({ config, store, log, metrics, sseS3 }, tls);
+    const adminServer = new AdminServer(
+      { config, store, log, metrics, cluster, rpc, rebalancer, replication, sseS3 },
+      tls,
+    );
+    s3 = s3Server;
+    admin = adminServer;
+    // Renewed certificates are picked up on SIGHUP or when the files change, without a restart.
+    reloaders = tlsFiles
+      ? [s3Server.server, adminServer.server].map((server) =>
+          new TlsReloader(server as https.Server, tlsFiles, {
+            onReload: (fingerprint) => log.info({ fingerprint }, 'TLS certificate reloaded'),
+            onError: (err) =>
+              log.error({ err: err.message }, 'TLS certificate reload failed; keeping the previous one'),
+          }).start(),
+        )
+      : [];
+    const s3Addr = parseBindAddress(config.s3Api.apiBindAddr);
+    const adminAddr = parseBindAddress(config.admin.apiBindAddr);
+    // The addresses bound, which differ from the configuration's where it asks for port 0.
+    addresses = {
+      s3: await bindOrExplain(S3_BIND_KEY, config.s3Api.apiBindAddr, () =>
+        s3Server.listen(s3Addr.host, s3Addr.port),
+      ),
+      admin: await bindOrExplain(ADMIN_BIND_KEY, config.admin.apiBindAddr, () =>
+        adminServer.listen(adminAddr.host, adminAddr.port),
+      ),
+      rpc: rpc.listeningOn ?? config.rpcBindAddr,
+    };
+    log.info(
+      {
+        ...addresses,
+        nodeId: rpc.nodeId,
+        tls: Boolean(tls),
+        role: cluster.isGateway() ? 'gateway' : 'storage',
+      },
+      'coffre node started',
+    );
+  } catch (err) {
+    await stop().catch((stopErr: Error) =>
+      log.error({ err: stopErr.message }, 'stopping after a failed start failed'),
+    );
+    throw err;
+  }
   return {
     config,
     model,
@@ -222,19 +285,10 @@ export async function startNode(config: CoffreConfig, log: Logger = createLogger
     rpc,
     cluster,
     replication,
-    s3,
-    admin,
+    s3: s3!,
+    admin: admin!,
     log,
     addresses,
-    async stop() {
-      for (const r of reloaders) r.stop();
-      await Promise.all([s3.close(), admin.close()]);
-      await Promise.all([rebalancer.stop(), orphans.stop()]);
-      replication.stop();
-      await rpc.stop();
-      networkKey.fill(0);
-      sseS3.lock();
-      await model.close();
-    },
+    stop,
   };
 }

@@ -505,3 +505,46 @@ test('aws s3 cp of a 100 MiB file goes multipart and its sha256 survives the rou
   assert.equal(uploads.Uploads, undefined);
   await aws(['s3', 'rb', 's3://cli-big', '--force']);
 });
+
+// Each refusal below comes before the 20 MiB body is read: the aws CLI gets the error and stops, rather than
+// waiting on a connection it believes is still in use (the test's own timeout is the bound).
+test(
+  'a refused 20 MiB upload ends at once with the error: cp, put-object and upload-part',
+  { timeout: 30_000 },
+  async (t) => {
+    if (!skipUnlessAws(t)) return;
+    const path = join(work, 'refused.bin');
+    writeFileSync(path, randomBytes(20 * MiB));
+    const cp = await aws(['s3', 'cp', path, 's3://no-such-bucket-cli/refused.bin', '--no-progress'], false);
+    assert.notEqual(cp.code, 0);
+    assert.match(cp.stderr, /NoSuchBucket/);
+    const put = await aws(
+      ['s3api', 'put-object', '--bucket', 'no-such-bucket-cli', '--key', 'refused.bin', '--body', path],
+      false,
+    );
+    assert.notEqual(put.code, 0);
+    assert.match(put.stderr, /NoSuchBucket/);
+    await aws(['s3', 'mb', 's3://cli-refused']);
+    const part = await aws(
+      [
+        's3api',
+        'upload-part',
+        '--bucket',
+        'cli-refused',
+        '--key',
+        'refused.bin',
+        '--upload-id',
+        'no-such-upload',
+        '--part-number',
+        '1',
+        '--body',
+        path,
+      ],
+      false,
+    );
+    assert.notEqual(part.code, 0);
+    assert.match(part.stderr, /NoSuchUpload/);
+    await aws(['s3', 'rb', 's3://cli-refused']);
+    rmSync(path);
+  },
+);

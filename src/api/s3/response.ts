@@ -43,6 +43,7 @@ export function sendError(
   method: string,
   resource: string,
   requestId: string,
+  opts: { close?: boolean } = {},
 ): void {
   if (res.headersSent) {
     // The body has started: the only honest signal left is to cut the connection.
@@ -55,6 +56,9 @@ export function sendError(
     }
   }
   res.statusCode = err.status;
+  // The connection ends after this answer (a refused request whose body is left unread): said in the
+  // answer, so that the client does not wait on it for its next request.
+  if (opts.close) res.setHeader('Connection', 'close');
   if (method === 'HEAD') {
     res.setHeader('Content-Length', 0);
     res.end();

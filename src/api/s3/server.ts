@@ -139,12 +139,37 @@ export interface S3ServerDeps {
 export const MAX_HEADER_BYTES = 16 * 1024;
 // How long the rest of a refused request's body is still read after the error response has been written.
 const LINGER_MS = 5_000;
+// A refused request whose whole body is at most this large is read to its end and the connection kept; a
+// larger (or unsized) body is not worth receiving, and the connection ends after the answer.
+export const DRAIN_MAX_BYTES = 64 * 1024;
 
-// After an error the unread rest of the body is read and thrown away ("lingering close"): a client still
-// sending then reads the error instead of a reset connection (closing a socket with unread input sends a
-// TCP RST, which can destroy the response before the client reads it), and the next request on the
-// connection parses. A client still sending LINGER_MS after the response is cut off.
-function discardUnreadBody(req: IncomingMessage, res: ServerResponse): void {
+// Whether the unread rest of a refused request's body is small enough to read and throw away, keeping the
+// connection for the client's next request. The declared size bounds what is left.
+function drainable(req: IncomingMessage): boolean {
+  if (req.headers['transfer-encoding'] !== undefined) return false;
+  const declared = Number(req.headers['content-length'] ?? 0);
+  return Number.isSafeInteger(declared) && declared <= DRAIN_MAX_BYTES;
+}
+
+// An error is answered while the body may still be arriving. Either way the unread rest is read and thrown
+// away ("lingering close"): a client still sending then reads the error instead of a reset connection
+// (closing a socket with unread input sends a TCP RST, which can destroy the response before the client
+// reads it). A small rest keeps the connection for the next request; a large one is answered with
+// `Connection: close` and the connection is half-closed right after the answer, so the client learns at once
+// that it is over and retries on a new one, instead of waiting on a connection the server still reads.
+// Either way a client still sending LINGER_MS after the answer is cut off.
+function refuse(
+  req: IncomingMessage,
+  res: ServerResponse,
+  err: S3Error,
+  resource: string,
+  requestId: string,
+): void {
+  const unread = !req.complete;
+  const keep = !unread || drainable(req);
+  if (!keep) lingerThenClose(req, res.socket);
+  sendError(res, err, req.method ?? 'GET', resource, requestId, { close: !keep });
+  if (!unread) return;
   req.unpipe(); // from a body decoder or verifier that stopped reading
   req.resume();
   res.once('finish', () => {
@@ -154,6 +179,30 @@ function discardUnreadBody(req: IncomingMessage, res: ServerResponse): void {
     req.once('end', () => clearTimeout(timer));
     req.once('close', () => clearTimeout(timer));
   });
+}
+
+// node ends a connection whose response says `Connection: close` by destroying the socket as soon as the
+// response is written (socket.destroySoon), which resets it if input is still arriving. Here the socket is
+// only half-closed (FIN after the answer) and destroyed once the body has been read to its end or the
+// client has closed its side (refuse() cuts it LINGER_MS after the answer otherwise).
+function lingerThenClose(req: IncomingMessage, socket: Socket | null): void {
+  if (!socket) return;
+  socket.destroySoon = () => {
+    let written = false;
+    let read = req.complete;
+    const closeWhenDone = () => {
+      if (written && read) socket.destroy();
+    };
+    socket.once('finish', () => {
+      written = true;
+      closeWhenDone();
+    });
+    req.once('end', () => {
+      read = true;
+      closeWhenDone();
+    });
+    socket.end();
+  };
 }
 
 // Splits the request target into bucket and key: virtual-hosted style when the Host is a subdomain of
@@ -237,7 +286,7 @@ export class S3Server {
     const handler = (req: IncomingMessage, res: ServerResponse) =>
       void this.handle(req, res).catch((err: unknown) => {
         this.deps.log.error({ err: String((err as Error)?.message ?? err) }, 'request failed');
-        if (!res.headersSent) sendError(res, S3Errors.internal(), req.method ?? 'GET', '', '');
+        if (!res.headersSent) refuse(req, res, S3Errors.internal(), '', '');
         else res.destroy();
       });
     const s3Config = deps.config.s3Api;
@@ -423,8 +472,7 @@ export class S3Server {
       const e = err instanceof S3Error ? err : undefined;
       if (!e)
         log.error({ err: String((err as Error)?.message ?? err), operation, requestId }, 'request failed');
-      sendError(res, e ?? S3Errors.internal(), method, rawPath, requestId);
-      if (!req.complete) discardUnreadBody(req, res);
+      refuse(req, res, e ?? S3Errors.internal(), rawPath, requestId);
     } finally {
       authenticated();
       signingKey?.fill(0);
