@@ -38,7 +38,9 @@ export function signedHeaders(
   const day = amzDate.slice(0, 8);
   const lowered = Object.fromEntries(Object.entries(extra).map(([k, v]) => [k.toLowerCase(), v]));
   const signedExtra = Object.fromEntries(
-    Object.entries(lowered).filter(([k]) => k.startsWith('x-amz-')).map(([k, v]) => [k, v.trim()]),
+    Object.entries(lowered)
+      .filter(([k]) => k.startsWith('x-amz-'))
+      .map(([k, v]) => [k, v.trim()]),
   );
   const headers: Record<string, string> = {
     host,
