@@ -213,6 +213,7 @@ export async function startNode(config: CoffreConfig, log: Logger = createLogger
   let reloaders: TlsReloader[] = [];
   // Also what a start that fails half-way undoes: a node runs with all of its ports or not at all.
   const stop = async () => {
+    log.info({}, 'coffre node stopping');
     for (const r of reloaders) r.stop();
     await Promise.all([s3?.close(), admin?.close()]);
     await Promise.all([rebalancer.stop(), orphans.stop()]);
@@ -221,6 +222,7 @@ export async function startNode(config: CoffreConfig, log: Logger = createLogger
     networkKey.fill(0);
     sseS3.lock();
     await model.close();
+    log.info({}, 'coffre node stopped');
   };
   let addresses: RunningNode['addresses'];
   try {
@@ -272,6 +274,14 @@ export async function startNode(config: CoffreConfig, log: Logger = createLogger
       },
       'coffre node started',
     );
+    // A node whose keyring is locked answers SSE-S3 requests with 503 until an operator acts: say so now.
+    const keys = sseS3.status();
+    if (keys.configured && !keys.unlocked)
+      log.warn(
+        { keyringFile: keys.keyringFile },
+        'SSE-S3 keyring is locked: SSE-S3 requests get 503 until an operator runs `coffre sse-s3 unlock --gpg` ' +
+          '(or --private-key FILE), or [sse_s3] unlock_key_file is set',
+      );
   } catch (err) {
     await stop().catch((stopErr: Error) =>
       log.error({ err: stopErr.message }, 'stopping after a failed start failed'),

@@ -345,7 +345,36 @@ export class S3Server {
     const rawQuery = q >= 0 ? rawUrl.slice(q + 1) : '';
     let operation: Operation | 'Unknown' = 'Unknown';
     let bucketName: string | undefined;
+    let objectKey: string | undefined;
+    let refusal: { code: string; message: string } | undefined;
     let signingKey: Buffer | undefined;
+    // Answers on one connection follow each other, so the socket's write counter gives this answer's bytes. (Its
+    // read counter does not: the request's first bytes were read before this handler ran.)
+    const socket = req.socket;
+    const writtenBefore = socket.bytesWritten;
+    const declaredLength = /^\d+$/.test(req.headers['content-length'] ?? '')
+      ? Number(req.headers['content-length'])
+      : undefined;
+    // One line per request once its answer has gone (or the connection broke): what an operator reads.
+    // Object names are logged (they are in clear in the metadata too); no header value, key or body is.
+    res.once('close', () =>
+      log.info(
+        {
+          requestId,
+          method,
+          operation,
+          bucket: bucketName,
+          key: objectKey,
+          status: res.statusCode,
+          bytesIn: declaredLength,
+          bytesOut: socket.bytesWritten - writtenBefore,
+          ms: Math.round(Number(process.hrtime.bigint() - started) / 1e6),
+          ...(refusal ? { error: refusal.code, reason: refusal.message } : {}),
+          ...(res.writableFinished ? {} : { aborted: true }),
+        },
+        's3 request',
+      ),
+    );
     // Until the request is authenticated it may hold the connection only so long, whatever it sends (a
     // PostObject's form is read before its policy can be checked).
     const unauthenticated = setTimeout(() => req.destroy(), config.s3Api.unauthenticatedTimeoutSecs * 1000);
@@ -354,6 +383,7 @@ export class S3Server {
     try {
       const located = locate(rawPath, req.headers.host, config.s3Api.rootDomain);
       bucketName = located.bucket;
+      objectKey = located.key;
       const query = new URLSearchParams(rawQuery);
       operation = routeRequest(method, located.bucket, located.key, query, req.headers);
       if (isUnauthenticated(operation)) {
@@ -472,23 +502,14 @@ export class S3Server {
       const e = err instanceof S3Error ? err : undefined;
       if (!e)
         log.error({ err: String((err as Error)?.message ?? err), operation, requestId }, 'request failed');
-      refuse(req, res, e ?? S3Errors.internal(), rawPath, requestId);
+      const answer = e ?? S3Errors.internal();
+      refusal = { code: answer.code, message: answer.message };
+      refuse(req, res, answer, rawPath, requestId);
     } finally {
       authenticated();
       signingKey?.fill(0);
       const seconds = Number(process.hrtime.bigint() - started) / 1e9;
       this.deps.metrics?.observe(operation, res.statusCode, seconds);
-      log.debug(
-        {
-          requestId,
-          method,
-          operation,
-          bucket: bucketName,
-          status: res.statusCode,
-          ms: Math.round(seconds * 1000),
-        },
-        's3 request',
-      );
     }
   }
 
