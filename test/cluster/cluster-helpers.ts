@@ -94,7 +94,7 @@ export async function createNode(opts: NodeOptions): Promise<ClusterNode> {
       node.process = child;
       child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
       child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
-      exited = new Promise((r) => child.once('exit', () => r()));
+      exited = new Promise((r) => child.once('close', () => r()));
       const startedAt = out.length;
       await new Promise<void>((resolve, reject) => {
         const timer = setTimeout(
@@ -108,7 +108,7 @@ export async function createNode(opts: NodeOptions): Promise<ClusterNode> {
           }
         };
         child.stdout!.on('data', check);
-        child.once('exit', (code) => {
+        child.once('close', (code) => {
           clearTimeout(timer);
           reject(new Error(`${node.label} exited with ${code}:\n${out}\n${err}`));
         });

@@ -141,7 +141,7 @@ export async function startServer(opts: ServerOptions = {}): Promise<TestServer>
       }
     };
     child.stdout!.on('data', check);
-    child.once('exit', (code) => {
+    child.once('close', (code) => {
       clearTimeout(timer);
       reject(new Error(`coffre server exited with ${code}:\n${out}\n${err}`));
     });
@@ -162,7 +162,7 @@ export async function startServer(opts: ServerOptions = {}): Promise<TestServer>
   previousRuns.set(dir, { dir, ports, adminToken, accessKeyId, secretAccessKey });
   const tls = (opts.s3Extra ?? '').includes('tls_cert');
   const endpoint = `${tls ? 'https' : 'http'}://127.0.0.1:${ports.s3}`;
-  const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  const exited = new Promise<void>((r) => child.once('close', () => r()));
   return {
     dir,
     configPath,
