@@ -153,10 +153,6 @@ export function parseHostPort(
   return { host: m[1] ?? m[2], port };
 }
 
-export function formatHostPort(host: string, port: number): string {
-  return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
-}
-
 /** Parses `<id>@host:port`. */
 export function parsePeerAddress(text: string): PeerAddress {
   const at = text.indexOf('@');

@@ -28,14 +28,8 @@ import { sodium } from '../net/sodium.js';
 import { Mux, Priority, RemoteError, openMux, type Body, type MuxReply } from '../net/mux.js';
 import { connectSecure, createSecureServer, type SecureChannel } from '../net/secure-channel.js';
 import { WarningLimiter } from '../util/log-limit.js';
-import {
-  formatHostPort,
-  nodeIdOf,
-  parseHostPort,
-  parseNodeId,
-  parsePeerAddress,
-  type NodeIdentity,
-} from './identity.js';
+import { closeServer, formatHostPort, listenOn } from '../util/http-server.js';
+import { nodeIdOf, parseHostPort, parseNodeId, parsePeerAddress, type NodeIdentity } from './identity.js';
 
 export { Priority, RemoteError };
 
@@ -164,7 +158,6 @@ export class RpcNode extends EventEmitter {
   // Who may call what; until the node sets a policy, peers reach no endpoint at all (only the ping).
   private mayCall: (peerId: string, path: string) => boolean = () => false;
   private readonly introduced = new Set<string>();
-  private readonly sockets = new Set<net.Socket>();
   private readonly log: RpcLogger;
   // Anyone who reaches the RPC port can fail a handshake: a few are logged, the rest counted.
   private readonly refusedConnections: WarningLimiter;
@@ -222,26 +215,13 @@ export class RpcNode extends EventEmitter {
       },
       (channel) => this.acceptChannel(channel),
     );
-    server.on('connection', (socket: net.Socket) => {
-      this.sockets.add(socket);
-      socket.on('close', () => this.sockets.delete(socket));
-    });
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(port, host, () => {
-        server.off('error', reject);
-        resolve();
-      });
-    });
+    this.listening = await listenOn(server, host, port);
     server.on('error', (err) => this.log.warn(`rpc: listener error: ${err.message}`));
     this.server = server;
     const bound = server.address() as net.AddressInfo;
-    this.listening = formatHostPort(bound.address, bound.port);
     if (this.opts.publicAddr) this.advertised = formatHostPort(...hostPort(this.opts.publicAddr));
     else if (host !== '0.0.0.0' && host !== '::') this.advertised = formatHostPort(host, bound.port);
-    this.log.info(
-      `rpc: node ${short(this.nodeId)}… listening on ${formatHostPort(bound.address, bound.port)}`,
-    );
+    this.log.info(`rpc: node ${short(this.nodeId)}… listening on ${this.listening}`);
     this.pingTimer = setInterval(() => this.pingAll(), this.pingIntervalMs);
     this.pingTimer.unref();
     for (const peer of this.opts.bootstrapPeers ?? []) {
@@ -260,10 +240,10 @@ export class RpcNode extends EventEmitter {
       peer.mux?.destroy();
       peer.mux = null;
     }
-    for (const socket of this.sockets) socket.destroy();
     const server = this.server;
     this.server = null;
-    if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
+    if (server) await closeServer(server); // and the connections it accepted
+
     this.networkKey.fill(0);
   }
 

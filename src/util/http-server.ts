@@ -1,4 +1,5 @@
-// util/http-server: starting and stopping node:http(s) servers as promises.
+// util/http-server: starting and stopping listening servers (node:http, node:https, and the RPC's node:net) as
+// promises, and naming the address they are bound to.
 import type { Server, Socket } from 'node:net';
 
 // Every socket a server accepted and that is still open: closeServer ends them all, those the HTTP layer no
@@ -44,11 +45,14 @@ export function refuseTunnels(server: Server): void {
   });
 }
 
-/** `host:port` a listening server is bound to, IPv6 hosts in brackets. */
-export function boundAddress(server: Server): string {
+/** `host:port`, IPv6 hosts in brackets. */
+export function formatHostPort(host: string, port: number): string {
+  return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
+}
+
+/** `host:port` a listening server is bound to. */
+function boundAddress(server: Server): string {
   const bound = server.address();
   if (bound === null || typeof bound === 'string') return String(bound);
-  return bound.family === 'IPv6' || bound.address.includes(':')
-    ? `[${bound.address}]:${bound.port}`
-    : `${bound.address}:${bound.port}`;
+  return formatHostPort(bound.address, bound.port);
 }

@@ -391,17 +391,20 @@ export class S3Server {
         return;
       }
       const { secure, fromLoopback } = clientTransport(req, config.trustedProxies);
+      // The key record is looked up once: the signature (or form policy) check needs its secret, and the
+      // request its grants (on a gateway node each lookup is a call to the metadata node).
+      const looked: { record?: AccessKeyRecord } = {};
+      const lookupSecret = async (id: string) => {
+        looked.record = await store.getKey(id);
+        return looked.record?.secret;
+      };
       if (isPostPolicyOperation(operation)) {
         // The form's policy signature is checked before anything about the bucket is looked up: an unsigned
         // form learns nothing, not even whether the bucket exists.
-        const looked: { record?: AccessKeyRecord } = {};
         const upload = await parsePostObject(req, req.headers['content-type'], {
           bucket: located.bucket!,
           region: config.s3Api.s3Region,
-          lookupSecret: async (id) => {
-            looked.record = await store.getKey(id);
-            return looked.record?.secret;
-          },
+          lookupSecret,
         });
         authenticated();
         const accessKey = upload.accessKeyId === looked.record?.id ? looked.record : undefined;
@@ -418,21 +421,13 @@ export class S3Server {
         );
         return;
       }
-      // The key record is looked up once: the signature check needs its secret, and the request its grants
-      // (on a gateway node each lookup is a call to the metadata node). The bucket's record is looked up
-      // meanwhile, not after: its answer is used only once the request is authenticated and authorized.
+      // The bucket's record is looked up while the signature is checked, not after: its answer is used only
+      // once the request is authenticated and authorized.
       const bucketLookup = located.bucket === undefined ? undefined : store.bucketByName(located.bucket);
       bucketLookup?.catch(() => {}); // a failure surfaces where the record is awaited, if it ever is
-      const looked: { record?: AccessKeyRecord } = {};
       const auth = await authenticateRequest(
         { method, path: rawPath, query: rawQuery, headers: req.headers },
-        {
-          region: config.s3Api.s3Region,
-          lookupSecret: async (id) => {
-            looked.record = await store.getKey(id);
-            return looked.record?.secret;
-          },
-        },
+        { region: config.s3Api.s3Region, lookupSecret },
       );
       authenticated();
       signingKey = auth.signingKey;
