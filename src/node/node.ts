@@ -230,7 +230,7 @@ export async function startNode(config: CoffreConfig, log: Logger = createLogger
     // A pass cut short by a stop, or a layout learnt while this node was down.
     if (rebalancer.unsettled) void rebalancer.schedule();
 
-    const metrics = new S3Metrics();
+    const metrics = new S3Metrics(config.dataDir);
     const tlsFiles =
       config.s3Api.tlsCert && config.s3Api.tlsKey
         ? { certPath: config.s3Api.tlsCert, keyPath: config.s3Api.tlsKey }

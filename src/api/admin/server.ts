@@ -1,7 +1,9 @@
-// api/admin: the administration HTTP API (access keys, buckets, permissions) guarded by the admin token,
-// with /health open and /metrics guarded by metrics_token or the admin token (open only with metrics_public). JSON in, JSON out.
+// api/admin: the administration HTTP API (access keys, buckets, permissions, layout, SSE-S3, objects) guarded
+// by the admin token — as a bearer token (the CLI) or through a web console session (console.ts,
+// sessions.ts) — with /health open and /metrics guarded by metrics_token or the admin token (open only with
+// metrics_public). JSON in, JSON out, except object bodies.
 import { closeServer, listenOn, refuseTunnels } from '../../util/http-server.js';
-import { clientTransport } from '../../util/client-transport.js';
+import { clientTransport, type ClientTransport } from '../../util/client-transport.js';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import https from 'node:https';
 import { createHash, timingSafeEqual } from 'node:crypto';
@@ -11,6 +13,29 @@ import type { ObjectStore } from '../../model/store.js';
 import type { AccessKeyRecord, BucketRecord } from '../../model/types.js';
 import { S3Error } from '../../util/s3-error.js';
 import { UserError } from '../../util/errors.js';
+import { AdminError } from './errors.js';
+import {
+  ConsoleAssets,
+  consoleTransportRefusal,
+  crossOriginRefusal,
+  isConsolePage,
+  refuseConsole,
+  setSecurityHeaders,
+} from './console.js';
+import {
+  ConsoleSessions,
+  SESSION_LIFETIME_MS,
+  clearCookieHeader,
+  csrfMatches,
+  sessionCookie,
+  setCookieHeader,
+  type ConsoleSession,
+} from './sessions.js';
+import { serveObjects } from './objects.js';
+import { WarningLimiter } from '../../util/log-limit.js';
+import { checkedCorsRules } from '../s3/cors.js';
+import { checkedBucketTags } from '../s3/tagging.js';
+import type { CorsRule } from '../../model/types.js';
 import type { S3Metrics } from './metrics.js';
 import { checkBucketName } from '../s3/router.js';
 import type { Cluster } from '../../rpc/cluster.js';
@@ -20,16 +45,13 @@ import type { MetadataReplication } from '../../rpc/metadata-replication.js';
 import type { SseS3Keys } from '../../sse/sse-s3-keys.js';
 import type { RpcNode } from '../../rpc/peering.js';
 
-export class AdminError extends Error {
-  constructor(
-    readonly status: number,
-    message: string,
-  ) {
-    super(message);
-  }
-}
+export { AdminError };
 
 const MAX_BODY = 64 * 1024;
+// A request must be done by then (a slow client holds no connection for long), except an object transfer,
+// which an authenticated operator may take as long as the bytes keep moving (the idle timeout still holds).
+const REQUEST_DEADLINE_MS = 60_000;
+const IDLE_TIMEOUT_MS = 60_000;
 
 // Tokens are compared through their SHA-256 so that neither length nor content leaks through timing.
 export function tokenMatches(given: string | undefined, expected: string | undefined): boolean {
@@ -45,6 +67,7 @@ function bearer(req: IncomingMessage): string | undefined {
   return h.slice('Bearer '.length).trim();
 }
 
+// A JSON object, or (for the console's sign-in form) application/x-www-form-urlencoded fields.
 async function readJson(req: IncomingMessage): Promise<Record<string, unknown>> {
   const parts: Buffer[] = [];
   let size = 0;
@@ -54,6 +77,8 @@ async function readJson(req: IncomingMessage): Promise<Record<string, unknown>> 
     parts.push(chunk as Buffer);
   }
   if (size === 0) return {};
+  if ((req.headers['content-type'] ?? '').startsWith('application/x-www-form-urlencoded'))
+    return Object.fromEntries(new URLSearchParams(Buffer.concat(parts).toString('utf8')));
   try {
     const v: unknown = JSON.parse(Buffer.concat(parts).toString('utf8'));
     if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new Error('not an object');
@@ -103,14 +128,76 @@ export async function bucketInfo(store: ObjectStore, b: BucketRecord) {
       ...p,
     })),
     cors: b.cors ?? [],
+    defaultEncryption: b.defaultEncryption ?? null,
+    tags: b.tags ?? {},
   };
 }
 
+// The settings PATCH /v1/buckets/<name> changes, each checked as the S3 call that sets it checks it.
+function corsRulesFrom(v: unknown): CorsRule[] {
+  if (!Array.isArray(v)) throw new AdminError(400, 'cors must be a list of rules (or null to remove them)');
+  const strings = (x: unknown, name: string): string[] => {
+    if (x === undefined) return [];
+    if (!Array.isArray(x) || !x.every((e) => typeof e === 'string' && e.length <= 1024))
+      throw new AdminError(400, `cors: ${name} must be a list of strings`);
+    return x as string[];
+  };
+  const rules = v.map((r: unknown) => {
+    if (typeof r !== 'object' || r === null) throw new AdminError(400, 'cors: each rule must be an object');
+    const rule = r as Record<string, unknown>;
+    const maxAge = rule.maxAgeSeconds;
+    if (maxAge !== undefined && (typeof maxAge !== 'number' || !Number.isSafeInteger(maxAge) || maxAge < 0))
+      throw new AdminError(400, 'cors: maxAgeSeconds must be a whole number of seconds');
+    if (rule.id !== undefined && typeof rule.id !== 'string')
+      throw new AdminError(400, 'cors: id must be text');
+    return {
+      ...(rule.id !== undefined ? { id: rule.id as string } : {}),
+      allowedOrigins: strings(rule.allowedOrigins, 'allowedOrigins'),
+      allowedMethods: strings(rule.allowedMethods, 'allowedMethods'),
+      allowedHeaders: strings(rule.allowedHeaders, 'allowedHeaders'),
+      exposeHeaders: strings(rule.exposeHeaders, 'exposeHeaders'),
+      ...(maxAge !== undefined ? { maxAgeSeconds: maxAge as number } : {}),
+    };
+  });
+  try {
+    return checkedCorsRules(rules);
+  } catch (err) {
+    if (err instanceof S3Error)
+      throw new AdminError(
+        400,
+        `cors: give 1 to 100 rules, each with allowedOrigins and allowedMethods (GET, PUT, POST, DELETE, HEAD): ${err.message}`,
+      );
+    throw err;
+  }
+}
+
+function tagsFrom(v: unknown): Record<string, string> {
+  if (typeof v !== 'object' || v === null || Array.isArray(v))
+    throw new AdminError(400, 'tags must be an object of key → value (or null to remove them)');
+  const pairs = Object.entries(v as Record<string, unknown>);
+  if (!pairs.every(([, value]) => typeof value === 'string'))
+    throw new AdminError(400, 'tags: every value must be text');
+  try {
+    return checkedBucketTags(pairs as [string, string][]);
+  } catch (err) {
+    if (err instanceof S3Error) throw new AdminError(400, `tags: ${err.message}`);
+    throw err;
+  }
+}
+
 // The request target, decoded: a path that is not valid percent-encoding is the client's mistake (400).
-function parseAdminUrl(target: string | undefined): { pathname: string; parts: string[] } {
+function parseAdminUrl(target: string | undefined): {
+  pathname: string;
+  parts: string[];
+  query: URLSearchParams;
+} {
   try {
     const url = new URL(target ?? '/', 'http://admin');
-    return { pathname: url.pathname, parts: url.pathname.split('/').filter(Boolean).map(decodeURIComponent) };
+    return {
+      pathname: url.pathname,
+      parts: url.pathname.split('/').filter(Boolean).map(decodeURIComponent),
+      query: url.searchParams,
+    };
   } catch {
     throw new AdminError(400, 'the request path is not valid percent-encoding');
   }
@@ -129,6 +216,9 @@ function str(v: unknown, name: string): string {
 
 export class AdminServer {
   readonly server: http.Server | https.Server;
+  private readonly sessions = new ConsoleSessions();
+  private readonly assets = new ConsoleAssets();
+  private readonly failedSignIns: WarningLimiter;
 
   constructor(
     private readonly deps: {
@@ -148,16 +238,25 @@ export class AdminServer {
     // no request can turn into an unhandled rejection (which would end the process).
     const handler = (req: IncomingMessage, res: ServerResponse) =>
       void this.handle(req, res).catch((err: unknown) => this.lastResort(res, err));
-    const options = { maxHeaderSize: 16 * 1024, headersTimeout: 30_000, requestTimeout: 60_000 };
+    // No overall request timeout at the server: an upload through the console may take long. Each request
+    // has its deadline instead (handle), lifted for an authenticated object transfer.
+    const options = {
+      maxHeaderSize: 16 * 1024,
+      headersTimeout: 30_000,
+      requestTimeout: 0,
+      connectionsCheckingInterval: 1_000,
+    };
     this.server = tls
       ? https.createServer({ ...options, ...tls }, handler)
       : http.createServer(options, handler);
+    this.server.timeout = IDLE_TIMEOUT_MS;
     this.server.on('clientError', (_err: Error, socket: import('node:net').Socket) => {
       if (socket.writable)
         socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
       else socket.destroy();
     });
     refuseTunnels(this.server);
+    this.failedSignIns = new WarningLimiter((m) => deps.log.warn({}, m), 'failed console sign-ins');
   }
 
   private send(res: ServerResponse, status: number, body: unknown, contentType = 'application/json'): void {
@@ -174,6 +273,10 @@ export class AdminServer {
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const { config, metrics } = this.deps;
+    const deadline = setTimeout(() => req.destroy(), REQUEST_DEADLINE_MS);
+    deadline.unref();
+    res.once('close', () => clearTimeout(deadline));
+    setSecurityHeaders(res);
     try {
       const url = parseAdminUrl(req.url);
       const parts = url.parts;
@@ -188,18 +291,96 @@ export class AdminServer {
         if (!allowed) throw new AdminError(403, 'a valid metrics or admin token is required');
         return this.send(res, 200, await metrics.registry.metrics(), metrics.registry.contentType);
       }
-      if (!tokenMatches(bearer(req), config.admin.adminToken))
-        throw new AdminError(403, 'a valid admin token is required');
+      const transport = clientTransport(req, config.trustedProxies);
+      if (isConsolePage(url.pathname)) {
+        const refusal = consoleTransportRefusal(req, transport);
+        if (refusal) return refuseConsole(res, refusal);
+        return this.assets.serve(req, res, url.pathname);
+      }
+      if (url.pathname === '/v1/session')
+        return this.send(res, 200, await this.sessionRoute(req, res, transport));
+      this.authenticate(req, transport);
+      if (parts[0] === 'v1' && parts[1] === 'objects') {
+        clearTimeout(deadline);
+        return await serveObjects(this.deps, req, res, url.pathname, url.query, transport);
+      }
       const body = req.method === 'POST' || req.method === 'PATCH' ? await readJson(req) : {};
       if (parts[0] === 'v1' && parts[1] === 'sse-s3')
         return this.send(res, 200, await this.sseS3Route(req, parts[2], body));
       return this.send(res, 200, await this.route(req.method ?? 'GET', parts, body));
     } catch (err) {
+      if (res.headersSent) return void res.destroy();
       if (err instanceof AdminError) return this.send(res, err.status, { error: err.message });
       if (err instanceof S3Error) return this.send(res, err.status, { error: err.message, code: err.code });
       this.deps.log.error({ err: String((err as Error)?.message ?? err) }, 'admin request failed');
       return this.send(res, 500, { error: 'internal error' });
     }
+  }
+
+  // Who may call the API: the bearer of the admin token (the CLI, scripts), or a browser signed in to the
+  // console whose state-changing calls come from the console's own page with the session's CSRF token.
+  private authenticate(req: IncomingMessage, transport: ClientTransport): void {
+    const { config } = this.deps;
+    if (req.headers.authorization !== undefined) {
+      if (!tokenMatches(bearer(req), config.admin.adminToken))
+        throw new AdminError(403, 'a valid admin token is required');
+      return;
+    }
+    const id = sessionCookie(req, transport.secure);
+    if (id === undefined) throw new AdminError(403, 'a valid admin token is required');
+    const refusal = consoleTransportRefusal(req, transport);
+    if (refusal) throw new AdminError(403, refusal);
+    const session = this.sessions.find(id);
+    if (!session) throw new AdminError(401, 'the console session has ended: sign in again');
+    if (req.method !== 'GET' && req.method !== 'HEAD') this.checkSameOrigin(req, transport, session);
+  }
+
+  private checkSameOrigin(req: IncomingMessage, transport: ClientTransport, session?: ConsoleSession): void {
+    const crossOrigin = crossOriginRefusal(req, transport);
+    if (crossOrigin) throw new AdminError(403, crossOrigin);
+    if (session && !csrfMatches(req, session))
+      throw new AdminError(403, 'the CSRF token is missing or wrong: reload the console page');
+  }
+
+  // POST signs in (the admin token in a JSON or form body, never in a URL), GET tells the page its session
+  // and CSRF token after a reload, DELETE signs out.
+  private async sessionRoute(req: IncomingMessage, res: ServerResponse, transport: ClientTransport) {
+    const refusal = consoleTransportRefusal(req, transport);
+    if (refusal) throw new AdminError(403, refusal);
+    const id = sessionCookie(req, transport.secure);
+    const about = (s: ConsoleSession) => ({
+      csrfToken: s.csrfToken,
+      expiresAt: new Date(s.created + SESSION_LIFETIME_MS).toISOString(),
+      nodeId: this.deps.rpc?.nodeId,
+      secure: transport.secure,
+      fromLoopback: transport.fromLoopback,
+    });
+    if (req.method === 'GET') {
+      const session = this.sessions.find(id);
+      if (!session) throw new AdminError(401, 'not signed in');
+      return about(session);
+    }
+    if (req.method === 'DELETE') {
+      const session = this.sessions.find(id);
+      if (session) this.checkSameOrigin(req, transport, session);
+      this.sessions.end(id);
+      res.setHeader('Set-Cookie', clearCookieHeader(transport.secure));
+      return { signedOut: true };
+    }
+    if (req.method !== 'POST') throw new AdminError(405, 'sign in with POST, sign out with DELETE');
+    this.checkSameOrigin(req, transport);
+    const body = await readJson(req);
+    const token = typeof body.token === 'string' ? body.token : undefined;
+    if (!tokenMatches(token, this.deps.config.admin.adminToken)) {
+      this.failedSignIns.report(
+        `console sign-in refused (wrong admin token) from ${transport.clientAddress}`,
+      );
+      throw new AdminError(403, 'wrong admin token');
+    }
+    this.sessions.end(id);
+    const created = this.sessions.create();
+    res.setHeader('Set-Cookie', setCookieHeader(created.id, transport.secure));
+    return about(created.session);
   }
 
   // The SSE-S3 keyring: its sealed file and state, and the operations that change it. Master keys cross this
@@ -280,6 +461,9 @@ export class AdminServer {
       return this.clusterStatus();
     }
     if (resource === 'layout') return this.layoutRoute(method, id, body);
+    if (resource === 'permissions' && !id && method === 'GET') return this.permissionMatrix();
+    if (resource === 'metrics' && !id && method === 'GET')
+      return this.deps.metrics.registry.getMetricsAsJSON();
     if (resource === 'keys') {
       if (!id && method === 'GET')
         return (await store.listKeys()).map((k) => ({ accessKeyId: k.id, name: k.name }));
@@ -324,6 +508,7 @@ export class AdminServer {
         return bucketInfo(store, await store.createBucket(name));
       }
       if (id && !action && method === 'GET') return bucketInfo(store, await this.requireBucket(id));
+      if (id && !action && method === 'PATCH') return bucketInfo(store, await this.updateBucket(id, body));
       if (id && !action && method === 'DELETE') {
         await this.requireBucket(id);
         try {
@@ -362,6 +547,40 @@ export class AdminServer {
       }
     }
     throw new AdminError(404, 'unknown endpoint');
+  }
+
+  // Every key and every bucket with the rights each key holds there: the console's keys × buckets matrix.
+  private async permissionMatrix() {
+    const store = this.deps.store;
+    const [keys, buckets] = await Promise.all([store.listKeys(), store.listBuckets()]);
+    return {
+      keys: keys.map((k) => ({ accessKeyId: k.id, name: k.name, allowCreateBucket: k.allowCreateBucket })),
+      buckets: buckets.map((b) => ({ name: b.name, permissions: b.permissions })),
+    };
+  }
+
+  // Default encryption, CORS rules and tags; a setting absent from the body is left as it is, null removes it.
+  private async updateBucket(name: string, body: Record<string, unknown>): Promise<BucketRecord> {
+    const store = this.deps.store;
+    let b = await this.requireBucket(name);
+    const enc = body.defaultEncryption;
+    if (enc !== undefined) {
+      if (enc !== null && enc !== 'AES256')
+        throw new AdminError(400, 'defaultEncryption must be "AES256" (SSE-S3) or null');
+      if (enc === 'AES256' && !this.deps.sseS3?.configured)
+        throw new AdminError(
+          400,
+          'SSE-S3 is not set up on this node: create its keyring with `coffre sse-s3 init` first',
+        );
+    }
+    const cors = body.cors === undefined || body.cors === null ? body.cors : corsRulesFrom(body.cors);
+    const tags = body.tags === undefined || body.tags === null ? body.tags : tagsFrom(body.tags);
+    // Everything is checked before anything is changed.
+    if (enc !== undefined) b = await store.setBucketEncryption(b.id, enc ?? undefined);
+    if (cors !== undefined) b = await store.setBucketCors(b.id, (cors as CorsRule[] | null) ?? undefined);
+    if (tags !== undefined)
+      b = await store.setBucketTags(b.id, (tags as Record<string, string> | null) ?? undefined);
+    return b;
   }
 
   private requireRpc(): RpcNode {

@@ -22,33 +22,37 @@ function texts(v: unknown): string[] {
 export async function putBucketCors(ctx: BucketContext): Promise<void> {
   const bucket = ctx.bucket;
   const doc = parseXml((await readSmallBody(ctx)).toString('utf8'), 'CORSConfiguration');
-  const rules = asList(doc.CORSRule);
-  if (rules.length === 0 || rules.length > MAX_CORS_RULES) throw S3Errors.malformedXml();
-  const parsed: CorsRule[] = rules.map((r) => {
+  const rules = asList(doc.CORSRule).map((r) => {
     if (typeof r !== 'object' || r === null) throw S3Errors.malformedXml();
     const rule = r as Record<string, unknown>;
-    const allowedMethods = texts(rule.AllowedMethod);
-    const allowedOrigins = texts(rule.AllowedOrigin);
-    if (allowedMethods.length === 0 || allowedOrigins.length === 0) throw S3Errors.malformedXml();
-    for (const m of allowedMethods) {
-      if (!CORS_METHODS.includes(m))
-        throw S3Errors.invalidRequest(
-          `Found unsupported HTTP method in CORS config. Unsupported method is ${m}`,
-        );
-    }
     const maxAge = asText(rule.MaxAgeSeconds);
     if (maxAge !== undefined && !/^\d+$/.test(maxAge)) throw S3Errors.malformedXml();
     return {
       id: asText(rule.ID),
-      allowedOrigins,
-      allowedMethods,
+      allowedOrigins: texts(rule.AllowedOrigin),
+      allowedMethods: texts(rule.AllowedMethod),
       allowedHeaders: texts(rule.AllowedHeader),
       exposeHeaders: texts(rule.ExposeHeader),
       maxAgeSeconds: maxAge === undefined ? undefined : Number(maxAge),
     };
   });
-  await ctx.store.setBucketCors(bucket.id, parsed);
+  await ctx.store.setBucketCors(bucket.id, checkedCorsRules(rules));
   sendEmpty(ctx.res, 200);
+}
+
+/** A bucket's CORS rules as S3 accepts them: 1 to 100 rules, each with origins and known methods. */
+export function checkedCorsRules(rules: CorsRule[]): CorsRule[] {
+  if (rules.length === 0 || rules.length > MAX_CORS_RULES) throw S3Errors.malformedXml();
+  for (const rule of rules) {
+    if (rule.allowedMethods.length === 0 || rule.allowedOrigins.length === 0) throw S3Errors.malformedXml();
+    for (const m of rule.allowedMethods) {
+      if (!CORS_METHODS.includes(m))
+        throw S3Errors.invalidRequest(
+          `Found unsupported HTTP method in CORS config. Unsupported method is ${m}`,
+        );
+    }
+  }
+  return rules;
 }
 
 export async function getBucketCors(ctx: BucketContext): Promise<void> {

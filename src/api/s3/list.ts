@@ -23,7 +23,7 @@ export interface ListPage<T> {
 const SCAN_PAGE = 1000;
 
 // Objects in key order after `startAfter`, fetched from the store a page at a time.
-async function* scanObjects(
+export async function* scanObjects(
   store: MetadataStore,
   bucketId: string,
   prefix: string,

@@ -243,19 +243,24 @@ function checkedLocation(bucket: string, key: string | undefined): { bucket?: st
   return { bucket, key };
 }
 
-function makeBody(req: IncomingMessage, auth: AuthContext): (opts?: { md5?: boolean }) => RequestBody {
+// The body of a request, verified as it streams: by its signature (`auth`, when the request was signed with
+// SigV4) and the digests its headers declare. The admin console's transfers carry no signature (auth absent).
+export function makeBody(
+  req: IncomingMessage,
+  auth?: AuthContext,
+): (opts?: { md5?: boolean }) => RequestBody {
   let body: RequestBody | undefined;
   return (opts = {}) => {
     if (body) return body;
     let source: Readable = req;
     let trailers: (() => Readonly<Record<string, string>>) | undefined;
-    if (isStreamingPayload(auth)) {
+    if (auth && isStreamingPayload(auth)) {
       const decoder = awsChunkedDecoderFor(auth, req.headers);
       source = pipeline(req, decoder, () => undefined);
       trailers = () => decoder.trailers;
     }
     const expect = bodyExpectationsFromHeaders(req.headers, {
-      expectedSha256: auth.expectedSha256,
+      expectedSha256: auth?.expectedSha256,
       trailers,
     });
     if (opts.md5 === false && expect.contentMd5 === undefined) expect.md5 = false;
@@ -504,7 +509,10 @@ export class S3Server {
       authenticated();
       signingKey?.fill(0);
       const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-      this.deps.metrics?.observe(operation, res.statusCode, seconds);
+      this.deps.metrics?.observe(operation, res.statusCode, seconds, {
+        in: declaredLength,
+        out: socket.bytesWritten - writtenBefore,
+      });
     }
   }
 

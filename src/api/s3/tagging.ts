@@ -32,6 +32,11 @@ function checkedTags(pairs: [string, string][], limit: number): Tags {
   return tags;
 }
 
+/** A bucket's tags, checked as PutBucketTagging checks them (the admin API's way in). */
+export function checkedBucketTags(pairs: [string, string][]): Tags {
+  return checkedTags(pairs, MAX_BUCKET_TAGS);
+}
+
 /** Tags given as a URL query string (`x-amz-tagging: a=1&b=2`); undefined when absent. */
 export function tagsFromQueryString(value: string | undefined): Tags | undefined {
   if (value === undefined) return undefined;

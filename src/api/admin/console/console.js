@@ -1,0 +1,983 @@
+// The coffre web console: a page of the node's admin API, calling that API with the session cookie the
+// browser holds (HttpOnly: never seen here) and the CSRF token the sign-in gave, sent in a header with every
+// call that changes something. All text goes into the page as text (never as HTML), and nothing is loaded
+// from anywhere but this node. SSE-C keys typed here are sent with the one request that needs them and
+// never stored.
+'use strict';
+
+const CSRF_HEADER = 'X-Coffre-CSRF';
+let session = null; // { csrfToken, secure, fromLoopback, nodeId }
+let pageTimer = null;
+
+// ---- small helpers -------------------------------------------------------------------------------------
+
+function h(tag, attrs, ...children) {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs ?? {})) {
+    if (v === undefined || v === null || v === false) continue;
+    if (k.startsWith('on')) el.addEventListener(k.slice(2), v);
+    else if (k === 'class') el.className = v;
+    else if (v === true) el.setAttribute(k, '');
+    else el.setAttribute(k, String(v));
+  }
+  for (const c of children.flat()) {
+    if (c === undefined || c === null || c === false) continue;
+    el.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+  return el;
+}
+
+function table(headers, rows) {
+  return h(
+    'table',
+    {},
+    h(
+      'thead',
+      {},
+      h(
+        'tr',
+        {},
+        headers.map((t) => h('th', {}, t)),
+      ),
+    ),
+    h('tbody', {}, rows),
+  );
+}
+
+function say(text, kind = 'ok') {
+  const m = document.getElementById('message');
+  m.textContent = text;
+  m.className = kind;
+}
+
+function bytes(n) {
+  if (n === null || n === undefined) return '-';
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let i = 0;
+  let v = n;
+  while (v >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i++;
+  }
+  return `${i === 0 ? v : v.toFixed(1)} ${units[i]}`;
+}
+
+function parseSize(text) {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?)\s*$/i.exec(text);
+  if (!m) return undefined;
+  const power = { '': 0, k: 1, m: 2, g: 3, t: 4 }[m[2].toLowerCase()];
+  const base = m[3].toLowerCase().startsWith('i') ? 1024 : 1000;
+  return Math.round(Number(m[1]) * base ** power);
+}
+
+function when(iso) {
+  return iso ? new Date(iso).toLocaleString() : '-';
+}
+
+// Saves what a link points at as a file (a detached link may not be followed by every browser).
+function saveLink(href, name) {
+  const a = h('a', { href, download: name, hidden: true });
+  document.body.append(a);
+  a.click();
+  a.remove();
+}
+
+function pathOf(...segments) {
+  return segments.map(encodeURIComponent).join('/');
+}
+
+class ApiError extends Error {
+  constructor(status, message) {
+    super(message);
+    this.status = status;
+  }
+}
+
+async function api(method, path, body) {
+  const headers = {};
+  if (method !== 'GET' && method !== 'HEAD') headers[CSRF_HEADER] = session?.csrfToken ?? '';
+  if (body !== undefined) headers['Content-Type'] = 'application/json';
+  const res = await fetch(path, {
+    method,
+    headers,
+    credentials: 'same-origin',
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await res.text();
+  let data = {};
+  try {
+    data = text ? JSON.parse(text) : {};
+  } catch {
+    data = { error: text };
+  }
+  if (res.status === 401) {
+    showSignIn('Your session has ended: sign in again.');
+    throw new ApiError(401, data.error ?? 'signed out');
+  }
+  if (!res.ok) throw new ApiError(res.status, data.error ?? `error ${res.status}`);
+  return data;
+}
+
+// Runs an action from a button or form, reporting its outcome below the page.
+async function act(what, fn) {
+  try {
+    const r = await fn();
+    say(what);
+    return r;
+  } catch (err) {
+    say(`${err.message}`, 'error');
+    return undefined;
+  }
+}
+
+// ---- sign-in ---------------------------------------------------------------------------------------------
+
+function showSignIn(note) {
+  session = null;
+  clearInterval(pageTimer);
+  document.getElementById('nav').hidden = true;
+  document.getElementById('sign-out').hidden = true;
+  document.getElementById('page').hidden = true;
+  document.getElementById('sign-in').hidden = false;
+  document.getElementById('whoami').textContent = '';
+  if (note) say(note, 'error');
+}
+
+function showApp() {
+  document.getElementById('sign-in').hidden = true;
+  document.getElementById('nav').hidden = false;
+  document.getElementById('sign-out').hidden = false;
+  document.getElementById('page').hidden = false;
+  const node = session.nodeId ? `node ${session.nodeId.slice(0, 12)}` : 'node';
+  document.getElementById('whoami').textContent = `${node} · ${session.secure ? 'TLS' : 'loopback HTTP'}`;
+  route();
+}
+
+async function signIn(event) {
+  event.preventDefault();
+  const input = document.getElementById('token');
+  const res = await fetch('/v1/session', {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json' },
+    credentials: 'same-origin',
+    body: JSON.stringify({ token: input.value }),
+  });
+  input.value = '';
+  const data = await res.json().catch(() => ({}));
+  if (!res.ok) return say(data.error ?? `sign-in refused (${res.status})`, 'error');
+  session = data;
+  say('Signed in.');
+  showApp();
+}
+
+async function signOut() {
+  await api('DELETE', '/v1/session').catch(() => undefined);
+  showSignIn();
+  say('Signed out.');
+}
+
+// ---- pages -----------------------------------------------------------------------------------------------
+
+const PAGES = {
+  buckets: bucketsPage,
+  keys: keysPage,
+  objects: objectsPage,
+  cluster: clusterPage,
+  encryption: encryptionPage,
+  metrics: metricsPage,
+};
+
+function route() {
+  if (!session) return;
+  clearInterval(pageTimer);
+  const [name, ...rest] = location.hash.slice(1).split('/');
+  const page = PAGES[name] ? name : 'buckets';
+  for (const a of document.querySelectorAll('nav a'))
+    a.classList.toggle('current', a.getAttribute('href') === `#${page}`);
+  const root = document.getElementById('page');
+  root.replaceChildren(h('p', { class: 'note' }, 'Loading…'));
+  PAGES[page](root, rest.map(decodeURIComponent)).catch((err) => {
+    if (err.status !== 401) root.replaceChildren(h('p', { class: 'down' }, err.message));
+  });
+}
+
+async function bucketsPage(root) {
+  const buckets = await api('GET', '/v1/buckets');
+  const name = h('input', { id: 'new-bucket', placeholder: 'bucket name', required: true });
+  const create = h(
+    'form',
+    {
+      class: 'inline',
+      onsubmit: async (e) => {
+        e.preventDefault();
+        if (
+          await act(`Bucket ${name.value} created.`, () => api('POST', '/v1/buckets', { name: name.value }))
+        )
+          route();
+      },
+    },
+    h('label', { for: 'new-bucket' }, 'New bucket'),
+    name,
+    h('button', { type: 'submit' }, 'Create'),
+  );
+  const detail = h('div', { id: 'bucket-detail' });
+  const rows = buckets.map((b) =>
+    h(
+      'tr',
+      { 'data-bucket': b.name },
+      h(
+        'td',
+        {},
+        h(
+          'a',
+          { href: '#buckets', onclick: (e) => (e.preventDefault(), showBucket(detail, b.name)) },
+          b.name,
+        ),
+      ),
+      h('td', {}, when(b.createdAt)),
+      h('td', {}, h('a', { href: `#objects/${encodeURIComponent(b.name)}` }, 'objects')),
+    ),
+  );
+  root.replaceChildren(
+    h('h1', {}, 'Buckets'),
+    create,
+    buckets.length ? table(['Name', 'Created', ''], rows) : h('p', { class: 'note' }, 'No bucket yet.'),
+    detail,
+  );
+}
+
+async function showBucket(detail, name) {
+  const b = await api('GET', `/v1/buckets/${pathOf(name)}`);
+  const enc = h(
+    'select',
+    { id: 'bucket-encryption' },
+    h(
+      'option',
+      { value: '', selected: !b.defaultEncryption },
+      'none (a request may still ask for SSE-C or SSE-S3)',
+    ),
+    h('option', { value: 'AES256', selected: b.defaultEncryption === 'AES256' }, 'SSE-S3 (AES256)'),
+  );
+  const tags = h('textarea', { id: 'bucket-tags', placeholder: 'key=value, one a line' });
+  tags.value = Object.entries(b.tags)
+    .map(([k, v]) => `${k}=${v}`)
+    .join('\n');
+  const cors = h('textarea', {
+    id: 'bucket-cors',
+    placeholder: '[{"allowedOrigins": ["https://example.com"], "allowedMethods": ["GET"]}]',
+  });
+  cors.value = b.cors.length ? JSON.stringify(b.cors, null, 2) : '';
+  const save = async () => {
+    let corsRules = null;
+    if (cors.value.trim()) {
+      try {
+        corsRules = JSON.parse(cors.value);
+      } catch {
+        return say('CORS rules must be JSON: a list of rules', 'error');
+      }
+    }
+    const tagMap = {};
+    for (const line of tags.value.split('\n')) {
+      if (!line.trim()) continue;
+      const eq = line.indexOf('=');
+      tagMap[(eq < 0 ? line : line.slice(0, eq)).trim()] = eq < 0 ? '' : line.slice(eq + 1).trim();
+    }
+    const body = {
+      defaultEncryption: enc.value || null,
+      tags: Object.keys(tagMap).length ? tagMap : null,
+      cors: corsRules,
+    };
+    if (await act(`Settings of ${name} saved.`, () => api('PATCH', `/v1/buckets/${pathOf(name)}`, body)))
+      showBucket(detail, name);
+  };
+  const remove = async () => {
+    if (!confirm(`Delete bucket ${name}? It must be empty.`)) return;
+    if (await act(`Bucket ${name} deleted.`, () => api('DELETE', `/v1/buckets/${pathOf(name)}`))) route();
+  };
+  detail.replaceChildren(
+    h(
+      'div',
+      { class: 'panel' },
+      h('h2', {}, `Bucket ${b.name}`),
+      h(
+        'p',
+        {},
+        `${b.objects} objects, ${bytes(b.bytes)} · created ${when(b.createdAt)} · id `,
+        h('code', {}, b.id),
+      ),
+      h('div', { class: 'row' }, h('label', { for: 'bucket-encryption' }, 'Default encryption'), enc),
+      h('label', { for: 'bucket-tags' }, 'Tags'),
+      tags,
+      h('label', { for: 'bucket-cors' }, 'CORS rules (JSON)'),
+      cors,
+      h(
+        'table',
+        {},
+        h(
+          'tr',
+          {},
+          h('th', {}, 'Versioning'),
+          h('td', { class: 'note' }, 'not yet in coffre: every bucket is unversioned'),
+        ),
+        h('tr', {}, h('th', {}, 'Lifecycle rules'), h('td', { class: 'note' }, 'not yet in coffre')),
+        h(
+          'tr',
+          {},
+          h('th', {}, 'Bucket policy'),
+          h('td', { class: 'note' }, 'not yet in coffre: access is per key (Access keys page)'),
+        ),
+      ),
+      h('h2', {}, 'Keys with access'),
+      b.keys.length
+        ? table(
+            ['Key', 'Name', 'Read', 'Write', 'Owner'],
+            b.keys.map((k) =>
+              h(
+                'tr',
+                {},
+                h('td', { class: 'mono' }, k.accessKeyId),
+                h('td', {}, k.name ?? ''),
+                ...['read', 'write', 'owner'].map((p) => h('td', {}, k[p] ? 'yes' : '')),
+              ),
+            ),
+          )
+        : h('p', { class: 'note' }, 'No key has access yet.'),
+      h(
+        'div',
+        { class: 'row' },
+        h('button', { id: 'save-bucket', type: 'button', onclick: save }, 'Save settings'),
+        h(
+          'button',
+          { id: 'delete-bucket', type: 'button', class: 'danger', onclick: remove },
+          'Delete bucket',
+        ),
+      ),
+    ),
+  );
+}
+
+async function keysPage(root) {
+  const matrix = await api('GET', '/v1/permissions');
+  const name = h('input', { id: 'new-key', placeholder: 'key name', required: true });
+  const canCreate = h('input', { id: 'new-key-create-bucket', type: 'checkbox' });
+  const secretBox = h('div', { id: 'new-secret' });
+  const create = h(
+    'form',
+    {
+      class: 'inline',
+      onsubmit: async (e) => {
+        e.preventDefault();
+        const k = await act(`Key ${name.value} created.`, () =>
+          api('POST', '/v1/keys', { name: name.value, allowCreateBucket: canCreate.checked }),
+        );
+        if (!k) return;
+        await keysPage(root);
+        // The secret is shown this once, in this page only: it is not kept anywhere the page can read again.
+        document
+          .getElementById('new-secret')
+          .replaceChildren(
+            h(
+              'div',
+              { class: 'secret' },
+              h('p', {}, 'Copy the secret now: it is shown only this once.'),
+              h('p', {}, 'Access key id: ', h('code', { id: 'created-key-id' }, k.accessKeyId)),
+              h('p', {}, 'Secret access key: ', h('code', { id: 'created-key-secret' }, k.secretAccessKey)),
+            ),
+          );
+      },
+    },
+    h('label', { for: 'new-key' }, 'New key'),
+    name,
+    canCreate,
+    h('label', { for: 'new-key-create-bucket' }, 'may create buckets'),
+    h('button', { type: 'submit' }, 'Create'),
+  );
+  const keyRows = matrix.keys.map((k) =>
+    h(
+      'tr',
+      { 'data-key': k.accessKeyId },
+      h('td', { class: 'mono' }, k.accessKeyId),
+      h('td', {}, k.name),
+      h('td', {}, k.allowCreateBucket ? 'yes' : ''),
+      h(
+        'td',
+        {},
+        h(
+          'button',
+          {
+            type: 'button',
+            class: 'danger',
+            onclick: async () => {
+              if (!confirm(`Delete key ${k.name} (${k.accessKeyId})?`)) return;
+              if (
+                await act(`Key ${k.name} deleted.`, () => api('DELETE', `/v1/keys/${pathOf(k.accessKeyId)}`))
+              )
+                keysPage(root);
+            },
+          },
+          'Delete',
+        ),
+      ),
+    ),
+  );
+  const toggle = (bucket, key, right) => async (e) => {
+    const box = e.target;
+    const action = box.checked ? 'allow' : 'deny';
+    const ok = await act(`${action === 'allow' ? 'Granted' : 'Revoked'} ${right} on ${bucket}.`, () =>
+      api('POST', `/v1/buckets/${pathOf(bucket)}/${action}`, { accessKeyId: key, [right]: true }),
+    );
+    if (!ok) box.checked = !box.checked;
+  };
+  const matrixTable = table(
+    ['Key', ...matrix.buckets.map((b) => b.name)],
+    matrix.keys.map((k) =>
+      h(
+        'tr',
+        {},
+        h('th', {}, k.name),
+        matrix.buckets.map((b) => {
+          const p = b.permissions[k.accessKeyId] ?? {};
+          return h(
+            'td',
+            {},
+            ['read', 'write', 'owner'].map((right) => {
+              const id = `perm-${k.accessKeyId}-${b.name}-${right}`;
+              return h(
+                'span',
+                {},
+                h('input', {
+                  type: 'checkbox',
+                  id,
+                  checked: Boolean(p[right]),
+                  onchange: toggle(b.name, k.accessKeyId, right),
+                }),
+                h('label', { for: id }, right[0].toUpperCase() + ' '),
+              );
+            }),
+          );
+        }),
+      ),
+    ),
+  );
+  root.replaceChildren(
+    h('h1', {}, 'Access keys'),
+    create,
+    secretBox,
+    matrix.keys.length
+      ? table(['Access key id', 'Name', 'Creates buckets', ''], keyRows)
+      : h('p', { class: 'note' }, 'No key yet.'),
+    h('h2', {}, 'Permissions (R read, W write, O owner)'),
+    matrix.keys.length && matrix.buckets.length
+      ? matrixTable
+      : h('p', { class: 'note' }, 'Create a key and a bucket first.'),
+  );
+}
+
+// An SSE-C key as the aws CLI takes it (32 characters) or as S3 sends it (base64 of 32 bytes); base64 out.
+function sseCKey(text) {
+  if (!text) return undefined;
+  const raw = new TextEncoder().encode(text);
+  if (raw.length === 32) return btoa(String.fromCharCode(...raw));
+  try {
+    if (atob(text).length === 32) return text;
+  } catch {
+    // not base64
+  }
+  throw new Error('an SSE-C key is 32 characters, or the base64 of 32 bytes');
+}
+
+function sseCHeaders(key) {
+  return key
+    ? {
+        'x-amz-server-side-encryption-customer-algorithm': 'AES256',
+        'x-amz-server-side-encryption-customer-key': key,
+      }
+    : {};
+}
+
+async function objectsPage(root, [bucketArg, ...prefixParts]) {
+  const buckets = await api('GET', '/v1/buckets');
+  if (!buckets.length) {
+    root.replaceChildren(h('h1', {}, 'Objects'), h('p', { class: 'note' }, 'Create a bucket first.'));
+    return;
+  }
+  const bucket = buckets.some((b) => b.name === bucketArg) ? bucketArg : buckets[0].name;
+  const prefix = prefixParts.join('/');
+  const go = (b, p) => {
+    location.hash = `#objects/${encodeURIComponent(b)}${p ? '/' + p.split('/').map(encodeURIComponent).join('/') : ''}`;
+  };
+  const select = h(
+    'select',
+    { id: 'objects-bucket', onchange: () => go(select.value, '') },
+    buckets.map((b) => h('option', { value: b.name, selected: b.name === bucket }, b.name)),
+  );
+  const listing = await api(
+    'GET',
+    `/v1/objects/${pathOf(bucket)}?prefix=${encodeURIComponent(prefix)}&delimiter=/`,
+  );
+  const sseAllowed = session.secure || session.fromLoopback;
+  const keyInput = h('input', {
+    id: 'ssec-key',
+    type: 'password',
+    autocomplete: 'off',
+    placeholder: sseAllowed ? '32 characters or base64' : 'only over TLS or from this machine',
+    disabled: !sseAllowed,
+  });
+  const file = h('input', { id: 'upload-file', type: 'file' });
+  const progress = h('progress', { id: 'upload-progress', max: 100, value: 0 });
+  const upload = () => {
+    const f = file.files[0];
+    if (!f) return say('Choose a file first.', 'error');
+    let key;
+    try {
+      key = sseCKey(keyInput.value);
+    } catch (err) {
+      return say(err.message, 'error');
+    }
+    const xhr = new XMLHttpRequest();
+    xhr.open(
+      'PUT',
+      `/v1/objects/${pathOf(bucket)}/${(prefix + f.name).split('/').map(encodeURIComponent).join('/')}`,
+    );
+    xhr.setRequestHeader(CSRF_HEADER, session.csrfToken);
+    xhr.setRequestHeader('Content-Type', f.type || 'application/octet-stream');
+    for (const [k, v] of Object.entries(sseCHeaders(key))) xhr.setRequestHeader(k, v);
+    xhr.upload.onprogress = (e) => {
+      if (e.lengthComputable) progress.value = Math.round((e.loaded / e.total) * 100);
+    };
+    xhr.onload = () => {
+      if (xhr.status >= 200 && xhr.status < 300) {
+        progress.value = 100;
+        say(`Uploaded ${f.name} (${bytes(f.size)}).`);
+        route();
+      } else {
+        let msg = `upload failed (${xhr.status})`;
+        try {
+          msg = JSON.parse(xhr.responseText).error ?? msg;
+        } catch {
+          // not JSON
+        }
+        say(msg, 'error');
+      }
+    };
+    xhr.onerror = () => say('upload failed: the connection broke', 'error');
+    xhr.send(f);
+  };
+  const download = async (o) => {
+    let key;
+    try {
+      key = sseCKey(keyInput.value);
+    } catch (err) {
+      return say(err.message, 'error');
+    }
+    const url = `/v1/objects/${pathOf(bucket)}/${o.key.split('/').map(encodeURIComponent).join('/')}`;
+    const name = o.key.slice(o.key.lastIndexOf('/') + 1);
+    if (!key) {
+      // A plain download streams straight to disk: the browser follows the link with its session cookie.
+      saveLink(url, name);
+      return;
+    }
+    // A header cannot ride on a link, so an SSE-C object comes through fetch (held in memory, then saved).
+    const res = await fetch(url, { headers: sseCHeaders(key), credentials: 'same-origin' });
+    if (!res.ok)
+      return say((await res.json().catch(() => ({}))).error ?? `download failed (${res.status})`, 'error');
+    const blobUrl = URL.createObjectURL(await res.blob());
+    saveLink(blobUrl, name);
+    setTimeout(() => URL.revokeObjectURL(blobUrl), 60_000);
+    say(`Downloaded ${name}.`);
+  };
+  const remove = async (o) => {
+    if (!confirm(`Delete ${o.key}?`)) return;
+    const url = `/v1/objects/${pathOf(bucket)}/${o.key.split('/').map(encodeURIComponent).join('/')}`;
+    if (await act(`Deleted ${o.key}.`, () => api('DELETE', url))) route();
+  };
+  const crumbs = [h('a', { class: 'crumb', onclick: () => go(bucket, '') }, bucket)];
+  let acc = '';
+  for (const part of prefix.split('/').filter(Boolean)) {
+    acc += part + '/';
+    const target = acc;
+    crumbs.push(' / ', h('a', { class: 'crumb', onclick: () => go(bucket, target) }, part));
+  }
+  const rows = [
+    ...listing.prefixes.map((p) =>
+      h(
+        'tr',
+        {},
+        h('td', {}, h('a', { class: 'crumb', onclick: () => go(bucket, p) }, p.slice(prefix.length))),
+        h('td', {}),
+        h('td', {}),
+        h('td', {}),
+        h('td', {}),
+      ),
+    ),
+    ...listing.objects.map((o) =>
+      h(
+        'tr',
+        { 'data-object': o.key },
+        h('td', { class: 'mono' }, o.key.slice(prefix.length)),
+        h('td', { class: 'num' }, bytes(o.size)),
+        h('td', {}, when(o.lastModified)),
+        h('td', {}, o.encryption === 'plaintext' ? '' : o.encryption.toUpperCase()),
+        h(
+          'td',
+          {},
+          h('button', { type: 'button', class: 'secondary', onclick: () => download(o) }, 'Download'),
+          ' ',
+          h('button', { type: 'button', class: 'danger', onclick: () => remove(o) }, 'Delete'),
+        ),
+      ),
+    ),
+  ];
+  root.replaceChildren(
+    h('h1', {}, 'Objects'),
+    h(
+      'div',
+      { class: 'row' },
+      h('label', { for: 'objects-bucket' }, 'Bucket'),
+      select,
+      h('span', {}, ...crumbs),
+    ),
+    h(
+      'div',
+      { class: 'panel' },
+      h(
+        'div',
+        { class: 'row' },
+        h('label', { for: 'upload-file' }, `Upload to ${bucket}/${prefix}`),
+        file,
+        h('button', { id: 'upload', type: 'button', onclick: upload }, 'Upload'),
+        progress,
+      ),
+      h(
+        'div',
+        { class: 'row' },
+        h('label', { for: 'ssec-key' }, 'SSE-C key (optional, for uploads and downloads)'),
+        keyInput,
+        h('span', { class: 'note' }, 'sent with each request that needs it, never stored'),
+      ),
+    ),
+    rows.length
+      ? table(['Name', 'Size', 'Modified', 'Encryption', ''], rows)
+      : h('p', { class: 'note' }, 'Nothing here yet.'),
+    listing.next ? h('p', { class: 'note' }, 'More objects follow: narrow the prefix to see them.') : null,
+    h('p', { class: 'note' }, 'Object versions: not yet in coffre (every bucket is unversioned).'),
+  );
+}
+
+async function clusterPage(root) {
+  const [status, layout] = await Promise.all([api('GET', '/v1/status'), api('GET', '/v1/layout')]);
+  const meta = layout.metadata;
+  const copies = new Set(layout.metadataCopies ?? []);
+  const nodeRows = status.nodes.map((n) =>
+    h(
+      'tr',
+      { 'data-node': n.id },
+      h('td', { class: 'mono', title: n.id }, n.id.slice(0, 16) + (n.self ? ' (this node)' : '')),
+      h('td', { class: 'mono' }, n.addr ?? '-'),
+      h('td', {}, n.role + (n.id === meta ? ' · metadata' : copies.has(n.id) ? ' · metadata copy' : '')),
+      h('td', {}, n.zone ?? '-'),
+      h('td', { class: 'num' }, n.capacity === null ? '-' : bytes(n.capacity)),
+      h('td', { class: n.up ? 'up' : 'down' }, n.up ? 'up' : 'down'),
+      h('td', {}, when(n.lastSeen)),
+    ),
+  );
+  const staged = Object.entries(layout.staged);
+  const stagedRows = staged.map(([id, r]) =>
+    h(
+      'tr',
+      {},
+      h('td', { class: 'mono' }, id.slice(0, 16)),
+      h(
+        'td',
+        {},
+        r === null
+          ? 'remove'
+          : r.capacity === null
+            ? `gateway in ${r.zone}`
+            : `storage in ${r.zone}, ${bytes(r.capacity)}`,
+      ),
+    ),
+  );
+  const nodeId = h('input', { id: 'assign-node', placeholder: 'node id or prefix', required: true });
+  const zone = h('input', { id: 'assign-zone', placeholder: 'zone', value: 'default' });
+  const capacity = h('input', { id: 'assign-capacity', placeholder: 'capacity, e.g. 10G' });
+  const gateway = h('input', { id: 'assign-gateway', type: 'checkbox' });
+  const assign = h(
+    'form',
+    {
+      class: 'inline',
+      onsubmit: async (e) => {
+        e.preventDefault();
+        const body = { nodeId: nodeId.value, zone: zone.value };
+        if (gateway.checked) body.gateway = true;
+        else {
+          const c = parseSize(capacity.value);
+          if (!c) return say('give a capacity such as 10G, or tick gateway', 'error');
+          body.capacity = c;
+        }
+        if (await act('Change staged.', () => api('POST', '/v1/layout/assign', body))) route();
+      },
+    },
+    h('label', { for: 'assign-node' }, 'Assign'),
+    nodeId,
+    zone,
+    capacity,
+    gateway,
+    h('label', { for: 'assign-gateway' }, 'gateway'),
+    h('button', { type: 'submit' }, 'Stage'),
+    h(
+      'button',
+      {
+        type: 'button',
+        class: 'secondary',
+        onclick: async () => {
+          if (await act('Removal staged.', () => api('POST', '/v1/layout/remove', { nodeId: nodeId.value })))
+            route();
+        },
+      },
+      'Stage removal',
+    ),
+  );
+  const next = layout.version + 1;
+  const apply = h(
+    'button',
+    {
+      id: 'apply-layout',
+      type: 'button',
+      disabled: staged.length === 0,
+      onclick: async () => {
+        if (
+          await act(`Layout version ${next} applied.`, () =>
+            api('POST', '/v1/layout/apply', { version: next }),
+          )
+        )
+          route();
+      },
+    },
+    `Apply as version ${next}`,
+  );
+  const md = status.metadata;
+  const rb = status.rebalance;
+  root.replaceChildren(
+    h('h1', {}, `Cluster · layout version ${layout.version}`),
+    table(['Node', 'Address', 'Role', 'Zone', 'Capacity', 'State', 'Last seen'], nodeRows),
+    h('h2', {}, 'Staged changes'),
+    staged.length ? table(['Node', 'Change'], stagedRows) : h('p', { class: 'note' }, 'Nothing staged.'),
+    assign,
+    h(
+      'div',
+      { class: 'row' },
+      apply,
+      h('span', { class: 'note' }, 'applies only if the layout is still at version ' + layout.version),
+    ),
+    h('h2', {}, 'Metadata'),
+    md
+      ? h(
+          'div',
+          {},
+          h(
+            'p',
+            {},
+            `This node: ${md.role}, at log position ${md.position}${md.resyncing ? ' (being rebuilt)' : ''}.`,
+          ),
+          md.copies.length
+            ? table(
+                ['Copy', 'Holds up to', 'State'],
+                md.copies.map((c) =>
+                  h(
+                    'tr',
+                    {},
+                    h('td', { class: 'mono' }, c.id.slice(0, 16)),
+                    h('td', { class: 'num' }, c.acked),
+                    h('td', { class: c.up ? 'up' : 'down' }, c.up ? 'up' : `failing: ${c.error ?? ''}`),
+                  ),
+                ),
+              )
+            : null,
+        )
+      : h('p', { class: 'note' }, 'No metadata replication on this node.'),
+    h('h2', {}, 'Rebalance'),
+    h(
+      'p',
+      {},
+      rb
+        ? rb.running
+          ? 'A pass is running.'
+          : `Settled at layout version ${rb.settledVersion ?? '-'}.`
+        : 'No rebalancer on this node.',
+    ),
+  );
+  pageTimer = setInterval(() => {
+    if (location.hash.startsWith('#cluster') && !document.activeElement?.closest('form')) route();
+  }, 10_000);
+}
+
+async function encryptionPage(root) {
+  const s = await api('GET', '/v1/sse-s3');
+  const state = !s.configured ? 'not set up' : s.unlocked ? 'unlocked' : 'locked';
+  root.replaceChildren(
+    h('h1', {}, 'Encryption'),
+    h(
+      'p',
+      {},
+      'SSE-S3 keyring: ',
+      h('span', { id: 'sse-s3-state', class: s.unlocked ? 'up' : 'down' }, state),
+      s.keyring ? ` · keyring ${s.keyring}` : '',
+    ),
+    s.damaged ? h('p', { class: 'down' }, s.damaged) : null,
+    !s.configured
+      ? h('p', { class: 'note' }, 'Create the keyring with `coffre sse-s3 init --recipient KEY`.')
+      : null,
+    s.configured && !s.unlocked
+      ? h(
+          'p',
+          { class: 'note' },
+          'Unlock it with `coffre sse-s3 unlock --gpg` on an operator machine: master keys never pass through this page.',
+        )
+      : null,
+    s.keys?.length
+      ? table(
+          ['Master key', 'Created', 'Sealed to (OpenPGP fingerprints)', ''],
+          s.keys.map((k) =>
+            h(
+              'tr',
+              {},
+              h('td', { class: 'mono' }, k.id),
+              h('td', {}, when(k.created)),
+              h('td', { class: 'mono' }, k.recipients.join('\n')),
+              h('td', {}, k.id === s.current ? 'current' : ''),
+            ),
+          ),
+        )
+      : null,
+    h(
+      'p',
+      { class: 'note' },
+      'No key material is ever shown here. Recipients by OpenPGP user id and rotation progress: not yet.',
+    ),
+    h('h2', {}, 'SSE-C'),
+    h(
+      'p',
+      {},
+      'Customer keys are given per request (Objects page, or any S3 client) over TLS or from this machine only, and never stored.',
+    ),
+  );
+}
+
+// Live charts from the same figures as /metrics, sampled every two seconds by this page.
+const samples = [];
+const CHARTS = [
+  ['Requests / s', (d) => d.requests],
+  ['Errors / s (4xx, 5xx)', (d) => d.errors],
+  ['Mean latency (ms)', (d) => d.latencyMs],
+  ['Bytes in / s', (d) => d.bytesIn],
+  ['Bytes out / s', (d) => d.bytesOut],
+  ['Data disk used (%)', (d) => d.diskPercent],
+];
+
+function metricTotals(list) {
+  const by = Object.fromEntries(list.map((m) => [m.name, m.values]));
+  const sum = (name, pick = () => true) => (by[name] ?? []).filter(pick).reduce((a, v) => a + v.value, 0);
+  const disk = Object.fromEntries((by.coffre_data_disk_bytes ?? []).map((v) => [v.labels.kind, v.value]));
+  return {
+    requests: sum('coffre_s3_requests_total'),
+    errors: sum('coffre_s3_requests_total', (v) => Number(v.labels.status) >= 400),
+    latencySum: sum('coffre_s3_request_duration_seconds', (v) => v.metricName?.endsWith('_sum')),
+    latencyCount: sum('coffre_s3_request_duration_seconds', (v) => v.metricName?.endsWith('_count')),
+    bytesIn: sum('coffre_s3_bytes_total', (v) => v.labels.direction === 'in'),
+    bytesOut: sum('coffre_s3_bytes_total', (v) => v.labels.direction === 'out'),
+    diskPercent: disk.total ? ((disk.total - disk.free) / disk.total) * 100 : 0,
+    at: Date.now(),
+  };
+}
+
+function drawChart(canvas, values) {
+  const ratio = window.devicePixelRatio || 1;
+  canvas.width = canvas.clientWidth * ratio;
+  canvas.height = canvas.clientHeight * ratio;
+  const g = canvas.getContext('2d');
+  g.scale(ratio, ratio);
+  const w = canvas.clientWidth;
+  const hgt = canvas.clientHeight;
+  const max = Math.max(1e-9, ...values);
+  g.strokeStyle = '#d8dde6';
+  g.strokeRect(0.5, 0.5, w - 1, hgt - 1);
+  g.fillStyle = '#5b6577';
+  g.font = '11px sans-serif';
+  g.fillText(max >= 100 ? max.toFixed(0) : max.toPrecision(3), 4, 12);
+  g.strokeStyle = '#2c5d8f';
+  g.lineWidth = 1.5;
+  g.beginPath();
+  values.forEach((v, i) => {
+    const x = (i / Math.max(1, values.length - 1)) * (w - 8) + 4;
+    const y = hgt - 4 - (v / max) * (hgt - 20);
+    if (i === 0) g.moveTo(x, y);
+    else g.lineTo(x, y);
+  });
+  g.stroke();
+}
+
+async function metricsPage(root) {
+  const grid = h('div', { class: 'charts' });
+  const canvases = CHARTS.map(([title]) => {
+    const c = h('canvas', {});
+    const value = h('span', { class: 'note' });
+    grid.append(h('div', { class: 'chart' }, h('h3', {}, title, ' ', value), c));
+    return { c, value };
+  });
+  root.replaceChildren(
+    h('h1', {}, 'Metrics'),
+    h('p', { class: 'note' }, 'The figures /metrics serves, sampled every 2 s by this page.'),
+    grid,
+  );
+  const tick = async () => {
+    const totals = metricTotals(await api('GET', '/v1/metrics'));
+    const prev = samples.at(-1)?.totals;
+    if (prev) {
+      const dt = (totals.at - prev.at) / 1000 || 1;
+      const n = totals.latencyCount - prev.latencyCount;
+      samples.push({
+        totals,
+        requests: (totals.requests - prev.requests) / dt,
+        errors: (totals.errors - prev.errors) / dt,
+        latencyMs: n > 0 ? ((totals.latencySum - prev.latencySum) / n) * 1000 : 0,
+        bytesIn: (totals.bytesIn - prev.bytesIn) / dt,
+        bytesOut: (totals.bytesOut - prev.bytesOut) / dt,
+        diskPercent: totals.diskPercent,
+      });
+    } else
+      samples.push({
+        totals,
+        requests: 0,
+        errors: 0,
+        latencyMs: 0,
+        bytesIn: 0,
+        bytesOut: 0,
+        diskPercent: totals.diskPercent,
+      });
+    if (samples.length > 90) samples.shift();
+    CHARTS.forEach(([, pick], i) => {
+      const values = samples.map(pick);
+      drawChart(canvases[i].c, values);
+      const last = values.at(-1) ?? 0;
+      canvases[i].value.textContent = last >= 100 ? last.toFixed(0) : last.toPrecision(3);
+    });
+  };
+  await tick();
+  pageTimer = setInterval(() => {
+    if (location.hash.startsWith('#metrics')) tick().catch(() => undefined);
+  }, 2000);
+}
+
+// ---- start -----------------------------------------------------------------------------------------------
+
+document.getElementById('sign-in-form').addEventListener('submit', signIn);
+document.getElementById('sign-out').addEventListener('click', signOut);
+window.addEventListener('hashchange', route);
+fetch('/v1/session', { credentials: 'same-origin' })
+  .then(async (res) => {
+    if (!res.ok) return showSignIn();
+    session = await res.json();
+    showApp();
+  })
+  .catch(() => showSignIn('This node does not answer.'));

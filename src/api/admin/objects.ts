@@ -1,0 +1,152 @@
+// api/admin/objects: object listing, upload, download and deletion for the web console. A browser holds no
+// access key secret to sign S3 requests with, so the admin API does the operation for a signed-in operator
+// (or a bearer of the admin token), through the S3 API's own handlers: the same streaming with back-pressure,
+// checksums, SSE-C and SSE-S3 decisions and commit rules as PutObject, GetObject and DeleteObject.
+import { createHash, randomBytes } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Logger } from 'pino';
+import type { CoffreConfig } from '../../config/config.js';
+import type { ObjectStore } from '../../model/store.js';
+import type { AccessKeyRecord } from '../../model/types.js';
+import type { SseS3Keys } from '../../sse/sse-s3-keys.js';
+import type { ClientTransport } from '../../util/client-transport.js';
+import type { BucketContext } from '../s3/context.js';
+import { deleteObject } from '../s3/delete.js';
+import { storedEncryptionOf } from '../s3/encryption.js';
+import { getObject } from '../s3/get.js';
+import { paginate, scanObjects } from '../s3/list.js';
+import { putObject } from '../s3/put.js';
+import { checkObjectKey } from '../s3/router.js';
+import { makeBody } from '../s3/server.js';
+import { AdminError } from './errors.js';
+
+// The operator holds every right on every bucket. Object reads and writes ask the request's key for its
+// rights only (given here); no handler used below reads anything else of it.
+const CONSOLE_KEY: AccessKeyRecord = {
+  v: 1,
+  id: 'coffre-console',
+  name: 'coffre console',
+  secret: '',
+  createdAt: 0,
+  allowCreateBucket: false,
+};
+const ALL_RIGHTS = { read: true, write: true, owner: true };
+const MAX_LIST = 1000;
+const SSE_C_KEY = 'x-amz-server-side-encryption-customer-key';
+
+export interface ObjectDeps {
+  config: CoffreConfig;
+  store: ObjectStore;
+  log: Logger;
+  sseS3?: SseS3Keys;
+}
+
+/** `/v1/objects/<bucket>[/<key>]`: the bucket and key a request names (the key keeps its slashes). */
+export function objectTarget(rawPath: string): { bucket: string; key?: string } {
+  const rest = rawPath.slice('/v1/objects/'.length);
+  const slash = rest.indexOf('/');
+  try {
+    const bucket = decodeURIComponent(slash < 0 ? rest : rest.slice(0, slash));
+    const key =
+      slash < 0 || slash === rest.length - 1 ? undefined : decodeURIComponent(rest.slice(slash + 1));
+    if (!bucket) throw new AdminError(404, 'name a bucket: /v1/objects/<bucket>[/<key>]');
+    return { bucket, key };
+  } catch (err) {
+    if (err instanceof AdminError) throw err;
+    throw new AdminError(400, 'the request path is not valid percent-encoding');
+  }
+}
+
+export async function serveObjects(
+  deps: ObjectDeps,
+  req: IncomingMessage,
+  res: ServerResponse,
+  rawPath: string,
+  query: URLSearchParams,
+  transport: ClientTransport,
+): Promise<void> {
+  const { bucket: bucketName, key } = objectTarget(rawPath);
+  const bucket = await deps.store.bucketByName(bucketName);
+  if (!bucket) throw new AdminError(404, `no bucket ${bucketName}`);
+  const method = req.method ?? 'GET';
+  if (key === undefined) {
+    if (method !== 'GET') throw new AdminError(405, "a bucket's objects are listed with GET");
+    return sendJson(res, await listing(deps.store, bucket.id, query));
+  }
+  checkObjectKey(key);
+  addSseCKeyDigest(req);
+  // The handlers read only these query parameters: a download is always an attachment of no particular
+  // type, so that no object can ever run as a page or script of the console's origin.
+  const handlerQuery = new URLSearchParams();
+  if (method === 'GET' || method === 'HEAD') {
+    const name = key.slice(key.lastIndexOf('/') + 1);
+    handlerQuery.set('response-content-type', 'application/octet-stream');
+    handlerQuery.set(
+      'response-content-disposition',
+      `attachment; filename*=UTF-8''${encodeURIComponent(name)}`,
+    );
+  }
+  const requestId = randomBytes(8).toString('hex').toUpperCase();
+  const ctx: BucketContext = {
+    req,
+    res,
+    store: deps.store,
+    config: deps.config,
+    requestId,
+    method,
+    bucketName,
+    key,
+    query: handlerQuery,
+    secure: transport.secure,
+    fromLoopback: transport.fromLoopback,
+    accessKey: CONSOLE_KEY,
+    sseS3: deps.sseS3,
+    body: makeBody(req),
+    bucket,
+    permission: ALL_RIGHTS,
+  };
+  if (method === 'GET' || method === 'HEAD') return getObject(ctx, method === 'HEAD');
+  if (method === 'PUT') return putObject(ctx);
+  if (method === 'DELETE') return deleteObject(ctx);
+  throw new AdminError(405, 'objects are read with GET, written with PUT and removed with DELETE');
+}
+
+// The page gives an SSE-C key as S3 clients do, but a browser has no MD5 to compute the key's digest with:
+// when the digest is missing it is computed here, from the key the request carries (the digest guards the
+// key's transmission, which TLS or loopback already protects).
+function addSseCKeyDigest(req: IncomingMessage): void {
+  const key = req.headers[SSE_C_KEY];
+  if (typeof key !== 'string' || req.headers[`${SSE_C_KEY}-md5`] !== undefined) return;
+  const bytes = Buffer.from(key, 'base64');
+  req.headers[`${SSE_C_KEY}-md5`] = createHash('md5').update(bytes).digest('base64');
+  bytes.fill(0);
+}
+
+async function listing(store: ObjectStore, bucketId: string, query: URLSearchParams) {
+  const prefix = query.get('prefix') ?? '';
+  const delimiter = query.get('delimiter') ?? '/';
+  const after = query.get('after') || undefined;
+  const page = await paginate(
+    (startAfter) => scanObjects(store, bucketId, prefix, startAfter),
+    (o) => o.key,
+    { prefix, delimiter: delimiter || undefined, startAfter: after, maxKeys: MAX_LIST },
+  );
+  return {
+    prefix,
+    prefixes: page.prefixes,
+    objects: page.items.map((o) => ({
+      key: o.key,
+      size: o.size,
+      lastModified: new Date(o.lastModified).toISOString(),
+      etag: o.etag,
+      encryption: storedEncryptionOf(o).kind,
+    })),
+    next: page.truncated ? page.last : undefined,
+  };
+}
+
+function sendJson(res: ServerResponse, body: unknown): void {
+  const text = JSON.stringify(body) + '\n';
+  res.writeHead(200, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(text) });
+  res.end(text);
+}
