@@ -33,6 +33,7 @@ export interface ClusterNode {
   s3Port: number;
   rpcPort: number;
   adminPort: number;
+  adminToken: string;
   // The access key printed on the node's first start (a gateway's own key is unused once it joins).
   accessKeyId: string;
   secretAccessKey: string;
@@ -71,6 +72,7 @@ export async function createNode(opts: NodeOptions): Promise<ClusterNode> {
     s3Port: 0,
     rpcPort: 0,
     adminPort: 0,
+    adminToken,
     accessKeyId: '',
     secretAccessKey: '',
     process: null,

@@ -19,6 +19,7 @@ import { putObject } from '../s3/put.js';
 import { checkObjectKey } from '../s3/router.js';
 import { makeBody } from '../s3/server.js';
 import { AdminError } from './errors.js';
+import type { S3Metrics } from './metrics.js';
 
 // The operator holds every right on every bucket. Object reads and writes ask the request's key for its
 // rights only (given here); no handler used below reads anything else of it.
@@ -39,7 +40,15 @@ export interface ObjectDeps {
   store: ObjectStore;
   log: Logger;
   sseS3?: SseS3Keys;
+  metrics?: S3Metrics;
 }
+
+const OPERATIONS: Record<string, string> = {
+  GET: 'GetObject',
+  HEAD: 'HeadObject',
+  PUT: 'PutObject',
+  DELETE: 'DeleteObject',
+};
 
 /** `/v1/objects/<bucket>[/<key>]`: the bucket and key a request names (the key keeps its slashes). */
 export function objectTarget(rawPath: string): { bucket: string; key?: string } {
@@ -65,6 +74,21 @@ export async function serveObjects(
   query: URLSearchParams,
   transport: ClientTransport,
 ): Promise<void> {
+  // Counted with the S3 API's requests, as the same operations (the console's traffic is the node's too).
+  const started = process.hrtime.bigint();
+  const socket = req.socket;
+  const writtenBefore = socket.bytesWritten;
+  res.once('close', () => {
+    const declared = Number(req.headers['content-length'] ?? 0);
+    deps.metrics?.observe(
+      rawPath.slice('/v1/objects/'.length).includes('/')
+        ? (OPERATIONS[req.method ?? ''] ?? 'Unknown')
+        : 'ListObjects',
+      res.statusCode,
+      Number(process.hrtime.bigint() - started) / 1e9,
+      { in: Number.isSafeInteger(declared) ? declared : 0, out: socket.bytesWritten - writtenBefore },
+    );
+  });
   const { bucket: bucketName, key } = objectTarget(rawPath);
   const bucket = await deps.store.bucketByName(bucketName);
   if (!bucket) throw new AdminError(404, `no bucket ${bucketName}`);

@@ -8,6 +8,8 @@
 const CSRF_HEADER = 'X-Coffre-CSRF';
 let session = null; // { csrfToken, secure, fromLoopback, nodeId }
 let pageTimer = null;
+// The last upload's progress, kept across the redraw that follows it so the bar still says how it ended.
+let lastUpload = { percent: 0 };
 
 // ---- small helpers -------------------------------------------------------------------------------------
 
@@ -25,6 +27,11 @@ function h(tag, attrs, ...children) {
     el.append(c instanceof Node ? c : document.createTextNode(String(c)));
   }
   return el;
+}
+
+// Replaces an element's content, leaving out the parts a page does not show (null, undefined, false).
+function show(root, ...parts) {
+  root.replaceChildren(...parts.filter((p) => p !== null && p !== undefined && p !== false));
 }
 
 function table(headers, rows) {
@@ -50,13 +57,15 @@ function say(text, kind = 'ok') {
   m.className = kind;
 }
 
-function bytes(n) {
+// Sizes of data in binary units; capacities (given as 10G, as `coffre layout assign` takes them) in decimal.
+function bytes(n, decimal = false) {
   if (n === null || n === undefined) return '-';
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  const base = decimal ? 1000 : 1024;
+  const units = decimal ? ['B', 'kB', 'MB', 'GB', 'TB'] : ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
   let i = 0;
   let v = n;
-  while (v >= 1024 && i < units.length - 1) {
-    v /= 1024;
+  while (v >= base && i < units.length - 1) {
+    v /= base;
     i++;
   }
   return `${i === 0 ? v : v.toFixed(1)} ${units[i]}`;
@@ -195,9 +204,9 @@ function route() {
   for (const a of document.querySelectorAll('nav a'))
     a.classList.toggle('current', a.getAttribute('href') === `#${page}`);
   const root = document.getElementById('page');
-  root.replaceChildren(h('p', { class: 'note' }, 'Loading…'));
+  show(root, h('p', { class: 'note' }, 'Loading…'));
   PAGES[page](root, rest.map(decodeURIComponent)).catch((err) => {
-    if (err.status !== 401) root.replaceChildren(h('p', { class: 'down' }, err.message));
+    if (err.status !== 401) show(root, h('p', { class: 'down' }, err.message));
   });
 }
 
@@ -238,7 +247,8 @@ async function bucketsPage(root) {
       h('td', {}, h('a', { href: `#objects/${encodeURIComponent(b.name)}` }, 'objects')),
     ),
   );
-  root.replaceChildren(
+  show(
+    root,
     h('h1', {}, 'Buckets'),
     create,
     buckets.length ? table(['Name', 'Created', ''], rows) : h('p', { class: 'note' }, 'No bucket yet.'),
@@ -459,7 +469,8 @@ async function keysPage(root) {
       ),
     ),
   );
-  root.replaceChildren(
+  show(
+    root,
     h('h1', {}, 'Access keys'),
     create,
     secretBox,
@@ -498,7 +509,7 @@ function sseCHeaders(key) {
 async function objectsPage(root, [bucketArg, ...prefixParts]) {
   const buckets = await api('GET', '/v1/buckets');
   if (!buckets.length) {
-    root.replaceChildren(h('h1', {}, 'Objects'), h('p', { class: 'note' }, 'Create a bucket first.'));
+    show(root, h('h1', {}, 'Objects'), h('p', { class: 'note' }, 'Create a bucket first.'));
     return;
   }
   const bucket = buckets.some((b) => b.name === bucketArg) ? bucketArg : buckets[0].name;
@@ -524,7 +535,7 @@ async function objectsPage(root, [bucketArg, ...prefixParts]) {
     disabled: !sseAllowed,
   });
   const file = h('input', { id: 'upload-file', type: 'file' });
-  const progress = h('progress', { id: 'upload-progress', max: 100, value: 0 });
+  const progress = h('progress', { id: 'upload-progress', max: 100, value: lastUpload.percent });
   const upload = () => {
     const f = file.files[0];
     if (!f) return say('Choose a file first.', 'error');
@@ -542,12 +553,14 @@ async function objectsPage(root, [bucketArg, ...prefixParts]) {
     xhr.setRequestHeader(CSRF_HEADER, session.csrfToken);
     xhr.setRequestHeader('Content-Type', f.type || 'application/octet-stream');
     for (const [k, v] of Object.entries(sseCHeaders(key))) xhr.setRequestHeader(k, v);
+    lastUpload = { percent: 0 };
+    progress.value = 0;
     xhr.upload.onprogress = (e) => {
-      if (e.lengthComputable) progress.value = Math.round((e.loaded / e.total) * 100);
+      if (e.lengthComputable) progress.value = lastUpload.percent = Math.round((e.loaded / e.total) * 100);
     };
     xhr.onload = () => {
       if (xhr.status >= 200 && xhr.status < 300) {
-        progress.value = 100;
+        progress.value = lastUpload.percent = 100;
         say(`Uploaded ${f.name} (${bytes(f.size)}).`);
         route();
       } else {
@@ -572,6 +585,8 @@ async function objectsPage(root, [bucketArg, ...prefixParts]) {
     }
     const url = `/v1/objects/${pathOf(bucket)}/${o.key.split('/').map(encodeURIComponent).join('/')}`;
     const name = o.key.slice(o.key.lastIndexOf('/') + 1);
+    if (!key && o.encryption === 'sse-c')
+      return say(`${o.key} is encrypted with SSE-C: type its key first`, 'error');
     if (!key) {
       // A plain download streams straight to disk: the browser follows the link with its session cookie.
       saveLink(url, name);
@@ -628,7 +643,8 @@ async function objectsPage(root, [bucketArg, ...prefixParts]) {
       ),
     ),
   ];
-  root.replaceChildren(
+  show(
+    root,
     h('h1', {}, 'Objects'),
     h(
       'div',
@@ -676,7 +692,7 @@ async function clusterPage(root) {
       h('td', { class: 'mono' }, n.addr ?? '-'),
       h('td', {}, n.role + (n.id === meta ? ' · metadata' : copies.has(n.id) ? ' · metadata copy' : '')),
       h('td', {}, n.zone ?? '-'),
-      h('td', { class: 'num' }, n.capacity === null ? '-' : bytes(n.capacity)),
+      h('td', { class: 'num' }, n.capacity === null ? '-' : bytes(n.capacity, true)),
       h('td', { class: n.up ? 'up' : 'down' }, n.up ? 'up' : 'down'),
       h('td', {}, when(n.lastSeen)),
     ),
@@ -694,7 +710,7 @@ async function clusterPage(root) {
           ? 'remove'
           : r.capacity === null
             ? `gateway in ${r.zone}`
-            : `storage in ${r.zone}, ${bytes(r.capacity)}`,
+            : `storage in ${r.zone}, ${bytes(r.capacity, true)}`,
       ),
     ),
   );
@@ -758,7 +774,8 @@ async function clusterPage(root) {
   );
   const md = status.metadata;
   const rb = status.rebalance;
-  root.replaceChildren(
+  show(
+    root,
     h('h1', {}, `Cluster · layout version ${layout.version}`),
     table(['Node', 'Address', 'Role', 'Zone', 'Capacity', 'State', 'Last seen'], nodeRows),
     h('h2', {}, 'Staged changes'),
@@ -778,7 +795,7 @@ async function clusterPage(root) {
           h(
             'p',
             {},
-            `This node: ${md.role}, at log position ${md.position}${md.resyncing ? ' (being rebuilt)' : ''}.`,
+            `This node: ${md.role}, at log entry ${md.position.seq}${md.resyncing ? ' (being rebuilt)' : ''}.`,
           ),
           md.copies.length
             ? table(
@@ -807,15 +824,19 @@ async function clusterPage(root) {
         : 'No rebalancer on this node.',
     ),
   );
-  pageTimer = setInterval(() => {
-    if (location.hash.startsWith('#cluster') && !document.activeElement?.closest('form')) route();
-  }, 10_000);
+  // Nodes' states are refreshed while nothing is staged: a change being prepared is not redrawn under the
+  // operator's hands (nor its apply button turned into another version's).
+  if (staged.length === 0)
+    pageTimer = setInterval(() => {
+      if (location.hash.startsWith('#cluster') && !document.activeElement?.closest('form')) route();
+    }, 10_000);
 }
 
 async function encryptionPage(root) {
   const s = await api('GET', '/v1/sse-s3');
   const state = !s.configured ? 'not set up' : s.unlocked ? 'unlocked' : 'locked';
-  root.replaceChildren(
+  show(
+    root,
     h('h1', {}, 'Encryption'),
     h(
       'p',
@@ -866,13 +887,14 @@ async function encryptionPage(root) {
 
 // Live charts from the same figures as /metrics, sampled every two seconds by this page.
 const samples = [];
+const number = (v) => (v >= 100 ? v.toFixed(0) : v < 1e-6 ? '0' : v.toPrecision(3));
 const CHARTS = [
-  ['Requests / s', (d) => d.requests],
-  ['Errors / s (4xx, 5xx)', (d) => d.errors],
-  ['Mean latency (ms)', (d) => d.latencyMs],
-  ['Bytes in / s', (d) => d.bytesIn],
-  ['Bytes out / s', (d) => d.bytesOut],
-  ['Data disk used (%)', (d) => d.diskPercent],
+  ['Requests / s', (d) => d.requests, number],
+  ['Errors / s (4xx, 5xx)', (d) => d.errors, number],
+  ['Mean latency (ms)', (d) => d.latencyMs, number],
+  ['Bytes in / s', (d) => d.bytesIn, (v) => bytes(Math.round(v))],
+  ['Bytes out / s', (d) => d.bytesOut, (v) => bytes(Math.round(v))],
+  ['Data disk used (%)', (d) => d.diskPercent, number],
 ];
 
 function metricTotals(list) {
@@ -891,7 +913,7 @@ function metricTotals(list) {
   };
 }
 
-function drawChart(canvas, values) {
+function drawChart(canvas, values, format) {
   const ratio = window.devicePixelRatio || 1;
   canvas.width = canvas.clientWidth * ratio;
   canvas.height = canvas.clientHeight * ratio;
@@ -904,7 +926,7 @@ function drawChart(canvas, values) {
   g.strokeRect(0.5, 0.5, w - 1, hgt - 1);
   g.fillStyle = '#5b6577';
   g.font = '11px sans-serif';
-  g.fillText(max >= 100 ? max.toFixed(0) : max.toPrecision(3), 4, 12);
+  g.fillText(format(max), 4, 12);
   g.strokeStyle = '#2c5d8f';
   g.lineWidth = 1.5;
   g.beginPath();
@@ -925,7 +947,8 @@ async function metricsPage(root) {
     grid.append(h('div', { class: 'chart' }, h('h3', {}, title, ' ', value), c));
     return { c, value };
   });
-  root.replaceChildren(
+  show(
+    root,
     h('h1', {}, 'Metrics'),
     h('p', { class: 'note' }, 'The figures /metrics serves, sampled every 2 s by this page.'),
     grid,
@@ -956,11 +979,10 @@ async function metricsPage(root) {
         diskPercent: totals.diskPercent,
       });
     if (samples.length > 90) samples.shift();
-    CHARTS.forEach(([, pick], i) => {
+    CHARTS.forEach(([, pick, format], i) => {
       const values = samples.map(pick);
-      drawChart(canvases[i].c, values);
-      const last = values.at(-1) ?? 0;
-      canvases[i].value.textContent = last >= 100 ? last.toFixed(0) : last.toPrecision(3);
+      drawChart(canvases[i].c, values, format);
+      canvases[i].value.textContent = format(values.at(-1) ?? 0);
     });
   };
   await tick();
@@ -973,7 +995,10 @@ async function metricsPage(root) {
 
 document.getElementById('sign-in-form').addEventListener('submit', signIn);
 document.getElementById('sign-out').addEventListener('click', signOut);
-window.addEventListener('hashchange', route);
+window.addEventListener('hashchange', () => {
+  say('');
+  route();
+});
 fetch('/v1/session', { credentials: 'same-origin' })
   .then(async (res) => {
     if (!res.ok) return showSignIn();
