@@ -339,3 +339,78 @@ test('sessions end after their idle time and their lifetime, and are capped in n
   for (let i = 0; i < 300; i++) sessions.create();
   assert.ok(sessions.size <= 256);
 });
+
+test('bucket settings set through the admin API are checked as S3 checks them, and S3 clients see them', async (t) => {
+  const server = await startServer();
+  t.after(async () => {
+    await server.stop();
+    server.cleanup();
+  });
+  const bearer = { authorization: `Bearer ${server.adminToken}`, 'content-type': 'application/json' };
+  const patch = (body: unknown) =>
+    call(server, 'PATCH', '/v1/buckets/site', { headers: bearer, body: JSON.stringify(body) });
+  assert.equal(
+    (await call(server, 'POST', '/v1/buckets', { headers: bearer, body: '{"name":"site"}' })).status,
+    200,
+  );
+  const rule = { allowedOrigins: ['https://example.com'], allowedMethods: ['GET'] };
+  const refused: unknown[] = [
+    { cors: 'yes' },
+    { cors: [] },
+    { cors: [{ allowedOrigins: ['*'] }] },
+    { cors: [{ ...rule, allowedMethods: ['PATCH'] }] },
+    { cors: [{ ...rule, maxAgeSeconds: -1 }] },
+    { cors: Array.from({ length: 101 }, () => rule) },
+    { tags: ['a'] },
+    { tags: { 'aws:x': '1' } },
+    { tags: { a: 1 } },
+    { tags: Object.fromEntries(Array.from({ length: 51 }, (_, i) => [`k${i}`, 'v'])) },
+    { defaultEncryption: 'aws:kms' },
+    { defaultEncryption: 'AES256' }, // no SSE-S3 keyring on this node
+    { tags: { ok: 'yes' }, cors: [{ ...rule, allowedMethods: ['PATCH'] }] }, // nothing is half-applied
+  ];
+  for (const body of refused) {
+    const r = await patch(body);
+    assert.equal(r.status, 400, `${JSON.stringify(body).slice(0, 80)}: ${r.body.toString()}`);
+  }
+  const unchanged = (await call(server, 'GET', '/v1/buckets/site', { headers: bearer })).json();
+  assert.deepEqual(unchanged.tags, {});
+  assert.deepEqual(unchanged.cors, []);
+  const ok = await patch({ cors: [{ ...rule, maxAgeSeconds: 60 }], tags: { team: 'web' } });
+  assert.equal(ok.status, 200, ok.body.toString());
+  const grant = JSON.stringify({ accessKeyId: server.accessKeyId, read: true, owner: true });
+  assert.equal(
+    (await call(server, 'POST', '/v1/buckets/site/allow', { headers: bearer, body: grant })).status,
+    200,
+  );
+  const client = server.client();
+  t.after(() => client.destroy());
+  const { GetBucketCorsCommand, GetBucketTaggingCommand } = await import('@aws-sdk/client-s3');
+  const cors = await client.send(new GetBucketCorsCommand({ Bucket: 'site' }));
+  assert.deepEqual(cors.CORSRules?.[0]?.AllowedOrigins, ['https://example.com']);
+  assert.equal(cors.CORSRules?.[0]?.MaxAgeSeconds, 60);
+  const tags = await client.send(new GetBucketTaggingCommand({ Bucket: 'site' }));
+  assert.deepEqual(tags.TagSet, [{ Key: 'team', Value: 'web' }]);
+  const removed = await patch({ cors: null, tags: null });
+  assert.equal(removed.status, 200);
+  assert.deepEqual(removed.json().tags, {});
+  assert.equal(
+    (await call(server, 'PATCH', '/v1/buckets/none', { headers: bearer, body: '{}' })).status,
+    404,
+  );
+  // The matrix and the metrics the console reads.
+  const matrix = (await call(server, 'GET', '/v1/permissions', { headers: bearer })).json();
+  assert.deepEqual(
+    (matrix.buckets as { name: string }[]).map((b) => b.name),
+    ['site'],
+  );
+  const metrics = (await call(server, 'GET', '/v1/metrics', { headers: bearer })).json() as unknown as {
+    name: string;
+  }[];
+  for (const name of ['coffre_s3_requests_total', 'coffre_s3_bytes_total', 'coffre_data_disk_bytes'])
+    assert.ok(
+      metrics.some((m) => m.name === name),
+      name,
+    );
+  assert.equal((await call(server, 'GET', '/v1/metrics')).status, 403);
+});
