@@ -10,6 +10,8 @@ let session = null; // { csrfToken, secure, fromLoopback, nodeId }
 let pageTimer = null;
 // The last upload's progress, kept across the redraw that follows it so the bar still says how it ended.
 let lastUpload = { percent: 0 };
+// Where the objects page's listing starts (after which key or prefix), for the folder it was set in.
+let listFrom = { place: '', after: '' };
 
 // ---- small helpers -------------------------------------------------------------------------------------
 
@@ -522,10 +524,16 @@ async function objectsPage(root, [bucketArg, ...prefixParts]) {
     { id: 'objects-bucket', onchange: () => go(select.value, '') },
     buckets.map((b) => h('option', { value: b.name, selected: b.name === bucket }, b.name)),
   );
+  const place = `${bucket}/${prefix}`;
+  const after = listFrom.place === place ? listFrom.after : '';
   const listing = await api(
     'GET',
-    `/v1/objects/${pathOf(bucket)}?prefix=${encodeURIComponent(prefix)}&delimiter=/`,
+    `/v1/objects/${pathOf(bucket)}?prefix=${encodeURIComponent(prefix)}&delimiter=/&after=${encodeURIComponent(after)}`,
   );
+  const page = (from) => () => {
+    listFrom = { place, after: from };
+    route();
+  };
   const sseAllowed = session.secure || session.fromLoopback;
   const keyInput = h('input', {
     id: 'ssec-key',
@@ -675,7 +683,18 @@ async function objectsPage(root, [bucketArg, ...prefixParts]) {
     rows.length
       ? table(['Name', 'Size', 'Modified', 'Encryption', ''], rows)
       : h('p', { class: 'note' }, 'Nothing here yet.'),
-    listing.next ? h('p', { class: 'note' }, 'More objects follow: narrow the prefix to see them.') : null,
+    h(
+      'div',
+      { class: 'row' },
+      after ? h('button', { type: 'button', class: 'secondary', onclick: page('') }, 'First page') : null,
+      listing.next
+        ? h(
+            'button',
+            { id: 'next-page', type: 'button', class: 'secondary', onclick: page(listing.next) },
+            'Next page',
+          )
+        : null,
+    ),
     h('p', { class: 'note' }, 'Object versions: not yet in coffre (every bucket is unversioned).'),
   );
 }
@@ -823,6 +842,14 @@ async function clusterPage(root) {
           : `Settled at layout version ${rb.settledVersion ?? '-'}.`
         : 'No rebalancer on this node.',
     ),
+    rb?.lastPass
+      ? h(
+          'p',
+          { class: 'note' },
+          `Last pass (layout version ${rb.lastPass.layoutVersion}): ${rb.lastPass.checked} blocks looked at, ` +
+            `${rb.lastPass.copied} copied, ${rb.lastPass.removed} removed, ${rb.lastPass.left} left for the next pass.`,
+        )
+      : null,
   );
   // Nodes' states are refreshed while nothing is staged: a change being prepared is not redrawn under the
   // operator's hands (nor its apply button turned into another version's).
