@@ -12,7 +12,7 @@ import type { ClientTransport } from '../../util/client-transport.js';
 // No inline script or style is allowed anywhere, nothing is loaded from elsewhere, and no other site may
 // frame the console (clickjacking) or be the target of its forms.
 export const CONSOLE_CSP =
-  "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; " +
+  "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; " +
   "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 
 /** Headers on every admin answer, pages and API alike. */
