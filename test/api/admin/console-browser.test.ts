@@ -42,6 +42,12 @@ function watchCsp(page: Page): string[] {
   return violations;
 }
 
+// Goes to a page of the console and waits until that page is drawn (not the one before it).
+async function open(page: Page, url: string): Promise<void> {
+  await page.goto(url);
+  await page.waitForSelector(`#page[data-drawn="${new URL(url).hash}"]`);
+}
+
 async function signIn(page: Page, url: string, token: string): Promise<void> {
   await page.goto(url);
   await page.fill('#token', token);
@@ -99,7 +105,7 @@ test('an operator manages buckets, keys, permissions and objects in the console'
   await shot(page, 'buckets');
 
   // A key, whose secret is shown once, and rights on the bucket through the matrix.
-  await page.goto(`${console}#keys`);
+  await open(page, `${console}#keys`);
   await page.fill('#new-key', 'alice');
   await page.click('form.inline button[type=submit]');
   await page.waitForSelector('#created-key-secret');
@@ -126,7 +132,7 @@ test('an operator manages buckets, keys, permissions and objects in the console'
 
   // An upload with its progress bar, read back by the new key and downloaded by the browser.
   const plain = randomBytes(3 * 1024 * 1024 + 17);
-  await page.goto(`${console}#objects/photos`);
+  await open(page, `${console}#objects/photos`);
   await page.waitForSelector('#upload-file');
   await page.setInputFiles('#upload-file', {
     name: 'holiday.bin',
@@ -155,7 +161,7 @@ test('an operator manages buckets, keys, permissions and objects in the console'
   // SSE-C: a key typed in the page encrypts the upload; the same key, given to the SDK or the page, reads it.
   const customerKey = 'k'.repeat(16) + 'e'.repeat(16);
   const secret = randomBytes(200_000);
-  await page.goto(`${console}#objects/photos`);
+  await open(page, `${console}#objects/photos`);
   await page.waitForSelector('#ssec-key');
   await page.fill('#ssec-key', customerKey);
   await page.setInputFiles('#upload-file', {
@@ -196,11 +202,11 @@ test('an operator manages buckets, keys, permissions and objects in the console'
   await page.click('tr[data-object="holiday.bin"] button:has-text("Delete")');
   await page.waitForSelector('tr[data-object="holiday.bin"]', { state: 'detached' });
 
-  await page.goto(`${console}#encryption`);
+  await open(page, `${console}#encryption`);
   await page.waitForSelector('#sse-s3-state');
   assert.equal(await page.textContent('#sse-s3-state'), 'not set up');
   await shot(page, 'encryption');
-  await page.goto(`${console}#metrics`);
+  await open(page, `${console}#metrics`);
   await page.waitForSelector('.chart canvas');
   // S3 traffic (some of it refused) while the page samples: its request rate leaves zero.
   let stop = false;

@@ -198,6 +198,10 @@ const PAGES = {
   metrics: metricsPage,
 };
 
+// Each drawing of a page is built apart and shown only if no later navigation started meanwhile: a slow
+// answer for the page just left never replaces the page the operator went to.
+let drawing = 0;
+
 function route() {
   if (!session) return;
   clearInterval(pageTimer);
@@ -205,11 +209,20 @@ function route() {
   const page = PAGES[name] ? name : 'buckets';
   for (const a of document.querySelectorAll('nav a'))
     a.classList.toggle('current', a.getAttribute('href') === `#${page}`);
-  const root = document.getElementById('page');
-  show(root, h('p', { class: 'note' }, 'Loading…'));
-  PAGES[page](root, rest.map(decodeURIComponent)).catch((err) => {
-    if (err.status !== 401) show(root, h('p', { class: 'down' }, err.message));
-  });
+  const hash = location.hash;
+  const mine = ++drawing;
+  const current = () => mine === drawing;
+  const container = document.getElementById('page');
+  const root = h('div', {});
+  PAGES[page](root, rest.map(decodeURIComponent), current)
+    .then(() => {
+      if (!current()) return;
+      container.replaceChildren(root);
+      container.setAttribute('data-drawn', hash); // what the page shows now (tests wait for it)
+    })
+    .catch((err) => {
+      if (current() && err.status !== 401) show(container, h('p', { class: 'down' }, err.message));
+    });
 }
 
 async function bucketsPage(root) {
@@ -699,7 +712,7 @@ async function objectsPage(root, [bucketArg, ...prefixParts]) {
   );
 }
 
-async function clusterPage(root) {
+async function clusterPage(root, _args, current) {
   const [status, layout] = await Promise.all([api('GET', '/v1/status'), api('GET', '/v1/layout')]);
   const meta = layout.metadata;
   const copies = new Set(layout.metadataCopies ?? []);
@@ -853,7 +866,7 @@ async function clusterPage(root) {
   );
   // Nodes' states are refreshed while nothing is staged: a change being prepared is not redrawn under the
   // operator's hands (nor its apply button turned into another version's).
-  if (staged.length === 0)
+  if (staged.length === 0 && current())
     pageTimer = setInterval(() => {
       if (location.hash.startsWith('#cluster') && !document.activeElement?.closest('form')) route();
     }, 10_000);
@@ -966,7 +979,7 @@ function drawChart(canvas, values, format) {
   g.stroke();
 }
 
-async function metricsPage(root) {
+async function metricsPage(root, _args, current) {
   const grid = h('div', { class: 'charts' });
   const canvases = CHARTS.map(([title]) => {
     const c = h('canvas', {});
@@ -1013,6 +1026,7 @@ async function metricsPage(root) {
     });
   };
   await tick();
+  if (!current()) return;
   pageTimer = setInterval(() => {
     if (location.hash.startsWith('#metrics')) tick().catch(() => undefined);
   }, 2000);
