@@ -115,6 +115,14 @@ test('an operator manages buckets, keys, permissions and objects in the console'
     await page.check(`#perm-${accessKeyId}-photos-${right}`);
     await page.waitForSelector(`#message.ok:has-text("Granted ${right} on photos")`);
   }
+  await page.check(`#create-bucket-${accessKeyId}`);
+  await page.waitForSelector('#message.ok:has-text("alice may create buckets")');
+  const key = (await (
+    await fetch(`${server.adminEndpoint}/v1/keys/${accessKeyId}`, { headers: admin })
+  ).json()) as {
+    allowCreateBucket: boolean;
+  };
+  assert.equal(key.allowCreateBucket, true);
   await shot(page, 'keys');
   await page.reload();
   await page.waitForSelector(`#perm-${accessKeyId}-photos-read`);

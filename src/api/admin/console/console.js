@@ -423,7 +423,23 @@ async function keysPage(root) {
       { 'data-key': k.accessKeyId },
       h('td', { class: 'mono' }, k.accessKeyId),
       h('td', {}, k.name),
-      h('td', {}, k.allowCreateBucket ? 'yes' : ''),
+      h(
+        'td',
+        {},
+        h('input', {
+          type: 'checkbox',
+          id: `create-bucket-${k.accessKeyId}`,
+          'aria-label': `${k.name} may create buckets`,
+          checked: k.allowCreateBucket,
+          onchange: async (e) => {
+            const box = e.target;
+            const ok = await act(`${k.name} ${box.checked ? 'may' : 'may no longer'} create buckets.`, () =>
+              api('PATCH', `/v1/keys/${pathOf(k.accessKeyId)}`, { allowCreateBucket: box.checked }),
+            );
+            if (!ok) box.checked = !box.checked;
+          },
+        }),
+      ),
       h(
         'td',
         {},
