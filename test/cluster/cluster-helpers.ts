@@ -23,6 +23,10 @@ export interface NodeOptions {
   label?: string;
   // Extra arguments for node itself (e.g. --cpu-prof, which NODE_OPTIONS does not accept).
   nodeArgs?: string[];
+  // The address the node binds (127.0.0.1 unless told), and the network namespace it runs in (`ip netns
+  // exec`, which execs the node in place: the process killed is the node itself).
+  host?: string;
+  netns?: string;
 }
 
 export interface ClusterNode {
@@ -55,7 +59,11 @@ const FAST_PEERING = { COFFRE_RPC_PING_MS: '500' };
 export async function createNode(opts: NodeOptions): Promise<ClusterNode> {
   const dir = mkdtempSync(join(tmpdir(), `coffre-cluster-${opts.label ?? 'node'}-`));
   const adminToken = randomBytes(24).toString('base64url');
-  const configOptions = { secretConfig: opts.secretConfig ?? '', extraConfig: opts.extraConfig };
+  const configOptions = {
+    secretConfig: opts.secretConfig ?? '',
+    extraConfig: opts.extraConfig,
+    ...(opts.host ? { host: opts.host } : {}),
+  };
   // The first start lets the system pick the ports; the configuration is then rewritten with them (for the
   // CLI, and so that a restarted node comes back where its peers know it).
   const configPath = writeTestConfig(dir, PICKED_PORTS, adminToken, configOptions);
@@ -83,14 +91,20 @@ export async function createNode(opts: NodeOptions): Promise<ClusterNode> {
     },
     cli: (args) => runCoffre(['-c', configPath, ...args]),
     async start() {
-      const child = spawn(
+      const command = [
         process.execPath,
-        [...COFFRE_NODE_FLAGS, ...(opts.nodeArgs ?? []), COFFRE_BIN, 'server', '--config', configPath],
-        {
-          env: { ...process.env, COFFRE_LOG_LEVEL: 'info', ...FAST_PEERING, ...opts.env },
-          stdio: ['ignore', 'pipe', 'pipe'],
-        },
-      );
+        ...COFFRE_NODE_FLAGS,
+        ...(opts.nodeArgs ?? []),
+        COFFRE_BIN,
+        'server',
+        '--config',
+        configPath,
+      ];
+      const argv = opts.netns ? ['ip', 'netns', 'exec', opts.netns, ...command] : command;
+      const child = spawn(argv[0]!, argv.slice(1), {
+        env: { ...process.env, COFFRE_LOG_LEVEL: 'info', ...FAST_PEERING, ...opts.env },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
       node.process = child;
       child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
       child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
@@ -119,7 +133,7 @@ export async function createNode(opts: NodeOptions): Promise<ClusterNode> {
         firstStart = false;
       }
       Object.assign(node, {
-        endpoint: `http://127.0.0.1:${ports.s3}`,
+        endpoint: `http://${opts.host ?? '127.0.0.1'}:${ports.s3}`,
         s3Port: ports.s3,
         rpcPort: ports.rpc,
         adminPort: ports.admin,

@@ -34,6 +34,10 @@ const ENDPOINTS = [
   'meta/resync-begin',
   'meta/resync-load',
   'meta/resync-end',
+  'meta/vote',
+  'meta/append',
+  'meta/leader',
+  'meta/handover',
   'rpc/ping',
   'rpc/peers',
   'no/such/endpoint',
@@ -80,12 +84,49 @@ function hostileHeader(rng: Rng, path: string): unknown {
   if (path === 'store/call' && rng.chance(0.7))
     return { method: rng.chance(0.8) ? rng.pick(METADATA_METHODS) : rng.value(0) };
   if (path.startsWith('block/') && rng.chance(0.5)) return { hash: rng.value(0) };
-  if (path.startsWith('meta/') && rng.chance(0.5))
-    return { layoutVersion: rng.pick([0, 1, 2, 1e9, -1]), from: rng.value(1), holdMs: rng.value(0) };
+  if (path.startsWith('meta/') && rng.chance(0.6)) {
+    // Terms and indexes around every edge: negative, fractional, past 2^53, of the wrong type.
+    const counter = () =>
+      rng.pick([0, 1, 2, -1, 0.5, 2 ** 48, 2 ** 53 + 2, 1e308, NaN, '1', null, rng.value(0)]);
+    const position = () =>
+      rng.chance(0.5)
+        ? { seq: counter(), id: rng.pick(['', 'ab', '../x', rng.value(0)]), term: counter() }
+        : rng.value(1);
+    return {
+      layoutVersion: rng.pick([0, 1, 2, 1e9, -1]),
+      term: counter(),
+      ...(rng.chance(0.5)
+        ? { lastSeq: counter(), lastTerm: counter(), preVote: rng.pick([true, false, 'yes']) }
+        : {}),
+      ...(rng.chance(0.5) ? { from: position(), commit: counter() } : {}),
+      ...(rng.chance(0.3) ? { position: position(), through: position() } : {}),
+      ...(rng.chance(0.2) ? { holdMs: rng.value(0) } : {}),
+    };
+  }
   return rng.value();
 }
 
+// Log entries as a leader sends them, each field possibly wrong.
+function hostileEntries(rng: Rng): Buffer {
+  const entry = () => ({
+    seq: rng.pick([1, 2, -1, 2 ** 60, rng.value(0)]),
+    id: rng.pick(['00ff', '', rng.value(0)]),
+    term: rng.pick([1, 2 ** 48 + 1, rng.value(0)]),
+    changes: rng.chance(0.5)
+      ? [
+          {
+            table: rng.pick(['objects', '_change_log', '../x', rng.value(0)]),
+            key: rng.value(1),
+            value: rng.value(1),
+          },
+        ]
+      : rng.value(1),
+  });
+  return encodeData(Array.from({ length: rng.int(0, 4) }, entry));
+}
+
 function hostileBody(rng: Rng): Buffer | null {
+  if (rng.chance(0.15)) return hostileEntries(rng);
   switch (rng.int(0, 4)) {
     case 0:
       return null;
