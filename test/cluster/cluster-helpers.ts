@@ -12,6 +12,7 @@ import {
   PICKED_PORTS,
   boundPorts,
   runCoffre,
+  runCommand,
   writeTestConfig,
 } from '../helpers/server.js';
 
@@ -67,6 +68,11 @@ export async function createNode(opts: NodeOptions): Promise<ClusterNode> {
   // The first start lets the system pick the ports; the configuration is then rewritten with them (for the
   // CLI, and so that a restarted node comes back where its peers know it).
   const configPath = writeTestConfig(dir, PICKED_PORTS, adminToken, configOptions);
+  // The admin API listens on the node's loopback: in a namespace, the CLI runs there too.
+  const cli = (args: string[]) =>
+    opts.netns
+      ? runCommand('ip', ['netns', 'exec', opts.netns, process.execPath, COFFRE_BIN, '-c', configPath, ...args])
+      : runCoffre(['-c', configPath, ...args]);
   let firstStart = true;
   let out = '';
   let err = '';
@@ -85,11 +91,11 @@ export async function createNode(opts: NodeOptions): Promise<ClusterNode> {
     stdout: () => out,
     stderr: () => err,
     async id() {
-      const r = await runCoffre(['-c', configPath, 'node', 'id']);
+      const r = await cli(['node', 'id']);
       if (r.code !== 0) throw new Error(`node id failed: ${r.stderr}`);
       return r.stdout.trim();
     },
-    cli: (args) => runCoffre(['-c', configPath, ...args]),
+    cli,
     async start() {
       const command = [
         process.execPath,

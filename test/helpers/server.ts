@@ -40,7 +40,7 @@ export function boundPorts(out: string): { s3: number; admin: number; rpc: numbe
 export const PICKED_PORTS = { s3: 0, admin: 0, rpc: 0 } as const;
 
 export interface ServerOptions {
-  host?: string; // the address every port binds to (127.0.0.1 unless told)
+  host?: string; // the address the S3 and RPC ports bind to (127.0.0.1 unless told; admin stays on loopback)
   dir?: string; // reuse a data directory (restart)
   extraConfig?: string; // appended to the top level of coffre.toml
   secretConfig?: string; // the rpc_secret line(s); a fresh random rpc_secret when absent
@@ -91,7 +91,7 @@ export function writeTestConfig(
       'root_domain = ".s3.localhost"',
       opts.s3Extra ?? '',
       '[admin]',
-      `api_bind_addr = "${opts.host ?? '127.0.0.1'}:${ports.admin}"`,
+      `api_bind_addr = "127.0.0.1:${ports.admin}"`,
       `admin_token = "${adminToken}"`,
       opts.adminExtra ?? '',
       '',
