@@ -30,7 +30,7 @@ interface MetaStatus {
 }
 
 const statusOf = async (n: ClusterNode) =>
-  (JSON.parse(await mustRun(n, ['status', '--json'])) as { metadata: MetaStatus }).metadata;
+  ((await n.admin('/v1/status')) as { metadata: MetaStatus }).metadata;
 
 function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!;

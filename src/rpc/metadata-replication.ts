@@ -27,7 +27,7 @@ import { UserError } from '../util/errors.js';
 import { readAll, type Cluster, type ClusterLog, type MetadataLeadership, type RpcReply } from './cluster.js';
 import { decodeData, encodeData } from './codec.js';
 import { metadataNode, metadataReplicas, storageNodes, type ClusterLayout } from './layout.js';
-import { bool, int, list, opt, record, str, type Schema } from './messages.js';
+import { RpcMessageError, bool, int, list, opt, record, str, type Schema } from './messages.js';
 
 // Entries per meta/append call, and table entries per snapshot batch.
 const ENTRIES_PER_CALL = 256;
@@ -83,8 +83,11 @@ const logPosition: Schema<LogPosition> = record({
   id: str(64, /^[0-9a-f]*$/),
   term: opt(counter),
 });
-const keyPart: Schema<string | number> = (v, where) =>
-  typeof v === 'number' ? int(-MAX_COUNTER, MAX_COUNTER)(v, where) : str()(v, where);
+const keyPart: Schema<string | number> = (v, where) => {
+  if (typeof v !== 'number') return str()(v, where);
+  if (!Number.isFinite(v)) throw new RpcMessageError(`${where} must be a finite number`);
+  return v;
+};
 const change: Schema<Change> = (v, where) => {
   const c = record<{ table: string; key: (string | number)[]; value?: unknown }>({
     table: str(64, /^[a-z][a-z0-9_]{0,63}$/),
@@ -239,6 +242,7 @@ export class MetadataReplication implements MetadataLeadership {
   private electionAt = 0;
   private electing = false;
   private leaderSince = 0;
+  private lastBeatAt = -Infinity;
   private stopped = false;
   private readonly leaseMs: number;
 
@@ -276,7 +280,7 @@ export class MetadataReplication implements MetadataLeadership {
     this.cluster.onNewLayout(() => this.layoutChanged());
     this.registerEndpoints();
     this.resetElectionTimer(true);
-    this.tickTimer = setInterval(() => this.tick(), Math.max(20, Math.floor(this.opts.heartbeatMs / 2)));
+    this.tickTimer = setInterval(() => this.tick(), Math.max(20, Math.floor(this.opts.heartbeatMs / 4)));
     this.tickTimer.unref();
     this.layoutChanged();
   }
@@ -380,7 +384,7 @@ export class MetadataReplication implements MetadataLeadership {
   private tick(): void {
     if (this.stopped) return;
     if (this.role === 'leader') {
-      this.heartbeat();
+      if (now() - this.lastBeatAt >= this.opts.heartbeatMs) this.heartbeat();
       // A leader a majority has not answered for two election timeouts steps down, so that its clients turn
       // to the side that can elect one (with two nodes no one else could lead: it stays).
       const copies = this.copies();
@@ -517,6 +521,7 @@ export class MetadataReplication implements MetadataLeadership {
   }
 
   private heartbeat(): void {
+    this.lastBeatAt = now();
     this.kick(true);
   }
 

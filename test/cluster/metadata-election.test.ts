@@ -27,7 +27,7 @@ interface MetaStatus {
 }
 
 const statusOf = async (n: ClusterNode) =>
-  (JSON.parse(await mustRun(n, ['status', '--json'])) as { metadata: MetaStatus }).metadata;
+  ((await n.admin('/v1/status')) as { metadata: MetaStatus }).metadata;
 const idOf = async (n: ClusterNode) => (await n.id()).split('@')[0]!;
 
 // The requirement is 10 s; a busy test machine gets more. The bench (bench/failover.ts) measures it.

@@ -30,7 +30,6 @@ const ENDPOINTS = [
   'layout/get',
   'layout/push',
   'meta/position',
-  'meta/apply',
   'meta/resync-begin',
   'meta/resync-load',
   'meta/resync-end',
