@@ -143,7 +143,7 @@ test(
       };
 
       // 1. The leader dies.
-      const firstTerm = (await statusOf(first)).term;
+      const { term: firstTerm, position: firstPosition } = await statusOf(first);
       down.add(first);
       await first.kill();
       await resumed('leader killed');
@@ -151,6 +151,12 @@ test(
       assert.notEqual(second, first);
       assert.ok((await statusOf(second)).term > firstTerm, 'the new leader leads a newer term');
       // It comes back as a follower of the new leader, rebuilt from its tables (it missed more than the log).
+      // Back only once the others have written more than the log keeps (50 entries) since it died.
+      await waitFor(
+        async () => (await statusOf(second)).position.seq > firstPosition.seq + 80,
+        'the log has moved past what the old leader could replay',
+        60_000,
+      );
       const logged = first.stderr().length;
       await first.start();
       down.delete(first);

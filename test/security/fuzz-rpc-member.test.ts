@@ -142,6 +142,7 @@ async function call(
   path: string,
   header: unknown,
   body: Buffer | null,
+  from: { peer: RpcNode; to: string } = { peer: member, to: serverId },
 ): Promise<{ refused: boolean; body: Buffer }> {
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {
@@ -152,7 +153,7 @@ async function call(
   });
   const attempt = (async () => {
     try {
-      const reply = await member.call(serverId, path, header, body);
+      const reply = await from.peer.call(from.to, path, header, body);
       const error = (reply.header as { error?: unknown; refused?: unknown } | null) ?? {};
       const data = reply.body ? await readBody(reply.body) : Buffer.alloc(0);
       return { refused: error.error !== undefined || error.refused !== undefined, body: data };
@@ -213,6 +214,67 @@ test(
       assert.ok(bytes.equals(kept), 'the stored object changed');
     } finally {
       s3.destroy();
+    }
+  },
+);
+
+// A metadata node is trusted with the log — a leader may replace a follower's tables — but not with the
+// process: one that sends every election and replication message with hostile terms, indexes, positions and
+// entries gets prompt answers from a node that stays up with bounded memory and writes nothing outside.
+test(
+  `${CALLS / 3} hostile election and replication calls from a metadata node: prompt answers, the node stays up`,
+  { timeout: 300_000 },
+  async (t) => {
+    const rng = new Rng(seed + 1);
+    const node = await startServer({
+      secretConfig: `rpc_secret = "${secret}"`,
+      extraConfig: 'replication_factor = 2',
+    });
+    let voter: RpcNode | undefined;
+    try {
+      const connected = await connectedPeer(node, secret);
+      voter = connected.peer;
+      for (const args of [
+        ['layout', 'assign', connected.serverId, '--zone', 'z1', '--capacity', '1G'],
+        ['layout', 'assign', voter.nodeId, '--zone', 'z2', '--capacity', '1G'],
+        ['layout', 'apply', '--version', '1'],
+      ]) {
+        const r = await runCoffre(['-c', node.configPath, ...args]);
+        assert.equal(r.code, 0, r.stderr);
+      }
+      const paths = ENDPOINTS.filter((p) => p.startsWith('meta/') && p !== 'meta/handover');
+      let next = 0;
+      const outcomes: Record<string, { refused: number; answered: number }> = {};
+      const worker = async () => {
+        while (next < CALLS / 3) {
+          const i = next++;
+          const path = rng.pick(paths);
+          const header = hostileHeader(rng, path);
+          const answer = await call(path, header, hostileBody(rng), {
+            peer: voter!,
+            to: connected.serverId,
+          }).catch((err: Error) => {
+            throw new Error(
+              `${err.message} (seed ${seed + 1}, call ${i}: ${path} ${JSON.stringify(header)?.slice(0, 300)})`,
+            );
+          });
+          const tally = (outcomes[path] ??= { refused: 0, answered: 0 });
+          tally[answer.refused ? 'refused' : 'answered']++;
+        }
+      };
+      await Promise.all(Array.from({ length: IN_FLIGHT }, worker));
+      t.diagnostic(`outcomes ${JSON.stringify(outcomes)}`);
+      assert.equal(node.process.exitCode, null, `the node exited (seed ${seed + 1}):\n${node.stderr()}`);
+      assert.ok(residentBytes(node.process.pid!) < MAX_RSS, 'memory grew past its bound');
+      assert.ok(!existsSync(CANARY), `a file was written outside the node's directories (seed ${seed + 1})`);
+      assert.equal((await fetch(`${node.adminEndpoint}/health`)).status, 200);
+      // It still answers where the metadata stands.
+      const status = await runCoffre(['-c', node.configPath, 'status', '--json']);
+      assert.equal(status.code, 0, status.stderr);
+    } finally {
+      await voter?.stop();
+      await node.stop();
+      node.cleanup();
     }
   },
 );
