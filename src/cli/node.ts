@@ -25,18 +25,23 @@ interface ClusterStatus {
   metadata?: ReplicationStatus | null;
 }
 
-// One line on this node's part in holding the metadata tables, and one per copy on the metadata node.
+// One line on this node's part in holding the metadata tables (and who leads them), and one per follower on
+// the leader.
 function describeMetadata(s: ClusterStatus): string[] {
   const m = s.metadata;
-  if (!m || m.role === 'alone' || m.role === 'none') return [];
+  if (!m || m.role === 'alone') return [];
+  const leader = m.leader ? `${m.leader.slice(0, 16)} leads (term ${m.term})` : undefined;
+  const noLeader =
+    'no leader known: an election is under way, or too few metadata nodes are reachable (metadata calls get 503 until one leads)';
+  if (m.role === 'none') return leader ? [`metadata: ${leader}`] : [];
   if (m.role === 'copy')
     return [
       m.resyncing
-        ? 'metadata: a copy, being loaded from the metadata node'
-        : `metadata: a copy, at log entry ${m.position.seq}`,
+        ? 'metadata: a copy, being loaded from the leader'
+        : `metadata: a copy, at log entry ${m.position.seq} (committed ${m.committed}); ${leader ?? noLeader}`,
     ];
   return [
-    `metadata: held here, at log entry ${m.position.seq}`,
+    `metadata: led by this node (term ${m.term}), at log entry ${m.position.seq} (committed ${m.committed})`,
     ...m.copies.map(
       (c) =>
         `  copy on ${c.id.slice(0, 16)}: ${c.up ? `holds entry ${c.acked}` : `unreachable${c.error ? ` (${c.error})` : ''}`}`,

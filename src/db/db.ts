@@ -4,8 +4,9 @@
 //
 // Every transaction that writes also appends its writes, as one entry, to a change log kept in the same
 // database and committed atomically with them (unless logChanges says no copy follows this node's writes). Other nodes replay that log to hold copies of the tables
-// (rpc/metadata-replication.ts); a node's place in it is its position: the sequence number and random id of
-// the last entry it holds. The log keeps its newest `logKeep` entries (20 000 by default); a copy further behind is rebuilt from a
+// (rpc/metadata-replication.ts); a node's place in it is its position: the sequence number, random id and
+// election term of the last entry it holds. Each entry also keeps, on this node only, what it overwrote, so
+// that an entry the cluster never committed can be taken back. The log keeps its newest `logKeep` entries (20 000 by default); a copy further behind is rebuilt from a
 // snapshot of the tables instead.
 import { open, type Database, type RootDatabase } from 'lmdb';
 import { randomBytes } from 'node:crypto';
@@ -31,13 +32,26 @@ export interface Change {
 export interface LogEntry {
   seq: number;
   id: string;
+  // The election term of the node that wrote it (rpc/metadata-replication); 0 in logs from before terms.
+  term?: number;
   changes: Change[];
+  // Kept on this node only (never sent): what the changes overwrote, newest first, so that an entry that
+  // was never committed can be taken back when the node that leads now holds another in its place.
+  undo?: Change[];
 }
 
 /** Where a database stands in the change log: its last entry (seq 0 and id '' for an empty database). */
 export interface LogPosition {
   seq: number;
   id: string;
+  // The term of that entry (absent: 0).
+  term?: number;
+}
+
+/** What this node promised in elections: the newest term it knows, and whom it voted for in it. */
+export interface ElectionState {
+  term: number;
+  votedFor?: string;
 }
 
 export const EMPTY_POSITION: LogPosition = { seq: 0, id: '' };
@@ -50,6 +64,9 @@ export function samePosition(a: LogPosition, b: LogPosition): boolean {
 const LOG_TABLE = '_change_log';
 const STATE_TABLE = '_change_log_state';
 const TABLE_NAME = /^[a-z][a-z0-9_]{0,63}$/;
+
+// Thrown inside a transaction (undoing it) when entries to take back are no longer held with their undo.
+class CannotTakeBack extends Error {}
 
 export class Table<V> {
   constructor(
@@ -64,12 +81,12 @@ export class Table<V> {
 
   // Writes take effect when the surrounding transaction commits (see MetadataDb.transaction).
   put(key: Key, value: V): void {
-    this.owner.record({ table: this.name, key, value });
+    this.owner.record({ table: this.name, key, value }, () => this.db.get(key));
     void this.db.put(key, value);
   }
 
   remove(key: Key): void {
-    this.owner.record({ table: this.name, key });
+    this.owner.record({ table: this.name, key }, () => this.db.get(key));
     void this.db.remove(key);
   }
 
@@ -106,8 +123,12 @@ export class MetadataDb {
   private readonly log: Database<LogEntry, number>;
   private readonly state: Database<unknown, string>;
   private readonly logKeep: number;
-  // The writes of the transaction whose body is running (bodies run one at a time, synchronously).
+  /** How many entries this node has taken back (see applyEntries): counted for its log lines. */
+  takenBack = 0;
+  // The writes of the transaction whose body is running (bodies run one at a time, synchronously), and what
+  // they overwrote (only when the transaction is logged).
   private recording: Change[] | undefined;
+  private undoing: Change[] | undefined;
   /** Checked before every transaction: throws when this database may not take writes of its own. */
   writeGuard?: () => void;
   /** Awaited after every transaction that wrote, before it resolves: replication to other nodes. */
@@ -118,6 +139,11 @@ export class MetadataDb {
    * copy can take the log for complete: a copy that follows it later starts from a snapshot.
    */
   logChanges?: () => boolean;
+  /**
+   * The term a logged entry is written in; called inside the transaction, it throws when this node may not
+   * write any more (it stopped leading while the transaction waited its turn), which undoes the transaction.
+   */
+  entryTerm?: () => number;
 
   private constructor(
     private readonly root: RootDatabase,
@@ -157,10 +183,11 @@ export class MetadataDb {
     return table as Table<V>;
   }
 
-  /** Called by Table for each write: it joins the running transaction's log entry. */
-  record(change: Change): void {
+  /** Called by Table for each write, before it: it joins the running transaction's log entry. */
+  record(change: Change, previous: () => unknown): void {
     if (!this.recording) throw new Error('db: a write outside a transaction');
     this.recording.push(change);
+    if (this.undoing) this.undoing.unshift({ table: change.table, key: change.key, value: previous() });
   }
 
   // Runs `body` atomically; reads inside it see its own writes. Resolves once durable on disk (and, on a node
@@ -173,14 +200,18 @@ export class MetadataDb {
     let logged: LogPosition | undefined;
     const result = await this.root.childTransaction(() => {
       const changes: Change[] = [];
+      const logging = this.logChanges?.() ?? true;
+      const undo: Change[] = [];
       this.recording = changes;
+      this.undoing = logging ? undo : undefined;
       try {
         const value = body();
-        if (changes.length > 0 && (this.logChanges?.() ?? true)) logged = this.append(changes);
+        if (changes.length > 0 && logging) logged = this.append(changes, undo);
         else if (changes.length > 0) this.leaveLog();
         return value;
       } finally {
         this.recording = undefined;
+        this.undoing = undefined;
       }
     });
     if (logged && this.afterCommit) await this.afterCommit(logged);
@@ -188,12 +219,21 @@ export class MetadataDb {
   }
 
   // Inside a transaction: adds an entry after the head, and drops the oldest beyond logKeep.
-  private append(changes: Change[]): LogPosition {
+  private append(changes: Change[], undo: Change[]): LogPosition {
+    const term = this.entryTerm?.() ?? 0;
     const head = this.position();
-    const entry: LogEntry = { seq: head.seq + 1, id: randomBytes(8).toString('hex'), changes };
+    const entry: LogEntry = { seq: head.seq + 1, id: randomBytes(8).toString('hex'), term, changes, undo };
     void this.log.put(entry.seq, entry);
-    this.advanceHead({ seq: entry.seq, id: entry.id });
-    return { seq: entry.seq, id: entry.id };
+    const position = { seq: entry.seq, id: entry.id, term };
+    this.advanceHead(position);
+    return position;
+  }
+
+  /** Logs an entry that changes nothing: how a new leader commits its first entry of its term. */
+  async appendMarker(): Promise<LogPosition> {
+    const position = await this.root.childTransaction(() => this.append([], []));
+    if (this.afterCommit) await this.afterCommit(position);
+    return position;
   }
 
   // Inside a transaction that is not logged: the first one after logged ones starts a history of its own.
@@ -215,7 +255,7 @@ export class MetadataDb {
     while (head.seq - floor.seq > this.logKeep) {
       const dropped = this.log.get(floor.seq + 1);
       void this.log.remove(floor.seq + 1);
-      floor = { seq: floor.seq + 1, id: dropped?.id ?? '' };
+      floor = { seq: floor.seq + 1, id: dropped?.id ?? '', term: dropped?.term ?? 0 };
     }
     void this.state.put('floor', floor);
   }
@@ -239,31 +279,102 @@ export class MetadataDb {
     return this.log.get(from.seq)?.id === from.id;
   }
 
-  /** Up to `limit` log entries after position `from` (see canReplayFrom). */
+  /** Up to `limit` log entries after position `from` (see canReplayFrom), as they are sent to a copy. */
   entriesAfter(from: LogPosition, limit: number): LogEntry[] {
     const entries: LogEntry[] = [];
-    for (const { value } of this.log.getRange({ start: from.seq + 1, limit })) entries.push(value);
+    for (const { value } of this.log.getRange({ start: from.seq + 1, limit }))
+      entries.push({ seq: value.seq, id: value.id, term: value.term ?? 0, changes: value.changes });
     return entries;
   }
 
+  /** The position of entry `seq` of the log (the head, the floor, or an entry kept), if this node holds it. */
+  positionAt(seq: number): LogPosition | undefined {
+    const head = this.position();
+    if (seq === head.seq) return head;
+    const floor = this.floor();
+    if (seq === floor.seq) return floor;
+    const entry = seq > floor.seq && seq < head.seq ? this.log.get(seq) : undefined;
+    return entry ? { seq, id: entry.id, term: entry.term ?? 0 } : undefined;
+  }
+
+  /** The positions of the newest `count` entries, newest first: where a leader may find the logs agree. */
+  recentPositions(count: number): LogPosition[] {
+    const head = this.position();
+    const out: LogPosition[] = [];
+    for (let seq = head.seq; seq >= 0 && out.length < count; seq--) {
+      const at = this.positionAt(seq);
+      if (!at) break;
+      out.push(at);
+    }
+    return out;
+  }
+
   /**
-   * On a copy: applies entries that continue its log, each in the transaction that also logs it, so the copy
-   * keeps the same log (and can serve it in turn). Returns the new position, or undefined when the entries do
-   * not follow on from this copy's position (`from` is not where it stands).
+   * On a copy: applies entries that follow entry `from` of the leader's log, each in the transaction that
+   * also logs it, so the copy keeps the same log (and can serve it in turn). Entries it already holds are
+   * skipped; where it holds another entry at the same place (written by a leader of an older term and never
+   * committed), that entry and all after it are taken back first — never one at or before `committed`.
+   * Returns the position of the last entry sent (or `from`), or undefined when this copy does not hold
+   * `from` (or cannot take back what it must), so the leader looks further back or sends a snapshot.
    */
-  async applyEntries(from: LogPosition, entries: LogEntry[]): Promise<LogPosition | undefined> {
-    return this.root.childTransaction(() => {
-      if (!samePosition(this.position(), from) || this.resyncing()) return undefined;
-      let seq = from.seq;
-      for (const entry of entries) {
-        if (entry.seq !== seq + 1) return undefined;
-        for (const change of entry.changes) this.writeRaw(change);
-        void this.log.put(entry.seq, entry);
-        this.advanceHead({ seq: entry.seq, id: entry.id });
-        seq = entry.seq;
-      }
-      return this.position();
-    });
+  async applyEntries(
+    from: LogPosition,
+    entries: LogEntry[],
+    committed = 0,
+  ): Promise<LogPosition | undefined> {
+    if (this.resyncing() || !this.holds(from)) return undefined;
+    let seq = from.seq;
+    for (const entry of entries) if (entry.seq !== ++seq) return undefined;
+    try {
+      return await this.root.childTransaction(() => {
+        let at: LogPosition = this.positionAt(from.seq) ?? from;
+        for (const entry of entries) {
+          const head = this.position();
+          const mine = entry.seq <= head.seq ? this.positionAt(entry.seq) : undefined;
+          if (mine && mine.id === entry.id) {
+            at = mine;
+            continue;
+          }
+          if (head.seq > at.seq) this.takeBack(at, committed);
+          const undo: Change[] = [];
+          for (const change of entry.changes) {
+            undo.unshift({
+              table: change.table,
+              key: change.key,
+              value: this.rawTable(change.table).get(change.key),
+            });
+            this.writeRaw(change);
+          }
+          const term = entry.term ?? 0;
+          void this.log.put(entry.seq, { seq: entry.seq, id: entry.id, term, changes: entry.changes, undo });
+          at = { seq: entry.seq, id: entry.id, term };
+          this.advanceHead(at);
+        }
+        return at;
+      });
+    } catch (err) {
+      if (err instanceof CannotTakeBack) return undefined;
+      throw err;
+    }
+  }
+
+  // Whether `p` is a position of this node's log (the head, the floor, or a kept entry).
+  private holds(p: LogPosition): boolean {
+    return this.positionAt(p.seq)?.id === p.id;
+  }
+
+  // Inside a transaction: undoes every entry after `to`, newest first, and moves the head back to it.
+  private takeBack(to: LogPosition, committed: number): void {
+    if (to.seq < committed) throw new CannotTakeBack();
+    const head = this.position();
+    for (let seq = head.seq; seq > to.seq; seq--) {
+      const entry = this.log.get(seq);
+      if (!entry?.undo) throw new CannotTakeBack();
+      for (const change of entry.undo) this.writeRaw(change);
+      void this.log.remove(seq);
+      this.takenBack++;
+    }
+    void this.state.put('head', to);
   }
 
   private writeRaw(change: Change): void {
@@ -328,13 +439,36 @@ export class MetadataDb {
     });
   }
 
-  /** On a copy: the snapshot is loaded; the copy stands at `position` (the snapshot's start). */
-  async finishResync(position: LogPosition): Promise<void> {
+  /**
+   * On a copy: the snapshot is loaded; the copy stands at `position` (the snapshot's start). Its tables may
+   * show writes up to `through` (the leader's head when the snapshot ended): until it has replayed the log
+   * that far they match no single position, and it may not lead (see mayLead).
+   */
+  async finishResync(position: LogPosition, through: LogPosition = position): Promise<void> {
     await this.root.childTransaction(() => {
       void this.state.put('head', position);
       void this.state.put('floor', position);
+      void this.state.put('settled', through.seq);
       void this.state.remove('resyncing');
     });
+  }
+
+  /** Whether the tables match the log's head (no snapshot half loaded or still being caught up on). */
+  mayLead(): boolean {
+    if (this.resyncing()) return false;
+    const settled = this.state.get('settled');
+    return typeof settled !== 'number' || this.position().seq >= settled;
+  }
+
+  // ---- elections: the term and vote, durable before any answer depends on them ----
+
+  electionState(): ElectionState {
+    const saved = this.state.get('election') as ElectionState | undefined;
+    return saved ?? { term: 0 };
+  }
+
+  async saveElectionState(state: ElectionState): Promise<void> {
+    await this.root.childTransaction(() => void this.state.put('election', state));
   }
 
   async close(): Promise<void> {

@@ -178,6 +178,9 @@ export async function startNode(config: CoffreConfig, log: Logger = createLogger
   const replication = new MetadataReplication(cluster, model.db, log, {
     ackTimeoutMs: Number(process.env.COFFRE_METADATA_ACK_MS ?? 10_000),
     retryMs: Number(process.env.COFFRE_METADATA_RETRY_MS ?? 5_000),
+    // Election timeouts are drawn in [2 s, 4 s): a few heartbeats missed, not one slow answer.
+    electionMs: Number(process.env.COFFRE_METADATA_ELECTION_MS ?? 2_000),
+    heartbeatMs: Number(process.env.COFFRE_METADATA_HEARTBEAT_MS ?? 400),
   });
   replication.start();
   model.startGarbageCollector(Math.max(1000, Math.min(60_000, config.gcDelaySeconds * 1000)));

@@ -1,6 +1,6 @@
 // rpc/cluster: a node's place in the cluster. It serves this node's blocks and metadata to its peers over RPC,
 // keeps the cluster layout (and spreads new versions of it), and gives the APIs an ObjectStore that follows
-// the layout: metadata calls go to the layout's metadata node, blocks to the storage nodes the layout picks for
+// the layout: metadata calls go to the node elected to lead the metadata, blocks to the storage nodes the layout picks for
 // them. Encryption happens above this, in the API of the node that received the request, so what crosses the
 // network to storage nodes is ciphertext for encrypted objects, and never a customer key.
 import type { Readable } from 'node:stream';
@@ -54,7 +54,13 @@ export interface RpcEndpoints {
     path: string,
     handler: (req: RpcRequest) => Promise<{ header: unknown; body?: Buffer | Readable | null }>,
   ): void;
-  call(peerId: string, path: string, header: unknown, body?: Buffer | null): Promise<RpcReply>;
+  call(
+    peerId: string,
+    path: string,
+    header: unknown,
+    body?: Buffer | null,
+    opts?: { signal?: AbortSignal },
+  ): Promise<RpcReply>;
   knownPeers(): string[];
   isIntroduced(peerId: string): boolean;
 }
@@ -76,6 +82,9 @@ export async function readAll(body: Readable | null, limit = MAX_RPC_BODY): Prom
   return Buffer.concat(parts);
 }
 
+// The node a call went to could not be reached (the call may not have run).
+class PeerUnreachableError extends Error {}
+
 function unavailable(what: string): S3Error {
   return new S3Error('ServiceUnavailable', 503, `${what} is unreachable; please retry`);
 }
@@ -90,10 +99,43 @@ interface ErrorHeader {
   error?: EncodedError;
 }
 
+/** Which node serves metadata calls (rpc/metadata-replication: the elected leader). */
+export interface MetadataLeadership {
+  /** Whether this node's own tables answer: it leads, or it stands alone. */
+  servesHere(): boolean;
+  /** Runs a call on this node's tables, answered only if it is safe (see MetadataReplication.serve). */
+  serve<T>(run: () => Promise<T>): Promise<T>;
+  /** The node leading now, as known or found out (waits a little); undefined while there is none. */
+  findLeader(): Promise<string | undefined>;
+  /** `node` does not lead (it said so, naming `hint`, or could not be reached). */
+  notLeader(node: string, hint?: string): void;
+  /** The leader this node knows of, if any. */
+  knownLeader(): string | undefined;
+}
+
+// A metadata call sent to a node that does not lead (any more): the caller turns to `leader`.
+class NotLeaderError extends Error {
+  constructor(readonly leader?: string) {
+    super('not the metadata leader');
+  }
+}
+
+// How many times a metadata call follows a hint or looks for the leader again before giving up with a 503.
+const METADATA_CALL_ATTEMPTS = 4;
+
+function noLeader(): S3Error {
+  return new S3Error(
+    'ServiceUnavailable',
+    503,
+    'The cluster is choosing which node leads its metadata (or too few metadata nodes are reachable); please retry.',
+  );
+}
+
 export class Cluster {
   private layout: ClusterLayout;
   readonly blocks: ClusterBlocks;
   private readonly layoutListeners: ((layout: ClusterLayout) => void)[] = [];
+  private leadership?: MetadataLeadership;
 
   constructor(
     readonly rpc: RpcEndpoints,
@@ -119,10 +161,42 @@ export class Cluster {
     return isGateway(this.layout, this.rpc.nodeId);
   }
 
-  /** Whether this node holds the metadata tables: it is the layout's metadata node, or stands alone. */
+  setMetadataLeadership(leadership: MetadataLeadership): void {
+    this.leadership = leadership;
+  }
+
+  /** Whether this node's tables answer metadata calls: it leads the metadata nodes, or stands alone. */
   ownsMetadata(): boolean {
+    if (this.leadership) return this.leadership.servesHere();
     const owner = metadataNode(this.layout);
     return owner === undefined || owner === this.rpc.nodeId;
+  }
+
+  /**
+   * A metadata call, wherever it is served: by this node's tables when it leads, otherwise by the leader
+   * (found, and followed when a node says another leads now). While there is none, a prompt 503.
+   */
+  async callMetadata(local: LocalStore, method: string, args: unknown[]): Promise<unknown> {
+    const run = () => {
+      const fn = (local as unknown as Record<string, (...a: unknown[]) => Promise<unknown>>)[method]!;
+      return fn.apply(local, args);
+    };
+    const leadership = this.leadership;
+    if (!leadership) return run();
+    for (let attempt = 0; attempt < METADATA_CALL_ATTEMPTS; attempt++) {
+      if (leadership.servesHere()) return leadership.serve(run);
+      const leader = await leadership.findLeader();
+      if (leader === undefined) break;
+      if (leader === this.rpc.nodeId) continue;
+      try {
+        return await this.callStore(leader, method, args);
+      } catch (err) {
+        if (err instanceof NotLeaderError) leadership.notLeader(leader, err.leader);
+        else if (err instanceof PeerUnreachableError) leadership.notLeader(leader);
+        else throw err;
+      }
+    }
+    throw noLeader();
   }
 
   /** Calls `listener` with each new layout version this node installs (applied here or learnt from a peer). */
@@ -197,14 +271,12 @@ export class Cluster {
   // Serves this node's metadata and blocks to peers.
   registerEndpoints(local: LocalStore): void {
     this.rpc.registerEndpoint('store/call', async (req) => {
-      // A copy of the tables (rpc/metadata-replication) may lag: only the metadata node answers.
+      // A copy of the tables (rpc/metadata-replication) may lag: only the leader answers; the others say
+      // which node they know leads, and the caller turns to it.
       if (!this.ownsMetadata()) {
         req.body?.resume();
-        return {
-          header: {
-            error: encodeError(unavailable(`node ${this.rpc.nodeId.slice(0, 16)}… (not the metadata node)`)),
-          },
-        };
+        const leader = this.leadership?.knownLeader();
+        return { header: { notLeader: true, ...(leader ? { leader } : {}) } };
       }
       let call: { method: string; args: unknown[] };
       try {
@@ -214,7 +286,8 @@ export class Cluster {
       }
       try {
         const fn = (local as unknown as Record<string, (...a: unknown[]) => Promise<unknown>>)[call.method]!;
-        const result = await fn.apply(local, call.args);
+        const run = () => fn.apply(local, call.args);
+        const result = await (this.leadership ? this.leadership.serve(run) : run());
         return { header: {}, body: encodeData(result) };
       } catch (err) {
         return { header: { error: encodeError(err) } };
@@ -266,14 +339,20 @@ export class Cluster {
     return new ClusterStore(this, local, segmentOptions) as unknown as ObjectStore;
   }
 
-  async callStore(peerId: string, method: string, args: unknown[]): Promise<unknown> {
+  private async callStore(peerId: string, method: string, args: unknown[]): Promise<unknown> {
     let reply: RpcReply;
     try {
       reply = await this.rpc.call(peerId, 'store/call', { method }, encodeData(args));
     } catch {
-      throw unavailable('the metadata node');
+      throw new PeerUnreachableError();
     }
-    const header = reply.header as ErrorHeader;
+    const header = reply.header as ErrorHeader & { notLeader?: unknown; leader?: unknown };
+    if (header.notLeader === true) {
+      reply.body?.resume();
+      const leader =
+        typeof header.leader === 'string' && /^[0-9a-f]{64}$/.test(header.leader) ? header.leader : undefined;
+      throw new NotLeaderError(leader);
+    }
     if (header.error) {
       reply.body?.resume();
       throw decodeError(header.error);
@@ -403,8 +482,8 @@ export class ClusterBlocks implements BlockIo {
   }
 }
 
-// The ObjectStore of a node in a cluster: metadata from the layout's metadata node (this node's own model
-// when it is that node or stands alone), blocks through ClusterBlocks.
+// The ObjectStore of a node in a cluster: metadata from the node leading the metadata (this node's own model
+// when it leads or stands alone), blocks through ClusterBlocks.
 class ClusterStore {
   private readonly pins = new BlockPins();
 
@@ -420,12 +499,7 @@ class ClusterStore {
   }
 
   private metadataCall(method: (typeof METADATA_METHODS)[number], args: unknown[]): Promise<unknown> {
-    const owner = metadataNode(this.cluster.currentLayout());
-    if (owner === undefined || owner === this.cluster.rpc.nodeId) {
-      const fn = (this.local as unknown as Record<string, (...a: unknown[]) => Promise<unknown>>)[method]!;
-      return fn.apply(this.local, args);
-    }
-    return this.cluster.callStore(owner, method, args);
+    return this.cluster.callMetadata(this.local, method, args);
   }
 
   writeSegment(source: AsyncIterable<Buffer | Uint8Array | string>, sealer?: BlockSealer): Promise<Segment> {

@@ -12,7 +12,7 @@ import { stat } from 'node:fs/promises';
 import type { BlockHash } from '../block/block-store.js';
 import type { LocalStore } from '../model/store.js';
 import type { Cluster, ClusterLog } from './cluster.js';
-import { isGateway, metadataNode } from './layout.js';
+import { isGateway } from './layout.js';
 
 const BATCH = 500;
 
@@ -86,9 +86,6 @@ export class OrphanSweeper {
   }
 
   private async unreferenced(hashes: BlockHash[]): Promise<BlockHash[]> {
-    const owner = metadataNode(this.cluster.currentLayout());
-    if (owner === undefined || owner === this.cluster.rpc.nodeId)
-      return this.local.unreferencedBlocks(hashes);
-    return (await this.cluster.callStore(owner, 'unreferencedBlocks', [hashes])) as BlockHash[];
+    return (await this.cluster.callMetadata(this.local, 'unreferencedBlocks', [hashes])) as BlockHash[];
   }
 }

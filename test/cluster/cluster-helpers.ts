@@ -12,6 +12,7 @@ import {
   PICKED_PORTS,
   boundPorts,
   runCoffre,
+  runCommand,
   writeTestConfig,
 } from '../helpers/server.js';
 
@@ -23,6 +24,10 @@ export interface NodeOptions {
   label?: string;
   // Extra arguments for node itself (e.g. --cpu-prof, which NODE_OPTIONS does not accept).
   nodeArgs?: string[];
+  // The address the node binds (127.0.0.1 unless told), and the network namespace it runs in (`ip netns
+  // exec`, which execs the node in place: the process killed is the node itself).
+  host?: string;
+  netns?: string;
 }
 
 export interface ClusterNode {
@@ -41,6 +46,8 @@ export interface ClusterNode {
   stdout(): string;
   stderr(): string;
   id(): Promise<string>;
+  /** A GET on the node's admin API, as JSON (faster than the CLI for a test that polls; not in a namespace). */
+  admin(path: string): Promise<unknown>;
   cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }>;
   start(): Promise<void>;
   kill(): Promise<void>;
@@ -56,10 +63,28 @@ const FAST_PEERING = { COFFRE_RPC_PING_MS: '500' };
 export async function createNode(opts: NodeOptions): Promise<ClusterNode> {
   const dir = mkdtempSync(join(tmpdir(), `coffre-cluster-${opts.label ?? 'node'}-`));
   const adminToken = randomBytes(24).toString('base64url');
-  const configOptions = { secretConfig: opts.secretConfig ?? '', extraConfig: opts.extraConfig };
+  const configOptions = {
+    secretConfig: opts.secretConfig ?? '',
+    extraConfig: opts.extraConfig,
+    ...(opts.host ? { host: opts.host } : {}),
+  };
   // The first start lets the system pick the ports; the configuration is then rewritten with them (for the
   // CLI, and so that a restarted node comes back where its peers know it).
   const configPath = writeTestConfig(dir, PICKED_PORTS, adminToken, configOptions);
+  // The admin API listens on the node's loopback: in a namespace, the CLI runs there too.
+  const cli = (args: string[]) =>
+    opts.netns
+      ? runCommand('ip', [
+          'netns',
+          'exec',
+          opts.netns,
+          process.execPath,
+          COFFRE_BIN,
+          '-c',
+          configPath,
+          ...args,
+        ])
+      : runCoffre(['-c', configPath, ...args]);
   let firstStart = true;
   let out = '';
   let err = '';
@@ -79,20 +104,34 @@ export async function createNode(opts: NodeOptions): Promise<ClusterNode> {
     stdout: () => out,
     stderr: () => err,
     async id() {
-      const r = await runCoffre(['-c', configPath, 'node', 'id']);
+      const r = await cli(['node', 'id']);
       if (r.code !== 0) throw new Error(`node id failed: ${r.stderr}`);
       return r.stdout.trim();
     },
-    cli: (args) => runCoffre(['-c', configPath, ...args]),
+    cli,
+    async admin(path) {
+      const r = await fetch(`http://127.0.0.1:${node.adminPort}${path}`, {
+        headers: { authorization: `Bearer ${adminToken}` },
+        signal: AbortSignal.timeout(10_000),
+      });
+      if (!r.ok) throw new Error(`admin ${path}: ${r.status}`);
+      return r.json();
+    },
     async start() {
-      const child = spawn(
+      const command = [
         process.execPath,
-        [...COFFRE_NODE_FLAGS, ...(opts.nodeArgs ?? []), COFFRE_BIN, 'server', '--config', configPath],
-        {
-          env: { ...process.env, COFFRE_LOG_LEVEL: 'info', ...FAST_PEERING, ...opts.env },
-          stdio: ['ignore', 'pipe', 'pipe'],
-        },
-      );
+        ...COFFRE_NODE_FLAGS,
+        ...(opts.nodeArgs ?? []),
+        COFFRE_BIN,
+        'server',
+        '--config',
+        configPath,
+      ];
+      const argv = opts.netns ? ['ip', 'netns', 'exec', opts.netns, ...command] : command;
+      const child = spawn(argv[0]!, argv.slice(1), {
+        env: { ...process.env, COFFRE_LOG_LEVEL: 'info', ...FAST_PEERING, ...opts.env },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
       node.process = child;
       child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
       child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
@@ -121,7 +160,7 @@ export async function createNode(opts: NodeOptions): Promise<ClusterNode> {
         firstStart = false;
       }
       Object.assign(node, {
-        endpoint: `http://127.0.0.1:${ports.s3}`,
+        endpoint: `http://${opts.host ?? '127.0.0.1'}:${ports.s3}`,
         s3Port: ports.s3,
         rpcPort: ports.rpc,
         adminPort: ports.admin,

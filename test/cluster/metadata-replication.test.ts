@@ -200,19 +200,20 @@ test('the metadata node lost for good: its copy takes over with every acknowledg
       };
       await copy.kill();
       await refusedWhileDown(3);
-      // Back after a few writes, it catches up from the log.
+      // Back, it catches up from the log. (The first refused write stays on the metadata node, uncommitted;
+      // the calls after it, reads included, wait for it to commit and are refused too, so the log does not
+      // grow while the copy is down. A copy rebuilt from a snapshot: metadata-election.test.ts.)
       assert.doesNotMatch(await restartCopy(), /replacing this node.s metadata tables/);
-      // Back after more writes than the log keeps (20 entries), it is rebuilt from a snapshot.
       await copy.kill();
-      await refusedWhileDown(25);
-      assert.match(await restartCopy(), /replacing this node.s metadata tables/);
+      await refusedWhileDown(3);
+      assert.doesNotMatch(await restartCopy(), /replacing this node.s metadata tables/);
       // Either way writes are acknowledged once more.
       const after = randomBytes(30 * KiB);
       await client.send(new PutObjectCommand({ Bucket: 'kept', Key: 'after-return', Body: after }));
       sums.set('after-return', sha(after));
       // Written on the metadata node though refused to the client: S3's 503 does not say a write did not
       // happen, and the copy holds what the metadata node holds.
-      sums.set('while-copy-down', sha(Buffer.from('x24')));
+      sums.set('while-copy-down', sha(Buffer.from('x0')));
       await copyCaughtUp(meta);
 
       // The metadata node dies and its disk is lost.

@@ -83,3 +83,81 @@ export function makeNamespace(t: TestContext): Namespace | undefined {
   t.after(() => ns.remove());
   return ns;
 }
+
+/** Nodes each in a network namespace of their own, joined by a bridge in the test's namespace. */
+export interface BridgedNet {
+  // The bridge's address: this process (and nodes it runs outside the namespaces) reach every node from it.
+  hostAddr: string;
+  nodes: { ns: string; addr: string }[];
+  /** Cuts every node of `side` off from every other namespaced node (both ways); the host still reaches all. */
+  isolate(side: number[]): void;
+  /** Undoes every cut. */
+  heal(): void;
+}
+
+export function makeBridgedNet(t: TestContext, count: number): BridgedNet | undefined {
+  const id = randomBytes(3).toString('hex');
+  const bridge = `cfbr${id}`;
+  const subnet = `10.214.${randomBytes(1)[0]!}`;
+  const nodes = Array.from({ length: count }, (_, i) => ({
+    ns: `coffre-${id}-${i}`,
+    addr: `${subnet}.${10 + i}`,
+  }));
+  const made: string[] = [];
+  t.after(() => {
+    for (const ns of made) {
+      try {
+        ip('netns', 'del', ns);
+      } catch {
+        /* already gone */
+      }
+    }
+    try {
+      ip('link', 'del', bridge);
+    } catch {
+      /* not made */
+    }
+  });
+  try {
+    ip('link', 'add', bridge, 'type', 'bridge');
+    ip('addr', 'add', `${subnet}.1/24`, 'dev', bridge);
+    ip('link', 'set', bridge, 'up');
+    nodes.forEach(({ ns, addr }, i) => {
+      ip('netns', 'add', ns);
+      made.push(ns);
+      const [outside, inside] = [`cf${id}${i}h`, `cf${id}${i}n`];
+      ip('link', 'add', outside, 'type', 'veth', 'peer', 'name', inside);
+      ip('link', 'set', inside, 'netns', ns);
+      ip('link', 'set', outside, 'master', bridge, 'up');
+      ip('netns', 'exec', ns, 'ip', 'addr', 'add', `${addr}/24`, 'dev', inside);
+      ip('netns', 'exec', ns, 'ip', 'link', 'set', inside, 'up');
+      ip('netns', 'exec', ns, 'ip', 'link', 'set', 'lo', 'up');
+    });
+  } catch (err) {
+    t.diagnostic(`cannot set up the bridged namespaces: ${String(err)}`);
+    return undefined;
+  }
+  // Blackhole routes: a packet to a cut peer is dropped where it is sent, so neither side hears the other.
+  let cuts: [string, string][] = [];
+  return {
+    hostAddr: `${subnet}.1`,
+    nodes,
+    isolate(side) {
+      for (const i of side)
+        for (let j = 0; j < count; j++) {
+          if (side.includes(j)) continue;
+          for (const [from, to] of [
+            [i, j],
+            [j, i],
+          ] as const) {
+            ip('netns', 'exec', nodes[from]!.ns, 'ip', 'route', 'add', 'blackhole', `${nodes[to]!.addr}/32`);
+            cuts.push([nodes[from]!.ns, nodes[to]!.addr]);
+          }
+        }
+    },
+    heal() {
+      for (const [ns, addr] of cuts) ip('netns', 'exec', ns, 'ip', 'route', 'del', 'blackhole', `${addr}/32`);
+      cuts = [];
+    },
+  };
+}

@@ -40,6 +40,7 @@ export function boundPorts(out: string): { s3: number; admin: number; rpc: numbe
 export const PICKED_PORTS = { s3: 0, admin: 0, rpc: 0 } as const;
 
 export interface ServerOptions {
+  host?: string; // the address the S3 and RPC ports bind to (127.0.0.1 unless told; admin stays on loopback)
   dir?: string; // reuse a data directory (restart)
   extraConfig?: string; // appended to the top level of coffre.toml
   secretConfig?: string; // the rpc_secret line(s); a fresh random rpc_secret when absent
@@ -80,12 +81,12 @@ export function writeTestConfig(
     [
       'metadata_dir = "meta"',
       'data_dir = "data"',
-      `rpc_bind_addr = "127.0.0.1:${ports.rpc}"`,
+      `rpc_bind_addr = "${opts.host ?? '127.0.0.1'}:${ports.rpc}"`,
       opts.secretConfig ?? `rpc_secret = "${randomBytes(32).toString('hex')}"`,
       'gc_delay_seconds = 1',
       opts.extraConfig ?? '',
       '[s3_api]',
-      `api_bind_addr = "127.0.0.1:${ports.s3}"`,
+      `api_bind_addr = "${opts.host ?? '127.0.0.1'}:${ports.s3}"`,
       's3_region = "us-east-1"',
       'root_domain = ".s3.localhost"',
       opts.s3Extra ?? '',

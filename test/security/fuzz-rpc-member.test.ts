@@ -30,10 +30,13 @@ const ENDPOINTS = [
   'layout/get',
   'layout/push',
   'meta/position',
-  'meta/apply',
   'meta/resync-begin',
   'meta/resync-load',
   'meta/resync-end',
+  'meta/vote',
+  'meta/append',
+  'meta/leader',
+  'meta/handover',
   'rpc/ping',
   'rpc/peers',
   'no/such/endpoint',
@@ -80,12 +83,49 @@ function hostileHeader(rng: Rng, path: string): unknown {
   if (path === 'store/call' && rng.chance(0.7))
     return { method: rng.chance(0.8) ? rng.pick(METADATA_METHODS) : rng.value(0) };
   if (path.startsWith('block/') && rng.chance(0.5)) return { hash: rng.value(0) };
-  if (path.startsWith('meta/') && rng.chance(0.5))
-    return { layoutVersion: rng.pick([0, 1, 2, 1e9, -1]), from: rng.value(1), holdMs: rng.value(0) };
+  if (path.startsWith('meta/') && rng.chance(0.6)) {
+    // Terms and indexes around every edge: negative, fractional, past 2^53, of the wrong type.
+    const counter = () =>
+      rng.pick([0, 1, 2, -1, 0.5, 2 ** 48, 2 ** 53 + 2, 1e308, NaN, '1', null, rng.value(0)]);
+    const position = () =>
+      rng.chance(0.5)
+        ? { seq: counter(), id: rng.pick(['', 'ab', '../x', rng.value(0)]), term: counter() }
+        : rng.value(1);
+    return {
+      layoutVersion: rng.pick([0, 1, 2, 1e9, -1]),
+      term: counter(),
+      ...(rng.chance(0.5)
+        ? { lastSeq: counter(), lastTerm: counter(), preVote: rng.pick([true, false, 'yes']) }
+        : {}),
+      ...(rng.chance(0.5) ? { from: position(), commit: counter() } : {}),
+      ...(rng.chance(0.3) ? { position: position(), through: position() } : {}),
+      ...(rng.chance(0.2) ? { holdMs: rng.value(0) } : {}),
+    };
+  }
   return rng.value();
 }
 
+// Log entries as a leader sends them, each field possibly wrong.
+function hostileEntries(rng: Rng): Buffer {
+  const entry = () => ({
+    seq: rng.pick([1, 2, -1, 2 ** 60, rng.value(0)]),
+    id: rng.pick(['00ff', '', rng.value(0)]),
+    term: rng.pick([1, 2 ** 48 + 1, rng.value(0)]),
+    changes: rng.chance(0.5)
+      ? [
+          {
+            table: rng.pick(['objects', '_change_log', '../x', rng.value(0)]),
+            key: rng.value(1),
+            value: rng.value(1),
+          },
+        ]
+      : rng.value(1),
+  });
+  return encodeData(Array.from({ length: rng.int(0, 4) }, entry));
+}
+
 function hostileBody(rng: Rng): Buffer | null {
+  if (rng.chance(0.15)) return hostileEntries(rng);
   switch (rng.int(0, 4)) {
     case 0:
       return null;
@@ -102,6 +142,7 @@ async function call(
   path: string,
   header: unknown,
   body: Buffer | null,
+  from: { peer: RpcNode; to: string } = { peer: member, to: serverId },
 ): Promise<{ refused: boolean; body: Buffer }> {
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {
@@ -112,7 +153,7 @@ async function call(
   });
   const attempt = (async () => {
     try {
-      const reply = await member.call(serverId, path, header, body);
+      const reply = await from.peer.call(from.to, path, header, body);
       const error = (reply.header as { error?: unknown; refused?: unknown } | null) ?? {};
       const data = reply.body ? await readBody(reply.body) : Buffer.alloc(0);
       return { refused: error.error !== undefined || error.refused !== undefined, body: data };
@@ -173,6 +214,67 @@ test(
       assert.ok(bytes.equals(kept), 'the stored object changed');
     } finally {
       s3.destroy();
+    }
+  },
+);
+
+// A metadata node is trusted with the log — a leader may replace a follower's tables — but not with the
+// process: one that sends every election and replication message with hostile terms, indexes, positions and
+// entries gets prompt answers from a node that stays up with bounded memory and writes nothing outside.
+test(
+  `${CALLS / 3} hostile election and replication calls from a metadata node: prompt answers, the node stays up`,
+  { timeout: 300_000 },
+  async (t) => {
+    const rng = new Rng(seed + 1);
+    const node = await startServer({
+      secretConfig: `rpc_secret = "${secret}"`,
+      extraConfig: 'replication_factor = 2',
+    });
+    let voter: RpcNode | undefined;
+    try {
+      const connected = await connectedPeer(node, secret);
+      voter = connected.peer;
+      for (const args of [
+        ['layout', 'assign', connected.serverId, '--zone', 'z1', '--capacity', '1G'],
+        ['layout', 'assign', voter.nodeId, '--zone', 'z2', '--capacity', '1G'],
+        ['layout', 'apply', '--version', '1'],
+      ]) {
+        const r = await runCoffre(['-c', node.configPath, ...args]);
+        assert.equal(r.code, 0, r.stderr);
+      }
+      const paths = ENDPOINTS.filter((p) => p.startsWith('meta/') && p !== 'meta/handover');
+      let next = 0;
+      const outcomes: Record<string, { refused: number; answered: number }> = {};
+      const worker = async () => {
+        while (next < CALLS / 3) {
+          const i = next++;
+          const path = rng.pick(paths);
+          const header = hostileHeader(rng, path);
+          const answer = await call(path, header, hostileBody(rng), {
+            peer: voter!,
+            to: connected.serverId,
+          }).catch((err: Error) => {
+            throw new Error(
+              `${err.message} (seed ${seed + 1}, call ${i}: ${path} ${JSON.stringify(header)?.slice(0, 300)})`,
+            );
+          });
+          const tally = (outcomes[path] ??= { refused: 0, answered: 0 });
+          tally[answer.refused ? 'refused' : 'answered']++;
+        }
+      };
+      await Promise.all(Array.from({ length: IN_FLIGHT }, worker));
+      t.diagnostic(`outcomes ${JSON.stringify(outcomes)}`);
+      assert.equal(node.process.exitCode, null, `the node exited (seed ${seed + 1}):\n${node.stderr()}`);
+      assert.ok(residentBytes(node.process.pid!) < MAX_RSS, 'memory grew past its bound');
+      assert.ok(!existsSync(CANARY), `a file was written outside the node's directories (seed ${seed + 1})`);
+      assert.equal((await fetch(`${node.adminEndpoint}/health`)).status, 200);
+      // It still answers where the metadata stands.
+      const status = await runCoffre(['-c', node.configPath, 'status', '--json']);
+      assert.equal(status.code, 0, status.stderr);
+    } finally {
+      await voter?.stop();
+      await node.stop();
+      node.cleanup();
     }
   },
 );

@@ -59,6 +59,8 @@ export function sendError(
   // The connection ends after this answer (a refused request whose body is left unread): said in the
   // answer, so that the client does not wait on it for its next request.
   if (opts.close) res.setHeader('Connection', 'close');
+  // A 503 is a moment's unavailability (a node down, the metadata leader being chosen): say when to retry.
+  if (err.status === 503) res.setHeader('Retry-After', '1');
   if (method === 'HEAD') {
     res.setHeader('Content-Length', 0);
     res.end();
