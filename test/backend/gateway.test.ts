@@ -1,0 +1,275 @@
+// A coffre node in front of an S3 backend (here another coffre node): objects written through the gateway
+// with the AWS SDK come back whole, by ranges, in listings with their plaintext sizes and one stable ETag; the
+// backend, read directly with its own credentials, holds no plaintext, no user metadata and no customer key.
+import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
+import { after, before, test } from 'node:test';
+import {
+  CreateBucketCommand,
+  DeleteBucketCommand,
+  DeleteObjectCommand,
+  DeleteObjectsCommand,
+  GetObjectCommand,
+  HeadObjectCommand,
+  ListObjectsV2Command,
+  PutObjectCommand,
+  type S3Client,
+} from '@aws-sdk/client-s3';
+import { rejects } from '../helpers/s3.js';
+import type { TestServer } from '../helpers/server.js';
+import { customerKey } from '../security/ssec-helpers.js';
+import { startBackend, startGateway, type Gateway } from './gateway-helpers.js';
+
+const KiB = 1024;
+const MiB = 1024 * KiB;
+const B = 'photos';
+
+let backend: { server: TestServer; client: S3Client; target: { bucket: string } };
+let gateway: Gateway;
+let s3: S3Client;
+
+before(async () => {
+  backend = await startBackend();
+  gateway = await startGateway(backend.target as never);
+  s3 = gateway.client;
+  await s3.send(new CreateBucketCommand({ Bucket: B }));
+});
+
+after(async () => {
+  await gateway?.stop();
+  backend?.client.destroy();
+  await backend?.server.stop();
+  backend?.server.cleanup();
+});
+
+async function body(out: { Body?: unknown }): Promise<Buffer> {
+  const b = out.Body as { transformToByteArray(): Promise<Uint8Array> };
+  return Buffer.from(await b.transformToByteArray());
+}
+
+/** Every object the backend holds, with its body and metadata, read with the backend's own credentials. */
+async function backendContents(): Promise<{ key: string; body: Buffer; meta: Record<string, string> }[]> {
+  const out = [];
+  const listed = await backend.client.send(new ListObjectsV2Command({ Bucket: backend.target.bucket }));
+  for (const item of listed.Contents ?? []) {
+    const got = await backend.client.send(
+      new GetObjectCommand({ Bucket: backend.target.bucket, Key: item.Key }),
+    );
+    out.push({ key: item.Key!, body: await body(got), meta: got.Metadata ?? {} });
+  }
+  return out;
+}
+
+test('objects of every size round-trip, and listings show plaintext sizes with the ETags PUT gave', async () => {
+  const sizes = [0, 1, 64 * KiB - 1, 64 * KiB, 64 * KiB + 1, MiB, MiB + 17, 3 * MiB + 5];
+  const etags = new Map<string, string>();
+  const data = new Map<string, Buffer>();
+  for (const size of sizes) {
+    const key = `sizes/${String(size).padStart(8, '0')}.bin`;
+    const bytes = randomBytes(size);
+    data.set(key, bytes);
+    const put = await s3.send(new PutObjectCommand({ Bucket: B, Key: key, Body: bytes }));
+    assert.ok(put.ETag, 'PUT gives an ETag');
+    // Not an MD5 of the plaintext, and not shaped like one: clients that check MD5s skip it.
+    assert.match(put.ETag, /^"[0-9a-f]{32}-1"$/);
+    etags.set(key, put.ETag);
+    const head = await s3.send(new HeadObjectCommand({ Bucket: B, Key: key }));
+    assert.equal(head.ContentLength, size);
+    assert.equal(head.ETag, put.ETag);
+    assert.equal(head.ServerSideEncryption, 'AES256', 'encrypted with SSE-S3 although not asked');
+    const got = await s3.send(new GetObjectCommand({ Bucket: B, Key: key }));
+    assert.equal(got.ETag, put.ETag);
+    assert.ok((await body(got)).equals(bytes), `${size} bytes come back`);
+  }
+  const listed = await s3.send(new ListObjectsV2Command({ Bucket: B, Prefix: 'sizes/' }));
+  assert.deepEqual(
+    listed.Contents?.map((o) => [o.Key, o.Size, o.ETag]),
+    [...data.keys()].map((k) => [k, data.get(k)!.length, etags.get(k)]),
+  );
+  // Paged by one, with a delimiter: the same keys in the same order.
+  const seen: string[] = [];
+  let token: string | undefined;
+  do {
+    const page = await s3.send(
+      new ListObjectsV2Command({ Bucket: B, Prefix: 'sizes/', MaxKeys: 3, ContinuationToken: token }),
+    );
+    seen.push(...(page.Contents ?? []).map((o) => o.Key!));
+    token = page.NextContinuationToken;
+  } while (token);
+  assert.deepEqual(seen, [...data.keys()]);
+  const top = await s3.send(new ListObjectsV2Command({ Bucket: B, Delimiter: '/' }));
+  assert.deepEqual(
+    top.CommonPrefixes?.map((p) => p.Prefix),
+    ['sizes/'],
+  );
+});
+
+test('Range reads return exact bytes and Content-Range, across chunk boundaries', async () => {
+  const bytes = randomBytes(2 * MiB + 333);
+  await s3.send(new PutObjectCommand({ Bucket: B, Key: 'ranges.bin', Body: bytes }));
+  const cases: [string, number, number][] = [
+    ['bytes=0-0', 0, 1],
+    ['bytes=65535-65536', 65535, 65537],
+    ['bytes=1000000-1200000', 1000000, 1200001],
+    ['bytes=-10', bytes.length - 10, bytes.length],
+    [`bytes=${bytes.length - 1}-`, bytes.length - 1, bytes.length],
+    ['bytes=2000000-99999999', 2000000, bytes.length],
+  ];
+  for (const [range, start, end] of cases) {
+    const got = await s3.send(new GetObjectCommand({ Bucket: B, Key: 'ranges.bin', Range: range }));
+    assert.equal(got.ContentRange, `bytes ${start}-${end - 1}/${bytes.length}`, range);
+    assert.ok((await body(got)).equals(bytes.subarray(start, end)), range);
+  }
+  await rejects(
+    () => s3.send(new GetObjectCommand({ Bucket: B, Key: 'ranges.bin', Range: `bytes=${bytes.length}-` })),
+    'InvalidRange',
+    416,
+  );
+});
+
+test('metadata and content-type come back through the gateway, sealed in the backend', async () => {
+  await s3.send(
+    new PutObjectCommand({
+      Bucket: B,
+      Key: 'meta.txt',
+      Body: 'hello',
+      ContentType: 'text/x-secret-type',
+      ContentDisposition: 'attachment; filename="secret-name.txt"',
+      Metadata: { colour: 'ultramarine-secret' },
+    }),
+  );
+  const head = await s3.send(new HeadObjectCommand({ Bucket: B, Key: 'meta.txt' }));
+  assert.equal(head.ContentType, 'text/x-secret-type');
+  assert.equal(head.ContentDisposition, 'attachment; filename="secret-name.txt"');
+  assert.deepEqual(head.Metadata, { colour: 'ultramarine-secret' });
+});
+
+test('SSE-C objects need their key, which never reaches the backend', async () => {
+  const key = customerKey();
+  const ssec = { SSECustomerAlgorithm: 'AES256', SSECustomerKey: key.b64, SSECustomerKeyMD5: key.md5 };
+  const bytes = randomBytes(200 * KiB);
+  await s3.send(new PutObjectCommand({ Bucket: B, Key: 'ssec.bin', Body: bytes, ...ssec }));
+  const got = await s3.send(
+    new GetObjectCommand({ Bucket: B, Key: 'ssec.bin', Range: 'bytes=100-199', ...ssec }),
+  );
+  assert.ok((await body(got)).equals(bytes.subarray(100, 200)));
+  await rejects(() => s3.send(new GetObjectCommand({ Bucket: B, Key: 'ssec.bin' })), 'InvalidRequest', 400);
+  const other = customerKey();
+  await rejects(
+    () =>
+      s3.send(
+        new GetObjectCommand({
+          Bucket: B,
+          Key: 'ssec.bin',
+          SSECustomerAlgorithm: 'AES256',
+          SSECustomerKey: other.b64,
+          SSECustomerKeyMD5: other.md5,
+        }),
+      ),
+    'AccessDenied',
+    403,
+  );
+  // The backend, read with its own credentials, holds none of it.
+  const plain = Buffer.from('a plaintext marker that must not be found in the backend');
+  await s3.send(
+    new PutObjectCommand({
+      Bucket: B,
+      Key: 'marker.txt',
+      Body: plain,
+      Metadata: { note: 'ultramarine-secret' },
+    }),
+  );
+  const stored = await backendContents();
+  assert.ok(stored.length > 5, 'the backend holds the objects');
+  for (const o of stored) {
+    assert.ok(o.key.startsWith(`coffre/${B}/`), `${o.key} is under the configured prefix`);
+    for (const needle of [
+      plain,
+      bytes.subarray(0, 32),
+      key.raw,
+      Buffer.from(key.b64),
+      Buffer.from(key.md5),
+      Buffer.from('ultramarine-secret'),
+      Buffer.from('text/x-secret-type'),
+      Buffer.from('secret-name'),
+    ]) {
+      assert.equal(o.body.indexOf(needle), -1, `${o.key}'s body holds no plaintext or key`);
+      assert.ok(
+        !JSON.stringify(o.meta).includes(needle.toString('latin1')),
+        `${o.key}'s metadata holds none`,
+      );
+      assert.ok(
+        !JSON.stringify(o.meta).includes(needle.toString('base64')),
+        `${o.key}'s metadata holds none`,
+      );
+    }
+  }
+});
+
+test('conditional requests and deletes', async () => {
+  const put = await s3.send(new PutObjectCommand({ Bucket: B, Key: 'cond.txt', Body: 'one' }));
+  await rejects(
+    () => s3.send(new PutObjectCommand({ Bucket: B, Key: 'cond.txt', Body: 'two', IfNoneMatch: '*' })),
+    'PreconditionFailed',
+    412,
+  );
+  await rejects(
+    () =>
+      s3.send(
+        new PutObjectCommand({
+          Bucket: B,
+          Key: 'cond.txt',
+          Body: 'two',
+          IfMatch: '"0123456789abcdef0123456789abcdef-1"',
+        }),
+      ),
+    'PreconditionFailed',
+    412,
+  );
+  const second = await s3.send(
+    new PutObjectCommand({ Bucket: B, Key: 'cond.txt', Body: 'two', IfMatch: put.ETag }),
+  );
+  assert.notEqual(second.ETag, put.ETag);
+  await rejects(
+    () => s3.send(new GetObjectCommand({ Bucket: B, Key: 'cond.txt', IfMatch: put.ETag })),
+    'PreconditionFailed',
+    412,
+  );
+  const got = await s3.send(new GetObjectCommand({ Bucket: B, Key: 'cond.txt', IfMatch: second.ETag }));
+  assert.equal((await body(got)).toString(), 'two');
+
+  await rejects(() => s3.send(new DeleteBucketCommand({ Bucket: B })), 'BucketNotEmpty', 409);
+  await s3.send(new DeleteObjectCommand({ Bucket: B, Key: 'cond.txt' }));
+  await rejects(() => s3.send(new HeadObjectCommand({ Bucket: B, Key: 'cond.txt' })), 'NotFound', 404);
+  await s3.send(new PutObjectCommand({ Bucket: B, Key: 'gone/a', Body: 'a' }));
+  await s3.send(new PutObjectCommand({ Bucket: B, Key: 'gone/b', Body: 'b' }));
+  await s3.send(
+    new DeleteObjectsCommand({
+      Bucket: B,
+      Delete: { Objects: [{ Key: 'gone/a' }, { Key: 'gone/b' }, { Key: 'gone/c' }] },
+    }),
+  );
+  const left = await s3.send(new ListObjectsV2Command({ Bucket: B, Prefix: 'gone/' }));
+  assert.equal(left.KeyCount, 0);
+  // An empty bucket goes, and the backend holds nothing more of it.
+  await s3.send(new CreateBucketCommand({ Bucket: 'shortlived' }));
+  await s3.send(new PutObjectCommand({ Bucket: 'shortlived', Key: 'x', Body: 'x' }));
+  await rejects(() => s3.send(new DeleteBucketCommand({ Bucket: 'shortlived' })), 'BucketNotEmpty', 409);
+  await s3.send(new DeleteObjectCommand({ Bucket: 'shortlived', Key: 'x' }));
+  await s3.send(new DeleteBucketCommand({ Bucket: 'shortlived' }));
+});
+
+test('an object another program put under the prefix is left out of listings and refused on read', async () => {
+  await backend.client.send(
+    new PutObjectCommand({ Bucket: backend.target.bucket, Key: `coffre/${B}/foreign.txt`, Body: 'not ours' }),
+  );
+  const listed = await s3.send(new ListObjectsV2Command({ Bucket: B, Prefix: 'foreign' }));
+  assert.equal(listed.KeyCount ?? 0, 0);
+  await rejects(() => s3.send(new GetObjectCommand({ Bucket: B, Key: 'foreign.txt' })), 'InternalError', 500);
+});
+
+test('the plaintext MD5 is never the ETag', async () => {
+  const bytes = Buffer.from('same bytes');
+  const put = await s3.send(new PutObjectCommand({ Bucket: B, Key: 'md5.txt', Body: bytes }));
+  assert.notEqual(put.ETag, `"${createHash('md5').update(bytes).digest('hex')}"`);
+});
