@@ -6,7 +6,6 @@ import { Agent as HttpAgent } from 'node:http';
 import { Agent as HttpsAgent } from 'node:https';
 import { rootCertificates } from 'node:tls';
 import { ListObjectsV2Command, S3Client, S3ServiceException } from '@aws-sdk/client-s3';
-import { NodeHttpHandler } from '@smithy/node-http-handler';
 import type { BackendConfig } from '../config/config.js';
 import { checkPrivate } from '../rpc/identity.js';
 import { UserError, errorMessage } from '../util/errors.js';
@@ -40,6 +39,9 @@ function readCaBundle(path: string): string[] {
 
 export function createBackendClient(config: BackendConfig, secretAccessKey: string): S3Client {
   const ca = config.caBundle ? readCaBundle(config.caBundle) : undefined;
+  // The SDK's notice that later SDK releases will need a newer Node.js speaks to coffre's developers (who
+  // choose the SDK version coffre ships with), not to the operator, whose start output it would clutter.
+  process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
   return new S3Client({
     endpoint: config.endpoint,
     region: config.region,
@@ -51,12 +53,12 @@ export function createBackendClient(config: BackendConfig, secretAccessKey: stri
     responseChecksumValidation: 'WHEN_REQUIRED',
     // A failure is answered at once as 503 with Retry-After; the client retries, not the gateway.
     maxAttempts: 1,
-    requestHandler: new NodeHttpHandler({
+    requestHandler: {
       connectionTimeout: CONNECT_TIMEOUT_MS,
       socketTimeout: SOCKET_TIMEOUT_MS,
       httpAgent: new HttpAgent({ keepAlive: true, maxSockets: MAX_SOCKETS }),
       httpsAgent: new HttpsAgent({ keepAlive: true, maxSockets: MAX_SOCKETS, ...(ca ? { ca } : {}) }),
-    }),
+    },
   });
 }
 

@@ -58,12 +58,12 @@ export interface Gateway {
 /** A gateway in front of `target`, with its SSE-S3 keyring made and unlocked (unless `keyring` is false). */
 export async function startGateway(
   target: BackendTarget,
-  opts: { prefix?: string; keyring?: boolean; server?: ServerOptions } = {},
+  opts: { prefix?: string; keyring?: boolean; server?: ServerOptions; table?: string } = {},
 ): Promise<Gateway> {
   const operator = await operatorKey('gateway-operator');
   const server = await startServer({
     ...opts.server,
-    extraConfig: `${opts.server?.extraConfig ?? ''}\n${backendTable(target, opts.prefix)}\n`,
+    extraConfig: `${opts.server?.extraConfig ?? ''}\n${opts.table ?? backendTable(target, opts.prefix)}\n`,
   });
   if (opts.keyring !== false) await mustCli(server, ['sse-s3', 'init', '--recipient', operator.publicFile]);
   const client = server.client();
