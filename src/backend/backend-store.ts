@@ -2,13 +2,19 @@
 // (Ceph RGW, Garage, MinIO, AWS), one backend object each (object-format.ts), written as they stream through
 // and read back by ranges. The node keeps no object data; access keys, buckets and permissions are kept by
 // the node's own metadata store for now (docs/gateway.md, "Limits").
+import { randomBytes } from 'node:crypto';
 import {
+  AbortMultipartUploadCommand,
+  CompleteMultipartUploadCommand,
+  CreateMultipartUploadCommand,
   DeleteObjectCommand,
   DeleteObjectsCommand,
   GetObjectCommand,
   HeadObjectCommand,
   ListObjectsV2Command,
+  ListPartsCommand,
   PutObjectCommand,
+  UploadPartCommand,
   type S3Client,
 } from '@aws-sdk/client-s3';
 import { Readable } from 'node:stream';
@@ -23,22 +29,109 @@ import {
   type StreamedObject,
   type WriteCondition,
 } from '../model/store.js';
-import type {
-  BucketRecord,
-  CorsRule,
-  ObjectRecord,
-  PartRecord,
-  Permission,
-  Segment,
-  UploadRecord,
+import {
+  RECORD_VERSION,
+  type BucketRecord,
+  type CorsRule,
+  type ObjectRecord,
+  type PartRecord,
+  type Permission,
+  type Segment,
+  type UploadRecord,
 } from '../model/types.js';
 import { S3Error, S3Errors } from '../util/s3-error.js';
 import { backendErrorCode, backendStatus, fromBackend } from './client.js';
-import { backendKey, backendMetadata, bucketPrefix, headRecord, listedRecord } from './object-format.js';
+import {
+  UPLOAD_ID,
+  backendKey,
+  backendMetadata,
+  bucketPrefix,
+  checkMetadataFits,
+  coffrePartEtag,
+  decodePartTable,
+  decodeUpload,
+  encodePartTable,
+  encodeUpload,
+  headRecord,
+  isMultipart,
+  listedRecord,
+  markerDigestOf,
+  partEtagNames,
+  partMarkerKey,
+  partMarkersPrefix,
+  parsePartMarker,
+  partTableKey,
+  plainSizeOf,
+  uploadMetadata,
+  uploadRecordKey,
+  versionIdOf,
+  type BackendUpload,
+  type TablePart,
+} from './object-format.js';
 import { sealStream } from './seal-stream.js';
 
 /** Keys per DeleteObjects request: S3's limit. */
 const DELETE_BATCH = 1000;
+/** S3's smallest part but the last, checked on plaintext sizes (the backend sees larger, sealed ones). */
+const MIN_PART_SIZE = 5 * 1024 * 1024;
+/** Entries kept in each of the store's caches of immutable facts. */
+const CACHE_ENTRIES = 10_000;
+/** Multipart objects a listing looks up at once for their plaintext size. */
+const LOOKUPS_IN_FLIGHT = 8;
+
+function remember<K, V>(cache: Map<K, V>, key: K, value: V): void {
+  if (cache.size >= CACHE_ENTRIES) cache.delete(cache.keys().next().value as K);
+  cache.set(key, value);
+}
+
+// A sealed body for the backend, and the error its source failed with, if it did (a bad signature or
+// digest, a short body): that error, not the backend's complaint about a cut request, is the client's answer.
+function sealedBody(
+  source: AsyncIterable<Buffer>,
+  plainSize: number,
+  sealer: BlockSealer,
+): { body: Readable; failure: () => unknown } {
+  let sourceError: unknown;
+  const body = Readable.from(
+    (async function* () {
+      try {
+        yield* sealStream(source, plainSize, sealer);
+      } catch (err) {
+        sourceError = err;
+        throw err;
+      }
+    })(),
+    { highWaterMark: 1 },
+  );
+  return { body, failure: () => sourceError };
+}
+
+// The backend's ETag of an object made by a multipart upload ends in "-<number of parts>".
+function isMultipartEtag(etag: string | undefined): boolean {
+  return etag !== undefined && /-\d+"?$/.test(etag);
+}
+
+async function mapLimited<T, R>(items: T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
+  const out: R[] = new Array<R>(items.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) {
+      const i = next++;
+      out[i] = await fn(items[i]!);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  return out;
+}
+
+function invalidPart(r: { partNumber: number; etag: string }): S3Error {
+  return new S3Error(
+    'InvalidPart',
+    400,
+    "One or more of the specified parts could not be found. The part might not have been uploaded, or the specified entity tag might not have matched the part's entity tag.",
+    { PartNumber: String(r.partNumber), ETag: r.etag },
+  );
+}
 
 // A backend request whose failure becomes what coffre's client should see (client.ts fromBackend).
 async function guarded<T>(request: Promise<T>): Promise<T> {
@@ -57,13 +150,22 @@ export class BackendStore implements ObjectStore {
   readonly streams: ObjectStreams;
   // Bucket names by id: the API names buckets by id below the router, the backend by name.
   private readonly names = new Map<string, string>();
+  // Uploads in progress and part tables, as read from the backend: neither changes once written.
+  private readonly uploads = new Map<string, BackendUpload>();
+  private readonly tables = new Map<string, TablePart[]>();
+  // Plaintext sizes of multipart objects by backend key and ETag, for listings (docs/gateway.md).
+  private readonly sizes = new Map<string, number>();
 
   constructor(
     private readonly client: S3Client,
     private readonly config: BackendConfig,
     private readonly local: LocalStore,
   ) {
-    this.streams = { putObjectStream: (...args) => this.putObjectStream(...args) };
+    this.streams = {
+      putObjectStream: (...args) => this.putObjectStream(...args),
+      putPartStream: (...args) => this.putPartStream(...args),
+      completeUploadStream: (...args) => this.completeUploadStream(...args),
+    };
   }
 
   // ---- access keys and buckets: the node's own metadata store
@@ -146,19 +248,30 @@ export class BackendStore implements ObjectStore {
 
   async getObject(bucketId: string, key: string): Promise<ObjectRecord | undefined> {
     const stored = await this.objectKey(bucketId, key);
+    let head;
     try {
-      const head = await this.client.send(new HeadObjectCommand({ Bucket: this.config.bucket, Key: stored }));
-      return headRecord(bucketId, key, {
+      head = await this.client.send(new HeadObjectCommand({ Bucket: this.config.bucket, Key: stored }));
+    } catch (err) {
+      if (backendStatus(err) === 404) return undefined;
+      throw fromBackend(err);
+    }
+    const versionId = versionIdOf(head.Metadata);
+    const table =
+      isMultipart(head.Metadata) && versionId ? await this.partTable(stored, versionId) : undefined;
+    const record = headRecord(
+      bucketId,
+      key,
+      {
         key: stored,
         size: head.ContentLength,
         etag: head.ETag,
         lastModified: head.LastModified,
         metadata: head.Metadata,
-      });
-    } catch (err) {
-      if (backendStatus(err) === 404) return undefined;
-      throw fromBackend(err);
-    }
+      },
+      table,
+    );
+    if (table) remember(this.sizes, `${stored}\n${head.ETag}`, record.size);
+    return record;
   }
 
   private async putObjectStream(
@@ -179,18 +292,7 @@ export class BackendStore implements ObjectStore {
       checkWriteCondition(condition, current);
       ifMatch = condition.ifMatch !== undefined ? current?.segments[0]?.backend?.etag : undefined;
     }
-    let sourceError: unknown;
-    const body = Readable.from(
-      (async function* () {
-        try {
-          yield* sealStream(source, plainSize, sealer);
-        } catch (err) {
-          sourceError = err;
-          throw err;
-        }
-      })(),
-      { highWaterMark: 1 },
-    );
+    const { body, failure } = sealedBody(source, plainSize, sealer);
     let put;
     try {
       put = await this.client.send(
@@ -207,7 +309,8 @@ export class BackendStore implements ObjectStore {
       );
     } catch (err) {
       body.destroy();
-      if (sourceError) throw sourceError;
+      const failed = failure();
+      if (failed) throw failed;
       if (backendStatus(err) === 412 || backendErrorCode(err) === 'PreconditionFailed')
         throw new S3Error(
           'PreconditionFailed',
@@ -243,26 +346,7 @@ export class BackendStore implements ObjectStore {
   }
 
   async deleteObjects(bucketId: string, keys: string[]): Promise<void> {
-    for (let i = 0; i < keys.length; i += DELETE_BATCH) {
-      const batch = await Promise.all(
-        keys.slice(i, i + DELETE_BATCH).map((k) => this.objectKey(bucketId, k)),
-      );
-      const out = await guarded(
-        this.client.send(
-          new DeleteObjectsCommand({
-            Bucket: this.config.bucket,
-            Delete: { Objects: batch.map((Key) => ({ Key })), Quiet: true },
-          }),
-        ),
-      );
-      const failed = out.Errors ?? [];
-      if (failed.length > 0)
-        throw new S3Error(
-          'ServiceUnavailable',
-          503,
-          `The storage backend did not delete ${failed.length} objects; please retry.`,
-        );
-    }
+    await this.deleteBackendKeys(await Promise.all(keys.map((k) => this.objectKey(bucketId, k))));
   }
 
   setObjectTags(): Promise<void> {
@@ -290,44 +374,359 @@ export class BackendStore implements ObjectStore {
         ),
       );
       const listed = page;
-      for (const item of listed.Contents ?? []) {
-        if (!item.Key?.startsWith(base)) continue;
-        const record = listedRecord(bucketId, item.Key.slice(base.length), {
-          key: item.Key,
-          size: item.Size,
-          etag: item.ETag,
-          lastModified: item.LastModified,
-        });
-        if (record) out.push(record);
-      }
+      const records = await mapLimited(listed.Contents ?? [], LOOKUPS_IN_FLIGHT, async (item) => {
+        if (!item.Key?.startsWith(base)) return undefined;
+        const facts = { key: item.Key, size: item.Size, etag: item.ETag, lastModified: item.LastModified };
+        const key = item.Key.slice(base.length);
+        if (!isMultipartEtag(item.ETag)) return listedRecord(bucketId, key, facts);
+        // A multipart object's plaintext size needs its part table: looked up once per gateway, then known.
+        const size =
+          this.sizes.get(`${item.Key}\n${item.ETag}`) ??
+          (
+            await this.getObject(bucketId, key).catch((err: unknown) => {
+              // Gone since the listing, or not coffre's: left out. A backend that fails fails the listing.
+              if (err instanceof S3Error && err.status === 503) throw err;
+              return undefined;
+            })
+          )?.size;
+        return size === undefined ? undefined : listedRecord(bucketId, key, facts, size);
+      });
+      for (const record of records) if (record) out.push(record);
       if (!listed.IsTruncated || !listed.NextContinuationToken) break;
       token = listed.NextContinuationToken;
     }
     return out;
   }
 
-  // ---- multipart uploads: not yet
+  // ---- multipart uploads (object-format.ts: the records beside a backend multipart upload)
 
-  createUpload(_record: NewUpload): Promise<UploadRecord> {
-    return Promise.reject(notYet('multipart uploads'));
+  async createUpload(record: NewUpload): Promise<UploadRecord> {
+    if (record.tags) throw notYet('object tagging');
+    if (!record.encryption || !record.sealedMeta)
+      throw S3Errors.internal('an upload stored in a backend must be encrypted');
+    const uploadId = randomBytes(16).toString('hex');
+    const stored = await this.objectKey(record.bucketId, record.key);
+    const upload: BackendUpload = {
+      uploadId,
+      bucketId: record.bucketId,
+      key: record.key,
+      versionId: record.versionId,
+      initiated: Date.now(),
+      backendUploadId: '',
+      encryption: record.encryption,
+      sealedMeta: record.sealedMeta.toString('base64'),
+      ...(record.checksumAlgorithm ? { checksumAlgorithm: record.checksumAlgorithm } : {}),
+    };
+    const metadata = uploadMetadata(upload);
+    checkMetadataFits(metadata);
+    const created = await guarded(
+      this.client.send(
+        new CreateMultipartUploadCommand({
+          Bucket: this.config.bucket,
+          Key: stored,
+          ContentType: 'application/octet-stream',
+          Metadata: metadata,
+        }),
+      ),
+    );
+    if (!created.UploadId) throw S3Errors.internal('the storage backend gave no upload id');
+    upload.backendUploadId = created.UploadId;
+    await guarded(
+      this.client.send(
+        new PutObjectCommand({
+          Bucket: this.config.bucket,
+          Key: uploadRecordKey(this.config.prefix, uploadId),
+          Body: encodeUpload(upload),
+          ContentType: 'application/json',
+        }),
+      ),
+    );
+    this.uploads.set(uploadId, upload);
+    return this.uploadRecord(upload);
   }
-  getUpload(_bucketId: string, _key: string, uploadId: string): Promise<UploadRecord> {
-    return Promise.reject(S3Errors.noSuchUpload(uploadId));
+
+  private uploadRecord(upload: BackendUpload): UploadRecord {
+    return {
+      v: RECORD_VERSION,
+      uploadId: upload.uploadId,
+      bucketId: upload.bucketId,
+      key: upload.key,
+      versionId: upload.versionId,
+      initiated: upload.initiated,
+      headers: {},
+      userMeta: {},
+      sealedMeta: Buffer.from(upload.sealedMeta, 'base64'),
+      encryption: upload.encryption,
+      ...(upload.checksumAlgorithm ? { checksumAlgorithm: upload.checksumAlgorithm } : {}),
+    };
   }
+
+  private async backendUpload(uploadId: string): Promise<BackendUpload> {
+    if (!UPLOAD_ID.test(uploadId)) throw S3Errors.noSuchUpload(uploadId);
+    const known = this.uploads.get(uploadId);
+    if (known) return known;
+    const text = await this.readText(uploadRecordKey(this.config.prefix, uploadId));
+    if (text === undefined) throw S3Errors.noSuchUpload(uploadId);
+    const upload = decodeUpload(text);
+    if (upload.uploadId !== uploadId) throw S3Errors.noSuchUpload(uploadId);
+    this.uploads.set(uploadId, upload);
+    return upload;
+  }
+
+  async getUpload(bucketId: string, key: string, uploadId: string): Promise<UploadRecord> {
+    const upload = await this.backendUpload(uploadId);
+    if (upload.bucketId !== bucketId || upload.key !== key) throw S3Errors.noSuchUpload(uploadId);
+    return this.uploadRecord(upload);
+  }
+
   async listUploads(): Promise<UploadRecord[]> {
     return [];
   }
-  putPart(): Promise<void> {
-    return Promise.reject(notYet('multipart uploads'));
+
+  private async putPartStream(
+    record: UploadRecord,
+    partNumber: number,
+    source: AsyncIterable<Buffer>,
+    plainSize: number,
+    sealer: BlockSealer & { readonly header: Buffer },
+  ): Promise<{ etag: string }> {
+    const upload = await this.backendUpload(record.uploadId);
+    const { body, failure } = sealedBody(source, plainSize, sealer);
+    let etag: string | undefined;
+    try {
+      const part = await this.client.send(
+        new UploadPartCommand({
+          Bucket: this.config.bucket,
+          Key: await this.objectKey(upload.bucketId, upload.key),
+          UploadId: upload.backendUploadId,
+          PartNumber: partNumber,
+          Body: body,
+          ContentLength: sealer.sealedSize(plainSize, 0),
+        }),
+      );
+      etag = part.ETag;
+    } catch (err) {
+      body.destroy();
+      throw (
+        failure() ?? (backendStatus(err) === 404 ? S3Errors.noSuchUpload(upload.uploadId) : fromBackend(err))
+      );
+    }
+    if (!etag) throw S3Errors.internal('the storage backend gave no ETag for a part');
+    // The part's stream header, kept where Complete finds it (the backend lists parts without their bytes).
+    await guarded(
+      this.client.send(
+        new PutObjectCommand({
+          Bucket: this.config.bucket,
+          Key: partMarkerKey(this.config.prefix, upload.uploadId, partNumber, etag, sealer.header),
+          Body: Buffer.alloc(0),
+        }),
+      ),
+    );
+    return { etag: coffrePartEtag(etag) };
   }
-  async listParts(): Promise<PartRecord[]> {
-    return [];
+
+  /** The parts the backend holds for an upload, with the stream header each was sealed with. */
+  private async uploadedParts(
+    upload: BackendUpload,
+  ): Promise<Map<number, { etag: string; size: number; header?: Buffer }>> {
+    const stored = await this.objectKey(upload.bucketId, upload.key);
+    const parts = new Map<number, { etag: string; size: number; header?: Buffer }>();
+    let marker: string | undefined;
+    do {
+      const page = await this.client
+        .send(
+          new ListPartsCommand({
+            Bucket: this.config.bucket,
+            Key: stored,
+            UploadId: upload.backendUploadId,
+            PartNumberMarker: marker,
+          }),
+        )
+        .catch((err: unknown) => {
+          throw backendStatus(err) === 404 ? S3Errors.noSuchUpload(upload.uploadId) : fromBackend(err);
+        });
+      for (const p of page.Parts ?? [])
+        if (p.PartNumber && p.ETag && p.Size !== undefined)
+          parts.set(p.PartNumber, { etag: p.ETag, size: p.Size });
+      marker = page.IsTruncated ? page.NextPartNumberMarker : undefined;
+    } while (marker);
+    const markers = partMarkersPrefix(this.config.prefix, upload.uploadId);
+    for await (const key of this.listBackendKeys(markers)) {
+      const m = parsePartMarker(key.slice(markers.length));
+      const part = m && parts.get(m.partNumber);
+      if (part && m.etagDigest === markerDigestOf(part.etag)) part.header = m.header;
+    }
+    return parts;
   }
+
+  private async completeUploadStream(
+    record: UploadRecord,
+    requested: { partNumber: number; etag: string }[],
+  ): Promise<ObjectRecord> {
+    const upload = await this.backendUpload(record.uploadId);
+    const uploaded = await this.uploadedParts(upload);
+    const table: TablePart[] = [];
+    const chosen: { PartNumber: number; ETag: string }[] = [];
+    requested.forEach((r, i) => {
+      const part = uploaded.get(r.partNumber);
+      if (!part || !part.header || !partEtagNames(r.etag, part.etag)) throw invalidPart(r);
+      const plain = plainSizeOf(part.size);
+      if (plain === undefined) throw invalidPart(r);
+      if (i < requested.length - 1 && plain < MIN_PART_SIZE)
+        throw new S3Error(
+          'EntityTooSmall',
+          400,
+          'Your proposed upload is smaller than the minimum allowed object size.',
+          {
+            PartNumber: String(r.partNumber),
+            ProposedSize: String(plain),
+            MinSizeAllowed: String(MIN_PART_SIZE),
+          },
+        );
+      table.push({ partNumber: r.partNumber, storedSize: part.size, header: part.header });
+      chosen.push({ PartNumber: r.partNumber, ETag: part.etag });
+    });
+    // The table first: the object is never visible without what reading it needs.
+    await guarded(
+      this.client.send(
+        new PutObjectCommand({
+          Bucket: this.config.bucket,
+          Key: partTableKey(this.config.prefix, upload.versionId),
+          Body: encodePartTable(table),
+          ContentType: 'application/json',
+        }),
+      ),
+    );
+    const stored = await this.objectKey(upload.bucketId, upload.key);
+    const done = await this.client
+      .send(
+        new CompleteMultipartUploadCommand({
+          Bucket: this.config.bucket,
+          Key: stored,
+          UploadId: upload.backendUploadId,
+          MultipartUpload: { Parts: chosen },
+        }),
+      )
+      .catch((err: unknown) => {
+        throw backendStatus(err) === 404 ? S3Errors.noSuchUpload(upload.uploadId) : fromBackend(err);
+      });
+    if (!done.ETag) throw S3Errors.internal('the storage backend gave no ETag for a completed upload');
+    await this.forgetUpload(upload);
+    return headRecord(
+      upload.bucketId,
+      upload.key,
+      {
+        key: stored,
+        size: table.reduce((n, p) => n + p.storedSize, 0),
+        etag: done.ETag,
+        lastModified: new Date(),
+        metadata: uploadMetadata(upload),
+      },
+      table,
+    );
+  }
+
+  // An upload's records go once it is completed or aborted (a failure here leaves only a few small objects).
+  private async forgetUpload(upload: BackendUpload): Promise<void> {
+    this.uploads.delete(upload.uploadId);
+    const keys = [uploadRecordKey(this.config.prefix, upload.uploadId)];
+    for await (const key of this.listBackendKeys(partMarkersPrefix(this.config.prefix, upload.uploadId)))
+      keys.push(key);
+    await this.deleteBackendKeys(keys).catch(() => undefined);
+  }
+
+  async putPart(): Promise<void> {
+    return Promise.reject(notYet('copying parts'));
+  }
+
+  async listParts(uploadId: string): Promise<PartRecord[]> {
+    const upload = await this.backendUpload(uploadId);
+    const parts = await this.uploadedParts(upload);
+    return [...parts.entries()]
+      .sort(([a], [b]) => a - b)
+      .map(([partNumber, p]) => ({
+        v: RECORD_VERSION,
+        partNumber,
+        etag: coffrePartEtag(p.etag),
+        lastModified: Date.now(),
+        segment: { plainSize: plainSizeOf(p.size) ?? 0, storedSize: p.size, blocks: [] },
+        checksums: {},
+      }));
+  }
+
   completeUpload(): Promise<void> {
-    return Promise.reject(notYet('multipart uploads'));
+    return Promise.reject(S3Errors.internal('a backend completes uploads with completeUploadStream'));
   }
-  abortUpload(): Promise<void> {
-    return Promise.reject(notYet('multipart uploads'));
+
+  async abortUpload(record: UploadRecord): Promise<void> {
+    const upload = await this.backendUpload(record.uploadId);
+    await this.client
+      .send(
+        new AbortMultipartUploadCommand({
+          Bucket: this.config.bucket,
+          Key: await this.objectKey(upload.bucketId, upload.key),
+          UploadId: upload.backendUploadId,
+        }),
+      )
+      .catch((err: unknown) => {
+        if (backendStatus(err) !== 404) throw fromBackend(err);
+      });
+    await this.forgetUpload(upload);
+  }
+
+  // ---- the gateway's own small objects in the backend
+
+  private async readText(key: string): Promise<string | undefined> {
+    try {
+      const got = await this.client.send(new GetObjectCommand({ Bucket: this.config.bucket, Key: key }));
+      return await got.Body!.transformToString('utf8');
+    } catch (err) {
+      if (backendStatus(err) === 404) return undefined;
+      throw fromBackend(err);
+    }
+  }
+
+  private async *listBackendKeys(prefix: string): AsyncGenerator<string> {
+    let token: string | undefined;
+    do {
+      const page = await guarded(
+        this.client.send(
+          new ListObjectsV2Command({ Bucket: this.config.bucket, Prefix: prefix, ContinuationToken: token }),
+        ),
+      );
+      for (const item of page.Contents ?? []) if (item.Key) yield item.Key;
+      token = page.IsTruncated ? page.NextContinuationToken : undefined;
+    } while (token);
+  }
+
+  private async deleteBackendKeys(keys: string[]): Promise<void> {
+    for (let i = 0; i < keys.length; i += DELETE_BATCH) {
+      const out = await guarded(
+        this.client.send(
+          new DeleteObjectsCommand({
+            Bucket: this.config.bucket,
+            Delete: { Objects: keys.slice(i, i + DELETE_BATCH).map((Key) => ({ Key })), Quiet: true },
+          }),
+        ),
+      );
+      const failed = out.Errors ?? [];
+      if (failed.length > 0)
+        throw new S3Error(
+          'ServiceUnavailable',
+          503,
+          `The storage backend did not delete ${failed.length} objects; please retry.`,
+        );
+    }
+  }
+
+  private async partTable(key: string, versionId: string): Promise<TablePart[]> {
+    const known = this.tables.get(versionId);
+    if (known) return known;
+    const text = await this.readText(partTableKey(this.config.prefix, versionId));
+    if (text === undefined) throw S3Errors.internal(`The part table of ${key} is missing from the backend.`);
+    const table = decodePartTable(text, key);
+    remember(this.tables, versionId, table);
+    return table;
   }
 
   // ---- bytes: a backend object's, by range; there are no blocks here

@@ -104,6 +104,19 @@ export interface ObjectStreams {
     sealer: BlockSealer,
     condition?: WriteCondition,
   ): Promise<ObjectRecord>;
+  // UploadPart: the part's bytes, sealed on the way; answers the part's ETag.
+  putPartStream(
+    upload: UploadRecord,
+    partNumber: number,
+    source: AsyncIterable<Buffer>,
+    plainSize: number,
+    sealer: BlockSealer & { readonly header: Buffer },
+  ): Promise<{ etag: string }>;
+  // CompleteMultipartUpload of the parts named (ascending numbers, the ETags putPartStream gave).
+  completeUploadStream(
+    upload: UploadRecord,
+    parts: { partNumber: number; etag: string }[],
+  ): Promise<ObjectRecord>;
 }
 
 export interface ObjectStore extends MetadataStore, SegmentIo {

@@ -5,6 +5,11 @@ import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { after, before, test } from 'node:test';
 import {
+  AbortMultipartUploadCommand,
+  CompleteMultipartUploadCommand,
+  CreateMultipartUploadCommand,
+  ListPartsCommand,
+  UploadPartCommand,
   CreateBucketCommand,
   DeleteBucketCommand,
   DeleteObjectCommand,
@@ -15,6 +20,7 @@ import {
   PutObjectCommand,
   type S3Client,
 } from '@aws-sdk/client-s3';
+import { Upload } from '@aws-sdk/lib-storage';
 import { rejects } from '../helpers/s3.js';
 import type { TestServer } from '../helpers/server.js';
 import { customerKey } from '../security/ssec-helpers.js';
@@ -272,4 +278,133 @@ test('the plaintext MD5 is never the ETag', async () => {
   const bytes = Buffer.from('same bytes');
   const put = await s3.send(new PutObjectCommand({ Bucket: B, Key: 'md5.txt', Body: bytes }));
   assert.notEqual(put.ETag, `"${createHash('md5').update(bytes).digest('hex')}"`);
+});
+
+test('multipart uploads stream part by part, of any sizes S3 allows, and read back by ranges across parts', async () => {
+  // Parts that are not whole 64 KiB chunks, then a short last one.
+  const parts = [randomBytes(5 * MiB + 3), randomBytes(5 * MiB + 65536), randomBytes(1234)];
+  const whole = Buffer.concat(parts);
+  const key = customerKey();
+  for (const ssec of [
+    {},
+    { SSECustomerAlgorithm: 'AES256', SSECustomerKey: key.b64, SSECustomerKeyMD5: key.md5 },
+  ]) {
+    const name = `multi/${Object.keys(ssec).length ? 'ssec' : 'sse-s3'}.bin`;
+    const created = await s3.send(
+      new CreateMultipartUploadCommand({ Bucket: B, Key: name, ContentType: 'video/x-secret', ...ssec }),
+    );
+    const UploadId = created.UploadId!;
+    const etags: string[] = [];
+    for (const [i, data] of parts.entries()) {
+      const up = await s3.send(
+        new UploadPartCommand({ Bucket: B, Key: name, UploadId, PartNumber: i + 1, Body: data, ...ssec }),
+      );
+      etags.push(up.ETag!);
+    }
+    const listed = await s3.send(new ListPartsCommand({ Bucket: B, Key: name, UploadId, ...ssec }));
+    assert.deepEqual(
+      listed.Parts?.map((p) => [p.PartNumber, p.Size, p.ETag]),
+      parts.map((d, i) => [i + 1, d.length, etags[i]]),
+    );
+    await rejects(
+      () =>
+        s3.send(
+          new CompleteMultipartUploadCommand({
+            Bucket: B,
+            Key: name,
+            UploadId,
+            MultipartUpload: { Parts: [{ PartNumber: 1, ETag: etags[1] }] },
+          }),
+        ),
+      'InvalidPart',
+      400,
+    );
+    const done = await s3.send(
+      new CompleteMultipartUploadCommand({
+        Bucket: B,
+        Key: name,
+        UploadId,
+        MultipartUpload: { Parts: etags.map((ETag, i) => ({ PartNumber: i + 1, ETag })) },
+      }),
+    );
+    const head = await s3.send(new HeadObjectCommand({ Bucket: B, Key: name, ...ssec }));
+    assert.equal(head.ContentLength, whole.length);
+    assert.equal(head.ETag, done.ETag);
+    assert.equal(head.ContentType, 'video/x-secret');
+    const got = await s3.send(new GetObjectCommand({ Bucket: B, Key: name, ...ssec }));
+    assert.ok((await body(got)).equals(whole));
+    const start = parts[0]!.length - 10;
+    const end = parts[0]!.length + parts[1]!.length + 100;
+    const ranged = await s3.send(
+      new GetObjectCommand({ Bucket: B, Key: name, Range: `bytes=${start}-${end - 1}`, ...ssec }),
+    );
+    assert.ok((await body(ranged)).equals(whole.subarray(start, end)), 'a range across three parts');
+    const part2 = await s3.send(new GetObjectCommand({ Bucket: B, Key: name, PartNumber: 2, ...ssec }));
+    assert.ok((await body(part2)).equals(parts[1]!), 'GetObject partNumber=2');
+  }
+  const listing = await s3.send(new ListObjectsV2Command({ Bucket: B, Prefix: 'multi/' }));
+  assert.deepEqual(
+    listing.Contents?.map((o) => [o.Key, o.Size]),
+    [
+      ['multi/sse-s3.bin', whole.length],
+      ['multi/ssec.bin', whole.length],
+    ],
+  );
+});
+
+test('a part too small but the last, and an aborted upload, are refused as S3 does', async () => {
+  const name = 'multi/small.bin';
+  const { UploadId } = await s3.send(new CreateMultipartUploadCommand({ Bucket: B, Key: name }));
+  const etags: (string | undefined)[] = [];
+  for (const n of [1, 2])
+    etags.push(
+      (
+        await s3.send(
+          new UploadPartCommand({ Bucket: B, Key: name, UploadId, PartNumber: n, Body: randomBytes(1000) }),
+        )
+      ).ETag,
+    );
+  await rejects(
+    () =>
+      s3.send(
+        new CompleteMultipartUploadCommand({
+          Bucket: B,
+          Key: name,
+          UploadId,
+          MultipartUpload: { Parts: etags.map((ETag, i) => ({ PartNumber: i + 1, ETag })) },
+        }),
+      ),
+    'EntityTooSmall',
+    400,
+  );
+  await s3.send(new AbortMultipartUploadCommand({ Bucket: B, Key: name, UploadId }));
+  await rejects(
+    () => s3.send(new UploadPartCommand({ Bucket: B, Key: name, UploadId, PartNumber: 3, Body: 'x' })),
+    'NoSuchUpload',
+    404,
+  );
+  await rejects(
+    () =>
+      s3.send(
+        new UploadPartCommand({ Bucket: B, Key: name, UploadId: '../../etc', PartNumber: 1, Body: 'x' }),
+      ),
+    'NoSuchUpload',
+    404,
+  );
+  // Nothing of the upload is left in the backend.
+  const left = (await backendContents()).filter((o) => o.key.includes(UploadId!));
+  assert.deepEqual(left, []);
+});
+
+test("the SDK's managed upload goes through the gateway part by part", async () => {
+  const data = randomBytes(17 * MiB + 11);
+  await new Upload({
+    client: s3,
+    params: { Bucket: B, Key: 'managed.bin', Body: data },
+    partSize: 5 * MiB,
+    queueSize: 3,
+  }).done();
+  const got = await s3.send(new GetObjectCommand({ Bucket: B, Key: 'managed.bin' }));
+  assert.equal(got.ContentLength, data.length);
+  assert.ok((await body(got)).equals(data));
 });

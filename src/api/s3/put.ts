@@ -55,6 +55,15 @@ export async function storeSegment(
   return { ...segment, cryptoHeader: sealer.header };
 }
 
+// The size of the payload as the request declares it, for a store that must know it before the first byte
+// (an S3 backend): a body of unknown length is refused there.
+export function declaredSize(ctx: S3Context): number {
+  const declared = header(ctx, 'x-amz-decoded-content-length') ?? header(ctx, 'content-length');
+  if (declared === undefined || !/^\d+$/.test(declared))
+    throw new S3Error('MissingContentLength', 411, 'You must provide the Content-Length HTTP header.');
+  return Number(declared);
+}
+
 export function etagOf(enc: RequestEncryption, md5: Buffer): string {
   // An SSE-C object's ETag must not reveal the MD5 of its plaintext (see etagIsMd5).
   return etagIsMd5(enc) ? `"${md5.toString('hex')}"` : `"${randomBytes(16).toString('hex')}"`;
@@ -132,9 +141,6 @@ async function putObjectStream(
   },
 ): Promise<void> {
   const { key, headers, userMeta, conditions, tags } = object;
-  const declared = header(ctx, 'x-amz-decoded-content-length') ?? header(ctx, 'content-length');
-  if (declared === undefined)
-    throw new S3Error('MissingContentLength', 411, 'You must provide the Content-Length HTTP header.');
   const bucketId = ctx.bucket.id;
   const versionId = newVersionId();
   const sealer = segmentSealer(enc, { bucketId, key, versionId }, 0);
@@ -151,7 +157,7 @@ async function putObjectStream(
       cryptoHeader: sealer.header,
     },
     body.stream,
-    Number(declared),
+    declaredSize(ctx),
     sealer,
     conditions,
   );
