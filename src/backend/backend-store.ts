@@ -1,7 +1,7 @@
 // backend/backend-store: the ObjectStore of a node with a [backend]: objects live in an existing S3 service
 // (Ceph RGW, Garage, MinIO, AWS), one backend object each (object-format.ts), written as they stream through
-// and read back by ranges. The node keeps no object data; access keys, buckets and permissions are kept by
-// the node's own metadata store for now (docs/gateway.md, "Limits").
+// and read back by ranges. The node keeps no object data, and no records of its own: access keys, buckets and
+// permissions are sealed records in the backend too (records.ts), so any number of gateways share them.
 import { randomBytes } from 'node:crypto';
 import {
   AbortMultipartUploadCommand,
@@ -22,7 +22,6 @@ import type { BackendConfig } from '../config/config.js';
 import type { BlockSealer } from '../model/segments.js';
 import {
   checkWriteCondition,
-  type LocalStore,
   type NewUpload,
   type ObjectStore,
   type ObjectStreams,
@@ -39,6 +38,7 @@ import {
   type Segment,
   type UploadRecord,
 } from '../model/types.js';
+import { UserError, errorMessage } from '../util/errors.js';
 import { S3Error, S3Errors } from '../util/s3-error.js';
 import { backendErrorCode, backendStatus, fromBackend } from './client.js';
 import {
@@ -68,6 +68,7 @@ import {
   type BackendUpload,
   type TablePart,
 } from './object-format.js';
+import type { SharedRecords } from './records.js';
 import { sealStream } from './seal-stream.js';
 
 /** Keys per DeleteObjects request: S3's limit. */
@@ -159,7 +160,7 @@ export class BackendStore implements ObjectStore {
   constructor(
     private readonly client: S3Client,
     private readonly config: BackendConfig,
-    private readonly local: LocalStore,
+    private readonly records: SharedRecords,
   ) {
     this.streams = {
       putObjectStream: (...args) => this.putObjectStream(...args),
@@ -168,51 +169,73 @@ export class BackendStore implements ObjectStore {
     };
   }
 
-  // ---- access keys and buckets: the node's own metadata store
+  // ---- access keys and buckets: sealed records in the backend, shared by its gateways (records.ts)
+
+  /** Checked at start: the records already in the backend open with this gateway's rpc_secret. */
+  async checkRecords(): Promise<void> {
+    try {
+      await this.records.listKeys();
+    } catch (err) {
+      throw new UserError(
+        `backend ${this.config.endpoint} bucket ${this.config.bucket}: ${errorMessage(err)}`,
+      );
+    }
+  }
 
   createKey(name: string, allowCreateBucket: boolean) {
-    return this.local.createKey(name, allowCreateBucket);
+    return this.records.createKey(name, allowCreateBucket);
   }
   getKey(id: string) {
-    return this.local.getKey(id);
+    return this.records.getKey(id);
   }
   findKey(idOrName: string) {
-    return this.local.findKey(idOrName);
+    return this.records.findKey(idOrName);
   }
   listKeys() {
-    return this.local.listKeys();
+    return this.records.listKeys();
   }
   setKeyCreateBucket(id: string, allowCreateBucket: boolean) {
-    return this.local.setKeyCreateBucket(id, allowCreateBucket);
+    return this.records.setKeyCreateBucket(id, allowCreateBucket);
   }
   deleteKey(id: string) {
-    return this.local.deleteKey(id);
+    return this.records.deleteKey(id);
   }
   async bucketByName(name: string) {
-    return this.known(await this.local.bucketByName(name));
+    return this.known(await this.records.bucketByName(name));
   }
   async listBuckets() {
-    const buckets = await this.local.listBuckets();
+    const buckets = await this.records.listBuckets();
     for (const b of buckets) this.known(b);
     return buckets;
   }
   async createBucket(name: string, owner?: string) {
-    return this.known(await this.local.createBucket(name, owner))!;
+    return this.known(await this.records.createBucket(name, owner))!;
   }
   async setBucketCors(bucketId: string, cors: CorsRule[] | undefined) {
-    return this.local.setBucketCors(bucketId, cors);
+    return this.updateBucket(bucketId, (b) => ({ ...b, cors }));
   }
   async setBucketEncryption(bucketId: string, defaultEncryption: 'AES256' | undefined) {
-    return this.local.setBucketEncryption(bucketId, defaultEncryption);
+    return this.updateBucket(bucketId, (b) => ({
+      ...b,
+      defaultEncryption: defaultEncryption === 'AES256' ? defaultEncryption : undefined,
+    }));
   }
   async setBucketTags(bucketId: string, tags: Record<string, string> | undefined) {
-    return this.local.setBucketTags(bucketId, tags);
+    return this.updateBucket(bucketId, (b) => ({
+      ...b,
+      tags: tags && Object.keys(tags).length > 0 ? tags : undefined,
+    }));
   }
   async setPermission(bucketId: string, keyId: string, perm: Permission) {
-    return this.local.setPermission(bucketId, keyId, perm);
+    return this.updateBucket(bucketId, (b) => {
+      const permissions = { ...b.permissions };
+      if (!perm.read && !perm.write && !perm.owner) delete permissions[keyId];
+      else permissions[keyId] = perm;
+      return { ...b, permissions };
+    });
   }
   async deleteBucket(name: string) {
-    // The node's metadata knows no objects: whether the bucket is empty is the backend's to say.
+    // Whether the bucket is empty is the backend's to say.
     const listed = await guarded(
       this.client.send(
         new ListObjectsV2Command({
@@ -226,7 +249,17 @@ export class BackendStore implements ObjectStore {
       throw new S3Error('BucketNotEmpty', 409, 'The bucket you tried to delete is not empty', {
         BucketName: name,
       });
-    await this.local.deleteBucket(name);
+    if (!(await this.records.bucketByName(name))) throw S3Errors.noSuchBucket(name);
+    await this.records.deleteBucket(name);
+  }
+
+  private async updateBucket(bucketId: string, change: (b: BucketRecord) => BucketRecord) {
+    const name = await this.bucketName(bucketId);
+    return this.records.updateBucket(name, (b) => {
+      // A bucket deleted and made again under its name is another bucket.
+      if (b.id !== bucketId) throw S3Errors.noSuchBucket(name);
+      return change(b);
+    });
   }
 
   private known(bucket: BucketRecord | undefined): BucketRecord | undefined {

@@ -11,6 +11,7 @@ import { S3Server } from '../api/s3/server.js';
 import { TlsReloader, loadTlsOptions } from '../api/tls.js';
 import { BackendStore } from '../backend/backend-store.js';
 import { connectBackend } from '../backend/client.js';
+import { SharedRecords } from '../backend/records.js';
 import { BlockStore } from '../block/block-store.js';
 import type { CoffreConfig } from '../config/config.js';
 import { parseBindAddress } from '../config/config.js';
@@ -196,9 +197,15 @@ export async function startNode(config: CoffreConfig, log: Logger = createLogger
   const local = new LocalStore(model);
   cluster.registerEndpoints(local);
   rpc.setAccessPolicy(cluster.mayCall);
-  const store = backend
-    ? new BackendStore(backend.client, backend.config, local)
-    : cluster.store(local, segmentOptions);
+  const backendStore = backend
+    ? new BackendStore(
+        backend.client,
+        backend.config,
+        new SharedRecords(backend.client, backend.config.bucket, backend.config.prefix, networkKey),
+      )
+    : undefined;
+  await backendStore?.checkRecords();
+  const store = backendStore ?? cluster.store(local, segmentOptions);
   const rebalancer = new Rebalancer(
     cluster,
     config.metadataDir,

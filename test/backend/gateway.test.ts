@@ -187,8 +187,15 @@ test('SSE-C objects need their key, which never reaches the backend', async () =
   );
   const stored = await backendContents();
   assert.ok(stored.length > 5, 'the backend holds the objects');
+  assert.ok(
+    stored.some((o) => o.key.startsWith('coffre/.coffre/keys/GK')),
+    'and the access keys',
+  );
   for (const o of stored) {
-    assert.ok(o.key.startsWith(`coffre/${B}/`), `${o.key} is under the configured prefix`);
+    assert.ok(
+      o.key.startsWith(`coffre/${B}/`) || o.key.startsWith('coffre/.coffre/'),
+      `${o.key} is under the configured prefix`,
+    );
     for (const needle of [
       plain,
       bytes.subarray(0, 32),
@@ -198,6 +205,8 @@ test('SSE-C objects need their key, which never reaches the backend', async () =
       Buffer.from('ultramarine-secret'),
       Buffer.from('text/x-secret-type'),
       Buffer.from('secret-name'),
+      // The gateway's access keys live in the backend too, sealed.
+      Buffer.from(gateway.server.secretAccessKey),
     ]) {
       assert.equal(o.body.indexOf(needle), -1, `${o.key}'s body holds no plaintext or key`);
       assert.ok(
