@@ -643,7 +643,12 @@ export class BackendStore implements ObjectStore {
       .catch((err: unknown) => {
         throw backendStatus(err) === 404 ? S3Errors.noSuchUpload(upload.uploadId) : fromBackend(err);
       });
-    if (!done.ETag) throw S3Errors.internal('the storage backend gave no ETag for a completed upload');
+    // Some engines (Ceph RGW) answer a Complete without the object's ETag: a HEAD gives it.
+    const etag =
+      done.ETag ||
+      (await guarded(this.client.send(new HeadObjectCommand({ Bucket: this.config.bucket, Key: stored }))))
+        .ETag;
+    if (!etag) throw S3Errors.internal('the storage backend gave no ETag for a completed upload');
     await this.forgetUpload(upload);
     return headRecord(
       upload.bucketId,
@@ -651,7 +656,7 @@ export class BackendStore implements ObjectStore {
       {
         key: stored,
         size: table.reduce((n, p) => n + p.storedSize, 0),
-        etag: done.ETag,
+        etag,
         lastModified: new Date(),
         metadata: uploadMetadata(upload),
       },
