@@ -53,8 +53,10 @@ export function registerServerCommands(program: Command): void {
       // Where the other ports are: a configuration asking for port 0 learns here which ones were picked.
       const otherPorts = `admin API on ${scheme}://${node.addresses.admin}, RPC on ${node.addresses.rpc}`;
       // A node holding a copy of the cluster's metadata gets the cluster's keys from the metadata node.
-      if (node.replication.isPrimary() && node.model.listKeys().length === 0) {
-        const key = await node.model.createKey('default', true);
+      // A gateway in front of a backend keeps its keys there, with the other gateways'.
+      const keys = config.backend ? node.store : node.model;
+      if (node.replication.isPrimary() && (await keys.listKeys()).length === 0) {
+        const key = await keys.createKey('default', true);
         process.stdout.write(
           [
             `coffre is serving S3 on ${s3Url} (data in ${config.dataDir})`,

@@ -38,6 +38,25 @@ export interface SseS3Config {
   unlockKeyFile?: string;
 }
 
+// An existing S3 service that holds this node's objects (backend/): the node keeps no object data itself and
+// encrypts everything before it leaves. All coffre buckets live in one backend bucket, each under
+// `prefix` + its name + '/' (docs/gateway.md says why one bucket).
+export interface BackendConfig {
+  type: 's3';
+  endpoint: string;
+  region: string;
+  accessKeyId: string;
+  secretAccessKey?: string;
+  // A file holding the secret (mode 0600), instead of writing it in coffre.toml.
+  secretAccessKeyFile?: string;
+  bucket: string;
+  prefix: string;
+  // Path style (http://host/bucket/key) or virtual-hosted style (http://bucket.host/key).
+  pathStyle: boolean;
+  // PEM certificates trusted for the endpoint's TLS, in addition to the system's.
+  caBundle?: string;
+}
+
 export interface CoffreConfig {
   configPath: string;
   metadataDir: string;
@@ -57,6 +76,7 @@ export interface CoffreConfig {
   s3Api: S3ApiConfig;
   admin: AdminConfig;
   sseS3: SseS3Config;
+  backend?: BackendConfig;
 }
 
 type Table = Record<string, unknown>;
@@ -214,7 +234,59 @@ export function parseConfig(text: string, configPath: string): CoffreConfig {
     unlockKeyFile: unlockKeyFile ? path(unlockKeyFile) : undefined,
   };
   sse.refuseUnknown();
+  if (doc.backend !== undefined)
+    config.backend = parseBackend(new Reader(top.section_('backend'), 'backend'), path);
   top.refuseUnknown();
+  return config;
+}
+
+const BUCKET_NAME = /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/;
+
+function parseBackend(r: Reader, path: (p: string) => string): BackendConfig {
+  const type = r.string('type');
+  if (type !== 's3') throw new UserError('config: [backend] type must be "s3"');
+  const endpoint = r.string('endpoint');
+  if (!endpoint)
+    throw new UserError('config: [backend] endpoint is required (e.g. "https://s3.example.com")');
+  let url: URL | undefined;
+  try {
+    url = new URL(endpoint);
+  } catch {
+    url = undefined;
+  }
+  if (!url || (url.protocol !== 'http:' && url.protocol !== 'https:') || url.search || url.hash)
+    throw new UserError(`config: [backend] endpoint must be an http:// or https:// URL, got "${endpoint}"`);
+  const accessKeyId = r.string('access_key_id');
+  if (!accessKeyId) throw new UserError('config: [backend] access_key_id is required');
+  const secretAccessKey = r.string('secret_access_key');
+  const secretFile = r.string('secret_access_key_file');
+  if (Boolean(secretAccessKey) === Boolean(secretFile))
+    throw new UserError(
+      'config: [backend] needs exactly one of secret_access_key and secret_access_key_file',
+    );
+  const bucket = r.string('bucket');
+  if (!bucket || !BUCKET_NAME.test(bucket))
+    throw new UserError('config: [backend] bucket must name the backend bucket (3-63 of a-z 0-9 . -)');
+  const prefix = r.string('prefix') ?? '';
+  if (prefix !== '' && (prefix.startsWith('/') || !prefix.endsWith('/')))
+    throw new UserError('config: [backend] prefix must end with "/" and not start with one (e.g. "coffre/")');
+  const addressing = r.string('addressing') ?? 'path';
+  if (addressing !== 'path' && addressing !== 'virtual-hosted')
+    throw new UserError('config: [backend] addressing must be "path" or "virtual-hosted"');
+  const caBundle = r.string('ca_bundle');
+  const config: BackendConfig = {
+    type,
+    endpoint: endpoint.replace(/\/+$/, ''),
+    region: r.string('region') ?? 'us-east-1',
+    accessKeyId,
+    secretAccessKey,
+    secretAccessKeyFile: secretFile ? path(secretFile) : undefined,
+    bucket,
+    prefix,
+    pathStyle: addressing === 'path',
+    caBundle: caBundle ? path(caBundle) : undefined,
+  };
+  r.refuseUnknown();
   return config;
 }
 
@@ -244,6 +316,7 @@ function refuseReadableInlineSecrets(configPath: string, config: CoffreConfig): 
     config.rpcSecret !== undefined && 'rpc_secret',
     config.admin.adminToken !== undefined && 'admin_token',
     config.admin.metricsToken !== undefined && 'metrics_token',
+    config.backend?.secretAccessKey !== undefined && '[backend] secret_access_key',
   ].filter((name): name is string => Boolean(name));
   if (inline.length === 0) return;
   const mode = statSync(configPath).mode & 0o777;

@@ -85,7 +85,44 @@ export interface SegmentIo {
   segmentSlices(segment: Segment, start: number, end: number): AsyncIterable<Buffer | FileSlice>;
 }
 
-export interface ObjectStore extends MetadataStore, SegmentIo {}
+// An object as a streaming store is given it: everything but what only the stored bytes can tell.
+export type StreamedObject = Omit<ObjectRecord, 'size' | 'etag' | 'lastModified' | 'segments'> & {
+  // The encrypted stream's header (see Segment.cryptoHeader).
+  cryptoHeader: Buffer;
+};
+
+/**
+ * A store that keeps each object's bytes as one stream in another service (backend/) rather than as blocks:
+ * it takes an object whole — what is known of it first, then its `plainSize` bytes as they come, sealed by
+ * `sealer` on the way (as writeSegment seals blocks) — and answers with the record as stored. Its records are rebuilt from that service on each read.
+ */
+export interface ObjectStreams {
+  putObjectStream(
+    object: StreamedObject,
+    source: AsyncIterable<Buffer>,
+    plainSize: number,
+    sealer: BlockSealer,
+    condition?: WriteCondition,
+  ): Promise<ObjectRecord>;
+  // UploadPart: the part's bytes, sealed on the way; answers the part's ETag.
+  putPartStream(
+    upload: UploadRecord,
+    partNumber: number,
+    source: AsyncIterable<Buffer>,
+    plainSize: number,
+    sealer: BlockSealer & { readonly header: Buffer },
+  ): Promise<{ etag: string }>;
+  // CompleteMultipartUpload of the parts named (ascending numbers, the ETags putPartStream gave).
+  completeUploadStream(
+    upload: UploadRecord,
+    parts: { partNumber: number; etag: string }[],
+  ): Promise<ObjectRecord>;
+}
+
+export interface ObjectStore extends MetadataStore, SegmentIo {
+  // Present when objects are stored as streams (an S3 backend): PutObject writes through it.
+  readonly streams?: ObjectStreams;
+}
 
 export const METADATA_METHODS = [
   'createKey',

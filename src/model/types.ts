@@ -56,6 +56,9 @@ export interface Segment {
   cryptoHeader?: Buffer;
   partNumber?: number;
   etag?: string;
+  // Where the bytes are when an S3 backend holds them (backend/): in that backend object, from `offset`,
+  // read only while the object's backend ETag is still `etag`.
+  backend?: { key: string; etag: string; offset: number };
 }
 
 export interface ObjectRecord {

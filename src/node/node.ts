@@ -9,6 +9,9 @@ import { S3Metrics } from '../api/admin/metrics.js';
 import { AdminServer } from '../api/admin/server.js';
 import { S3Server } from '../api/s3/server.js';
 import { TlsReloader, loadTlsOptions } from '../api/tls.js';
+import { BackendStore } from '../backend/backend-store.js';
+import { connectBackend } from '../backend/client.js';
+import { SharedRecords } from '../backend/records.js';
 import { BlockStore } from '../block/block-store.js';
 import type { CoffreConfig } from '../config/config.js';
 import { parseBindAddress } from '../config/config.js';
@@ -143,6 +146,13 @@ export async function startNode(config: CoffreConfig, log: Logger = createLogger
   // anything listens, so that a keyring or unlock key that is refused ends the start.
   const sseS3 = new SseS3Keys(config.sseS3);
   await sseS3.start();
+  // A node with a [backend] keeps its objects there: one that cannot reach it, or is refused, does not start.
+  const backend = config.backend
+    ? {
+        config: config.backend,
+        client: await connectBackend(config.backend, config.allowWorldReadableSecrets),
+      }
+    : undefined;
   const identity = loadOrCreateNodeKey(config.metadataDir);
   const rpc = new RpcNode({
     identity,
@@ -182,12 +192,23 @@ export async function startNode(config: CoffreConfig, log: Logger = createLogger
     electionMs: Number(process.env.COFFRE_METADATA_ELECTION_MS ?? 2_000),
     heartbeatMs: Number(process.env.COFFRE_METADATA_HEARTBEAT_MS ?? 400),
   });
-  replication.start();
-  model.startGarbageCollector(Math.max(1000, Math.min(60_000, config.gcDelaySeconds * 1000)));
+  // A node in front of a backend holds no blocks and no copy of anyone's metadata: none of that machinery runs.
+  if (!backend) {
+    replication.start();
+    model.startGarbageCollector(Math.max(1000, Math.min(60_000, config.gcDelaySeconds * 1000)));
+  }
   const local = new LocalStore(model);
   cluster.registerEndpoints(local);
   rpc.setAccessPolicy(cluster.mayCall);
-  const store = cluster.store(local, segmentOptions);
+  const backendStore = backend
+    ? new BackendStore(
+        backend.client,
+        backend.config,
+        new SharedRecords(backend.client, backend.config.bucket, backend.config.prefix, networkKey),
+      )
+    : undefined;
+  await backendStore?.checkRecords();
+  const store = backendStore ?? cluster.store(local, segmentOptions);
   const rebalancer = new Rebalancer(
     cluster,
     config.metadataDir,
@@ -199,7 +220,7 @@ export async function startNode(config: CoffreConfig, log: Logger = createLogger
     graceMs: Number(process.env.COFFRE_ORPHAN_GRACE_MS ?? 24 * 3600_000),
     intervalMs: Number(process.env.COFFRE_ORPHAN_SWEEP_MS ?? 3600_000),
   });
-  orphans.start();
+  if (!backend) orphans.start();
   // A peer that comes up may know a newer layout (this node was down when it was applied).
   rpc.on('peer-up', (peerId: string) => {
     saveKnownPeers(config.metadataDir, rpc);
@@ -225,6 +246,7 @@ export async function startNode(config: CoffreConfig, log: Logger = createLogger
     networkKey.fill(0);
     sseS3.lock();
     await model.close();
+    backend?.client.destroy();
     log.info({}, 'coffre node stopped');
   };
   let addresses: RunningNode['addresses'];
@@ -273,7 +295,7 @@ export async function startNode(config: CoffreConfig, log: Logger = createLogger
         ...addresses,
         nodeId: rpc.nodeId,
         tls: Boolean(tls),
-        role: cluster.isGateway() ? 'gateway' : 'storage',
+        role: backend ? 'backend gateway' : cluster.isGateway() ? 'gateway' : 'storage',
       },
       'coffre node started',
     );

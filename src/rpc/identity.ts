@@ -38,7 +38,7 @@ export function parseNodeId(id: string): Buffer {
   return Buffer.from(id, 'hex');
 }
 
-function checkPrivate(path: string, what: string, opts: KeyFileOptions): void {
+export function checkPrivate(path: string, what: string, opts: KeyFileOptions): void {
   if (process.platform === 'win32' || opts.allowInsecurePermissions) return;
   const mode = statSync(path).mode & 0o777;
   if (mode & 0o077) {

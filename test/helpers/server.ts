@@ -47,6 +47,8 @@ export interface ServerOptions {
   s3Extra?: string; // appended to [s3_api]
   adminExtra?: string; // appended to [admin]
   env?: Record<string, string>;
+  // The access key to use when the node prints none (it found keys already: another gateway made them).
+  accessKey?: { id: string; secret: string };
 }
 
 export interface TestServer {
@@ -157,8 +159,9 @@ export async function startServer(opts: ServerOptions = {}): Promise<TestServer>
   }
   const ports = boundPorts(out)!;
   if (!prev) writeTestConfig(dir, ports, adminToken, opts);
-  const accessKeyId = prev?.accessKeyId ?? /AWS_ACCESS_KEY_ID=(\S+)/.exec(out)?.[1];
-  const secretAccessKey = prev?.secretAccessKey ?? /AWS_SECRET_ACCESS_KEY=(\S+)/.exec(out)?.[1];
+  const accessKeyId = prev?.accessKeyId ?? /AWS_ACCESS_KEY_ID=(\S+)/.exec(out)?.[1] ?? opts.accessKey?.id;
+  const secretAccessKey =
+    prev?.secretAccessKey ?? /AWS_SECRET_ACCESS_KEY=(\S+)/.exec(out)?.[1] ?? opts.accessKey?.secret;
   if (!accessKeyId || !secretAccessKey) throw new Error(`no access key printed:\n${out}`);
   previousRuns.set(dir, { dir, ports, adminToken, accessKeyId, secretAccessKey });
   const tls = (opts.s3Extra ?? '').includes('tls_cert');

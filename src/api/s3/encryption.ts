@@ -4,7 +4,7 @@
 // through untouched. The customer key lives only in this value and is zeroed by disposeEncryption.
 import { Readable } from 'node:stream';
 import { plaintextRangeToCiphertextRange } from '../../crypto/aead-stream.js';
-import type { SegmentIo } from '../../model/store.js';
+import type { ObjectStore, SegmentIo } from '../../model/store.js';
 import type { BucketRecord, ObjectRecord, PartRecord, Segment, UploadRecord } from '../../model/types.js';
 import type { SseS3Keys } from '../../sse/sse-s3-keys.js';
 import {
@@ -31,7 +31,7 @@ import {
   type StoredEncryption,
 } from '../../sse/object-crypto.js';
 import type { S3Context } from './context.js';
-import { S3Errors } from '../../util/s3-error.js';
+import { S3Error, S3Errors } from '../../util/s3-error.js';
 import type { ObjectMetadata } from './metadata.js';
 
 export interface ObjectIdentityRef {
@@ -56,14 +56,29 @@ function fromParams(params: EncryptionParams): RequestEncryption {
 export interface Transport {
   secure: boolean;
   fromLoopback: boolean;
-  config: { s3Api: { allowSseCOverHttp: boolean } };
+  // A node with a [backend] encrypts every object it stores there (docs/gateway.md).
+  config: { s3Api: { allowSseCOverHttp: boolean }; backend?: unknown };
   // The node's SSE-S3 master keys (absent where SSE-S3 is not served at all).
   sseS3?: SseS3Keys;
+  store?: Pick<ObjectStore, 'streams'>;
 }
 
 function sseS3Keys(transport: Transport): SseS3Keys {
   if (!transport.sseS3) throw S3Errors.notImplemented('SSE-S3');
   return transport.sseS3;
+}
+
+// A node without a keyring refuses SSE-S3 as not set up (501), except in front of a backend, where every
+// object needs it: there it is a state an operator ends, said as one (503) with what to run.
+function sseS3ForWrite(transport: Transport): EncryptionParams {
+  const keys = sseS3Keys(transport);
+  if (transport.config.backend !== undefined && !keys.configured)
+    throw new S3Error(
+      'ServiceUnavailable',
+      503,
+      'This gateway stores every object encrypted and has no SSE-S3 keyring yet: an operator must run `coffre sse-s3 init`. Please retry later.',
+    );
+  return keys.forWrite();
 }
 
 function paramsFrom(
@@ -103,8 +118,10 @@ function writeParams(
   const params = paramsFrom(values, transport, SSE_C_PREFIX);
   try {
     const asked = requestedServerSideEncryption(values, params);
-    const byDefault = params.kind === 'plaintext' && bucket.defaultEncryption === 'AES256';
-    if (asked === 'AES256' || byDefault) return fromParams(sseS3Keys(transport).forWrite());
+    const byDefault =
+      params.kind === 'plaintext' &&
+      (bucket.defaultEncryption === 'AES256' || transport.config.backend !== undefined);
+    if (asked === 'AES256' || byDefault) return fromParams(sseS3ForWrite(transport));
   } catch (err) {
     disposeParams(params);
     throw err;
@@ -155,7 +172,9 @@ function openWith(
     const crypto = cryptoFor(enc, record);
     if (crypto && record.sealedMeta) enc.metadata = unpackMetadata(crypto.checkKeyMatches(record.sealedMeta));
     if (crypto && object) {
-      const checksums = crypto.checkObjectRecord(stored, object);
+      // An object kept as one stream in a backend has no manifest: its record is rebuilt from the backend on
+      // every read, and the stream's chunks authenticate its size and order themselves (docs/gateway.md).
+      const checksums = transport.store?.streams ? {} : crypto.checkObjectRecord(stored, object);
       enc.metadata = { headers: {}, userMeta: {}, ...enc.metadata, checksums };
     }
     return enc;
@@ -364,7 +383,8 @@ function segmentChunks(
   // blocks come as file slices, read by the thread that decrypts them.
   const cipher = store.segmentSlices(segment, range.cipherStart, range.cipherEnd);
   // Blocks read for this request are its own (segmentSlices); inline bytes belong to the record.
-  return crypto.decryptRange(cipher, segment.cryptoHeader, range, place, !segment.inline);
+  // Bytes from a backend arrive in buffers the HTTP client may share: they are not given away.
+  return crypto.decryptRange(cipher, segment.cryptoHeader, range, place, !segment.inline && !segment.backend);
 }
 
 async function* objectChunks(

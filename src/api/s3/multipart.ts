@@ -23,12 +23,20 @@ import {
   sealMetadata,
   sealObjectRecord,
   sealPart,
+  segmentSealer,
   storedEncryptionOf,
   type RequestEncryption,
 } from './encryption.js';
 import { multipartEtag, partEtagMatches, type StoredEncryption } from '../../sse/object-crypto.js';
 import { parseIntParam, storedHeaders, userMetadata } from './headers.js';
-import { checkDeclaredSize, etagOf, newVersionId, setChecksumHeaders, storeSegment } from './put.js';
+import {
+  checkDeclaredSize,
+  declaredSize,
+  etagOf,
+  newVersionId,
+  setChecksumHeaders,
+  storeSegment,
+} from './put.js';
 import { checkObjectKey } from './router.js';
 import { isoDate, sendEmpty, sendXml } from './response.js';
 import { readSmallBody } from './small-body.js';
@@ -125,6 +133,24 @@ export async function uploadPart(ctx: BucketContext): Promise<void> {
   checkDeclaredSize(ctx, MAX_PART_SIZE);
   const enc = encryptionForUpload(ctx, upload);
   try {
+    if (ctx.store.streams) {
+      // A store of streams (an S3 backend) takes the part as it comes and names its ETag (docs/gateway.md).
+      const sealer = segmentSealer(enc, upload, partNumber);
+      if (!sealer) throw S3Errors.internal('a part stored in a backend must be encrypted');
+      const body = ctx.body({ md5: false });
+      const { etag } = await ctx.store.streams.putPartStream(
+        upload,
+        partNumber,
+        body.stream,
+        declaredSize(ctx),
+        sealer,
+      );
+      ctx.res.setHeader('ETag', etag);
+      setChecksumHeaders(ctx, body.digests().checksums);
+      for (const [k, v] of Object.entries(responseHeaders(enc))) ctx.res.setHeader(k, v);
+      sendEmpty(ctx.res, 200);
+      return;
+    }
     const body = ctx.body({ md5: etagIsMd5(enc) });
     const segment = await storeSegment(ctx.store, body.stream, enc, upload, partNumber);
     const { md5, checksums } = body.digests();
@@ -264,6 +290,10 @@ export async function completeMultipartUpload(ctx: BucketContext): Promise<void>
     return repeatCompletion(ctx, uploadId, () => requestedParts(ctx));
   }
   const requested = await requestedParts(ctx);
+  if (ctx.store.streams) {
+    const record = await ctx.store.streams.completeUploadStream(upload, requested);
+    return sendCompleted(ctx, record, {});
+  }
   const kind = storedEncryptionOf(upload).kind;
   const enc = kind === 'sse-s3' ? encryptionForUpload(ctx, upload) : undefined;
   try {
@@ -347,7 +377,11 @@ export async function abortMultipartUpload(ctx: BucketContext): Promise<void> {
 export async function listParts(ctx: BucketContext): Promise<void> {
   const { upload } = await uploadFor(ctx);
   const bucket = ctx.bucket;
-  const enc = storedEncryptionOf(upload).kind === 'plaintext' ? undefined : encryptionForUpload(ctx, upload);
+  // A store of streams names its parts' ETags itself: they need no key to list.
+  const enc =
+    storedEncryptionOf(upload).kind === 'plaintext' || ctx.store.streams
+      ? undefined
+      : encryptionForUpload(ctx, upload);
   try {
     listPartsWith(ctx, upload, bucket.name, enc, await ctx.store.listParts(upload.uploadId));
   } finally {

@@ -1,9 +1,9 @@
 // api/s3/put: PutObject — stream the body through its verifier (and encryption) into blocks, then commit.
 import { randomBytes } from 'node:crypto';
 import type { Readable } from 'node:stream';
-import type { SegmentIo } from '../../model/store.js';
+import type { ObjectStreams, SegmentIo, WriteCondition } from '../../model/store.js';
 import { RECORD_VERSION, type ObjectRecord, type Segment } from '../../model/types.js';
-import { S3Error } from '../../util/s3-error.js';
+import { S3Error, S3Errors } from '../../util/s3-error.js';
 import { header, requireKey, type BucketContext, type S3Context } from './context.js';
 import {
   encryptionForWrite,
@@ -55,6 +55,15 @@ export async function storeSegment(
   return { ...segment, cryptoHeader: sealer.header };
 }
 
+// The size of the payload as the request declares it, for a store that must know it before the first byte
+// (an S3 backend): a body of unknown length is refused there.
+export function declaredSize(ctx: S3Context): number {
+  const declared = header(ctx, 'x-amz-decoded-content-length') ?? header(ctx, 'content-length');
+  if (declared === undefined || !/^\d+$/.test(declared))
+    throw new S3Error('MissingContentLength', 411, 'You must provide the Content-Length HTTP header.');
+  return Number(declared);
+}
+
 export function etagOf(enc: RequestEncryption, md5: Buffer): string {
   // An SSE-C object's ETag must not reveal the MD5 of its plaintext (see etagIsMd5).
   return etagIsMd5(enc) ? `"${md5.toString('hex')}"` : `"${randomBytes(16).toString('hex')}"`;
@@ -76,6 +85,10 @@ export async function putObject(ctx: BucketContext): Promise<void> {
   const tags = tagsFromRequest(ctx);
   const enc = encryptionForWrite(ctx, bucket);
   try {
+    if (ctx.store.streams) {
+      await putObjectStream(ctx, ctx.store.streams, enc, { key, headers, userMeta, conditions, tags });
+      return;
+    }
     const versionId = newVersionId();
     const body = ctx.body({ md5: etagIsMd5(enc) });
     const segment = await storeSegment(
@@ -110,4 +123,46 @@ export async function putObject(ctx: BucketContext): Promise<void> {
   } finally {
     disposeEncryption(enc);
   }
+}
+
+// PutObject into a store that keeps objects as streams (an S3 backend): the body is sealed as it flows through
+// to the store, and the record is what the store answers. Its ETag is the store's (not an MD5 of the
+// plaintext: docs/gateway.md), so no MD5 is computed unless Content-MD5 asks for one to check.
+async function putObjectStream(
+  ctx: BucketContext,
+  streams: ObjectStreams,
+  enc: RequestEncryption,
+  object: {
+    key: string;
+    headers: Record<string, string>;
+    userMeta: Record<string, string>;
+    conditions: WriteCondition | undefined;
+    tags: Record<string, string> | undefined;
+  },
+): Promise<void> {
+  const { key, headers, userMeta, conditions, tags } = object;
+  const bucketId = ctx.bucket.id;
+  const versionId = newVersionId();
+  const sealer = segmentSealer(enc, { bucketId, key, versionId }, 0);
+  if (!sealer) throw S3Errors.internal('an object stored in a backend must be encrypted');
+  const body = ctx.body({ md5: false });
+  const record = await streams.putObjectStream(
+    {
+      v: RECORD_VERSION,
+      bucketId,
+      key,
+      versionId,
+      ...sealMetadata(enc, { bucketId, key, versionId, headers, userMeta }),
+      ...(tags ? { tags } : {}),
+      cryptoHeader: sealer.header,
+    },
+    body.stream,
+    declaredSize(ctx),
+    sealer,
+    conditions,
+  );
+  ctx.res.setHeader('ETag', record.etag);
+  setChecksumHeaders(ctx, body.digests().checksums);
+  for (const [k, v] of Object.entries(responseHeaders(enc))) ctx.res.setHeader(k, v);
+  sendEmpty(ctx.res, 200);
 }

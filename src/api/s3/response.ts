@@ -37,6 +37,8 @@ export function errorXml(err: S3Error, resource: string, requestId: string): str
   );
 }
 
+const RETRY_AFTER_SECONDS = '2';
+
 export function sendError(
   res: ServerResponse,
   err: S3Error,
@@ -56,6 +58,8 @@ export function sendError(
     }
   }
   res.statusCode = err.status;
+  // A refusal that passes (a backend or peer unreachable, keys locked): when to try again.
+  if (err.status === 503) res.setHeader('Retry-After', RETRY_AFTER_SECONDS);
   // The connection ends after this answer (a refused request whose body is left unread): said in the
   // answer, so that the client does not wait on it for its next request.
   if (opts.close) res.setHeader('Connection', 'close');

@@ -1,0 +1,69 @@
+// backend/seal-stream: a plaintext body sealed on its way to the backend, block by block with the same sealer
+// the block store uses (sse/ ObjectSealer: whole 64 KiB chunks per block, on a worker thread), so the bytes
+// stored are the encrypted stream of crypto/aead-stream. The next block is sealed while the previous one is
+// sent, and nothing is kept once sent: an object of any size goes through in a few blocks of memory.
+import { CHUNK_SIZE } from '../crypto/aead-stream.js';
+import type { BlockSealer } from '../model/segments.js';
+import { S3Error } from '../util/s3-error.js';
+
+/** Plaintext per sealed block: 16 chunks, the size the block store uses by default. */
+const BLOCK_PLAIN = 16 * CHUNK_SIZE;
+
+function incomplete(declared: number, got: number): S3Error {
+  return new S3Error(
+    'IncompleteBody',
+    400,
+    `You did not provide the number of bytes specified by the Content-Length HTTP header (${declared}, got ${got}).`,
+  );
+}
+
+/**
+ * The sealed stream of `source`, which must be exactly `plainSize` bytes (a body that is shorter or longer
+ * fails before its last block is sent, so the backend never stores it).
+ */
+export async function* sealStream(
+  source: AsyncIterable<Buffer | Uint8Array | string>,
+  plainSize: number,
+  sealer: BlockSealer,
+): AsyncGenerator<Buffer> {
+  // Own memory (never the shared pool): the sealer moves it to a worker thread and back.
+  let block = Buffer.allocUnsafeSlow(BLOCK_PLAIN);
+  let filled = 0;
+  let at = 0;
+  let sealing: Promise<Buffer> | undefined;
+  const seal = (last: boolean): Promise<Buffer> => {
+    const plain = block.subarray(0, filled);
+    const out = Buffer.allocUnsafeSlow(sealer.sealedSize(filled, at));
+    const done = sealer.seal(plain, out, at, last).then((r) => r.sealed);
+    at += filled;
+    block = Buffer.allocUnsafeSlow(BLOCK_PLAIN);
+    filled = 0;
+    return done;
+  };
+  try {
+    for await (const piece of source) {
+      let bytes = typeof piece === 'string' ? Buffer.from(piece) : piece;
+      while (bytes.length > 0) {
+        if (filled === BLOCK_PLAIN) {
+          // More follows, so this block is not the last: seal it, and send the one sealed before.
+          const next = seal(false);
+          if (sealing) yield await sealing;
+          sealing = next;
+        }
+        const n = Math.min(bytes.length, BLOCK_PLAIN - filled);
+        block.set(bytes.subarray(0, n), filled);
+        filled += n;
+        bytes = bytes.subarray(n);
+        if (at + filled > plainSize) throw incomplete(plainSize, at + filled);
+      }
+    }
+    if (at + filled !== plainSize) throw incomplete(plainSize, at + filled);
+    const last = seal(true);
+    if (sealing) yield await sealing;
+    sealing = undefined;
+    yield await last;
+  } finally {
+    // A body that failed half-way leaves a seal running: let it finish quietly, nothing reads it.
+    sealing?.catch(() => undefined);
+  }
+}

@@ -1,0 +1,136 @@
+// A coffre gateway in front of a real Ceph RGW (test/helpers/ceph.ts): objects of several sizes, ranges,
+// metadata, SSE-C, a multipart upload with parts that are not whole chunks, and listings with plaintext sizes;
+// then Ceph, read with its own credentials, holds no plaintext, no user metadata and no customer key.
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { test } from 'node:test';
+import {
+  CompleteMultipartUploadCommand,
+  CreateBucketCommand,
+  CreateMultipartUploadCommand,
+  GetObjectCommand,
+  HeadObjectCommand,
+  ListObjectsV2Command,
+  PutObjectCommand,
+  UploadPartCommand,
+} from '@aws-sdk/client-s3';
+import { cephOrSkip } from '../helpers/ceph.js';
+import { customerKey } from '../security/ssec-helpers.js';
+import { startGateway } from './gateway-helpers.js';
+
+const MiB = 1024 * 1024;
+
+async function bytes(out: { Body?: unknown }): Promise<Buffer> {
+  return Buffer.from(
+    await (out.Body as { transformToByteArray(): Promise<Uint8Array> }).transformToByteArray(),
+  );
+}
+
+test('a gateway in front of Ceph RGW stores only ciphertext there, and serves S3 as coffre does', async (t) => {
+  const ceph = await cephOrSkip(t);
+  if (!ceph) return;
+  const direct = ceph.client();
+  const bucket = `coffre-gw-${randomBytes(4).toString('hex')}`;
+  await direct.send(new CreateBucketCommand({ Bucket: bucket }));
+  const gateway = await startGateway({
+    endpoint: ceph.endpoint,
+    region: ceph.region,
+    accessKeyId: ceph.accessKeyId,
+    secretAccessKey: ceph.secretAccessKey,
+    bucket,
+  });
+  t.after(async () => {
+    direct.destroy();
+    await gateway.stop();
+  });
+  const s3 = gateway.client;
+  await s3.send(new CreateBucketCommand({ Bucket: 'album' }));
+  const marker = Buffer.from('plaintext that Ceph must never see');
+  const data = new Map<string, Buffer>();
+  for (const size of [0, 5, 65536, 3 * MiB + 1]) {
+    const body = Buffer.concat([marker, randomBytes(size)]);
+    data.set(`sizes/${size}`, body);
+    const put = await s3.send(
+      new PutObjectCommand({
+        Bucket: 'album',
+        Key: `sizes/${size}`,
+        Body: body,
+        ContentType: 'image/x-hidden',
+        Metadata: { caption: 'ultramarine-caption' },
+      }),
+    );
+    const head = await s3.send(new HeadObjectCommand({ Bucket: 'album', Key: `sizes/${size}` }));
+    assert.equal(head.ETag, put.ETag);
+    assert.equal(head.ContentLength, body.length);
+    assert.deepEqual(head.Metadata, { caption: 'ultramarine-caption' });
+    assert.ok(
+      (await bytes(await s3.send(new GetObjectCommand({ Bucket: 'album', Key: `sizes/${size}` })))).equals(
+        body,
+      ),
+    );
+  }
+  const big = data.get(`sizes/${3 * MiB + 1}`)!;
+  const ranged = await s3.send(
+    new GetObjectCommand({ Bucket: 'album', Key: `sizes/${3 * MiB + 1}`, Range: 'bytes=65530-2000000' }),
+  );
+  assert.ok((await bytes(ranged)).equals(big.subarray(65530, 2000001)));
+
+  const key = customerKey();
+  const ssec = { SSECustomerAlgorithm: 'AES256', SSECustomerKey: key.b64, SSECustomerKeyMD5: key.md5 };
+  await s3.send(new PutObjectCommand({ Bucket: 'album', Key: 'ssec', Body: marker, ...ssec }));
+  assert.ok(
+    (await bytes(await s3.send(new GetObjectCommand({ Bucket: 'album', Key: 'ssec', ...ssec })))).equals(
+      marker,
+    ),
+  );
+
+  const parts = [Buffer.concat([marker, randomBytes(5 * MiB + 7)]), randomBytes(777)];
+  const { UploadId } = await s3.send(new CreateMultipartUploadCommand({ Bucket: 'album', Key: 'multi' }));
+  const etags = [];
+  for (const [i, body] of parts.entries())
+    etags.push(
+      (
+        await s3.send(
+          new UploadPartCommand({ Bucket: 'album', Key: 'multi', UploadId, PartNumber: i + 1, Body: body }),
+        )
+      ).ETag,
+    );
+  await s3.send(
+    new CompleteMultipartUploadCommand({
+      Bucket: 'album',
+      Key: 'multi',
+      UploadId,
+      MultipartUpload: { Parts: etags.map((ETag, i) => ({ PartNumber: i + 1, ETag })) },
+    }),
+  );
+  const whole = Buffer.concat(parts);
+  assert.ok(
+    (await bytes(await s3.send(new GetObjectCommand({ Bucket: 'album', Key: 'multi' })))).equals(whole),
+  );
+  data.set('multi', whole);
+  data.set('ssec', marker);
+
+  const listed = await s3.send(new ListObjectsV2Command({ Bucket: 'album' }));
+  assert.deepEqual(
+    listed.Contents?.map((o) => [o.Key, o.Size]),
+    [...data.entries()].map(([k, v]) => [k, v.length]).sort((a, b) => (a[0]! < b[0]! ? -1 : 1)),
+  );
+
+  const all = await direct.send(new ListObjectsV2Command({ Bucket: bucket }));
+  assert.ok((all.Contents ?? []).length >= data.size);
+  for (const item of all.Contents ?? []) {
+    const got = await direct.send(new GetObjectCommand({ Bucket: bucket, Key: item.Key }));
+    const stored = await bytes(got);
+    const meta = JSON.stringify(got.Metadata ?? {});
+    for (const needle of [
+      marker,
+      key.raw,
+      Buffer.from(key.b64),
+      Buffer.from('ultramarine-caption'),
+      Buffer.from('image/x-hidden'),
+    ]) {
+      assert.equal(stored.indexOf(needle), -1, `${item.Key} holds no plaintext or key`);
+      assert.ok(!meta.includes(needle.toString('latin1')), `${item.Key}'s metadata holds none`);
+    }
+  }
+});
