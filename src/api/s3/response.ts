@@ -37,7 +37,7 @@ export function errorXml(err: S3Error, resource: string, requestId: string): str
   );
 }
 
-const RETRY_AFTER_SECONDS = '2';
+const RETRY_AFTER_SECONDS = '1';
 
 export function sendError(
   res: ServerResponse,
@@ -58,13 +58,12 @@ export function sendError(
     }
   }
   res.statusCode = err.status;
-  // A refusal that passes (a backend or peer unreachable, keys locked): when to try again.
+  // A refusal that passes (a backend or peer unreachable, the metadata leader being chosen, keys locked):
+  // when to try again.
   if (err.status === 503) res.setHeader('Retry-After', RETRY_AFTER_SECONDS);
   // The connection ends after this answer (a refused request whose body is left unread): said in the
   // answer, so that the client does not wait on it for its next request.
   if (opts.close) res.setHeader('Connection', 'close');
-  // A 503 is a moment's unavailability (a node down, the metadata leader being chosen): say when to retry.
-  if (err.status === 503) res.setHeader('Retry-After', '1');
   if (method === 'HEAD') {
     res.setHeader('Content-Length', 0);
     res.end();
