@@ -271,18 +271,18 @@ export class Cluster {
   // Serves this node's metadata and blocks to peers.
   registerEndpoints(local: LocalStore): void {
     this.rpc.registerEndpoint('store/call', async (req) => {
-      // A copy of the tables (rpc/metadata-replication) may lag: only the leader answers; the others say
-      // which node they know leads, and the caller turns to it.
-      if (!this.ownsMetadata()) {
-        req.body?.resume();
-        const leader = this.leadership?.knownLeader();
-        return { header: { notLeader: true, ...(leader ? { leader } : {}) } };
-      }
+      // The call is checked before anything else, so an ill-formed one is refused the same way on every node.
       let call: { method: string; args: unknown[] };
       try {
         call = decodeStoreCall(req.header, decodeData(await readAll(req.body, MAX_STORE_CALL_BODY)));
       } catch (err) {
         return { header: { error: encodeError(err) } };
+      }
+      // A copy of the tables (rpc/metadata-replication) may lag: only the leader answers; the others say
+      // which node they know leads, and the caller turns to it.
+      if (!this.ownsMetadata()) {
+        const leader = this.leadership?.knownLeader();
+        return { header: { notLeader: true, ...(leader ? { leader } : {}) } };
       }
       try {
         const fn = (local as unknown as Record<string, (...a: unknown[]) => Promise<unknown>>)[call.method]!;

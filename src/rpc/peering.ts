@@ -523,10 +523,11 @@ export class RpcNode extends EventEmitter {
       const reply: PingHeader = { addr: this.advertised, peers: this.peerList() };
       return { header: reply };
     }
-    const handler = this.endpoints.get(req.path);
-    if (!handler) throw new RemoteError(`no endpoint ${req.path}`, 'NO_SUCH_ENDPOINT');
+    // Permission first: a peer outside the layout learns nothing, not even which endpoints exist.
     if (!this.mayCall(peerId, req.path))
       throw new RemoteError(`${req.path} is only for nodes of the cluster layout`, 'FORBIDDEN');
+    const handler = this.endpoints.get(req.path);
+    if (!handler) throw new RemoteError(`no endpoint ${req.path}`, 'NO_SUCH_ENDPOINT');
     return handler({ peerId, ...req });
   }
 }

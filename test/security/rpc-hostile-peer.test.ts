@@ -73,14 +73,25 @@ test('a fresh identity that knows rpc_secret reaches no block, metadata or repli
   const listed = await call('store/call', { method: 'listKeys' }, encodeData([]));
   assert.match(listed.refused ?? '', /only for nodes of the cluster layout/);
   assert.ok(!listed.body.includes(Buffer.from(server.secretAccessKey)), 'access keys were listed');
-  for (const path of [
+  const guarded = [
     'block/has',
     'block/put',
     'block/delete',
     'meta/position',
-    'meta/apply',
+    'meta/leader',
+    'meta/vote',
+    'meta/append',
+    'meta/resync-begin',
+    'meta/resync-load',
+    'meta/resync-end',
     'meta/handover',
-  ]) {
+  ];
+  // The refusal comes before the endpoint lookup, so a stale name would pass unnoticed: every metadata
+  // endpoint the node registers must be on the list.
+  const source = readFileSync(new URL('../../src/rpc/metadata-replication.js', import.meta.url), 'utf8');
+  for (const [, registered] of source.matchAll(/(?:registerEndpoint|fromLeader)\('(meta\/[a-z-]+)'/g))
+    assert.ok(guarded.includes(registered!), `${registered} is not tried`);
+  for (const path of guarded) {
     const o = await call(path, { hash: 'b'.repeat(64) }, Buffer.alloc(0));
     assert.match(o.refused ?? '', /only for nodes of the cluster layout/, `${path} was served`);
   }
