@@ -50,6 +50,46 @@ export function samePosition(a: LogPosition, b: LogPosition): boolean {
 const LOG_TABLE = '_change_log';
 const STATE_TABLE = '_change_log_state';
 const TABLE_NAME = /^[a-z][a-z0-9_]{0,63}$/;
+// Tables of this node's own bookkeeping (its block resync queue, its scrub's progress): named `_local_…`, so
+// they are neither logged, nor in snapshots, nor cleared when a copy is rebuilt, and a node that may not
+// write the replicated tables (a metadata copy, a gateway) still writes them.
+const LOCAL_PREFIX = '_local_';
+
+/** A table of this node alone: each write is its own durable transaction, outside the change log. */
+export class LocalTable<V> {
+  constructor(private readonly db: Database<V, Key>) {}
+
+  get(key: Key): V | undefined {
+    return this.db.get(key);
+  }
+
+  /** Resolves once the write is durable on disk. */
+  async put(key: Key, value: V): Promise<void> {
+    await this.db.put(key, value);
+  }
+
+  async putMany(entries: { key: Key; value: V }[]): Promise<void> {
+    if (entries.length === 0) return;
+    await this.db.transaction(() => {
+      for (const { key, value } of entries) void this.db.put(key, value);
+    });
+  }
+
+  async remove(key: Key): Promise<void> {
+    await this.db.remove(key);
+  }
+
+  *range(prefix: Key = [], limit?: number): Generator<{ key: Key; value: V }> {
+    let count = 0;
+    for (const entry of this.db.getRange(prefix.length > 0 ? { start: prefix } : {})) {
+      const key = (Array.isArray(entry.key) ? entry.key : [entry.key]) as Key;
+      if (!hasPrefix(key, prefix)) break;
+      if (limit !== undefined && count >= limit) break;
+      count++;
+      yield { key, value: entry.value };
+    }
+  }
+}
 
 export class Table<V> {
   constructor(
@@ -155,6 +195,14 @@ export class MetadataDb {
       this.tables.set(name, table);
     }
     return table as Table<V>;
+  }
+
+  /** A table of this node's own (see LocalTable): `name` is a plain table name, stored as `_local_<name>`. */
+  localTable<V>(name: string): LocalTable<V> {
+    if (!TABLE_NAME.test(name)) throw new Error(`bad table name ${name}`);
+    return new LocalTable(
+      this.root.openDB<V, Key>({ name: LOCAL_PREFIX + name, keyEncoding: 'ordered-binary' }),
+    );
   }
 
   /** Called by Table for each write: it joins the running transaction's log entry. */
