@@ -418,6 +418,9 @@ export class ClusterBlocks implements BlockIo {
     const hash = knownHash ?? BlockStore.hashOf(data);
     const targets = this.targets(hash);
     const need = blockWriteQuorum(targets.length);
+    // Acknowledged at a quorum, the write may still be sending the block to its other nodes: it sends a copy
+    // of its own, since the caller may reuse `data` (model/segments recycles block buffers) once it returns.
+    const block = need < targets.length ? Buffer.from(data) : data;
     const state = new Map<string, 'writing' | 'held' | 'failed'>(targets.map((n) => [n, 'writing']));
     // Nodes recorded in the resync queue as lacking the block (once the write is acknowledged).
     const recorded = new Set<string>();
@@ -427,7 +430,7 @@ export class ClusterBlocks implements BlockIo {
     let settle: (ok: boolean) => void = () => {};
     const quorum = new Promise<boolean>((resolve) => (settle = resolve));
     const attempts = targets.map((node) =>
-      this.storeOn(node, hash, data).then(
+      this.storeOn(node, hash, block).then(
         () => {
           state.set(node, 'held');
           if (recorded.delete(node)) void this.missedCopies?.placed(node, hash).catch(() => {});
