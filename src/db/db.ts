@@ -63,20 +63,27 @@ export class LocalTable<V> {
     return this.db.get(key);
   }
 
+  /** Stores `value` unless the key holds one; resolves, once durable, with whether it was stored. */
+  putIfAbsent(key: Key, value: V): Promise<boolean> {
+    return this.db.transaction(() => {
+      if (this.db.get(key) !== undefined) return false;
+      void this.db.put(key, value);
+      return true;
+    });
+  }
+
   /** Resolves once the write is durable on disk. */
   async put(key: Key, value: V): Promise<void> {
     await this.db.put(key, value);
   }
 
-  async putMany(entries: { key: Key; value: V }[]): Promise<void> {
-    if (entries.length === 0) return;
-    await this.db.transaction(() => {
-      for (const { key, value } of entries) void this.db.put(key, value);
+  /** Removes the key; resolves, once durable, with whether it held a value. */
+  removeIfPresent(key: Key): Promise<boolean> {
+    return this.db.transaction(() => {
+      if (this.db.get(key) === undefined) return false;
+      void this.db.remove(key);
+      return true;
     });
-  }
-
-  async remove(key: Key): Promise<void> {
-    await this.db.remove(key);
   }
 
   *range(prefix: Key = [], limit?: number): Generator<{ key: Key; value: V }> {

@@ -70,15 +70,14 @@ export class BlockResync implements MissedCopies {
   }
 
   async missed(node: string, hash: BlockHash): Promise<void> {
-    if (this.table.get([node, hash]) !== undefined) return;
-    this.pending.set(node, (this.pending.get(node) ?? 0) + 1);
-    await this.table.put([node, hash], { since: Date.now() });
+    // Counted once committed, and only if new: the same block written twice at once is one missed copy.
+    if (await this.table.putIfAbsent([node, hash], { since: Date.now() }))
+      this.pending.set(node, (this.pending.get(node) ?? 0) + 1);
   }
 
   async placed(node: string, hash: BlockHash): Promise<void> {
-    if (this.table.get([node, hash]) === undefined) return;
-    this.pending.set(node, Math.max(0, (this.pending.get(node) ?? 1) - 1));
-    await this.table.remove([node, hash]);
+    if (await this.table.removeIfPresent([node, hash]))
+      this.pending.set(node, Math.max(0, (this.pending.get(node) ?? 1) - 1));
   }
 
   /** A peer is back: write it the copies it missed. */

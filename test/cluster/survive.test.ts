@@ -274,3 +274,39 @@ test('coffre node forget drops a dead node that is not in the layout from every 
     stray.cleanup();
   }
 });
+
+test('with two of three storage nodes down a write is refused at once with a retryable 503 and leaves nothing behind', async () => {
+  const down = storage.filter((n) => n !== meta);
+  await Promise.all(down.map((n) => n.kill()));
+  try {
+    const data = randomBytes(200 * KiB);
+    const startedAt = Date.now();
+    const err = await client
+      .send(new PutObjectCommand({ Bucket: 'survive', Key: 'refused', Body: data }))
+      .then(
+        () => undefined,
+        (e: unknown) => e as { name: string; message: string; $metadata: { httpStatusCode?: number } },
+      );
+    assert.ok(err, 'the write was acknowledged without a quorum');
+    console.log(`refused after ${Date.now() - startedAt} ms: ${err.message}`);
+    assert.equal(err.$metadata.httpStatusCode, 503);
+    assert.equal(err.name, 'ServiceUnavailable');
+    // Refused by the blocks' quorum, not after waiting for anything.
+    assert.match(err.message, /write quorum of this block's storage nodes \(2 of 3, [01] reached\)/);
+    const retryAfter = (err as unknown as { $response?: { headers: Record<string, string> } }).$response
+      ?.headers['retry-after'];
+    assert.equal(retryAfter, '1');
+    // The key is absent: no record was committed.
+    const read = await client.send(new GetObjectCommand({ Bucket: 'survive', Key: 'refused' })).then(
+      () => 'found',
+      (e: { name: string }) => e.name,
+    );
+    assert.equal(read, 'NoSuchKey');
+    const s = await statusOf(gw);
+    assert.ok(s.health.problems.some((p) => /writes of blocks placed on 2 or more down nodes fail/.test(p)));
+  } finally {
+    await Promise.all(down.map((n) => n.start()));
+  }
+  await waitFor(async () => !(await statusOf(gw)).health.degraded, 'the cluster is whole again', 60_000);
+  await client.send(new PutObjectCommand({ Bucket: 'survive', Key: 'after', Body: randomBytes(100 * KiB) }));
+});
