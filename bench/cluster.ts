@@ -221,7 +221,8 @@ async function failover(runs: number): Promise<void> {
     });
     await client.createBucket(BUCKET);
     await client.put(`/${BUCKET}/warm`, MiB);
-    const pids = () => all.filter((n) => n.process?.exitCode === null).map((n) => n.process!.pid!);
+    const running = (n: ClusterNode) => n.process?.exitCode === null && n.process.signalCode === null;
+    const pids = () => all.filter(running).map((n) => n.process!.pid!);
     const count = 12;
     const upFigure = await measure(pids(), count, 4 * MiB, (i) => client.put(`/${BUCKET}/up-${i}`, 4 * MiB));
 

@@ -431,7 +431,8 @@ export class AdminServer {
       ...(resync ? [{ from: status.nodeId, nodes: resync.nodes }] : []),
       ...(await this.requireCluster().peersResyncStatus()),
     ];
-    const scrub = this.deps.scrub?.status() ?? null;
+    // A gateway holds no blocks: it has no scrub to report.
+    const scrub = this.requireCluster().isGateway() ? null : (this.deps.scrub?.status() ?? null);
     return {
       nodeId: status.nodeId,
       layoutVersion: layout.version,
