@@ -97,6 +97,20 @@ export class BlockStore implements BlockIo {
       );
       if (touched) return hash;
     }
+    await this.writeFile(data, hash);
+    return hash;
+  }
+
+  /**
+   * Puts `data` in place of the block's file, whatever is there now (a copy scrub found damaged): written
+   * aside, fsync'd and renamed over it, so a reader sees the old file or the new one, never a mix.
+   */
+  async replace(data: Uint8Array, hash: BlockHash): Promise<void> {
+    if (BlockStore.hashOf(data) !== hash) throw new Error('a replacement block does not match its name');
+    await this.writeFile(data, hash);
+  }
+
+  private async writeFile(data: Uint8Array, hash: BlockHash): Promise<void> {
     const dir = dirname(this.pathOf(hash));
     if (!this.knownDirs.has(dir)) {
       await mkdir(dir, { recursive: true, mode: 0o700 });
@@ -113,12 +127,11 @@ export class BlockStore implements BlockIo {
       } finally {
         await fh.close();
       }
-      await rename(tmpPath, finalPath);
+      await rename(tmpPath, this.pathOf(hash));
     } finally {
       this.writing.delete(tmpName);
     }
     await syncDir(dir);
-    return hash;
   }
 
   // Reads a whole block and checks it against its name, both on a block worker (block/pool), unless the

@@ -4,6 +4,8 @@ import { loadConfig, resolveConfigPath } from '../config/config.js';
 import { loadOrCreateNodeKey } from '../rpc/identity.js';
 import type { ReplicationStatus } from '../rpc/metadata-replication.js';
 import type { RebalanceStatus } from '../rpc/rebalance.js';
+import type { ResyncStatus } from '../rpc/resync.js';
+import type { ScrubPass, ScrubStatus } from '../rpc/scrub.js';
 import { adminCall, adminTarget, print } from './admin-client.js';
 
 interface NodeStatus {
@@ -23,6 +25,49 @@ interface ClusterStatus {
   nodes: NodeStatus[];
   rebalance?: RebalanceStatus | null;
   metadata?: ReplicationStatus | null;
+  resync?: ResyncStatus | null;
+  scrub?: ScrubStatus | null;
+  health?: { degraded: boolean; problems: string[]; advice: string[] };
+}
+
+// The cluster's health as this node sees it: what is wrong and what to do.
+function describeHealth(s: ClusterStatus): string[] {
+  const h = s.health;
+  if (!h || s.layoutVersion === 0) return [];
+  if (!h.degraded) return ['cluster: healthy'];
+  return [
+    'cluster: DEGRADED',
+    ...h.problems.map((p) => `  - ${p}`),
+    ...(h.advice.length > 0 ? ['what to do:', ...h.advice.map((a) => `  - ${a}`)] : []),
+  ];
+}
+
+// The copies this node's writes owe other nodes, and what scrub found on this node.
+function describeBlocks(s: ClusterStatus): string[] {
+  const lines: string[] = [];
+  const r = s.resync;
+  if (r && r.nodes.length > 0) {
+    for (const n of r.nodes)
+      lines.push(
+        `resync: ${n.pending} block copies queued here for ${n.node.slice(0, 16)}` +
+          (n.lastError ? ` (last try: ${n.lastError})` : ''),
+      );
+  }
+  if (r && r.copied > 0) lines.push(`resync: ${r.copied} copies written since this node started`);
+  const sc = s.scrub;
+  const found = (p: ScrubPass) =>
+    `${p.checked} blocks checked, ${p.corrupt} damaged, ${p.repaired} repaired, ${p.unrepairable} unrepairable, ` +
+    `${p.copiesGiven} missing copies given to other nodes`;
+  if (sc?.running && sc.current)
+    lines.push(
+      `scrub: running since ${new Date(sc.current.startedAt).toISOString()}: ${found(sc.current)} so far`,
+    );
+  if (sc?.lastPass?.finishedAt)
+    lines.push(
+      `scrub: last pass ended ${new Date(sc.lastPass.finishedAt).toISOString()}: ${found(sc.lastPass)}`,
+    );
+  if (sc && !sc.running && sc.nextAt) lines.push(`scrub: next pass ${new Date(sc.nextAt).toISOString()}`);
+  return lines;
 }
 
 // One line on this node's part in holding the metadata tables (and who leads them), and one per follower on
@@ -91,6 +136,8 @@ function describeStatus(s: ClusterStatus): string {
     ...rows,
     ...describeRebalance(s),
     ...describeMetadata(s),
+    ...describeBlocks(s),
+    ...describeHealth(s),
   ].join('\n');
 }
 
@@ -119,6 +166,39 @@ export function registerNodeCommands(program: Command): void {
         status,
         Boolean(opts.json),
         (s: ClusterStatus) => `connected to ${peer.split('@')[0]!.slice(0, 16)}…\n${describeStatus(s)}`,
+      );
+    });
+  node
+    .command('forget <id>')
+    .description("drop a dead node that is no longer in the layout from every node's peers (no more redials)")
+    .option('--json', 'print JSON')
+    .action(async (id: string, opts: { json?: boolean }, cmd: Command) => {
+      const result = (await adminCall(adminTarget(cmd), 'POST', '/v1/forget', { nodeId: id })) as {
+        forgotten: string;
+        told: string[];
+        notTold: string[];
+      };
+      print(result, Boolean(opts.json), (r: typeof result) =>
+        [
+          `forgot ${r.forgotten.slice(0, 16)}… here and on ${r.told.length} other nodes`,
+          ...(r.notTold.length > 0
+            ? [
+                `not told (unreachable or refused): ${r.notTold.map((p) => p.slice(0, 16)).join(', ')}; ` +
+                  'run `coffre node forget` there once they are up',
+              ]
+            : []),
+        ].join('\n'),
+      );
+    });
+  program
+    .command('scrub')
+    .description('check every block file of this node against its hash now, repairing damaged copies')
+    .option('--json', 'print JSON')
+    .action(async (opts: { json?: boolean }, cmd: Command) => {
+      print(
+        await adminCall(adminTarget(cmd), 'POST', '/v1/scrub', {}),
+        Boolean(opts.json),
+        () => 'scrub: pass started (`coffre status` shows its progress)',
       );
     });
   program

@@ -73,6 +73,10 @@ export interface CoffreConfig {
   blockSize: number;
   inlineThreshold: number;
   gcDelaySeconds: number;
+  // Background scrub of block files (rpc/scrub): hours from one pass's end to the next (0: only on demand),
+  // and the most it reads, in MiB per second.
+  scrubIntervalHours: number;
+  scrubRateMib: number;
   s3Api: S3ApiConfig;
   admin: AdminConfig;
   sseS3: SseS3Config;
@@ -192,6 +196,8 @@ export function parseConfig(text: string, configPath: string): CoffreConfig {
     blockSize: top.integer('block_size', MIB, 64 * 1024, 64 * MIB),
     inlineThreshold: top.integer('inline_threshold', 3072, 0, 64 * 1024),
     gcDelaySeconds: top.integer('gc_delay_seconds', 600, 0, 30 * 24 * 3600),
+    scrubIntervalHours: top.integer('scrub_interval_hours', 30 * 24, 0, 365 * 24),
+    scrubRateMib: top.integer('scrub_rate_mib', 16, 1, 100_000),
     s3Api: {
       apiBindAddr: '127.0.0.1:3900',
       s3Region: 'us-east-1',

@@ -64,6 +64,53 @@ export function samePosition(a: LogPosition, b: LogPosition): boolean {
 const LOG_TABLE = '_change_log';
 const STATE_TABLE = '_change_log_state';
 const TABLE_NAME = /^[a-z][a-z0-9_]{0,63}$/;
+// Tables of this node's own bookkeeping (its block resync queue, its scrub's progress): named `_local_…`, so
+// they are neither logged, nor in snapshots, nor cleared when a copy is rebuilt, and a node that may not
+// write the replicated tables (a metadata copy, a gateway) still writes them.
+const LOCAL_PREFIX = '_local_';
+
+/** A table of this node alone: each write is its own durable transaction, outside the change log. */
+export class LocalTable<V> {
+  constructor(private readonly db: Database<V, Key>) {}
+
+  get(key: Key): V | undefined {
+    return this.db.get(key);
+  }
+
+  /** Stores `value` unless the key holds one; resolves, once durable, with whether it was stored. */
+  putIfAbsent(key: Key, value: V): Promise<boolean> {
+    return this.db.transaction(() => {
+      if (this.db.get(key) !== undefined) return false;
+      void this.db.put(key, value);
+      return true;
+    });
+  }
+
+  /** Resolves once the write is durable on disk. */
+  async put(key: Key, value: V): Promise<void> {
+    await this.db.put(key, value);
+  }
+
+  /** Removes the key; resolves, once durable, with whether it held a value. */
+  removeIfPresent(key: Key): Promise<boolean> {
+    return this.db.transaction(() => {
+      if (this.db.get(key) === undefined) return false;
+      void this.db.remove(key);
+      return true;
+    });
+  }
+
+  *range(prefix: Key = [], limit?: number): Generator<{ key: Key; value: V }> {
+    let count = 0;
+    for (const entry of this.db.getRange(prefix.length > 0 ? { start: prefix } : {})) {
+      const key = (Array.isArray(entry.key) ? entry.key : [entry.key]) as Key;
+      if (!hasPrefix(key, prefix)) break;
+      if (limit !== undefined && count >= limit) break;
+      count++;
+      yield { key, value: entry.value };
+    }
+  }
+}
 
 // Thrown inside a transaction (undoing it) when entries to take back are no longer held with their undo.
 class CannotTakeBack extends Error {}
@@ -181,6 +228,14 @@ export class MetadataDb {
       this.tables.set(name, table);
     }
     return table as Table<V>;
+  }
+
+  /** A table of this node's own (see LocalTable): `name` is a plain table name, stored as `_local_<name>`. */
+  localTable<V>(name: string): LocalTable<V> {
+    if (!TABLE_NAME.test(name)) throw new Error(`bad table name ${name}`);
+    return new LocalTable(
+      this.root.openDB<V, Key>({ name: LOCAL_PREFIX + name, keyEncoding: 'ordered-binary' }),
+    );
   }
 
   /** Called by Table for each write, before it: it joins the running transaction's log entry. */

@@ -25,6 +25,8 @@ import { SseS3Keys } from '../sse/sse-s3-keys.js';
 import { RpcNode } from '../rpc/peering.js';
 import { OrphanSweeper } from '../rpc/orphans.js';
 import { Rebalancer } from '../rpc/rebalance.js';
+import { BlockResync } from '../rpc/resync.js';
+import { Scrubber } from '../rpc/scrub.js';
 import { UserError, errorMessage } from '../util/errors.js';
 
 export interface RunningNode {
@@ -42,15 +44,25 @@ export interface RunningNode {
   stop(): Promise<void>;
 }
 
-// Peers this node has reached, kept so that a restarted node finds its cluster again without bootstrap_peers.
+// Peers this node has reached, kept so that a restarted node finds its cluster again without bootstrap_peers,
+// and the node ids an operator made it forget (`coffre node forget`), so that peers still naming one do not
+// bring it back. Written as { peers: ["<id>@host:port", …], forgotten: ["<id>", …] } (an older file is a bare
+// list of peers).
 const KNOWN_PEERS_FILE = 'peers.json';
 
-function loadKnownPeers(metadataDir: string): string[] {
+function loadKnownPeers(metadataDir: string): { peers: string[]; forgotten: string[] } {
+  const strings = (v: unknown) =>
+    Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string') : [];
   try {
     const value: unknown = JSON.parse(readFileSync(join(metadataDir, KNOWN_PEERS_FILE), 'utf8'));
-    return Array.isArray(value) ? value.filter((v): v is string => typeof v === 'string') : [];
+    if (Array.isArray(value)) return { peers: strings(value), forgotten: [] };
+    const v = value as { peers?: unknown; forgotten?: unknown };
+    return {
+      peers: strings(v?.peers),
+      forgotten: strings(v?.forgotten).filter((id) => /^[0-9a-f]{64}$/.test(id)),
+    };
   } catch {
-    return [];
+    return { peers: [], forgotten: [] };
   }
 }
 
@@ -60,7 +72,7 @@ function saveKnownPeers(metadataDir: string, rpc: RpcNode): void {
     .peers.filter((p) => p.addr)
     .map((p) => `${p.id}@${p.addr}`);
   const tmp = join(metadataDir, `${KNOWN_PEERS_FILE}.tmp`);
-  writeFileSync(tmp, JSON.stringify(peers), { mode: 0o600 });
+  writeFileSync(tmp, JSON.stringify({ peers, forgotten: rpc.forgottenPeers() }), { mode: 0o600 });
   renameSync(tmp, join(metadataDir, KNOWN_PEERS_FILE));
 }
 
@@ -154,12 +166,19 @@ export async function startNode(config: CoffreConfig, log: Logger = createLogger
       }
     : undefined;
   const identity = loadOrCreateNodeKey(config.metadataDir);
+  const known = loadKnownPeers(config.metadataDir);
   const rpc = new RpcNode({
     identity,
     networkKey,
     bindAddr: config.rpcBindAddr,
     publicAddr: config.rpcPublicAddr,
-    bootstrapPeers: [...new Set([...config.bootstrapPeers, ...loadKnownPeers(config.metadataDir)])],
+    bootstrapPeers: [
+      ...new Set([
+        ...config.bootstrapPeers,
+        ...known.peers.filter((p) => !known.forgotten.includes(p.split('@')[0]!)),
+      ]),
+    ],
+    forgottenPeers: known.forgotten,
     pingIntervalMs: Number(process.env.COFFRE_RPC_PING_MS ?? 15_000),
     logger: {
       info: (msg) => log.info({ rpc: true }, msg),
@@ -192,13 +211,27 @@ export async function startNode(config: CoffreConfig, log: Logger = createLogger
     electionMs: Number(process.env.COFFRE_METADATA_ELECTION_MS ?? 2_000),
     heartbeatMs: Number(process.env.COFFRE_METADATA_HEARTBEAT_MS ?? 400),
   });
+  // Copies of blocks this node's writes could not place, written to their nodes when they are back.
+  const resync = new BlockResync(
+    cluster,
+    model.db.localTable('block_resync'),
+    log,
+    Number(process.env.COFFRE_RESYNC_RETRY_MS ?? 30_000),
+  );
+  const scrub = new Scrubber(cluster, model.db.localTable('scrub'), log, {
+    intervalMs: config.scrubIntervalHours * 3600_000,
+    bytesPerSecond: config.scrubRateMib * 1024 * 1024,
+  });
   // A node in front of a backend holds no blocks and no copy of anyone's metadata: none of that machinery runs.
   if (!backend) {
     replication.start();
     model.startGarbageCollector(Math.max(1000, Math.min(60_000, config.gcDelaySeconds * 1000)));
+    cluster.blocks.recordMissedCopiesIn(resync);
+    resync.start();
+    await scrub.start();
   }
   const local = new LocalStore(model);
-  cluster.registerEndpoints(local);
+  cluster.registerEndpoints(local, resync);
   rpc.setAccessPolicy(cluster.mayCall);
   const backendStore = backend
     ? new BackendStore(
@@ -226,12 +259,15 @@ export async function startNode(config: CoffreConfig, log: Logger = createLogger
     saveKnownPeers(config.metadataDir, rpc);
     // ... or hold a copy of the metadata that has fallen behind.
     replication.peerUp(peerId);
+    // ... or be a node this node's writes owe copies of blocks.
+    resync.peerUp(peerId);
     // ... or be the node that blocks waited for.
     if (rebalancer.unsettled) void rebalancer.schedule();
     cluster
       .pullLayout(peerId)
       .catch((err: Error) => log.warn({ peer: peerId.slice(0, 16), err: err.message }, 'layout pull failed'));
   });
+  rpc.on('peer-forgotten', () => saveKnownPeers(config.metadataDir, rpc));
   let s3: S3Server | undefined;
   let admin: AdminServer | undefined;
   let reloaders: TlsReloader[] = [];
@@ -240,7 +276,7 @@ export async function startNode(config: CoffreConfig, log: Logger = createLogger
     log.info({}, 'coffre node stopping');
     for (const r of reloaders) r.stop();
     await Promise.all([s3?.close(), admin?.close()]);
-    await Promise.all([rebalancer.stop(), orphans.stop()]);
+    await Promise.all([rebalancer.stop(), orphans.stop(), resync.stop(), scrub.stop()]);
     replication.stop();
     await rpc.stop();
     networkKey.fill(0);
@@ -256,6 +292,7 @@ export async function startNode(config: CoffreConfig, log: Logger = createLogger
     if (rebalancer.unsettled) void rebalancer.schedule();
 
     const metrics = new S3Metrics(config.dataDir);
+    metrics.watchBlocks({ resync, scrub });
     const tlsFiles =
       config.s3Api.tlsCert && config.s3Api.tlsKey
         ? { certPath: config.s3Api.tlsCert, keyPath: config.s3Api.tlsKey }
@@ -263,7 +300,7 @@ export async function startNode(config: CoffreConfig, log: Logger = createLogger
     const tls = tlsFiles ? await loadTlsOptions(tlsFiles) : undefined;
     const s3Server = new S3Server({ config, store, log, metrics, sseS3 }, tls);
     const adminServer = new AdminServer(
-      { config, store, log, metrics, cluster, rpc, rebalancer, replication, sseS3 },
+      { config, store, log, metrics, cluster, rpc, rebalancer, replication, sseS3, resync, scrub },
       tls,
     );
     s3 = s3Server;

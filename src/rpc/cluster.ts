@@ -4,6 +4,7 @@
 // them. Encryption happens above this, in the API of the node that received the request, so what crosses the
 // network to storage nodes is ciphertext for encrypted objects, and never a customer key.
 import type { Readable } from 'node:stream';
+import { setTimeout as delay } from 'node:timers/promises';
 import { BlockStore, type BlockHash, type BlockIo, type BlockReadOptions } from '../block/block-store.js';
 import { hashBlock } from '../block/pool.js';
 import {
@@ -24,8 +25,12 @@ import {
   decodeBlockGet,
   decodeBlockHas,
   decodeBlockPut,
+  decodeNodeForget,
+  decodeResyncStatusReply,
   decodeStoreCall,
 } from './messages.js';
+import type { BlockResync } from './resync.js';
+import { UserError } from '../util/errors.js';
 import {
   blockNodes,
   decodeLayout,
@@ -62,6 +67,8 @@ export interface RpcEndpoints {
     opts?: { signal?: AbortSignal },
   ): Promise<RpcReply>;
   knownPeers(): string[];
+  connectedPeers(): string[];
+  forget(peerId: string): void;
   isIntroduced(peerId: string): boolean;
 }
 
@@ -268,8 +275,78 @@ export class Cluster {
     return handover && (this.layout.retired ?? []).includes(peerId);
   };
 
+  /** Why `nodeId` may not be forgotten here, or undefined when it may. */
+  private forgetRefusal(nodeId: string): string | undefined {
+    if (nodeId === this.rpc.nodeId) return 'a node cannot forget itself';
+    if (nodeId in this.layout.roles)
+      return (
+        `node ${nodeId.slice(0, 16)}… still has a role in layout version ${this.layout.version}: remove it ` +
+        'first (`coffre layout remove`, then `coffre layout apply`), then forget it'
+      );
+    return undefined;
+  }
+
+  /**
+   * `coffre node forget`: drops a node that is no longer in the layout from this node's peers and from every
+   * peer's it can reach, so that none redials it. Returns the peers that could not be told (each is told by
+   * running the command there, or forgets it when it learns that its peers did not).
+   */
+  async forgetEverywhere(nodeId: string): Promise<{ told: string[]; notTold: string[] }> {
+    const refusal = this.forgetRefusal(nodeId);
+    if (refusal) throw new UserError(refusal);
+    const peers = this.rpc.knownPeers().filter((p) => p !== nodeId);
+    this.rpc.forget(nodeId);
+    const results = await Promise.all(
+      peers.map(async (peer) => {
+        try {
+          const reply = await this.rpc.call(peer, 'node/forget', { nodeId }, null, {
+            signal: AbortSignal.timeout(10_000),
+          });
+          reply.body?.resume();
+          return (reply.header as ErrorHeader).error ? undefined : peer;
+        } catch {
+          return undefined;
+        }
+      }),
+    );
+    const told = peers.filter((_, i) => results[i] !== undefined);
+    return { told, notTold: peers.filter((p) => !told.includes(p)) };
+  }
+
+  /** How many block copies each reachable peer's writes owe to each node (their resync queues). */
+  async peersResyncStatus(): Promise<{ from: string; nodes: { node: string; pending: number }[] }[]> {
+    const peers = this.rpc.connectedPeers().filter((p) => p in this.layout.roles);
+    const replies = await Promise.all(
+      peers.map(async (from) => {
+        try {
+          const reply = await this.rpc.call(from, 'block/resync-status', {}, null, {
+            signal: AbortSignal.timeout(5_000),
+          });
+          reply.body?.resume();
+          return { from, ...decodeResyncStatusReply(reply.header, 'block/resync-status reply') };
+        } catch {
+          return undefined;
+        }
+      }),
+    );
+    return replies.filter((r) => r !== undefined);
+  }
+
   // Serves this node's metadata and blocks to peers.
-  registerEndpoints(local: LocalStore): void {
+  registerEndpoints(local: LocalStore, resync?: BlockResync): void {
+    this.rpc.registerEndpoint('block/resync-status', async (req) => {
+      req.body?.resume();
+      const nodes = (resync?.status().nodes ?? []).map(({ node, pending }) => ({ node, pending }));
+      return { header: { nodes } };
+    });
+    this.rpc.registerEndpoint('node/forget', async (req) => {
+      req.body?.resume();
+      const { nodeId } = decodeNodeForget(req.header, 'node/forget');
+      const refusal = this.forgetRefusal(nodeId);
+      if (refusal) return { header: { error: encodeError(new Error(refusal)) } };
+      this.rpc.forget(nodeId);
+      return { header: {} };
+    });
     this.rpc.registerEndpoint('store/call', async (req) => {
       // The call is checked before anything else, so an ill-formed one is refused the same way on every node.
       let call: { method: string; args: unknown[] };
@@ -361,21 +438,105 @@ export class Cluster {
   }
 }
 
+/**
+ * How many of a block's `copies` nodes must hold it before a write of it is acknowledged: a majority (2 of 3;
+ * both of 2; 1 of 1). The copies the write could not reach are recorded in the writer's resync queue
+ * (rpc/resync) and written to their nodes when they are back.
+ */
+export function blockWriteQuorum(copies: number): number {
+  return Math.floor(copies / 2) + 1;
+}
+
+/** Where the copies a write could not place are recorded (rpc/resync's BlockResync). */
+export interface MissedCopies {
+  /** Records, durably, that `node` lacks block `hash`. */
+  missed(node: string, hash: BlockHash): Promise<void>;
+  /** `node` holds block `hash` after all (a late write of it succeeded). */
+  placed(node: string, hash: BlockHash): Promise<void>;
+}
+
+// A block call to a peer that neither answers nor drops its connection (a node stalled, or cut off without a
+// reset) is given up after this long, and the next copy is tried: longer than a 1 MiB block takes on any link.
+const BLOCK_CALL_TIMEOUT_MS = 30_000;
+// Once a write quorum holds a block, the other copies get this long to land before the write is acknowledged
+// anyway (and those still under way are recorded as missed, then cleared if they land): it spares the resync
+// queue a write for every block whose last copy is merely a little slower.
+const STRAGGLER_GRACE_MS = 100;
+
 // Blocks placed by the layout: on this node when it is one of the block's storage nodes (or stands alone),
 // otherwise on the chosen peers.
 export class ClusterBlocks implements BlockIo {
+  private missedCopies: MissedCopies | undefined;
+
   constructor(private readonly cluster: Cluster) {}
 
-  private targets(hash: BlockHash): string[] {
+  /** Where this node records the copies its writes could not place (set once the node's database is open). */
+  recordMissedCopiesIn(queue: MissedCopies): void {
+    this.missedCopies = queue;
+  }
+
+  /** The storage nodes that hold `hash` under the current layout (this node alone when it stands alone). */
+  targets(hash: BlockHash): string[] {
     const layout = this.cluster.currentLayout();
     if (this.cluster.standsAlone()) return [this.cluster.rpc.nodeId];
     return blockNodes(layout, hash, this.cluster.replicationFactor);
   }
 
+  /**
+   * Stores the block on its nodes, in parallel, and resolves once a write quorum of them holds it (before the
+   * record that refers to it may commit). When too many have failed for a quorum, it fails at once with a 503:
+   * the copies already written are then referenced by nothing and swept later (rpc/orphans).
+   */
   async write(data: Uint8Array, knownHash?: BlockHash): Promise<BlockHash> {
     const hash = knownHash ?? BlockStore.hashOf(data);
-    // Every replica must hold the block before the record that refers to it may commit.
-    await Promise.all(this.targets(hash).map((node) => this.storeOn(node, hash, data)));
+    const targets = this.targets(hash);
+    const need = blockWriteQuorum(targets.length);
+    // Acknowledged at a quorum, the write may still be sending the block to its other nodes: it sends a copy
+    // of its own, since the caller may reuse `data` (model/segments recycles block buffers) once it returns.
+    const block = need < targets.length ? Buffer.from(data) : data;
+    const state = new Map<string, 'writing' | 'held' | 'failed'>(targets.map((n) => [n, 'writing']));
+    // Nodes recorded in the resync queue as lacking the block (once the write is acknowledged).
+    const recorded = new Set<string>();
+    let acknowledged = false;
+    let firstError: unknown;
+    const count = (wanted: string) => [...state.values()].filter((v) => v === wanted).length;
+    let settle: (ok: boolean) => void = () => {};
+    const quorum = new Promise<boolean>((resolve) => (settle = resolve));
+    const attempts = targets.map((node) =>
+      this.storeOn(node, hash, block).then(
+        () => {
+          state.set(node, 'held');
+          if (recorded.delete(node)) void this.missedCopies?.placed(node, hash).catch(() => {});
+          if (count('held') >= need) settle(true);
+        },
+        (err: unknown) => {
+          state.set(node, 'failed');
+          firstError ??= err;
+          if (acknowledged && !recorded.has(node)) {
+            recorded.add(node);
+            void this.missedCopies?.missed(node, hash).catch(() => {});
+          }
+          if (targets.length - count('failed') < need) settle(false);
+        },
+      ),
+    );
+    if (!(await quorum)) {
+      if (targets.length > 1 && firstError instanceof S3Error && firstError.status === 503)
+        throw unavailable(
+          `a write quorum of this block's storage nodes (${need} of ${targets.length}, ${count('held')} reached)`,
+        );
+      throw firstError;
+    }
+    if (count('held') < targets.length)
+      await Promise.race([Promise.all(attempts), delay(STRAGGLER_GRACE_MS)]);
+    // Every copy not known to be placed is recorded before the write is acknowledged, so that a crash right
+    // after the acknowledgement cannot forget which node lacks it; one that lands later clears its entry.
+    acknowledged = true;
+    for (const [node, s] of state) {
+      if (s === 'held' || !this.missedCopies) continue;
+      recorded.add(node);
+      await this.missedCopies.missed(node, hash);
+    }
     return hash;
   }
 
@@ -385,11 +546,22 @@ export class ClusterBlocks implements BlockIo {
     return this.cluster.standsAlone() ? this.cluster.localBlocks.slice(hash, start, end) : undefined;
   }
 
+  /**
+   * The first copy that passes its check: this node's own first, then the block's other nodes that are up,
+   * then those that are not (a call to them fails at once), then any other node that may still hold it.
+   * A copy that is missing, damaged or on a node that does not answer is passed over for the next.
+   */
   async read(hash: BlockHash, opts: BlockReadOptions = {}): Promise<Buffer> {
+    return this.readExcept(hash, undefined, opts);
+  }
+
+  /** As read(), never from `skip` (the node a resync or a repair is for). */
+  async readExcept(hash: BlockHash, skip: string | undefined, opts: BlockReadOptions = {}): Promise<Buffer> {
     const targets = this.targets(hash);
     // Made only when needed: an error captures a stack trace, which costs more than a cached block read.
     let targetError: Error | undefined;
-    for (const node of [...targets, ...this.otherHolders(targets)]) {
+    for (const node of this.readOrder(targets)) {
+      if (node === skip) continue;
       try {
         return await this.readFrom(node, hash, opts);
       } catch (err) {
@@ -400,17 +572,28 @@ export class ClusterBlocks implements BlockIo {
     throw targetError ?? unavailable('every storage node holding this block');
   }
 
+  private readOrder(targets: string[]): string[] {
+    const self = this.cluster.rpc.nodeId;
+    const up = new Set([self, ...this.cluster.rpc.connectedPeers()]);
+    const rank = (n: string) => (n === self ? 0 : up.has(n) ? 1 : 2);
+    const own = [...targets].sort((a, b) => rank(a) - rank(b));
+    return [...own, ...this.otherHolders(targets)];
+  }
+
   /** Block `hash` from this node's store or from `node`, checked against its name unless told otherwise. */
   private async readFrom(node: string, hash: BlockHash, opts: BlockReadOptions): Promise<Buffer> {
     if (node === this.cluster.rpc.nodeId) return this.cluster.localBlocks.read(hash, opts);
     const readerVerifies = opts.verify !== false;
-    const reply = await this.callNode(node, 'block/get', { hash, readerVerifies });
+    const signal = AbortSignal.timeout(BLOCK_CALL_TIMEOUT_MS);
+    const reply = await this.callNode(node, 'block/get', { hash, readerVerifies }, undefined, signal);
     const err = (reply.header as ErrorHeader).error;
     if (err) {
       reply.body?.resume();
       throw decodeError(err);
     }
-    const data = await readAll(reply.body);
+    const data = await readAll(reply.body).catch(() => {
+      throw unavailable(`storage node ${node.slice(0, 16)}…`);
+    });
     if (!readerVerifies) return data;
     // Checked here (on a worker), not by the sender: the reading node trusts no copy it did not verify.
     const checked = await hashBlock(data);
@@ -425,7 +608,8 @@ export class ClusterBlocks implements BlockIo {
       return;
     }
     const body = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
-    const reply = await this.callNode(node, 'block/put', { hash }, body);
+    const signal = AbortSignal.timeout(BLOCK_CALL_TIMEOUT_MS);
+    const reply = await this.callNode(node, 'block/put', { hash }, body, signal);
     reply.body?.resume();
     const err = (reply.header as ErrorHeader).error;
     if (err) throw decodeError(err);
@@ -434,20 +618,29 @@ export class ClusterBlocks implements BlockIo {
   /** Whether `node` (this node, or a peer) holds the block. */
   async heldBy(node: string, hash: BlockHash): Promise<boolean> {
     if (node === this.cluster.rpc.nodeId) return this.cluster.localBlocks.has(hash);
-    const reply = await this.callNode(node, 'block/has', { hash });
+    const signal = AbortSignal.timeout(BLOCK_CALL_TIMEOUT_MS);
+    const reply = await this.callNode(node, 'block/has', { hash }, undefined, signal);
     reply.body?.resume();
     return (reply.header as { has?: unknown }).has === true;
   }
 
+  /** Whether a write quorum of the block's nodes holds it (as a write of it would have made sure). */
   async has(hash: BlockHash): Promise<boolean> {
-    const held = await Promise.all(this.targets(hash).map((node) => this.heldBy(node, hash)));
-    return held.every(Boolean);
+    const targets = this.targets(hash);
+    const held = await Promise.all(targets.map((node) => this.heldBy(node, hash).catch(() => false)));
+    return held.filter(Boolean).length >= blockWriteQuorum(targets.length);
   }
 
-  /** A call to a peer; a peer that cannot be reached is a 503, as for every block operation. */
-  private async callNode(node: string, path: string, header: unknown, body?: Buffer): Promise<RpcReply> {
+  /** A call to a peer; a peer that cannot be reached (or does not answer in time) is a 503. */
+  private async callNode(
+    node: string,
+    path: string,
+    header: unknown,
+    body?: Buffer,
+    signal?: AbortSignal,
+  ): Promise<RpcReply> {
     try {
-      return await this.cluster.rpc.call(node, path, header, body);
+      return await this.cluster.rpc.call(node, path, header, body, { signal });
     } catch {
       throw unavailable(`storage node ${node.slice(0, 16)}…`);
     }
@@ -462,7 +655,7 @@ export class ClusterBlocks implements BlockIo {
       [...targets, ...this.otherHolders(targets)].map((node) =>
         node === self
           ? this.cluster.localBlocks.remove(hash, opts)
-          : this.cluster.rpc.call(node, 'block/delete', { hash, ...opts }),
+          : this.cluster.rpc.call(node, 'block/delete', { hash, ...opts }).then((r) => r.body?.resume()),
       ),
     );
   }

@@ -281,3 +281,11 @@ export const decodeBlockHas = record({ hash: blockHash });
 export const decodeBlockGet = record({ hash: blockHash, readerVerifies: opt(bool) });
 // A delete may be limited to copies not written for a while (a failed upload's sweep); a day at most.
 export const decodeBlockDelete = record({ hash: blockHash, unwrittenForMs: opt(int(0, 24 * 3600 * 1000)) });
+
+const NODE_ID = str(64, /^[0-9a-f]{64}$/);
+// node/forget: the node every peer is to drop (`coffre node forget`).
+export const decodeNodeForget = record({ nodeId: NODE_ID });
+// block/resync-status reply: how many block copies the answering node owes each node.
+export const decodeResyncStatusReply = record({
+  nodes: list(record({ node: NODE_ID, pending: int(0) }), 10_000),
+});

@@ -50,6 +50,8 @@ export interface RpcNodeOptions {
   publicAddr?: string;
   /** Peers to dial at start, as `<id>@host:port`. */
   bootstrapPeers?: string[];
+  /** Node ids an operator told this node to forget (`coffre node forget`): not learned from peer lists. */
+  forgottenPeers?: string[];
   /** Interval between pings (and peer-list exchanges) per peer. Default 15 s. */
   pingIntervalMs?: number;
   /** A ping unanswered this long marks the peer down. Default 10 s. */
@@ -158,6 +160,7 @@ export class RpcNode extends EventEmitter {
   // Who may call what; until the node sets a policy, peers reach no endpoint at all (only the ping).
   private mayCall: (peerId: string, path: string) => boolean = () => false;
   private readonly introduced = new Set<string>();
+  private readonly forgotten: Set<string>;
   private readonly log: RpcLogger;
   // Anyone who reaches the RPC port can fail a handshake: a few are logged, the rest counted.
   private readonly refusedConnections: WarningLimiter;
@@ -189,6 +192,7 @@ export class RpcNode extends EventEmitter {
     this.reconnectMinMs = opts.reconnectMinMs ?? 1_000;
     this.reconnectMaxMs = opts.reconnectMaxMs ?? 60_000;
     this.connectTimeoutMs = opts.connectTimeoutMs ?? 10_000;
+    this.forgotten = new Set(opts.forgottenPeers ?? []);
   }
 
   /** The address the RPC listener is bound to (null before start). */
@@ -252,6 +256,7 @@ export class RpcNode extends EventEmitter {
     const target = parsePeerAddress(peerAddress);
     if (target.id === this.nodeId) return Promise.resolve();
     this.introduced.add(target.id);
+    this.forgotten.delete(target.id);
     const peer = this.peerFor(target.id);
     peer.addr = formatHostPort(target.host, target.port);
     if (peer.mux && !peer.mux.closed) return Promise.resolve();
@@ -265,6 +270,31 @@ export class RpcNode extends EventEmitter {
    */
   isIntroduced(peerId: string): boolean {
     return this.introduced.has(peerId);
+  }
+
+  /**
+   * Drops a peer for good (`coffre node forget`, for a dead node no longer in the layout): its channel is
+   * closed, it is not redialled, and peer lists that still name it do not bring it back. It comes back only if
+   * an operator connects to it again or it dials this node itself.
+   */
+  forget(peerId: string): void {
+    this.forgotten.add(peerId);
+    this.introduced.delete(peerId);
+    const peer = this.peers.get(peerId);
+    if (!peer) return;
+    this.peers.delete(peerId);
+    if (peer.retryTimer) clearTimeout(peer.retryTimer);
+    peer.retryTimer = null;
+    const mux = peer.mux;
+    peer.mux = null; // so that its close is not taken for the peer going down (and redialled)
+    mux?.destroy();
+    this.log.info(`rpc: forgot peer ${short(peerId)}…`);
+    this.emit('peer-forgotten', peerId);
+  }
+
+  /** Node ids this node was told to forget (kept with its known peers across restarts). */
+  forgottenPeers(): string[] {
+    return [...this.forgotten].sort();
   }
 
   /** Decides, before any handler runs, which peers may call which endpoints. */
@@ -385,6 +415,8 @@ export class RpcNode extends EventEmitter {
     if (this.stopped) return void channel.destroy();
     const peerId = channel.remoteId;
     channel.on('error', () => {}); // reported through the mux's close
+    // A forgotten node that dials in is alive after all: it is a peer again.
+    this.forgotten.delete(peerId);
     this.openChannel(channel, false).then(
       (mux) => this.adopt(this.peerFor(peerId), mux, peerId),
       (err: unknown) => this.log.warn(`rpc: channel from ${short(peerId)}… failed: ${errorText(err)}`),
@@ -396,7 +428,8 @@ export class RpcNode extends EventEmitter {
    * sides keep the one opened by the node with the smaller id, so they agree without talking about it.
    */
   private adopt(peer: Peer, mux: Mux, opener: string): void {
-    if (this.stopped) return void mux.destroy();
+    // A dial that ends after the peer was forgotten.
+    if (this.stopped || this.peers.get(peer.id) !== peer) return void mux.destroy();
     const current = peer.mux;
     if (current && !current.closed) {
       const preferred = this.nodeId < peer.id ? this.nodeId : peer.id;
@@ -432,6 +465,7 @@ export class RpcNode extends EventEmitter {
   private scheduleRedial(peer: Peer): void {
     if (this.stopped || !peer.addr || peer.retryTimer || peer.dialing || (peer.mux && !peer.mux.closed))
       return;
+    if (this.peers.get(peer.id) !== peer) return; // forgotten meanwhile
     const base = Math.min(this.reconnectMaxMs, this.reconnectMinMs * 2 ** Math.min(peer.failures, 20));
     const delay = base / 2 + Math.random() * (base / 2); // jitter so a restarted cluster does not stampede
     peer.retryTimer = setTimeout(() => {
@@ -453,6 +487,7 @@ export class RpcNode extends EventEmitter {
     if (!Array.isArray(entries)) return;
     for (const e of entries.slice(0, 10_000) as Partial<PeerListEntry>[]) {
       if (typeof e?.id !== 'string' || typeof e.addr !== 'string' || e.id === this.nodeId) continue;
+      if (this.forgotten.has(e.id)) continue;
       try {
         parseNodeId(e.id);
         parseHostPort(e.addr);

@@ -27,6 +27,8 @@ const ENDPOINTS = [
   'block/get',
   'block/has',
   'block/delete',
+  'block/resync-status',
+  'node/forget',
   'layout/get',
   'layout/push',
   'meta/position',

@@ -77,6 +77,8 @@ test('a fresh identity that knows rpc_secret reaches no block, metadata or repli
     'block/has',
     'block/put',
     'block/delete',
+    'block/resync-status',
+    'node/forget',
     'meta/position',
     'meta/leader',
     'meta/vote',

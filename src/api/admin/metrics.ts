@@ -1,7 +1,15 @@
 // api/admin/metrics: Prometheus metrics of a node (request counts, latencies and bytes by S3 operation, the
-// data disk's use, process stats).
+// data disk's use, process stats, and the state of its blocks: copies waiting for a resync, what scrub found).
 import { statfsSync } from 'node:fs';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { ResyncStatus } from '../../rpc/resync.js';
+import type { ScrubStatus } from '../../rpc/scrub.js';
+
+/** Where the block metrics are read from when scraped (rpc/resync, rpc/scrub). */
+export interface BlockMetricSources {
+  resync: { status(): ResyncStatus };
+  scrub: { status(): ScrubStatus };
+}
 
 export class S3Metrics {
   readonly registry = new Registry();
@@ -48,6 +56,81 @@ export class S3Metrics {
         },
       });
     }
+  }
+
+  /** Gauges read from `sources` at each scrape. */
+  watchBlocks(sources: BlockMetricSources): void {
+    const registers = [this.registry];
+    new Gauge({
+      name: 'coffre_block_resync_pending',
+      help: "Block copies this node's writes could not place, waiting to be written to their node",
+      labelNames: ['node'],
+      registers,
+      collect() {
+        this.reset();
+        for (const n of sources.resync.status().nodes) this.set({ node: n.node.slice(0, 16) }, n.pending);
+      },
+    });
+    new Gauge({
+      name: 'coffre_block_resync_copied',
+      help: 'Block copies written to nodes that had missed them, since this node started',
+      registers,
+      collect() {
+        this.set(sources.resync.status().copied);
+      },
+    });
+    new Gauge({
+      name: 'coffre_scrub_running',
+      help: 'Whether a scrub pass is under way on this node (1) or not (0)',
+      registers,
+      collect() {
+        this.set(sources.scrub.status().running ? 1 : 0);
+      },
+    });
+    // What the last finished pass found (the one under way, if any, is in coffre status).
+    const last = (field: 'checked' | 'corrupt' | 'repaired' | 'unrepairable' | 'copiesGiven') =>
+      sources.scrub.status().lastPass?.[field] ?? 0;
+    const lastPass: [string, string, () => number][] = [
+      [
+        'coffre_scrub_last_pass_blocks_checked',
+        'Block files the last scrub pass checked',
+        () => last('checked'),
+      ],
+      [
+        'coffre_scrub_last_pass_blocks_corrupt',
+        'Damaged copies the last scrub pass found',
+        () => last('corrupt'),
+      ],
+      [
+        'coffre_scrub_last_pass_blocks_repaired',
+        'Damaged copies the last scrub pass replaced',
+        () => last('repaired'),
+      ],
+      [
+        'coffre_scrub_last_pass_blocks_unrepairable',
+        'Damaged copies the last scrub pass found no good copy of on any node',
+        () => last('unrepairable'),
+      ],
+      [
+        'coffre_scrub_last_pass_copies_given',
+        'Copies the last scrub pass gave to nodes that lacked one',
+        () => last('copiesGiven'),
+      ],
+      [
+        'coffre_scrub_last_pass_end_seconds',
+        'When the last scrub pass ended (Unix time; 0: never)',
+        () => (sources.scrub.status().lastPass?.finishedAt ?? 0) / 1000,
+      ],
+    ];
+    for (const [name, help, value] of lastPass)
+      new Gauge({
+        name,
+        help,
+        registers,
+        collect() {
+          this.set(value());
+        },
+      });
   }
 
   observe(operation: string, status: number, seconds: number, bytes?: { in?: number; out: number }): void {

@@ -64,6 +64,9 @@ export function sendError(
   // The connection ends after this answer (a refused request whose body is left unread): said in the
   // answer, so that the client does not wait on it for its next request.
   if (opts.close) res.setHeader('Connection', 'close');
+  // A 503 is the cluster saying "not now" (a node a request needs is down, a quorum is out of reach): said
+  // to come back soon, as S3's SlowDown and ServiceUnavailable are.
+  if (err.status === 503) res.setHeader('Retry-After', '1');
   if (method === 'HEAD') {
     res.setHeader('Content-Length', 0);
     res.end();
