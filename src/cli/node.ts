@@ -1,7 +1,12 @@
-// cli/node: `coffre node id`, `coffre node connect`, `coffre status` — a node's identity and its peers.
+// cli/node: `coffre node id`, `coffre node connect`, `coffre node init-config`, `coffre status` — a node's
+// identity, its peers, and the configuration of a node that joins them.
+import { existsSync } from 'node:fs';
+import { resolve } from 'node:path';
 import type { Command } from 'commander';
-import { loadConfig, resolveConfigPath } from '../config/config.js';
-import { loadOrCreateNodeKey } from '../rpc/identity.js';
+import { loadConfig, parseBindAddress, resolveConfigPath, type CoffreConfig } from '../config/config.js';
+import { nodeConfigText, writeNewConfig } from '../config/init.js';
+import { loadOrCreateNodeKey, parseHostPort, parsePeerAddress, parseRpcSecret } from '../rpc/identity.js';
+import { UserError } from '../util/errors.js';
 import type { ReplicationStatus } from '../rpc/metadata-replication.js';
 import type { RebalanceStatus } from '../rpc/rebalance.js';
 import { adminCall, adminTarget, print } from './admin-client.js';
@@ -89,8 +94,111 @@ function describeStatus(s: ClusterStatus): string {
   ].join('\n');
 }
 
+interface InitConfigOptions {
+  join?: string;
+  rpcSecretFile?: string;
+  rpcAddr: string;
+  publicAddr?: string;
+  s3Addr: string;
+  adminAddr: string;
+  replicationFactor?: string;
+  region?: string;
+}
+
+/** `<node id>@<address>` other nodes dial to reach the node of `config` (its rpc_public_addr, else its bind). */
+function peerOf(config: CoffreConfig): string {
+  const identity = loadOrCreateNodeKey(config.metadataDir);
+  const id = identity.publicKey.toString('hex');
+  identity.secretKey.fill(0);
+  return `${id}@${config.rpcPublicAddr ?? config.rpcBindAddr}`;
+}
+
+// The configuration of a node that joins a cluster: the cluster's rpc_secret, the peer it dials at start, the
+// cluster's replication factor and region, and its own admin token. Run on a node of the cluster (found as
+// every command finds its node), or anywhere with --join and the secret in COFFRE_RPC_SECRET or a file.
+function initJoiningConfig(file: string, o: InitConfigOptions, configFlag: string | undefined): string {
+  const sourcePath = resolveConfigPath(configFlag);
+  const source = existsSync(sourcePath) ? loadConfig(sourcePath) : undefined;
+  if (!source && !o.join)
+    throw new UserError(
+      `no configuration at ${sourcePath}: run this on a node of the cluster (--config FILE), or give ` +
+        '--join <node id>@<host>:<port> with the secret in COFFRE_RPC_SECRET or --rpc-secret-file FILE',
+    );
+  const peer = o.join ?? peerOf(source!);
+  const { host: peerHost } = parsePeerAddress(peer);
+  if (peerHost === '0.0.0.0' || peerHost === '::')
+    throw new UserError(
+      `${sourcePath} binds RPC to ${source?.rpcBindAddr} and sets no rpc_public_addr, so other nodes cannot ` +
+        'know how to reach it: set rpc_public_addr there, or give --join <node id>@<host>:<port>',
+    );
+  const secret = parseRpcSecret(
+    o.rpcSecretFile
+      ? { file: resolve(o.rpcSecretFile) }
+      : {
+          value: source?.rpcSecret,
+          file: source?.rpcSecretFile,
+          allowInsecurePermissions: source?.allowWorldReadableSecrets,
+        },
+  );
+  for (const [flag, addr] of [
+    ['--rpc-addr', o.rpcAddr],
+    ['--s3-addr', o.s3Addr],
+    ['--admin-addr', o.adminAddr],
+  ] as const)
+    parseBindAddress(addr, flag);
+  if (o.publicAddr) parseHostPort(o.publicAddr);
+  const rf = o.replicationFactor ?? String(source?.replicationFactor ?? 1);
+  if (!/^[1-7]$/.test(rf)) throw new UserError(`--replication-factor must be 1 to 7, not ${rf}`);
+  const out = resolve(file);
+  writeNewConfig(
+    out,
+    nodeConfigText({
+      header: [
+        `coffre node configuration for a node that joins the cluster of ${peer.split('@')[0]!.slice(0, 16)}…`,
+        '(written by `coffre node init-config`; it holds the cluster rpc_secret: keep it mode 0600).',
+      ],
+      rpcSecretHex: secret.toString('hex'),
+      replicationFactor: Number(rf),
+      rpcBindAddr: o.rpcAddr,
+      rpcPublicAddr: o.publicAddr,
+      bootstrapPeers: [peer],
+      s3BindAddr: o.s3Addr,
+      s3Region: o.region ?? source?.s3Api.s3Region ?? 'us-east-1',
+      rootDomain: source?.s3Api.rootDomain,
+      adminBindAddr: o.adminAddr,
+    }),
+  );
+  secret.fill(0);
+  return [
+    `wrote ${out} for a node that joins ${peer}`,
+    'next, on the new node: `coffre server -c ' + out + '`, then `coffre -c ' + out + ' node id`;',
+    'then on any node of the cluster: `coffre layout assign <its id> --zone Z --capacity SIZE` (or --gateway),',
+    '`coffre layout show` and `coffre layout apply --version N`',
+    ...(!o.publicAddr && /^(0\.0\.0\.0|\[::\]):/.test(o.rpcAddr)
+      ? ['note: without --public-addr (rpc_public_addr) the other nodes cannot dial the new node back']
+      : []),
+  ].join('\n');
+}
+
 export function registerNodeCommands(program: Command): void {
   const node = program.command('node').description("this node's identity and its peers");
+  node
+    .command('init-config <file>')
+    .description(
+      'write a ready configuration for a new node that joins this cluster (its rpc_secret, this node as bootstrap peer)',
+    )
+    .option('--join <peer>', 'the node to dial at start, as <node id>@<host>:<port> (default: this node)')
+    .option('--rpc-secret-file <file>', "a file holding the cluster's rpc_secret (default: this node's)")
+    .option('--rpc-addr <host:port>', 'rpc_bind_addr of the new node', '0.0.0.0:3901')
+    .option('--public-addr <host:port>', 'rpc_public_addr: how the other nodes reach the new node')
+    .option('--s3-addr <host:port>', '[s3_api] api_bind_addr of the new node', '127.0.0.1:3900')
+    .option('--admin-addr <host:port>', '[admin] api_bind_addr of the new node', '127.0.0.1:3903')
+    .option('--replication-factor <n>', "the cluster's replication_factor (default: this node's)")
+    .option('--region <region>', "[s3_api] s3_region (default: this node's, or us-east-1)")
+    .action((file: string, opts: InitConfigOptions, cmd: Command) => {
+      const globals = cmd.optsWithGlobals() as { config?: string };
+      process.stdout.write(initJoiningConfig(file, opts, globals.config) + '\n');
+    });
   node
     .command('id')
     .description('print this node as <node id>@<rpc address>, for other nodes to connect to')
