@@ -5,6 +5,14 @@ import { dirname, isAbsolute, resolve } from 'node:path';
 import { parse as parseToml } from 'smol-toml';
 import { UserError, errorMessage } from '../util/errors.js';
 import { TrustedProxies } from '../util/client-transport.js';
+import {
+  LOG_FORMATS,
+  LOG_LEVELS,
+  isLogFormat,
+  isLogLevel,
+  type LogFormat,
+  type LogLevel,
+} from '../util/log.js';
 
 export interface S3ApiConfig {
   apiBindAddr: string;
@@ -54,6 +62,10 @@ export interface CoffreConfig {
   blockSize: number;
   inlineThreshold: number;
   gcDelaySeconds: number;
+  // What the node logs and how; unset: info, and pretty on a terminal, JSON otherwise (COFFRE_LOG_LEVEL and
+  // COFFRE_LOG_FORMAT win over both).
+  logLevel?: LogLevel;
+  logFormat?: LogFormat;
   s3Api: S3ApiConfig;
   admin: AdminConfig;
   sseS3: SseS3Config;
@@ -108,6 +120,14 @@ class Reader {
       throw new UserError(`config: ${this.name(key)} must be an integer between ${min} and ${max}`);
     }
     return n;
+  }
+
+  choice<T extends string>(key: string, allowed: readonly T[], is: (v: string) => v is T): T | undefined {
+    const v = this.string(key);
+    if (v === undefined) return undefined;
+    if (!is(v))
+      throw new UserError(`config: ${this.name(key)} must be one of ${allowed.join(', ')}, not "${v}"`);
+    return v;
   }
 
   stringList(key: string): string[] {
@@ -172,6 +192,8 @@ export function parseConfig(text: string, configPath: string): CoffreConfig {
     blockSize: top.integer('block_size', MIB, 64 * 1024, 64 * MIB),
     inlineThreshold: top.integer('inline_threshold', 3072, 0, 64 * 1024),
     gcDelaySeconds: top.integer('gc_delay_seconds', 600, 0, 30 * 24 * 3600),
+    logLevel: top.choice('log_level', LOG_LEVELS, isLogLevel),
+    logFormat: top.choice('log_format', LOG_FORMATS, isLogFormat),
     s3Api: {
       apiBindAddr: '127.0.0.1:3900',
       s3Region: 'us-east-1',
