@@ -33,7 +33,7 @@ test('a pretty request line says what was asked, the answer, and why it was refu
   assert.match(line, TIME);
   assert.match(
     line,
-    / INFO  GET photos\/dir\/missing\.jpg → 404 NoSuchKey: The specified key does not exist\. requestId=0123456789ABCDEF operation=GetObject bytesOut=310 ms=3$/,
+    / INFO {2}GET photos\/dir\/missing\.jpg → 404 NoSuchKey: The specified key does not exist\. requestId=0123456789ABCDEF operation=GetObject bytesOut=310 ms=3$/,
   );
   // An answer refused without an S3 error still says why.
   assert.match(
@@ -43,7 +43,7 @@ test('a pretty request line says what was asked, the answer, and why it was refu
   // Other lines: message, then key=value fields, quoted when they hold spaces.
   assert.match(
     formatPretty({ level: 40, time: 0, msg: 'SSE-S3 keyring is locked', keyringFile: '/a b/k.json', n: 2 }),
-    / WARN  SSE-S3 keyring is locked keyringFile="\/a b\/k\.json" n=2$/,
+    / WARN {2}SSE-S3 keyring is locked keyringFile="\/a b\/k\.json" n=2$/,
   );
 });
 
@@ -65,16 +65,16 @@ test('log_format = "pretty" and log_level in coffre.toml, and the environment ov
     server.stderr(),
   );
   assert.ok(
-    lines.some((l) => / INFO  PUT pretty\/a\.txt → 200 /.test(l)),
+    lines.some((l) => / INFO {2}PUT pretty\/a\.txt → 200 /.test(l)),
     server.stderr(),
   );
   assert.ok(
     lines.some((l) =>
-      / INFO  GET pretty\/missing → 404 NoSuchKey: The specified key does not exist\./.test(l),
+      / INFO {2}GET pretty\/missing → 404 NoSuchKey: The specified key does not exist\./.test(l),
     ),
     server.stderr(),
   );
-  assert.ok(lines.some((l) => / INFO  coffre node started /.test(l)));
+  assert.ok(lines.some((l) => / INFO {2}coffre node started /.test(l)));
   assert.ok(lines.at(-1)!.includes('coffre node stopped'));
 
   // warn in the file: no request lines; COFFRE_LOG_FORMAT=json wins over the file's pretty.
