@@ -6,28 +6,23 @@ import type { Command } from 'commander';
 import { loadConfig, parseBindAddress, resolveConfigPath, type CoffreConfig } from '../config/config.js';
 import { nodeConfigText, writeNewConfig } from '../config/init.js';
 import { loadOrCreateNodeKey, parseHostPort, parsePeerAddress, parseRpcSecret } from '../rpc/identity.js';
+import type { DiskUse } from '../rpc/cluster.js';
+import type { Health, StatusNode } from '../api/admin/health.js';
+import type { SseS3Status } from '../sse/sse-s3-keys.js';
 import { UserError } from '../util/errors.js';
+import { formatTable, type Column } from './table.js';
 import type { ReplicationStatus } from '../rpc/metadata-replication.js';
 import type { RebalanceStatus } from '../rpc/rebalance.js';
 import { adminCall, adminTarget, print } from './admin-client.js';
 
-interface NodeStatus {
-  id: string;
-  addr: string | null;
-  up: boolean;
-  lastSeen: string | null;
-  self: boolean;
-  role: string;
-  zone: string | null;
-  capacity: number | null;
-}
-
 interface ClusterStatus {
   nodeId: string;
   layoutVersion: number;
-  nodes: NodeStatus[];
+  nodes: StatusNode[];
   rebalance?: RebalanceStatus | null;
   metadata?: ReplicationStatus | null;
+  sseS3?: SseS3Status | null;
+  health?: Health;
 }
 
 // One line on this node's part in holding the metadata tables, and one per copy on the metadata node.
@@ -73,22 +68,52 @@ export function formatBytes(n: number | null): string {
   return `${Number(v.toFixed(1))} ${units[i]}`;
 }
 
-function describeStatus(s: ClusterStatus): string {
-  const rows = s.nodes.map((n) =>
-    [
-      n.id.slice(0, 16) + (n.self ? '*' : ' '),
-      n.addr ?? '-',
-      n.role,
-      n.zone ?? '-',
-      formatBytes(n.capacity),
-      n.up ? 'up' : 'DOWN',
-      n.lastSeen ?? 'never',
-    ].join('  '),
-  );
+/** `12.3 GB of 98.4 GB (13%)` used on the file system holding a node's blocks; `-` when not known. */
+function describeDisk(disk: DiskUse | null | undefined): string {
+  if (!disk || disk.total === 0) return '-';
+  const used = disk.total - disk.free;
+  return `${formatBytes(used)} of ${formatBytes(disk.total)} (${Math.round((used / disk.total) * 100)}%)`;
+}
+
+// The columns of `coffre status`, in order: one entry per column.
+const NODE_COLUMNS: readonly Column<StatusNode>[] = [
+  { header: 'ID', value: (n) => n.id.slice(0, 16) + (n.self ? '*' : '') },
+  { header: 'ADDRESS', value: (n) => n.addr ?? '-' },
+  { header: 'ROLE', value: (n) => n.role },
+  { header: 'ZONE', value: (n) => n.zone ?? '-' },
+  { header: 'CAPACITY', value: (n) => formatBytes(n.capacity), align: 'right' },
+  { header: 'STATE', value: (n) => (n.up ? 'up' : 'DOWN') },
+  { header: 'DISK USED', value: (n) => describeDisk(n.disk), align: 'right' },
+  { header: 'LAST SEEN', value: (n) => (n.self ? 'now' : (n.lastSeen ?? 'never')) },
+];
+
+function describeSseS3(k: SseS3Status | null | undefined): string[] {
+  if (!k) return [];
+  if (k.damaged) return [`SSE-S3: keyring damaged (${k.keyringFile})`];
+  if (!k.configured) return ['SSE-S3: not set up (`coffre sse-s3 init --recipient KEY` to enable it)'];
+  if (!k.unlocked) return [`SSE-S3: locked (keyring ${k.keyringFile})`];
+  const count = k.keys?.length ?? 0;
+  return [`SSE-S3: unlocked, ${count} master key${count === 1 ? '' : 's'}, current ${k.current ?? '-'}`];
+}
+
+function describeHealth(s: ClusterStatus): string[] {
+  const h = s.health;
+  const where = `as node ${s.nodeId.slice(0, 16)} sees it, layout version ${s.layoutVersion}`;
+  if (!h) return [`layout version ${s.layoutVersion}`];
+  if (h.state === 'healthy') return [`cluster: healthy (${where})`];
   return [
-    `layout version ${s.layoutVersion}  (* = this node)`,
-    'ID                 ADDRESS  ROLE  ZONE  CAPACITY  STATE  LAST SEEN',
-    ...rows,
+    `cluster: DEGRADED (${where})`,
+    ...h.problems.flatMap((p) => [`  - ${p.problem}`, `    to do: ${p.todo}`]),
+  ];
+}
+
+function describeStatus(s: ClusterStatus): string {
+  return [
+    ...describeHealth(s),
+    ...describeSseS3(s.sseS3),
+    '',
+    ...formatTable(NODE_COLUMNS, s.nodes),
+    '(* = this node)',
     ...describeRebalance(s),
     ...describeMetadata(s),
   ].join('\n');
@@ -226,7 +251,9 @@ export function registerNodeCommands(program: Command): void {
     });
   program
     .command('status')
-    .description('the nodes this node knows: roles, zones, capacity, up or down, last seen')
+    .description(
+      'whether the cluster is healthy (and what to do if not), SSE-S3, and the nodes: roles, zones, capacity, disk, up or down',
+    )
     .option('--json', 'print JSON')
     .action(async (opts: { json?: boolean }, cmd: Command) => {
       print(await adminCall(adminTarget(cmd), 'GET', '/v1/status'), Boolean(opts.json), describeStatus);

@@ -19,6 +19,7 @@ import { applyStaged, metadataReplicas, nextRoles, stageRole } from '../../rpc/l
 import type { MetadataReplication } from '../../rpc/metadata-replication.js';
 import type { SseS3Keys } from '../../sse/sse-s3-keys.js';
 import type { RpcNode } from '../../rpc/peering.js';
+import { clusterHealth, type StatusNode } from './health.js';
 
 export class AdminError extends Error {
   constructor(
@@ -269,7 +270,7 @@ export class AdminServer {
     const store = this.deps.store;
     const [version, resource, id, action] = parts;
     if (version !== 'v1') throw new AdminError(404, 'unknown endpoint');
-    if (resource === 'status' && method === 'GET') return this.clusterStatus();
+    if (resource === 'status' && method === 'GET') return await this.clusterStatus();
     if (resource === 'connect' && method === 'POST') {
       const peer = str(body.peer, 'peer');
       try {
@@ -374,16 +375,17 @@ export class AdminServer {
     return this.deps.cluster;
   }
 
-  private clusterStatus() {
+  private async clusterStatus() {
     const rpc = this.requireRpc();
-    const layout = this.requireCluster().currentLayout();
+    const cluster = this.requireCluster();
+    const layout = cluster.currentLayout();
     const status = rpc.status();
     const roleOf = (id: string) => {
       const r = layout.roles[id];
       if (!r) return { role: 'none', zone: null, capacity: null };
       return { role: r.capacity === null ? 'gateway' : 'storage', zone: r.zone, capacity: r.capacity };
     };
-    const nodes = [
+    const nodes: Omit<StatusNode, 'disk'>[] = [
       {
         id: status.nodeId,
         addr: status.addr,
@@ -405,13 +407,18 @@ export class AdminServer {
       if (!nodes.some((n) => n.id === id))
         nodes.push({ id, addr: null, up: false, lastSeen: null, self: false, ...roleOf(id) });
     }
-    return {
-      nodeId: status.nodeId,
+    // Each node that is up says how full its disk is (peers within a few seconds, all at once).
+    const withDisk: StatusNode[] = await Promise.all(
+      nodes.map(async (n) => ({ ...n, disk: n.up ? await cluster.diskUse(n.id).catch(() => null) : null })),
+    );
+    const inputs = {
       layoutVersion: layout.version,
-      nodes,
+      nodes: withDisk,
       rebalance: this.deps.rebalancer?.status() ?? null,
       metadata: this.deps.replication?.status() ?? null,
+      sseS3: this.deps.sseS3?.status() ?? null,
     };
+    return { nodeId: status.nodeId, ...inputs, health: clusterHealth(inputs) };
   }
 
   // A node named by a unique prefix of its id, among the nodes this node knows.
