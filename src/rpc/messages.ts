@@ -277,6 +277,8 @@ export function decodeStoreCall(header: unknown, args: unknown): { method: Metho
 }
 
 export const decodeBlockPut = record({ hash: blockHash });
+/** `node/disk` reply: the file system holding a node's data_dir, in bytes. */
+export const decodeDiskUse = record({ total: int(), free: int() });
 export const decodeBlockHas = record({ hash: blockHash });
 export const decodeBlockGet = record({ hash: blockHash, readerVerifies: opt(bool) });
 // A delete may be limited to copies not written for a while (a failed upload's sweep); a day at most.

@@ -374,7 +374,12 @@ export class S3Server {
           bytesIn: declaredLength,
           bytesOut: socket.bytesWritten - writtenBefore,
           ms: Math.round(Number(process.hrtime.bigint() - started) / 1e6),
-          ...(refusal ? { error: refusal.code, reason: refusal.message } : {}),
+          // Every refusal says why: its S3 error, or for an answer written without one, the HTTP reason.
+          ...(refusal
+            ? { error: refusal.code, reason: refusal.message }
+            : res.statusCode >= 400
+              ? { reason: http.STATUS_CODES[res.statusCode] ?? 'error' }
+              : {}),
           ...(res.writableFinished ? {} : { aborted: true }),
         },
         's3 request',
