@@ -256,6 +256,66 @@ const CASES: Record<Operation, Case> = {
     request: () => ({ method: 'GET', path: `/${B}`, query: { versioning: '' } }),
     ok: 200,
   },
+  PutBucketVersioning: {
+    need: 'owner',
+    request: () => ({
+      method: 'PUT',
+      path: `/${B}`,
+      query: { versioning: '' },
+      body: Buffer.from('<VersioningConfiguration><Status>Suspended</Status></VersioningConfiguration>'),
+    }),
+    ok: 200,
+  },
+  // The bucket has no object lock: allowed callers are told so (a state, not a permission).
+  GetObjectLockConfiguration: {
+    need: 'read',
+    request: () => ({ method: 'GET', path: `/${B}`, query: { 'object-lock': '' } }),
+    ok: 404,
+  },
+  PutObjectLockConfiguration: {
+    need: 'owner',
+    request: () => ({
+      method: 'PUT',
+      path: `/${B}`,
+      query: { 'object-lock': '' },
+      body: Buffer.from(
+        '<ObjectLockConfiguration><ObjectLockEnabled>Enabled</ObjectLockEnabled></ObjectLockConfiguration>',
+      ),
+    }),
+    ok: 409,
+  },
+  GetObjectRetention: {
+    need: 'read',
+    request: () => ({ method: 'GET', path: `/${B}/probe`, query: { retention: '' } }),
+    ok: 400,
+  },
+  PutObjectRetention: {
+    need: 'write',
+    request: () => ({
+      method: 'PUT',
+      path: `/${B}/probe`,
+      query: { retention: '' },
+      body: Buffer.from(
+        `<Retention><Mode>COMPLIANCE</Mode><RetainUntilDate>${new Date(Date.now() + 86400_000).toISOString()}</RetainUntilDate></Retention>`,
+      ),
+    }),
+    ok: 400,
+  },
+  GetObjectLegalHold: {
+    need: 'read',
+    request: () => ({ method: 'GET', path: `/${B}/probe`, query: { 'legal-hold': '' } }),
+    ok: 400,
+  },
+  PutObjectLegalHold: {
+    need: 'write',
+    request: () => ({
+      method: 'PUT',
+      path: `/${B}/probe`,
+      query: { 'legal-hold': '' },
+      body: Buffer.from('<LegalHold><Status>ON</Status></LegalHold>'),
+    }),
+    ok: 400,
+  },
   GetBucketAcl: {
     need: 'read',
     request: () => ({ method: 'GET', path: `/${B}`, query: { acl: '' } }),

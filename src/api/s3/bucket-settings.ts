@@ -40,12 +40,6 @@ const UNSET_ERRORS: Record<string, () => S3Error> = {
       404,
       'The public access block configuration was not found',
     ),
-  'object-lock': () =>
-    new S3Error(
-      'ObjectLockConfigurationNotFoundError',
-      404,
-      'Object Lock configuration does not exist for this bucket',
-    ),
 };
 
 /** Bucket sub-resources whose GET answers an empty (or fixed) document: root element and content. */
