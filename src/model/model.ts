@@ -531,7 +531,7 @@ export class Model {
         'The specified method is not allowed against this resource.',
       );
     const updated = change(found);
-    if (found === current) this.objects.put(at, updated);
+    if (current && s3VersionId(current) === s3VersionId(found)) this.objects.put(at, updated);
     else this.versions.put([...at, this.versionRanks.get([...at, s3VersionId(found)])!], updated);
     return s3VersionId(found);
   }
