@@ -22,6 +22,7 @@ import type {
   BucketRecord,
   CorsRule,
   DefaultRetention,
+  LifecycleRule,
   ObjectRecord,
   PartRecord,
   Permission,
@@ -55,6 +56,7 @@ export interface MetadataStore {
   // Enables object lock on a versioned bucket, with the default retention of new versions (none: undefined).
   setBucketObjectLock(bucketId: string, rule: DefaultRetention | undefined): Promise<BucketRecord>;
   setBucketCors(bucketId: string, cors: CorsRule[] | undefined): Promise<BucketRecord>;
+  setBucketLifecycle(bucketId: string, rules: LifecycleRule[] | undefined): Promise<BucketRecord>;
   setBucketEncryption(bucketId: string, defaultEncryption: 'AES256' | undefined): Promise<BucketRecord>;
   setBucketTags(bucketId: string, tags: Record<string, string> | undefined): Promise<BucketRecord>;
   setPermission(bucketId: string, keyId: string, perm: Permission): Promise<BucketRecord>;
@@ -150,6 +152,7 @@ export const METADATA_METHODS = [
   'setBucketVersioning',
   'setBucketObjectLock',
   'setBucketCors',
+  'setBucketLifecycle',
   'setBucketEncryption',
   'setBucketTags',
   'setObjectTags',
@@ -237,6 +240,12 @@ export class LocalStore implements ObjectStore {
   }
   async setBucketCors(bucketId: string, cors: CorsRule[] | undefined) {
     return this.model.updateBucket(bucketId, (b) => ({ ...b, cors }));
+  }
+  async setBucketLifecycle(bucketId: string, rules: LifecycleRule[] | undefined) {
+    return this.model.updateBucket(bucketId, (b) => ({
+      ...b,
+      lifecycle: rules && rules.length > 0 ? rules : undefined,
+    }));
   }
   async setBucketTags(bucketId: string, tags: Record<string, string> | undefined) {
     return this.model.updateBucket(bucketId, (b) => ({ ...b, tags: plainTags(tags) }));

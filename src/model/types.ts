@@ -45,6 +45,24 @@ export interface CorsRule {
   maxAgeSeconds?: number;
 }
 
+/** Which versions a lifecycle rule applies to: all of its conditions hold. */
+export interface LifecycleFilter {
+  prefix?: string;
+  tags?: Record<string, string>;
+  sizeGreaterThan?: number;
+  sizeLessThan?: number;
+}
+
+/** One rule of a bucket's lifecycle configuration (PutBucketLifecycleConfiguration); times in ms. */
+export interface LifecycleRule {
+  id: string;
+  enabled: boolean;
+  filter: LifecycleFilter;
+  expiration?: { days?: number; date?: number; expiredObjectDeleteMarker?: boolean };
+  noncurrentExpiration?: { noncurrentDays?: number; newerNoncurrentVersions?: number };
+  abortIncompleteUploadDays?: number;
+}
+
 export interface BucketRecord {
   v: number;
   id: string;
@@ -57,6 +75,7 @@ export interface BucketRecord {
   tags?: Record<string, string>;
   versioning?: VersioningState;
   objectLock?: ObjectLockConfig;
+  lifecycle?: LifecycleRule[];
 }
 
 export interface AccessKeyRecord {

@@ -23,6 +23,7 @@ import { RpcNode } from '../rpc/peering.js';
 import { OrphanSweeper } from '../rpc/orphans.js';
 import { Rebalancer } from '../rpc/rebalance.js';
 import { UserError, errorMessage } from '../util/errors.js';
+import { lifecycleLogFields, startLifecycleWorker } from '../model/lifecycle.js';
 
 export interface RunningNode {
   config: CoffreConfig;
@@ -197,6 +198,13 @@ export async function startNode(config: CoffreConfig, log: Logger = createLogger
     intervalMs: Number(process.env.COFFRE_ORPHAN_SWEEP_MS ?? 3600_000),
   });
   orphans.start();
+  // Lifecycle rules are applied once a day, by the node that holds the metadata.
+  const stopLifecycle = startLifecycleWorker(store, {
+    intervalMs: Number(process.env.COFFRE_LIFECYCLE_INTERVAL_MS ?? 24 * 3600_000),
+    shouldRun: () => cluster.ownsMetadata(),
+    onReport: (report) => log.info(lifecycleLogFields(report), 'lifecycle run'),
+    onError: (err) => log.warn({ err: err.message }, 'lifecycle run failed; retried at the next one'),
+  });
   // A peer that comes up may know a newer layout (this node was down when it was applied).
   rpc.on('peer-up', (peerId: string) => {
     saveKnownPeers(config.metadataDir, rpc);
@@ -216,6 +224,7 @@ export async function startNode(config: CoffreConfig, log: Logger = createLogger
     log.info({}, 'coffre node stopping');
     for (const r of reloaders) r.stop();
     await Promise.all([s3?.close(), admin?.close()]);
+    stopLifecycle();
     await Promise.all([rebalancer.stop(), orphans.stop()]);
     replication.stop();
     await rpc.stop();

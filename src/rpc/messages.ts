@@ -231,6 +231,24 @@ const corsRule = record({
   maxAgeSeconds: opt(int(0)),
 });
 
+const lifecycleRule = record({
+  id: str(255),
+  enabled: bool,
+  filter: record({
+    prefix: opt(objectKey),
+    tags: opt(dict(str(256), str(128), 10)),
+    sizeGreaterThan: opt(size),
+    sizeLessThan: opt(size),
+  }),
+  expiration: opt(
+    record({ days: opt(int(1, 1_000_000)), date: opt(time), expiredObjectDeleteMarker: opt(bool) }),
+  ),
+  noncurrentExpiration: opt(
+    record({ noncurrentDays: opt(int(1, 1_000_000)), newerNoncurrentVersions: opt(int(1, 100)) }),
+  ),
+  abortIncompleteUploadDays: opt(int(1, 1_000_000)),
+});
+
 const writeCondition = record({ ifMatch: opt(str(4096)), ifNoneMatch: opt(str(4096)) });
 
 type Method = (typeof METADATA_METHODS)[number];
@@ -256,6 +274,7 @@ const STORE_ARGS: ArgSchemas = {
     opt(record({ mode: lockMode, days: opt(int(1, 36500)), years: opt(int(1, 100)) })),
   ],
   setBucketCors: [id, opt(list(corsRule, 100))],
+  setBucketLifecycle: [id, opt(list(lifecycleRule, 1000))],
   setBucketEncryption: [id, opt(literal('AES256'))],
   setBucketTags: [id, opt(strings)],
   setObjectTags: [id, objectKey, opt(strings), opt(versionId)],

@@ -192,8 +192,7 @@ test('operations coffre does not build are NotImplemented (501), never mistaken 
     501,
   );
   await rejects(
-    () =>
-      s3.send(new PutBucketLoggingCommand({ Bucket: B, BucketLoggingStatus: {} })),
+    () => s3.send(new PutBucketLoggingCommand({ Bucket: B, BucketLoggingStatus: {} })),
     'NotImplemented',
     501,
   );

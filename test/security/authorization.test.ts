@@ -223,6 +223,15 @@ const tagProbeAsOwner = (): Promise<undefined> =>
     () => undefined,
   );
 
+const LIFECYCLE = Buffer.from(
+  '<LifecycleConfiguration><Rule><ID>r</ID><Filter><Prefix>tmp/</Prefix></Filter><Status>Enabled</Status>' +
+    '<Expiration><Days>1</Days></Expiration></Rule></LifecycleConfiguration>',
+);
+const lifecycleAsOwner = (): Promise<undefined> =>
+  asOwner({ method: 'PUT', path: `/${B}`, query: { lifecycle: '' }, body: LIFECYCLE }, 200).then(
+    () => undefined,
+  );
+
 const CASES: Record<Operation, Case> = {
   Options: {
     need: 'none',
@@ -265,6 +274,23 @@ const CASES: Record<Operation, Case> = {
       body: Buffer.from('<VersioningConfiguration><Status>Suspended</Status></VersioningConfiguration>'),
     }),
     ok: 200,
+  },
+  PutBucketLifecycle: {
+    need: 'owner',
+    request: () => ({ method: 'PUT', path: `/${B}`, query: { lifecycle: '' }, body: LIFECYCLE }),
+    ok: 200,
+  },
+  GetBucketLifecycle: {
+    need: 'read',
+    setup: lifecycleAsOwner,
+    request: () => ({ method: 'GET', path: `/${B}`, query: { lifecycle: '' } }),
+    ok: 200,
+  },
+  DeleteBucketLifecycle: {
+    need: 'owner',
+    setup: lifecycleAsOwner,
+    request: () => ({ method: 'DELETE', path: `/${B}`, query: { lifecycle: '' } }),
+    ok: 204,
   },
   // The bucket has no object lock: allowed callers are told so (a state, not a permission).
   GetObjectLockConfiguration: {
@@ -570,6 +596,8 @@ async function snapshot(s: State): Promise<string[]> {
     { method: 'GET', path: `/${B}`, query: { cors: '' } },
     { method: 'GET', path: `/${B}`, query: { encryption: '' } },
     { method: 'GET', path: `/${B}`, query: { tagging: '' } },
+    { method: 'GET', path: `/${B}`, query: { versioning: '' } },
+    { method: 'GET', path: `/${B}`, query: { lifecycle: '' } },
     { method: 'GET', path: `/${B}`, query: { uploads: '' } },
     { method: 'GET', path: `/${B}/probe`, query: { tagging: '' } },
     { method: 'GET', path: `/${B}/probe` },

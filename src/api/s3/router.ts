@@ -10,6 +10,9 @@ export type Operation =
   | 'GetBucketLocation'
   | 'GetBucketVersioning'
   | 'PutBucketVersioning'
+  | 'PutBucketLifecycle'
+  | 'GetBucketLifecycle'
+  | 'DeleteBucketLifecycle'
   | 'GetObjectLockConfiguration'
   | 'PutObjectLockConfiguration'
   | 'GetObjectRetention'
@@ -94,6 +97,9 @@ export const AUTHORIZATION = {
   GetBucketLocation: READ,
   GetBucketVersioning: READ,
   PutBucketVersioning: OWNER,
+  PutBucketLifecycle: OWNER,
+  GetBucketLifecycle: READ,
+  DeleteBucketLifecycle: OWNER,
   GetObjectLockConfiguration: READ,
   PutObjectLockConfiguration: OWNER,
   // Placing a retention or legal hold protects data, and is a write; lifting a GOVERNANCE retention early
@@ -180,7 +186,6 @@ const UNSUPPORTED_SUBRESOURCES = [
   'acl',
   'policy',
   'policyStatus',
-  'lifecycle',
   'tagging',
   'website',
   'replication',
@@ -209,6 +214,7 @@ const BUCKET_SUBRESOURCES: SubresourceOperations = {
   tagging: { GET: 'GetBucketTagging', PUT: 'PutBucketTagging', DELETE: 'DeleteBucketTagging' },
   encryption: { GET: 'GetBucketEncryption', PUT: 'PutBucketEncryption', DELETE: 'DeleteBucketEncryption' },
   versioning: { GET: 'GetBucketVersioning', PUT: 'PutBucketVersioning' },
+  lifecycle: { GET: 'GetBucketLifecycle', PUT: 'PutBucketLifecycle', DELETE: 'DeleteBucketLifecycle' },
   'object-lock': { GET: 'GetObjectLockConfiguration', PUT: 'PutObjectLockConfiguration' },
 };
 const OBJECT_SUBRESOURCES: SubresourceOperations = {

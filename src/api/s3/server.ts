@@ -44,6 +44,7 @@ import { errorXml, sendError } from './response.js';
 import { addCorsHeaders, deleteBucketCors, getBucketCors, preflight, putBucketCors } from './cors.js';
 import { createBucket, deleteBucket, getBucketLocation, headBucket, listBuckets } from './bucket.js';
 import { getBucketVersioning, putBucketVersioning } from './versioning.js';
+import { deleteBucketLifecycle, getBucketLifecycle, putBucketLifecycle } from './lifecycle.js';
 import {
   getObjectLegalHold,
   getObjectLockConfiguration,
@@ -90,6 +91,9 @@ const BUCKET_HANDLERS: Record<BucketOperation, (ctx: BucketContext) => Promise<v
   GetBucketLocation: getBucketLocation,
   GetBucketVersioning: getBucketVersioning,
   PutBucketVersioning: putBucketVersioning,
+  PutBucketLifecycle: putBucketLifecycle,
+  GetBucketLifecycle: getBucketLifecycle,
+  DeleteBucketLifecycle: deleteBucketLifecycle,
   GetObjectLockConfiguration: getObjectLockConfiguration,
   PutObjectLockConfiguration: putObjectLockConfiguration,
   GetObjectRetention: getObjectRetention,
