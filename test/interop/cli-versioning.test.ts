@@ -1,12 +1,12 @@
-// Interop: versioning, object lock and lifecycle from the aws CLI (`s3api`) and rclone (`--s3-versions`,
-// `--s3-version-at`) against a coffre server.
+// Interop: versioning, object lock and lifecycle from the aws CLI (`s3api`), rclone (`--s3-versions`,
+// `--s3-version-at`) and s3cmd (`setlifecycle`, `getlifecycle`, `dellifecycle`) against a coffre server.
 import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { runCommand, startServer, type TestServer } from '../helpers/server.js';
-import { hasTool, requireTools, writeRcloneConfig } from '../helpers/tools.js';
+import { hasTool, requireTools, writeRcloneConfig, writeS3cmdConfig } from '../helpers/tools.js';
 
 let server: TestServer | undefined;
 let work: string;
@@ -245,4 +245,30 @@ test('rclone --s3-versions lists old versions, and --s3-version-at reads the buc
   assert.equal(await rclone(['cat', `coffre:${B}/notes.txt`]), 'new notes\n');
   const at = new Date(between).toISOString();
   assert.equal(await rclone(['--s3-version-at', at, 'cat', `coffre:${B}/notes.txt`]), 'old notes\n');
+});
+
+test('s3cmd setlifecycle, getlifecycle and dellifecycle', async (t) => {
+  if (!requireTools(t, 's3cmd')) return;
+  const config = join(work, 's3cmd.conf');
+  writeS3cmdConfig(config, server!);
+  const s3cmd = async (args: string[], expectOk = true) => {
+    const r = await runCommand('s3cmd', ['-c', config, '--no-progress', ...args], { HOME: work });
+    if (expectOk && r.code !== 0)
+      assert.fail(`s3cmd ${args.join(' ')} failed (${r.code}):\n${r.stdout}\n${r.stderr}`);
+    return r;
+  };
+  await s3cmd(['mb', 's3://s3cmd-lifecycle']);
+  const rules = join(work, 'lifecycle.xml');
+  writeFileSync(
+    rules,
+    '<LifecycleConfiguration><Rule><ID>logs</ID><Filter><Prefix>logs/</Prefix></Filter><Status>Enabled</Status>' +
+      '<Expiration><Days>30</Days></Expiration></Rule></LifecycleConfiguration>',
+  );
+  await s3cmd(['setlifecycle', rules, 's3://s3cmd-lifecycle']);
+  const got = await s3cmd(['getlifecycle', 's3://s3cmd-lifecycle']);
+  assert.match(got.stdout, /<ID>logs<\/ID>/);
+  assert.match(got.stdout, /<Days>30<\/Days>/);
+  await s3cmd(['dellifecycle', 's3://s3cmd-lifecycle']);
+  const gone = await s3cmd(['getlifecycle', 's3://s3cmd-lifecycle'], false);
+  assert.notEqual(gone.code, 0);
 });
