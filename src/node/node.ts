@@ -39,6 +39,7 @@ import {
   isLogLevel,
   type LogOptions,
 } from '../util/log.js';
+import { lifecycleLogFields, startLifecycleWorker } from '../model/lifecycle.js';
 
 export interface RunningNode {
   config: CoffreConfig;
@@ -257,6 +258,14 @@ export async function startNode(
     intervalMs: Number(process.env.COFFRE_ORPHAN_SWEEP_MS ?? 3600_000),
   });
   if (!backend) orphans.start();
+  // Lifecycle rules are applied once a day, by the node that holds the metadata.
+  const stopLifecycle = startLifecycleWorker(store, {
+    intervalMs: Number(process.env.COFFRE_LIFECYCLE_INTERVAL_MS ?? 24 * 3600_000),
+    // A node in front of a backend keeps no versions of its own: no lifecycle there yet.
+    shouldRun: () => !backend && cluster.ownsMetadata(),
+    onReport: (report) => log.info(lifecycleLogFields(report), 'lifecycle run'),
+    onError: (err) => log.warn({ err: err.message }, 'lifecycle run failed; retried at the next one'),
+  });
   // A peer that comes up may know a newer layout (this node was down when it was applied).
   rpc.on('peer-up', (peerId: string) => {
     saveKnownPeers(config.metadataDir, rpc);
@@ -279,6 +288,7 @@ export async function startNode(
     log.info({}, 'coffre node stopping');
     for (const r of reloaders) r.stop();
     await Promise.all([s3?.close(), admin?.close()]);
+    stopLifecycle();
     await Promise.all([rebalancer.stop(), orphans.stop(), resync.stop(), scrub.stop()]);
     replication.stop();
     await rpc.stop();
