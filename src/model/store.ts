@@ -43,6 +43,8 @@ export interface MetadataStore {
   setBucketCors(bucketId: string, cors: CorsRule[] | undefined): Promise<BucketRecord>;
   setBucketEncryption(bucketId: string, defaultEncryption: 'AES256' | undefined): Promise<BucketRecord>;
   setBucketTags(bucketId: string, tags: Record<string, string> | undefined): Promise<BucketRecord>;
+  // The bucket policy's JSON text (undefined removes it); the API checks it before it gets here.
+  setBucketPolicy(bucketId: string, policy: string | undefined): Promise<BucketRecord>;
   setPermission(bucketId: string, keyId: string, perm: Permission): Promise<BucketRecord>;
   deleteBucket(name: string): Promise<void>;
   // objects
@@ -100,6 +102,7 @@ export const METADATA_METHODS = [
   'setBucketCors',
   'setBucketEncryption',
   'setBucketTags',
+  'setBucketPolicy',
   'setObjectTags',
   'setPermission',
   'deleteBucket',
@@ -179,6 +182,12 @@ export class LocalStore implements ObjectStore {
   }
   async setBucketTags(bucketId: string, tags: Record<string, string> | undefined) {
     return this.model.updateBucket(bucketId, (b) => ({ ...b, tags: plainTags(tags) }));
+  }
+  async setBucketPolicy(bucketId: string, policy: string | undefined) {
+    return this.model.updateBucket(bucketId, (b) => {
+      const { policy: _old, ...rest } = b;
+      return typeof policy === 'string' ? { ...rest, policy } : rest;
+    });
   }
   async setObjectTags(bucketId: string, key: string, tags: Record<string, string> | undefined) {
     await this.model.setObjectTags(bucketId, key, plainTags(tags));

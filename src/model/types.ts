@@ -4,6 +4,9 @@ import type { BlockHash } from '../block/block-store.js';
 
 export const RECORD_VERSION = 1;
 
+/** S3's limit on a bucket policy document (BucketRecord.policy). */
+export const MAX_BUCKET_POLICY_BYTES = 20 * 1024;
+
 export interface Permission {
   read: boolean;
   write: boolean;
@@ -29,6 +32,9 @@ export interface BucketRecord {
   // Default encryption of new objects (PutBucketEncryption): SSE-S3 unless a request asks for SSE-C.
   defaultEncryption?: 'AES256';
   tags?: Record<string, string>;
+  // The bucket policy (PutBucketPolicy) as its owner wrote it: JSON text, checked before it was stored and
+  // parsed again where it is used (api/s3/policy.ts).
+  policy?: string;
 }
 
 export interface AccessKeyRecord {

@@ -1,17 +1,22 @@
 // api/s3/bucket: ListBuckets, CreateBucket, HeadBucket, DeleteBucket, GetBucketLocation, GetBucketVersioning.
 import { S3Error, S3Errors } from '../../util/s3-error.js';
-import { type BucketContext, type S3Context } from './context.js';
+import { type AccountContext, type BucketContext, type S3Context } from './context.js';
+import type { BucketRecord } from '../../model/types.js';
+import { bucketOwners } from './bucket-settings.js';
 import { bucketTakenError } from '../../model/model.js';
 import { readSmallBody } from './small-body.js';
 import { checkBucketName } from './router.js';
 import { isoDate, sendEmpty, sendRawXml, sendXml } from './response.js';
 import { S3_XMLNS, asText, escapeXml, parseXml } from './xml.js';
 
-export function ownerOf(ctx: S3Context) {
-  return { ID: ctx.accessKey.id, DisplayName: ctx.accessKey.name };
+/** The owner shown in listings: the request's key, or for an anonymous request the bucket's owner. */
+export function ownerOf(ctx: S3Context & { bucket?: BucketRecord }) {
+  if (ctx.accessKey) return { ID: ctx.accessKey.id, DisplayName: ctx.accessKey.name };
+  const owner: string = (ctx.bucket && bucketOwners(ctx.bucket).values().next().value) ?? 'anonymous';
+  return { ID: owner, DisplayName: owner };
 }
 
-export async function listBuckets(ctx: S3Context): Promise<void> {
+export async function listBuckets(ctx: AccountContext): Promise<void> {
   const mine = (await ctx.store.listBuckets()).filter((b) => b.permissions[ctx.accessKey.id]);
   sendXml(ctx.res, 200, 'ListAllMyBucketsResult', {
     Owner: ownerOf(ctx),
@@ -19,7 +24,7 @@ export async function listBuckets(ctx: S3Context): Promise<void> {
   });
 }
 
-export async function createBucket(ctx: S3Context): Promise<void> {
+export async function createBucket(ctx: AccountContext): Promise<void> {
   const name = ctx.bucketName!;
   const body = await readSmallBody(ctx);
   if (body.length > 0) {

@@ -31,12 +31,26 @@ export async function deleteObjects(ctx: BucketContext): Promise<void> {
     if (key === undefined || key === '') throw S3Errors.malformedXml();
     return key;
   });
+  // Each key is allowed or refused on its own (the bucket policy may deny some, or grant some to a key
+  // without write); a batch granted no key at all is refused whole.
+  const allowed: string[] = [];
+  const refused: string[] = [];
+  for (const key of keys) {
+    if (await ctx.may({ action: 's3:DeleteObject', key }, 'write')) allowed.push(key);
+    else refused.push(key);
+  }
+  if (allowed.length === 0) throw S3Errors.accessDenied();
   // One transaction for the whole batch: each key is deleted or none is, and the commit is one fsync. A key
   // longer than any key can be does not exist, so it is reported deleted without asking the store.
   await ctx.store.deleteObjects(
     bucket.id,
-    keys.filter((k) => Buffer.byteLength(k) <= MAX_KEY_BYTES),
+    allowed.filter((k) => Buffer.byteLength(k) <= MAX_KEY_BYTES),
   );
-  const deleted: XmlNode[] = quiet ? [] : keys.map((key) => ({ Key: key }));
-  sendXml(ctx.res, 200, 'DeleteResult', { Deleted: deleted });
+  const deleted: XmlNode[] = quiet ? [] : allowed.map((key) => ({ Key: key }));
+  const errors: XmlNode[] = refused.map((key) => ({
+    Key: key,
+    Code: 'AccessDenied',
+    Message: 'Access Denied',
+  }));
+  sendXml(ctx.res, 200, 'DeleteResult', { Deleted: deleted, Error: errors });
 }
