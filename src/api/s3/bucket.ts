@@ -30,7 +30,8 @@ export async function createBucket(ctx: AccountContext): Promise<void> {
   if (body.length > 0) {
     const conf = parseXml(body.toString('utf8'), 'CreateBucketConfiguration');
     const region = asText(conf.LocationConstraint);
-    if (region && region !== ctx.config.s3Api.s3Region) {
+    // aws-global: what aws CLI 2 sends with no region configured, meaning the endpoint's own region.
+    if (region && region !== ctx.config.s3Api.s3Region && region !== 'aws-global') {
       throw new S3Error(
         'InvalidLocationConstraint',
         400,
@@ -40,11 +41,17 @@ export async function createBucket(ctx: AccountContext): Promise<void> {
   }
   // Checked before the key's right to create buckets, as S3 does: the answer for an existing name is the same.
   const existing = await ctx.store.bucketByName(name);
-  if (existing) throw bucketTakenError(existing, ctx.accessKey.id);
-  checkBucketName(name);
-  if (!ctx.accessKey.allowCreateBucket)
-    throw S3Errors.accessDenied('This access key is not allowed to create buckets');
-  await ctx.store.createBucket(name, ctx.accessKey.id);
+  try {
+    if (existing) throw bucketTakenError(existing, ctx.accessKey.id);
+    checkBucketName(name);
+    if (!ctx.accessKey.allowCreateBucket)
+      throw S3Errors.accessDenied('This access key is not allowed to create buckets');
+    await ctx.store.createBucket(name, ctx.accessKey.id);
+  } catch (err) {
+    // us-east-1's legacy rule: creating a bucket one already owns succeeds (and changes nothing).
+    const owned = err instanceof S3Error && err.code === 'BucketAlreadyOwnedByYou';
+    if (!owned || ctx.config.s3Api.s3Region !== 'us-east-1') throw err;
+  }
   ctx.res.setHeader('Location', `/${name}`);
   sendEmpty(ctx.res, 200);
 }

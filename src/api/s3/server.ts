@@ -347,6 +347,18 @@ export class S3Server {
     this.server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) =>
       this.clientError(err, socket),
     );
+    // node answers 417 itself to any Expect but 100-continue. An empty one (some clients send `Expect:`
+    // with no value) asks for nothing: served as if absent, as S3 does. Others still get 417, in S3's words.
+    this.server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) => {
+      if (String(req.headers.expect ?? '').trim() === '') return handler(req, res);
+      refuse(
+        req,
+        res,
+        new S3Error('ExpectationFailed', 417, 'The Expect header of the request cannot be met.'),
+        '',
+        randomBytes(8).toString('hex').toUpperCase(),
+      );
+    });
     refuseTunnels(this.server);
   }
 
