@@ -401,7 +401,11 @@ export class AdminServer {
     };
     try {
       if (!action && req.method === 'GET')
-        return { ...keys.status(), sealed: keys.configured ? keys.sealedText() : undefined };
+        return {
+          ...keys.status(),
+          userIds: await keys.recipientUserIds(),
+          sealed: keys.configured ? keys.sealedText() : undefined,
+        };
       if (req.method !== 'POST') throw new AdminError(404, 'unknown endpoint');
       if (action === 'init') await keys.init(publicKeys());
       else if (action === 'rotate') await keys.rotate(publicKeys());
@@ -432,7 +436,7 @@ export class AdminServer {
         }
       } else if (action === 'lock') keys.lock();
       else throw new AdminError(404, 'unknown endpoint');
-      return keys.status();
+      return { ...keys.status(), userIds: await keys.recipientUserIds() };
     } catch (err) {
       if (err instanceof UserError) throw new AdminError(400, err.message);
       throw err;

@@ -728,21 +728,235 @@ async function objectsPage(root, [bucketArg, ...prefixParts]) {
   );
 }
 
+// The cluster page's parts, each from one section of GET /v1/status.
+function healthPart(health) {
+  if (!health) return h('p', { class: 'note' }, 'No health report from this node.');
+  const degraded = health.degraded ?? health.state === 'degraded';
+  // Problems are sentences, or { problem, todo } pairs, as the node words them.
+  const problems = (health.problems ?? []).map((p) =>
+    typeof p === 'string' ? { problem: p } : { problem: p.problem, todo: p.todo },
+  );
+  return h(
+    'div',
+    { id: 'cluster-health' },
+    h('p', { class: degraded ? 'down' : 'up' }, degraded ? 'Degraded' : 'Healthy'),
+    problems.length
+      ? h(
+          'ul',
+          {},
+          problems.map((p) =>
+            h('li', {}, p.problem, p.todo ? h('span', { class: 'note' }, ` — ${p.todo}`) : null),
+          ),
+        )
+      : null,
+    health.advice?.length
+      ? h(
+          'ul',
+          { class: 'note' },
+          health.advice.map((a) => h('li', {}, a)),
+        )
+      : null,
+  );
+}
+
+function metadataPart(md, leader, copies) {
+  if (!md) return h('p', { class: 'note' }, 'No metadata replication on this node.');
+  const roleText = { primary: 'the leader', copy: 'a copy', alone: 'alone (no copies)', none: 'not a copy' };
+  return h(
+    'div',
+    { id: 'cluster-metadata' },
+    h(
+      'p',
+      {},
+      'Leader: ',
+      h('code', { id: 'metadata-leader', title: leader ?? '' }, leader ? leader.slice(0, 16) : 'none known'),
+      ` · term ${md.term} · copies: `,
+      copies.length ? copies.map((c) => c.slice(0, 16)).join(', ') : 'none',
+    ),
+    h(
+      'p',
+      {},
+      `This node is ${roleText[md.role] ?? md.role}, at log entry ${md.position.seq}` +
+        ` (committed ${md.committed ?? '-'})${md.resyncing ? ', being rebuilt from a snapshot' : ''}.`,
+    ),
+    md.copies.length
+      ? table(
+          ['Copy', 'Holds up to', 'Behind by', 'State'],
+          md.copies.map((c) =>
+            h(
+              'tr',
+              { 'data-copy': c.id },
+              h('td', { class: 'mono' }, c.id.slice(0, 16)),
+              h('td', { class: 'num' }, c.acked),
+              h('td', { class: 'num' }, Math.max(0, md.position.seq - c.acked)),
+              h('td', { class: c.up ? 'up' : 'down' }, c.up ? 'up' : `failing: ${c.error ?? ''}`),
+            ),
+          ),
+        )
+      : null,
+  );
+}
+
+function rebalanceReport(r) {
+  return (
+    `${r.checked} blocks looked at, ${r.copied} copied, ${r.removed} removed, ` +
+    `${r.left} left for the next pass`
+  );
+}
+
+function rebalancePart(rb) {
+  if (!rb) return h('p', { class: 'note' }, 'No rebalancer on this node.');
+  return h(
+    'div',
+    { id: 'cluster-rebalance' },
+    h(
+      'p',
+      {},
+      rb.running
+        ? `A pass is running${rb.currentPass ? ` for layout version ${rb.currentPass.layoutVersion}: so far ${rebalanceReport(rb.currentPass)}` : ''}.`
+        : rb.settledVersion === null
+          ? 'Not settled for any layout version yet.'
+          : `Settled at layout version ${rb.settledVersion}: every block of this node is where it belongs.`,
+    ),
+    rb.lastPass
+      ? h(
+          'p',
+          { class: 'note' },
+          `Last pass (layout version ${rb.lastPass.layoutVersion}): ${rebalanceReport(rb.lastPass)}.`,
+        )
+      : null,
+  );
+}
+
+function resyncPart(resync, health, short) {
+  const owed = health?.underReplicated ?? [];
+  if (!resync && !owed.length) return h('p', { class: 'note' }, 'No block resync on this node.');
+  const mine = resync?.nodes ?? [];
+  return h(
+    'div',
+    { id: 'cluster-resync' },
+    h(
+      'p',
+      {},
+      resync
+        ? `${resync.running ? 'Copying now. ' : ''}${resync.copied} missed block copies written since this node started; ` +
+            (mine.length ? `${mine.reduce((a, n) => a + n.pending, 0)} still wait.` : 'none waits.')
+        : '',
+    ),
+    mine.length
+      ? table(
+          ['Owed to node', 'Copies waiting', 'Last error'],
+          mine.map((n) =>
+            h(
+              'tr',
+              { 'data-resync': n.node },
+              h('td', { class: 'mono', title: n.node }, short(n.node)),
+              h('td', { class: 'num' }, n.pending),
+              h('td', {}, n.lastError ?? ''),
+            ),
+          ),
+        )
+      : null,
+    owed.length
+      ? h(
+          'p',
+          { class: 'note' },
+          'Across the nodes this node reaches: ',
+          owed.map((o) => `${o.pending} copies for ${short(o.node)}`).join(', '),
+          '.',
+        )
+      : null,
+  );
+}
+
+function scrubPart(scrub) {
+  if (!scrub) return h('p', { class: 'note' }, 'No scrub on this node (a gateway holds no blocks).');
+  const pass = scrub.current ?? scrub.lastPass;
+  const figures = (p) =>
+    `${p.checked} blocks (${bytes(p.bytes)}) checked, ${p.corrupt} damaged, ${p.repaired} repaired, ` +
+    `${p.unrepairable} beyond repair, ${p.copiesGiven} copies given to other nodes`;
+  return h(
+    'div',
+    { id: 'cluster-scrub' },
+    h(
+      'p',
+      {},
+      scrub.running && scrub.current
+        ? `A pass is running since ${when(new Date(scrub.current.startedAt).toISOString())}: so far ${figures(scrub.current)}.`
+        : pass
+          ? `Last pass finished ${when(pass.finishedAt ? new Date(pass.finishedAt).toISOString() : null)}: ${figures(pass)}.`
+          : 'No pass yet.',
+    ),
+    h(
+      'p',
+      { class: 'note' },
+      scrub.nextAt
+        ? `Next pass ${when(new Date(scrub.nextAt).toISOString())}`
+        : 'Passes run only when asked for',
+      ` · at most ${bytes(scrub.bytesPerSecond)}/s · `,
+      h(
+        'button',
+        {
+          id: 'scrub-now',
+          type: 'button',
+          class: 'secondary',
+          disabled: scrub.running,
+          onclick: async () => {
+            if (await act('Scrub pass started.', () => api('POST', '/v1/scrub'))) route();
+          },
+        },
+        'Scrub now',
+      ),
+    ),
+  );
+}
+
+// The nodes holding the metadata tables, and which of them leads now: the elected leader when this node
+// knows one (it moves by itself when a node fails), else the layout's metadata node.
+function metadataRoles(layout, md) {
+  const voters = [layout.metadata, ...(layout.metadataCopies ?? [])].filter(Boolean);
+  const leader = md?.leader ?? (md?.role === 'primary' ? session.nodeId : undefined) ?? layout.metadata;
+  return { leader, copies: voters.filter((id) => id !== leader) };
+}
+
+// How long ago a time was, in words an operator reads at a glance.
+function ago(iso) {
+  if (!iso) return 'never';
+  const s = Math.max(0, Math.round((Date.now() - new Date(iso).getTime()) / 1000));
+  const text = s < 60 ? `${s} s` : s < 3600 ? `${Math.floor(s / 60)} min` : `${Math.floor(s / 3600)} h`;
+  return `${text} ago`;
+}
+
 async function clusterPage(root, _args, current) {
   const [status, layout] = await Promise.all([api('GET', '/v1/status'), api('GET', '/v1/layout')]);
-  const meta = layout.metadata;
-  const copies = new Set(layout.metadataCopies ?? []);
+  const md = status.metadata;
+  const { leader, copies: metaCopies } = metadataRoles(layout, md);
+  const copies = new Set(metaCopies);
+  const short = (id) => (id ? id.slice(0, 16) : '-');
   const nodeRows = status.nodes.map((n) =>
     h(
       'tr',
       { 'data-node': n.id },
       h('td', { class: 'mono', title: n.id }, n.id.slice(0, 16) + (n.self ? ' (this node)' : '')),
       h('td', { class: 'mono' }, n.addr ?? '-'),
-      h('td', {}, n.role + (n.id === meta ? ' · metadata' : copies.has(n.id) ? ' · metadata copy' : '')),
+      h(
+        'td',
+        {},
+        n.role + (n.id === leader ? ' · metadata leader' : copies.has(n.id) ? ' · metadata copy' : ''),
+      ),
       h('td', {}, n.zone ?? '-'),
       h('td', { class: 'num' }, n.capacity === null ? '-' : bytes(n.capacity, true)),
       h('td', { class: n.up ? 'up' : 'down' }, n.up ? 'up' : 'down'),
-      h('td', {}, when(n.lastSeen)),
+      h(
+        'td',
+        { class: 'num' },
+        n.disk ? `${bytes(n.disk.total - n.disk.free)} of ${bytes(n.disk.total)}` : '-',
+      ),
+      h(
+        'td',
+        { class: 'last-seen', title: n.lastSeen ?? '' },
+        n.self ? 'now' : `${ago(n.lastSeen)}${n.lastSeen ? ` (${when(n.lastSeen)})` : ''}`,
+      ),
     ),
   );
   const staged = Object.entries(layout.staged);
@@ -820,12 +1034,11 @@ async function clusterPage(root, _args, current) {
     },
     `Apply as version ${next}`,
   );
-  const md = status.metadata;
   const rb = status.rebalance;
   show(
     root,
     h('h1', {}, `Cluster · layout version ${layout.version}`),
-    table(['Node', 'Address', 'Role', 'Zone', 'Capacity', 'State', 'Last seen'], nodeRows),
+    table(['Node', 'Address', 'Role', 'Zone', 'Capacity', 'State', 'Disk used', 'Last seen'], nodeRows),
     h('h2', {}, 'Staged changes'),
     staged.length ? table(['Node', 'Change'], stagedRows) : h('p', { class: 'note' }, 'Nothing staged.'),
     assign,
@@ -835,50 +1048,16 @@ async function clusterPage(root, _args, current) {
       apply,
       h('span', { class: 'note' }, 'applies only if the layout is still at version ' + layout.version),
     ),
+    h('h2', {}, 'Health'),
+    healthPart(status.health),
     h('h2', {}, 'Metadata'),
-    md
-      ? h(
-          'div',
-          {},
-          h(
-            'p',
-            {},
-            `This node: ${md.role}, at log entry ${md.position.seq}${md.resyncing ? ' (being rebuilt)' : ''}.`,
-          ),
-          md.copies.length
-            ? table(
-                ['Copy', 'Holds up to', 'State'],
-                md.copies.map((c) =>
-                  h(
-                    'tr',
-                    {},
-                    h('td', { class: 'mono' }, c.id.slice(0, 16)),
-                    h('td', { class: 'num' }, c.acked),
-                    h('td', { class: c.up ? 'up' : 'down' }, c.up ? 'up' : `failing: ${c.error ?? ''}`),
-                  ),
-                ),
-              )
-            : null,
-        )
-      : h('p', { class: 'note' }, 'No metadata replication on this node.'),
+    metadataPart(md, leader, metaCopies),
     h('h2', {}, 'Rebalance'),
-    h(
-      'p',
-      {},
-      rb
-        ? rb.running
-          ? 'A pass is running.'
-          : `Settled at layout version ${rb.settledVersion ?? '-'}.`
-        : 'No rebalancer on this node.',
-    ),
-    rb?.lastPass
-      ? h(
-          'p',
-          { class: 'note' },
-          `Last pass (layout version ${rb.lastPass.layoutVersion}): ${rb.lastPass.checked} blocks looked at, ` +
-            `${rb.lastPass.copied} copied, ${rb.lastPass.removed} removed, ${rb.lastPass.left} left for the next pass.`,
-        )
-      : null,
+    rebalancePart(rb),
+    h('h2', {}, 'Resync'),
+    resyncPart(status.resync, status.health, short),
+    h('h2', {}, 'Scrub'),
+    scrubPart(status.scrub),
   );
   // Nodes' states are refreshed while nothing is staged: a change being prepared is not redrawn under the
   // operator's hands (nor its apply button turned into another version's).
@@ -891,6 +1070,32 @@ async function clusterPage(root, _args, current) {
 async function encryptionPage(root) {
   const s = await api('GET', '/v1/sse-s3');
   const state = !s.configured ? 'not set up' : s.unlocked ? 'unlocked' : 'locked';
+  const userIds = s.userIds ?? {};
+  // Each operator a master key is sealed to: by user id where the keyring keeps their public key, and always
+  // by fingerprint (what the sealed message is really encrypted to).
+  const recipient = (fp) =>
+    h(
+      'li',
+      { 'data-recipient': fp },
+      userIds[fp]
+        ? h('span', { class: 'user-id' }, userIds[fp])
+        : h('span', { class: 'note' }, 'user id not recorded'),
+      ' ',
+      h(
+        'code',
+        { class: 'fingerprint' },
+        fp
+          .toUpperCase()
+          .replace(/(.{4})/g, '$1 ')
+          .trim(),
+      ),
+    );
+  const operators = [...new Set((s.keys ?? []).flatMap((k) => k.recipients))];
+  const current = (s.keys ?? []).find((k) => k.id === s.current);
+  const sealedToAllNow = (k) =>
+    current &&
+    k.recipients.length === current.recipients.length &&
+    k.recipients.every((r) => current.recipients.includes(r));
   show(
     root,
     h('h1', {}, 'Encryption'),
@@ -900,6 +1105,7 @@ async function encryptionPage(root) {
       'SSE-S3 keyring: ',
       h('span', { id: 'sse-s3-state', class: s.unlocked ? 'up' : 'down' }, state),
       s.keyring ? ` · keyring ${s.keyring}` : '',
+      s.v ? ` · format ${s.v}` : '',
     ),
     s.damaged ? h('p', { class: 'down' }, s.damaged) : null,
     !s.configured
@@ -909,29 +1115,55 @@ async function encryptionPage(root) {
       ? h(
           'p',
           { class: 'note' },
-          'Unlock it with `coffre sse-s3 unlock --gpg` on an operator machine: master keys never pass through this page.',
+          'SSE-S3 requests get 503 until it is unlocked: run `coffre sse-s3 unlock --gpg` on an operator machine (master keys never pass through this page).',
         )
       : null,
     s.keys?.length
       ? table(
-          ['Master key', 'Created', 'Sealed to (OpenPGP fingerprints)', ''],
+          ['Master key', 'Created', 'Sealed to', ''],
           s.keys.map((k) =>
             h(
               'tr',
-              {},
+              { 'data-master-key': k.id },
               h('td', { class: 'mono' }, k.id),
               h('td', {}, when(k.created)),
-              h('td', { class: 'mono' }, k.recipients.join('\n')),
-              h('td', {}, k.id === s.current ? 'current' : ''),
+              h('td', {}, h('ul', { class: 'recipients' }, k.recipients.map(recipient))),
+              h('td', {}, k.id === s.current ? 'current: new objects use it' : 'kept to read older objects'),
             ),
           ),
         )
       : null,
-    h(
-      'p',
-      { class: 'note' },
-      'No key material is ever shown here. Recipients by OpenPGP user id and rotation progress: not yet.',
-    ),
+    operators.length
+      ? h(
+          'div',
+          {},
+          h('h2', {}, 'Operators'),
+          h('p', { class: 'note' }, 'Any one of them can unlock the keyring with their private key.'),
+          h('ul', { id: 'operators', class: 'recipients' }, operators.map(recipient)),
+        )
+      : null,
+    s.keys?.length
+      ? h(
+          'div',
+          {},
+          h('h2', {}, 'Rotation'),
+          h(
+            'p',
+            { id: 'rotation-state' },
+            s.keys.every(sealedToAllNow)
+              ? `${s.keys.length} master key${s.keys.length === 1 ? '' : 's'}, all sealed to the same operators.`
+              : 'Some older master keys are sealed to other operators than the current one: `coffre sse-s3 reseal --recipient …` seals them all to the same set.',
+          ),
+          h(
+            'p',
+            { class: 'note' },
+            '`coffre sse-s3 rotate` adds a master key for new objects at once; objects already stored keep ' +
+              'the key they were written with (nothing is re-encrypted, so there is no progress to wait for), ' +
+              'and `reseal` re-encrypts the master keys themselves, in one step.',
+          ),
+        )
+      : null,
+    h('p', { class: 'note' }, 'No key material is ever shown here.'),
     h('h2', {}, 'SSE-C'),
     h(
       'p',
