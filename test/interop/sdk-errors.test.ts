@@ -19,9 +19,9 @@ import {
   ListObjectsV2Command,
   PutBucketCorsCommand,
   PutBucketPolicyCommand,
-  PutBucketVersioningCommand,
+  PutBucketLoggingCommand,
+  PutBucketWebsiteCommand,
   PutObjectCommand,
-  PutObjectRetentionCommand,
   S3Client,
   UploadPartCommand,
 } from '@aws-sdk/client-s3';
@@ -177,10 +177,9 @@ test('operations coffre does not build are NotImplemented (501), never mistaken 
   await rejects(
     () =>
       s3.send(
-        new PutObjectRetentionCommand({
+        new PutBucketWebsiteCommand({
           Bucket: B,
-          Key: 'exists.txt',
-          Retention: { Mode: 'GOVERNANCE', RetainUntilDate: new Date(Date.now() + 86_400_000) },
+          WebsiteConfiguration: { IndexDocument: { Suffix: 'index.html' } },
         }),
       ),
     'NotImplemented',
@@ -193,8 +192,7 @@ test('operations coffre does not build are NotImplemented (501), never mistaken 
     501,
   );
   await rejects(
-    () =>
-      s3.send(new PutBucketVersioningCommand({ Bucket: B, VersioningConfiguration: { Status: 'Enabled' } })),
+    () => s3.send(new PutBucketLoggingCommand({ Bucket: B, BucketLoggingStatus: {} })),
     'NotImplemented',
     501,
   );

@@ -5,8 +5,8 @@
 // Access is coffre's per-key bucket permissions (`coffre bucket allow|deny`), so a bucket behaves as an S3
 // bucket with Object Ownership "BucketOwnerEnforced", the S3 default since 2023: ACLs are disabled. Reading an
 // ACL shows the owner with FULL_CONTROL; setting one, or writing with one, is refused with
-// AccessControlListNotSupported unless it grants nothing beyond the owner's rights. Setting policies, lifecycle
-// rules and the like stays NotImplemented (router.ts); deleting one that cannot exist succeeds.
+// AccessControlListNotSupported unless it grants nothing beyond the owner's rights. Setting policies, websites
+// and the like stays NotImplemented (router.ts); deleting one that cannot exist succeeds.
 import type { IncomingHttpHeaders } from 'node:http';
 import type { BucketRecord } from '../../model/types.js';
 import { S3Error } from '../../util/s3-error.js';
@@ -24,8 +24,6 @@ function noBucketPolicy(): S3Error {
 const UNSET_ERRORS: Record<string, () => S3Error> = {
   policy: noBucketPolicy,
   policyStatus: noBucketPolicy,
-  lifecycle: () =>
-    new S3Error('NoSuchLifecycleConfiguration', 404, 'The lifecycle configuration does not exist'),
   website: () =>
     new S3Error(
       'NoSuchWebsiteConfiguration',
@@ -39,12 +37,6 @@ const UNSET_ERRORS: Record<string, () => S3Error> = {
       'NoSuchPublicAccessBlockConfiguration',
       404,
       'The public access block configuration was not found',
-    ),
-  'object-lock': () =>
-    new S3Error(
-      'ObjectLockConfigurationNotFoundError',
-      404,
-      'Object Lock configuration does not exist for this bucket',
     ),
 };
 
@@ -61,7 +53,7 @@ const EMPTY_DOCUMENTS: Record<string, [string, string]> = {
 };
 
 /** Unset settings a DELETE may "remove" (204: the state asked for already holds). */
-const DELETABLE = ['policy', 'lifecycle', 'website', 'replication', 'publicAccessBlock'];
+const DELETABLE = ['policy', 'website', 'replication', 'publicAccessBlock'];
 
 /** The bucket sub-resource a GET of unset settings names, if it is one coffre answers. */
 export function unsetSettingRead(query: URLSearchParams): string | undefined {

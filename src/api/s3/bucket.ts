@@ -1,4 +1,4 @@
-// api/s3/bucket: ListBuckets, CreateBucket, HeadBucket, DeleteBucket, GetBucketLocation, GetBucketVersioning.
+// api/s3/bucket: ListBuckets, CreateBucket, HeadBucket, DeleteBucket, GetBucketLocation.
 import { S3Error, S3Errors } from '../../util/s3-error.js';
 import { type BucketContext, type S3Context } from './context.js';
 import { bucketTakenError } from '../../model/model.js';
@@ -39,7 +39,9 @@ export async function createBucket(ctx: S3Context): Promise<void> {
   checkBucketName(name);
   if (!ctx.accessKey.allowCreateBucket)
     throw S3Errors.accessDenied('This access key is not allowed to create buckets');
-  await ctx.store.createBucket(name, ctx.accessKey.id);
+  const lockHeader = ctx.req.headers['x-amz-bucket-object-lock-enabled'];
+  const objectLock = typeof lockHeader === 'string' && lockHeader.toLowerCase() === 'true';
+  await ctx.store.createBucket(name, ctx.accessKey.id, objectLock);
   ctx.res.setHeader('Location', `/${name}`);
   sendEmpty(ctx.res, 200);
 }
@@ -63,8 +65,4 @@ export async function getBucketLocation(ctx: BucketContext): Promise<void> {
     200,
     `<?xml version="1.0" encoding="UTF-8"?><LocationConstraint xmlns="${S3_XMLNS}">${text}</LocationConstraint>`,
   );
-}
-
-export async function getBucketVersioning(ctx: BucketContext): Promise<void> {
-  sendXml(ctx.res, 200, 'VersioningConfiguration', {});
 }

@@ -44,9 +44,12 @@ export interface BucketContext extends S3Context {
   permission: Permission;
 }
 
-/** A copy's handler also knows its source: a bucket the key may read, and the object key named there. */
+/**
+ * A copy's handler also knows its source: a bucket the key may read, the object key named there, and the
+ * version (S3's id) if one is named.
+ */
 export interface CopyContext extends BucketContext {
-  source: { bucket: BucketRecord; key: string };
+  source: { bucket: BucketRecord; key: string; versionId?: string };
 }
 
 export function header(ctx: S3Context, name: string): string | undefined {

@@ -9,6 +9,16 @@ export type Operation =
   | 'DeleteBucket'
   | 'GetBucketLocation'
   | 'GetBucketVersioning'
+  | 'PutBucketVersioning'
+  | 'PutBucketLifecycle'
+  | 'GetBucketLifecycle'
+  | 'DeleteBucketLifecycle'
+  | 'GetObjectLockConfiguration'
+  | 'PutObjectLockConfiguration'
+  | 'GetObjectRetention'
+  | 'PutObjectRetention'
+  | 'GetObjectLegalHold'
+  | 'PutObjectLegalHold'
   | 'GetBucketAcl'
   | 'PutBucketAcl'
   | 'GetBucketSetting'
@@ -86,6 +96,18 @@ export const AUTHORIZATION = {
   DeleteBucket: OWNER,
   GetBucketLocation: READ,
   GetBucketVersioning: READ,
+  PutBucketVersioning: OWNER,
+  PutBucketLifecycle: OWNER,
+  GetBucketLifecycle: READ,
+  DeleteBucketLifecycle: OWNER,
+  GetObjectLockConfiguration: READ,
+  PutObjectLockConfiguration: OWNER,
+  // Placing a retention or legal hold protects data, and is a write; lifting a GOVERNANCE retention early
+  // needs the owner permission besides (x-amz-bypass-governance-retention, object-lock.ts).
+  GetObjectRetention: READ,
+  PutObjectRetention: WRITE,
+  GetObjectLegalHold: READ,
+  PutObjectLegalHold: WRITE,
   GetBucketAcl: READ,
   PutBucketAcl: OWNER,
   GetBucketSetting: READ,
@@ -164,7 +186,6 @@ const UNSUPPORTED_SUBRESOURCES = [
   'acl',
   'policy',
   'policyStatus',
-  'lifecycle',
   'tagging',
   'website',
   'replication',
@@ -176,9 +197,6 @@ const UNSUPPORTED_SUBRESOURCES = [
   'metrics',
   'intelligent-tiering',
   'accelerate',
-  'object-lock',
-  'legal-hold',
-  'retention',
   'restore',
   'select',
   'torrent',
@@ -195,10 +213,15 @@ const BUCKET_SUBRESOURCES: SubresourceOperations = {
   acl: { GET: 'GetBucketAcl', PUT: 'PutBucketAcl' },
   tagging: { GET: 'GetBucketTagging', PUT: 'PutBucketTagging', DELETE: 'DeleteBucketTagging' },
   encryption: { GET: 'GetBucketEncryption', PUT: 'PutBucketEncryption', DELETE: 'DeleteBucketEncryption' },
+  versioning: { GET: 'GetBucketVersioning', PUT: 'PutBucketVersioning' },
+  lifecycle: { GET: 'GetBucketLifecycle', PUT: 'PutBucketLifecycle', DELETE: 'DeleteBucketLifecycle' },
+  'object-lock': { GET: 'GetObjectLockConfiguration', PUT: 'PutObjectLockConfiguration' },
 };
 const OBJECT_SUBRESOURCES: SubresourceOperations = {
   acl: { GET: 'GetObjectAcl', PUT: 'PutObjectAcl' },
   tagging: { GET: 'GetObjectTagging', PUT: 'PutObjectTagging', DELETE: 'DeleteObjectTagging' },
+  retention: { GET: 'GetObjectRetention', PUT: 'PutObjectRetention' },
+  'legal-hold': { GET: 'GetObjectLegalHold', PUT: 'PutObjectLegalHold' },
 };
 
 function subresourceOperation(
@@ -235,11 +258,9 @@ export function routeRequest(
     switch (method) {
       case 'PUT':
         if (has('cors')) return 'PutBucketCors';
-        if (has('versioning')) throw S3Errors.notImplemented('bucket versioning');
         return 'CreateBucket';
       case 'GET':
         if (has('location')) return 'GetBucketLocation';
-        if (has('versioning')) return 'GetBucketVersioning';
         if (has('cors')) return 'GetBucketCors';
         if (has('uploads')) return 'ListMultipartUploads';
         if (has('versions')) return 'ListObjectVersions';

@@ -42,14 +42,17 @@ import {
 } from './bucket-settings.js';
 import { errorXml, sendError } from './response.js';
 import { addCorsHeaders, deleteBucketCors, getBucketCors, preflight, putBucketCors } from './cors.js';
+import { createBucket, deleteBucket, getBucketLocation, headBucket, listBuckets } from './bucket.js';
+import { getBucketVersioning, putBucketVersioning } from './versioning.js';
+import { deleteBucketLifecycle, getBucketLifecycle, putBucketLifecycle } from './lifecycle.js';
 import {
-  createBucket,
-  deleteBucket,
-  getBucketLocation,
-  getBucketVersioning,
-  headBucket,
-  listBuckets,
-} from './bucket.js';
+  getObjectLegalHold,
+  getObjectLockConfiguration,
+  getObjectRetention,
+  putObjectLegalHold,
+  putObjectLockConfiguration,
+  putObjectRetention,
+} from './object-lock.js';
 import { listMultipartUploads, listObjectVersions, listObjects } from './list.js';
 import { deleteObject, deleteObjects } from './delete.js';
 import { putObject } from './put.js';
@@ -87,6 +90,16 @@ const BUCKET_HANDLERS: Record<BucketOperation, (ctx: BucketContext) => Promise<v
   DeleteBucket: deleteBucket,
   GetBucketLocation: getBucketLocation,
   GetBucketVersioning: getBucketVersioning,
+  PutBucketVersioning: putBucketVersioning,
+  PutBucketLifecycle: putBucketLifecycle,
+  GetBucketLifecycle: getBucketLifecycle,
+  DeleteBucketLifecycle: deleteBucketLifecycle,
+  GetObjectLockConfiguration: getObjectLockConfiguration,
+  PutObjectLockConfiguration: putObjectLockConfiguration,
+  GetObjectRetention: getObjectRetention,
+  PutObjectRetention: putObjectRetention,
+  GetObjectLegalHold: getObjectLegalHold,
+  PutObjectLegalHold: putObjectLegalHold,
   GetBucketAcl: getBucketAcl,
   PutBucketAcl: putAcl,
   GetBucketSetting: getBucketSetting,
@@ -374,7 +387,12 @@ export class S3Server {
           bytesIn: declaredLength,
           bytesOut: socket.bytesWritten - writtenBefore,
           ms: Math.round(Number(process.hrtime.bigint() - started) / 1e6),
-          ...(refusal ? { error: refusal.code, reason: refusal.message } : {}),
+          // Every refusal says why: its S3 error, or for an answer written without one, the HTTP reason.
+          ...(refusal
+            ? { error: refusal.code, reason: refusal.message }
+            : res.statusCode >= 400
+              ? { reason: http.STATUS_CODES[res.statusCode] ?? 'error' }
+              : {}),
           ...(res.writableFinished ? {} : { aborted: true }),
         },
         's3 request',
@@ -492,7 +510,7 @@ export class S3Server {
         await allowedRequest();
         await COPY_HANDLERS[operation]({
           ...bucketCtx,
-          source: { bucket: sourceBucket.bucket, key: source.key },
+          source: { bucket: sourceBucket.bucket, key: source.key, versionId: source.versionId },
         });
         return;
       }
