@@ -36,7 +36,8 @@ import { serveObjects } from './objects.js';
 import { WarningLimiter } from '../../util/log-limit.js';
 import { checkedCorsRules } from '../s3/cors.js';
 import { checkedBucketTags } from '../s3/tagging.js';
-import type { CorsRule } from '../../model/types.js';
+import { lifecycleRulesFromXml, lifecycleXml } from '../s3/lifecycle.js';
+import type { CorsRule, LifecycleRule, VersioningState } from '../../model/types.js';
 import type { S3Metrics } from './metrics.js';
 import { checkBucketName } from '../s3/router.js';
 import type { Cluster } from '../../rpc/cluster.js';
@@ -134,7 +135,32 @@ export async function bucketInfo(store: ObjectStore, b: BucketRecord) {
     cors: b.cors ?? [],
     defaultEncryption: b.defaultEncryption ?? null,
     tags: b.tags ?? {},
+    versioning: b.versioning ?? null,
+    objectLock: b.objectLock ?? null,
+    // As GetBucketLifecycleConfiguration answers it, so that what an S3 client sets reads the same here.
+    lifecycle: b.lifecycle?.length ? lifecycleXml(b.lifecycle) : null,
   };
+}
+
+// Versioning as PutBucketVersioning takes it: once set, it is suspended, never unset.
+function versioningFrom(v: unknown, b: BucketRecord): VersioningState {
+  if (v !== 'Enabled' && v !== 'Suspended')
+    throw new AdminError(400, 'versioning must be "Enabled" or "Suspended" (once set, it is never unset)');
+  if (v === 'Suspended' && b.objectLock)
+    throw new AdminError(409, 'object lock is enabled on this bucket: its versioning cannot be suspended');
+  return v;
+}
+
+// Lifecycle rules as S3's LifecycleConfiguration XML, checked by the S3 call's own parser.
+function lifecycleFrom(v: unknown): LifecycleRule[] {
+  if (typeof v !== 'string')
+    throw new AdminError(400, 'lifecycle must be a LifecycleConfiguration XML document (or null)');
+  try {
+    return lifecycleRulesFromXml(v);
+  } catch (err) {
+    if (err instanceof S3Error) throw new AdminError(400, `lifecycle: ${err.message}`);
+    throw err;
+  }
 }
 
 // The settings PATCH /v1/buckets/<name> changes, each checked as the S3 call that sets it checks it.
@@ -587,7 +613,8 @@ export class AdminServer {
     };
   }
 
-  // Default encryption, CORS rules and tags; a setting absent from the body is left as it is, null removes it.
+  // Default encryption, CORS rules, tags, versioning and lifecycle rules; a setting absent from the body is
+  // left as it is, null removes it.
   private async updateBucket(name: string, body: Record<string, unknown>): Promise<BucketRecord> {
     const store = this.deps.store;
     let b = await this.requireBucket(name);
@@ -603,7 +630,16 @@ export class AdminServer {
     }
     const cors = body.cors === undefined || body.cors === null ? body.cors : corsRulesFrom(body.cors);
     const tags = body.tags === undefined || body.tags === null ? body.tags : tagsFrom(body.tags);
+    const versioning = body.versioning === undefined ? undefined : versioningFrom(body.versioning, b);
+    const lifecycle =
+      body.lifecycle === undefined || body.lifecycle === null
+        ? body.lifecycle
+        : lifecycleFrom(body.lifecycle);
     // Everything is checked before anything is changed.
+    if (versioning !== undefined && versioning !== b.versioning)
+      b = await store.setBucketVersioning(b.id, versioning);
+    if (lifecycle !== undefined)
+      b = await store.setBucketLifecycle(b.id, (lifecycle as LifecycleRule[] | null) ?? undefined);
     if (enc !== undefined) b = await store.setBucketEncryption(b.id, enc ?? undefined);
     if (cors !== undefined) b = await store.setBucketCors(b.id, (cors as CorsRule[] | null) ?? undefined);
     if (tags !== undefined)

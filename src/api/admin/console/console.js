@@ -12,6 +12,8 @@ let pageTimer = null;
 let lastUpload = { percent: 0 };
 // Where the objects page's listing starts (after which key or prefix), for the folder it was set in.
 let listFrom = { place: '', after: '' };
+// The key whose versions the objects page shows, for the folder it was opened in (kept across redraws).
+let openVersions = null;
 
 // ---- small helpers -------------------------------------------------------------------------------------
 
@@ -292,6 +294,30 @@ async function showBucket(detail, name) {
     placeholder: '[{"allowedOrigins": ["https://example.com"], "allowedMethods": ["GET"]}]',
   });
   cors.value = b.cors.length ? JSON.stringify(b.cors, null, 2) : '';
+  // Versioning, once set, can only be suspended (and not at all under object lock), as in S3.
+  const versioning = h(
+    'select',
+    { id: 'bucket-versioning' },
+    b.versioning ? null : h('option', { value: '', selected: true }, 'never enabled (one version per key)'),
+    h('option', { value: 'Enabled', selected: b.versioning === 'Enabled' }, 'Enabled'),
+    b.objectLock
+      ? null
+      : h('option', { value: 'Suspended', selected: b.versioning === 'Suspended' }, 'Suspended'),
+  );
+  const lifecycle = h('textarea', {
+    id: 'bucket-lifecycle',
+    class: 'code',
+    placeholder:
+      '<LifecycleConfiguration><Rule><ID>old-logs</ID><Filter><Prefix>logs/</Prefix></Filter>' +
+      '<Status>Enabled</Status><Expiration><Days>30</Days></Expiration></Rule></LifecycleConfiguration>',
+  });
+  lifecycle.value = b.lifecycle ?? '';
+  const rule = b.objectLock?.rule;
+  const lock = b.objectLock
+    ? rule
+      ? `enabled; new versions are kept ${rule.days ? `${rule.days} days` : `${rule.years} years`} (${rule.mode}) unless they ask otherwise`
+      : 'enabled, with no default retention'
+    : 'not enabled (it is chosen when a bucket is created, with an S3 client)';
   const save = async () => {
     let corsRules = null;
     if (cors.value.trim()) {
@@ -311,7 +337,9 @@ async function showBucket(detail, name) {
       defaultEncryption: enc.value || null,
       tags: Object.keys(tagMap).length ? tagMap : null,
       cors: corsRules,
+      lifecycle: lifecycle.value.trim() || null,
     };
+    if (versioning.value) body.versioning = versioning.value;
     if (await act(`Settings of ${name} saved.`, () => api('PATCH', `/v1/buckets/${pathOf(name)}`, body)))
       showBucket(detail, name);
   };
@@ -335,23 +363,10 @@ async function showBucket(detail, name) {
       tags,
       h('label', { for: 'bucket-cors' }, 'CORS rules (JSON)'),
       cors,
-      h(
-        'table',
-        {},
-        h(
-          'tr',
-          {},
-          h('th', {}, 'Versioning'),
-          h('td', { class: 'note' }, 'not yet in coffre: every bucket is unversioned'),
-        ),
-        h('tr', {}, h('th', {}, 'Lifecycle rules'), h('td', { class: 'note' }, 'not yet in coffre')),
-        h(
-          'tr',
-          {},
-          h('th', {}, 'Bucket policy'),
-          h('td', { class: 'note' }, 'not yet in coffre: access is per key (Access keys page)'),
-        ),
-      ),
+      h('div', { class: 'row' }, h('label', { for: 'bucket-versioning' }, 'Versioning'), versioning),
+      h('p', { class: 'note', id: 'bucket-object-lock' }, `Object lock: ${lock}.`),
+      h('label', { for: 'bucket-lifecycle' }, 'Lifecycle rules (S3 LifecycleConfiguration XML; empty: none)'),
+      lifecycle,
       h('h2', {}, 'Keys with access'),
       b.keys.length
         ? table(
@@ -613,6 +628,10 @@ async function objectsPage(root, [bucketArg, ...prefixParts]) {
     xhr.onerror = () => say('upload failed: the connection broke', 'error');
     xhr.send(f);
   };
+  const objectUrl = (objectKey, versionId) =>
+    `/v1/objects/${pathOf(bucket)}/${objectKey.split('/').map(encodeURIComponent).join('/')}` +
+    (versionId ? `?versionId=${encodeURIComponent(versionId)}` : '');
+  // The object (or one version of it: `o.versionId`) saved as a file.
   const download = async (o) => {
     let key;
     try {
@@ -620,7 +639,7 @@ async function objectsPage(root, [bucketArg, ...prefixParts]) {
     } catch (err) {
       return say(err.message, 'error');
     }
-    const url = `/v1/objects/${pathOf(bucket)}/${o.key.split('/').map(encodeURIComponent).join('/')}`;
+    const url = objectUrl(o.key, o.versionId);
     const name = o.key.slice(o.key.lastIndexOf('/') + 1);
     if (!key && o.encryption === 'sse-c')
       return say(`${o.key} is encrypted with SSE-C: type its key first`, 'error');
@@ -640,8 +659,119 @@ async function objectsPage(root, [bucketArg, ...prefixParts]) {
   };
   const remove = async (o) => {
     if (!confirm(`Delete ${o.key}?`)) return;
-    const url = `/v1/objects/${pathOf(bucket)}/${o.key.split('/').map(encodeURIComponent).join('/')}`;
-    if (await act(`Deleted ${o.key}.`, () => api('DELETE', url))) route();
+    if (await act(`Deleted ${o.key}.`, () => api('DELETE', objectUrl(o.key)))) route();
+  };
+  const versionsPanel = h('div', { id: 'versions' });
+  const versionKey = h('input', { id: 'versions-key', placeholder: 'key (also one now deleted)' });
+  const bypass = h('input', { id: 'versions-bypass', type: 'checkbox' });
+  // Every version of one key, newest first, with what object lock allows for each.
+  const showVersions = async (objectKey, after = '') => {
+    openVersions = { place, key: objectKey };
+    let list;
+    try {
+      list = await api('GET', `${objectUrl(objectKey)}?versions&after=${encodeURIComponent(after)}`);
+    } catch (err) {
+      return say(err.message, 'error');
+    }
+    const lockText = (v) =>
+      [
+        v.legalHold ? 'legal hold' : '',
+        v.retention ? `${v.retention.mode} until ${when(v.retention.until)}` : '',
+      ]
+        .filter(Boolean)
+        .join(', ');
+    const removeVersion = async (v) => {
+      if (!confirm(`Delete version ${v.versionId} of ${objectKey} for good?`)) return;
+      const headers = bypass.checked ? { 'x-amz-bypass-governance-retention': 'true' } : {};
+      const ok = await act(`Deleted version ${v.versionId} of ${objectKey}.`, async () => {
+        const res = await fetch(objectUrl(objectKey, v.versionId), {
+          method: 'DELETE',
+          headers: { [CSRF_HEADER]: session.csrfToken, ...headers },
+          credentials: 'same-origin',
+        });
+        if (!res.ok) throw new Error((await res.json().catch(() => ({}))).error ?? `error ${res.status}`);
+        return true;
+      });
+      // The listing may change too (the current version gone): the page is redrawn with this panel open.
+      if (ok) route();
+    };
+    versionsPanel.replaceChildren(
+      h(
+        'div',
+        { class: 'panel' },
+        h('h2', {}, `Versions of ${objectKey}`),
+        list.versions.length
+          ? table(
+              ['Version', 'Modified', 'Size', 'Encryption', 'Object lock', ''],
+              list.versions.map((v) =>
+                h(
+                  'tr',
+                  { 'data-version': v.versionId },
+                  h(
+                    'td',
+                    { class: 'mono' },
+                    v.versionId,
+                    v.isLatest ? ' (current)' : '',
+                    v.deleteMarker ? ' · delete marker' : '',
+                  ),
+                  h('td', {}, when(v.lastModified)),
+                  h('td', { class: 'num' }, v.deleteMarker ? '-' : bytes(v.size)),
+                  h(
+                    'td',
+                    {},
+                    !v.encryption || v.encryption === 'plaintext' ? '' : v.encryption.toUpperCase(),
+                  ),
+                  h('td', { class: 'lock' }, lockText(v)),
+                  h(
+                    'td',
+                    {},
+                    v.deleteMarker
+                      ? null
+                      : h(
+                          'button',
+                          {
+                            type: 'button',
+                            class: 'secondary',
+                            onclick: () => download({ ...v, key: objectKey }),
+                          },
+                          'Download',
+                        ),
+                    ' ',
+                    h(
+                      'button',
+                      {
+                        type: 'button',
+                        class: 'danger',
+                        title: v.lockedForBypass
+                          ? 'object lock keeps this version (legal hold or COMPLIANCE retention)'
+                          : v.locked
+                            ? 'GOVERNANCE retention: tick bypass to delete it'
+                            : '',
+                        disabled: v.lockedForBypass,
+                        onclick: () => removeVersion(v),
+                      },
+                      'Delete version',
+                    ),
+                  ),
+                ),
+              ),
+            )
+          : h('p', { class: 'note' }, 'No version of this key.'),
+        h(
+          'div',
+          { class: 'row' },
+          bypass,
+          h('label', { for: 'versions-bypass' }, 'bypass GOVERNANCE retention when deleting'),
+          list.next
+            ? h(
+                'button',
+                { type: 'button', class: 'secondary', onclick: () => showVersions(objectKey, list.next) },
+                'More versions',
+              )
+            : null,
+        ),
+      ),
+    );
   };
   const crumbs = [h('a', { class: 'crumb', onclick: () => go(bucket, '') }, bucket)];
   let acc = '';
@@ -674,6 +804,8 @@ async function objectsPage(root, [bucketArg, ...prefixParts]) {
           'td',
           {},
           h('button', { type: 'button', class: 'secondary', onclick: () => download(o) }, 'Download'),
+          ' ',
+          h('button', { type: 'button', class: 'secondary', onclick: () => showVersions(o.key) }, 'Versions'),
           ' ',
           h('button', { type: 'button', class: 'danger', onclick: () => remove(o) }, 'Delete'),
         ),
@@ -724,8 +856,22 @@ async function objectsPage(root, [bucketArg, ...prefixParts]) {
           )
         : null,
     ),
-    h('p', { class: 'note' }, 'Object versions: not yet in coffre (every bucket is unversioned).'),
+    h(
+      'form',
+      {
+        class: 'inline',
+        onsubmit: (e) => {
+          e.preventDefault();
+          if (versionKey.value) showVersions(versionKey.value);
+        },
+      },
+      h('label', { for: 'versions-key' }, 'Show versions of'),
+      versionKey,
+      h('button', { id: 'show-versions', type: 'submit', class: 'secondary' }, 'Show versions'),
+    ),
+    versionsPanel,
   );
+  if (openVersions?.place === place) await showVersions(openVersions.key);
 }
 
 // The cluster page's parts, each from one section of GET /v1/status.
