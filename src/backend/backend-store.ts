@@ -235,6 +235,12 @@ export class BackendStore implements ObjectStore {
     if (versionId !== undefined && versionId !== 'null') throw notYet('version ids');
     return this.getObject(bucketId, key);
   }
+  async setBucketPolicy(bucketId: string, policy: string | undefined) {
+    return this.updateBucket(bucketId, (b) => {
+      const { policy: _old, ...rest } = b;
+      return typeof policy === 'string' ? { ...rest, policy } : rest;
+    });
+  }
   async setBucketCors(bucketId: string, cors: CorsRule[] | undefined) {
     return this.updateBucket(bucketId, (b) => ({ ...b, cors }));
   }

@@ -4,7 +4,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { Command } from 'commander';
 import { generateSelfSignedCertificate } from '../api/tls.js';
-import { loadConfig, resolveConfigPath, type CoffreConfig } from '../config/config.js';
+import { loadConfig, parseBindAddress, resolveConfigPath, type CoffreConfig } from '../config/config.js';
 import { ensureDefaultConfig } from '../config/init.js';
 import { startNode } from '../node/node.js';
 import { UserError } from '../util/errors.js';
@@ -14,6 +14,22 @@ interface ServerOptions {
   config?: string;
   tlsSelfSigned?: boolean;
   tlsHostname?: string[];
+  s3Bind?: string;
+  adminBind?: string;
+  rpcBind?: string;
+}
+
+// An address given on the command line, checked as the configuration's are (port 0: the system picks one).
+function bindFlag(value: string | undefined, flag: string): string | undefined {
+  if (value === undefined) return undefined;
+  try {
+    parseBindAddress(value, flag);
+  } catch {
+    throw new UserError(
+      `${flag} "${value}" is not host:port (e.g. 127.0.0.1:3900, or port 0 for any free one)`,
+    );
+  }
+  return value;
 }
 
 export function registerServerCommands(program: Command): void {
@@ -29,11 +45,18 @@ export function registerServerCommands(program: Command): void {
       'serve HTTPS with a self-signed certificate kept beside the config (made if missing)',
     )
     .option('--tls-hostname <name...>', 'extra host names or addresses for the self-signed certificate')
+    .option('--s3-bind <host:port>', "listen for S3 here instead of the config's [s3_api] api_bind_addr")
+    .option('--admin-bind <host:port>', 'listen for the admin API here instead of [admin] api_bind_addr')
+    .option('--rpc-bind <host:port>', 'listen for RPC here instead of rpc_bind_addr')
     .action(async (opts: ServerOptions, cmd: Command) => {
       const flag = (cmd.optsWithGlobals() as ServerOptions).config;
       const configPath = resolveConfigPath(flag);
       if (!flag && !process.env.COFFRE_CONFIG) ensureDefaultConfig(configPath);
       const config = loadConfig(configPath);
+      // The bound addresses are printed below; a flag changes this run only, never the file.
+      config.s3Api.apiBindAddr = bindFlag(opts.s3Bind, '--s3-bind') ?? config.s3Api.apiBindAddr;
+      config.admin.apiBindAddr = bindFlag(opts.adminBind, '--admin-bind') ?? config.admin.apiBindAddr;
+      config.rpcBindAddr = bindFlag(opts.rpcBind, '--rpc-bind') ?? config.rpcBindAddr;
       if (opts.tlsSelfSigned) {
         if (config.s3Api.tlsCert)
           throw new UserError('--tls-self-signed conflicts with [s3_api] tls_cert in the config');

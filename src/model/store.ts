@@ -59,6 +59,8 @@ export interface MetadataStore {
   setBucketLifecycle(bucketId: string, rules: LifecycleRule[] | undefined): Promise<BucketRecord>;
   setBucketEncryption(bucketId: string, defaultEncryption: 'AES256' | undefined): Promise<BucketRecord>;
   setBucketTags(bucketId: string, tags: Record<string, string> | undefined): Promise<BucketRecord>;
+  // The bucket policy's JSON text (undefined removes it); the API checks it before it gets here.
+  setBucketPolicy(bucketId: string, policy: string | undefined): Promise<BucketRecord>;
   setPermission(bucketId: string, keyId: string, perm: Permission): Promise<BucketRecord>;
   deleteBucket(name: string): Promise<void>;
   // objects. Version ids are the ones S3 clients see ("null" for the null version; see model/types s3VersionId).
@@ -192,6 +194,7 @@ export const METADATA_METHODS = [
   'setBucketLifecycle',
   'setBucketEncryption',
   'setBucketTags',
+  'setBucketPolicy',
   'setObjectTags',
   'setObjectLock',
   'setPermission',
@@ -286,6 +289,12 @@ export class LocalStore implements ObjectStore {
   }
   async setBucketTags(bucketId: string, tags: Record<string, string> | undefined) {
     return this.model.updateBucket(bucketId, (b) => ({ ...b, tags: plainTags(tags) }));
+  }
+  async setBucketPolicy(bucketId: string, policy: string | undefined) {
+    return this.model.updateBucket(bucketId, (b) => {
+      const { policy: _old, ...rest } = b;
+      return typeof policy === 'string' ? { ...rest, policy } : rest;
+    });
   }
   async setObjectTags(
     bucketId: string,

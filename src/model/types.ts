@@ -30,6 +30,9 @@ export interface ObjectLockConfig {
   rule?: DefaultRetention;
 }
 
+/** S3's limit on a bucket policy document (BucketRecord.policy). */
+export const MAX_BUCKET_POLICY_BYTES = 20 * 1024;
+
 export interface Permission {
   read: boolean;
   write: boolean;
@@ -76,6 +79,9 @@ export interface BucketRecord {
   versioning?: VersioningState;
   objectLock?: ObjectLockConfig;
   lifecycle?: LifecycleRule[];
+  // The bucket policy (PutBucketPolicy) as its owner wrote it: JSON text, checked before it was stored and
+  // parsed again where it is used (api/s3/policy.ts).
+  policy?: string;
 }
 
 export interface AccessKeyRecord {

@@ -4,6 +4,7 @@
 // only ever see values that passed; nothing a peer sends reaches the file system, the model or a dynamic
 // dispatch unchecked.
 import { METADATA_METHODS, type MetadataStore } from '../model/store.js';
+import { MAX_BUCKET_POLICY_BYTES } from '../model/types.js';
 
 export class RpcMessageError extends Error {
   constructor(message: string) {
@@ -277,6 +278,7 @@ const STORE_ARGS: ArgSchemas = {
   setBucketLifecycle: [id, opt(list(lifecycleRule, 1000))],
   setBucketEncryption: [id, opt(literal('AES256'))],
   setBucketTags: [id, opt(strings)],
+  setBucketPolicy: [id, opt(str(MAX_BUCKET_POLICY_BYTES))],
   setObjectTags: [id, objectKey, opt(strings), opt(versionId)],
   setObjectLock: [
     id,

@@ -18,7 +18,6 @@ import {
   ListObjectsCommand,
   ListObjectsV2Command,
   PutBucketCorsCommand,
-  PutBucketPolicyCommand,
   PutBucketLoggingCommand,
   PutBucketWebsiteCommand,
   PutObjectCommand,
@@ -182,12 +181,6 @@ test('operations coffre does not build are NotImplemented (501), never mistaken 
           WebsiteConfiguration: { IndexDocument: { Suffix: 'index.html' } },
         }),
       ),
-    'NotImplemented',
-    501,
-  );
-  await rejects(
-    () =>
-      s3.send(new PutBucketPolicyCommand({ Bucket: B, Policy: '{"Version":"2012-10-17","Statement":[]}' })),
     'NotImplemented',
     501,
   );

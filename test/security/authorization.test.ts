@@ -186,6 +186,16 @@ const CORS = Buffer.from(
 const ENCRYPTION = Buffer.from(
   '<ServerSideEncryptionConfiguration><Rule><ApplyServerSideEncryptionByDefault><SSEAlgorithm>AES256</SSEAlgorithm></ApplyServerSideEncryptionByDefault></Rule></ServerSideEncryptionConfiguration>',
 );
+// A policy that grants nothing to anyone (its one statement denies an action no case uses), so that the
+// permissions alone decide every other case while it is in place.
+const POLICY = Buffer.from(
+  JSON.stringify({
+    Version: '2012-10-17',
+    Statement: [
+      { Effect: 'Deny', Principal: '*', Action: 's3:PutBucketWebsite', Resource: `arn:aws:s3:::${B}` },
+    ],
+  }),
+);
 const tagging = (k: string, v: string) =>
   Buffer.from(`<Tagging><TagSet><Tag><Key>${k}</Key><Value>${v}</Value></Tag></TagSet></Tagging>`);
 
@@ -364,8 +374,39 @@ const CASES: Record<Operation, Case> = {
   },
   DeleteBucketSetting: {
     need: 'owner',
+    request: () => ({ method: 'DELETE', path: `/${B}`, query: { website: '' } }),
+    ok: 204,
+  },
+  PutBucketPolicy: {
+    need: 'owner',
+    setup: () =>
+      asOwner({ method: 'DELETE', path: `/${B}`, query: { policy: '' } }, 204).then(() => undefined),
+    request: () => ({ method: 'PUT', path: `/${B}`, query: { policy: '' }, body: POLICY }),
+    ok: 204,
+    unchanged: async () => {
+      await asOwner({ method: 'GET', path: `/${B}`, query: { policy: '' } }, 404);
+    },
+  },
+  GetBucketPolicy: {
+    need: 'read',
+    setup: () => settingAsOwner('policy', POLICY, 204),
+    request: () => ({ method: 'GET', path: `/${B}`, query: { policy: '' } }),
+    ok: 200,
+  },
+  DeleteBucketPolicy: {
+    need: 'owner',
+    setup: () => settingAsOwner('policy', POLICY, 204),
     request: () => ({ method: 'DELETE', path: `/${B}`, query: { policy: '' } }),
     ok: 204,
+    unchanged: async () => {
+      await asOwner({ method: 'GET', path: `/${B}`, query: { policy: '' } }, 200);
+    },
+  },
+  GetBucketPolicyStatus: {
+    need: 'read',
+    setup: () => settingAsOwner('policy', POLICY, 204),
+    request: () => ({ method: 'GET', path: `/${B}`, query: { policyStatus: '' } }),
+    ok: 200,
   },
   PutBucketCors: {
     need: 'owner',

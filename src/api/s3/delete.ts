@@ -1,6 +1,7 @@
 // api/s3/delete: DeleteObject and DeleteObjects (batch, with Quiet), of versions and with delete markers.
 import type { DeleteEntry, DeleteEntryOutcome } from '../../model/model.js';
 import { S3Errors, type S3Error } from '../../util/s3-error.js';
+import { versionedAction } from './authorize.js';
 import { bypassGovernance } from './object-lock.js';
 import { checkedVersionId, versionIdParam } from './versioning.js';
 import { header, requireKey, type BucketContext } from './context.js';
@@ -78,6 +79,15 @@ export async function deleteObjects(ctx: BucketContext): Promise<void> {
     }
     if (Buffer.byteLength(entry.key) > MAX_KEY_BYTES) answered.set(entry, entry);
   }
+  // Each entry is allowed or refused on its own (the bucket policy may deny some, or grant some to a key
+  // without write); a batch granted no entry at all is refused whole.
+  let granted = 0;
+  for (const entry of entries) {
+    const action = versionedAction('s3:DeleteObject', entry.versionId);
+    if (await ctx.may({ action, key: entry.key }, 'write')) granted++;
+    else answered.set(entry, { ...entry, error: { code: 'AccessDenied', message: 'Access Denied' } });
+  }
+  if (granted === 0) throw S3Errors.accessDenied();
   // One transaction for the whole batch, and the commit is one fsync; an entry object lock refuses is
   // reported as an error, the others go.
   const asked = entries.filter((e) => !answered.has(e));

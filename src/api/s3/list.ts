@@ -132,11 +132,12 @@ export async function listObjects(ctx: BucketContext, v2: boolean): Promise<void
   const q = ctx.query;
   const { enc, prefix, delimiter, max: maxKeys } = listingParams(ctx, 'max-keys');
   let startAfter: string | undefined;
-  const token = q.get('continuation-token');
+  // An empty continuation-token is no token, as S3 reads it.
+  const token = q.get('continuation-token') || null;
   if (v2) {
     if (token !== null) {
       startAfter = Buffer.from(token, 'base64url').toString('utf8');
-      if (token === '' || Buffer.from(startAfter, 'utf8').toString('base64url') !== token) {
+      if (Buffer.from(startAfter, 'utf8').toString('base64url') !== token) {
         throw S3Errors.invalidArgument('The continuation token provided is incorrect', {
           ArgumentName: 'continuation-token',
         });
@@ -166,15 +167,18 @@ export async function listObjects(ctx: BucketContext, v2: boolean): Promise<void
       ContinuationToken: token ?? undefined,
       NextContinuationToken:
         page.truncated && page.last ? Buffer.from(page.last, 'utf8').toString('base64url') : undefined,
-      StartAfter: token === null ? enc(q.get('start-after') ?? undefined) : undefined,
+      StartAfter: enc(q.get('start-after') ?? undefined),
       Contents: contents(ctx, page.items, (s) => enc(s), fetchOwner),
       CommonPrefixes: common,
     });
     return;
   }
+  // v1's Prefix is returned as it was sent, encoded or not (as Ceph RGW does): boto3 and the aws CLI ask for
+  // encoding-type=url on every listing but decode, in v1, only Delimiter, Marker, NextMarker, Key and
+  // CommonPrefixes/Prefix, so an encoded Prefix would reach their users as `foo%2F`.
   sendXml(ctx.res, 200, 'ListBucketResult', {
     Name: bucket.name,
-    Prefix: enc(prefix),
+    Prefix: prefix,
     Marker: enc(startAfter ?? ''),
     Delimiter: enc(delimiter),
     MaxKeys: maxKeys,

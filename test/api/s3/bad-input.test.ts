@@ -643,7 +643,7 @@ describe('oversized headers, unknown operations, garbage', () => {
       ['GET', `/${BUCKET}`, { analytics: '' }],
       ['PUT', `/${BUCKET}`, { inventory: '', id: 'x' }],
       ['PUT', `/${BUCKET}`, { website: '' }],
-      ['PUT', `/${BUCKET}`, { policy: '' }],
+      ['PUT', `/${BUCKET}`, { replication: '' }],
       ['GET', `/${BUCKET}/${OBJECT}`, { versions: '' }],
       ['GET', `/${BUCKET}/${OBJECT}`, { torrent: '' }],
       ['POST', `/${BUCKET}/${OBJECT}`, { restore: '' }],
