@@ -37,6 +37,9 @@ import { WarningLimiter } from '../../util/log-limit.js';
 import { checkedCorsRules } from '../s3/cors.js';
 import { checkedBucketTags } from '../s3/tagging.js';
 import { lifecycleRulesFromXml, lifecycleXml } from '../s3/lifecycle.js';
+import { checkedPolicy } from '../s3/bucket-policy.js';
+import { storedPolicy } from '../s3/authorize.js';
+import { isPublic } from '../s3/policy.js';
 import type { CorsRule, LifecycleRule, VersioningState } from '../../model/types.js';
 import type { S3Metrics } from './metrics.js';
 import { checkBucketName } from '../s3/router.js';
@@ -139,7 +142,31 @@ export async function bucketInfo(store: ObjectStore, b: BucketRecord) {
     objectLock: b.objectLock ?? null,
     // As GetBucketLifecycleConfiguration answers it, so that what an S3 client sets reads the same here.
     lifecycle: b.lifecycle?.length ? lifecycleXml(b.lifecycle) : null,
+    // As written (GetBucketPolicy's text), and whether it lets anyone in without a key.
+    policy: b.policy ?? null,
+    policyPublic: policyIsPublic(b),
   };
+}
+
+function policyIsPublic(b: BucketRecord): boolean | null {
+  const policy = storedPolicy(b);
+  if (!policy) return null;
+  return policy !== 'unreadable' && isPublic(policy);
+}
+
+// A bucket policy's JSON text (or the document itself), checked as PutBucketPolicy checks it.
+async function policyFrom(store: ObjectStore, bucket: string, v: unknown): Promise<string> {
+  const text =
+    typeof v === 'string' ? v : typeof v === 'object' && v !== null ? JSON.stringify(v) : undefined;
+  if (text === undefined)
+    throw new AdminError(400, 'policy must be a bucket policy document, as JSON text (or null to remove it)');
+  try {
+    await checkedPolicy(store, bucket, text);
+  } catch (err) {
+    if (err instanceof S3Error) throw new AdminError(400, `policy: ${err.message}`);
+    throw err;
+  }
+  return text;
 }
 
 // Versioning as PutBucketVersioning takes it: once set, it is suspended, never unset.
@@ -613,8 +640,8 @@ export class AdminServer {
     };
   }
 
-  // Default encryption, CORS rules, tags, versioning and lifecycle rules; a setting absent from the body is
-  // left as it is, null removes it.
+  // Default encryption, CORS rules, tags, versioning, lifecycle rules and the bucket policy; a setting absent
+  // from the body is left as it is, null removes it.
   private async updateBucket(name: string, body: Record<string, unknown>): Promise<BucketRecord> {
     const store = this.deps.store;
     let b = await this.requireBucket(name);
@@ -635,11 +662,16 @@ export class AdminServer {
       body.lifecycle === undefined || body.lifecycle === null
         ? body.lifecycle
         : lifecycleFrom(body.lifecycle);
+    const policy =
+      body.policy === undefined || body.policy === null
+        ? body.policy
+        : await policyFrom(store, b.name, body.policy);
     // Everything is checked before anything is changed.
     if (versioning !== undefined && versioning !== b.versioning)
       b = await store.setBucketVersioning(b.id, versioning);
     if (lifecycle !== undefined)
       b = await store.setBucketLifecycle(b.id, (lifecycle as LifecycleRule[] | null) ?? undefined);
+    if (policy !== undefined) b = await store.setBucketPolicy(b.id, (policy as string | null) ?? undefined);
     if (enc !== undefined) b = await store.setBucketEncryption(b.id, enc ?? undefined);
     if (cors !== undefined) b = await store.setBucketCors(b.id, (cors as CorsRule[] | null) ?? undefined);
     if (tags !== undefined)

@@ -196,6 +196,7 @@ test('the console sets versioning and lifecycle rules, and lists, downloads and 
     (await (await fetch(`${server.adminEndpoint}/v1/buckets/${name}`, { headers: admin })).json()) as {
       versioning: string | null;
       lifecycle: string | null;
+      policy: string | null;
     };
   await signIn(page, console, server.adminToken);
 
@@ -212,11 +213,22 @@ test('the console sets versioning and lifecycle rules, and lists, downloads and 
       '<Status>Enabled</Status><NoncurrentVersionExpiration><NoncurrentDays>7</NoncurrentDays>' +
       '</NoncurrentVersionExpiration></Rule></LifecycleConfiguration>',
   );
+  await page.fill(
+    '#bucket-policy',
+    JSON.stringify({
+      Version: '2012-10-17',
+      Statement: [
+        { Effect: 'Allow', Principal: '*', Action: 's3:GetObject', Resource: 'arn:aws:s3:::album/*' },
+      ],
+    }),
+  );
   await page.click('#save-bucket');
   await page.waitForSelector('#message.ok:has-text("Settings of album saved")');
+  await page.waitForSelector('#bucket-policy-public:has-text("PUBLIC")');
   const info = await bucketInfo('album');
   assert.equal(info.versioning, 'Enabled');
   assert.match(info.lifecycle ?? '', /<ID>drafts<\/ID>.*<NoncurrentDays>7<\/NoncurrentDays>/);
+  assert.match(info.policy ?? '', /"Principal":"\*"/);
   // Once enabled, versioning offers Suspended, never "never enabled".
   await page.waitForSelector('#bucket-versioning option[value=""]', { state: 'detached' });
   assert.notEqual(await page.$('#bucket-versioning option[value="Suspended"]'), null);
@@ -240,6 +252,10 @@ test('the console sets versioning and lifecycle rules, and lists, downloads and 
     );
     await page.waitForSelector('tr[data-object="cover.bin"]');
   }
+  // The policy set on the bucket page lets anyone read, with no key.
+  const anonymous = await fetch(`${server.endpoint}/album/cover.bin`);
+  assert.equal(anonymous.status, 200);
+  assert.ok(Buffer.from(await anonymous.arrayBuffer()).equals(v2));
   await page.click('tr[data-object="cover.bin"] button:has-text("Versions")');
   await page.waitForSelector('#versions tr[data-version]');
   const rows = await page.$$eval('#versions tr[data-version]', (l) =>

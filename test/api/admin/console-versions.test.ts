@@ -34,6 +34,63 @@ const LIFECYCLE =
   '<LifecycleConfiguration><Rule><ID>old-logs</ID><Filter><Prefix>logs/</Prefix></Filter>' +
   '<Status>Enabled</Status><Expiration><Days>30</Days></Expiration></Rule></LifecycleConfiguration>';
 
+const publicRead = (bucket: string) =>
+  JSON.stringify({
+    Version: '2012-10-17',
+    Statement: [
+      { Effect: 'Allow', Principal: '*', Action: 's3:GetObject', Resource: `arn:aws:s3:::${bucket}/*` },
+    ],
+  });
+
+test('a bucket policy set through the admin API is checked as PutBucketPolicy checks it, and applies', async (t) => {
+  const server = await startServer();
+  t.after(async () => {
+    await server.stop();
+    server.cleanup();
+  });
+  const bearer = { authorization: `Bearer ${server.adminToken}`, 'content-type': 'application/json' };
+  const patch = (body: unknown) =>
+    call(server, 'PATCH', '/v1/buckets/open', { headers: bearer, body: JSON.stringify(body) });
+  await call(server, 'POST', '/v1/buckets', { headers: bearer, body: '{"name":"open"}' });
+  await call(server, 'PUT', '/v1/objects/open/hello.txt', { headers: bearer, body: 'hello' });
+  const anonymous = () => fetch(`${server.endpoint}/open/hello.txt`);
+  assert.equal((await anonymous()).status, 403);
+  const statement = JSON.parse(publicRead('open')) as { Statement: Record<string, unknown>[] };
+  const refused: unknown[] = [
+    { policy: 42 },
+    { policy: 'not json' },
+    { policy: '{}' },
+    { policy: publicRead('another-bucket') },
+    { policy: publicRead('open').replace('s3:GetObject', 's3:NoSuchAction') },
+    {
+      policy: JSON.stringify({
+        ...statement,
+        Statement: [{ ...statement.Statement[0], Principal: { AWS: ['GKnosuchkey0000000000000'] } }],
+      }),
+    },
+    { policy: `{"Version":"2012-10-17","Statement":[${'{},'.repeat(30_000)}{}]}` },
+    // Nothing is half-applied: the versioning of a request whose policy is refused is not set.
+    { versioning: 'Enabled', policy: 'not json' },
+  ];
+  for (const body of refused) {
+    const r = await patch(body);
+    assert.ok([400, 413].includes(r.status), `${JSON.stringify(body).slice(0, 80)}: ${r.status} ${r.body}`);
+  }
+  const unchanged = (await call(server, 'GET', '/v1/buckets/open', { headers: bearer })).json();
+  assert.equal(unchanged.policy, null);
+  assert.equal(unchanged.versioning, null);
+  // A document given as an object is stored as its JSON text; a public one is said to be public.
+  const ok = await patch({ policy: JSON.parse(publicRead('open')) });
+  assert.equal(ok.status, 200, ok.body.toString());
+  assert.equal(ok.json().policyPublic, true);
+  const anon = await anonymous();
+  assert.equal(anon.status, 200);
+  assert.equal(await anon.text(), 'hello');
+  const removed = await patch({ policy: null });
+  assert.equal(removed.json().policy, null);
+  assert.equal((await anonymous()).status, 403);
+});
+
 test('versions of a key: listed, downloaded and deleted through the admin API as object lock allows', async (t) => {
   const server = await startServer();
   t.after(async () => {
@@ -258,6 +315,12 @@ test("the versions and settings endpoints refuse requests without the admin toke
       body: JSON.stringify({ lifecycle: LIFECYCLE }),
       changes: true,
     },
+    {
+      method: 'PATCH',
+      path: '/v1/buckets/guarded',
+      body: JSON.stringify({ policy: publicRead('guarded') }),
+      changes: true,
+    },
   ];
   const json = { 'content-type': 'application/json' };
   for (const r of requests) {
@@ -306,6 +369,7 @@ test("the versions and settings endpoints refuse requests without the admin toke
   const b = (await call(server, 'GET', '/v1/buckets/guarded', { headers: bearer })).json();
   assert.equal(b.versioning, 'Enabled');
   assert.equal(b.lifecycle, null);
+  assert.equal(b.policy, null);
   // The signed-in page itself gets through.
   const page = { cookie, 'x-coffre-csrf': csrf, origin: own, 'sec-fetch-site': 'same-origin' };
   assert.equal(

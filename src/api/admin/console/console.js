@@ -312,6 +312,21 @@ async function showBucket(detail, name) {
       '<Status>Enabled</Status><Expiration><Days>30</Days></Expiration></Rule></LifecycleConfiguration>',
   });
   lifecycle.value = b.lifecycle ?? '';
+  const policy = h('textarea', {
+    id: 'bucket-policy',
+    placeholder:
+      '{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": "*", ' +
+      '"Action": "s3:GetObject", "Resource": "arn:aws:s3:::' +
+      b.name +
+      '/*"}]}',
+  });
+  // Shown laid out when it is valid JSON (it is stored as written, and saved as edited here).
+  try {
+    policy.value = b.policy ? JSON.stringify(JSON.parse(b.policy), null, 2) : '';
+  } catch {
+    policy.value = b.policy ?? '';
+  }
+  const shown = { lifecycle: lifecycle.value, policy: policy.value };
   const rule = b.objectLock?.rule;
   const lock = b.objectLock
     ? rule
@@ -337,8 +352,10 @@ async function showBucket(detail, name) {
       defaultEncryption: enc.value || null,
       tags: Object.keys(tagMap).length ? tagMap : null,
       cors: corsRules,
-      lifecycle: lifecycle.value.trim() || null,
     };
+    // Sent only when edited: the node keeps a policy as its owner wrote it, not as this page lays it out.
+    if (lifecycle.value !== shown.lifecycle) body.lifecycle = lifecycle.value.trim() || null;
+    if (policy.value !== shown.policy) body.policy = policy.value.trim() || null;
     if (versioning.value) body.versioning = versioning.value;
     if (await act(`Settings of ${name} saved.`, () => api('PATCH', `/v1/buckets/${pathOf(name)}`, body)))
       showBucket(detail, name);
@@ -367,6 +384,21 @@ async function showBucket(detail, name) {
       h('p', { class: 'note', id: 'bucket-object-lock' }, `Object lock: ${lock}.`),
       h('label', { for: 'bucket-lifecycle' }, 'Lifecycle rules (S3 LifecycleConfiguration XML; empty: none)'),
       lifecycle,
+      h(
+        'label',
+        { for: 'bucket-policy' },
+        'Bucket policy (JSON, as PutBucketPolicy takes it; empty: none) · ',
+        h(
+          'span',
+          { id: 'bucket-policy-public', class: b.policyPublic ? 'down' : 'note' },
+          b.policy === null
+            ? 'no policy: access is per key'
+            : b.policyPublic
+              ? 'PUBLIC: it lets anyone in without a key'
+              : 'not public',
+        ),
+      ),
+      policy,
       h('h2', {}, 'Keys with access'),
       b.keys.length
         ? table(
