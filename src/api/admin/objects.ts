@@ -1,7 +1,8 @@
-// api/admin/objects: object listing, upload, download and deletion for the web console. A browser holds no
-// access key secret to sign S3 requests with, so the admin API does the operation for a signed-in operator
-// (or a bearer of the admin token), through the S3 API's own handlers: the same streaming with back-pressure,
-// checksums, SSE-C and SSE-S3 decisions and commit rules as PutObject, GetObject and DeleteObject.
+// api/admin/objects: object listing, upload, download and deletion for the web console, and a key's versions
+// (listed, read or deleted by version id, as object lock allows). A browser holds no access key secret to
+// sign S3 requests with, so the admin API does the operation for a signed-in operator (or a bearer of the
+// admin token), through the S3 API's own handlers: the same streaming with back-pressure, checksums, SSE-C
+// and SSE-S3 decisions, object lock and commit rules as PutObject, GetObject and DeleteObject.
 import { createHash, randomBytes } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';

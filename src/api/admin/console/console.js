@@ -273,6 +273,25 @@ async function bucketsPage(root) {
   );
 }
 
+// An XML document one element a line, indented by depth, for reading and editing in a text area.
+function indentXml(text) {
+  let depth = 0;
+  return (
+    text
+      // Only between tags, never inside an element's text (an empty <Prefix></Prefix> stays empty).
+      .replace(/>(?=<[^/])/g, '>\n')
+      .replace(/(<\/[^>]+>)(?=<\/)/g, '$1\n')
+      .split('\n')
+      .map((line) => {
+        if (line.startsWith('</')) depth--;
+        const out = '  '.repeat(Math.max(0, depth)) + line;
+        if (/^<[^/?!]/.test(line) && !line.endsWith('/>') && !/<\/[^>]+>$/.test(line)) depth++;
+        return out;
+      })
+      .join('\n')
+  );
+}
+
 async function showBucket(detail, name) {
   const b = await api('GET', `/v1/buckets/${pathOf(name)}`);
   const enc = h(
@@ -311,7 +330,7 @@ async function showBucket(detail, name) {
       '<LifecycleConfiguration><Rule><ID>old-logs</ID><Filter><Prefix>logs/</Prefix></Filter>' +
       '<Status>Enabled</Status><Expiration><Days>30</Days></Expiration></Rule></LifecycleConfiguration>',
   });
-  lifecycle.value = b.lifecycle ?? '';
+  lifecycle.value = b.lifecycle ? indentXml(b.lifecycle) : '';
   const policy = h('textarea', {
     id: 'bucket-policy',
     placeholder:
