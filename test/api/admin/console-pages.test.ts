@@ -36,7 +36,9 @@ test('the encryption page names the operators of each master key by user id, and
   const bob = await operatorKey('bob');
   await mustCli(server, ['sse-s3', 'init', '--recipient', alice.publicFile, '--recipient', bob.publicFile]);
   // Bob leaves: the new master key is sealed to Alice alone, the first still to both.
-  await mustCli(server, ['sse-s3', 'rotate', '--recipient', alice.publicFile]);
+  const rotated = await mustCli(server, ['sse-s3', 'rotate', '--recipient', alice.publicFile]);
+  // The CLI names them too.
+  assert.match(rotated, /sealed to [0-9a-f]{40} \(alice <alice@example\.org>\), [0-9a-f]{40} \(bob/);
   const admin = { authorization: `Bearer ${server.adminToken}` };
   const state = (await (await fetch(`${server.adminEndpoint}/v1/sse-s3`, { headers: admin })).json()) as {
     current: string;
