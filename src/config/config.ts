@@ -1,9 +1,10 @@
 // config: coffre.toml — schema, defaults and validation. Names follow Garage's where they exist so that
 // Garage users feel at home. Every refusal names the key at fault.
-import { readFileSync, statSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { parse as parseToml } from 'smol-toml';
 import { UserError, errorMessage } from '../util/errors.js';
+import { requirePrivateFile } from '../util/private-file.js';
 import { TrustedProxies } from '../util/client-transport.js';
 import {
   LOG_FORMATS,
@@ -347,13 +348,9 @@ function refuseReadableInlineSecrets(configPath: string, config: CoffreConfig): 
     config.backend?.secretAccessKey !== undefined && '[backend] secret_access_key',
   ].filter((name): name is string => Boolean(name));
   if (inline.length === 0) return;
-  const mode = statSync(configPath).mode & 0o777;
-  if ((mode & 0o077) === 0) return;
-  throw new UserError(
-    `config: ${configPath} holds ${inline.join(' and ')} but is readable by other users ` +
-      `(mode ${mode.toString(8).padStart(4, '0')}); run \`chmod 600 ${configPath}\`, ` +
-      'or set allow_world_readable_secrets = true',
-  );
+  requirePrivateFile(`config: ${configPath} holds ${inline.join(' and ')} but`, configPath, {
+    howToAllow: 'set allow_world_readable_secrets = true',
+  });
 }
 
 export const DEFAULT_CONFIG_PATH = 'coffre-data/coffre.toml';

@@ -6,10 +6,11 @@
 // Once unlocked, the node describes the keyring it holds in memory, not the file: the file may have been
 // changed since, and what matters to an operator is which master key new objects are written with.
 import { createHash } from 'node:crypto';
-import { existsSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import type { SseS3Config } from '../config/config.js';
 import { S3Error, S3Errors } from '../util/s3-error.js';
 import { UserError, errorMessage } from '../util/errors.js';
+import { fileMode, requirePrivateFile } from '../util/private-file.js';
 import { Keyring, parseKeyringFile, recipientUserIds, summarize } from './keyring.js';
 import type { StoredEncryption } from './object-crypto.js';
 import type { EncryptionParams } from './params.js';
@@ -46,16 +47,12 @@ export class SseS3Keys {
     let armored: string;
     let mode: number;
     try {
-      mode = statSync(keyFile).mode & 0o777;
+      mode = fileMode(keyFile);
       armored = readFileSync(keyFile, 'utf8');
     } catch (err) {
       throw new UserError(`[sse_s3] unlock_key_file: cannot read ${keyFile}: ${errorMessage(err)}`);
     }
-    if (mode & 0o077) {
-      throw new UserError(
-        `[sse_s3] unlock_key_file ${keyFile} is readable by other users (mode ${mode.toString(8)}): chmod 600 it`,
-      );
-    }
+    requirePrivateFile(`[sse_s3] unlock_key_file ${keyFile}`, keyFile, { mode });
     this.keyring = await Keyring.unlock(this.sealedText(), armored, process.env.COFFRE_SSE_S3_PASSPHRASE);
   }
 
