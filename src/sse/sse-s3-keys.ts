@@ -11,7 +11,7 @@ import type { SseS3Config } from '../config/config.js';
 import { S3Error, S3Errors } from '../util/s3-error.js';
 import { UserError, errorMessage } from '../util/errors.js';
 import { fileMode, requirePrivateFile } from '../util/private-file.js';
-import { Keyring, parseKeyringFile, summarize } from './keyring.js';
+import { Keyring, parseKeyringFile, recipientUserIds, summarize } from './keyring.js';
 import type { StoredEncryption } from './object-crypto.js';
 import type { EncryptionParams } from './params.js';
 
@@ -26,6 +26,8 @@ export interface SseS3Status {
   keys?: { id: string; created: string; recipients: string[] }[];
   /** Why the keyring file cannot be read, when it cannot. */
   damaged?: string;
+  /** Recipients by OpenPGP user id, fingerprint → user id (GET /v1/sse-s3 only; see recipientUserIds). */
+  userIds?: Record<string, string>;
 }
 
 /** SHA-256 (hex) of a sealed keyring file's text: how an operator names the file they checked. */
@@ -71,6 +73,21 @@ export class SseS3Keys {
     } catch (err) {
       // Still answered, so that an operator sees what is wrong (and `unlock` can say it too).
       if (err instanceof UserError) return { ...base, damaged: err.message };
+      throw err;
+    }
+  }
+
+  /**
+   * Who the master keys are sealed to, by OpenPGP user id (fingerprint → user id), from the public keys the
+   * keyring keeps: of the keyring held in memory once unlocked, else of the file.
+   */
+  async recipientUserIds(): Promise<Record<string, string>> {
+    if (this.keyring) return this.keyring.recipientUserIds();
+    if (!this.configured) return {};
+    try {
+      return await recipientUserIds(parseKeyringFile(this.sealedText()));
+    } catch (err) {
+      if (err instanceof UserError) return {}; // status() says what is wrong with the file
       throw err;
     }
   }
