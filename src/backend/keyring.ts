@@ -27,8 +27,9 @@ export const ANNOUNCE_MS = Number(process.env.COFFRE_GATEWAY_ANNOUNCE_MS ?? 2_00
 /** An announcement older than this is a gateway gone (stopped or killed). */
 export const ANNOUNCE_TTL_MS = Math.max(10_000, ANNOUNCE_MS * 5);
 const RECORD_VERSION = 1;
-// Bounds on a push, checked before anything else: a keyring holds at most 10 000 keys (sse/keyring.ts).
-const MAX_PUSHED_KEYS = 10_000;
+// Bounds on a push, checked before anything else. A push is one RPC header (64 KiB at most): a keyring of more
+// master keys than this is not handed over (drop old keys: `coffre sse-s3 rewrap`, then `drop-key`).
+const MAX_PUSHED_KEYS = 512;
 const KEY_ID = /^[0-9a-f]{16}$/;
 const KEY_BASE64 = /^[A-Za-z0-9+/]{43}=$/;
 const DIGEST = /^[0-9a-f]{64}$/;
@@ -70,12 +71,7 @@ export class BackendKeyringSource implements KeyringSource {
 
   async save(text: string, version: string | undefined): Promise<string | undefined> {
     try {
-      return await this.records.writeState(
-        'sse-s3',
-        'keyring',
-        { v: RECORD_VERSION, text },
-        version ?? null,
-      );
+      return await this.records.writeState('sse-s3', 'keyring', { v: RECORD_VERSION, text }, version ?? null);
     } catch (err) {
       if (isConflict(err))
         throw new UserError(
@@ -157,8 +153,12 @@ export class KeyringHandOff {
         {},
         'this gateway binds its RPC port to a wildcard address without rpc_public_addr: other gateways cannot reach it to hand it SSE-S3 keys (set rpc_public_addr)',
       );
-    // An operator's unlock (or a rotation) here reaches the other gateways at once, not at the next tick.
-    this.keys.onUnlocked(() => this.tickSoon());
+    // An operator's unlock (or a rotation) here reaches the other gateways at once, not at the next tick,
+    // and reaches again those that were locked since they were last handed the keys.
+    this.keys.onUnlocked(() => {
+      this.pushed.clear();
+      this.tickSoon();
+    });
     await this.tick();
     this.timer = setInterval(() => this.tickSoon(), ANNOUNCE_MS);
     this.timer.unref();
@@ -184,7 +184,10 @@ export class KeyringHandOff {
     if (this.stopped || this.running) return;
     this.running = this.tick()
       .catch((err: unknown) =>
-        this.log.warn({ err: errorMessage(err) }, 'SSE-S3 keyring hand-off: backend or peer failed; retrying'),
+        this.log.warn(
+          { err: errorMessage(err) },
+          'SSE-S3 keyring hand-off: backend or peer failed; retrying',
+        ),
       )
       .finally(() => {
         this.running = undefined;
@@ -256,7 +259,7 @@ export class KeyringHandOff {
         throw new UserError('keys are taken only from gateways announced in this backend');
       await this.keys.refresh();
       if (this.keys.holds(push.digest)) return { header: { taken: false } };
-      this.keys.unlockWith(push.keys, push.digest);
+      this.keys.unlockWith(push.keys, push.digest, true);
       this.log.info({ peer: req.peerId.slice(0, 16) }, 'SSE-S3 keyring unlocked by a peer gateway');
       return { header: { taken: true } };
     } finally {

@@ -414,7 +414,10 @@ export function encryptionOfMetadata(meta: Record<string, string> | undefined): 
 }
 
 /** The same metadata with another encryption record (an object key re-wrapped: backend/rewrap.ts). */
-export function withEncryption(meta: Record<string, string>, stored: StoredEncryption): Record<string, string> {
+export function withEncryption(
+  meta: Record<string, string>,
+  stored: StoredEncryption,
+): Record<string, string> {
   const out = {
     ...meta,
     [META_ENCRYPTION]: Buffer.from(JSON.stringify(stored), 'utf8').toString('base64'),

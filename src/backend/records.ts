@@ -169,7 +169,12 @@ export class SharedRecords {
    * Writes a state record if its ETag is still `expect` (null: it must not exist; undefined: whatever it is);
    * a record changed meanwhile throws a conflict (isConflict). Returns the new ETag.
    */
-  writeState(kind: StateKind, id: string, value: unknown, expect?: string | null): Promise<string | undefined> {
+  writeState(
+    kind: StateKind,
+    id: string,
+    value: unknown,
+    expect?: string | null,
+  ): Promise<string | undefined> {
     return this.write(kind, id, value, expect);
   }
 

@@ -215,7 +215,12 @@ export class KeyRewrap {
       progress.finishedAt = Date.now();
       await save(true);
       this.log.info(
-        { target: progress.target, rewrapped: progress.rewrapped, legacy: progress.legacy, failed: progress.failed },
+        {
+          target: progress.target,
+          rewrapped: progress.rewrapped,
+          legacy: progress.legacy,
+          failed: progress.failed,
+        },
         'SSE-S3 rewrap pass done',
       );
     } catch (err) {

@@ -144,6 +144,10 @@ export function registerSseS3Commands(program: Command): void {
     .option('--gpg', 'ask your GnuPG to open the keyring (gpg-agent asks for a passphrase if needed)')
     .option('--accept-new-key <id...>', 'hand over this master key although it is new to this machine')
     .option('--accept-new-keyring <id>', 'unlock this keyring although the node had another before')
+    .option(
+      '--accept-dropped-key <id...>',
+      'unlock although this master key, known here, is gone (an operator dropped it after a rewrap)',
+    )
     .option('--json', 'print JSON')
     .action(
       async (
@@ -152,13 +156,14 @@ export function registerSseS3Commands(program: Command): void {
           gpg?: boolean;
           acceptNewKey?: string[];
           acceptNewKeyring?: string;
+          acceptDroppedKey?: string[];
           json?: boolean;
         },
         cmd: Command,
       ) => {
         if (Boolean(opts.privateKey) === Boolean(opts.gpg))
           throw new UserError('say how to open the keyring: --private-key FILE or --gpg');
-        const accept = parseAcceptance(opts.acceptNewKeyring, opts.acceptNewKey);
+        const accept = parseAcceptance(opts.acceptNewKeyring, opts.acceptNewKey, opts.acceptDroppedKey);
         const target = adminTarget(cmd);
         const known = loadKnownKeyrings();
         const { sealed } = (await adminCall(target, 'GET', '/v1/sse-s3')) as { sealed?: string };
@@ -202,7 +207,7 @@ export function registerSseS3Commands(program: Command): void {
         };
         for (const k of keys.values()) k.fill(0);
         const status = (await adminCall(target, 'POST', '/v1/sse-s3/unlock', body)) as SseS3Status;
-        remember(known, node, summary);
+        remember(known, node, summary, accept.dropped);
         saveKnownKeyrings(known);
         print(status, Boolean(opts.json), describe);
       },
@@ -236,11 +241,16 @@ export function registerSseS3Commands(program: Command): void {
     .description(
       'remove an older master key for good, once `coffre sse-s3 rewrap` has moved every object off it; the other keys are sealed anew to the operators named',
     )
-    .requiredOption('--recipient <file|keyid...>', "an operator's OpenPGP public key (file, or key id in GnuPG)")
+    .requiredOption(
+      '--recipient <file|keyid...>',
+      "an operator's OpenPGP public key (file, or key id in GnuPG)",
+    )
     .option('--json', 'print JSON')
     .action(async (id: string, opts: { recipient: string[]; json?: boolean }, cmd: Command) => {
       if (!/^[0-9a-f]{16}$/.test(id))
-        throw new UserError(`${id} is not a master key id (16 hex digits, as \`coffre sse-s3 status\` lists)`);
+        throw new UserError(
+          `${id} is not a master key id (16 hex digits, as \`coffre sse-s3 status\` lists)`,
+        );
       const target = adminTarget(cmd);
       const known = loadKnownKeyrings();
       const status = (await adminCall(target, 'POST', '/v1/sse-s3/drop', {
@@ -251,7 +261,10 @@ export function registerSseS3Commands(program: Command): void {
       if (summary) {
         const warning = rememberAfter(known, nodeName(target), 'reseal', summary);
         if (warning) process.stderr.write(warning + '\n');
-        else saveKnownKeyrings(known);
+        else {
+          remember(known, nodeName(target), summary, [id]);
+          saveKnownKeyrings(known);
+        }
       }
       print(status, Boolean(opts.json), describe);
     });

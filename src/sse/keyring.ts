@@ -503,7 +503,11 @@ export class Keyring {
     if (stored.wrappedKey === undefined) throw new RewrapRefused(stored.keyId);
     const objectKey = unwrapObjectKey(this.master(stored.keyId), stored.keyId, stored.wrappedKey);
     try {
-      return { ...stored, keyId: current, wrappedKey: wrapObjectKey(this.master(current), current, objectKey) };
+      return {
+        ...stored,
+        keyId: current,
+        wrappedKey: wrapObjectKey(this.master(current), current, objectKey),
+      };
     } finally {
       objectKey.fill(0);
     }
@@ -623,10 +627,7 @@ export class RewrapRefused extends Error {
 }
 
 function wrapKeyOf(master: Buffer): Buffer {
-  return createHmac('sha256', master)
-    .update(OBJECT_KEY_WRAP_LABEL, 'ascii')
-    .update(Buffer.of(0))
-    .digest();
+  return createHmac('sha256', master).update(OBJECT_KEY_WRAP_LABEL, 'ascii').update(Buffer.of(0)).digest();
 }
 
 function wrapAad(keyId: string): Buffer {

@@ -73,7 +73,7 @@ export class SseS3Keys {
     this.source = source;
   }
 
-  /** Calls `listener` whenever this node comes to hold master keys it did not hold (to hand them on). */
+  /** Calls `listener` whenever an operator's act gives this node master keys (to hand them on). */
   onUnlocked(listener: () => void): void {
     this.listeners.push(listener);
   }
@@ -134,13 +134,13 @@ export class SseS3Keys {
     this.adopt(await Keyring.unlock(text, armored, process.env.COFFRE_SSE_S3_PASSPHRASE), sealedDigest(text));
   }
 
-  // Takes `keyring` (opened from the sealed text of digest `digest`) in place of the one held.
-  private adopt(keyring: Keyring, digest: string, announce = true): void {
-    const had = this.keyringDigest;
+  // Takes `keyring` (opened from the sealed text of digest `digest`) in place of the one held. `byOperator`:
+  // an operator's act here (init, unlock, rotate, reseal, drop, the unlock key file), which listeners hand on.
+  private adopt(keyring: Keyring, digest: string, byOperator = true): void {
     this.keyring?.lock();
     this.keyring = keyring;
     this.keyringDigest = digest;
-    if (announce && had !== digest) for (const listener of this.listeners) listener();
+    if (byOperator) for (const listener of this.listeners) listener();
   }
 
   get configured(): boolean {
@@ -222,7 +222,7 @@ export class SseS3Keys {
    * Takes master keys an operator unlocked from the sealed file whose digest is `digest` (sealedDigest): the
    * file must still be that one, and the keys must match its check values and MAC.
    */
-  unlockWith(keys: ReadonlyMap<string, Buffer>, digest: string): void {
+  unlockWith(keys: ReadonlyMap<string, Buffer>, digest: string, fromPeer = false): void {
     if (!this.configured)
       throw new UserError('no SSE-S3 keyring on this node (create one with `coffre sse-s3 init`)');
     const text = this.sealedText();
@@ -233,7 +233,7 @@ export class SseS3Keys {
         'the SSE-S3 keyring file changed since it was read: run `coffre sse-s3 unlock` again',
       );
     const keyring = Keyring.fromUnlockedKeys(text, keys);
-    this.adopt(keyring, sealedDigest(text));
+    this.adopt(keyring, sealedDigest(text), !fromPeer);
   }
 
   /**
