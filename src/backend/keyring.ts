@@ -212,9 +212,13 @@ export class KeyringHandOff {
     this.peers = new Map(live.filter((a) => a.nodeId !== this.rpc.nodeId).map((a) => [a.nodeId, a]));
     const handOver = this.keys.handOver();
     try {
+      const connected = new Set(this.rpc.connectedPeers());
       for (const peer of this.peers.values()) {
-        if (peer.rpcAddr && !this.rpc.connectedPeers().includes(peer.nodeId))
-          await this.rpc.connect(`${peer.nodeId}@${peer.rpcAddr}`).catch(() => undefined);
+        // Dialled in the background (the RPC layer retries): a peer gone silent must not hold up the others.
+        if (!connected.has(peer.nodeId)) {
+          if (peer.rpcAddr) this.dial(`${peer.nodeId}@${peer.rpcAddr}`);
+          continue;
+        }
         if (!handOver || peer.digest === handOver.digest) continue;
         const mark = `${handOver.digest}@${peer.started}`;
         if (this.pushed.get(peer.nodeId) === mark) continue;
@@ -222,6 +226,14 @@ export class KeyringHandOff {
       }
     } finally {
       for (const k of handOver?.keys.values() ?? []) k.fill(0);
+    }
+  }
+
+  private dial(address: string): void {
+    try {
+      this.rpc.connect(address).catch(() => undefined);
+    } catch {
+      // An address the RPC layer does not take (announced by a gateway misconfigured): nothing to dial.
     }
   }
 

@@ -3,7 +3,8 @@
 // data, the sealing of its user metadata, and the small record stored with the object that says which
 // encryption it uses.
 //
-// The stored record holds no key material and no key digest. In particular the SSE-C key MD5 is NOT stored:
+// The stored record holds no key in clear (an SSE-S3 object's own key only wrapped under a master key,
+// sse/keyring.ts) and no key digest. In particular the SSE-C key MD5 is NOT stored:
 // MD5 is fast and unsalted, so a stored digest would let anyone holding the disk test guesses of keys derived
 // from passwords offline, and would reveal which objects (across buckets and users) share a key. The
 // wrong-key check is instead the authenticated decryption of the object's sealed metadata, which every
