@@ -12,10 +12,11 @@
 // re-opening it with the unlock key file when it has one (rotate). Master keys reach a gateway only from an
 // operator (`unlock`), its unlock key file, or a peer gateway's push over Secret Handshake (backend/keyring.ts).
 import { createHash } from 'node:crypto';
-import { existsSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import type { SseS3Config } from '../config/config.js';
 import { S3Error, S3Errors } from '../util/s3-error.js';
 import { UserError, errorMessage } from '../util/errors.js';
+import { fileMode, requirePrivateFile } from '../util/private-file.js';
 import { Keyring, parseKeyringFile, summarize } from './keyring.js';
 import type { StoredEncryption } from './object-crypto.js';
 import type { EncryptionParams } from './params.js';
@@ -120,16 +121,12 @@ export class SseS3Keys {
     let armored: string;
     let mode: number;
     try {
-      mode = statSync(keyFile).mode & 0o777;
+      mode = fileMode(keyFile);
       armored = readFileSync(keyFile, 'utf8');
     } catch (err) {
       throw new UserError(`[sse_s3] unlock_key_file: cannot read ${keyFile}: ${errorMessage(err)}`);
     }
-    if (mode & 0o077) {
-      throw new UserError(
-        `[sse_s3] unlock_key_file ${keyFile} is readable by other users (mode ${mode.toString(8)}): chmod 600 it`,
-      );
-    }
+    requirePrivateFile(`[sse_s3] unlock_key_file ${keyFile}`, keyFile, { mode });
     const text = this.sealedText();
     this.adopt(await Keyring.unlock(text, armored, process.env.COFFRE_SSE_S3_PASSPHRASE), sealedDigest(text));
   }

@@ -5,6 +5,7 @@ import { mkdtempSync, readFileSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
+import { after, before } from 'node:test';
 import { S3Client } from '@aws-sdk/client-s3';
 
 export const REPO_ROOT = resolve(import.meta.dirname, '..', '..', '..');
@@ -45,6 +46,7 @@ export interface ServerOptions {
   extraConfig?: string; // appended to the top level of coffre.toml
   secretConfig?: string; // the rpc_secret line(s); a fresh random rpc_secret when absent
   s3Extra?: string; // appended to [s3_api]
+  s3Region?: string; // the [s3_api] s3_region (us-east-1 when absent)
   adminExtra?: string; // appended to [admin]
   env?: Record<string, string>;
   // The access key to use when the node prints none (it found keys already: another gateway made them).
@@ -89,7 +91,7 @@ export function writeTestConfig(
       opts.extraConfig ?? '',
       '[s3_api]',
       `api_bind_addr = "${opts.host ?? '127.0.0.1'}:${ports.s3}"`,
-      's3_region = "us-east-1"',
+      `s3_region = "${opts.s3Region ?? 'us-east-1'}"`,
       'root_domain = ".s3.localhost"',
       opts.s3Extra ?? '',
       '[admin]',
@@ -228,5 +230,27 @@ export async function runCommand(
     child.once('close', (code) => res({ code: code ?? -1, stdout, stderr }));
     if (input !== undefined) child.stdin.end(input);
     else child.stdin.end();
+  });
+}
+
+/**
+ * One server for all the tests of a file: started before them with `opts`, handed to `take` with an S3 client
+ * of its first key, and stopped (its directory removed) after them.
+ */
+export function serveForFile(
+  take: (started: { server: TestServer; s3: S3Client }) => void,
+  opts: ServerOptions = {},
+): void {
+  let server: TestServer | undefined;
+  let s3: S3Client | undefined;
+  before(async () => {
+    server = await startServer(opts);
+    s3 = server.client();
+    take({ server, s3 });
+  });
+  after(async () => {
+    s3?.destroy();
+    await server?.stop();
+    server?.cleanup();
   });
 }

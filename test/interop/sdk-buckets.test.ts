@@ -1,7 +1,7 @@
 // Interop: the AWS SDK for JavaScript v3 against a coffre server — bucket operations, CORS with a browser-style
 // preflight, and the errors a client meets (NoSuchBucket, AccessDenied for a key without rights, HEAD with no body).
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import {
   CreateBucketCommand,
   DeleteBucketCommand,
@@ -19,22 +19,13 @@ import {
   PutObjectCommand,
   S3Client,
 } from '@aws-sdk/client-s3';
-import { runCoffre, startServer, type TestServer } from '../helpers/server.js';
+import { runCoffre, serveForFile, startServer, type TestServer } from '../helpers/server.js';
 import { rejects } from '../helpers/s3.js';
 
 let server: TestServer;
 let s3: S3Client;
 
-before(async () => {
-  server = await startServer();
-  s3 = server.client();
-});
-
-after(async () => {
-  s3?.destroy();
-  await server?.stop();
-  server?.cleanup();
-});
+serveForFile((started) => ({ server, s3 } = started));
 
 /** An S3 client of this server signing with `credentials`. */
 function clientAs(credentials: { accessKeyId: string; secretAccessKey: string }): S3Client {
@@ -77,9 +68,49 @@ test('CreateBucket, ListBuckets, HeadBucket, GetBucketLocation, GetBucketVersion
   assert.equal(ver.Status, undefined, 'versioning is reported as never enabled');
 });
 
-test('CreateBucket refusals: BucketAlreadyOwnedByYou, InvalidBucketName, InvalidLocationConstraint', async () => {
+test('CreateBucket of a bucket one owns: 200 in us-east-1 (its legacy rule), BucketAlreadyOwnedByYou elsewhere', async (t) => {
   await s3.send(new CreateBucketCommand({ Bucket: 'owned' }));
-  await rejects(() => s3.send(new CreateBucketCommand({ Bucket: 'owned' })), 'BucketAlreadyOwnedByYou', 409);
+  await s3.send(new PutObjectCommand({ Bucket: 'owned', Key: 'kept', Body: 'x' }));
+  await s3.send(new CreateBucketCommand({ Bucket: 'owned' }));
+  await s3.send(new HeadObjectCommand({ Bucket: 'owned', Key: 'kept' })); // unchanged
+  // aws CLI 2 with no region configured sends aws-global: the endpoint's own region.
+  await s3.send(
+    new CreateBucketCommand({
+      Bucket: 'global',
+      CreateBucketConfiguration: { LocationConstraint: 'aws-global' as never },
+    }),
+  );
+  const paris = await startServer({ s3Region: 'eu-west-3' });
+  t.after(async () => {
+    await paris.stop();
+    paris.cleanup();
+  });
+  const client = new S3Client({
+    endpoint: paris.endpoint,
+    region: 'eu-west-3',
+    forcePathStyle: true,
+    credentials: { accessKeyId: paris.accessKeyId, secretAccessKey: paris.secretAccessKey },
+  });
+  await client.send(
+    new CreateBucketCommand({
+      Bucket: 'owned',
+      CreateBucketConfiguration: { LocationConstraint: 'eu-west-3' },
+    }),
+  );
+  await rejects(
+    () =>
+      client.send(
+        new CreateBucketCommand({
+          Bucket: 'owned',
+          CreateBucketConfiguration: { LocationConstraint: 'eu-west-3' },
+        }),
+      ),
+    'BucketAlreadyOwnedByYou',
+    409,
+  );
+});
+
+test('CreateBucket refusals: InvalidBucketName, InvalidLocationConstraint', async () => {
   for (const bad of [
     'ab',
     'Upper-Case',
