@@ -185,14 +185,6 @@ test('the key push endpoint: refused to unknown peers, and to announced ones wit
       'coffre/',
       Buffer.from(secretHex, 'hex'),
     );
-    const now = Date.now();
-    await records.writeState('gateways', peer.nodeId, {
-      v: 1,
-      nodeId: peer.nodeId,
-      rpcAddr: null,
-      at: now,
-      started: now,
-    });
     await mustCli(second, ['sse-s3', 'lock']);
     const s = await status(second);
     const ids = (s.keys ?? []).map((k) => k.id);
@@ -224,7 +216,19 @@ test('the key push endpoint: refused to unknown peers, and to announced ones wit
         keys: Object.fromEntries(ids.map((id) => [id, randomBytes(32).toString('base64')])),
       },
     ];
+    // Announced afresh on every try (an announcement ages out after 10 s; a busy machine may take longer).
+    const announce = () => {
+      const now = Date.now();
+      return records.writeState('gateways', peer.nodeId, {
+        v: 1,
+        nodeId: peer.nodeId,
+        rpcAddr: null,
+        at: now,
+        started: now,
+      });
+    };
     await until('the attacker announced', async () => {
+      await announce();
       try {
         await peer.call(serverId, SSE_S3_KEYS_PATH, null);
       } catch (err) {
@@ -233,6 +237,7 @@ test('the key push endpoint: refused to unknown peers, and to announced ones wit
       return undefined;
     });
     for (const header of hostile) {
+      await announce();
       await assert.rejects(
         peer.call(serverId, SSE_S3_KEYS_PATH, header),
         RemoteError,
