@@ -6,6 +6,7 @@ import { randomBytes } from 'node:crypto';
 import {
   AbortMultipartUploadCommand,
   CompleteMultipartUploadCommand,
+  CopyObjectCommand,
   CreateMultipartUploadCommand,
   DeleteObjectCommand,
   DeleteObjectsCommand,
@@ -91,8 +92,12 @@ function sealedBody(
   source: AsyncIterable<Buffer>,
   plainSize: number,
   sealer: BlockSealer,
-): { body: Readable; failure: () => unknown } {
+): { body: Readable; failure: () => unknown; signal: AbortSignal } {
   let sourceError: unknown;
+  // The SDK pipes the body into its request, and a pipe neither handles its source's error nor ends the
+  // request: the failed body aborts the request (which then fails at once) and is not left unhandled,
+  // which would end the process.
+  const abort = new AbortController();
   const body = Readable.from(
     (async function* () {
       try {
@@ -104,7 +109,8 @@ function sealedBody(
     })(),
     { highWaterMark: 1 },
   );
-  return { body, failure: () => sourceError };
+  body.on('error', () => abort.abort());
+  return { body, failure: () => sourceError, signal: abort.signal };
 }
 
 // The backend's ETag of an object made by a multipart upload ends in "-<number of parts>".
@@ -132,6 +138,11 @@ function invalidPart(r: { partNumber: number; etag: string }): S3Error {
     "One or more of the specified parts could not be found. The part might not have been uploaded, or the specified entity tag might not have matched the part's entity tag.",
     { PartNumber: String(r.partNumber), ETag: r.etag },
   );
+}
+
+// The x-amz-copy-source of a backend object: its bucket and key, each path segment percent-encoded.
+function copySource(bucket: string, key: string): string {
+  return `${bucket}/${key.split('/').map(encodeURIComponent).join('/')}`;
 }
 
 // A backend request whose failure becomes what coffre's client should see (client.ts fromBackend).
@@ -166,6 +177,8 @@ export class BackendStore implements ObjectStore {
       putObjectStream: (...args) => this.putObjectStream(...args),
       putPartStream: (...args) => this.putPartStream(...args),
       completeUploadStream: (...args) => this.completeUploadStream(...args),
+      replaceMetadataStream: (...args) => this.replaceMetadataStream(...args),
+      objectTags: (record) => this.records.objectTags(record.versionId),
     };
   }
 
@@ -314,9 +327,10 @@ export class BackendStore implements ObjectStore {
     sealer: BlockSealer,
     condition?: WriteCondition,
   ): Promise<ObjectRecord> {
-    if (object.tags) throw notYet('object tagging');
     const stored = await this.objectKey(object.bucketId, object.key);
     const metadata = backendMetadata(object);
+    // Tags first, under the new version id: the object is never visible without them.
+    if (object.tags) await this.records.setObjectTags(object.versionId, object.tags);
     // Conditions are checked against the current object, then passed to the backend as its own ETag so that
     // a backend that honours conditional writes closes the gap between the check and the write.
     let ifMatch: string | undefined;
@@ -325,7 +339,7 @@ export class BackendStore implements ObjectStore {
       checkWriteCondition(condition, current);
       ifMatch = condition.ifMatch !== undefined ? current?.segments[0]?.backend?.etag : undefined;
     }
-    const { body, failure } = sealedBody(source, plainSize, sealer);
+    const { body, failure, signal } = sealedBody(source, plainSize, sealer);
     let put;
     try {
       put = await this.client.send(
@@ -339,6 +353,7 @@ export class BackendStore implements ObjectStore {
           ...(ifMatch ? { IfMatch: ifMatch } : {}),
           ...(condition?.ifNoneMatch === '*' ? { IfNoneMatch: '*' } : {}),
         }),
+        { abortSignal: signal },
       );
     } catch (err) {
       body.destroy();
@@ -366,8 +381,53 @@ export class BackendStore implements ObjectStore {
     return record;
   }
 
+  // A copy of an object onto itself that keeps its stream: the backend copies the bytes (CopyObject with new
+  // metadata), and only if the object is still the one read (CopySourceIfMatch on its backend ETag).
+  private async replaceMetadataStream(object: StreamedObject, source: ObjectRecord): Promise<ObjectRecord> {
+    const stored = await this.objectKey(object.bucketId, object.key);
+    const segment = source.segments.length === 1 ? source.segments[0] : undefined;
+    const at = segment?.backend;
+    if (!segment || !at || at.key !== stored || at.offset !== 0 || segment.partNumber !== undefined)
+      throw S3Errors.internal('only a single-stream object is copied onto itself in its backend');
+    const metadata = backendMetadata(object);
+    // The version id stays: its tags are the copy's (replaced, copied, or none).
+    await this.records.setObjectTags(object.versionId, object.tags);
+    let copied;
+    try {
+      copied = await this.client.send(
+        new CopyObjectCommand({
+          Bucket: this.config.bucket,
+          Key: stored,
+          CopySource: copySource(this.config.bucket, stored),
+          CopySourceIfMatch: at.etag,
+          MetadataDirective: 'REPLACE',
+          ContentType: 'application/octet-stream',
+          Metadata: metadata,
+        }),
+      );
+    } catch (err) {
+      if (backendStatus(err) === 412 || backendErrorCode(err) === 'PreconditionFailed')
+        throw new S3Error(
+          'ServiceUnavailable',
+          503,
+          'The object changed while it was being copied; please retry.',
+        );
+      if (backendStatus(err) === 404) throw S3Errors.noSuchKey(object.key);
+      throw fromBackend(err);
+    }
+    const etag = copied.CopyObjectResult?.ETag;
+    if (!etag) throw S3Errors.internal('the storage backend gave no ETag for a copied object');
+    return headRecord(object.bucketId, object.key, {
+      key: stored,
+      size: segment.storedSize,
+      etag,
+      lastModified: copied.CopyObjectResult?.LastModified ?? new Date(),
+      metadata,
+    });
+  }
+
   putObject(): Promise<void> {
-    return Promise.reject(notYet('copying objects'));
+    return Promise.reject(S3Errors.internal('a backend stores objects with putObjectStream'));
   }
 
   async deleteObject(bucketId: string, key: string): Promise<void> {
@@ -382,8 +442,10 @@ export class BackendStore implements ObjectStore {
     await this.deleteBackendKeys(await Promise.all(keys.map((k) => this.objectKey(bucketId, k))));
   }
 
-  setObjectTags(): Promise<void> {
-    return Promise.reject(notYet('object tagging'));
+  async setObjectTags(bucketId: string, key: string, tags: Record<string, string> | undefined) {
+    const current = await this.getObject(bucketId, key);
+    if (!current) throw S3Errors.noSuchKey(key);
+    await this.records.setObjectTags(current.versionId, tags);
   }
 
   async listObjects(bucketId: string, prefix: string, startAfter: string | undefined, limit: number) {
@@ -434,7 +496,6 @@ export class BackendStore implements ObjectStore {
   // ---- multipart uploads (object-format.ts: the records beside a backend multipart upload)
 
   async createUpload(record: NewUpload): Promise<UploadRecord> {
-    if (record.tags) throw notYet('object tagging');
     if (!record.encryption || !record.sealedMeta)
       throw S3Errors.internal('an upload stored in a backend must be encrypted');
     const uploadId = randomBytes(16).toString('hex');
@@ -452,6 +513,8 @@ export class BackendStore implements ObjectStore {
     };
     const metadata = uploadMetadata(upload);
     checkMetadataFits(metadata);
+    // The object it makes keeps the upload's version id, and so these tags.
+    if (record.tags) await this.records.setObjectTags(record.versionId, record.tags);
     const created = await guarded(
       this.client.send(
         new CreateMultipartUploadCommand({
@@ -524,7 +587,7 @@ export class BackendStore implements ObjectStore {
     sealer: BlockSealer & { readonly header: Buffer },
   ): Promise<{ etag: string }> {
     const upload = await this.backendUpload(record.uploadId);
-    const { body, failure } = sealedBody(source, plainSize, sealer);
+    const { body, failure, signal } = sealedBody(source, plainSize, sealer);
     let etag: string | undefined;
     try {
       const part = await this.client.send(
@@ -536,6 +599,7 @@ export class BackendStore implements ObjectStore {
           Body: body,
           ContentLength: sealer.sealedSize(plainSize, 0),
         }),
+        { abortSignal: signal },
       );
       etag = part.ETag;
     } catch (err) {
@@ -674,7 +738,7 @@ export class BackendStore implements ObjectStore {
   }
 
   async putPart(): Promise<void> {
-    return Promise.reject(notYet('copying parts'));
+    return Promise.reject(S3Errors.internal('a backend stores parts with putPartStream'));
   }
 
   async listParts(uploadId: string): Promise<PartRecord[]> {
@@ -710,6 +774,8 @@ export class BackendStore implements ObjectStore {
         if (backendStatus(err) !== 404) throw fromBackend(err);
       });
     await this.forgetUpload(upload);
+    // Tags given at CreateMultipartUpload belong to no object now.
+    await this.records.setObjectTags(upload.versionId, undefined).catch(() => undefined);
   }
 
   // ---- the gateway's own small objects in the backend

@@ -17,7 +17,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { once } from 'node:events';
 import { after, before, test, type TestContext } from 'node:test';
-import { runCommand, startServer, type TestServer } from '../helpers/server.js';
+import { runCommand, type TestServer } from '../helpers/server.js';
+import { assertPutEtag, startTarget, viaGateway } from '../helpers/target.js';
 import { hasTool, requireTools } from '../helpers/tools.js';
 
 let server: TestServer | undefined;
@@ -27,7 +28,7 @@ const MiB = 1024 * 1024;
 
 before(async () => {
   if (!hasTool('aws') && !process.env.CI) return;
-  server = await startServer();
+  server = await startTarget();
   work = mkdtempSync(join(tmpdir(), 'coffre-awscli-'));
   // The user's own aws configuration must never leak in: config and credentials files of our own.
   // aws CLI v1 presigns with signature V2 unless told otherwise; coffre speaks V4 only.
@@ -233,7 +234,7 @@ test('aws s3api: put-object, get-object with a range, head-object, list-objects-
     '--cache-control',
     'no-store',
   ]);
-  assert.equal(put.ETag, `"${createHash('md5').update(body).digest('hex')}"`);
+  assertPutEtag(put.ETag, body);
 
   const bad = await aws(
     [
@@ -337,7 +338,9 @@ test('aws s3api: put-object, get-object with a range, head-object, list-objects-
     '--copy-source',
     'cli-api/dir/obj.bin',
   ]);
-  assert.equal(copy.CopyObjectResult.ETag, put.ETag);
+  // A gateway re-encrypts a copy under its new name's key: the backend's ETag, and so coffre's, is another.
+  if (viaGateway()) assertPutEtag(copy.CopyObjectResult.ETag, body);
+  else assert.equal(copy.CopyObjectResult.ETag, put.ETag);
   await aws([
     's3api',
     'copy-object',

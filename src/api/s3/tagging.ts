@@ -90,7 +90,7 @@ export async function getObjectTagging(ctx: BucketContext): Promise<void> {
   const key = requireKey(ctx);
   const record = await ctx.store.getObject(bucket.id, key);
   if (!record) throw S3Errors.noSuchKey(key);
-  sendTagSet(ctx, record.tags);
+  sendTagSet(ctx, ctx.store.streams ? await ctx.store.streams.objectTags(record) : record.tags);
 }
 
 export async function putObjectTagging(ctx: BucketContext): Promise<void> {
