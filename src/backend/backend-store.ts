@@ -21,6 +21,7 @@ import {
 import { Readable } from 'node:stream';
 import type { BackendConfig } from '../config/config.js';
 import type { BlockSealer } from '../model/segments.js';
+import type { DeleteEntry, DeleteEntryOutcome, DeleteOutcome, VersionEntry } from '../model/model.js';
 import {
   checkWriteCondition,
   type NewUpload,
@@ -221,8 +222,37 @@ export class BackendStore implements ObjectStore {
     for (const b of buckets) this.known(b);
     return buckets;
   }
-  async createBucket(name: string, owner?: string) {
+  async createBucket(name: string, owner?: string, objectLock?: boolean) {
+    if (objectLock) throw notYet('object lock');
     return this.known(await this.records.createBucket(name, owner))!;
+  }
+  // Versioning, object lock and lifecycle keep versions in coffre's own store; in front of a backend they
+  // are not built yet (docs/gateway.md, Limits): the bucket stays unversioned and says so.
+  setBucketVersioning(): Promise<BucketRecord> {
+    return Promise.reject(notYet('versioning'));
+  }
+  setBucketObjectLock(): Promise<BucketRecord> {
+    return Promise.reject(notYet('object lock'));
+  }
+  setBucketLifecycle(): Promise<BucketRecord> {
+    return Promise.reject(notYet('lifecycle rules'));
+  }
+  setObjectLock(): Promise<string> {
+    return Promise.reject(notYet('object lock'));
+  }
+  listVersions(): Promise<VersionEntry[]> {
+    return Promise.reject(notYet('listing versions'));
+  }
+  // The only version an unversioned bucket has is the current one, "null" to S3 clients.
+  async getVersion(bucketId: string, key: string, versionId?: string): Promise<ObjectRecord | undefined> {
+    if (versionId !== undefined && versionId !== 'null') throw notYet('version ids');
+    return this.getObject(bucketId, key);
+  }
+  async setBucketPolicy(bucketId: string, policy: string | undefined) {
+    return this.updateBucket(bucketId, (b) => {
+      const { policy: _old, ...rest } = b;
+      return typeof policy === 'string' ? { ...rest, policy } : rest;
+    });
   }
   async setBucketCors(bucketId: string, cors: CorsRule[] | undefined) {
     return this.updateBucket(bucketId, (b) => ({ ...b, cors }));
@@ -426,26 +456,37 @@ export class BackendStore implements ObjectStore {
     });
   }
 
-  putObject(): Promise<void> {
+  putObject(): Promise<string | undefined> {
     return Promise.reject(S3Errors.internal('a backend stores objects with putObjectStream'));
   }
 
-  async deleteObject(bucketId: string, key: string): Promise<void> {
+  async deleteObject(bucketId: string, key: string, versionId?: string): Promise<DeleteOutcome> {
+    if (versionId !== undefined && versionId !== 'null') throw notYet('version ids');
     await guarded(
       this.client.send(
         new DeleteObjectCommand({ Bucket: this.config.bucket, Key: await this.objectKey(bucketId, key) }),
       ),
     );
+    return {};
   }
 
-  async deleteObjects(bucketId: string, keys: string[]): Promise<void> {
-    await this.deleteBackendKeys(await Promise.all(keys.map((k) => this.objectKey(bucketId, k))));
+  async deleteObjects(bucketId: string, entries: DeleteEntry[]): Promise<DeleteEntryOutcome[]> {
+    if (entries.some((e) => e.versionId !== undefined && e.versionId !== 'null')) throw notYet('version ids');
+    await this.deleteBackendKeys(await Promise.all(entries.map((e) => this.objectKey(bucketId, e.key))));
+    return entries.map((e) => ({ ...e }));
   }
 
-  async setObjectTags(bucketId: string, key: string, tags: Record<string, string> | undefined) {
+  async setObjectTags(
+    bucketId: string,
+    key: string,
+    tags: Record<string, string> | undefined,
+    versionId?: string,
+  ): Promise<string> {
+    if (versionId !== undefined && versionId !== 'null') throw notYet('version ids');
     const current = await this.getObject(bucketId, key);
     if (!current) throw S3Errors.noSuchKey(key);
     await this.records.setObjectTags(current.versionId, tags);
+    return 'null';
   }
 
   async listObjects(bucketId: string, prefix: string, startAfter: string | undefined, limit: number) {
@@ -756,7 +797,7 @@ export class BackendStore implements ObjectStore {
       }));
   }
 
-  completeUpload(): Promise<void> {
+  completeUpload(): Promise<string | undefined> {
     return Promise.reject(S3Errors.internal('a backend completes uploads with completeUploadStream'));
   }
 

@@ -10,6 +10,7 @@ import type { Command } from 'commander';
 import { loadConfig, parseBindAddress, resolveConfigPath, type CoffreConfig } from '../config/config.js';
 import { UserError, errorMessage } from '../util/errors.js';
 import { isLoopback } from '../util/client-transport.js';
+import { reachableHost } from '../util/http-server.js';
 
 export interface AdminTarget {
   config: CoffreConfig;
@@ -31,7 +32,7 @@ export function adminTarget(cmd: Command): AdminTarget {
     );
   }
   const { host, port } = parseBindAddress(config.admin.apiBindAddr);
-  const connectHost = host === '0.0.0.0' ? '127.0.0.1' : host === '::' ? '::1' : host;
+  const connectHost = reachableHost(host);
   // `coffre server --tls-self-signed` keeps its certificate beside the config.
   const selfSigned = join(dirname(config.configPath), 'tls', 'cert.pem');
   const target: AdminTarget = config.s3Api.tlsCert

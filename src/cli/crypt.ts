@@ -1,7 +1,7 @@
 // cli/crypt: `coffre crypt …`, client-side encryption for any S3 store or directory (git-annex design).
 import { randomUUID } from 'node:crypto';
 import { existsSync, readdirSync, statSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { basename, resolve } from 'node:path';
 import { Command, Option } from 'commander';
 import cliProgress from 'cli-progress';
 import { UserError } from '../util/errors.js';
@@ -22,7 +22,7 @@ import {
 import { encodeCreds, envCreds } from '../crypt/creds.js';
 import { ContentMismatchError, keyForFile, type CryptRemote } from '../crypt/crypt-remote.js';
 import { loadPublicKeys, longKeyId, type SecretKeySource } from '../crypt/keys.js';
-import { LocationLog } from '../crypt/location-log.js';
+import { LocationLog, type LocationEntry } from '../crypt/location-log.js';
 import { DEFAULT_MAC, KeyFormatError, isMacName, parseKey, type MacName } from '../crypt/names.js';
 import { closeRemote, openCipher, openRemote, openStore, publicKeysOf } from '../crypt/open-remote.js';
 import { IntegrityError, OversizeError, WrongKeyError } from '../crypt/openpgp.js';
@@ -35,37 +35,99 @@ import { publishShared, syncShared, type SharedSession } from '../crypt/shared-r
 import { MissingObjectError } from '../crypt/store.js';
 import * as openpgp from 'openpgp';
 
-/** Turns the crypt layer's meaningful errors into one-line user errors. */
+// Node's names for a certificate chain it does not trust: a self-signed endpoint (coffre --tls-self-signed, a
+// test MinIO) or a private CA.
+const UNTRUSTED_CERTIFICATE = new Set([
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'UNABLE_TO_GET_ISSUER_CERT',
+  'CERT_UNTRUSTED',
+]);
+
+/** For an endpoint whose certificate is not trusted: what to set so that it is. */
+export function untrustedCertificateHint(err: unknown): string | undefined {
+  const code = (err as { code?: unknown } | null)?.code;
+  if (typeof code !== 'string' || !UNTRUSTED_CERTIFICATE.has(code)) return undefined;
+  return (
+    `the endpoint's TLS certificate is not trusted (${code}): if it is self-signed or from a private CA, ` +
+    'run with NODE_EXTRA_CA_CERTS=/path/to/its-cert.pem (for coffre --tls-self-signed: coffre-data/tls/cert.pem)'
+  );
+}
+
+/** Turns the crypt layer's meaningful errors into one-line user errors; `context` prefixes the message. */
 function explain(err: unknown, context: string): Error {
+  const at = context ? `${context}: ` : '';
   if (err instanceof UserError) return err;
-  if (err instanceof MissingObjectError) return new UserError(`${context}: missing object — ${err.message}`);
-  if (err instanceof WrongKeyError) return new UserError(`${context}: wrong or missing key — ${err.message}`);
+  if (err instanceof MissingObjectError) return new UserError(`${at}missing object — ${err.message}`);
+  if (err instanceof WrongKeyError) return new UserError(`${at}wrong or missing key — ${err.message}`);
   if (err instanceof IntegrityError || err instanceof TruncatedError) {
-    return new UserError(`${context}: integrity check failed — ${err.message}`);
+    return new UserError(`${at}integrity check failed — ${err.message}`);
   }
-  if (err instanceof ContentMismatchError) return new UserError(`${context}: ${err.message}`);
+  if (err instanceof ContentMismatchError) return new UserError(`${at}${err.message}`);
   if (err instanceof OversizeError)
-    return new UserError(`${context}: object refused, a corrupted or hostile object — ${err.message}`);
+    return new UserError(`${at}object refused, a corrupted or hostile object — ${err.message}`);
   if (err instanceof FormatError)
-    return new UserError(`${context}: corrupted or unsupported object — ${err.message}`);
-  if (err instanceof KeyFormatError) return new UserError(err.message);
-  if (err instanceof RangeError) return new UserError(`${context}: ${err.message}`);
+    return new UserError(`${at}corrupted or unsupported object — ${err.message}`);
+  if (err instanceof KeyFormatError) return new UserError(err.message, 2);
+  if (err instanceof RangeError) return new UserError(`${at}${err.message}`);
+  const tls = untrustedCertificateHint(err);
+  if (tls) return new UserError(`${at}${tls}`);
   // S3 service errors carry $metadata (checked by shape, so the AWS SDK loads only for S3 remotes)
   const s3 = err as { $metadata?: { httpStatusCode?: number }; name?: string; message?: string } | null;
   if (s3?.$metadata) {
     return new UserError(
-      `${context}: S3 refused: ${s3.name} (HTTP ${s3.$metadata.httpStatusCode ?? '?'}) ${s3.message}`,
+      `${at}S3 refused: ${s3.name} (HTTP ${s3.$metadata.httpStatusCode ?? '?'}) ${s3.message}`,
     );
   }
   return err as Error;
+}
+
+/** What a command argument names: an annex key, or a file `put` stored (from the location log). */
+interface Target {
+  key: string;
+  /** The path the user gave, when they gave one. */
+  path?: string;
+}
+
+/**
+ * Each argument as the key(s) it names: an annex key as it is, a path as the keys `put` recorded for it (the
+ * newest only with `newest`, for get). Anything else is a one-line mistake naming the argument.
+ */
+function resolveTargets(name: string, args: string[], log: LocationLog, newest = false): Target[] {
+  return args.flatMap((arg): Target[] => {
+    if (isAnnexKey(arg)) return [{ key: arg }];
+    const found = log.keysForPath(arg).sort((a, b) => b.time - a.time);
+    if (found.length === 0)
+      throw new UserError(
+        `${name}: ${arg} is neither an annex key (SHA256E-s…--…) nor a file stored with put; ` +
+          `\`coffre crypt ls ${name}\` lists both`,
+        2,
+      );
+    return (newest ? found.slice(0, 1) : found).map((e) => ({ key: e.key, path: arg }));
+  });
+}
+
+function isAnnexKey(text: string): boolean {
+  try {
+    parseKey(text);
+    return true;
+  } catch (err) {
+    if (err instanceof KeyFormatError) return false;
+    throw err;
+  }
 }
 
 function collectList(value: string, previous: string[] = []): string[] {
   return [...previous, value];
 }
 
+// Key files given on the command line are the keys to use: a file that does not open the remote is an error
+// saying so, never a silent turn to GnuPG (which may prompt, or open it with a key the user did not mean).
 function keySource(opts: { secretKey?: string[]; gpg?: boolean }): SecretKeySource {
-  return { files: opts.secretKey ?? [], useGpg: opts.gpg !== false };
+  const files = opts.secretKey ?? [];
+  return { files, useGpg: opts.gpg !== false && files.length === 0 };
 }
 
 function jobsOf(v: string | undefined): number {
@@ -284,7 +346,9 @@ async function initRemote(name: string, o: InitOpts): Promise<void> {
     } catch (err) {
       throw err instanceof UserError
         ? err
-        : new UserError(`cannot reach ${store.description}: ${(err as Error).message}`);
+        : new UserError(
+            `cannot reach ${store.description}: ${untrustedCertificateHint(err) ?? (err as Error).message}`,
+          );
     } finally {
       store.close();
     }
@@ -374,26 +438,31 @@ export function registerCryptCommands(program: Command): void {
   addKeyOptions(
     crypt
       .command('get <name> <keys...>')
-      .description('retrieve and decrypt content by annex key (verified before it is written)')
+      .description(
+        'retrieve and decrypt content by annex key or by the path it was put from (verified before it is written)',
+      )
       .option(
         '-o, --output <path>',
-        'output file (one key) or directory (several keys); default: the key name',
+        "output file (one key) or directory (several); default: the file's name, or the key",
       )
       .option('-j, --jobs <n>', 'parallel transfers', '1'),
-  ).action(async (name: string, keys: string[], o: KeyOpts & { output?: string; jobs?: string }) => {
+  ).action(async (name: string, args: string[], o: KeyOpts & { output?: string; jobs?: string }) => {
     const jobs = jobsOf(o.jobs);
-    for (const k of keys) parseKey(k);
     const intoDir = o.output && existsSync(o.output) && statSync(o.output).isDirectory();
-    if (keys.length > 1 && o.output && !intoDir)
-      throw new UserError('-o must be a directory when getting several keys');
+    if (args.length > 1 && o.output && !intoDir)
+      throw new UserError('-o must be a directory when getting several keys', 2);
     await withRemote(name, o, async (remote) => {
+      const targets = resolveTargets(name, args, remote.log, true);
       const progress = new Progress();
       try {
-        await pool(keys, jobs, async (key) => {
-          const out = intoDir ? resolve(o.output!, key) : (o.output ?? key);
-          await remote.retrieveFile(key, out, progress.track(key, parseKey(key).size ?? 0)).catch((err) => {
-            throw explain(err, `${name}: ${key}`);
-          });
+        await pool(targets, jobs, async ({ key, path }) => {
+          const fileName = path ? basename(path) : key;
+          const out = intoDir ? resolve(o.output!, fileName) : (o.output ?? fileName);
+          await remote
+            .retrieveFile(key, out, progress.track(fileName, parseKey(key).size ?? 0))
+            .catch((err) => {
+              throw explain(err, `${name}: ${path ?? key}`);
+            });
         });
       } finally {
         progress.stop();
@@ -401,25 +470,26 @@ export function registerCryptCommands(program: Command): void {
     });
   });
 
-  addKeyOptions(crypt.command('rm <name> <keys...>').description('remove content from the remote')).action(
-    async (name: string, keys: string[], o: KeyOpts) => {
-      for (const k of keys) parseKey(k);
-      await withRemote(
-        name,
-        o,
-        async (remote) => {
-          for (const key of keys) await remote.removeKey(key);
-        },
-        true,
-      );
-    },
-  );
+  addKeyOptions(
+    crypt.command('rm <name> <keys...>').description('remove content from the remote, by annex key or path'),
+  ).action(async (name: string, args: string[], o: KeyOpts) => {
+    await withRemote(
+      name,
+      o,
+      async (remote) => {
+        for (const { key } of resolveTargets(name, args, remote.log)) await remote.removeKey(key);
+      },
+      true,
+    );
+  });
 
   crypt
-    .command('ls [name]')
-    .description("list a remote's keys from the location log (or, without a name, the remotes)")
+    .command('ls [name] [paths...]')
+    .description(
+      "list a remote's keys and the paths they were put from, from the location log (without a name: the remotes)",
+    )
     .option('--json', 'print JSON')
-    .action((name: string | undefined, o: { json?: boolean }) => {
+    .action((name: string | undefined, filter: string[] | undefined, o: { json?: boolean }) => {
       if (!name) {
         const rows = listRemotes().map((n) => {
           const c = loadConfig(n);
@@ -437,11 +507,22 @@ export function registerCryptCommands(program: Command): void {
         return;
       }
       loadConfig(name);
-      const rows = LocationLog.load(name)
-        .presentKeys()
-        .map((e) => ({ key: e.key, size: parseKey(e.key).size ?? null, chunks: e.chunkCount ?? null }));
+      const log = LocationLog.load(name);
+      const entries = filter?.length
+        ? [...new Set(resolveTargets(name, filter, log).map((t) => t.key))]
+            .map((key) => log.get(key))
+            .filter((e): e is LocationEntry => e?.present === true)
+        : log.presentKeys();
+      const rows = entries.map((e) => ({
+        key: e.key,
+        size: parseKey(e.key).size ?? null,
+        chunks: e.chunkCount ?? null,
+        paths: e.paths ?? [],
+      }));
       if (o.json) printJson(rows);
-      else for (const r of rows) process.stdout.write(`${r.key}\n`);
+      else
+        for (const r of rows)
+          process.stdout.write(r.paths.length ? `${r.key}  ${r.paths.join('  ')}\n` : `${r.key}\n`);
     });
 
   addKeyOptions(
@@ -455,7 +536,10 @@ export function registerCryptCommands(program: Command): void {
     async (name: string, keys: string[], o: KeyOpts & { full?: boolean; json?: boolean; jobs?: string }) => {
       const jobs = jobsOf(o.jobs);
       await withRemote(name, o, async (remote) => {
-        const wanted = keys.length > 0 ? keys : remote.log.presentKeys().map((e) => e.key);
+        const wanted =
+          keys.length > 0
+            ? [...new Set(resolveTargets(name, keys, remote.log).map((t) => t.key))]
+            : remote.log.presentKeys().map((e) => e.key);
         const results: { key: string; ok: boolean; problem?: string }[] = [];
         await pool(wanted, jobs, async (key) => {
           let problem: string | undefined;
@@ -464,7 +548,8 @@ export function registerCryptCommands(program: Command): void {
             if (missing.length > 0) problem = `missing ${missing.length} object(s): ${missing[0]}…`;
             else if (o.full) await remote.verify(key);
           } catch (err) {
-            const e = explain(err, key);
+            // Said once, on the key's own FAIL line (the key is not repeated inside the problem).
+            const e = explain(err, '');
             if (!(e instanceof UserError)) throw e;
             problem = e.message;
           }

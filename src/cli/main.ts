@@ -9,6 +9,7 @@ import { registerBucketCommands } from './bucket.js';
 import { registerNodeCommands } from './node.js';
 import { registerLayoutCommands } from './layout.js';
 import { registerSseS3Commands } from './sse-s3.js';
+import { registerLifecycleCommands } from './lifecycle.js';
 
 // The version is package.json's, read where the package is installed (dist/src/cli/ is three levels down).
 const COFFRE_VERSION = (
@@ -34,6 +35,7 @@ export function buildProgram(): Command {
   registerNodeCommands(program);
   registerLayoutCommands(program);
   registerSseS3Commands(program);
+  registerLifecycleCommands(program);
   registerCryptCommands(program);
   return program;
 }

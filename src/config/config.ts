@@ -5,6 +5,14 @@ import { dirname, isAbsolute, resolve } from 'node:path';
 import { parse as parseToml } from 'smol-toml';
 import { UserError, errorMessage } from '../util/errors.js';
 import { TrustedProxies } from '../util/client-transport.js';
+import {
+  LOG_FORMATS,
+  LOG_LEVELS,
+  isLogFormat,
+  isLogLevel,
+  type LogFormat,
+  type LogLevel,
+} from '../util/log.js';
 
 export interface S3ApiConfig {
   apiBindAddr: string;
@@ -77,6 +85,10 @@ export interface CoffreConfig {
   // and the most it reads, in MiB per second.
   scrubIntervalHours: number;
   scrubRateMib: number;
+  // What the node logs and how; unset: info, and pretty on a terminal, JSON otherwise (COFFRE_LOG_LEVEL and
+  // COFFRE_LOG_FORMAT win over both).
+  logLevel?: LogLevel;
+  logFormat?: LogFormat;
   s3Api: S3ApiConfig;
   admin: AdminConfig;
   sseS3: SseS3Config;
@@ -132,6 +144,14 @@ class Reader {
       throw new UserError(`config: ${this.name(key)} must be an integer between ${min} and ${max}`);
     }
     return n;
+  }
+
+  choice<T extends string>(key: string, allowed: readonly T[], is: (v: string) => v is T): T | undefined {
+    const v = this.string(key);
+    if (v === undefined) return undefined;
+    if (!is(v))
+      throw new UserError(`config: ${this.name(key)} must be one of ${allowed.join(', ')}, not "${v}"`);
+    return v;
   }
 
   stringList(key: string): string[] {
@@ -198,6 +218,8 @@ export function parseConfig(text: string, configPath: string): CoffreConfig {
     gcDelaySeconds: top.integer('gc_delay_seconds', 600, 0, 30 * 24 * 3600),
     scrubIntervalHours: top.integer('scrub_interval_hours', 30 * 24, 0, 365 * 24),
     scrubRateMib: top.integer('scrub_rate_mib', 16, 1, 100_000),
+    logLevel: top.choice('log_level', LOG_LEVELS, isLogLevel),
+    logFormat: top.choice('log_format', LOG_FORMATS, isLogFormat),
     s3Api: {
       apiBindAddr: '127.0.0.1:3900',
       s3Region: 'us-east-1',

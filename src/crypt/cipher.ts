@@ -135,6 +135,18 @@ export class RemoteCipher {
     return new RemoteCipher(fields, text, source, publicKeys);
   }
 
+  // Why the keys at hand do not open something sealed to `ids`: the files given hold other keys, or none was given.
+  private notAmong(keys: openpgp.PrivateKey[], ids: string[]): string {
+    const wanted = ids.join(', ') || 'its keys';
+    if (this.source.files.length === 0)
+      return `no secret key for ${wanted} (give --secret-key FILE or import the key into GnuPG)`;
+    const held = keys.map((k) => longKeyId(k)).join(', ') || 'none';
+    return (
+      `the secret key(s) in ${this.source.files.join(', ')} (${held}) are not among its keys ${wanted}; ` +
+      'give the secret key file of one of those (GnuPG is not asked when --secret-key is given)'
+    );
+  }
+
   private async keysFor(ids: string[]): Promise<openpgp.PrivateKey[]> {
     if (!this.secretKeys) this.secretKeys = await loadSecretKeys(this.source, ids);
     return this.secretKeys;
@@ -157,10 +169,7 @@ export class RemoteCipher {
         }
         const viaGpg = useGpg ? await gpgSessionKey(pkesks) : null;
         if (viaGpg) return viaGpg;
-        throw new UserError(
-          `cannot decrypt the cipher of remote ${remoteName}: no secret key for ${ids.join(', ') || 'its keys'} ` +
-            `(give --secret-key FILE or import the key into GnuPG)`,
-        );
+        throw new UserError(`cannot decrypt the cipher of remote ${remoteName}: ${this.notAmong(keys, ids)}`);
       },
     };
     try {
@@ -224,8 +233,8 @@ export class RemoteCipher {
           if (viaGpg) return viaGpg;
         }
         throw new WrongKeyError(
-          `no secret key for this object: it is encrypted to key id(s) ${keyIds.join(', ')} ` +
-            `(primary key(s) ${wanted.join(', ')}); give --secret-key FILE or import it into GnuPG`,
+          `no secret key for this object: it is encrypted to key id(s) ${keyIds.join(', ')}; ` +
+            this.notAmong(keys, wanted),
         );
       },
     };

@@ -10,7 +10,7 @@ import { createHash } from 'node:crypto';
 import { ByteReader } from './byte-reader.js';
 import { createHasher, type Hasher } from '../util/hash-worker.js';
 import type { RemoteCipher } from './cipher.js';
-import type { LocationLog } from './location-log.js';
+import { logPathOf, type LocationLog } from './location-log.js';
 import { backendHash, chunkCount, chunkKey, keyDigest, parseKey, sha256eKey } from './names.js';
 import { IntegrityError, OversizeError, decryptMessage, encryptMessage, type Sealing } from './openpgp.js';
 import type { ObjectStore } from './store.js';
@@ -123,11 +123,12 @@ export class CryptRemote {
   /** Stores a file under `key` (computed when absent); resumes chunked uploads by skipping stored chunks. */
   async storeFile(path: string, known?: { key: string; size: number }, progress?: Progress): Promise<string> {
     const { key, size } = known ?? (await keyForFile(path));
+    const paths = [logPathOf(path)];
     const actual = (await stat(path)).size;
     if (actual !== size) throw new ContentMismatchError(`${path} changed while being stored`);
     if (!this.chunkSize) {
       await this.putPiece(this.cipher.objectName(key), path, 0, size, progress);
-      this.log.record({ key, present: true });
+      this.log.record({ key, present: true, paths });
       return key;
     }
     const layout = { chunkSize: this.chunkSize, chunkCount: chunkCount(size, this.chunkSize) };
@@ -142,7 +143,13 @@ export class CryptRemote {
       }
       await this.putPiece(names[i], path, start, length, progress);
     }
-    this.log.record({ key, present: true, chunkSize: layout.chunkSize, chunkCount: layout.chunkCount });
+    this.log.record({
+      key,
+      present: true,
+      chunkSize: layout.chunkSize,
+      chunkCount: layout.chunkCount,
+      paths,
+    });
     return key;
   }
 

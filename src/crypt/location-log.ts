@@ -1,6 +1,10 @@
 // crypt/location-log: which keys a remote holds, kept by coffre so ls/fsck/unused never enumerate the remote
 // (whose names are HMACs anyway). Append-only JSON lines beside the remote's config; the last line per key wins,
-// like git-annex's location log. Chunked keys carry their chunk size and count like git-annex's chunk log.
+// like git-annex's location log. Chunked keys carry their chunk size and count like git-annex's chunk log, and a
+// key stored by `put` carries the paths it was stored from, so that get, ls, rm and fsck take a file's path as
+// well as its key. Published into the remote (--store-config) the log is encrypted with the remote's cipher, as
+// are those paths: the storage never sees them.
+import { normalize } from 'node:path';
 import { appendFileSync, existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { cryptHome, ensureHome, writePrivateFile } from './config.js';
@@ -12,6 +16,13 @@ export interface LocationEntry {
   time: number;
   chunkSize?: number;
   chunkCount?: number;
+  /** The paths `put` stored this content from, as they were given (normalized). */
+  paths?: string[];
+}
+
+/** A path as the log keeps it: normalized, without a leading `./`. */
+export function logPathOf(path: string): string {
+  return normalize(path).replace(/^(\.\/)+/, '');
 }
 
 export function logPath(remote: string): string {
@@ -70,8 +81,24 @@ export class LocationLog {
     return changed;
   }
 
+  /** The present keys stored from `path` (several when the file changed between puts). */
+  keysForPath(path: string): LocationEntry[] {
+    const wanted = logPathOf(path);
+    return this.presentKeys().filter((e) => e.paths?.includes(wanted));
+  }
+
+  /** Records an entry; content still present keeps the paths it was stored from, plus any new one. */
   record(entry: Omit<LocationEntry, 'time'> & { time?: number }): void {
-    const full: LocationEntry = { ...entry, time: entry.time ?? Date.now() / 1000 };
+    const prev = this.entries.get(entry.key);
+    const paths = entry.present
+      ? [...new Set([...(prev?.present ? (prev.paths ?? []) : []), ...(entry.paths ?? [])])]
+      : [];
+    const { paths: _given, ...rest } = entry;
+    const full: LocationEntry = {
+      ...rest,
+      time: entry.time ?? Date.now() / 1000,
+      ...(paths.length > 0 ? { paths } : {}),
+    };
     this.entries.set(full.key, full);
     ensureHome();
     appendFileSync(logPath(this.remote), JSON.stringify(full) + '\n', { mode: 0o600 });

@@ -33,6 +33,9 @@ const META_VERSION = 2;
 const MAX_LOG_BYTES = 64 * 1024 * 1024;
 /** Largest state object: the sealed log in base64, plus the config. */
 const MAX_STATE_BYTES = Math.ceil((MAX_LOG_BYTES * 4) / 3) + 4 * 1024 * 1024;
+/** Bounds on the paths an entry of a stored log may carry. */
+const MAX_PATHS_PER_KEY = 1024;
+const MAX_PATH_LENGTH = 4096;
 const SEAL_CONTEXT = 'coffre remote state 2\n';
 const ROTATION_CONTEXT = 'coffre rotation 2\n';
 const MOVED_NOTE = 'coffre: this log moved into coffre-remote.json (format 2); upgrade coffre\n';
@@ -196,7 +199,13 @@ function parseEntries(text: string): LocationEntry[] {
       typeof e.time !== 'number' ||
       !Number.isFinite(e.time) ||
       !count(e.chunkSize) ||
-      !count(e.chunkCount)
+      !count(e.chunkCount) ||
+      !(
+        e.paths === undefined ||
+        (Array.isArray(e.paths) &&
+          e.paths.length <= MAX_PATHS_PER_KEY &&
+          e.paths.every((p) => typeof p === 'string' && p.length > 0 && p.length <= MAX_PATH_LENGTH))
+      )
     )
       throw new UserError(`the remote's location log has a malformed entry`);
     entries.push(e as LocationEntry);

@@ -136,6 +136,7 @@ export async function rotate(
           time: fresh.time,
           chunkSize: fresh.chunkSize,
           chunkCount: fresh.chunkCount,
+          ...(e.paths ? { paths: e.paths } : {}),
         };
       });
     if (config.storeInRemote) {

@@ -17,13 +17,18 @@ import {
 import type { FileSlice } from '../util/file-slice.js';
 import {
   RECORD_VERSION,
+  isProtected,
+  s3VersionId,
   type AccessKeyRecord,
   type BucketRecord,
+  type DefaultRetention,
   type ObjectRecord,
   type PartRecord,
   type Permission,
+  type Retention,
   type Segment,
   type UploadRecord,
+  type VersioningState,
 } from './types.js';
 import type { Readable } from 'node:stream';
 
@@ -71,6 +76,44 @@ export function bucketTakenError(existing: BucketRecord, keyId?: string): S3Erro
   });
 }
 
+/** A new version's id: it also names the version for encryption (sse/ derives per-object keys from it). */
+export function newVersionId(): string {
+  return randomBytes(16).toString('hex');
+}
+
+/** What a delete did: the version it made (a delete marker) or removed, as S3 reports it. */
+export interface DeleteOutcome {
+  versionId?: string;
+  deleteMarker?: boolean;
+}
+
+/** One entry of a DeleteObjects batch, and what became of it. */
+export interface DeleteEntry {
+  key: string;
+  versionId?: string;
+}
+export interface DeleteEntryOutcome extends DeleteEntry, DeleteOutcome {
+  error?: { code: string; message: string };
+}
+
+/** A change of a version's object lock (PutObjectRetention, PutObjectLegalHold): null removes a retention. */
+export interface LockChange {
+  retention?: Retention | null;
+  legalHold?: boolean;
+}
+
+/** A version as ListObjectVersions shows it. */
+export interface VersionEntry {
+  record: ObjectRecord;
+  isLatest: boolean;
+}
+
+/** Where a listing of versions resumes: after `versionId` of `key`, or after all of `key`'s versions. */
+export interface VersionCursor {
+  key: string;
+  versionId?: string;
+}
+
 export function segmentHashes(segments: Segment[]): BlockHash[] {
   return segments.flatMap((s) => s.blocks.map((b) => b.hash));
 }
@@ -93,7 +136,10 @@ export class Model {
   private readonly buckets: Table<BucketRecord>;
   private readonly bucketIds: Table<string>; // name → id
   private readonly keys: Table<AccessKeyRecord>;
-  private readonly objects: Table<ObjectRecord>; // [bucketId, key]
+  private readonly objects: Table<ObjectRecord>; // [bucketId, key]: the current version (maybe a delete marker)
+  // Versions no longer current, newest first: ranks count down from TOP_RANK as versions are pushed.
+  private readonly versions: Table<ObjectRecord>; // [bucketId, key, rank]
+  private readonly versionRanks: Table<number>; // [bucketId, key, S3 version id] → rank in `versions`
   private readonly uploads: Table<UploadRecord>; // [bucketId, key, uploadId]
   private readonly uploadIndex: Table<string[]>; // [uploadId] → [bucketId, key]
   private readonly parts: Table<PartRecord>; // [uploadId, partNumber]
@@ -110,6 +156,8 @@ export class Model {
     this.bucketIds = this.db.table('bucket_names');
     this.keys = this.db.table('access_keys');
     this.objects = this.db.table('objects');
+    this.versions = this.db.table('object_versions');
+    this.versionRanks = this.db.table('object_version_ranks');
     this.uploads = this.db.table('uploads');
     this.uploadIndex = this.db.table('upload_index');
     this.parts = this.db.table('parts');
@@ -190,7 +238,8 @@ export class Model {
     return [...this.buckets.range({ prefix: [] })].map((e) => e.value).sort((a, b) => cmp(a.name, b.name));
   }
 
-  async createBucket(name: string, owner?: string): Promise<BucketRecord> {
+  // A bucket created with object lock has versioning enabled for good (S3 allows no suspending it).
+  async createBucket(name: string, owner?: string, objectLock = false): Promise<BucketRecord> {
     return this.db.transaction(() => {
       const existing = this.bucketByName(name);
       if (existing) throw bucketTakenError(existing, owner);
@@ -200,6 +249,7 @@ export class Model {
         name,
         createdAt: Date.now(),
         permissions: owner ? { [owner]: { read: true, write: true, owner: true } } : {},
+        ...(objectLock ? { versioning: 'Enabled' as const, objectLock: { enabled: true as const } } : {}),
       };
       this.buckets.put([record.id], record);
       this.bucketIds.put([name], record.id);
@@ -214,6 +264,31 @@ export class Model {
       const updated = change(b);
       this.buckets.put([id], updated);
       return updated;
+    });
+  }
+
+  async setVersioning(bucketId: string, state: VersioningState): Promise<BucketRecord> {
+    return this.updateBucket(bucketId, (b) => {
+      if (state === 'Suspended' && b.objectLock)
+        throw new S3Error(
+          'InvalidBucketState',
+          409,
+          'An Object Lock configuration is present on this bucket, so the versioning state cannot be changed.',
+        );
+      return { ...b, versioning: state };
+    });
+  }
+
+  // Enables object lock (for good) with an optional default retention; the bucket must be versioned.
+  async setObjectLockConfig(bucketId: string, rule: DefaultRetention | undefined): Promise<BucketRecord> {
+    return this.updateBucket(bucketId, (b) => {
+      if (b.versioning !== 'Enabled')
+        throw new S3Error(
+          'InvalidBucketState',
+          409,
+          "Versioning must be 'Enabled' on the bucket to apply a Object Lock configuration",
+        );
+      return { ...b, objectLock: rule ? { enabled: true, rule } : { enabled: true } };
     });
   }
 
@@ -262,73 +337,312 @@ export class Model {
     return segmentSlices(this.opts.blockIo ?? this.blocks, segment, start, end);
   }
 
+  /** The current version of a key, unless it is a delete marker (the key then looks deleted). */
   getObject(bucketId: string, key: string): ObjectRecord | undefined {
-    return this.objects.get([bucketId, key]);
+    const current = this.objects.get([bucketId, key]);
+    return current?.deleteMarker ? undefined : current;
   }
 
-  // Makes `record` the current version of its key, atomically replacing (and dereferencing) the previous one.
-  // `precondition` runs inside the transaction, for conditional writes.
+  /**
+   * A version of a key by its S3 version id ("null" for the null version), delete markers included; without
+   * an id, the current version (which may be a delete marker).
+   */
+  getVersion(bucketId: string, key: string, versionId?: string): ObjectRecord | undefined {
+    const current = this.objects.get([bucketId, key]);
+    if (versionId === undefined || (current && s3VersionId(current) === versionId)) return current;
+    const rank = this.versionRanks.get([bucketId, key, versionId]);
+    return rank === undefined ? undefined : this.versions.get([bucketId, key, rank]);
+  }
+
+  /**
+   * Makes `record` the current version of its key, as the bucket's versioning says: unversioned, it replaces
+   * (and dereferences) the previous one; enabled, the previous one stays as a non-current version; suspended,
+   * the new one is the null version and replaces the previous null version. `precondition` runs inside the
+   * transaction, for conditional writes. Returns the S3 version id of the new version, or undefined when the
+   * bucket is not versioned.
+   */
   async putObject(
     record: ObjectRecord,
     precondition?: (current: ObjectRecord | undefined) => void,
-  ): Promise<void> {
+  ): Promise<string | undefined> {
     try {
       const hashes = segmentHashes(record.segments);
       // Only a completed upload's record names it (completeUpload): not a copy of one, which spreads its fields.
-      const { uploadId: _notCompleted, ...stored } = record;
+      // Nor is a delete marker written as an object.
+      const { uploadId: _notCompleted, deleteMarker: _notMarker, ...stored } = record;
+      let versionId: string | undefined;
       await this.commitReferring(hashes, () => {
-        const previous = this.objects.get([record.bucketId, record.key]);
-        precondition?.(previous);
+        precondition?.(this.getObject(record.bucketId, record.key));
         this.addRefs(hashes, 1);
-        if (previous) this.addRefs(segmentHashes(previous.segments), -1);
-        this.objects.put([record.bucketId, record.key], stored);
+        versionId = this.installVersion(stored);
       });
+      return versionId;
     } finally {
       this.releaseSegments(record.segments);
     }
   }
 
-  async deleteObject(bucketId: string, key: string): Promise<ObjectRecord | undefined> {
-    return this.db.transaction(() => {
-      const previous = this.objects.get([bucketId, key]);
-      if (!previous) return undefined;
-      this.addRefs(segmentHashes(previous.segments), -1);
-      this.objects.remove([bucketId, key]);
-      return previous;
-    });
+  /**
+   * Inside a transaction: how a bucket keeps versions (versioning, object lock). The API has checked that the
+   * bucket exists; one deleted meanwhile keeps none.
+   */
+  private bucketOf(bucketId: string): Pick<BucketRecord, 'versioning' | 'objectLock'> {
+    return this.buckets.get([bucketId]) ?? {};
+  }
+
+  /** Inside a transaction: puts `record` (its blocks already referenced) as its key's current version. */
+  private installVersion(record: ObjectRecord): string | undefined {
+    const bucket = this.bucketOf(record.bucketId);
+    const state = bucket.versioning;
+    const { nullVersion: _given, retention, legalHold, ...rest } = record;
+    if ((retention || legalHold) && !bucket.objectLock)
+      throw S3Errors.invalidRequest('Bucket is missing Object Lock Configuration');
+    const lock = retention ?? defaultRetention(bucket.objectLock?.rule, record.lastModified);
+    const stored: ObjectRecord = {
+      ...rest,
+      v: RECORD_VERSION,
+      ...(state === 'Enabled' ? {} : { nullVersion: true }),
+      ...(lock && !record.deleteMarker ? { retention: lock } : {}),
+      ...(legalHold && !record.deleteMarker ? { legalHold } : {}),
+    };
+    const at = [record.bucketId, record.key];
+    const previous = this.objects.get(at);
+    if (previous) {
+      if (state === 'Enabled' || (state === 'Suspended' && s3VersionId(previous) !== 'null'))
+        this.pushNoncurrent(previous);
+      else this.dropVersion(previous, false);
+    }
+    if (state === 'Suspended') {
+      const rank = this.versionRanks.get([...at, 'null']);
+      if (rank !== undefined) {
+        this.dropVersion(this.versions.get([...at, rank])!, false);
+        this.versions.remove([...at, rank]);
+        this.versionRanks.remove([...at, 'null']);
+      }
+    }
+    this.objects.put(at, stored);
+    return state ? s3VersionId(stored) : undefined;
+  }
+
+  /** Inside a transaction: a version that is no longer current goes first in its key's non-current list. */
+  private pushNoncurrent(record: ObjectRecord): void {
+    const at = [record.bucketId, record.key];
+    let rank = TOP_RANK;
+    for (const { key } of this.versions.range({ prefix: at, limit: 1 })) rank = (key[2] as number) - 1;
+    this.versions.put([...at, rank], record);
+    this.versionRanks.put([...at, s3VersionId(record)], rank);
+  }
+
+  /**
+   * Inside a transaction: a version is about to be removed for good; refused while object lock protects it
+   * (judged by the real time: nothing a caller says about time counts), and its blocks are dereferenced.
+   */
+  private dropVersion(record: ObjectRecord, bypassGovernance: boolean): void {
+    if (isProtected(record, Date.now(), bypassGovernance))
+      throw S3Errors.accessDenied('Access Denied because object protected by object lock.');
+    this.addRefs(segmentHashes(record.segments), -1);
+  }
+
+  /**
+   * DeleteObject. Without a version id: in an unversioned bucket the object goes; in a versioned one a delete
+   * marker becomes the current version (the null version when versioning is suspended). With one, that version
+   * goes for good (unless object lock protects it); when it was current, the newest older one takes its place.
+   */
+  async deleteObject(
+    bucketId: string,
+    key: string,
+    versionId?: string,
+    bypassGovernance = false,
+  ): Promise<DeleteOutcome> {
+    return this.db.transaction(() => this.deleteInTxn(bucketId, key, versionId, bypassGovernance));
+  }
+
+  private deleteInTxn(
+    bucketId: string,
+    key: string,
+    versionId: string | undefined,
+    bypassGovernance: boolean,
+  ): DeleteOutcome {
+    const at = [bucketId, key];
+    if (versionId === undefined) {
+      const bucket = this.bucketOf(bucketId);
+      if (!bucket.versioning) {
+        const previous = this.objects.get(at);
+        if (previous) {
+          this.dropVersion(previous, bypassGovernance);
+          this.objects.remove(at);
+        }
+        return {};
+      }
+      const marker: ObjectRecord = {
+        v: RECORD_VERSION,
+        bucketId,
+        key,
+        versionId: newVersionId(),
+        size: 0,
+        etag: '',
+        lastModified: Date.now(),
+        headers: {},
+        userMeta: {},
+        checksums: {},
+        segments: [],
+        deleteMarker: true,
+      };
+      return { deleteMarker: true, versionId: this.installVersion(marker) };
+    }
+    const current = this.objects.get(at);
+    if (current && s3VersionId(current) === versionId) {
+      this.dropVersion(current, bypassGovernance);
+      let promoted = false;
+      for (const { key: newest, value } of this.versions.range({ prefix: at, limit: 1 })) {
+        this.versions.remove(newest);
+        this.versionRanks.remove([...at, s3VersionId(value)]);
+        this.objects.put(at, value);
+        promoted = true;
+      }
+      if (!promoted) this.objects.remove(at);
+      return { versionId, ...(current.deleteMarker ? { deleteMarker: true } : {}) };
+    }
+    const rank = this.versionRanks.get([...at, versionId]);
+    if (rank === undefined) return { versionId };
+    const version = this.versions.get([...at, rank])!;
+    this.dropVersion(version, bypassGovernance);
+    this.versions.remove([...at, rank]);
+    this.versionRanks.remove([...at, versionId]);
+    return { versionId, ...(version.deleteMarker ? { deleteMarker: true } : {}) };
+  }
+
+  /** Replaces a version's record (tags, object lock) wherever it is kept. */
+  private updateVersion(
+    bucketId: string,
+    key: string,
+    versionId: string | undefined,
+    change: (record: ObjectRecord) => ObjectRecord,
+  ): string {
+    const at = [bucketId, key];
+    const current = this.objects.get(at);
+    const found = this.getVersion(bucketId, key, versionId);
+    if (!found)
+      throw versionId === undefined ? S3Errors.noSuchKey(key) : S3Errors.noSuchVersion(key, versionId);
+    if (found.deleteMarker)
+      throw new S3Error(
+        'MethodNotAllowed',
+        405,
+        'The specified method is not allowed against this resource.',
+      );
+    const updated = change(found);
+    if (current && s3VersionId(current) === s3VersionId(found)) this.objects.put(at, updated);
+    else this.versions.put([...at, this.versionRanks.get([...at, s3VersionId(found)])!], updated);
+    return s3VersionId(found);
   }
 
   async setObjectTags(
     bucketId: string,
     key: string,
     tags: Record<string, string> | undefined,
-  ): Promise<void> {
-    await this.db.transaction(() => {
-      const record = this.objects.get([bucketId, key]);
-      if (!record) throw S3Errors.noSuchKey(key);
-      const { tags: _old, ...rest } = record;
-      this.objects.put([bucketId, key], tags ? { ...rest, tags } : rest);
+    versionId?: string,
+  ): Promise<string> {
+    return this.db.transaction(() =>
+      this.updateVersion(bucketId, key, versionId, (record) => {
+        const { tags: _old, ...rest } = record;
+        return tags ? { ...rest, tags } : rest;
+      }),
+    );
+  }
+
+  /**
+   * PutObjectRetention / PutObjectLegalHold. An active COMPLIANCE retention may only be extended; a GOVERNANCE
+   * one shortened or removed only with `bypassGovernance`. Judged by the real time.
+   */
+  async setObjectLock(
+    bucketId: string,
+    key: string,
+    versionId: string | undefined,
+    change: LockChange,
+    bypassGovernance = false,
+  ): Promise<string> {
+    return this.db.transaction(() => {
+      if (!this.bucketOf(bucketId).objectLock)
+        throw S3Errors.invalidRequest('Bucket is missing Object Lock Configuration');
+      return this.updateVersion(bucketId, key, versionId, (record) => {
+        const { retention: old, legalHold: _held, ...rest } = record;
+        const legalHold = change.legalHold ?? record.legalHold;
+        let retention = old;
+        if (change.retention !== undefined) {
+          const next = change.retention ?? undefined;
+          // An active retention may be extended (and GOVERNANCE turned to COMPLIANCE), nothing else.
+          const active = old !== undefined && old.until > Date.now();
+          const keeps =
+            !active ||
+            (next !== undefined &&
+              next.until >= old.until &&
+              (old.mode === 'GOVERNANCE' || next.mode === 'COMPLIANCE'));
+          if (!keeps && !(old?.mode === 'GOVERNANCE' && bypassGovernance))
+            throw S3Errors.accessDenied('Access Denied because object protected by object lock.');
+          retention = next;
+        }
+        return { ...rest, ...(retention ? { retention } : {}), ...(legalHold ? { legalHold } : {}) };
+      });
     });
   }
 
-  async deleteObjects(bucketId: string, keys: string[]): Promise<void> {
-    await this.db.transaction(() => {
-      for (const key of keys) {
-        const previous = this.objects.get([bucketId, key]);
-        if (!previous) continue;
-        this.addRefs(segmentHashes(previous.segments), -1);
-        this.objects.remove([bucketId, key]);
-      }
-    });
+  /** DeleteObjects: each entry as DeleteObject does, in one transaction; an entry refused is reported, not thrown. */
+  async deleteObjects(
+    bucketId: string,
+    entries: DeleteEntry[],
+    bypassGovernance = false,
+  ): Promise<DeleteEntryOutcome[]> {
+    return this.db.transaction(() =>
+      entries.map((entry) => {
+        try {
+          return { ...entry, ...this.deleteInTxn(bucketId, entry.key, entry.versionId, bypassGovernance) };
+        } catch (err) {
+          if (!(err instanceof S3Error)) throw err;
+          return { ...entry, error: { code: err.code, message: err.message } };
+        }
+      }),
+    );
   }
 
-  // Objects of a bucket in key order, from `startAfter` (exclusive), all starting with `prefix`.
+  /**
+   * Versions of a bucket's keys starting with `prefix`, in key order and newest first within a key, after
+   * `after` (exclusive).
+   */
+  *listVersions(bucketId: string, prefix: string, after?: VersionCursor): Generator<VersionEntry> {
+    if (after?.versionId !== undefined && after.key.startsWith(prefix)) {
+      // The rest of the cursor's key first: its versions older than the one named.
+      const at = [bucketId, after.key];
+      const current = this.objects.get(at);
+      const rank = this.versionRanks.get([...at, after.versionId]);
+      const older =
+        current && s3VersionId(current) === after.versionId
+          ? this.versions.range({ prefix: at })
+          : rank !== undefined
+            ? this.versions.range({ prefix: at, start: [...at, rank + 1] })
+            : [];
+      for (const { value } of older) yield { record: value, isLatest: false };
+    }
+    for (const record of this.currentVersions(bucketId, prefix, after?.key)) {
+      yield { record, isLatest: true };
+      for (const { value } of this.versions.range({ prefix: [bucketId, record.key] }))
+        yield { record: value, isLatest: false };
+    }
+  }
+
+  // Objects of a bucket in key order, from `startAfter` (exclusive), all starting with `prefix`: current
+  // versions that are not delete markers.
   *listObjects(bucketId: string, prefix: string, startAfter?: string): Generator<ObjectRecord> {
+    for (const record of this.currentVersions(bucketId, prefix, startAfter))
+      if (!record.deleteMarker) yield record;
+  }
+
+  // Current versions (delete markers too) in key order, after `startAfter` (exclusive).
+  private *currentVersions(bucketId: string, prefix: string, startAfter?: string): Generator<ObjectRecord> {
     if (Buffer.byteLength(prefix) > LONGEST_KEY_BYTES) return;
     // A start key is cut to the longest key length (it would not fit in a metadata key otherwise): a
     // prefix of it sorts no later, and keys up to startAfter are skipped below.
-    const from = truncateUtf8(startAfter !== undefined && startAfter >= prefix ? startAfter : prefix);
-    for (const { value } of this.objects.range({ prefix: [bucketId], start: [bucketId, from] })) {
+    const start = truncateUtf8(startAfter !== undefined && startAfter >= prefix ? startAfter : prefix);
+    for (const { value } of this.objects.range({ prefix: [bucketId], start: [bucketId, start] })) {
       if (startAfter !== undefined && compareUtf8(value.key, startAfter) <= 0) continue;
       if (!value.key.startsWith(prefix)) {
         if (value.key > prefix) break;
@@ -386,14 +700,14 @@ export class Model {
   // Replaces the upload with `record` (whose segments come from the upload's parts) in one transaction. The
   // record keeps the upload's id, so that a client repeating the completion (a lost response) is recognised
   // for as long as this object stays the key's current one.
-  async completeUpload(upload: UploadRecord, record: ObjectRecord): Promise<void> {
-    await this.db.transaction(() => {
+  async completeUpload(upload: UploadRecord, record: ObjectRecord): Promise<string | undefined> {
+    return this.db.transaction(() => {
       this.getUpload(upload.bucketId, upload.key, upload.uploadId);
-      const previous = this.objects.get([record.bucketId, record.key]);
       this.addRefs(segmentHashes(record.segments), 1);
-      if (previous) this.addRefs(segmentHashes(previous.segments), -1);
-      this.objects.put([record.bucketId, record.key], { ...record, uploadId: upload.uploadId });
+      const { deleteMarker: _notMarker, ...stored } = record;
+      const versionId = this.installVersion({ ...stored, uploadId: upload.uploadId });
       this.removeUploadInTxn(upload);
+      return versionId;
     });
   }
 
@@ -596,6 +910,18 @@ function blockCollectedError(): S3Error {
     503,
     'A block of this upload was removed as unreferenced while the upload ran; please retry the upload.',
   );
+}
+
+/** The rank of a key's first non-current version; each one pushed after it ranks one lower (sorts first). */
+const TOP_RANK = 2 ** 52;
+
+/** The retention a bucket's default rule gives a version written at `at` (ms). */
+export function defaultRetention(rule: DefaultRetention | undefined, at: number): Retention | undefined {
+  if (!rule) return undefined;
+  const until = new Date(at);
+  if (rule.years) until.setUTCFullYear(until.getUTCFullYear() + rule.years);
+  if (rule.days) until.setUTCDate(until.getUTCDate() + rule.days);
+  return { mode: rule.mode, until: until.getTime() };
 }
 
 // S3's key length limit, which the API enforces on every stored key.

@@ -6,18 +6,29 @@ import type { BlockReadOptions } from '../block/block-store.js';
 import { etagInList } from '../util/etag.js';
 import type { Readable } from 'node:stream';
 import { S3Error, S3Errors } from '../util/s3-error.js';
-import type { Model } from './model.js';
+import type {
+  DeleteEntry,
+  DeleteEntryOutcome,
+  DeleteOutcome,
+  LockChange,
+  Model,
+  VersionCursor,
+  VersionEntry,
+} from './model.js';
 import type { BlockSealer } from './segments.js';
 import type { FileSlice } from '../util/file-slice.js';
 import type {
   AccessKeyRecord,
   BucketRecord,
   CorsRule,
+  DefaultRetention,
+  LifecycleRule,
   ObjectRecord,
   PartRecord,
   Permission,
   Segment,
   UploadRecord,
+  VersioningState,
 } from './types.js';
 
 // Conditional write (PutObject with If-Match / If-None-Match), checked inside the committing transaction.
@@ -39,19 +50,62 @@ export interface MetadataStore {
   // buckets
   bucketByName(name: string): Promise<BucketRecord | undefined>;
   listBuckets(): Promise<BucketRecord[]>;
-  createBucket(name: string, owner?: string): Promise<BucketRecord>;
+  // With objectLock, the bucket is created with object lock enabled (and so versioning, for good).
+  createBucket(name: string, owner?: string, objectLock?: boolean): Promise<BucketRecord>;
+  setBucketVersioning(bucketId: string, state: VersioningState): Promise<BucketRecord>;
+  // Enables object lock on a versioned bucket, with the default retention of new versions (none: undefined).
+  setBucketObjectLock(bucketId: string, rule: DefaultRetention | undefined): Promise<BucketRecord>;
   setBucketCors(bucketId: string, cors: CorsRule[] | undefined): Promise<BucketRecord>;
+  setBucketLifecycle(bucketId: string, rules: LifecycleRule[] | undefined): Promise<BucketRecord>;
   setBucketEncryption(bucketId: string, defaultEncryption: 'AES256' | undefined): Promise<BucketRecord>;
   setBucketTags(bucketId: string, tags: Record<string, string> | undefined): Promise<BucketRecord>;
+  // The bucket policy's JSON text (undefined removes it); the API checks it before it gets here.
+  setBucketPolicy(bucketId: string, policy: string | undefined): Promise<BucketRecord>;
   setPermission(bucketId: string, keyId: string, perm: Permission): Promise<BucketRecord>;
   deleteBucket(name: string): Promise<void>;
-  // objects
+  // objects. Version ids are the ones S3 clients see ("null" for the null version; see model/types s3VersionId).
+  // The current version of a key, unless it is a delete marker.
   getObject(bucketId: string, key: string): Promise<ObjectRecord | undefined>;
-  putObject(record: ObjectRecord, condition?: WriteCondition): Promise<void>;
-  deleteObject(bucketId: string, key: string): Promise<void>;
-  // Replaces an existing object's tags (undefined removes them); NoSuchKey when there is no such object.
-  setObjectTags(bucketId: string, key: string, tags: Record<string, string> | undefined): Promise<void>;
-  deleteObjects(bucketId: string, keys: string[]): Promise<void>;
+  // A version (delete markers included), or without an id the current one.
+  getVersion(bucketId: string, key: string, versionId?: string): Promise<ObjectRecord | undefined>;
+  // Stores a new version as the bucket's versioning says; its version id, or undefined when unversioned.
+  putObject(record: ObjectRecord, condition?: WriteCondition): Promise<string | undefined>;
+  // Without a version id, deletes (or in a versioned bucket, puts a delete marker); with one, removes that
+  // version for good unless object lock protects it (AccessDenied).
+  deleteObject(
+    bucketId: string,
+    key: string,
+    versionId?: string,
+    bypassGovernance?: boolean,
+  ): Promise<DeleteOutcome>;
+  // Replaces a version's tags (undefined removes them); NoSuchKey / NoSuchVersion when there is none. Returns
+  // the version id.
+  setObjectTags(
+    bucketId: string,
+    key: string,
+    tags: Record<string, string> | undefined,
+    versionId?: string,
+  ): Promise<string>;
+  // Changes a version's retention or legal hold, as object lock allows; returns the version id.
+  setObjectLock(
+    bucketId: string,
+    key: string,
+    versionId: string | undefined,
+    change: LockChange,
+    bypassGovernance?: boolean,
+  ): Promise<string>;
+  deleteObjects(
+    bucketId: string,
+    entries: DeleteEntry[],
+    bypassGovernance?: boolean,
+  ): Promise<DeleteEntryOutcome[]>;
+  // Up to `limit` versions in key order, newest first within a key, after `after`, keys starting with `prefix`.
+  listVersions(
+    bucketId: string,
+    prefix: string,
+    after: VersionCursor | undefined,
+    limit: number,
+  ): Promise<VersionEntry[]>;
   // Up to `limit` objects in key order after `startAfter` (exclusive), all starting with `prefix`.
   listObjects(
     bucketId: string,
@@ -65,7 +119,7 @@ export interface MetadataStore {
   listUploads(bucketId: string): Promise<UploadRecord[]>;
   putPart(upload: UploadRecord, part: PartRecord): Promise<void>;
   listParts(uploadId: string): Promise<PartRecord[]>;
-  completeUpload(upload: UploadRecord, record: ObjectRecord): Promise<void>;
+  completeUpload(upload: UploadRecord, record: ObjectRecord): Promise<string | undefined>;
   abortUpload(upload: UploadRecord): Promise<void>;
   // blocks: which of `hashes` no record refers to and no upload in progress here protects
   unreferencedBlocks(hashes: string[]): Promise<string[]>;
@@ -141,17 +195,24 @@ export const METADATA_METHODS = [
   'bucketByName',
   'listBuckets',
   'createBucket',
+  'setBucketVersioning',
+  'setBucketObjectLock',
   'setBucketCors',
+  'setBucketLifecycle',
   'setBucketEncryption',
   'setBucketTags',
+  'setBucketPolicy',
   'setObjectTags',
+  'setObjectLock',
   'setPermission',
   'deleteBucket',
   'getObject',
+  'getVersion',
   'putObject',
   'deleteObject',
   'deleteObjects',
   'listObjects',
+  'listVersions',
   'createUpload',
   'getUpload',
   'listUploads',
@@ -215,17 +276,49 @@ export class LocalStore implements ObjectStore {
   async listBuckets() {
     return this.model.listBuckets();
   }
-  async createBucket(name: string, owner?: string) {
-    return this.model.createBucket(name, owner);
+  async createBucket(name: string, owner?: string, objectLock?: boolean) {
+    return this.model.createBucket(name, owner, objectLock === true);
+  }
+  async setBucketVersioning(bucketId: string, state: VersioningState) {
+    return this.model.setVersioning(bucketId, state);
+  }
+  async setBucketObjectLock(bucketId: string, rule: DefaultRetention | undefined) {
+    return this.model.setObjectLockConfig(bucketId, rule);
   }
   async setBucketCors(bucketId: string, cors: CorsRule[] | undefined) {
     return this.model.updateBucket(bucketId, (b) => ({ ...b, cors }));
   }
+  async setBucketLifecycle(bucketId: string, rules: LifecycleRule[] | undefined) {
+    return this.model.updateBucket(bucketId, (b) => ({
+      ...b,
+      lifecycle: rules && rules.length > 0 ? rules : undefined,
+    }));
+  }
   async setBucketTags(bucketId: string, tags: Record<string, string> | undefined) {
     return this.model.updateBucket(bucketId, (b) => ({ ...b, tags: plainTags(tags) }));
   }
-  async setObjectTags(bucketId: string, key: string, tags: Record<string, string> | undefined) {
-    await this.model.setObjectTags(bucketId, key, plainTags(tags));
+  async setBucketPolicy(bucketId: string, policy: string | undefined) {
+    return this.model.updateBucket(bucketId, (b) => {
+      const { policy: _old, ...rest } = b;
+      return typeof policy === 'string' ? { ...rest, policy } : rest;
+    });
+  }
+  async setObjectTags(
+    bucketId: string,
+    key: string,
+    tags: Record<string, string> | undefined,
+    versionId?: string,
+  ) {
+    return this.model.setObjectTags(bucketId, key, plainTags(tags), versionId);
+  }
+  async setObjectLock(
+    bucketId: string,
+    key: string,
+    versionId: string | undefined,
+    change: LockChange,
+    bypassGovernance?: boolean,
+  ) {
+    return this.model.setObjectLock(bucketId, key, versionId, change, bypassGovernance === true);
   }
   async setBucketEncryption(bucketId: string, defaultEncryption: 'AES256' | undefined) {
     // Arguments cross the network as JSON: anything but the one value offered clears the setting.
@@ -243,14 +336,25 @@ export class LocalStore implements ObjectStore {
   async getObject(bucketId: string, key: string) {
     return this.model.getObject(bucketId, key);
   }
+  async getVersion(bucketId: string, key: string, versionId?: string) {
+    return this.model.getVersion(bucketId, key, versionId);
+  }
   async putObject(record: ObjectRecord, condition?: WriteCondition) {
-    await this.model.putObject(record, (current) => checkWriteCondition(condition, current));
+    return this.model.putObject(record, (current) => checkWriteCondition(condition, current));
   }
-  async deleteObject(bucketId: string, key: string) {
-    await this.model.deleteObject(bucketId, key);
+  async deleteObject(bucketId: string, key: string, versionId?: string, bypassGovernance?: boolean) {
+    return this.model.deleteObject(bucketId, key, versionId, bypassGovernance === true);
   }
-  async deleteObjects(bucketId: string, keys: string[]) {
-    await this.model.deleteObjects(bucketId, keys);
+  async deleteObjects(bucketId: string, entries: DeleteEntry[], bypassGovernance?: boolean) {
+    return this.model.deleteObjects(bucketId, entries, bypassGovernance === true);
+  }
+  async listVersions(bucketId: string, prefix: string, after: VersionCursor | undefined, limit: number) {
+    const out: VersionEntry[] = [];
+    for (const v of this.model.listVersions(bucketId, prefix, after)) {
+      if (out.length >= limit) break;
+      out.push(v);
+    }
+    return out;
   }
   async listObjects(bucketId: string, prefix: string, startAfter: string | undefined, limit: number) {
     const out: ObjectRecord[] = [];
@@ -276,7 +380,7 @@ export class LocalStore implements ObjectStore {
     return this.model.listParts(uploadId);
   }
   async completeUpload(upload: UploadRecord, record: ObjectRecord) {
-    await this.model.completeUpload(upload, record);
+    return this.model.completeUpload(upload, record);
   }
   async abortUpload(upload: UploadRecord) {
     await this.model.abortUpload(upload);

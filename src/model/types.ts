@@ -2,7 +2,36 @@
 // carry a format version (`v`) so they can be migrated.
 import type { BlockHash } from '../block/block-store.js';
 
-export const RECORD_VERSION = 1;
+// 1: records written before versioning (an object record of version 1 is its key's "null" version).
+// 2: object records say whether they are the null version (`nullVersion`) and may be delete markers.
+export const RECORD_VERSION = 2;
+
+/** A bucket's versioning state once set (PutBucketVersioning); a bucket never set has none. */
+export type VersioningState = 'Enabled' | 'Suspended';
+
+export type LockMode = 'GOVERNANCE' | 'COMPLIANCE';
+
+/** A version's retention: no one removes it before `until` (ms); in GOVERNANCE mode, unless allowed to bypass. */
+export interface Retention {
+  mode: LockMode;
+  until: number;
+}
+
+/** The retention a bucket gives each new version that asks for none (PutObjectLockConfiguration). */
+export interface DefaultRetention {
+  mode: LockMode;
+  days?: number;
+  years?: number;
+}
+
+export interface ObjectLockConfig {
+  // Object lock, once enabled on a bucket, stays enabled (as in S3).
+  enabled: true;
+  rule?: DefaultRetention;
+}
+
+/** S3's limit on a bucket policy document (BucketRecord.policy). */
+export const MAX_BUCKET_POLICY_BYTES = 20 * 1024;
 
 export interface Permission {
   read: boolean;
@@ -19,6 +48,24 @@ export interface CorsRule {
   maxAgeSeconds?: number;
 }
 
+/** Which versions a lifecycle rule applies to: all of its conditions hold. */
+export interface LifecycleFilter {
+  prefix?: string;
+  tags?: Record<string, string>;
+  sizeGreaterThan?: number;
+  sizeLessThan?: number;
+}
+
+/** One rule of a bucket's lifecycle configuration (PutBucketLifecycleConfiguration); times in ms. */
+export interface LifecycleRule {
+  id: string;
+  enabled: boolean;
+  filter: LifecycleFilter;
+  expiration?: { days?: number; date?: number; expiredObjectDeleteMarker?: boolean };
+  noncurrentExpiration?: { noncurrentDays?: number; newerNoncurrentVersions?: number };
+  abortIncompleteUploadDays?: number;
+}
+
 export interface BucketRecord {
   v: number;
   id: string;
@@ -29,6 +76,12 @@ export interface BucketRecord {
   // Default encryption of new objects (PutBucketEncryption): SSE-S3 unless a request asks for SSE-C.
   defaultEncryption?: 'AES256';
   tags?: Record<string, string>;
+  versioning?: VersioningState;
+  objectLock?: ObjectLockConfig;
+  lifecycle?: LifecycleRule[];
+  // The bucket policy (PutBucketPolicy) as its owner wrote it: JSON text, checked before it was stored and
+  // parsed again where it is used (api/s3/policy.ts).
+  policy?: string;
 }
 
 export interface AccessKeyRecord {
@@ -80,6 +133,26 @@ export interface ObjectRecord {
   // The multipart upload that made this object, set by CompleteMultipartUpload only: a repeated Complete of
   // it answers as the first did while this record is the key's current one. Absent in older records.
   uploadId?: string;
+  // Set by the model as it stores a version (v2): the key's null version, written while the bucket's versioning
+  // was unset or suspended. Its `versionId` still names it for encryption (sse/ derives keys from it), but S3
+  // calls it "null" (s3VersionId).
+  nullVersion?: boolean;
+  // A delete marker: a version with no data, which makes the key look deleted while it is the current one.
+  deleteMarker?: boolean;
+  retention?: Retention;
+  legalHold?: boolean;
+}
+
+/** The version id S3 clients see for a record: "null" for the null version (and for every v1 record). */
+export function s3VersionId(record: ObjectRecord): string {
+  return record.v < 2 || record.nullVersion ? 'null' : record.versionId;
+}
+
+/** Whether a version may not be removed now (`now` is the real time, never a simulated clock). */
+export function isProtected(record: ObjectRecord, now: number, bypassGovernance: boolean): boolean {
+  if (record.legalHold) return true;
+  if (!record.retention || record.retention.until <= now) return false;
+  return record.retention.mode === 'COMPLIANCE' || !bypassGovernance;
 }
 
 export interface UploadRecord {
@@ -95,6 +168,8 @@ export interface UploadRecord {
   encryption?: Record<string, unknown>;
   checksumAlgorithm?: string;
   tags?: Record<string, string>; // given at CreateMultipartUpload, the object's once completed
+  retention?: Retention; // object lock asked for at CreateMultipartUpload, the object's once completed
+  legalHold?: boolean;
 }
 
 export interface PartRecord {

@@ -4,7 +4,7 @@
 import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import type https from 'node:https';
 import { join } from 'node:path';
-import pino, { type Logger } from 'pino';
+import type { Logger } from 'pino';
 import { S3Metrics } from '../api/admin/metrics.js';
 import { AdminServer } from '../api/admin/server.js';
 import { S3Server } from '../api/s3/server.js';
@@ -28,6 +28,18 @@ import { Rebalancer } from '../rpc/rebalance.js';
 import { BlockResync } from '../rpc/resync.js';
 import { Scrubber } from '../rpc/scrub.js';
 import { UserError, errorMessage } from '../util/errors.js';
+import {
+  LOG_FORMATS,
+  LOG_FORMAT_ENV,
+  LOG_LEVELS,
+  LOG_LEVEL_ENV,
+  createLogger,
+  defaultLogFormat,
+  isLogFormat,
+  isLogLevel,
+  type LogOptions,
+} from '../util/log.js';
+import { lifecycleLogFields, startLifecycleWorker } from '../model/lifecycle.js';
 
 export interface RunningNode {
   config: CoffreConfig;
@@ -76,26 +88,15 @@ function saveKnownPeers(metadataDir: string, rpc: RpcNode): void {
   renameSync(tmp, join(metadataDir, KNOWN_PEERS_FILE));
 }
 
-export function createLogger(): Logger {
-  return pino(
-    {
-      level: process.env.COFFRE_LOG_LEVEL ?? 'info',
-      base: undefined,
-      // Defence in depth: fields that could hold secrets never reach a log line.
-      redact: {
-        paths: [
-          'secret',
-          'secretAccessKey',
-          'rpcSecret',
-          'adminToken',
-          'headers.authorization',
-          '*.authorization',
-        ],
-        censor: '[redacted]',
-      },
-    },
-    pino.destination(2),
-  );
+/** The node's log options: the environment's, then coffre.toml's, then info and pretty-on-a-terminal. */
+export function logOptionsOf(config: CoffreConfig, env: NodeJS.ProcessEnv = process.env): LogOptions {
+  const level = env[LOG_LEVEL_ENV] || config.logLevel || 'info';
+  const format = env[LOG_FORMAT_ENV] || config.logFormat || defaultLogFormat();
+  if (!isLogLevel(level))
+    throw new UserError(`${LOG_LEVEL_ENV} must be one of ${LOG_LEVELS.join(', ')}, not "${level}"`);
+  if (!isLogFormat(format))
+    throw new UserError(`${LOG_FORMAT_ENV} must be one of ${LOG_FORMATS.join(', ')}, not "${format}"`);
+  return { level, format };
 }
 
 // A promise rejected with no handler is a bug in the node, not in a request: it is logged, and the node goes
@@ -146,7 +147,10 @@ async function bindOrExplain<T>(key: string, address: string, listen: () => Prom
   }
 }
 
-export async function startNode(config: CoffreConfig, log: Logger = createLogger()): Promise<RunningNode> {
+export async function startNode(
+  config: CoffreConfig,
+  log: Logger = createLogger(logOptionsOf(config)),
+): Promise<RunningNode> {
   guardUnhandledRejections(log);
   // Refused before anything listens: there is no clear-text RPC, so no node runs without a network key.
   const networkKey = parseRpcSecret({
@@ -254,6 +258,14 @@ export async function startNode(config: CoffreConfig, log: Logger = createLogger
     intervalMs: Number(process.env.COFFRE_ORPHAN_SWEEP_MS ?? 3600_000),
   });
   if (!backend) orphans.start();
+  // Lifecycle rules are applied once a day, by the node that holds the metadata.
+  const stopLifecycle = startLifecycleWorker(store, {
+    intervalMs: Number(process.env.COFFRE_LIFECYCLE_INTERVAL_MS ?? 24 * 3600_000),
+    // A node in front of a backend keeps no versions of its own: no lifecycle there yet.
+    shouldRun: () => !backend && cluster.ownsMetadata(),
+    onReport: (report) => log.info(lifecycleLogFields(report), 'lifecycle run'),
+    onError: (err) => log.warn({ err: err.message }, 'lifecycle run failed; retried at the next one'),
+  });
   // A peer that comes up may know a newer layout (this node was down when it was applied).
   rpc.on('peer-up', (peerId: string) => {
     saveKnownPeers(config.metadataDir, rpc);
@@ -276,6 +288,7 @@ export async function startNode(config: CoffreConfig, log: Logger = createLogger
     log.info({}, 'coffre node stopping');
     for (const r of reloaders) r.stop();
     await Promise.all([s3?.close(), admin?.close()]);
+    stopLifecycle();
     await Promise.all([rebalancer.stop(), orphans.stop(), resync.stop(), scrub.stop()]);
     replication.stop();
     await rpc.stop();

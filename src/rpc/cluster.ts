@@ -3,6 +3,7 @@
 // the layout: metadata calls go to the node elected to lead the metadata, blocks to the storage nodes the layout picks for
 // them. Encryption happens above this, in the API of the node that received the request, so what crosses the
 // network to storage nodes is ciphertext for encrypted objects, and never a customer key.
+import { statfsSync } from 'node:fs';
 import type { Readable } from 'node:stream';
 import { setTimeout as delay } from 'node:timers/promises';
 import { BlockStore, type BlockHash, type BlockIo, type BlockReadOptions } from '../block/block-store.js';
@@ -25,6 +26,7 @@ import {
   decodeBlockGet,
   decodeBlockHas,
   decodeBlockPut,
+  decodeDiskUse,
   decodeNodeForget,
   decodeResyncStatusReply,
   decodeStoreCall,
@@ -42,6 +44,19 @@ import {
 } from './layout.js';
 
 // What the cluster needs of the RPC layer (rpc/peering.ts provides it).
+
+/** Size and free space of the file system that holds a node's data_dir, in bytes. */
+export interface DiskUse {
+  total: number;
+  free: number;
+}
+
+function diskUseOf(dir: string): DiskUse {
+  const fs = statfsSync(dir);
+  // bavail: what an unprivileged writer (coffre) can still use, not the blocks kept for root.
+  return { total: fs.blocks * fs.bsize, free: fs.bavail * fs.bsize };
+}
+
 export interface RpcRequest {
   peerId: string;
   header: unknown;
@@ -275,6 +290,22 @@ export class Cluster {
     return handover && (this.layout.retired ?? []).includes(peerId);
   };
 
+  /** The file system holding `node`'s blocks (this node's, or a peer's over RPC within `timeoutMs`). */
+  async diskUse(node: string, timeoutMs = 3000): Promise<DiskUse> {
+    if (node === this.rpc.nodeId) return diskUseOf(this.localBlocks.root);
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`no answer in ${timeoutMs} ms`)), timeoutMs);
+    });
+    try {
+      const reply = await Promise.race([this.rpc.call(node, 'node/disk', {}, null), late]);
+      reply.body?.destroy();
+      return decodeDiskUse(reply.header, 'node/disk');
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
   /** Why `nodeId` may not be forgotten here, or undefined when it may. */
   private forgetRefusal(nodeId: string): string | undefined {
     if (nodeId === this.rpc.nodeId) return 'a node cannot forget itself';
@@ -334,6 +365,7 @@ export class Cluster {
 
   // Serves this node's metadata and blocks to peers.
   registerEndpoints(local: LocalStore, resync?: BlockResync): void {
+    this.rpc.registerEndpoint('node/disk', async () => ({ header: { ...diskUseOf(this.localBlocks.root) } }));
     this.rpc.registerEndpoint('block/resync-status', async (req) => {
       req.body?.resume();
       const nodes = (resync?.status().nodes ?? []).map(({ node, pending }) => ({ node, pending }));

@@ -4,6 +4,7 @@
 // only ever see values that passed; nothing a peer sends reaches the file system, the model or a dynamic
 // dispatch unchecked.
 import { METADATA_METHODS, type MetadataStore } from '../model/store.js';
+import { MAX_BUCKET_POLICY_BYTES } from '../model/types.js';
 
 export class RpcMessageError extends Error {
   constructor(message: string) {
@@ -169,6 +170,11 @@ const segment = record({
   etag: opt(str(256)),
 });
 
+const lockMode = literal('GOVERNANCE', 'COMPLIANCE');
+const retention = record({ mode: lockMode, until: time });
+// S3's version ids: "null", or the 32 hex digits the model makes.
+const versionId = str(32, /^(null|[0-9a-f]{32})$/);
+
 const objectRecord = record({
   v: int(1, 1000),
   bucketId: id,
@@ -185,6 +191,10 @@ const objectRecord = record({
   segments: list(segment, 10_000),
   tags: opt(strings),
   uploadId: opt(id),
+  nullVersion: opt(bool),
+  deleteMarker: opt(bool),
+  retention: opt(retention),
+  legalHold: opt(bool),
 });
 
 const uploadFields = {
@@ -197,6 +207,8 @@ const uploadFields = {
   encryption: opt(opaque()),
   checksumAlgorithm: opt(str(32)),
   tags: opt(strings),
+  retention: opt(retention),
+  legalHold: opt(bool),
 };
 const newUpload = record(uploadFields);
 const uploadRecord = record({ v: int(1, 1000), uploadId: id, initiated: time, ...uploadFields });
@@ -220,6 +232,24 @@ const corsRule = record({
   maxAgeSeconds: opt(int(0)),
 });
 
+const lifecycleRule = record({
+  id: str(255),
+  enabled: bool,
+  filter: record({
+    prefix: opt(objectKey),
+    tags: opt(dict(str(256), str(128), 10)),
+    sizeGreaterThan: opt(size),
+    sizeLessThan: opt(size),
+  }),
+  expiration: opt(
+    record({ days: opt(int(1, 1_000_000)), date: opt(time), expiredObjectDeleteMarker: opt(bool) }),
+  ),
+  noncurrentExpiration: opt(
+    record({ noncurrentDays: opt(int(1, 1_000_000)), newerNoncurrentVersions: opt(int(1, 100)) }),
+  ),
+  abortIncompleteUploadDays: opt(int(1, 1_000_000)),
+});
+
 const writeCondition = record({ ifMatch: opt(str(4096)), ifNoneMatch: opt(str(4096)) });
 
 type Method = (typeof METADATA_METHODS)[number];
@@ -238,18 +268,34 @@ const STORE_ARGS: ArgSchemas = {
   deleteKey: [id],
   bucketByName: [str(255)],
   listBuckets: [],
-  createBucket: [str(255), opt(id)],
+  createBucket: [str(255), opt(id), opt(bool)],
+  setBucketVersioning: [id, literal('Enabled', 'Suspended')],
+  setBucketObjectLock: [
+    id,
+    opt(record({ mode: lockMode, days: opt(int(1, 36500)), years: opt(int(1, 100)) })),
+  ],
   setBucketCors: [id, opt(list(corsRule, 100))],
+  setBucketLifecycle: [id, opt(list(lifecycleRule, 1000))],
   setBucketEncryption: [id, opt(literal('AES256'))],
   setBucketTags: [id, opt(strings)],
-  setObjectTags: [id, objectKey, opt(strings)],
+  setBucketPolicy: [id, opt(str(MAX_BUCKET_POLICY_BYTES))],
+  setObjectTags: [id, objectKey, opt(strings), opt(versionId)],
+  setObjectLock: [
+    id,
+    objectKey,
+    opt(versionId),
+    record({ retention: (v, w) => (v === null ? null : opt(retention)(v, w)), legalHold: opt(bool) }),
+    opt(bool),
+  ],
   setPermission: [id, id, permission],
   deleteBucket: [str(255)],
   getObject: [id, objectKey],
+  getVersion: [id, objectKey, opt(versionId)],
   putObject: [objectRecord, opt(writeCondition)],
-  deleteObject: [id, objectKey],
-  deleteObjects: [id, list(objectKey, 1000)],
+  deleteObject: [id, objectKey, opt(versionId), opt(bool)],
+  deleteObjects: [id, list(record({ key: objectKey, versionId: opt(versionId) }), 1000), opt(bool)],
   listObjects: [id, objectKey, opt(objectKey), int(0, 10_000)],
+  listVersions: [id, objectKey, opt(record({ key: objectKey, versionId: opt(versionId) })), int(0, 10_000)],
   createUpload: [newUpload],
   getUpload: [id, objectKey, id],
   listUploads: [id],
@@ -277,6 +323,8 @@ export function decodeStoreCall(header: unknown, args: unknown): { method: Metho
 }
 
 export const decodeBlockPut = record({ hash: blockHash });
+/** `node/disk` reply: the file system holding a node's data_dir, in bytes. */
+export const decodeDiskUse = record({ total: int(), free: int() });
 export const decodeBlockHas = record({ hash: blockHash });
 export const decodeBlockGet = record({ hash: blockHash, readerVerifies: opt(bool) });
 // A delete may be limited to copies not written for a while (a failed upload's sweep); a day at most.

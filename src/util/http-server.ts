@@ -50,6 +50,21 @@ export function formatHostPort(host: string, port: number): string {
   return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
 }
 
+/**
+ * The `host:port` a client on this machine connects to for a server bound to `hostPort`: a wildcard bind
+ * (0.0.0.0, ::) is reached on loopback.
+ */
+export function reachableHostPort(hostPort: string): string {
+  const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d+)$/.exec(hostPort);
+  if (!m) return hostPort;
+  return formatHostPort(reachableHost(m[1] ?? m[2]!), Number(m[3]));
+}
+
+/** The host a client on this machine connects to for a server bound to `host`. */
+export function reachableHost(host: string): string {
+  return host === '0.0.0.0' ? '127.0.0.1' : host === '::' ? '::1' : host;
+}
+
 /** `host:port` a listening server is bound to. */
 function boundAddress(server: Server): string {
   const bound = server.address();

@@ -29,6 +29,11 @@ export const S3Errors = {
     new S3Error('NoSuchBucket', 404, 'The specified bucket does not exist', { BucketName: bucket }),
   noSuchKey: (key: string) =>
     new S3Error('NoSuchKey', 404, 'The specified key does not exist.', { Key: key }),
+  noSuchVersion: (key: string, versionId: string) =>
+    new S3Error('NoSuchVersion', 404, 'The specified version does not exist.', {
+      Key: key,
+      VersionId: versionId,
+    }),
   noSuchUpload: (uploadId: string) =>
     new S3Error(
       'NoSuchUpload',

@@ -1,5 +1,7 @@
 // The embedded default: `coffre server` with no configuration creates ./coffre-data with fresh secrets and a
-// node key, prints a working access key once, and a second start reuses all of it.
+// node key, prints a working access key once, and a second start reuses all of it. The node is told to bind port
+// 0 (--s3-bind and the like), so that it never meets another node on the default ports; the configuration it
+// writes still names them.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -7,15 +9,17 @@ import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ListBucketsCommand, S3Client } from '@aws-sdk/client-s3';
-import { COFFRE_BIN, COFFRE_NODE_FLAGS } from '../helpers/server.js';
+import { COFFRE_BIN, COFFRE_NODE_FLAGS, boundPorts } from '../helpers/server.js';
+
+const ANY_PORT = ['--s3-bind', '127.0.0.1:0', '--admin-bind', '127.0.0.1:0', '--rpc-bind', '127.0.0.1:0'];
 
 // Started as the installed command is: the file itself, whose sh line starts node with the server's flags.
 async function startInCwd(
   cwd: string,
-): Promise<{ out: () => string; cmdline: string[]; stop: () => Promise<void> }> {
+): Promise<{ out: () => string; cmdline: string[]; s3Port: number; stop: () => Promise<void> }> {
   const env = { ...process.env };
   delete env.COFFRE_CONFIG;
-  const child = spawn(COFFRE_BIN, ['server'], {
+  const child = spawn(COFFRE_BIN, ['server', ...ANY_PORT], {
     cwd,
     stdio: ['ignore', 'pipe', 'pipe'],
     env,
@@ -24,12 +28,13 @@ async function startInCwd(
   let err = '';
   child.stdout.on('data', (d: Buffer) => (out += d.toString()));
   child.stderr.on('data', (d: Buffer) => (err += d.toString()));
-  await new Promise<void>((resolve, reject) => {
+  const ports = await new Promise<{ s3: number }>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`no start:\n${out}\n${err}`)), 20_000);
     child.stdout.on('data', () => {
-      if (out.includes('coffre is serving S3')) {
+      const bound = boundPorts(out);
+      if (bound) {
         clearTimeout(timer);
-        setTimeout(resolve, 100);
+        resolve(bound);
       }
     });
     child.once('exit', (code) => reject(new Error(`exited ${code}:\n${out}\n${err}`)));
@@ -38,6 +43,7 @@ async function startInCwd(
   return {
     out: () => out,
     cmdline: readFileSync(`/proc/${child.pid}/cmdline`, 'utf8').split('\0'),
+    s3Port: ports.s3,
     stop: async () => {
       child.kill('SIGTERM');
       await exited;
@@ -55,11 +61,12 @@ test('first start creates coffre-data with fresh secrets, a 0600 node key and a 
     const id = /AWS_ACCESS_KEY_ID=(\S+)/.exec(out)?.[1];
     const secret = /AWS_SECRET_ACCESS_KEY=(\S+)/.exec(out)?.[1];
     assert.ok(id && secret, out);
-    assert.match(out, /http:\/\/127\.0\.0\.1:3900/);
+    assert.match(out, new RegExp(`http://127\\.0\\.0\\.1:${first.s3Port}`));
+    assert.notEqual(first.s3Port, 0);
     // The launcher line ran: the same process (exec, so signals reach the server) carries node's flags.
     assert.deepEqual(first.cmdline.slice(1, 1 + COFFRE_NODE_FLAGS.length), [...COFFRE_NODE_FLAGS]);
     const client = new S3Client({
-      endpoint: 'http://127.0.0.1:3900',
+      endpoint: `http://127.0.0.1:${first.s3Port}`,
       region: 'us-east-1',
       forcePathStyle: true,
       credentials: { accessKeyId: id, secretAccessKey: secret },
@@ -69,6 +76,9 @@ test('first start creates coffre-data with fresh secrets, a 0600 node key and a 
     const configPath = join(cwd, 'coffre-data', 'coffre.toml');
     configText = readFileSync(configPath, 'utf8');
     assert.match(configText, /^rpc_secret = "[0-9a-f]{64}"$/m);
+    // The defaults are written as they are; the flags changed this run only.
+    assert.match(configText, /^api_bind_addr = "127\.0\.0\.1:3900"$/m);
+    assert.match(configText, /^rpc_bind_addr = "127\.0\.0\.1:3901"$/m);
     assert.match(configText, /^admin_token = "[A-Za-z0-9_-]{20,}"$/m);
     assert.equal(statSync(configPath).mode & 0o777, 0o600);
     const nodeKey = join(cwd, 'coffre-data', 'meta', 'node_key');

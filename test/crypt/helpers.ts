@@ -23,6 +23,9 @@ export function coffre(args: string[], env: Record<string, string>, input?: stri
   return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
 }
 
+/** The key of a `coffre crypt ls` line (`KEY  PATH…`: the paths it was put from follow it). */
+export const keyOfLine = (line: string): string => line.split('  ')[0]!;
+
 /** Runs and asserts success, returning stdout. */
 export function ok(args: string[], env: Record<string, string>): string {
   const r = coffre(args, env);

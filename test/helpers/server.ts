@@ -45,6 +45,7 @@ export interface ServerOptions {
   extraConfig?: string; // appended to the top level of coffre.toml
   secretConfig?: string; // the rpc_secret line(s); a fresh random rpc_secret when absent
   s3Extra?: string; // appended to [s3_api]
+  s3Region?: string; // the [s3_api] s3_region (us-east-1 when absent)
   adminExtra?: string; // appended to [admin]
   env?: Record<string, string>;
   // The access key to use when the node prints none (it found keys already: another gateway made them).
@@ -89,7 +90,7 @@ export function writeTestConfig(
       opts.extraConfig ?? '',
       '[s3_api]',
       `api_bind_addr = "${opts.host ?? '127.0.0.1'}:${ports.s3}"`,
-      's3_region = "us-east-1"',
+      `s3_region = "${opts.s3Region ?? 'us-east-1'}"`,
       'root_domain = ".s3.localhost"',
       opts.s3Extra ?? '',
       '[admin]',

@@ -1,6 +1,6 @@
 // Interop: the aws CLI against a coffre server — `aws s3` (mb, cp both ways, ls, sync, rm, rb) and `aws s3api`
 // (put-object, get-object with a range, head-object, list-objects-v2, copy-object, delete-objects), and a
-// multipart upload of a 100 MiB file whose sha256 survives the round trip.
+// multipart upload of a 100 MiB file whose sha256 survives the round trip; bucket policies through `aws s3api`.
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import {
@@ -20,6 +20,7 @@ import { after, before, test, type TestContext } from 'node:test';
 import { runCommand, type TestServer } from '../helpers/server.js';
 import { assertPutEtag, startTarget, viaGateway } from '../helpers/target.js';
 import { hasTool, requireTools } from '../helpers/tools.js';
+import { mustCli, operatorKey } from '../security/sse-s3-helpers.js';
 
 let server: TestServer | undefined;
 let work: string;
@@ -551,3 +552,95 @@ test(
     rmSync(path);
   },
 );
+
+test('aws s3api put/get/delete-bucket-policy and get-bucket-policy-status; "refuse unencrypted uploads" with aws s3 cp', async (t) => {
+  if (!skipUnlessAws(t)) return;
+  const operator = await operatorKey('awscli-policy');
+  await mustCli(server!, ['sse-s3', 'init', '--recipient', operator.publicFile]);
+  await aws(['s3', 'mb', 's3://cli-policy']);
+  const denyUnencrypted = {
+    Version: '2012-10-17',
+    Statement: [
+      {
+        Sid: 'DenyIncorrectEncryptionHeader',
+        Effect: 'Deny',
+        Principal: '*',
+        Action: 's3:PutObject',
+        Resource: 'arn:aws:s3:::cli-policy/*',
+        Condition: { StringNotEquals: { 's3:x-amz-server-side-encryption': 'AES256' } },
+      },
+      {
+        Sid: 'PublicRead',
+        Effect: 'Allow',
+        Principal: '*',
+        Action: 's3:GetObject',
+        Resource: 'arn:aws:s3:::cli-policy/public/*',
+      },
+    ],
+  };
+  writeFileSync(join(work, 'policy.json'), JSON.stringify(denyUnencrypted));
+  await aws([
+    's3api',
+    'put-bucket-policy',
+    '--bucket',
+    'cli-policy',
+    '--policy',
+    `file://${join(work, 'policy.json')}`,
+  ]);
+  const got = await awsJson<{ Policy: string }>(['s3api', 'get-bucket-policy', '--bucket', 'cli-policy']);
+  assert.deepEqual(JSON.parse(got.Policy), denyUnencrypted);
+  const status = await awsJson<{ PolicyStatus: { IsPublic: boolean } }>([
+    's3api',
+    'get-bucket-policy-status',
+    '--bucket',
+    'cli-policy',
+  ]);
+  assert.equal(status.PolicyStatus.IsPublic, true);
+
+  // A 20 MiB file goes multipart: refused without --sse, stored with it (its parts carry no header).
+  const big = randomBytes(20 * MiB);
+  writeFileSync(join(work, 'big.bin'), big);
+  const refused = await aws(['s3', 'cp', join(work, 'big.bin'), 's3://cli-policy/public/big.bin'], false);
+  assert.notEqual(refused.code, 0);
+  assert.match(refused.stderr, /AccessDenied/);
+  await aws([
+    's3',
+    'cp',
+    '--sse',
+    'AES256',
+    join(work, 'big.bin'),
+    's3://cli-policy/public/big.bin',
+    '--only-show-errors',
+  ]);
+  const head = await awsJson<{ ServerSideEncryption: string; ContentLength: number }>([
+    's3api',
+    'head-object',
+    '--bucket',
+    'cli-policy',
+    '--key',
+    'public/big.bin',
+  ]);
+  assert.equal(head.ServerSideEncryption, 'AES256');
+  assert.equal(head.ContentLength, big.length);
+  // Read by anyone, without credentials.
+  const anonymous = await fetch(`${server!.endpoint}/cli-policy/public/big.bin`);
+  assert.equal(anonymous.status, 200);
+  assert.ok(Buffer.from(await anonymous.arrayBuffer()).equals(big));
+
+  const bad = await aws(
+    [
+      's3api',
+      'put-bucket-policy',
+      '--bucket',
+      'cli-policy',
+      '--policy',
+      '{"Statement": {"Effect": "Allows"}}',
+    ],
+    false,
+  );
+  assert.match(bad.stderr, /MalformedPolicy.*Invalid effect: Allows/);
+  await aws(['s3api', 'delete-bucket-policy', '--bucket', 'cli-policy']);
+  const none = await aws(['s3api', 'get-bucket-policy', '--bucket', 'cli-policy'], false);
+  assert.match(none.stderr, /NoSuchBucketPolicy/);
+  assert.equal((await fetch(`${server!.endpoint}/cli-policy/public/big.bin`)).status, 403);
+});

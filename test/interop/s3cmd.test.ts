@@ -1,5 +1,5 @@
 // Interop: s3cmd (SigV4, plain HTTP) against a coffre server — mb, put (a 12 MiB file in 5 MiB parts, and a
-// small one with metadata), ls/la/du, info, get, cp, sync, del, rb.
+// small one with metadata), ls/la/du, info, get, cp, sync, del, rb; setpolicy, info and delpolicy.
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -128,4 +128,40 @@ test('s3cmd mb, put (multipart and single), ls, info, get, cp, del, rb', async (
   await s3cmd(['rb', 's3://s3cmd-bucket']);
   const lsAfter = await s3cmd(['ls']);
   assert.doesNotMatch(lsAfter.stdout, /s3cmd-bucket/);
+});
+
+test('s3cmd setpolicy, info and delpolicy: a public-read prefix read without credentials', async (t) => {
+  if (!requireTools(t, 's3cmd')) return;
+  await s3cmd(['mb', 's3://s3cmd-policy']);
+  writeFileSync(join(work, 'hello.txt'), 'hello, world\n');
+  await s3cmd(['put', join(work, 'hello.txt'), 's3://s3cmd-policy/pub/hello.txt']);
+  await s3cmd(['put', join(work, 'hello.txt'), 's3://s3cmd-policy/private/hello.txt']);
+  const policy = {
+    Version: '2012-10-17',
+    Statement: [
+      {
+        Effect: 'Allow',
+        Principal: '*',
+        Action: ['s3:GetObject'],
+        Resource: ['arn:aws:s3:::s3cmd-policy/pub/*'],
+      },
+    ],
+  };
+  writeFileSync(join(work, 'policy.json'), JSON.stringify(policy));
+  await s3cmd(['setpolicy', join(work, 'policy.json'), 's3://s3cmd-policy']);
+  const info = await s3cmd(['info', 's3://s3cmd-policy']);
+  assert.match(info.stdout, /Policy:\s+\{/);
+  assert.match(info.stdout, /s3cmd-policy\/pub\/\*/);
+  const open = await fetch(`${server!.endpoint}/s3cmd-policy/pub/hello.txt`);
+  assert.equal(open.status, 200);
+  assert.equal(await open.text(), 'hello, world\n');
+  assert.equal((await fetch(`${server!.endpoint}/s3cmd-policy/private/hello.txt`)).status, 403);
+  writeFileSync(join(work, 'bad.json'), '{"Statement": [{"Effect": "Allow"}]}');
+  const bad = await s3cmd(['setpolicy', join(work, 'bad.json'), 's3://s3cmd-policy'], false);
+  assert.notEqual(bad.code, 0);
+  assert.match(bad.stderr + bad.stdout, /MalformedPolicy/);
+  await s3cmd(['delpolicy', 's3://s3cmd-policy']);
+  assert.equal((await fetch(`${server!.endpoint}/s3cmd-policy/pub/hello.txt`)).status, 403);
+  const after = await s3cmd(['info', 's3://s3cmd-policy']);
+  assert.match(after.stdout, /Policy:\s+none/);
 });

@@ -3,10 +3,12 @@
 // it and aborts them (terraform's force_destroy, test clean-ups); a bucket holding an object stays refused. A
 // repeated CompleteMultipartUpload (a client retrying after a lost response) gets the first answer again while
 // the object it made is the key's current one; another part list is InvalidPart; once the object is
-// overwritten, deleted or copied over, NoSuchUpload.
+// overwritten, deleted or copied over, NoSuchUpload. An empty Expect header is served; an operation that does
+// not exist is answered once the request is authenticated.
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { rmSync } from 'node:fs';
+import { request as httpRequest } from 'node:http';
 import { after, before, test } from 'node:test';
 import {
   AbortMultipartUploadCommand,
@@ -29,6 +31,7 @@ import {
 import { startServer, type TestServer } from '../helpers/server.js';
 import { rejects } from '../helpers/s3.js';
 import { customerKey } from '../security/ssec-helpers.js';
+import { signer, toQueryString } from '../api/s3/sigv4-client.js';
 import { mustCli, operatorKey } from '../security/sse-s3-helpers.js';
 
 let server: TestServer;
@@ -258,4 +261,79 @@ test('a repeated Complete of an SSE-S3 upload answers as the first did, checksum
   } finally {
     rmSync(operator.dir, { recursive: true, force: true });
   }
+});
+
+/** A request signed with the server's key, sent as it is (headers included, an empty Expect among them). */
+async function signedRaw(
+  method: string,
+  path: string,
+  query: Record<string, string> = {},
+  headers: Record<string, string> = {},
+  body?: Buffer,
+): Promise<{ status: number; body: string }> {
+  const host = `127.0.0.1:${server.s3Port}`;
+  const signed = await signer({ accessKey: server.accessKeyId, secret: server.secretAccessKey }).sign({
+    method,
+    protocol: 'http:',
+    hostname: '127.0.0.1',
+    port: server.s3Port,
+    path,
+    query,
+    headers: { host, 'x-amz-content-sha256': 'UNSIGNED-PAYLOAD', ...headers },
+  });
+  const qs = toQueryString(query);
+  return new Promise((resolve, reject) => {
+    const req = httpRequest(
+      {
+        host: '127.0.0.1',
+        port: server.s3Port,
+        method,
+        path: qs ? `${path}?${qs}` : path,
+        headers: signed.headers,
+        agent: false,
+      },
+      (res) => {
+        let text = '';
+        res.on('data', (c: Buffer) => (text += c.toString()));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text }));
+      },
+    );
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+test('an empty Expect header asks for nothing: the request is served (not 417)', async () => {
+  await s3.send(new CreateBucketCommand({ Bucket: 'expect-empty' }));
+  const put = await signedRaw(
+    'PUT',
+    '/expect-empty/k',
+    {},
+    { expect: '', 'content-length': '5' },
+    Buffer.from('hello'),
+  );
+  assert.equal(put.status, 200, put.body);
+  const got = await s3.send(new GetObjectCommand({ Bucket: 'expect-empty', Key: 'k' }));
+  assert.equal(await got.Body!.transformToString(), 'hello');
+});
+
+test('an operation that does not exist is answered after authentication: 403 unsigned, 501 or 405 signed', async () => {
+  await s3.send(new CreateBucketCommand({ Bucket: 'unknown-ops' }));
+  const unsigned = await fetch(`${server.endpoint}/unknown-ops?torrent`);
+  assert.equal(unsigned.status, 403);
+  assert.match(await unsigned.text(), /<Code>AccessDenied<\/Code>/);
+  const badSignature = await fetch(`${server.endpoint}/unknown-ops?torrent`, {
+    headers: {
+      authorization: `AWS4-HMAC-SHA256 Credential=${server.accessKeyId}/20260101/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=${'0'.repeat(64)}`,
+      'x-amz-date': '20260101T000000Z',
+      'x-amz-content-sha256': 'UNSIGNED-PAYLOAD',
+    },
+  });
+  assert.equal(badSignature.status, 403);
+  const signed = await signedRaw('GET', '/unknown-ops', { torrent: '' });
+  assert.equal(signed.status, 501, signed.body);
+  assert.match(signed.body, /<Code>NotImplemented<\/Code>/);
+  const method = await signedRaw('PATCH', '/unknown-ops');
+  assert.equal(method.status, 405, method.body);
+  assert.match(method.body, /<Code>MethodNotAllowed<\/Code>/);
 });

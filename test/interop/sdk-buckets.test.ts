@@ -77,9 +77,49 @@ test('CreateBucket, ListBuckets, HeadBucket, GetBucketLocation, GetBucketVersion
   assert.equal(ver.Status, undefined, 'versioning is reported as never enabled');
 });
 
-test('CreateBucket refusals: BucketAlreadyOwnedByYou, InvalidBucketName, InvalidLocationConstraint', async () => {
+test('CreateBucket of a bucket one owns: 200 in us-east-1 (its legacy rule), BucketAlreadyOwnedByYou elsewhere', async (t) => {
   await s3.send(new CreateBucketCommand({ Bucket: 'owned' }));
-  await rejects(() => s3.send(new CreateBucketCommand({ Bucket: 'owned' })), 'BucketAlreadyOwnedByYou', 409);
+  await s3.send(new PutObjectCommand({ Bucket: 'owned', Key: 'kept', Body: 'x' }));
+  await s3.send(new CreateBucketCommand({ Bucket: 'owned' }));
+  await s3.send(new HeadObjectCommand({ Bucket: 'owned', Key: 'kept' })); // unchanged
+  // aws CLI 2 with no region configured sends aws-global: the endpoint's own region.
+  await s3.send(
+    new CreateBucketCommand({
+      Bucket: 'global',
+      CreateBucketConfiguration: { LocationConstraint: 'aws-global' as never },
+    }),
+  );
+  const paris = await startServer({ s3Region: 'eu-west-3' });
+  t.after(async () => {
+    await paris.stop();
+    paris.cleanup();
+  });
+  const client = new S3Client({
+    endpoint: paris.endpoint,
+    region: 'eu-west-3',
+    forcePathStyle: true,
+    credentials: { accessKeyId: paris.accessKeyId, secretAccessKey: paris.secretAccessKey },
+  });
+  await client.send(
+    new CreateBucketCommand({
+      Bucket: 'owned',
+      CreateBucketConfiguration: { LocationConstraint: 'eu-west-3' },
+    }),
+  );
+  await rejects(
+    () =>
+      client.send(
+        new CreateBucketCommand({
+          Bucket: 'owned',
+          CreateBucketConfiguration: { LocationConstraint: 'eu-west-3' },
+        }),
+      ),
+    'BucketAlreadyOwnedByYou',
+    409,
+  );
+});
+
+test('CreateBucket refusals: InvalidBucketName, InvalidLocationConstraint', async () => {
   for (const bad of [
     'ab',
     'Upper-Case',

@@ -18,10 +18,9 @@ import {
   ListObjectsCommand,
   ListObjectsV2Command,
   PutBucketCorsCommand,
-  PutBucketPolicyCommand,
-  PutBucketVersioningCommand,
+  PutBucketLoggingCommand,
+  PutBucketWebsiteCommand,
   PutObjectCommand,
-  PutObjectRetentionCommand,
   S3Client,
   UploadPartCommand,
 } from '@aws-sdk/client-s3';
@@ -177,24 +176,16 @@ test('operations coffre does not build are NotImplemented (501), never mistaken 
   await rejects(
     () =>
       s3.send(
-        new PutObjectRetentionCommand({
+        new PutBucketWebsiteCommand({
           Bucket: B,
-          Key: 'exists.txt',
-          Retention: { Mode: 'GOVERNANCE', RetainUntilDate: new Date(Date.now() + 86_400_000) },
+          WebsiteConfiguration: { IndexDocument: { Suffix: 'index.html' } },
         }),
       ),
     'NotImplemented',
     501,
   );
   await rejects(
-    () =>
-      s3.send(new PutBucketPolicyCommand({ Bucket: B, Policy: '{"Version":"2012-10-17","Statement":[]}' })),
-    'NotImplemented',
-    501,
-  );
-  await rejects(
-    () =>
-      s3.send(new PutBucketVersioningCommand({ Bucket: B, VersioningConfiguration: { Status: 'Enabled' } })),
+    () => s3.send(new PutBucketLoggingCommand({ Bucket: B, BucketLoggingStatus: {} })),
     'NotImplemented',
     501,
   );

@@ -302,6 +302,36 @@ test('encoding-type=url: odd keys come back intact once decoded (v1 and v2), and
   assert.ok(!raw.includes('\u0001'));
 });
 
+test("v1's Prefix comes back as sent under encoding-type=url (what boto3 and the aws CLI expect); v2's is encoded", async () => {
+  const v1 = await s3.send(new ListObjectsCommand({ Bucket: B, Prefix: 'odd/space ', EncodingType: 'url' }));
+  assert.equal(v1.Prefix, 'odd/space ');
+  const v2 = await s3.send(
+    new ListObjectsV2Command({ Bucket: B, Prefix: 'odd/space ', EncodingType: 'url' }),
+  );
+  assert.match(v2.Prefix!, /^odd(\/|%2F)space(%20|\+)$/);
+});
+
+test('ListObjectsV2: an empty continuation-token is no token, and StartAfter is echoed on every page', async () => {
+  const all = await s3.send(new ListObjectsV2Command({ Bucket: B, Prefix: 'b/' }));
+  const empty = await s3.send(new ListObjectsV2Command({ Bucket: B, Prefix: 'b/', ContinuationToken: '' }));
+  assert.deepEqual(
+    empty.Contents?.map((c) => c.Key),
+    all.Contents?.map((c) => c.Key),
+  );
+  const first = await s3.send(new ListObjectsV2Command({ Bucket: B, MaxKeys: 1, StartAfter: 'b/' }));
+  assert.equal(first.StartAfter, 'b/');
+  const second = await s3.send(
+    new ListObjectsV2Command({
+      Bucket: B,
+      MaxKeys: 1,
+      StartAfter: 'b/',
+      ContinuationToken: first.NextContinuationToken,
+    }),
+  );
+  assert.equal(second.StartAfter, 'b/');
+  assert.equal(second.ContinuationToken, first.NextContinuationToken);
+});
+
 test('fetch-owner adds Owner to v2 entries; v1 always has it', async () => {
   const v2 = await s3.send(new ListObjectsV2Command({ Bucket: B, Prefix: 'b/', FetchOwner: true }));
   for (const c of v2.Contents!) assert.ok(c.Owner?.ID, 'owner id with fetch-owner');

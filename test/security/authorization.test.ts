@@ -186,6 +186,16 @@ const CORS = Buffer.from(
 const ENCRYPTION = Buffer.from(
   '<ServerSideEncryptionConfiguration><Rule><ApplyServerSideEncryptionByDefault><SSEAlgorithm>AES256</SSEAlgorithm></ApplyServerSideEncryptionByDefault></Rule></ServerSideEncryptionConfiguration>',
 );
+// A policy that grants nothing to anyone (its one statement denies an action no case uses), so that the
+// permissions alone decide every other case while it is in place.
+const POLICY = Buffer.from(
+  JSON.stringify({
+    Version: '2012-10-17',
+    Statement: [
+      { Effect: 'Deny', Principal: '*', Action: 's3:PutBucketWebsite', Resource: `arn:aws:s3:::${B}` },
+    ],
+  }),
+);
 const tagging = (k: string, v: string) =>
   Buffer.from(`<Tagging><TagSet><Tag><Key>${k}</Key><Value>${v}</Value></Tag></TagSet></Tagging>`);
 
@@ -223,6 +233,15 @@ const tagProbeAsOwner = (): Promise<undefined> =>
     () => undefined,
   );
 
+const LIFECYCLE = Buffer.from(
+  '<LifecycleConfiguration><Rule><ID>r</ID><Filter><Prefix>tmp/</Prefix></Filter><Status>Enabled</Status>' +
+    '<Expiration><Days>1</Days></Expiration></Rule></LifecycleConfiguration>',
+);
+const lifecycleAsOwner = (): Promise<undefined> =>
+  asOwner({ method: 'PUT', path: `/${B}`, query: { lifecycle: '' }, body: LIFECYCLE }, 200).then(
+    () => undefined,
+  );
+
 const CASES: Record<Operation, Case> = {
   Options: {
     need: 'none',
@@ -256,6 +275,83 @@ const CASES: Record<Operation, Case> = {
     request: () => ({ method: 'GET', path: `/${B}`, query: { versioning: '' } }),
     ok: 200,
   },
+  PutBucketVersioning: {
+    need: 'owner',
+    request: () => ({
+      method: 'PUT',
+      path: `/${B}`,
+      query: { versioning: '' },
+      body: Buffer.from('<VersioningConfiguration><Status>Suspended</Status></VersioningConfiguration>'),
+    }),
+    ok: 200,
+  },
+  PutBucketLifecycle: {
+    need: 'owner',
+    request: () => ({ method: 'PUT', path: `/${B}`, query: { lifecycle: '' }, body: LIFECYCLE }),
+    ok: 200,
+  },
+  GetBucketLifecycle: {
+    need: 'read',
+    setup: lifecycleAsOwner,
+    request: () => ({ method: 'GET', path: `/${B}`, query: { lifecycle: '' } }),
+    ok: 200,
+  },
+  DeleteBucketLifecycle: {
+    need: 'owner',
+    setup: lifecycleAsOwner,
+    request: () => ({ method: 'DELETE', path: `/${B}`, query: { lifecycle: '' } }),
+    ok: 204,
+  },
+  // The bucket has no object lock: allowed callers are told so (a state, not a permission).
+  GetObjectLockConfiguration: {
+    need: 'read',
+    request: () => ({ method: 'GET', path: `/${B}`, query: { 'object-lock': '' } }),
+    ok: 404,
+  },
+  PutObjectLockConfiguration: {
+    need: 'owner',
+    request: () => ({
+      method: 'PUT',
+      path: `/${B}`,
+      query: { 'object-lock': '' },
+      body: Buffer.from(
+        '<ObjectLockConfiguration><ObjectLockEnabled>Enabled</ObjectLockEnabled></ObjectLockConfiguration>',
+      ),
+    }),
+    ok: 409,
+  },
+  GetObjectRetention: {
+    need: 'read',
+    request: () => ({ method: 'GET', path: `/${B}/probe`, query: { retention: '' } }),
+    ok: 400,
+  },
+  PutObjectRetention: {
+    need: 'write',
+    request: () => ({
+      method: 'PUT',
+      path: `/${B}/probe`,
+      query: { retention: '' },
+      body: Buffer.from(
+        `<Retention><Mode>COMPLIANCE</Mode><RetainUntilDate>${new Date(Date.now() + 86400_000).toISOString()}</RetainUntilDate></Retention>`,
+      ),
+    }),
+    ok: 400,
+  },
+  GetObjectLegalHold: {
+    need: 'read',
+    request: () => ({ method: 'GET', path: `/${B}/probe`, query: { 'legal-hold': '' } }),
+    ok: 400,
+  },
+  PutObjectLegalHold: {
+    need: 'write',
+    request: () => ({
+      method: 'PUT',
+      path: `/${B}/probe`,
+      query: { 'legal-hold': '' },
+      body: Buffer.from('<LegalHold><Status>ON</Status></LegalHold>'),
+    }),
+    ok: 400,
+  },
   GetBucketAcl: {
     need: 'read',
     request: () => ({ method: 'GET', path: `/${B}`, query: { acl: '' } }),
@@ -278,8 +374,39 @@ const CASES: Record<Operation, Case> = {
   },
   DeleteBucketSetting: {
     need: 'owner',
+    request: () => ({ method: 'DELETE', path: `/${B}`, query: { website: '' } }),
+    ok: 204,
+  },
+  PutBucketPolicy: {
+    need: 'owner',
+    setup: () =>
+      asOwner({ method: 'DELETE', path: `/${B}`, query: { policy: '' } }, 204).then(() => undefined),
+    request: () => ({ method: 'PUT', path: `/${B}`, query: { policy: '' }, body: POLICY }),
+    ok: 204,
+    unchanged: async () => {
+      await asOwner({ method: 'GET', path: `/${B}`, query: { policy: '' } }, 404);
+    },
+  },
+  GetBucketPolicy: {
+    need: 'read',
+    setup: () => settingAsOwner('policy', POLICY, 204),
+    request: () => ({ method: 'GET', path: `/${B}`, query: { policy: '' } }),
+    ok: 200,
+  },
+  DeleteBucketPolicy: {
+    need: 'owner',
+    setup: () => settingAsOwner('policy', POLICY, 204),
     request: () => ({ method: 'DELETE', path: `/${B}`, query: { policy: '' } }),
     ok: 204,
+    unchanged: async () => {
+      await asOwner({ method: 'GET', path: `/${B}`, query: { policy: '' } }, 200);
+    },
+  },
+  GetBucketPolicyStatus: {
+    need: 'read',
+    setup: () => settingAsOwner('policy', POLICY, 204),
+    request: () => ({ method: 'GET', path: `/${B}`, query: { policyStatus: '' } }),
+    ok: 200,
   },
   PutBucketCors: {
     need: 'owner',
@@ -510,6 +637,8 @@ async function snapshot(s: State): Promise<string[]> {
     { method: 'GET', path: `/${B}`, query: { cors: '' } },
     { method: 'GET', path: `/${B}`, query: { encryption: '' } },
     { method: 'GET', path: `/${B}`, query: { tagging: '' } },
+    { method: 'GET', path: `/${B}`, query: { versioning: '' } },
+    { method: 'GET', path: `/${B}`, query: { lifecycle: '' } },
     { method: 'GET', path: `/${B}`, query: { uploads: '' } },
     { method: 'GET', path: `/${B}/probe`, query: { tagging: '' } },
     { method: 'GET', path: `/${B}/probe` },

@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
 import { startServer, type TestServer } from '../helpers/server.js';
-import { BIN, coffre, keyPair, ok, tempDir } from '../crypt/helpers.js';
+import { BIN, coffre, keyOfLine, keyPair, ok, tempDir } from '../crypt/helpers.js';
 import { hashDirLower } from '../../src/crypt/names.js';
 
 let server: TestServer;
@@ -118,8 +118,8 @@ async function twoMachines(kind: 'directory' | 's3', setup: Setup, base: string)
     getAndCompare(env, as, keyOne, one);
     getAndCompare(env, as, keyTwo, two);
   }
-  assert.deepEqual(ok(['ls', 'r'], envA).trim().split('\n').sort(), [keyOne, keyTwo].sort());
-  assert.deepEqual(ok(['ls', 'r'], envB).trim().split('\n').sort(), [keyOne, keyTwo].sort());
+  assert.deepEqual(ok(['ls', 'r'], envA).trim().split('\n').map(keyOfLine).sort(), [keyOne, keyTwo].sort());
+  assert.deepEqual(ok(['ls', 'r'], envB).trim().split('\n').map(keyOfLine).sort(), [keyOne, keyTwo].sort());
   // Every object named under the old cipher is gone.
   const afterRotation = await setup.objects();
   const stale = before.filter((n) => n.startsWith('GPG') && afterRotation.includes(n));
@@ -152,6 +152,7 @@ async function twoMachines(kind: 'directory' | 's3', setup: Setup, base: string)
   const keyFour = ok(['ls', 'r'], envB)
     .trim()
     .split('\n')
+    .map(keyOfLine)
     .find((k) => ![keyOne, keyTwo, keyThree].includes(k));
   assert.ok(keyFour, `${kind}: B's concurrent put is in the log`);
   for (const [env, as] of [
@@ -219,7 +220,7 @@ test('crypt rotate --store-config: a machine whose entry a rotation missed re-en
   chmodSync(state, 0o644);
   writeFileSync(state, beforeB);
   ok(['rotate', 'r', ...asA], envA);
-  assert.deepEqual(ok(['ls', 'r'], envA).trim().split('\n'), [keyOne]);
+  assert.deepEqual(ok(['ls', 'r'], envA).trim().split('\n').map(keyOfLine), [keyOne]);
   // B follows the rotation on its next command and carries its entry over under the new cipher.
   const out = join(base, 'got');
   ok(['get', 'r', keyFive, '-o', out, ...asB], envB);
@@ -228,7 +229,7 @@ test('crypt rotate --store-config: a machine whose entry a rotation missed re-en
   assert.ok(readFileSync(out + '2').equals(readFileSync(five)));
   ok(['get', 'r', keyOne, '-o', out + '3', ...asB], envB);
   assert.ok(readFileSync(out + '3').equals(readFileSync(one)));
-  assert.deepEqual(ok(['ls', 'r'], envA).trim().split('\n').sort(), [keyOne, keyFive].sort());
+  assert.deepEqual(ok(['ls', 'r'], envA).trim().split('\n').map(keyOfLine).sort(), [keyOne, keyFive].sort());
 });
 
 test('crypt rotate --store-config refuses, with one line and nothing changed, when the stored log cannot be read', async () => {

@@ -10,6 +10,7 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { CoffreConfig } from '../../config/config.js';
 import type { ObjectStore } from '../../model/store.js';
+import { applyLifecycle, lifecycleLogFields, type LifecycleReport } from '../../model/lifecycle.js';
 import type { AccessKeyRecord, BucketRecord } from '../../model/types.js';
 import { S3Error } from '../../util/s3-error.js';
 import { UserError } from '../../util/errors.js';
@@ -46,7 +47,7 @@ import type { SseS3Keys } from '../../sse/sse-s3-keys.js';
 import type { RpcNode } from '../../rpc/peering.js';
 import type { BlockResync } from '../../rpc/resync.js';
 import type { Scrubber } from '../../rpc/scrub.js';
-import { blockWriteQuorum } from '../../rpc/cluster.js';
+import { clusterHealth, type StatusNode } from './health.js';
 
 export { AdminError };
 
@@ -455,7 +456,7 @@ export class AdminServer {
     const store = this.deps.store;
     const [version, resource, id, action] = parts;
     if (version !== 'v1') throw new AdminError(404, 'unknown endpoint');
-    if (resource === 'status' && method === 'GET') return this.clusterStatus();
+    if (resource === 'status' && method === 'GET') return await this.clusterStatus();
     if (resource === 'scrub' && method === 'POST') {
       const scrub = this.deps.scrub;
       if (!scrub) throw new AdminError(503, 'this node runs no scrub');
@@ -485,6 +486,8 @@ export class AdminServer {
     if (resource === 'permissions' && !id && method === 'GET') return this.permissionMatrix();
     if (resource === 'metrics' && !id && method === 'GET')
       return this.deps.metrics.registry.getMetricsAsJSON();
+    if (resource === 'lifecycle' && id === 'run' && !action && method === 'POST')
+      return this.runLifecycle(body.now);
     if (resource === 'keys') {
       if (!id && method === 'GET')
         return (await store.listKeys()).map((k) => ({ accessKeyId: k.id, name: k.name }));
@@ -604,6 +607,20 @@ export class AdminServer {
     return b;
   }
 
+  // `now` lets an operator (or a test) apply the rules as of another date; object lock is judged by the store
+  // at the real time whatever it says, so no date given here frees a protected version.
+  private async runLifecycle(now: unknown): Promise<LifecycleReport> {
+    let at = Date.now();
+    if (now !== undefined) {
+      at = typeof now === 'string' ? Date.parse(now) : NaN;
+      if (Number.isNaN(at))
+        throw new AdminError(400, 'now must be a date, as 2030-01-31 or 2030-01-31T12:00:00Z');
+    }
+    const report = await applyLifecycle(this.deps.store, at);
+    this.deps.log.info(lifecycleLogFields(report), 'lifecycle run');
+    return report;
+  }
+
   private requireRpc(): RpcNode {
     if (!this.deps.rpc) throw new AdminError(503, 'this node has no RPC layer');
     return this.deps.rpc;
@@ -616,14 +633,15 @@ export class AdminServer {
 
   private async clusterStatus() {
     const rpc = this.requireRpc();
-    const layout = this.requireCluster().currentLayout();
+    const cluster = this.requireCluster();
+    const layout = cluster.currentLayout();
     const status = rpc.status();
     const roleOf = (id: string) => {
       const r = layout.roles[id];
       if (!r) return { role: 'none', zone: null, capacity: null };
       return { role: r.capacity === null ? 'gateway' : 'storage', zone: r.zone, capacity: r.capacity };
     };
-    const nodes = [
+    const nodes: Omit<StatusNode, 'disk'>[] = [
       {
         id: status.nodeId,
         addr: status.addr,
@@ -648,72 +666,25 @@ export class AdminServer {
     const resync = this.deps.resync?.status() ?? null;
     const owed = [
       ...(resync ? [{ from: status.nodeId, nodes: resync.nodes }] : []),
-      ...(await this.requireCluster().peersResyncStatus()),
+      ...(await cluster.peersResyncStatus()),
     ];
     // A gateway holds no blocks: it has no scrub to report.
-    const scrub = this.requireCluster().isGateway() ? null : (this.deps.scrub?.status() ?? null);
-    return {
-      nodeId: status.nodeId,
+    const scrub = cluster.isGateway() ? null : (this.deps.scrub?.status() ?? null);
+    // Each node that is up says how full its disk is (peers within a few seconds, all at once).
+    const withDisk: StatusNode[] = await Promise.all(
+      nodes.map(async (n) => ({ ...n, disk: n.up ? await cluster.diskUse(n.id).catch(() => null) : null })),
+    );
+    const inputs = {
       layoutVersion: layout.version,
-      nodes,
+      nodes: withDisk,
       rebalance: this.deps.rebalancer?.status() ?? null,
       metadata: this.deps.replication?.status() ?? null,
-      resync,
+      sseS3: this.deps.sseS3?.status() ?? null,
+      replicationFactor: cluster.replicationFactor,
+      owed,
       scrub,
-      health: this.health(nodes, owed, scrub),
     };
-  }
-
-  /**
-   * Whether the cluster is degraded as this node sees it, why, and what an operator can do: storage nodes
-   * down, block copies waiting for a node (the resync queues of this node and of the peers it reaches), and
-   * damaged blocks scrub could not repair.
-   */
-  private health(
-    nodes: { id: string; up: boolean; role: string }[],
-    owed: { from: string; nodes: { node: string; pending: number }[] }[],
-    scrub: ReturnType<Scrubber['status']> | null,
-  ) {
-    const cluster = this.requireCluster();
-    const layout = cluster.currentLayout();
-    const problems: string[] = [];
-    const advice: string[] = [];
-    const short = (id: string) => `${id.slice(0, 16)}…`;
-    const down = nodes.filter((n) => !n.up && n.id in layout.roles);
-    const storageDown = down.filter((n) => n.role === 'storage');
-    for (const n of down) problems.push(`${n.role} node ${short(n.id)} is down`);
-    const rf = cluster.replicationFactor;
-    const spare = rf - blockWriteQuorum(rf);
-    if (storageDown.length > 0) {
-      problems.push(
-        storageDown.length > spare
-          ? `writes of blocks placed on ${spare + 1} or more down nodes fail with 503 until enough of them ` +
-              `return (each block needs ${blockWriteQuorum(rf)} of its ${rf} nodes)`
-          : `writes go on (each block needs ${blockWriteQuorum(rf)} of its ${rf} nodes); the copies the down ` +
-              'nodes miss are queued for them',
-      );
-    }
-    const perNode = new Map<string, number>();
-    for (const { nodes: list } of owed)
-      for (const { node, pending } of list) perNode.set(node, (perNode.get(node) ?? 0) + pending);
-    const underReplicated = [...perNode]
-      .filter(([, n]) => n > 0)
-      .map(([node, pending]) => ({ node, pending }));
-    for (const { node, pending } of underReplicated)
-      problems.push(`${pending} block copies wait to be written to ${short(node)} (under-replicated data)`);
-    const unrepairable = scrub?.lastPass?.unrepairable ?? 0;
-    if (unrepairable > 0)
-      problems.push(`the last scrub found ${unrepairable} damaged blocks with no good copy on any node`);
-    if (storageDown.length > 0 || underReplicated.length > 0)
-      advice.push(
-        'bring the down nodes back: the copies they missed are written to them as soon as they reconnect ' +
-          '(coffre status shows the queues shrink)',
-        'a node gone for good: `coffre layout remove <id>` and `coffre layout apply` (its blocks are copied ' +
-          'from the other nodes to their new places), then `coffre node forget <id>`',
-      );
-    if (unrepairable > 0)
-      advice.push('restore the objects whose blocks are lost from a backup (the node log names the blocks)');
-    return { degraded: problems.length > 0, problems, advice, underReplicated };
+    return { nodeId: status.nodeId, ...inputs, resync, health: clusterHealth(inputs) };
   }
 
   // A node named by a unique prefix of its id, among the nodes this node knows.

@@ -5,8 +5,9 @@
 // Access is coffre's per-key bucket permissions (`coffre bucket allow|deny`), so a bucket behaves as an S3
 // bucket with Object Ownership "BucketOwnerEnforced", the S3 default since 2023: ACLs are disabled. Reading an
 // ACL shows the owner with FULL_CONTROL; setting one, or writing with one, is refused with
-// AccessControlListNotSupported unless it grants nothing beyond the owner's rights. Setting policies, lifecycle
-// rules and the like stays NotImplemented (router.ts); deleting one that cannot exist succeeds.
+// AccessControlListNotSupported unless it grants nothing beyond the owner's rights. Setting websites and the
+// like stays NotImplemented (router.ts); deleting one that cannot exist succeeds. (Bucket policies are real:
+// bucket-policy.ts; versioning, object lock and lifecycle too: versioning.ts, object-lock.ts, lifecycle.ts.)
 import type { IncomingHttpHeaders } from 'node:http';
 import type { BucketRecord } from '../../model/types.js';
 import { S3Error } from '../../util/s3-error.js';
@@ -16,16 +17,8 @@ import { sendEmpty, sendRawXml } from './response.js';
 import { S3_XMLNS, asList, asText, escapeXml, parseXml } from './xml.js';
 import { readSmallBody } from './small-body.js';
 
-function noBucketPolicy(): S3Error {
-  return new S3Error('NoSuchBucketPolicy', 404, 'The bucket policy does not exist');
-}
-
 /** Bucket sub-resources whose GET answers "not configured", and how S3 words it. */
 const UNSET_ERRORS: Record<string, () => S3Error> = {
-  policy: noBucketPolicy,
-  policyStatus: noBucketPolicy,
-  lifecycle: () =>
-    new S3Error('NoSuchLifecycleConfiguration', 404, 'The lifecycle configuration does not exist'),
   website: () =>
     new S3Error(
       'NoSuchWebsiteConfiguration',
@@ -39,12 +32,6 @@ const UNSET_ERRORS: Record<string, () => S3Error> = {
       'NoSuchPublicAccessBlockConfiguration',
       404,
       'The public access block configuration was not found',
-    ),
-  'object-lock': () =>
-    new S3Error(
-      'ObjectLockConfigurationNotFoundError',
-      404,
-      'Object Lock configuration does not exist for this bucket',
     ),
 };
 
@@ -61,7 +48,24 @@ const EMPTY_DOCUMENTS: Record<string, [string, string]> = {
 };
 
 /** Unset settings a DELETE may "remove" (204: the state asked for already holds). */
-const DELETABLE = ['policy', 'lifecycle', 'website', 'replication', 'publicAccessBlock'];
+const DELETABLE = ['website', 'replication', 'publicAccessBlock'];
+
+/** What a bucket policy calls reading each of them, and removing the deletable ones. */
+const READ_ACTIONS: Record<string, string> = {
+  website: 's3:GetBucketWebsite',
+  replication: 's3:GetReplicationConfiguration',
+  publicAccessBlock: 's3:GetBucketPublicAccessBlock',
+  logging: 's3:GetBucketLogging',
+  notification: 's3:GetBucketNotification',
+  accelerate: 's3:GetAccelerateConfiguration',
+  requestPayment: 's3:GetBucketRequestPayment',
+  ownershipControls: 's3:GetBucketOwnershipControls',
+};
+const DELETE_ACTIONS: Record<string, string> = {
+  website: 's3:DeleteBucketWebsite',
+  replication: 's3:PutReplicationConfiguration',
+  publicAccessBlock: 's3:PutBucketPublicAccessBlock',
+};
 
 /** The bucket sub-resource a GET of unset settings names, if it is one coffre answers. */
 export function unsetSettingRead(query: URLSearchParams): string | undefined {
@@ -71,6 +75,16 @@ export function unsetSettingRead(query: URLSearchParams): string | undefined {
 /** The bucket sub-resource a DELETE of unset settings names, if it is one coffre answers. */
 export function unsetSettingDelete(query: URLSearchParams): string | undefined {
   return DELETABLE.find((name) => query.has(name));
+}
+
+/** The S3 action of a GET of an unset setting (router.ts AUTHORIZATION). */
+export function unsetSettingReadAction(query: URLSearchParams): string {
+  return READ_ACTIONS[unsetSettingRead(query) ?? ''] ?? 's3:GetBucketAcl';
+}
+
+/** The S3 action of a DELETE of an unset setting. */
+export function unsetSettingDeleteAction(query: URLSearchParams): string {
+  return DELETE_ACTIONS[unsetSettingDelete(query) ?? ''] ?? 's3:PutBucketAcl';
 }
 
 export async function getBucketSetting(ctx: BucketContext): Promise<void> {
@@ -98,8 +112,8 @@ function ownerIds(permissions: Permissions): Set<string> {
 
 /** The bucket's owner as S3 names one: the (first) access key holding the owner permission. */
 async function bucketOwner(ctx: S3Context, permissions: Permissions) {
-  const id: string = ownerIds(permissions).values().next().value ?? ctx.accessKey.id;
-  const name = id === ctx.accessKey.id ? ctx.accessKey.name : (await ctx.store.getKey(id))?.name;
+  const id: string = ownerIds(permissions).values().next().value ?? ctx.accessKey?.id ?? 'anonymous';
+  const name = id === ctx.accessKey?.id ? ctx.accessKey.name : (await ctx.store.getKey(id))?.name;
   return { id, name: name ?? id };
 }
 

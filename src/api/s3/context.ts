@@ -5,6 +5,8 @@ import type { CoffreConfig } from '../../config/config.js';
 import type { ObjectStore } from '../../model/store.js';
 import type { AccessKeyRecord, BucketRecord, Permission } from '../../model/types.js';
 import { S3Errors } from '../../util/s3-error.js';
+import type { BucketRight } from '../../model/model.js';
+import type { Access } from './authorize.js';
 import type { SseS3Keys } from '../../sse/sse-s3-keys.js';
 
 export interface RequestBody {
@@ -26,12 +28,18 @@ export interface S3Context {
   query: URLSearchParams;
   secure: boolean;
   fromLoopback: boolean;
-  accessKey: AccessKeyRecord;
+  // The key that signed the request; undefined for an anonymous one (let in by a bucket policy only).
+  accessKey: AccessKeyRecord | undefined;
   // The node's SSE-S3 master keys (absent where SSE-S3 is not served).
   sseS3?: SseS3Keys;
   // md5: false skips hashing the payload with MD5 unless Content-MD5 asks for it (an SSE-C object's ETag is
   // random, so computing its plaintext's MD5 would cost time for nothing); digests().md5 is then empty.
   body(opts?: { md5?: boolean }): RequestBody;
+}
+
+/** What a handler of an operation of the key's own account knows (ListBuckets, CreateBucket): its key. */
+export interface AccountContext extends S3Context {
+  accessKey: AccessKeyRecord;
 }
 
 /**
@@ -42,11 +50,17 @@ export interface BucketContext extends S3Context {
   bucketName: string;
   bucket: BucketRecord;
   permission: Permission;
+  // Whether the request may also do `access` (an action on an object, or on the bucket), holding `need` or
+  // granted it by the bucket policy: for operations checked object by object (DeleteObjects).
+  may(access: Access, need: BucketRight): Promise<boolean>;
 }
 
-/** A copy's handler also knows its source: a bucket the key may read, and the object key named there. */
+/**
+ * A copy's handler also knows its source: a bucket the key may read, the object key named there, and the
+ * version (S3's id) if one is named.
+ */
 export interface CopyContext extends BucketContext {
-  source: { bucket: BucketRecord; key: string };
+  source: { bucket: BucketRecord; key: string; versionId?: string };
 }
 
 export function header(ctx: S3Context, name: string): string | undefined {

@@ -4,7 +4,10 @@ import { tagsFromRequest } from './tagging.js';
 import { createHash } from 'node:crypto';
 import type { IncomingHttpHeaders } from 'node:http';
 import { Transform } from 'node:stream';
-import { RECORD_VERSION, type BucketRecord, type ObjectRecord } from '../../model/types.js';
+import { RECORD_VERSION, s3VersionId, type BucketRecord, type ObjectRecord } from '../../model/types.js';
+import { lockFromHeaders } from './object-lock.js';
+import { checkedVersionId } from './versioning.js';
+import { newVersionId } from '../../model/model.js';
 import { S3Error, S3Errors } from '../../util/s3-error.js';
 import { header, requireKey, type CopyContext, type S3Context } from './context.js';
 import {
@@ -32,7 +35,7 @@ import {
   type ByteRange,
 } from './headers.js';
 import { checkObjectKey } from './router.js';
-import { etagOf, newVersionId, storeSegment, MAX_PUT_SIZE } from './put.js';
+import { etagOf, storeSegment, MAX_PUT_SIZE } from './put.js';
 import { isoDate, sendXml } from './response.js';
 import { partNumberOf, partRecord, uploadFor, MAX_PART_SIZE } from './multipart.js';
 
@@ -45,19 +48,19 @@ interface CopySource {
  * The bucket and object key an x-amz-copy-source header names ("bucket/key", percent-encoded, optionally
  * "?versionId=…"). Read by the server before the handler runs: the key must hold read on that bucket.
  */
-export function copySourceOf(headers: IncomingHttpHeaders): { bucketName: string; key: string } {
+export function copySourceOf(headers: IncomingHttpHeaders): {
+  bucketName: string;
+  key: string;
+  versionId?: string;
+} {
   const value = headers['x-amz-copy-source'];
   let raw = (Array.isArray(value) ? value.join(',') : value) ?? '';
   const q = raw.indexOf('?');
+  let versionId: string | undefined;
   if (q >= 0) {
-    const params = new URLSearchParams(raw.slice(q + 1));
-    const versionId = params.get('versionId');
+    const asked = new URLSearchParams(raw.slice(q + 1)).get('versionId');
     raw = raw.slice(0, q);
-    if (versionId !== null && versionId !== 'null') {
-      // Only the current version exists; a request for a specific other one cannot be met.
-      if (!versionId)
-        throw S3Errors.invalidArgument('Invalid version id specified', { ArgumentName: 'x-amz-copy-source' });
-    }
+    if (asked !== null) versionId = checkedVersionId(asked, 'x-amz-copy-source');
   }
   let decoded: string;
   try {
@@ -78,14 +81,22 @@ export function copySourceOf(headers: IncomingHttpHeaders): { bucketName: string
   }
   const key = decoded.slice(slash + 1);
   checkObjectKey(key);
-  return { bucketName: decoded.slice(0, slash), key };
+  return { bucketName: decoded.slice(0, slash), key, ...(versionId !== undefined ? { versionId } : {}) };
 }
 
-// The source object, in the bucket the server has already allowed the key to read.
+// The source object (the version named, or the current one), in the bucket the server has already allowed the
+// key to read. The answer names the version copied when the source bucket is versioned.
 async function sourceObject(ctx: CopyContext): Promise<CopySource> {
-  const { bucket, key } = ctx.source;
-  const record = await ctx.store.getObject(bucket.id, key);
-  if (!record) throw S3Errors.noSuchKey(key);
+  const { bucket, key, versionId } = ctx.source;
+  const record = await ctx.store.getVersion(bucket.id, key, versionId);
+  if (!record || (record.deleteMarker && versionId === undefined))
+    throw versionId === undefined ? S3Errors.noSuchKey(key) : S3Errors.noSuchVersion(key, versionId);
+  if (record.deleteMarker)
+    throw S3Errors.invalidRequest(
+      'The source of a copy request may not specifically refer to a delete marker by version id.',
+    );
+  if (bucket.versioning || versionId !== undefined)
+    ctx.res.setHeader('x-amz-copy-source-version-id', s3VersionId(record));
   const status = evaluateConditions(
     conditionsFrom(ctx.req.headers, 'x-amz-copy-source-'),
     record.etag,
@@ -146,10 +157,13 @@ export async function copyObject(ctx: CopyContext): Promise<void> {
   if (tagging !== 'COPY' && tagging !== 'REPLACE') {
     throw S3Errors.invalidArgument('Unknown tagging directive.', { ArgumentName: 'x-amz-tagging-directive' });
   }
+  const lock = lockFromHeaders(ctx, bucket);
   const sourceEnc = encryptionForRead(ctx, source.record, true);
   const destEnc = encryptionForWrite(ctx, bucket);
   try {
-    const sameObject = source.bucket.id === bucket.id && source.record.key === key;
+    // Copying an older version onto its own key is how a version is restored: only the current one is refused.
+    const sameObject =
+      source.bucket.id === bucket.id && source.record.key === key && ctx.source.versionId === undefined;
     if (
       sameObject &&
       directive === 'COPY' &&
@@ -187,9 +201,17 @@ export async function copyObject(ctx: CopyContext): Promise<void> {
     const identity = { bucketId: bucket.id, key, versionId };
     let record: ObjectRecord;
     if (sourceEnc.kind === 'plaintext' && destEnc.kind === 'plaintext') {
-      // Same bytes, new record: the blocks are shared and their reference counts say so.
+      // Same bytes, new record: the blocks are shared and their reference counts say so. The source version's
+      // standing (null version, object lock) is its own, not the copy's.
+      const {
+        nullVersion: _null,
+        retention: _retention,
+        legalHold: _hold,
+        uploadId: _upload,
+        ...copied
+      } = source.record;
       record = {
-        ...source.record,
+        ...copied,
         v: RECORD_VERSION,
         bucketId: bucket.id,
         key,
@@ -223,8 +245,9 @@ export async function copyObject(ctx: CopyContext): Promise<void> {
     Object.assign(record, sealMetadata(destEnc, { ...record, checksums }));
     const { tags: _sourceTags, ...untagged } = record;
     const tags = tagging === 'COPY' ? source.record.tags : tagsFromRequest(ctx);
-    record = sealObjectRecord(destEnc, tags ? { ...untagged, tags } : untagged, checksums);
-    await ctx.store.putObject(record);
+    record = sealObjectRecord(destEnc, { ...untagged, ...(tags ? { tags } : {}), ...lock }, checksums);
+    const stored = await ctx.store.putObject(record);
+    if (stored !== undefined) ctx.res.setHeader('x-amz-version-id', stored);
     for (const [k, v] of Object.entries(responseHeaders(destEnc))) ctx.res.setHeader(k, v);
     sendXml(ctx.res, 200, 'CopyObjectResult', {
       ETag: record.etag,

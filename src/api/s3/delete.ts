@@ -1,5 +1,9 @@
-// api/s3/delete: DeleteObject and DeleteObjects (batch, with Quiet).
-import { S3Errors } from '../../util/s3-error.js';
+// api/s3/delete: DeleteObject and DeleteObjects (batch, with Quiet), of versions and with delete markers.
+import type { DeleteEntry, DeleteEntryOutcome } from '../../model/model.js';
+import { S3Errors, type S3Error } from '../../util/s3-error.js';
+import { versionedAction } from './authorize.js';
+import { bypassGovernance } from './object-lock.js';
+import { checkedVersionId, versionIdParam } from './versioning.js';
 import { header, requireKey, type BucketContext } from './context.js';
 import { sendEmpty, sendXml } from './response.js';
 import { readSmallBody } from './small-body.js';
@@ -11,8 +15,36 @@ const MAX_DELETE_KEYS = 1000;
 
 export async function deleteObject(ctx: BucketContext): Promise<void> {
   const bucket = ctx.bucket;
-  await ctx.store.deleteObject(bucket.id, requireKey(ctx));
+  const outcome = await ctx.store.deleteObject(
+    bucket.id,
+    requireKey(ctx),
+    versionIdParam(ctx),
+    bypassGovernance(ctx),
+  );
+  if (outcome.versionId !== undefined) ctx.res.setHeader('x-amz-version-id', outcome.versionId);
+  if (outcome.deleteMarker) ctx.res.setHeader('x-amz-delete-marker', 'true');
   sendEmpty(ctx.res, 204);
+}
+
+// An entry of a DeleteObjects answer: what was deleted (a version, or a delete marker made), or why not.
+function resultEntry(entry: DeleteEntryOutcome): { deleted?: XmlNode; error?: XmlNode } {
+  if (entry.error)
+    return {
+      error: {
+        Key: entry.key,
+        VersionId: entry.versionId,
+        Code: entry.error.code,
+        Message: entry.error.message,
+      },
+    };
+  const marker = entry.deleteMarker ? { DeleteMarker: true, DeleteMarkerVersionId: entry.versionId } : {};
+  return {
+    deleted: {
+      Key: entry.key,
+      VersionId: entry.versionId === undefined ? undefined : entry.versionId,
+      ...marker,
+    },
+  };
 }
 
 export async function deleteObjects(ctx: BucketContext): Promise<void> {
@@ -25,18 +57,45 @@ export async function deleteObjects(ctx: BucketContext): Promise<void> {
   const quiet = asText(doc.Quiet) === 'true';
   const objects = asList(doc.Object);
   if (objects.length === 0 || objects.length > MAX_DELETE_KEYS) throw S3Errors.malformedXml();
-  const keys = objects.map((o) => {
+  const entries: DeleteEntry[] = objects.map((o) => {
     if (typeof o !== 'object' || o === null) throw S3Errors.malformedXml();
     const key = asText((o as Record<string, unknown>).Key);
     if (key === undefined || key === '') throw S3Errors.malformedXml();
-    return key;
+    const versionId = asText((o as Record<string, unknown>).VersionId);
+    return versionId === undefined ? { key } : { key, versionId };
   });
-  // One transaction for the whole batch: each key is deleted or none is, and the commit is one fsync. A key
-  // longer than any key can be does not exist, so it is reported deleted without asking the store.
-  await ctx.store.deleteObjects(
-    bucket.id,
-    keys.filter((k) => Buffer.byteLength(k) <= MAX_KEY_BYTES),
-  );
-  const deleted: XmlNode[] = quiet ? [] : keys.map((key) => ({ Key: key }));
-  sendXml(ctx.res, 200, 'DeleteResult', { Deleted: deleted });
+  // A key longer than any key can be does not exist, and a version id that coffre cannot have made names no
+  // version: such entries are answered here without asking the store.
+  const answered = new Map<DeleteEntry, DeleteEntryOutcome>();
+  for (const entry of entries) {
+    if (entry.versionId !== undefined) {
+      try {
+        checkedVersionId(entry.versionId);
+      } catch (err) {
+        const e = err as S3Error;
+        answered.set(entry, { ...entry, error: { code: 'NoSuchVersion', message: e.message } });
+        continue;
+      }
+    }
+    if (Buffer.byteLength(entry.key) > MAX_KEY_BYTES) answered.set(entry, entry);
+  }
+  // Each entry is allowed or refused on its own (the bucket policy may deny some, or grant some to a key
+  // without write); a batch granted no entry at all is refused whole.
+  let granted = 0;
+  for (const entry of entries) {
+    const action = versionedAction('s3:DeleteObject', entry.versionId);
+    if (await ctx.may({ action, key: entry.key }, 'write')) granted++;
+    else answered.set(entry, { ...entry, error: { code: 'AccessDenied', message: 'Access Denied' } });
+  }
+  if (granted === 0) throw S3Errors.accessDenied();
+  // One transaction for the whole batch, and the commit is one fsync; an entry object lock refuses is
+  // reported as an error, the others go.
+  const asked = entries.filter((e) => !answered.has(e));
+  const outcomes = await ctx.store.deleteObjects(bucket.id, asked, bypassGovernance(ctx));
+  asked.forEach((entry, i) => answered.set(entry, outcomes[i] ?? entry));
+  const results = entries.map((e) => resultEntry(answered.get(e)!));
+  sendXml(ctx.res, 200, 'DeleteResult', {
+    Deleted: quiet ? [] : results.flatMap((r) => (r.deleted ? [r.deleted] : [])),
+    Error: results.flatMap((r) => (r.error ? [r.error] : [])),
+  });
 }

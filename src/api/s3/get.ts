@@ -1,7 +1,9 @@
 // api/s3/get: GetObject and HeadObject — conditions, ranges, parts, response overrides, streaming with
 // every block verified (and decrypted when the object is encrypted).
 import { pipeline, type Readable } from 'node:stream';
-import type { ObjectRecord } from '../../model/types.js';
+import { s3VersionId, type ObjectRecord } from '../../model/types.js';
+import { lockHeaders } from './object-lock.js';
+import { setVersionHeader, versionIdParam } from './versioning.js';
 import { S3Error, S3Errors } from '../../util/s3-error.js';
 import { header, requireKey, type BucketContext, type S3Context } from './context.js';
 import { disposeEncryption, encryptionForRead, openObjectRange, responseHeaders } from './encryption.js';
@@ -66,10 +68,28 @@ function firstData(stream: Readable): Promise<void> {
   });
 }
 
+/**
+ * The version a GET or HEAD names (the current one without versionId). A delete marker answers as S3 does: a
+ * key whose current version is one is not found; a marker named by its id is not a thing to GET.
+ */
+async function requestedVersion(ctx: BucketContext, key: string): Promise<ObjectRecord> {
+  const versionId = versionIdParam(ctx);
+  const record = await ctx.store.getVersion(ctx.bucket.id, key, versionId);
+  if (!record)
+    throw versionId === undefined ? S3Errors.noSuchKey(key) : S3Errors.noSuchVersion(key, versionId);
+  if (record.deleteMarker) {
+    ctx.res.setHeader('x-amz-delete-marker', 'true');
+    ctx.res.setHeader('x-amz-version-id', s3VersionId(record));
+    if (versionId === undefined) throw S3Errors.noSuchKey(key);
+    throw new S3Error('MethodNotAllowed', 405, 'The specified method is not allowed against this resource.');
+  }
+  return record;
+}
+
 export async function getObject(ctx: BucketContext, headOnly: boolean): Promise<void> {
   const bucket = ctx.bucket;
   const key = requireKey(ctx);
-  const record = await requireObject(ctx, bucket.id, key);
+  const record = await requestedVersion(ctx, key);
   const status = evaluateConditions(conditionsFrom(ctx.req.headers), record.etag, record.lastModified, true);
   if (status === 304) {
     ctx.res.setHeader('ETag', record.etag);
@@ -106,6 +126,8 @@ export async function getObject(ctx: BucketContext, headOnly: boolean): Promise<
       if (name !== 'content-type') res.setHeader(name, value);
     for (const [name, value] of Object.entries(userMeta)) res.setHeader(`x-amz-meta-${name}`, value);
     for (const [name, value] of Object.entries(responseHeaders(enc))) res.setHeader(name, value);
+    for (const [name, value] of Object.entries(lockHeaders(record))) res.setHeader(name, value);
+    setVersionHeader(ctx, bucket, record);
     const tagCount = Object.keys(record.tags ?? {}).length;
     if (tagCount > 0) res.setHeader('x-amz-tagging-count', tagCount);
     if (record.segments.length > 1 || partNumber !== undefined)

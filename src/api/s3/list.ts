@@ -1,7 +1,9 @@
 // api/s3/list: ListObjects (v1), ListObjectsV2 and ListMultipartUploads — prefix, delimiter and common
-// prefixes, markers and continuation tokens, max-keys and truncation, encoding-type=url.
+// prefixes, markers and continuation tokens, max-keys and truncation, encoding-type=url; ListObjectVersions.
 import { S3Errors } from '../../util/s3-error.js';
-import type { ObjectRecord } from '../../model/types.js';
+import { s3VersionId, type ObjectRecord } from '../../model/types.js';
+import type { VersionCursor, VersionEntry } from '../../model/model.js';
+import { checkedVersionId } from './versioning.js';
 import type { MetadataStore } from '../../model/store.js';
 import { type BucketContext, type S3Context } from './context.js';
 import { parseIntParam } from './headers.js';
@@ -130,11 +132,12 @@ export async function listObjects(ctx: BucketContext, v2: boolean): Promise<void
   const q = ctx.query;
   const { enc, prefix, delimiter, max: maxKeys } = listingParams(ctx, 'max-keys');
   let startAfter: string | undefined;
-  const token = q.get('continuation-token');
+  // An empty continuation-token is no token, as S3 reads it.
+  const token = q.get('continuation-token') || null;
   if (v2) {
     if (token !== null) {
       startAfter = Buffer.from(token, 'base64url').toString('utf8');
-      if (token === '' || Buffer.from(startAfter, 'utf8').toString('base64url') !== token) {
+      if (Buffer.from(startAfter, 'utf8').toString('base64url') !== token) {
         throw S3Errors.invalidArgument('The continuation token provided is incorrect', {
           ArgumentName: 'continuation-token',
         });
@@ -164,15 +167,18 @@ export async function listObjects(ctx: BucketContext, v2: boolean): Promise<void
       ContinuationToken: token ?? undefined,
       NextContinuationToken:
         page.truncated && page.last ? Buffer.from(page.last, 'utf8').toString('base64url') : undefined,
-      StartAfter: token === null ? enc(q.get('start-after') ?? undefined) : undefined,
+      StartAfter: enc(q.get('start-after') ?? undefined),
       Contents: contents(ctx, page.items, (s) => enc(s), fetchOwner),
       CommonPrefixes: common,
     });
     return;
   }
+  // v1's Prefix is returned as it was sent, encoded or not (as Ceph RGW does): boto3 and the aws CLI ask for
+  // encoding-type=url on every listing but decode, in v1, only Delimiter, Marker, NextMarker, Key and
+  // CommonPrefixes/Prefix, so an encoded Prefix would reach their users as `foo%2F`.
   sendXml(ctx.res, 200, 'ListBucketResult', {
     Name: bucket.name,
-    Prefix: enc(prefix),
+    Prefix: prefix,
     Marker: enc(startAfter ?? ''),
     Delimiter: enc(delimiter),
     MaxKeys: maxKeys,
@@ -227,8 +233,26 @@ export async function listMultipartUploads(ctx: BucketContext): Promise<void> {
   });
 }
 
-// Buckets are not versioned: every object is its one version, whose id S3 spells "null". Listing versions is
-// listing objects, so that tools which empty a bucket by its versions, or show them, work unchanged.
+// Versions in key order, newest first within a key, after `after`, fetched from the store a page at a time.
+async function* scanVersions(
+  store: MetadataStore,
+  bucketId: string,
+  prefix: string,
+  after: VersionCursor | undefined,
+): AsyncGenerator<VersionEntry> {
+  let cursor = after;
+  while (true) {
+    const page = await store.listVersions(bucketId, prefix, cursor, SCAN_PAGE);
+    yield* page;
+    if (page.length < SCAN_PAGE) return;
+    const last = page[page.length - 1]!.record;
+    cursor = { key: last.key, versionId: s3VersionId(last) };
+  }
+}
+
+// Every version of every key, delete markers apart; a key written before versioning (or while it was unset
+// or suspended) has its null version. A page may end within a key: the next one starts after the version
+// named by its markers.
 export async function listObjectVersions(ctx: BucketContext): Promise<void> {
   const bucket = ctx.bucket;
   const q = ctx.query;
@@ -240,37 +264,46 @@ export async function listObjectVersions(ctx: BucketContext): Promise<void> {
       ArgumentName: 'version-id-marker',
     });
   }
-  if (versionIdMarker !== '' && versionIdMarker !== 'null') {
-    throw S3Errors.invalidArgument('Invalid version id specified', { ArgumentName: 'version-id-marker' });
-  }
-  // A key's only version comes right at its key: after the marker key, whether or not "null" is given.
+  if (versionIdMarker !== '') checkedVersionId(versionIdMarker, 'version-id-marker');
+  // The first scan starts at the markers; later ones (past a common prefix) after a key.
+  let first = true;
   const page = await paginate(
-    (after) => scanObjects(ctx.store, bucket.id, prefix, after),
-    (o) => o.key,
+    (after) => {
+      const cursor =
+        first && versionIdMarker !== ''
+          ? { key: keyMarker, versionId: versionIdMarker }
+          : after === undefined
+            ? undefined
+            : { key: after };
+      first = false;
+      return scanVersions(ctx.store, bucket.id, prefix, cursor);
+    },
+    (v) => v.record.key,
     { prefix, delimiter, startAfter: keyMarker || undefined, maxKeys },
   );
-  const lastIsObject = page.items.length > 0 && page.items[page.items.length - 1]!.key === page.last;
+  const lastItem = page.items[page.items.length - 1];
+  const lastIsVersion = lastItem !== undefined && lastItem.record.key === page.last;
+  const entry = (v: VersionEntry) => ({
+    Key: enc(v.record.key),
+    VersionId: s3VersionId(v.record),
+    IsLatest: v.isLatest,
+    LastModified: isoDate(v.record.lastModified),
+    ...(v.record.deleteMarker ? {} : { ETag: v.record.etag, Size: v.record.size, StorageClass: 'STANDARD' }),
+    Owner: ownerOf(ctx),
+  });
   sendXml(ctx.res, 200, 'ListVersionsResult', {
     Name: bucket.name,
     Prefix: enc(prefix),
     KeyMarker: enc(keyMarker),
     VersionIdMarker: versionIdMarker,
     NextKeyMarker: page.truncated ? enc(page.last) : undefined,
-    NextVersionIdMarker: page.truncated && lastIsObject ? 'null' : undefined,
+    NextVersionIdMarker: page.truncated && lastIsVersion ? s3VersionId(lastItem.record) : undefined,
     MaxKeys: maxKeys,
     Delimiter: enc(delimiter),
     EncodingType: q.get('encoding-type') ?? undefined,
     IsTruncated: page.truncated,
-    Version: page.items.map((o) => ({
-      Key: enc(o.key),
-      VersionId: 'null',
-      IsLatest: true,
-      LastModified: isoDate(o.lastModified),
-      ETag: o.etag,
-      Size: o.size,
-      Owner: ownerOf(ctx),
-      StorageClass: 'STANDARD',
-    })),
+    Version: page.items.filter((v) => !v.record.deleteMarker).map(entry),
+    DeleteMarker: page.items.filter((v) => v.record.deleteMarker).map(entry),
     CommonPrefixes: page.prefixes.map((p) => ({ Prefix: enc(p) })),
   });
 }

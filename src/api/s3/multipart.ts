@@ -2,13 +2,16 @@
 // Each part is stored (and encrypted) as its own segment; completing an upload stitches the chosen parts'
 // segments into the object without copying a byte.
 import { tagsFromRequest } from './tagging.js';
+import { lockFromHeaders } from './object-lock.js';
 import {
   RECORD_VERSION,
+  s3VersionId,
   type ObjectRecord,
   type PartRecord,
   type Segment,
   type UploadRecord,
 } from '../../model/types.js';
+import { newVersionId } from '../../model/model.js';
 import { S3Error, S3Errors } from '../../util/s3-error.js';
 import { header, requireKey, type BucketContext, type S3Context } from './context.js';
 import {
@@ -29,14 +32,7 @@ import {
 } from './encryption.js';
 import { multipartEtag, partEtagMatches, type StoredEncryption } from '../../sse/object-crypto.js';
 import { parseIntParam, storedHeaders, userMetadata } from './headers.js';
-import {
-  checkDeclaredSize,
-  declaredSize,
-  etagOf,
-  newVersionId,
-  setChecksumHeaders,
-  storeSegment,
-} from './put.js';
+import { checkDeclaredSize, declaredSize, etagOf, setChecksumHeaders, storeSegment } from './put.js';
 import { checkObjectKey } from './router.js';
 import { isoDate, sendEmpty, sendXml } from './response.js';
 import { readSmallBody } from './small-body.js';
@@ -60,6 +56,7 @@ export async function createMultipartUpload(ctx: BucketContext): Promise<void> {
   const bucket = ctx.bucket;
   const key = requireKey(ctx);
   checkObjectKey(key);
+  const lock = lockFromHeaders(ctx, bucket);
   const enc = encryptionForWrite(ctx, bucket);
   try {
     const checksumAlgorithm = header(ctx, 'x-amz-checksum-algorithm')?.toUpperCase();
@@ -82,6 +79,7 @@ export async function createMultipartUpload(ctx: BucketContext): Promise<void> {
       checksumAlgorithm,
       ...sealed,
       ...(tags ? { tags } : {}),
+      ...lock,
     });
     for (const [k, v] of Object.entries(responseHeaders(enc))) ctx.res.setHeader(k, v);
     if (checksumAlgorithm) ctx.res.setHeader('x-amz-checksum-algorithm', checksumAlgorithm);
@@ -236,8 +234,14 @@ function invalidPart(r: RequestedPart): S3Error {
 
 const isNoSuchUpload = (e: unknown): boolean => e instanceof S3Error && e.code === 'NoSuchUpload';
 
-function sendCompleted(ctx: BucketContext, record: ObjectRecord, checksums: Record<string, string>): void {
+function sendCompleted(
+  ctx: BucketContext,
+  record: ObjectRecord,
+  checksums: Record<string, string>,
+  versionId: string | undefined,
+): void {
   setChecksumHeaders(ctx, checksums);
+  if (versionId !== undefined) ctx.res.setHeader('x-amz-version-id', versionId);
   sendXml(ctx.res, 200, 'CompleteMultipartUploadResult', {
     Location: `/${ctx.bucket.name}/${encodeURIComponent(record.key)}`,
     Bucket: ctx.bucket.name,
@@ -268,11 +272,12 @@ async function repeatCompletion(
     throw invalidPart(requested[requested.length - 1]!);
   }
   const kind = storedEncryptionOf(record).kind;
-  if (kind === 'plaintext') return sendCompleted(ctx, record, record.checksums);
-  if (kind === 'sse-c') return sendCompleted(ctx, record, {});
+  const versionId = ctx.bucket.versioning ? s3VersionId(record) : undefined;
+  if (kind === 'plaintext') return sendCompleted(ctx, record, record.checksums, versionId);
+  if (kind === 'sse-c') return sendCompleted(ctx, record, {}, versionId);
   const enc = encryptionForRead(ctx, record);
   try {
-    sendCompleted(ctx, record, openMetadata(record, enc).checksums ?? {});
+    sendCompleted(ctx, record, openMetadata(record, enc).checksums ?? {}, versionId);
   } finally {
     disposeEncryption(enc);
   }
@@ -292,7 +297,7 @@ export async function completeMultipartUpload(ctx: BucketContext): Promise<void>
   const requested = await requestedParts(ctx);
   if (ctx.store.streams) {
     const record = await ctx.store.streams.completeUploadStream(upload, requested);
-    return sendCompleted(ctx, record, {});
+    return sendCompleted(ctx, record, {}, undefined);
   }
   const kind = storedEncryptionOf(upload).kind;
   const enc = kind === 'sse-s3' ? encryptionForUpload(ctx, upload) : undefined;
@@ -342,6 +347,8 @@ export async function completeMultipartUpload(ctx: BucketContext): Promise<void>
       checksums,
       segments,
       ...(upload.tags ? { tags: upload.tags } : {}),
+      ...(upload.retention ? { retention: upload.retention } : {}),
+      ...(upload.legalHold ? { legalHold: upload.legalHold } : {}),
     };
     if (kind === 'sse-c') {
       const bound = customerMultipartEncryption(
@@ -353,14 +360,15 @@ export async function completeMultipartUpload(ctx: BucketContext): Promise<void>
     } else if (enc) {
       record = sealObjectRecord(enc, record, checksums);
     }
+    let versionId: string | undefined;
     try {
-      await ctx.store.completeUpload(upload, record);
+      versionId = await ctx.store.completeUpload(upload, record);
     } catch (e) {
       // Completed (or aborted) by another request since this one looked: answered as a repeat, or NoSuchUpload.
       if (!isNoSuchUpload(e)) throw e;
       return await repeatCompletion(ctx, upload.uploadId, requested);
     }
-    sendCompleted(ctx, record, checksums);
+    sendCompleted(ctx, record, checksums, versionId);
   } finally {
     disposeEncryption(enc);
   }

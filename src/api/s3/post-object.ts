@@ -15,9 +15,10 @@ import {
   sealMetadata,
   sealObjectRecord,
 } from './encryption.js';
+import { newVersionId } from '../../model/model.js';
 import { storedHeaders, userMetadata } from './headers.js';
 import type { PostObjectUpload } from './post-policy.js';
-import { etagOf, newVersionId, storeSegment } from './put.js';
+import { etagOf, storeSegment } from './put.js';
 import { sendEmpty, sendXml } from './response.js';
 import { checkObjectKey } from './router.js';
 
@@ -74,7 +75,8 @@ export async function postObject(ctx: PostObjectContext, upload: PostObjectUploa
       },
       {},
     );
-    await ctx.store.putObject(record);
+    const stored = await ctx.store.putObject(record);
+    if (stored !== undefined) ctx.res.setHeader('x-amz-version-id', stored);
     for (const [k, v] of Object.entries(responseHeaders(enc))) ctx.res.setHeader(k, v);
     ctx.res.setHeader('ETag', record.etag);
     const location = `/${bucket.name}/${encodeURIComponent(upload.key)}`;

@@ -3,6 +3,8 @@ import { randomBytes } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import type { ObjectStreams, SegmentIo, WriteCondition } from '../../model/store.js';
 import { RECORD_VERSION, type ObjectRecord, type Segment } from '../../model/types.js';
+import { newVersionId } from '../../model/model.js';
+import { lockFromHeaders } from './object-lock.js';
 import { S3Error, S3Errors } from '../../util/s3-error.js';
 import { header, requireKey, type BucketContext, type S3Context } from './context.js';
 import {
@@ -21,10 +23,6 @@ import { checkObjectKey } from './router.js';
 import { sendEmpty } from './response.js';
 
 export const MAX_PUT_SIZE = 5 * 1024 ** 3; // S3's single-PUT limit
-
-export function newVersionId(): string {
-  return randomBytes(16).toString('hex');
-}
 
 export function checkDeclaredSize(ctx: S3Context, max = MAX_PUT_SIZE): void {
   const decoded = header(ctx, 'x-amz-decoded-content-length');
@@ -83,6 +81,7 @@ export async function putObject(ctx: BucketContext): Promise<void> {
   const userMeta = userMetadata(ctx.req.headers);
   const conditions = conditionsFrom(ctx.req.headers);
   const tags = tagsFromRequest(ctx);
+  const lock = lockFromHeaders(ctx, bucket);
   const enc = encryptionForWrite(ctx, bucket);
   try {
     if (ctx.store.streams) {
@@ -112,10 +111,12 @@ export async function putObject(ctx: BucketContext): Promise<void> {
         ...sealMetadata(enc, { bucketId: bucket.id, key, versionId, headers, userMeta, checksums }),
         segments: [segment],
         ...(tags ? { tags } : {}),
+        ...lock,
       },
       checksums,
     );
-    await ctx.store.putObject(record, conditions);
+    const stored = await ctx.store.putObject(record, conditions);
+    if (stored !== undefined) ctx.res.setHeader('x-amz-version-id', stored);
     ctx.res.setHeader('ETag', record.etag);
     setChecksumHeaders(ctx, checksums);
     for (const [k, v] of Object.entries(responseHeaders(enc))) ctx.res.setHeader(k, v);

@@ -38,6 +38,16 @@ export function errorXml(err: S3Error, resource: string, requestId: string): str
 }
 
 const RETRY_AFTER_SECONDS = '1';
+// Headers an error answer keeps: the request's ids, CORS, and what S3 says of a delete marker a GET met.
+const KEPT_ON_ERROR = [
+  'x-amz-request-id',
+  'x-amz-id-2',
+  'server',
+  'access-control-allow-origin',
+  'vary',
+  'x-amz-delete-marker',
+  'x-amz-version-id',
+];
 
 export function sendError(
   res: ServerResponse,
@@ -53,9 +63,7 @@ export function sendError(
     return;
   }
   for (const name of res.getHeaderNames()) {
-    if (!['x-amz-request-id', 'x-amz-id-2', 'server', 'access-control-allow-origin', 'vary'].includes(name)) {
-      res.removeHeader(name);
-    }
+    if (!KEPT_ON_ERROR.includes(name)) res.removeHeader(name);
   }
   res.statusCode = err.status;
   // A refusal that passes (a backend or peer unreachable, the metadata leader being chosen, keys locked):

@@ -1,6 +1,11 @@
 // api/s3/router: which S3 operation a request is, from its method, bucket/key and sub-resources.
 import { S3Error, S3Errors } from '../../util/s3-error.js';
-import { unsetSettingDelete, unsetSettingRead } from './bucket-settings.js';
+import {
+  unsetSettingDelete,
+  unsetSettingDeleteAction,
+  unsetSettingRead,
+  unsetSettingReadAction,
+} from './bucket-settings.js';
 
 export type Operation =
   | 'ListBuckets'
@@ -9,6 +14,16 @@ export type Operation =
   | 'DeleteBucket'
   | 'GetBucketLocation'
   | 'GetBucketVersioning'
+  | 'PutBucketVersioning'
+  | 'PutBucketLifecycle'
+  | 'GetBucketLifecycle'
+  | 'DeleteBucketLifecycle'
+  | 'GetObjectLockConfiguration'
+  | 'PutObjectLockConfiguration'
+  | 'GetObjectRetention'
+  | 'PutObjectRetention'
+  | 'GetObjectLegalHold'
+  | 'PutObjectLegalHold'
   | 'GetBucketAcl'
   | 'PutBucketAcl'
   | 'GetBucketSetting'
@@ -44,6 +59,10 @@ export type Operation =
   | 'PutBucketTagging'
   | 'GetBucketTagging'
   | 'DeleteBucketTagging'
+  | 'PutBucketPolicy'
+  | 'GetBucketPolicy'
+  | 'DeleteBucketPolicy'
+  | 'GetBucketPolicyStatus'
   | 'Options';
 
 /**
@@ -59,69 +78,107 @@ export type Authentication = 'none' | 'signature' | 'post-policy';
  */
 export type BucketNeed = 'none' | 'account' | 'read' | 'write' | 'owner';
 
+/**
+ * The S3 action a bucket policy names the operation by (policy.ts): one name, or one chosen by the request's
+ * sub-resource (the unset settings).
+ */
+export type PolicyAction = string | ((query: URLSearchParams) => string);
+
 export interface Authorization {
   readonly authentication: Authentication;
   readonly bucket: BucketNeed;
   /** The operation also reads the object named by x-amz-copy-source, which needs read on that bucket. */
   readonly sourceRead?: true;
+  /** What a bucket policy calls the operation; its object-version form (s3:GetObjectVersion) is authorize.ts's. */
+  readonly action: PolicyAction;
 }
 
-const READ = { authentication: 'signature', bucket: 'read' } as const;
-const WRITE = { authentication: 'signature', bucket: 'write' } as const;
-const OWNER = { authentication: 'signature', bucket: 'owner' } as const;
-const ACCOUNT = { authentication: 'signature', bucket: 'account' } as const;
-const COPY = { authentication: 'signature', bucket: 'write', sourceRead: true } as const;
+const signed = <B extends BucketNeed, A extends PolicyAction>(bucket: B, action: A) =>
+  ({ authentication: 'signature', bucket, action }) as const;
+const READ = <A extends PolicyAction>(action: A) => signed('read', action);
+const WRITE = <A extends PolicyAction>(action: A) => signed('write', action);
+const OWNER = <A extends PolicyAction>(action: A) => signed('owner', action);
+const ACCOUNT = <A extends PolicyAction>(action: A) => signed('account', action);
+const COPY = {
+  authentication: 'signature',
+  bucket: 'write',
+  sourceRead: true,
+  action: 's3:PutObject',
+} as const;
 
 /**
  * Every operation's authorization, checked by the server once, before the handler runs: a handler receives
  * the bucket (and the source bucket of a copy) already resolved and allowed. Reads need read; object writes
- * need write; settings of the bucket itself (ACL, CORS, encryption, tags, unset settings) and deleting it need
- * owner.
+ * need write; settings of the bucket itself (ACL, CORS, encryption, tags, policy, unset settings) and deleting
+ * it need owner — or a bucket policy granting the action (authorize.ts says how the two combine).
  */
 export const AUTHORIZATION = {
-  Options: { authentication: 'none', bucket: 'none' },
-  ListBuckets: ACCOUNT,
-  CreateBucket: ACCOUNT,
-  HeadBucket: READ,
-  DeleteBucket: OWNER,
-  GetBucketLocation: READ,
-  GetBucketVersioning: READ,
-  GetBucketAcl: READ,
-  PutBucketAcl: OWNER,
-  GetBucketSetting: READ,
-  DeleteBucketSetting: OWNER,
-  PutBucketCors: OWNER,
-  GetBucketCors: READ,
-  DeleteBucketCors: OWNER,
-  PutBucketEncryption: OWNER,
-  GetBucketEncryption: READ,
-  DeleteBucketEncryption: OWNER,
-  PutBucketTagging: OWNER,
-  GetBucketTagging: READ,
-  DeleteBucketTagging: OWNER,
-  ListObjects: READ,
-  ListObjectsV2: READ,
-  ListMultipartUploads: READ,
-  ListObjectVersions: READ,
-  DeleteObjects: WRITE,
-  PostObject: { authentication: 'post-policy', bucket: 'write' },
-  PutObject: WRITE,
+  Options: { authentication: 'none', bucket: 'none', action: 's3:GetObject' },
+  ListBuckets: ACCOUNT('s3:ListAllMyBuckets'),
+  CreateBucket: ACCOUNT('s3:CreateBucket'),
+  HeadBucket: READ('s3:ListBucket'),
+  DeleteBucket: OWNER('s3:DeleteBucket'),
+  GetBucketLocation: READ('s3:GetBucketLocation'),
+  GetBucketVersioning: READ('s3:GetBucketVersioning'),
+  PutBucketVersioning: OWNER('s3:PutBucketVersioning'),
+  PutBucketLifecycle: OWNER('s3:PutLifecycleConfiguration'),
+  GetBucketLifecycle: READ('s3:GetLifecycleConfiguration'),
+  DeleteBucketLifecycle: OWNER('s3:PutLifecycleConfiguration'),
+  GetObjectLockConfiguration: READ('s3:GetBucketObjectLockConfiguration'),
+  PutObjectLockConfiguration: OWNER('s3:PutBucketObjectLockConfiguration'),
+  // Placing a retention or legal hold protects data, and is a write; lifting a GOVERNANCE retention early
+  // needs the owner permission besides (x-amz-bypass-governance-retention, object-lock.ts).
+  GetObjectRetention: READ('s3:GetObjectRetention'),
+  PutObjectRetention: WRITE('s3:PutObjectRetention'),
+  GetObjectLegalHold: READ('s3:GetObjectLegalHold'),
+  PutObjectLegalHold: WRITE('s3:PutObjectLegalHold'),
+  GetBucketAcl: READ('s3:GetBucketAcl'),
+  PutBucketAcl: OWNER('s3:PutBucketAcl'),
+  GetBucketSetting: READ(unsetSettingReadAction),
+  DeleteBucketSetting: OWNER(unsetSettingDeleteAction),
+  PutBucketCors: OWNER('s3:PutBucketCORS'),
+  GetBucketCors: READ('s3:GetBucketCORS'),
+  DeleteBucketCors: OWNER('s3:PutBucketCORS'),
+  PutBucketEncryption: OWNER('s3:PutEncryptionConfiguration'),
+  GetBucketEncryption: READ('s3:GetEncryptionConfiguration'),
+  DeleteBucketEncryption: OWNER('s3:PutEncryptionConfiguration'),
+  PutBucketTagging: OWNER('s3:PutBucketTagging'),
+  GetBucketTagging: READ('s3:GetBucketTagging'),
+  DeleteBucketTagging: OWNER('s3:PutBucketTagging'),
+  PutBucketPolicy: OWNER('s3:PutBucketPolicy'),
+  GetBucketPolicy: READ('s3:GetBucketPolicy'),
+  DeleteBucketPolicy: OWNER('s3:DeleteBucketPolicy'),
+  GetBucketPolicyStatus: READ('s3:GetBucketPolicyStatus'),
+  ListObjects: READ('s3:ListBucket'),
+  ListObjectsV2: READ('s3:ListBucket'),
+  ListMultipartUploads: READ('s3:ListBucketMultipartUploads'),
+  ListObjectVersions: READ('s3:ListBucketVersions'),
+  // Allowed or refused key by key (delete.ts), as S3 does: the batch itself needs only a way in.
+  DeleteObjects: WRITE('s3:DeleteObject'),
+  PostObject: { authentication: 'post-policy', bucket: 'write', action: 's3:PutObject' },
+  PutObject: WRITE('s3:PutObject'),
   CopyObject: COPY,
-  GetObject: READ,
-  HeadObject: READ,
-  DeleteObject: WRITE,
-  CreateMultipartUpload: WRITE,
-  UploadPart: WRITE,
+  GetObject: READ('s3:GetObject'),
+  HeadObject: READ('s3:GetObject'),
+  DeleteObject: WRITE('s3:DeleteObject'),
+  CreateMultipartUpload: WRITE('s3:PutObject'),
+  UploadPart: WRITE('s3:PutObject'),
   UploadPartCopy: COPY,
-  CompleteMultipartUpload: WRITE,
-  AbortMultipartUpload: WRITE,
-  ListParts: READ,
-  GetObjectAcl: READ,
-  PutObjectAcl: WRITE,
-  GetObjectTagging: READ,
-  PutObjectTagging: WRITE,
-  DeleteObjectTagging: WRITE,
+  CompleteMultipartUpload: WRITE('s3:PutObject'),
+  AbortMultipartUpload: WRITE('s3:AbortMultipartUpload'),
+  ListParts: READ('s3:ListMultipartUploadParts'),
+  GetObjectAcl: READ('s3:GetObjectAcl'),
+  PutObjectAcl: WRITE('s3:PutObjectAcl'),
+  GetObjectTagging: READ('s3:GetObjectTagging'),
+  PutObjectTagging: WRITE('s3:PutObjectTagging'),
+  DeleteObjectTagging: WRITE('s3:DeleteObjectTagging'),
 } as const satisfies Record<Operation, Authorization>;
+
+/** The S3 action a bucket policy is asked about for this operation and request. */
+export function policyActionOf(operation: Operation, query: URLSearchParams): string {
+  const action: PolicyAction = AUTHORIZATION[operation].action;
+  return typeof action === 'string' ? action : action(query);
+}
 
 export const OPERATIONS = Object.keys(AUTHORIZATION) as Operation[];
 
@@ -162,9 +219,6 @@ export function isCopyOperation(op: Operation): op is CopyOperation {
 // bucket-settings.
 const UNSUPPORTED_SUBRESOURCES = [
   'acl',
-  'policy',
-  'policyStatus',
-  'lifecycle',
   'tagging',
   'website',
   'replication',
@@ -176,9 +230,6 @@ const UNSUPPORTED_SUBRESOURCES = [
   'metrics',
   'intelligent-tiering',
   'accelerate',
-  'object-lock',
-  'legal-hold',
-  'retention',
   'restore',
   'select',
   'torrent',
@@ -195,10 +246,17 @@ const BUCKET_SUBRESOURCES: SubresourceOperations = {
   acl: { GET: 'GetBucketAcl', PUT: 'PutBucketAcl' },
   tagging: { GET: 'GetBucketTagging', PUT: 'PutBucketTagging', DELETE: 'DeleteBucketTagging' },
   encryption: { GET: 'GetBucketEncryption', PUT: 'PutBucketEncryption', DELETE: 'DeleteBucketEncryption' },
+  versioning: { GET: 'GetBucketVersioning', PUT: 'PutBucketVersioning' },
+  lifecycle: { GET: 'GetBucketLifecycle', PUT: 'PutBucketLifecycle', DELETE: 'DeleteBucketLifecycle' },
+  'object-lock': { GET: 'GetObjectLockConfiguration', PUT: 'PutObjectLockConfiguration' },
+  policy: { GET: 'GetBucketPolicy', PUT: 'PutBucketPolicy', DELETE: 'DeleteBucketPolicy' },
+  policyStatus: { GET: 'GetBucketPolicyStatus' },
 };
 const OBJECT_SUBRESOURCES: SubresourceOperations = {
   acl: { GET: 'GetObjectAcl', PUT: 'PutObjectAcl' },
   tagging: { GET: 'GetObjectTagging', PUT: 'PutObjectTagging', DELETE: 'DeleteObjectTagging' },
+  retention: { GET: 'GetObjectRetention', PUT: 'PutObjectRetention' },
+  'legal-hold': { GET: 'GetObjectLegalHold', PUT: 'PutObjectLegalHold' },
 };
 
 function subresourceOperation(
@@ -235,11 +293,9 @@ export function routeRequest(
     switch (method) {
       case 'PUT':
         if (has('cors')) return 'PutBucketCors';
-        if (has('versioning')) throw S3Errors.notImplemented('bucket versioning');
         return 'CreateBucket';
       case 'GET':
         if (has('location')) return 'GetBucketLocation';
-        if (has('versioning')) return 'GetBucketVersioning';
         if (has('cors')) return 'GetBucketCors';
         if (has('uploads')) return 'ListMultipartUploads';
         if (has('versions')) return 'ListObjectVersions';
@@ -265,7 +321,7 @@ export function routeRequest(
   checkObjectKey(key);
   const settingOperation = subresourceOperation(OBJECT_SUBRESOURCES, query, method);
   if (settingOperation) return settingOperation;
-  for (const sub of UNSUPPORTED_SUBRESOURCES.concat('versions'))
+  for (const sub of UNSUPPORTED_SUBRESOURCES.concat('versions', 'policy', 'policyStatus'))
     if (has(sub)) throw S3Errors.notImplemented(`object ?${sub}`);
   switch (method) {
     case 'PUT':

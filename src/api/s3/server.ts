@@ -14,8 +14,8 @@ import type { AccessKeyRecord } from '../../model/types.js';
 import { S3Error, S3Errors } from '../../util/s3-error.js';
 import { awsChunkedDecoderFor, isStreamingPayload } from './aws-chunked.js';
 import { BodyVerifier, bodyExpectationsFromHeaders } from './checksum.js';
-import type { BucketContext, CopyContext, RequestBody, S3Context } from './context.js';
-import { authenticateRequest, type AuthContext } from './signature.js';
+import type { AccountContext, BucketContext, CopyContext, RequestBody, S3Context } from './context.js';
+import { authenticateRequest, hasCredentials, type AuthContext } from './signature.js';
 import {
   AUTHORIZATION,
   checkObjectKey,
@@ -23,13 +23,29 @@ import {
   isCopyOperation,
   isPostPolicyOperation,
   isUnauthenticated,
+  policyActionOf,
   routeRequest,
   type AccountOperation,
   type BucketOperation,
   type CopyOperation,
   type Operation,
 } from './router.js';
-import { allowedBucket } from './authorize.js';
+import {
+  NO_PERMISSION,
+  allowedBucket,
+  mayAccess,
+  storedPolicy,
+  versionedAction,
+  type RequestFacts,
+} from './authorize.js';
+import { grantsAnyone } from './policy.js';
+import {
+  deleteBucketPolicy,
+  getBucketPolicy,
+  getBucketPolicyStatus,
+  putBucketPolicy,
+} from './bucket-policy.js';
+import type { TLSSocket } from 'node:tls';
 import { parsePostObject } from './post-policy.js';
 import {
   bucketOwners,
@@ -42,14 +58,17 @@ import {
 } from './bucket-settings.js';
 import { errorXml, sendError } from './response.js';
 import { addCorsHeaders, deleteBucketCors, getBucketCors, preflight, putBucketCors } from './cors.js';
+import { createBucket, deleteBucket, getBucketLocation, headBucket, listBuckets } from './bucket.js';
+import { getBucketVersioning, putBucketVersioning } from './versioning.js';
+import { deleteBucketLifecycle, getBucketLifecycle, putBucketLifecycle } from './lifecycle.js';
 import {
-  createBucket,
-  deleteBucket,
-  getBucketLocation,
-  getBucketVersioning,
-  headBucket,
-  listBuckets,
-} from './bucket.js';
+  getObjectLegalHold,
+  getObjectLockConfiguration,
+  getObjectRetention,
+  putObjectLegalHold,
+  putObjectLockConfiguration,
+  putObjectRetention,
+} from './object-lock.js';
 import { listMultipartUploads, listObjectVersions, listObjects } from './list.js';
 import { deleteObject, deleteObjects } from './delete.js';
 import { putObject } from './put.js';
@@ -77,7 +96,7 @@ import { deleteBucketEncryption, getBucketEncryption, putBucketEncryption } from
 
 // One handler table per kind of authorization (router.ts AUTHORIZATION): a handler of a bucket operation can
 // only be reached with the bucket already allowed, and the compiler holds each table complete.
-const ACCOUNT_HANDLERS: Record<AccountOperation, (ctx: S3Context) => Promise<void>> = {
+const ACCOUNT_HANDLERS: Record<AccountOperation, (ctx: AccountContext) => Promise<void>> = {
   ListBuckets: listBuckets,
   CreateBucket: createBucket,
 };
@@ -87,6 +106,16 @@ const BUCKET_HANDLERS: Record<BucketOperation, (ctx: BucketContext) => Promise<v
   DeleteBucket: deleteBucket,
   GetBucketLocation: getBucketLocation,
   GetBucketVersioning: getBucketVersioning,
+  PutBucketVersioning: putBucketVersioning,
+  PutBucketLifecycle: putBucketLifecycle,
+  GetBucketLifecycle: getBucketLifecycle,
+  DeleteBucketLifecycle: deleteBucketLifecycle,
+  GetObjectLockConfiguration: getObjectLockConfiguration,
+  PutObjectLockConfiguration: putObjectLockConfiguration,
+  GetObjectRetention: getObjectRetention,
+  PutObjectRetention: putObjectRetention,
+  GetObjectLegalHold: getObjectLegalHold,
+  PutObjectLegalHold: putObjectLegalHold,
   GetBucketAcl: getBucketAcl,
   PutBucketAcl: putAcl,
   GetBucketSetting: getBucketSetting,
@@ -105,6 +134,10 @@ const BUCKET_HANDLERS: Record<BucketOperation, (ctx: BucketContext) => Promise<v
   DeleteBucketEncryption: deleteBucketEncryption,
   GetBucketCors: getBucketCors,
   DeleteBucketCors: deleteBucketCors,
+  PutBucketPolicy: putBucketPolicy,
+  GetBucketPolicy: getBucketPolicy,
+  DeleteBucketPolicy: deleteBucketPolicy,
+  GetBucketPolicyStatus: getBucketPolicyStatus,
   ListObjects: (ctx) => listObjects(ctx, false),
   ListObjectsV2: (ctx) => listObjects(ctx, true),
   ListObjectVersions: listObjectVersions,
@@ -127,6 +160,25 @@ const COPY_HANDLERS: Record<CopyOperation, (ctx: CopyContext) => Promise<void>> 
 };
 
 const ACL_CARRYING_WRITES = new Set<Operation>(['PutObject', 'CopyObject', 'CreateMultipartUpload']);
+
+// An anonymous request carries no signature: its body is read as it comes (no payload hash to check).
+const ANONYMOUS: AuthContext = {
+  accessKeyId: '',
+  payloadMode: 'unsigned',
+  seedSignature: '',
+  signingKey: Buffer.alloc(0),
+  scope: '',
+  amzDate: '',
+  presigned: false,
+};
+
+// As S3: a multipart upload is always someone's, even in a bucket anyone may write to.
+const ANONYMOUS_REFUSED = new Set<Operation>(['CreateMultipartUpload']);
+
+function tlsVersionOf(socket: Socket): string | undefined {
+  const protocol = (socket as Partial<TLSSocket>).getProtocol?.();
+  return typeof protocol === 'string' ? protocol.replace(/^TLSv/, '') : undefined;
+}
 
 export interface S3ServerDeps {
   config: CoffreConfig;
@@ -313,6 +365,18 @@ export class S3Server {
     this.server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) =>
       this.clientError(err, socket),
     );
+    // node answers 417 itself to any Expect but 100-continue. An empty one (some clients send `Expect:`
+    // with no value) asks for nothing: served as if absent, as S3 does. Others still get 417, in S3's words.
+    this.server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) => {
+      if (String(req.headers.expect ?? '').trim() === '') return handler(req, res);
+      refuse(
+        req,
+        res,
+        new S3Error('ExpectationFailed', 417, 'The Expect header of the request cannot be met.'),
+        '',
+        randomBytes(8).toString('hex').toUpperCase(),
+      );
+    });
     refuseTunnels(this.server);
   }
 
@@ -374,7 +438,12 @@ export class S3Server {
           bytesIn: declaredLength,
           bytesOut: socket.bytesWritten - writtenBefore,
           ms: Math.round(Number(process.hrtime.bigint() - started) / 1e6),
-          ...(refusal ? { error: refusal.code, reason: refusal.message } : {}),
+          // Every refusal says why: its S3 error, or for an answer written without one, the HTTP reason.
+          ...(refusal
+            ? { error: refusal.code, reason: refusal.message }
+            : res.statusCode >= 400
+              ? { reason: http.STATUS_CODES[res.statusCode] ?? 'error' }
+              : {}),
           ...(res.writableFinished ? {} : { aborted: true }),
         },
         's3 request',
@@ -390,12 +459,29 @@ export class S3Server {
       bucketName = located.bucket;
       objectKey = located.key;
       const query = new URLSearchParams(rawQuery);
-      operation = routeRequest(method, located.bucket, located.key, query, req.headers);
-      if (isUnauthenticated(operation)) {
+      // A request for an operation that does not exist (or a method its resource does not take) is answered
+      // as S3 does: once it is authenticated (an anonymous one gets AccessDenied, like any it is not granted).
+      let routeError: unknown;
+      try {
+        operation = routeRequest(method, located.bucket, located.key, query, req.headers);
+      } catch (err) {
+        routeError = err;
+      }
+      if (operation !== 'Unknown' && isUnauthenticated(operation)) {
         await preflight(store, located.bucket, req, res);
         return;
       }
-      const { secure, fromLoopback } = clientTransport(req, config.trustedProxies);
+      const transport = clientTransport(req, config.trustedProxies);
+      const { secure, fromLoopback } = transport;
+      const facts = (authType: RequestFacts['authType']): RequestFacts => ({
+        headers: req.headers,
+        query,
+        secure,
+        clientAddress: transport.clientAddress,
+        authType,
+        tlsVersion: tlsVersionOf(req.socket),
+        store,
+      });
       // The key record is looked up once: the signature (or form policy) check needs its secret, and the
       // request its grants (on a gateway node each lookup is a call to the metadata node).
       const looked: { record?: AccessKeyRecord } = {};
@@ -403,23 +489,28 @@ export class S3Server {
         looked.record = await store.getKey(id);
         return looked.record?.secret;
       };
-      if (isPostPolicyOperation(operation)) {
-        // The form's policy signature is checked before anything about the bucket is looked up: an unsigned
-        // form learns nothing, not even whether the bucket exists.
+      if (operation !== 'Unknown' && isPostPolicyOperation(operation)) {
+        // The form's policy signature is checked before anything about the bucket is used: an unsigned form
+        // learns nothing, not even whether the bucket exists. One without a policy is read only where the
+        // bucket's policy may let everyone write.
+        const name = located.bucket!;
+        const bucket = await store.bucketByName(name);
+        const policy = bucket && storedPolicy(bucket);
         const upload = await parsePostObject(req, req.headers['content-type'], {
-          bucket: located.bucket!,
+          bucket: name,
           region: config.s3Api.s3Region,
           lookupSecret,
+          allowAnonymous: typeof policy === 'object' && grantsAnyone(policy),
+        });
+        const accessKey = upload.accessKeyId === looked.record?.id ? looked.record : undefined;
+        if (upload.accessKeyId !== undefined && !accessKey) throw S3Errors.accessDenied();
+        if (accessKey) authenticated();
+        const allowed = await allowedBucket(bucket, name, accessKey, AUTHORIZATION[operation].bucket, {
+          facts: facts(accessKey ? 'POST' : undefined),
+          access: { action: 's3:PutObject', key: upload.key },
+          operation,
         });
         authenticated();
-        const accessKey = upload.accessKeyId === looked.record?.id ? looked.record : undefined;
-        if (!accessKey) throw S3Errors.accessDenied();
-        const allowed = allowedBucket(
-          await store.bucketByName(located.bucket!),
-          located.bucket!,
-          accessKey,
-          AUTHORIZATION[operation].bucket,
-        );
         await postObject(
           { req, res, store, config, requestId, secure, fromLoopback, sseS3: this.deps.sseS3, ...allowed },
           upload,
@@ -428,22 +519,29 @@ export class S3Server {
       }
       // The bucket's record is looked up while the signature is checked, not after: its answer is used only
       // once the request is authenticated and authorized.
-      const bucketLookup = located.bucket === undefined ? undefined : store.bucketByName(located.bucket);
+      const bucketLookup =
+        located.bucket === undefined || routeError !== undefined
+          ? undefined
+          : store.bucketByName(located.bucket);
       bucketLookup?.catch(() => {}); // a failure surfaces where the record is awaited, if it ever is
-      const auth = await authenticateRequest(
-        { method, path: rawPath, query: rawQuery, headers: req.headers },
-        { region: config.s3Api.s3Region, lookupSecret },
-      );
-      authenticated();
-      signingKey = auth.signingKey;
-      const accessKey =
-        looked.record?.id === auth.accessKeyId ? looked.record : await store.getKey(auth.accessKeyId);
-      if (!accessKey)
-        throw new S3Error(
-          'InvalidAccessKeyId',
-          403,
-          'The AWS Access Key Id you provided does not exist in our records.',
-        );
+      const request = { method, path: rawPath, query: rawQuery, headers: req.headers };
+      let accessKey: AccessKeyRecord | undefined;
+      let auth: AuthContext = ANONYMOUS;
+      if (hasCredentials(request)) {
+        auth = await authenticateRequest(request, { region: config.s3Api.s3Region, lookupSecret });
+        authenticated();
+        signingKey = auth.signingKey;
+        accessKey =
+          looked.record?.id === auth.accessKeyId ? looked.record : await store.getKey(auth.accessKeyId);
+        if (!accessKey)
+          throw new S3Error(
+            'InvalidAccessKeyId',
+            403,
+            'The AWS Access Key Id you provided does not exist in our records.',
+          );
+      }
+      if (routeError !== undefined || operation === 'Unknown')
+        throw accessKey ? routeError : S3Errors.accessDenied();
       const ctx: S3Context = {
         req,
         res,
@@ -461,17 +559,41 @@ export class S3Server {
         body: makeBody(req, auth),
       };
       if (isAccountOperation(operation)) {
+        // Listing buckets and creating one are an access key's, never anyone's.
+        if (!accessKey) throw S3Errors.accessDenied();
         // Buckets have ACLs disabled (bucket-settings): a bucket created to be shared is refused.
         if (operation === 'CreateBucket')
           await refuseAclGrants(req.headers, async () => new Set([accessKey.id]), true);
-        await ACCOUNT_HANDLERS[operation](ctx);
+        await ACCOUNT_HANDLERS[operation]({ ...ctx, accessKey });
         return;
       }
+      if (!accessKey && ANONYMOUS_REFUSED.has(operation)) {
+        throw S3Errors.accessDenied(
+          'Anonymous users cannot initiate multipart uploads.  Please authenticate.',
+        );
+      }
       const named = located.bucket!;
+      const requestFacts = facts(
+        auth === ANONYMOUS ? undefined : auth.presigned ? 'REST-QUERY-STRING' : 'REST-HEADER',
+      );
+      const need = AUTHORIZATION[operation].bucket;
+      const action = versionedAction(policyActionOf(operation, query), query.get('versionId'));
+      const bucket = await bucketLookup;
+      // A batch delete is allowed or refused key by key (delete.ts): it needs only a way in here.
+      const entry =
+        operation === 'DeleteObjects' && bucket && typeof storedPolicy(bucket) === 'object'
+          ? { bucket, permission: (accessKey && bucket.permissions[accessKey.id]) ?? NO_PERMISSION }
+          : await allowedBucket(bucket, named, accessKey, need, {
+              facts: requestFacts,
+              access: { action, key: located.key },
+              operation,
+            });
+      authenticated();
       const bucketCtx: BucketContext = {
         ...ctx,
         bucketName: named,
-        ...allowedBucket(await bucketLookup, named, accessKey, AUTHORIZATION[operation].bucket),
+        ...entry,
+        may: (access, right) => mayAccess(requestFacts, entry.bucket, accessKey, right, access, operation),
       };
       // Once the request is allowed: CORS headers, and a write asking to share what it creates is refused
       // (asked no sooner, since the answer tells who owns the bucket).
@@ -481,18 +603,26 @@ export class S3Server {
         if (carriesAcl) await refuseAclGrants(req.headers, async () => bucketOwners(bucketCtx.bucket));
       };
       if (isCopyOperation(operation)) {
-        // A copy reads its source: the key must hold read on the source bucket too.
+        // A copy reads its source: the request must be allowed to read it there too.
         const source = copySourceOf(req.headers);
-        const sourceBucket = allowedBucket(
+        const sourceBucket = await allowedBucket(
           source.bucketName === named ? bucketCtx.bucket : await store.bucketByName(source.bucketName),
           source.bucketName,
           accessKey,
           'read',
+          {
+            facts: requestFacts,
+            access: {
+              action: versionedAction('s3:GetObject', (source as { versionId?: string }).versionId),
+              key: source.key,
+            },
+            operation,
+          },
         );
         await allowedRequest();
         await COPY_HANDLERS[operation]({
           ...bucketCtx,
-          source: { bucket: sourceBucket.bucket, key: source.key },
+          source: { bucket: sourceBucket.bucket, key: source.key, versionId: source.versionId },
         });
         return;
       }

@@ -7,6 +7,7 @@ import { header, requireKey, type BucketContext, type S3Context } from './contex
 import { sendEmpty, sendXml } from './response.js';
 import { readSmallBody } from './small-body.js';
 import { asList, asText, parseXml } from './xml.js';
+import { setVersionHeader, versionIdParam } from './versioning.js';
 
 export type Tags = Record<string, string>;
 
@@ -88,21 +89,29 @@ function sendTagSet(ctx: S3Context, tags: Tags | undefined): void {
 export async function getObjectTagging(ctx: BucketContext): Promise<void> {
   const bucket = ctx.bucket;
   const key = requireKey(ctx);
-  const record = await ctx.store.getObject(bucket.id, key);
-  if (!record) throw S3Errors.noSuchKey(key);
+  const versionId = versionIdParam(ctx);
+  const record = await ctx.store.getVersion(bucket.id, key, versionId);
+  if (!record || (record.deleteMarker && versionId === undefined))
+    throw versionId === undefined ? S3Errors.noSuchKey(key) : S3Errors.noSuchVersion(key, versionId);
+  if (record.deleteMarker)
+    throw new S3Error('MethodNotAllowed', 405, 'The specified method is not allowed against this resource.');
+  setVersionHeader(ctx, bucket, record);
   sendTagSet(ctx, ctx.store.streams ? await ctx.store.streams.objectTags(record) : record.tags);
 }
 
-export async function putObjectTagging(ctx: BucketContext): Promise<void> {
+async function setTags(ctx: BucketContext, tags: Tags | undefined): Promise<void> {
   const bucket = ctx.bucket;
-  const tags = tagsFromXml((await readSmallBody(ctx)).toString('utf8'));
-  await ctx.store.setObjectTags(bucket.id, requireKey(ctx), tags);
+  const versionId = await ctx.store.setObjectTags(bucket.id, requireKey(ctx), tags, versionIdParam(ctx));
+  if (bucket.versioning) ctx.res.setHeader('x-amz-version-id', versionId);
+}
+
+export async function putObjectTagging(ctx: BucketContext): Promise<void> {
+  await setTags(ctx, tagsFromXml((await readSmallBody(ctx)).toString('utf8')));
   sendEmpty(ctx.res, 200);
 }
 
 export async function deleteObjectTagging(ctx: BucketContext): Promise<void> {
-  const bucket = ctx.bucket;
-  await ctx.store.setObjectTags(bucket.id, requireKey(ctx), undefined);
+  await setTags(ctx, undefined);
   sendEmpty(ctx.res, 204);
 }
 

@@ -4,8 +4,9 @@ import type { IncomingHttpHeaders } from 'node:http';
 import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { test } from 'node:test';
-import { Crc32, Crc32c } from '@aws-sdk/checksums/crc';
-import { getAwsChunkedEncodingStream } from '@smithy/core/serde';
+import { AwsCrc32 } from '@aws-crypto/crc32';
+import { AwsCrc32c } from '@aws-crypto/crc32c';
+import { getAwsChunkedEncodingStream } from '@smithy/util-stream';
 import { S3Error } from '../../../src/util/s3-error.js';
 import { authenticateRequest, type AuthContext } from '../../../src/api/s3/signature.js';
 import { AwsChunkedDecoder, awsChunkedDecoderFor } from '../../../src/api/s3/aws-chunked.js';
@@ -222,7 +223,7 @@ test('the documented AWS signed-trailer upload verifies, CRC-32C included', asyn
 
 async function sdkUnsignedTrailerBody(
   data: Buffer,
-  checksum: typeof Crc32 | typeof Crc32c,
+  checksum: typeof AwsCrc32 | typeof AwsCrc32c,
   name: string,
 ): Promise<Buffer> {
   const source = Readable.from([data.subarray(0, 40000), data.subarray(40000)]);
@@ -234,7 +235,7 @@ async function sdkUnsignedTrailerBody(
     // Listens alongside the encoder (as the SDK's own hasher does) rather than consuming the source.
     streamHasher: (Ctor, stream) =>
       new Promise((resolve, reject) => {
-        const h = new (Ctor as typeof Crc32)();
+        const h = new (Ctor as typeof AwsCrc32)();
         (stream as Readable).on('data', (c: Buffer) => h.update(c));
         (stream as Readable).on('error', reject);
         (stream as Readable).on('end', () => resolve(h.digest()));
@@ -291,8 +292,8 @@ async function decodeAndVerify(
 test('unsigned trailers from the AWS SDK encoder: crc32 and crc32c checked', async () => {
   const data = randomBytes(100_000);
   for (const [ctor, name] of [
-    [Crc32, 'x-amz-checksum-crc32'],
-    [Crc32c, 'x-amz-checksum-crc32c'],
+    [AwsCrc32, 'x-amz-checksum-crc32'],
+    [AwsCrc32c, 'x-amz-checksum-crc32c'],
   ] as const) {
     const body = await sdkUnsignedTrailerBody(data, ctor, name);
     const { auth, headers } = await unsignedTrailerRequest(name, data.length);
@@ -322,7 +323,7 @@ test('unsigned trailers from the AWS SDK encoder: crc32 and crc32c checked', asy
 
 test('a trailer not announced in x-amz-trailer is refused', async () => {
   const data = randomBytes(1000);
-  const body = await sdkUnsignedTrailerBody(data, Crc32, 'x-amz-checksum-crc32');
+  const body = await sdkUnsignedTrailerBody(data, AwsCrc32, 'x-amz-checksum-crc32');
   const { auth, headers } = await unsignedTrailerRequest('x-amz-checksum-crc32c', data.length);
   await rejectsS3(decodeAndVerify(auth, headers, body), 'InvalidRequest');
 });

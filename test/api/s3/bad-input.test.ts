@@ -642,11 +642,11 @@ describe('oversized headers, unknown operations, garbage', () => {
     for (const [method, path, query] of [
       ['GET', `/${BUCKET}`, { analytics: '' }],
       ['PUT', `/${BUCKET}`, { inventory: '', id: 'x' }],
-      ['PUT', `/${BUCKET}`, { lifecycle: '' }],
-      ['PUT', `/${BUCKET}`, { policy: '' }],
+      ['PUT', `/${BUCKET}`, { website: '' }],
+      ['PUT', `/${BUCKET}`, { replication: '' }],
       ['GET', `/${BUCKET}/${OBJECT}`, { versions: '' }],
       ['GET', `/${BUCKET}/${OBJECT}`, { torrent: '' }],
-      ['PUT', `/${BUCKET}/${OBJECT}`, { retention: '' }],
+      ['POST', `/${BUCKET}/${OBJECT}`, { restore: '' }],
       ['POST', `/${BUCKET}/${OBJECT}`, { select: '', 'select-type': '2' }],
     ] as const) {
       assertError(await send({ method, path, query: { ...query } }), 501, 'NotImplemented');

@@ -3,7 +3,9 @@ import { createHash, randomBytes } from 'node:crypto';
 import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { test } from 'node:test';
-import { Crc32, Crc32cJs, Crc64NvmeJs } from '@aws-sdk/checksums/crc';
+import { AwsCrc32 } from '@aws-crypto/crc32';
+import { AwsCrc32c } from '@aws-crypto/crc32c';
+import { Crc64Nvme } from '@aws-sdk/crc64-nvme';
 import { S3Error } from '../../../src/util/s3-error.js';
 import {
   BodyVerifier,
@@ -31,9 +33,9 @@ test('CRCs agree with the AWS SDK implementations on random data split anywhere'
   for (const len of [0, 1, 7, 8, 9, 63, 1000, 65536 + 3]) {
     const data = randomBytes(len);
     for (const [alg, Ref] of [
-      ['CRC32', Crc32],
-      ['CRC32C', Crc32cJs],
-      ['CRC64NVME', Crc64NvmeJs],
+      ['CRC32', AwsCrc32],
+      ['CRC32C', AwsCrc32c],
+      ['CRC64NVME', Crc64Nvme],
     ] as const) {
       const ref = new Ref();
       ref.update(data);
