@@ -12,6 +12,7 @@ import {
   DeleteObjectsCommand,
   GetObjectCommand,
   HeadObjectCommand,
+  ListMultipartUploadsCommand,
   ListObjectsV2Command,
   ListPartsCommand,
   PutObjectCommand,
@@ -64,6 +65,7 @@ import {
   parsePartMarker,
   partTableKey,
   plainSizeOf,
+  stateKey,
   uploadMetadata,
   uploadRecordKey,
   versionIdOf,
@@ -616,8 +618,115 @@ export class BackendStore implements ObjectStore {
     return this.uploadRecord(upload);
   }
 
-  async listUploads(): Promise<UploadRecord[]> {
-    return [];
+  async listUploads(bucketId: string): Promise<UploadRecord[]> {
+    const uploads = await this.allUploads();
+    return uploads.filter((u) => u.bucketId === bucketId).map((u) => this.uploadRecord(u));
+  }
+
+  /** Every upload in progress, from its record under .coffre/uploads/ (each read once per gateway). */
+  private async allUploads(): Promise<BackendUpload[]> {
+    const base = stateKey(this.config.prefix, 'uploads') + '/';
+    const ids: string[] = [];
+    let token: string | undefined;
+    do {
+      // The delimiter leaves out each upload's part markers (under "<id>.parts/").
+      const page = await guarded(
+        this.client.send(
+          new ListObjectsV2Command({
+            Bucket: this.config.bucket,
+            Prefix: base,
+            Delimiter: '/',
+            ContinuationToken: token,
+          }),
+        ),
+      );
+      for (const item of page.Contents ?? []) {
+        const id = item.Key?.slice(base.length);
+        if (id && UPLOAD_ID.test(id)) ids.push(id);
+      }
+      token = page.IsTruncated ? page.NextContinuationToken : undefined;
+    } while (token);
+    const uploads = await mapLimited(ids, LOOKUPS_IN_FLIGHT, (id) =>
+      this.backendUpload(id).catch((err: unknown) => {
+        // Completed or aborted since the listing: not in progress.
+        if (err instanceof S3Error && err.code === 'NoSuchUpload') return undefined;
+        throw err;
+      }),
+    );
+    return uploads
+      .filter((u): u is BackendUpload => u !== undefined)
+      .sort((a, b) => a.initiated - b.initiated);
+  }
+
+  /**
+   * Aborts what uploads older than `maxAgeMs` left in the backend: those with a record (a client that never
+   * completed, a gateway killed mid-upload), and the backend's own multipart uploads under this gateway's
+   * prefix that no record names (a gateway killed between starting one and writing its record). Returns how
+   * many it aborted; one that fails is left for the next sweep.
+   */
+  async sweepUploads(maxAgeMs: number, now = Date.now()): Promise<number> {
+    let aborted = 0;
+    const live = new Set<string>();
+    for (const upload of await this.allUploads()) {
+      if (now - upload.initiated < maxAgeMs) {
+        live.add(upload.backendUploadId);
+        continue;
+      }
+      await this.abortUpload(this.uploadRecord(upload));
+      aborted++;
+    }
+    let keyMarker: string | undefined;
+    let idMarker: string | undefined;
+    do {
+      const page = await guarded(
+        this.client.send(
+          new ListMultipartUploadsCommand({
+            Bucket: this.config.bucket,
+            Prefix: this.config.prefix || undefined,
+            KeyMarker: keyMarker,
+            UploadIdMarker: idMarker,
+          }),
+        ),
+      );
+      for (const u of page.Uploads ?? []) {
+        if (!u.Key || !u.UploadId || !u.Initiated || live.has(u.UploadId)) continue;
+        if (now - u.Initiated.getTime() < maxAgeMs) continue;
+        await guarded(
+          this.client.send(
+            new AbortMultipartUploadCommand({ Bucket: this.config.bucket, Key: u.Key, UploadId: u.UploadId }),
+          ),
+        ).catch((err: unknown) => {
+          if (!(err instanceof S3Error) || err.status !== 500) throw err;
+        });
+        aborted++;
+      }
+      const more = page.IsTruncated === true;
+      keyMarker = more ? page.NextKeyMarker : undefined;
+      idMarker = more ? page.NextUploadIdMarker : undefined;
+    } while (keyMarker);
+    return aborted;
+  }
+
+  /** Sweeps abandoned uploads every `intervalMs` (and once at start); the returned function stops it. */
+  startUploadSweeper(opts: {
+    intervalMs: number;
+    maxAgeMs: number;
+    onSwept: (aborted: number) => void;
+    onError: (err: Error) => void;
+  }): () => void {
+    let running: Promise<void> | undefined;
+    const run = () => {
+      running ??= this.sweepUploads(opts.maxAgeMs)
+        .then((n) => {
+          if (n > 0) opts.onSwept(n);
+        })
+        .catch((err: Error) => opts.onError(err))
+        .finally(() => (running = undefined));
+    };
+    const timer = setInterval(run, opts.intervalMs);
+    timer.unref();
+    run();
+    return () => clearInterval(timer);
   }
 
   private async putPartStream(
@@ -721,7 +830,12 @@ export class BackendStore implements ObjectStore {
             MinSizeAllowed: String(MIN_PART_SIZE),
           },
         );
-      table.push({ partNumber: r.partNumber, storedSize: part.size, header: part.header });
+      table.push({
+        partNumber: r.partNumber,
+        storedSize: part.size,
+        header: part.header,
+        etag: coffrePartEtag(part.etag),
+      });
       chosen.push({ PartNumber: r.partNumber, ETag: part.etag });
     });
     // The table first: the object is never visible without what reading it needs.

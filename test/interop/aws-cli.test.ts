@@ -324,7 +324,8 @@ test('aws s3api: put-object, get-object with a range, head-object, list-objects-
       'ENABLED',
       join(work, 'sum.out'),
     ]);
-    assert.equal(got[field], sent[field]);
+    // A gateway checks them on upload but does not keep them for GET (docs/gateway.md, Limits).
+    if (!viaGateway()) assert.equal(got[field], sent[field]);
     assert.ok(readFileSync(join(work, 'sum.out')).equals(body));
     await aws(['s3api', 'delete-object', '--bucket', 'cli-api', '--key', `sums/${alg}`]);
   }
@@ -556,7 +557,8 @@ test(
 test('aws s3api put/get/delete-bucket-policy and get-bucket-policy-status; "refuse unencrypted uploads" with aws s3 cp', async (t) => {
   if (!skipUnlessAws(t)) return;
   const operator = await operatorKey('awscli-policy');
-  await mustCli(server!, ['sse-s3', 'init', '--recipient', operator.publicFile]);
+  // A gateway has its keyring from the start (it stores every object encrypted).
+  if (!viaGateway()) await mustCli(server!, ['sse-s3', 'init', '--recipient', operator.publicFile]);
   await aws(['s3', 'mb', 's3://cli-policy']);
   const denyUnencrypted = {
     Version: '2012-10-17',
