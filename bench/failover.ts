@@ -17,20 +17,10 @@ import {
   waitFor,
   type ClusterNode,
 } from '../test/cluster/cluster-helpers.js';
-import { client, pause } from '../test/cluster/history.js';
+import { client, pause, metadataStatus } from '../test/cluster/history.js';
 import { printMarkdownTable } from './lib/figures.js';
 
 const BUDGET_MS = 240_000;
-
-interface MetaStatus {
-  role: string;
-  term: number;
-  position: { seq: number };
-  committed: number;
-}
-
-const statusOf = async (n: ClusterNode) =>
-  ((await n.admin('/v1/status')) as { metadata: MetaStatus }).metadata;
 
 function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!;
@@ -66,7 +56,7 @@ async function main(): Promise<void> {
       let found: ClusterNode | undefined;
       await waitFor(async () => {
         for (const n of storage)
-          if (n.process?.exitCode === null && (await statusOf(n)).role === 'primary') found = n;
+          if (n.process?.exitCode === null && (await metadataStatus(n)).role === 'primary') found = n;
         return found !== undefined;
       }, 'a node leads');
       return found!;
@@ -106,8 +96,8 @@ async function main(): Promise<void> {
       await victim.start();
       await waitFor(
         async () => {
-          const theirs = await statusOf(await leader());
-          const mine = await statusOf(victim);
+          const theirs = await metadataStatus(await leader());
+          const mine = await metadataStatus(victim);
           return mine.role === 'copy' && mine.term === theirs.term && mine.position.seq >= theirs.committed;
         },
         'the old leader catches up',

@@ -10,11 +10,12 @@
 //    "keyrings":{"<keyring id>":{"keys":["<key id>",…]}},
 //    "nodes":{"<admin endpoint>":"<keyring id>"}}
 // A version 1 keyring has no id; it is remembered as `format-1@<admin endpoint>`.
-import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
 import type { KeyringSummary } from '../sse/keyring.js';
 import { UserError, errorMessage } from '../util/errors.js';
+import { WRITABLE_BY_OTHERS, fileMode, requirePrivateFile } from '../util/private-file.js';
 
 // ---- Format constants. DO NOT CHANGE: known-keyrings files depend on them. ----
 const FORMAT = 'coffre-known-keyrings';
@@ -55,14 +56,13 @@ export function loadKnownKeyrings(path = knownKeyringsPath()): KnownKeyrings {
   let text: string;
   let mode: number;
   try {
-    mode = statSync(path).mode & 0o777;
+    mode = fileMode(path);
     text = readFileSync(path, 'utf8');
   } catch (err) {
     throw new UserError(`cannot read ${path}: ${errorMessage(err)}`);
   }
   // Whoever can write this file decides which master keys are handed to nodes.
-  if (mode & 0o022)
-    throw new UserError(`${path} is writable by other users (mode ${mode.toString(8)}): chmod 600 it`);
+  requirePrivateFile(path, path, { bits: WRITABLE_BY_OTHERS, mode });
   let value: unknown;
   try {
     value = JSON.parse(text);

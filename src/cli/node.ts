@@ -85,7 +85,13 @@ function describeMetadata(s: ClusterStatus): string[] {
 function describeRebalance(s: ClusterStatus): string[] {
   const r = s.rebalance;
   if (!r || s.layoutVersion === 0) return [];
-  if (r.running) return ["blocks: moving this node's blocks to the nodes the layout picks for them"];
+  if (r.running) {
+    const p = r.currentPass;
+    return [
+      "blocks: moving this node's blocks to the nodes the layout picks for them" +
+        (p ? ` (so far ${p.checked} looked at, ${p.copied} copied, ${p.removed} removed)` : ''),
+    ];
+  }
   if (r.settledVersion === s.layoutVersion) return [`blocks: in place for layout version ${s.layoutVersion}`];
   const left = r.lastPass?.left ?? 0;
   return left > 0

@@ -43,7 +43,7 @@ function describe(s: SseS3Status): string {
   ];
   for (const k of s.keys ?? [])
     lines.push(
-      `  ${k.id}${k.id === s.current ? ' (current)' : '          '}  ${k.created}  sealed to ${k.recipients.join(', ')}`,
+      `  ${k.id}${k.id === s.current ? ' (current)' : '          '}  ${k.created}  sealed to ${k.recipients.map((r) => (s.userIds?.[r] ? `${r} (${s.userIds[r]})` : r)).join(', ')}`,
     );
   return lines.join('\n');
 }

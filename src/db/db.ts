@@ -203,8 +203,15 @@ export class MetadataDb {
 
   static open(dir: string, opts: MetadataDbOptions = {}): MetadataDb {
     mkdirSync(dir, { recursive: true, mode: 0o700 });
-    // lmdb-js commits are durable (fsync'd) when the transaction promise resolves: that is the moment a
-    // write is acknowledged to a client.
+    // A commit's promise resolves only once the commit is durable: that is the moment a write is acknowledged
+    // to a client. lmdb-js opens with overlappingSync by default (not on Windows), which sounds otherwise but
+    // is not (checked in lmdb-js 3.5.6's writer.cpp and its LMDB fork's mdb_txn_commit, and seen under strace):
+    // the writer lock is released once the transaction is written and visible, so the next transaction can
+    // be built while this one is flushed, but mdb_txn_commit returns only after fdatasync of the data file and
+    // the O_DSYNC write of the meta page that marks the transaction flushed, and the promise resolves after
+    // that (TXN_COMMITTED is set after mdb_txn_commit returns). After a power loss the environment reopens at
+    // the last flushed transaction; after a kill -9 (same boot) at the last committed one, which the page
+    // cache holds. Re-check this on an lmdb-js major upgrade (package.json pins ^3).
     const root = open({ path: dir, compression: false, noSync: false, maxDbs: 32 });
     const db = new MetadataDb(root, opts);
     if (db.state.get('head') === undefined) {

@@ -223,6 +223,25 @@ export const METADATA_METHODS = [
   'unreferencedBlocks',
 ] as const satisfies readonly (keyof MetadataStore)[];
 
+/**
+ * The metadata calls that only read. With two metadata nodes and one of them gone, the other serves these from
+ * its own tables (rpc/metadata-replication, degraded reads): every acknowledged write is on both.
+ */
+export const METADATA_READS: ReadonlySet<string> = new Set<(typeof METADATA_METHODS)[number]>([
+  'getKey',
+  'findKey',
+  'listKeys',
+  'bucketByName',
+  'listBuckets',
+  'getObject',
+  'getVersion',
+  'listObjects',
+  'listVersions',
+  'getUpload',
+  'listUploads',
+  'listParts',
+]);
+
 export function checkWriteCondition(
   condition: WriteCondition | undefined,
   current: ObjectRecord | undefined,

@@ -17,7 +17,7 @@ import {
   type SegmentWriteOptions,
 } from '../model/segments.js';
 import type { FileSlice } from '../util/file-slice.js';
-import { METADATA_METHODS, type LocalStore, type ObjectStore } from '../model/store.js';
+import { METADATA_METHODS, METADATA_READS, type LocalStore, type ObjectStore } from '../model/store.js';
 import type { Segment } from '../model/types.js';
 import { S3Error } from '../util/s3-error.js';
 import { decodeData, decodeError, encodeData, encodeError, type EncodedError } from './codec.js';
@@ -126,7 +126,14 @@ export interface MetadataLeadership {
   /** Whether this node's own tables answer: it leads, or it stands alone. */
   servesHere(): boolean;
   /** Runs a call on this node's tables, answered only if it is safe (see MetadataReplication.serve). */
-  serve<T>(run: () => Promise<T>): Promise<T>;
+  serve<T>(run: () => Promise<T>, read?: boolean): Promise<T>;
+  /**
+   * Whether this node's tables answer reads although no leader can serve them: two metadata nodes, this one
+   * of them, the other unreachable. Every acknowledged write is on both, so nothing acknowledged is missing.
+   */
+  servesDegradedReads(): boolean;
+  /** The nodes that hold the metadata tables. */
+  metadataNodes(): string[];
   /** The node leading now, as known or found out (waits a little); undefined while there is none. */
   findLeader(): Promise<string | undefined>;
   /** `node` does not lead (it said so, naming `hint`, or could not be reached). */
@@ -205,8 +212,16 @@ export class Cluster {
     };
     const leadership = this.leadership;
     if (!leadership) return run();
+    const read = METADATA_READS.has(method);
     for (let attempt = 0; attempt < METADATA_CALL_ATTEMPTS; attempt++) {
-      if (leadership.servesHere()) return leadership.serve(run);
+      if (leadership.servesHere() || (read && leadership.servesDegradedReads()))
+        return leadership.serve(run, read);
+      // A read while no leader is known is first asked of the metadata nodes directly, rather than after
+      // waiting for an election that two metadata nodes, one gone, cannot hold.
+      if (read && attempt === 0 && leadership.knownLeader() === undefined) {
+        const answer = await this.degradedRead(leadership, method, args);
+        if (answer) return answer.value;
+      }
       const leader = await leadership.findLeader();
       if (leader === undefined) break;
       if (leader === this.rpc.nodeId) continue;
@@ -218,7 +233,30 @@ export class Cluster {
         else throw err;
       }
     }
+    if (read) {
+      const answer = await this.degradedRead(leadership, method, args);
+      if (answer) return answer.value;
+    }
     throw noLeader();
+  }
+
+  // No leader: with two metadata nodes, the one still up answers reads from its own tables; a node that
+  // knows a leader names it instead (remembered for the next call).
+  private async degradedRead(
+    leadership: MetadataLeadership,
+    method: string,
+    args: unknown[],
+  ): Promise<{ value: unknown } | undefined> {
+    for (const node of leadership.metadataNodes()) {
+      if (node === this.rpc.nodeId) continue;
+      try {
+        return { value: await this.callStore(node, method, args, true) };
+      } catch (err) {
+        if (err instanceof NotLeaderError) leadership.notLeader(node, err.leader);
+        else if (!(err instanceof PeerUnreachableError)) throw err;
+      }
+    }
+    return undefined;
   }
 
   /** Calls `listener` with each new layout version this node installs (applied here or learnt from a peer). */
@@ -381,22 +419,25 @@ export class Cluster {
     });
     this.rpc.registerEndpoint('store/call', async (req) => {
       // The call is checked before anything else, so an ill-formed one is refused the same way on every node.
-      let call: { method: string; args: unknown[] };
+      let call: { method: string; args: unknown[]; degraded: boolean };
       try {
         call = decodeStoreCall(req.header, decodeData(await readAll(req.body, MAX_STORE_CALL_BODY)));
       } catch (err) {
         return { header: { error: encodeError(err) } };
       }
       // A copy of the tables (rpc/metadata-replication) may lag: only the leader answers; the others say
-      // which node they know leads, and the caller turns to it.
-      if (!this.ownsMetadata()) {
+      // which node they know leads, and the caller turns to it. A read asked of a copy while there is no
+      // leader is answered by it when its tables hold every acknowledged write (servesDegradedReads).
+      const degraded = call.degraded && this.leadership?.servesDegradedReads() === true;
+      if (!this.ownsMetadata() && !degraded) {
         const leader = this.leadership?.knownLeader();
         return { header: { notLeader: true, ...(leader ? { leader } : {}) } };
       }
       try {
         const fn = (local as unknown as Record<string, (...a: unknown[]) => Promise<unknown>>)[call.method]!;
         const run = () => fn.apply(local, call.args);
-        const result = await (this.leadership ? this.leadership.serve(run) : run());
+        const read = METADATA_READS.has(call.method);
+        const result = await (this.leadership ? this.leadership.serve(run, read) : run());
         return { header: {}, body: encodeData(result) };
       } catch (err) {
         return { header: { error: encodeError(err) } };
@@ -448,10 +489,16 @@ export class Cluster {
     return new ClusterStore(this, local, segmentOptions) as unknown as ObjectStore;
   }
 
-  private async callStore(peerId: string, method: string, args: unknown[]): Promise<unknown> {
+  private async callStore(
+    peerId: string,
+    method: string,
+    args: unknown[],
+    degraded = false,
+  ): Promise<unknown> {
     let reply: RpcReply;
     try {
-      reply = await this.rpc.call(peerId, 'store/call', { method }, encodeData(args));
+      const header = degraded ? { method, degraded } : { method };
+      reply = await this.rpc.call(peerId, 'store/call', header, encodeData(args));
     } catch {
       throw new PeerUnreachableError();
     }

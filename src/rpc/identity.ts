@@ -4,9 +4,10 @@
 //   the node id that peers write as `<id>@host:port`.
 // - The cluster's rpc_secret: 32 bytes written as 64 hex digits, the network key of the Secret Handshake.
 //   A node without it cannot talk to the cluster at all.
-import { chmodSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync, renameSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync, renameSync } from 'node:fs';
 import { join } from 'node:path';
 import { UserError } from '../util/errors.js';
+import { requirePrivateFile } from '../util/private-file.js';
 import type { KeyPair } from '../net/handshake.js';
 import { SIGN_PUBLIC_KEY_BYTES, SIGN_SECRET_KEY_BYTES, sodium } from '../net/sodium.js';
 
@@ -39,14 +40,8 @@ export function parseNodeId(id: string): Buffer {
 }
 
 export function checkPrivate(path: string, what: string, opts: KeyFileOptions): void {
-  if (process.platform === 'win32' || opts.allowInsecurePermissions) return;
-  const mode = statSync(path).mode & 0o777;
-  if (mode & 0o077) {
-    throw new UserError(
-      `${what} ${path} is readable by other users (mode ${mode.toString(8).padStart(4, '0')}); ` +
-        `run \`chmod 600 ${path}\`, or allow it explicitly`,
-    );
-  }
+  if (opts.allowInsecurePermissions) return;
+  requirePrivateFile(`${what} ${path}`, path, { howToAllow: 'allow it explicitly' });
 }
 
 function identityFromSecretKey(secretKey: Buffer, path: string): NodeIdentity {

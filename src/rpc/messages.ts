@@ -3,7 +3,7 @@
 // fields a record may have — and a value that does not fit is refused whole with RpcMessageError. Handlers
 // only ever see values that passed; nothing a peer sends reaches the file system, the model or a dynamic
 // dispatch unchecked.
-import { METADATA_METHODS, type MetadataStore } from '../model/store.js';
+import { METADATA_METHODS, METADATA_READS, type MetadataStore } from '../model/store.js';
 import { MAX_BUCKET_POLICY_BYTES } from '../model/types.js';
 
 export class RpcMessageError extends Error {
@@ -309,8 +309,13 @@ const STORE_ARGS: ArgSchemas = {
 const STORE_METHODS: ReadonlySet<string> = new Set(METADATA_METHODS);
 
 /** store/call: the method, from the fixed table, and its arguments, each checked against its schema. */
-export function decodeStoreCall(header: unknown, args: unknown): { method: Method; args: unknown[] } {
-  const { method } = record({ method: str(64) })(header, 'store/call header');
+export function decodeStoreCall(
+  header: unknown,
+  args: unknown,
+): { method: Method; args: unknown[]; degraded: boolean } {
+  const { method, degraded } = record({ method: str(64), degraded: opt(bool) })(header, 'store/call header');
+  if (degraded && !METADATA_READS.has(method))
+    throw new RpcMessageError(`${method} changes the tables: it is never served from a copy`);
   if (!STORE_METHODS.has(method)) throw new RpcMessageError(`unknown store method ${method}`);
   const schemas = STORE_ARGS[method as Method] as readonly Schema<unknown>[];
   if (!Array.isArray(args)) throw new RpcMessageError('store/call arguments must be a list');
@@ -319,6 +324,7 @@ export function decodeStoreCall(header: unknown, args: unknown): { method: Metho
   return {
     method: method as Method,
     args: schemas.map((schema, i) => schema(args[i], `${method} argument ${i + 1}`)),
+    degraded: degraded === true,
   };
 }
 

@@ -323,6 +323,21 @@ export class MetadataReplication implements MetadataLeadership {
     return this.isPrimary();
   }
 
+  /**
+   * Two metadata nodes, this one of them, and the other unreachable: a write needs both, so every write ever
+   * acknowledged is in this node's tables, and reads are answered from them (never writes) rather than
+   * refused. What they may also show is a write that was refused (its 503 said it may be complete).
+   */
+  servesDegradedReads(): boolean {
+    const voters = this.voters();
+    if (voters.length !== 2 || !this.isVoter()) return false;
+    return !this.cluster.rpc.connectedPeers().includes(this.copies()[0]!);
+  }
+
+  metadataNodes(): string[] {
+    return this.voters();
+  }
+
   // With one or two metadata nodes no other can be elected while this one leads (it would need this one's
   // vote); with more, only while a majority heard from it recently.
   private leaseValid(): boolean {
@@ -734,10 +749,12 @@ export class MetadataReplication implements MetadataLeadership {
   /**
    * Runs a metadata call on this node's tables: only while it leads (or stands alone), answered only once
    * everything the call saw is committed and the lease still holds — so what it returns is what the
-   * cluster holds, at an instant between the call and its answer.
+   * cluster holds, at an instant between the call and its answer. A read with two metadata nodes, the other
+   * gone, is answered from this node's tables at once (servesDegradedReads).
    */
-  async serve<T>(run: () => Promise<T>): Promise<T> {
+  async serve<T>(run: () => Promise<T>, read = false): Promise<T> {
     if (this.voters().length === 0) return run();
+    if (read && this.servesDegradedReads()) return run();
     const term = this.term;
     if (this.role !== 'leader') throw this.notLeading();
     if (!this.leaseValid()) await this.untilLease(term);

@@ -37,6 +37,8 @@ export interface RebalanceStatus {
   settledVersion: number | null;
   /** The last pass, if any since start. */
   lastPass: RebalanceReport | null;
+  /** The pass under way, as far as it has gone (null when none runs). */
+  currentPass: RebalanceReport | null;
 }
 
 export class Rebalancer {
@@ -45,6 +47,7 @@ export class Rebalancer {
   private stopped = false;
   private retryTimer: NodeJS.Timeout | null = null;
   private last: RebalanceReport | null = null;
+  private current: RebalanceReport | null = null;
 
   /** Remembers, across restarts, the layout version a pass last settled every block for. */
   private readonly stateFile: string;
@@ -64,7 +67,12 @@ export class Rebalancer {
   }
 
   status(): RebalanceStatus {
-    return { running: this.running !== null, settledVersion: this.settledVersion, lastPass: this.last };
+    return {
+      running: this.running !== null,
+      settledVersion: this.settledVersion,
+      lastPass: this.last,
+      currentPass: this.current ? { ...this.current } : null,
+    };
   }
 
   /** True when blocks may not be where the current layout puts them (a pass is due). */
@@ -101,6 +109,7 @@ export class Rebalancer {
       try {
         this.last = await this.pass(this.cluster.currentLayout());
       } catch (err) {
+        this.current = null;
         this.log.warn({ err: (err as Error).message }, 'rebalance pass failed');
         this.last = null;
         this.again = false;
@@ -140,6 +149,7 @@ export class Rebalancer {
     };
     // A node standing alone (no layout yet) keeps everything.
     if (Object.keys(layout.roles).length === 0) return report;
+    this.current = report;
     const inFlight = new Set<Promise<void>>();
     for await (const { hash } of this.cluster.localBlocks.listAll()) {
       // A newer layout makes this pass's placement stale: the pass it scheduled takes over.
@@ -150,6 +160,7 @@ export class Rebalancer {
       if (inFlight.size >= PARALLEL_BLOCKS) await Promise.race(inFlight);
     }
     await Promise.all(inFlight);
+    this.current = null;
     return report;
   }
 

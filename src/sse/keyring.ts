@@ -52,6 +52,7 @@ const MAX_KEYS = 10_000;
 const MAX_RECIPIENTS = 100;
 const MAX_SEALED_CHARS = 256 * 1024;
 const MAX_FIELD_CHARS = 200;
+const MAX_PUBLIC_KEY_CHARS = 64 * 1024;
 // What a sealed entry may open to: its payload is a few hundred bytes. A planted entry that compresses a huge
 // run of bytes (anyone with an operator's public key can make one) is refused once it passes this, before it
 // can fill the memory of the node or the operator's CLI.
@@ -90,8 +91,14 @@ export interface KeyringFileV2 {
   /** Id of the master key new objects are written with: always the last entry. */
   current: string;
   keys: SealedMasterKey[];
-  /** KEYRING_MAC over every other field, keyed by all the master keys (64 hex digits). */
+  /** KEYRING_MAC over every other field but publicKeys, keyed by all the master keys (64 hex digits). */
   mac: string;
+  /**
+   * The armored OpenPGP public keys the entries are sealed to, kept so that the node can say who its operators
+   * are (their user ids) without asking anyone's GnuPG. Informational and outside the MAC: a key counts only
+   * for the fingerprint it hashes to, and only with the user id its own self-signature binds to it.
+   */
+  publicKeys?: string[];
 }
 
 export type KeyringFile = KeyringFileV1 | KeyringFileV2;
@@ -339,7 +346,57 @@ export function parseKeyringFile(text: string): KeyringFile {
   if (keys[keys.length - 1]!.id !== current) throw altered(`its current key ${current} is not its newest`);
   const keyring = hexField(f.keyring, KEYRING_ID_BYTES, 'the keyring id');
   const mac = hexField(f.mac, 32, 'the MAC');
-  return { format: KEYRING_FORMAT, v, keyring, current, keys, mac };
+  const file: KeyringFileV2 = { format: KEYRING_FORMAT, v, keyring, current, keys, mac };
+  if (f.publicKeys !== undefined) {
+    if (!Array.isArray(f.publicKeys) || f.publicKeys.length > MAX_RECIPIENTS)
+      throw new UserError('the SSE-S3 keyring file is damaged (publicKeys is not a list)');
+    file.publicKeys = f.publicKeys.map((k) => textField(k, MAX_PUBLIC_KEY_CHARS, 'a public key'));
+  }
+  return file;
+}
+
+/**
+ * The public keys to keep in a keyring whose entries are `entries`: the ones just sealed to, and those kept
+ * before whose fingerprint an entry still names. Public parts only: a private key given as a recipient by
+ * mistake never reaches the file.
+ */
+async function keptPublicKeys(
+  entries: readonly SealedMasterKey[],
+  before: readonly string[] | undefined,
+  sealedTo: readonly openpgp.Key[],
+): Promise<string[]> {
+  const named = new Set(entries.flatMap((e) => e.recipients));
+  const byFingerprint = new Map<string, string>();
+  for (const armoredKey of before ?? []) {
+    const key = await openpgp.readKey({ armoredKey }).catch(() => undefined);
+    if (key && !key.isPrivate()) byFingerprint.set(key.getFingerprint(), armoredKey);
+  }
+  for (const key of sealedTo) byFingerprint.set(key.getFingerprint(), key.toPublic().armor());
+  return [...byFingerprint].filter(([fp]) => named.has(fp)).map(([, armored]) => armored);
+}
+
+/**
+ * Who the keyring's master keys are sealed to, by OpenPGP user id: fingerprint → the primary user id that the
+ * key's self-signature binds to it. A fingerprint with no public key kept (version 1, a keyring made before
+ * they were kept) or whose key does not verify is left out: the page then shows the fingerprint alone.
+ */
+export async function recipientUserIds(file: KeyringFile): Promise<Record<string, string>> {
+  const out: Record<string, string> = {};
+  if (file.v !== KEYRING_VERSION || !file.publicKeys) return out;
+  const named = new Set(file.keys.flatMap((e) => e.recipients));
+  for (const armoredKey of file.publicKeys) {
+    try {
+      const key = await openpgp.readKey({ armoredKey });
+      const fingerprint = key.getFingerprint();
+      if (key.isPrivate() || !named.has(fingerprint)) continue;
+      const { user } = await key.getPrimaryUser();
+      const userId = user.userID?.userID;
+      if (userId) out[fingerprint] = userId.slice(0, MAX_FIELD_CHARS);
+    } catch {
+      // A key that does not read, or whose user id is not self-signed, names no one.
+    }
+  }
+  return out;
 }
 
 /** Unlocked master keys in memory, and the sealed file they came from. */
@@ -358,7 +415,14 @@ export class Keyring {
     const entry = await seal(place, key, recipients);
     const masters = new Map([[place.id, key]]);
     const file = withMac(
-      { format: KEYRING_FORMAT, v: KEYRING_VERSION, keyring: keyringId, current: place.id, keys: [entry] },
+      {
+        format: KEYRING_FORMAT,
+        v: KEYRING_VERSION,
+        keyring: keyringId,
+        current: place.id,
+        keys: [entry],
+        publicKeys: await keptPublicKeys([entry], undefined, recipients),
+      },
       masters,
     );
     return new Keyring(file, masters);
@@ -461,6 +525,11 @@ export class Keyring {
     return summarize(this.file);
   }
 
+  /** Who the master keys are sealed to, by OpenPGP user id (see recipientUserIds). */
+  recipientUserIds(): Promise<Record<string, string>> {
+    return recipientUserIds(this.file);
+  }
+
   /** Params for writing a new SSE-S3 object. The keyring owns the key: do not zero it per request. */
   paramsForWrite(): EncryptionParams {
     return { kind: 'sse-s3', keyId: this.file.current, rootKey: this.master(this.file.current) };
@@ -501,7 +570,9 @@ export class Keyring {
     const entry = await seal(place, key, recipients);
     this.masters.set(place.id, key);
     const { mac: _old, ...rest } = file;
-    this.file = withMac({ ...rest, current: place.id, keys: [...file.keys, entry] }, this.masters);
+    const keys = [...file.keys, entry];
+    const publicKeys = await keptPublicKeys(keys, file.publicKeys, recipients);
+    this.file = withMac({ ...rest, current: place.id, keys, publicKeys }, this.masters);
     return place.id;
   }
 
@@ -525,7 +596,14 @@ export class Keyring {
       keys.push(await seal(place, this.master(entry.id), recipients));
     }
     this.file = withMac(
-      { format: KEYRING_FORMAT, v: KEYRING_VERSION, keyring: keyringId, current: old.current, keys },
+      {
+        format: KEYRING_FORMAT,
+        v: KEYRING_VERSION,
+        keyring: keyringId,
+        current: old.current,
+        keys,
+        publicKeys: await keptPublicKeys(keys, undefined, recipients),
+      },
       this.masters,
     );
   }

@@ -6,11 +6,12 @@
 // Once unlocked, the node describes the keyring it holds in memory, not the file: the file may have been
 // changed since, and what matters to an operator is which master key new objects are written with.
 import { createHash } from 'node:crypto';
-import { existsSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import type { SseS3Config } from '../config/config.js';
 import { S3Error, S3Errors } from '../util/s3-error.js';
 import { UserError, errorMessage } from '../util/errors.js';
-import { Keyring, parseKeyringFile, summarize } from './keyring.js';
+import { fileMode, requirePrivateFile } from '../util/private-file.js';
+import { Keyring, parseKeyringFile, recipientUserIds, summarize } from './keyring.js';
 import type { StoredEncryption } from './object-crypto.js';
 import type { EncryptionParams } from './params.js';
 
@@ -25,6 +26,8 @@ export interface SseS3Status {
   keys?: { id: string; created: string; recipients: string[] }[];
   /** Why the keyring file cannot be read, when it cannot. */
   damaged?: string;
+  /** Recipients by OpenPGP user id, fingerprint → user id (GET /v1/sse-s3 only; see recipientUserIds). */
+  userIds?: Record<string, string>;
 }
 
 /** SHA-256 (hex) of a sealed keyring file's text: how an operator names the file they checked. */
@@ -44,16 +47,12 @@ export class SseS3Keys {
     let armored: string;
     let mode: number;
     try {
-      mode = statSync(keyFile).mode & 0o777;
+      mode = fileMode(keyFile);
       armored = readFileSync(keyFile, 'utf8');
     } catch (err) {
       throw new UserError(`[sse_s3] unlock_key_file: cannot read ${keyFile}: ${errorMessage(err)}`);
     }
-    if (mode & 0o077) {
-      throw new UserError(
-        `[sse_s3] unlock_key_file ${keyFile} is readable by other users (mode ${mode.toString(8)}): chmod 600 it`,
-      );
-    }
+    requirePrivateFile(`[sse_s3] unlock_key_file ${keyFile}`, keyFile, { mode });
     this.keyring = await Keyring.unlock(this.sealedText(), armored, process.env.COFFRE_SSE_S3_PASSPHRASE);
   }
 
@@ -74,6 +73,21 @@ export class SseS3Keys {
     } catch (err) {
       // Still answered, so that an operator sees what is wrong (and `unlock` can say it too).
       if (err instanceof UserError) return { ...base, damaged: err.message };
+      throw err;
+    }
+  }
+
+  /**
+   * Who the master keys are sealed to, by OpenPGP user id (fingerprint → user id), from the public keys the
+   * keyring keeps: of the keyring held in memory once unlocked, else of the file.
+   */
+  async recipientUserIds(): Promise<Record<string, string>> {
+    if (this.keyring) return this.keyring.recipientUserIds();
+    if (!this.configured) return {};
+    try {
+      return await recipientUserIds(parseKeyringFile(this.sealedText()));
+    } catch (err) {
+      if (err instanceof UserError) return {}; // status() says what is wrong with the file
       throw err;
     }
   }

@@ -7,6 +7,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { GetObjectCommand, PutObjectCommand, S3Client, type S3ServiceException } from '@aws-sdk/client-s3';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
+import { mustRun, type ClusterNode } from './cluster-helpers.js';
 
 export interface Op {
   client: number;
@@ -204,3 +205,18 @@ export async function untilWriteAcknowledged(
   }
   return undefined;
 }
+
+/**
+ * What a node says of its part in the metadata (`coffre status --json`, run where the node runs, in its network
+ * namespace if it has one): its role, term, log position and commit.
+ */
+export interface MetaStatus {
+  role: string;
+  term: number;
+  leader?: string;
+  position: { seq: number };
+  committed: number;
+}
+
+export const metadataStatus = async (n: ClusterNode): Promise<MetaStatus> =>
+  (JSON.parse(await mustRun(n, ['status', '--json'])) as { metadata: MetaStatus }).metadata;

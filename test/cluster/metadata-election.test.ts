@@ -16,18 +16,16 @@ import {
   waitFor,
   type ClusterNode,
 } from './cluster-helpers.js';
-import { Workload, client, linearizable, sha256, untilWriteAcknowledged, type Op } from './history.js';
+import {
+  Workload,
+  client,
+  linearizable,
+  sha256,
+  untilWriteAcknowledged,
+  type Op,
+  metadataStatus,
+} from './history.js';
 
-interface MetaStatus {
-  role: string;
-  term: number;
-  leader?: string;
-  position: { seq: number };
-  committed: number;
-}
-
-const statusOf = async (n: ClusterNode) =>
-  ((await n.admin('/v1/status')) as { metadata: MetaStatus }).metadata;
 const idOf = async (n: ClusterNode) => (await n.id()).split('@')[0]!;
 
 // The requirement is 10 s; a busy test machine gets more. The bench (bench/failover.ts) measures it.
@@ -95,7 +93,7 @@ test(
         await waitFor(async () => {
           for (const n of storage) {
             if (down.has(n)) continue;
-            if ((await statusOf(n)).role === 'primary') found = n;
+            if ((await metadataStatus(n)).role === 'primary') found = n;
           }
           return found !== undefined;
         }, 'a storage node leads the metadata');
@@ -133,8 +131,8 @@ test(
           async () => {
             const leader = await leaderNow();
             if (leader === n) return true;
-            const theirs = await statusOf(leader);
-            const mine = await statusOf(n);
+            const theirs = await metadataStatus(leader);
+            const mine = await metadataStatus(n);
             return mine.role === 'copy' && mine.term === theirs.term && mine.position.seq >= theirs.committed;
           },
           `${n.label} follows the leader and catches up`,
@@ -143,17 +141,17 @@ test(
       };
 
       // 1. The leader dies.
-      const { term: firstTerm, position: firstPosition } = await statusOf(first);
+      const { term: firstTerm, position: firstPosition } = await metadataStatus(first);
       down.add(first);
       await first.kill();
       await resumed('leader killed');
       const second = await leaderNow();
       assert.notEqual(second, first);
-      assert.ok((await statusOf(second)).term > firstTerm, 'the new leader leads a newer term');
+      assert.ok((await metadataStatus(second)).term > firstTerm, 'the new leader leads a newer term');
       // It comes back as a follower of the new leader, rebuilt from its tables (it missed more than the log).
       // Back only once the others have written more than the log keeps (50 entries) since it died.
       await waitFor(
-        async () => (await statusOf(second)).position.seq > firstPosition.seq + 80,
+        async () => (await metadataStatus(second)).position.seq > firstPosition.seq + 80,
         'the log has moved past what the old leader could replay',
         60_000,
       );
@@ -161,7 +159,7 @@ test(
       await first.start();
       down.delete(first);
       await caughtUp(first);
-      assert.equal((await statusOf(first)).role, 'copy', 'the old leader stepped down');
+      assert.equal((await metadataStatus(first)).role, 'copy', 'the old leader stepped down');
       assert.match(first.stderr().slice(logged), /replacing this node.s metadata tables/);
 
       // 2. Each node in turn, the gateway too.

@@ -15,17 +15,7 @@ import {
   waitFor,
   type ClusterNode,
 } from './cluster-helpers.js';
-import { Workload, client, pause, sha256, untilWriteAcknowledged } from './history.js';
-
-interface MetaStatus {
-  role: string;
-  term: number;
-  position: { seq: number };
-  committed: number;
-}
-
-const statusOf = async (n: ClusterNode) =>
-  (JSON.parse(await mustRun(n, ['status', '--json'])) as { metadata: MetaStatus }).metadata;
+import { Workload, client, pause, sha256, untilWriteAcknowledged, metadataStatus } from './history.js';
 
 test(
   'the leader cut off from the majority acknowledges nothing; the majority elects another; healing loses nothing',
@@ -63,7 +53,7 @@ test(
         let found: ClusterNode | undefined;
         await waitFor(async () => {
           for (const n of among) {
-            const s = await statusOf(n);
+            const s = await metadataStatus(n);
             if (s.role === 'primary' && s.term >= minTerm) found = n;
           }
           return found !== undefined;
@@ -71,7 +61,7 @@ test(
         return found!;
       };
       const old = await leaderAmong(storage);
-      const oldTerm = (await statusOf(old)).term;
+      const oldTerm = (await metadataStatus(old)).term;
       await waitFor(async () => {
         await clients.get(gw)!.send(new CreateBucketCommand({ Bucket: 'split' }));
         return true;
@@ -105,7 +95,7 @@ test(
       }
       // The old leader gives up leading by itself: a majority has not answered it for a while.
       await waitFor(
-        async () => (await statusOf(old)).role !== 'primary',
+        async () => (await metadataStatus(old)).role !== 'primary',
         'the cut-off leader steps down',
         30_000,
       );
@@ -117,8 +107,8 @@ test(
       net.heal();
       await waitFor(
         async () => {
-          const theirs = await statusOf(await leaderAmong(majority, oldTerm + 1));
-          const mine = await statusOf(old);
+          const theirs = await metadataStatus(await leaderAmong(majority, oldTerm + 1));
+          const mine = await metadataStatus(old);
           return mine.role === 'copy' && mine.term === theirs.term && mine.position.seq >= theirs.committed;
         },
         'the old leader follows the new one and catches up',

@@ -200,9 +200,18 @@ test('the metadata node lost for good: its copy takes over with every acknowledg
       };
       await copy.kill();
       await refusedWhileDown(3);
-      // Back, it catches up from the log. (The first refused write stays on the metadata node, uncommitted;
-      // the calls after it, reads included, wait for it to commit and are refused too, so the log does not
-      // grow while the copy is down. A copy rebuilt from a snapshot: metadata-election.test.ts.)
+      // Reads go on meanwhile, from the metadata node's own tables: every acknowledged write is there, and so
+      // may be a refused one (S3's 503 does not say a write did not happen: it stays on the metadata node,
+      // uncommitted until the copy is back).
+      const refusedWrites = ['x0', 'x1', 'x2'].map((x) => sha(Buffer.from(x)));
+      const refusedOne = async () => {
+        const r = await client.send(new GetObjectCommand({ Bucket: 'kept', Key: 'while-copy-down' }));
+        const got = sha(await r.Body!.transformToByteArray());
+        assert.ok(refusedWrites.includes(got), 'the key holds one of the refused writes, whole');
+        return got;
+      };
+      await readAllBack(client, 'kept', new Map([...sums, ['while-copy-down', await refusedOne()]]));
+      // Back, it catches up from the log. (A copy rebuilt from a snapshot: metadata-election.test.ts.)
       assert.doesNotMatch(await restartCopy(), /replacing this node.s metadata tables/);
       await copy.kill();
       await refusedWhileDown(3);
@@ -213,12 +222,21 @@ test('the metadata node lost for good: its copy takes over with every acknowledg
       sums.set('after-return', sha(after));
       // Written on the metadata node though refused to the client: S3's 503 does not say a write did not
       // happen, and the copy holds what the metadata node holds.
-      sums.set('while-copy-down', sha(Buffer.from('x0')));
+      sums.set('while-copy-down', await refusedOne());
       await copyCaughtUp(meta);
 
       // The metadata node dies and its disk is lost.
       await meta.kill();
       rmSync(meta.dir, { recursive: true, force: true });
+      // Before anyone acts, reads go on from the copy (which holds every acknowledged write); writes need both.
+      await readAllBack(client, 'kept', sums);
+      const err = await client
+        .send(new PutObjectCommand({ Bucket: 'kept', Key: 'while-meta-down', Body: 'y' }))
+        .then(
+          () => undefined,
+          (e: unknown) => e,
+        );
+      assert.equal(statusCode(err), 503, 'a write with one of two metadata nodes gone is refused');
       // The operator retires it, from the surviving storage node; the copy becomes the metadata node.
       const moved = await retireMetadataNode(copy, metaId, [gw]);
       assert.equal(moved.metadata, await nodeId(copy));

@@ -5,6 +5,7 @@ import { mkdtempSync, readFileSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
+import { after, before } from 'node:test';
 import { S3Client } from '@aws-sdk/client-s3';
 
 export const REPO_ROOT = resolve(import.meta.dirname, '..', '..', '..');
@@ -229,5 +230,27 @@ export async function runCommand(
     child.once('close', (code) => res({ code: code ?? -1, stdout, stderr }));
     if (input !== undefined) child.stdin.end(input);
     else child.stdin.end();
+  });
+}
+
+/**
+ * One server for all the tests of a file: started before them with `opts`, handed to `take` with an S3 client
+ * of its first key, and stopped (its directory removed) after them.
+ */
+export function serveForFile(
+  take: (started: { server: TestServer; s3: S3Client }) => void,
+  opts: ServerOptions = {},
+): void {
+  let server: TestServer | undefined;
+  let s3: S3Client | undefined;
+  before(async () => {
+    server = await startServer(opts);
+    s3 = server.client();
+    take({ server, s3 });
+  });
+  after(async () => {
+    s3?.destroy();
+    await server?.stop();
+    server?.cleanup();
   });
 }

@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { rmSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import {
   AbortMultipartUploadCommand,
   CompleteMultipartUploadCommand,
@@ -28,7 +28,7 @@ import {
   type CompleteMultipartUploadCommandOutput,
   type CompletedPart,
 } from '@aws-sdk/client-s3';
-import { startServer, type TestServer } from '../helpers/server.js';
+import { serveForFile, type TestServer } from '../helpers/server.js';
 import { rejects } from '../helpers/s3.js';
 import { customerKey } from '../security/ssec-helpers.js';
 import { signer, toQueryString } from '../api/s3/sigv4-client.js';
@@ -38,16 +38,7 @@ let server: TestServer;
 let s3: S3Client;
 const MiB = 1024 * 1024;
 
-before(async () => {
-  server = await startServer();
-  s3 = server.client();
-});
-
-after(async () => {
-  s3?.destroy();
-  await server?.stop();
-  server?.cleanup();
-});
+serveForFile((started) => ({ server, s3 } = started));
 
 async function upload(
   bucket: string,

@@ -1,7 +1,7 @@
 // Interop: the AWS SDK for JavaScript v3 against a coffre server — bucket operations, CORS with a browser-style
 // preflight, and the errors a client meets (NoSuchBucket, AccessDenied for a key without rights, HEAD with no body).
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import {
   CreateBucketCommand,
   DeleteBucketCommand,
@@ -19,22 +19,13 @@ import {
   PutObjectCommand,
   S3Client,
 } from '@aws-sdk/client-s3';
-import { runCoffre, startServer, type TestServer } from '../helpers/server.js';
+import { runCoffre, serveForFile, startServer, type TestServer } from '../helpers/server.js';
 import { rejects } from '../helpers/s3.js';
 
 let server: TestServer;
 let s3: S3Client;
 
-before(async () => {
-  server = await startServer();
-  s3 = server.client();
-});
-
-after(async () => {
-  s3?.destroy();
-  await server?.stop();
-  server?.cleanup();
-});
+serveForFile((started) => ({ server, s3 } = started));
 
 /** An S3 client of this server signing with `credentials`. */
 function clientAs(credentials: { accessKeyId: string; secretAccessKey: string }): S3Client {

@@ -4,7 +4,7 @@
 // removes delete markers left alone, aborts old multipart uploads, reports what it removed — and never
 // removes a version object lock protects, whatever date it is told.
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import {
   CreateBucketCommand,
   CreateMultipartUploadCommand,
@@ -23,22 +23,13 @@ import {
   type LifecycleRule,
 } from '@aws-sdk/client-s3';
 import { rejects } from '../helpers/s3.js';
-import { runCoffre, startServer, type TestServer } from '../helpers/server.js';
+import { runCoffre, serveForFile, type TestServer } from '../helpers/server.js';
 import type { LifecycleReport } from '../../src/model/lifecycle.js';
 
 let server: TestServer;
 let s3: S3Client;
 
-before(async () => {
-  server = await startServer();
-  s3 = server.client();
-});
-
-after(async () => {
-  s3?.destroy();
-  await server?.stop();
-  server?.cleanup();
-});
+serveForFile((started) => ({ server, s3 } = started));
 
 const DAY = 24 * 3600 * 1000;
 

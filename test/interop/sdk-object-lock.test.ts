@@ -6,7 +6,7 @@
 // deletes everything, and every original version is still there to read, whatever the admin API and the CLI
 // are asked to do.
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import {
   CompleteMultipartUploadCommand,
   CopyObjectCommand,
@@ -30,21 +30,12 @@ import {
   UploadPartCommand,
 } from '@aws-sdk/client-s3';
 import { rejects } from '../helpers/s3.js';
-import { runCoffre, startServer, type TestServer } from '../helpers/server.js';
+import { runCoffre, serveForFile, type TestServer } from '../helpers/server.js';
 
 let server: TestServer;
 let s3: S3Client;
 
-before(async () => {
-  server = await startServer();
-  s3 = server.client();
-});
-
-after(async () => {
-  s3?.destroy();
-  await server?.stop();
-  server?.cleanup();
-});
+serveForFile((started) => ({ server, s3 } = started));
 
 const DAY = 24 * 3600 * 1000;
 const inDays = (days: number) => new Date(Date.now() + days * DAY);

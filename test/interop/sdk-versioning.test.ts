@@ -5,7 +5,7 @@
 // errors S3 gives for malformed and unknown version ids; SSE-C versions each read with their own key.
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import {
   CompleteMultipartUploadCommand,
   CopyObjectCommand,
@@ -28,21 +28,11 @@ import {
   type ListObjectVersionsCommandOutput,
 } from '@aws-sdk/client-s3';
 import { rejects } from '../helpers/s3.js';
-import { startServer, type TestServer } from '../helpers/server.js';
+import { serveForFile } from '../helpers/server.js';
 
-let server: TestServer;
 let s3: S3Client;
 
-before(async () => {
-  server = await startServer();
-  s3 = server.client();
-});
-
-after(async () => {
-  s3?.destroy();
-  await server?.stop();
-  server?.cleanup();
-});
+serveForFile((started) => ({ s3 } = started));
 
 async function bucket(name: string, versioning?: 'Enabled' | 'Suspended'): Promise<string> {
   await s3.send(new CreateBucketCommand({ Bucket: name }));

@@ -160,6 +160,9 @@ test('a member of the layout cannot turn a hash into a path, nor call the store 
     [{ method: 'unreferencedBlocks' }, [['../../node_key']]],
     [{ method: 'deleteObjects' }, ['b', new Array(5000).fill('k')]],
     [{ method: 12 }, []],
+    // Only reads may be asked of a copy ("degraded"): a write so marked is refused whatever the node's state.
+    [{ method: 'deleteBucket', degraded: true }, ['b']],
+    [{ method: 'getObject', degraded: 'yes' }, ['b', 'k']],
   ];
   for (const [header, args] of hostile) {
     const o = await call('store/call', header, encodeData(args));

@@ -13,7 +13,13 @@ import { join } from 'node:path';
 import * as openpgp from 'openpgp';
 import { lengthPrefixed } from '../../src/crypto/keys.js';
 import { UserError } from '../../src/util/errors.js';
-import { Keyring, MAX_OPENED_ENTRY_BYTES, openSealedEntry } from '../../src/sse/keyring.js';
+import {
+  Keyring,
+  MAX_OPENED_ENTRY_BYTES,
+  openSealedEntry,
+  parseKeyringFile,
+  recipientUserIds,
+} from '../../src/sse/keyring.js';
 import { ObjectCrypto, storedEncryptionFor } from '../../src/sse/object-crypto.js';
 
 const identity = { bucketId: 'b', versionId: 'v', objectKey: 'k' };
@@ -222,4 +228,45 @@ test('a sealed entry that decompresses past what an entry holds is refused, not 
     config: { preferredCompressionAlgorithm: openpgp.enums.compression.zlib },
   })) as string;
   assert.equal((await openSealedEntry(fits, privateKey)).length, MAX_OPENED_ENTRY_BYTES / 2);
+});
+
+test('the keyring names its operators by user id from the public keys it keeps, never a private key', async () => {
+  const alice = await operator('alice');
+  const bob = await operator('bob');
+  // A private key given where a public key was expected seals to its public part; only that is kept.
+  const ring = await Keyring.create([alice.privateKey, bob.publicKey]);
+  const fps = async (armored: string) => (await openpgp.readKey({ armoredKey: armored })).getFingerprint();
+  const [aliceFp, bobFp] = [await fps(alice.publicKey), await fps(bob.publicKey)];
+  assert.doesNotMatch(ring.serialize(), /PRIVATE KEY/);
+  assert.deepEqual(await ring.recipientUserIds(), {
+    [aliceFp]: 'alice <alice@example.test>',
+    [bobFp]: 'bob <bob@example.test>',
+  });
+  // Rotating to alice alone keeps bob's key: the first master key is still sealed to him.
+  await ring.rotate([alice.publicKey]);
+  assert.equal(Object.keys(await ring.recipientUserIds()).length, 2);
+  // Resealing to alice alone forgets him.
+  await ring.reseal([alice.publicKey]);
+  assert.deepEqual(await ring.recipientUserIds(), { [aliceFp]: 'alice <alice@example.test>' });
+  const file = JSON.parse(ring.serialize()) as { publicKeys: string[] };
+  assert.equal(file.publicKeys.length, 1);
+  // The list is outside the MAC, so whoever writes the file may change it: a key planted there counts only
+  // for its own fingerprint, which no entry names, and a malformed one names no one.
+  const mallory = await operator('alice-the-admin');
+  const planted = { ...file, publicKeys: [mallory.publicKey, 'not a key', ...file.publicKeys] };
+  const text = JSON.stringify(planted);
+  assert.deepEqual(await recipientUserIds(parseKeyringFile(text)), {
+    [aliceFp]: 'alice <alice@example.test>',
+  });
+  await Keyring.unlock(text, alice.privateKey); // and the keyring still opens
+  // Not a list of bounded strings: the file is damaged, as for any other field.
+  for (const bad of [{ k: 1 }, [42], ['x'.repeat(70 * 1024)]])
+    assert.throws(
+      () => parseKeyringFile(JSON.stringify({ ...file, publicKeys: bad })),
+      /damaged/,
+      JSON.stringify(bad).slice(0, 40),
+    );
+  // Without the list (a keyring written before it was kept), no user id is known.
+  const { publicKeys: _dropped, ...older } = file;
+  assert.deepEqual(await recipientUserIds(parseKeyringFile(JSON.stringify(older))), {});
 });

@@ -1,13 +1,16 @@
-// api/admin/objects: object listing, upload, download and deletion for the web console. A browser holds no
-// access key secret to sign S3 requests with, so the admin API does the operation for a signed-in operator
-// (or a bearer of the admin token), through the S3 API's own handlers: the same streaming with back-pressure,
-// checksums, SSE-C and SSE-S3 decisions and commit rules as PutObject, GetObject and DeleteObject.
+// api/admin/objects: object listing, upload, download and deletion for the web console, and a key's versions
+// (listed, read or deleted by version id, as object lock allows). A browser holds no access key secret to
+// sign S3 requests with, so the admin API does the operation for a signed-in operator (or a bearer of the
+// admin token), through the S3 API's own handlers: the same streaming with back-pressure, checksums, SSE-C
+// and SSE-S3 decisions, object lock and commit rules as PutObject, GetObject and DeleteObject.
 import { createHash, randomBytes } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import type { CoffreConfig } from '../../config/config.js';
 import type { ObjectStore } from '../../model/store.js';
-import type { AccessKeyRecord } from '../../model/types.js';
+import { isProtected, s3VersionId, type AccessKeyRecord } from '../../model/types.js';
+import type { VersionCursor } from '../../model/model.js';
+import { checkedVersionId } from '../s3/versioning.js';
 import type { SseS3Keys } from '../../sse/sse-s3-keys.js';
 import type { ClientTransport } from '../../util/client-transport.js';
 import type { BucketContext } from '../s3/context.js';
@@ -81,9 +84,11 @@ export async function serveObjects(
   res.once('close', () => {
     const declared = Number(req.headers['content-length'] ?? 0);
     deps.metrics?.observe(
-      rawPath.slice('/v1/objects/'.length).includes('/')
-        ? (OPERATIONS[req.method ?? ''] ?? 'Unknown')
-        : 'ListObjects',
+      !rawPath.slice('/v1/objects/'.length).includes('/')
+        ? 'ListObjects'
+        : query.has('versions')
+          ? 'ListObjectVersions'
+          : (OPERATIONS[req.method ?? ''] ?? 'Unknown'),
       res.statusCode,
       Number(process.hrtime.bigint() - started) / 1e9,
       { in: Number.isSafeInteger(declared) ? declared : 0, out: socket.bytesWritten - writtenBefore },
@@ -98,6 +103,10 @@ export async function serveObjects(
     return sendJson(res, await listing(deps.store, bucket.id, query));
   }
   checkObjectKey(key);
+  if (query.has('versions')) {
+    if (method !== 'GET') throw new AdminError(405, "a key's versions are listed with GET");
+    return sendJson(res, await versionsOf(deps.store, bucket.id, key, query.get('after') || undefined));
+  }
   addSseCKeyDigest(req);
   // The handlers read only these query parameters: a download is always an attachment of no particular
   // type, so that no object can ever run as a page or script of the console's origin.
@@ -109,6 +118,12 @@ export async function serveObjects(
       'response-content-disposition',
       `attachment; filename*=UTF-8''${encodeURIComponent(name)}`,
     );
+  }
+  // A version is named as S3 names it (the handlers check it); a write makes a new one and names none.
+  const versionId = query.get('versionId');
+  if (versionId !== null) {
+    if (method === 'PUT') throw new AdminError(400, 'a PUT makes a new version: it takes no versionId');
+    handlerQuery.set('versionId', versionId);
   }
   const requestId = randomBytes(8).toString('hex').toUpperCase();
   const ctx: BucketContext = {
@@ -169,6 +184,46 @@ async function listing(store: ObjectStore, bucketId: string, query: URLSearchPar
     })),
     next: page.truncated ? page.last : undefined,
   };
+}
+
+// One key's versions, newest first, after version `after` of it: the page's "versions" of an object. Locks are
+// told as they stand now; whether a DELETE of a version may go through is decided by the store when asked.
+async function versionsOf(store: ObjectStore, bucketId: string, key: string, after: string | undefined) {
+  const versions = [];
+  let cursor: VersionCursor | undefined =
+    after === undefined ? undefined : { key, versionId: checkedVersionId(after, 'after') };
+  const now = Date.now();
+  scan: for (;;) {
+    const page = await store.listVersions(bucketId, key, cursor, MAX_LIST + 1);
+    for (const { record, isLatest } of page) {
+      // Keys that only start with this one come after all of its versions.
+      if (record.key !== key) break scan;
+      versions.push({
+        versionId: s3VersionId(record),
+        isLatest,
+        deleteMarker: record.deleteMarker === true,
+        lastModified: new Date(record.lastModified).toISOString(),
+        size: record.deleteMarker ? 0 : record.size,
+        etag: record.deleteMarker ? null : record.etag,
+        encryption: record.deleteMarker ? null : storedEncryptionOf(record).kind,
+        retention: record.retention
+          ? { mode: record.retention.mode, until: new Date(record.retention.until).toISOString() }
+          : null,
+        legalHold: record.legalHold === true,
+        // Whether a DELETE of this version is refused now: always under a legal hold or COMPLIANCE
+        // retention; under GOVERNANCE unless it bypasses (x-amz-bypass-governance-retention: true).
+        locked: isProtected(record, now, false),
+        lockedForBypass: isProtected(record, now, true),
+      });
+      if (versions.length > MAX_LIST) break scan;
+    }
+    if (page.length <= MAX_LIST) break;
+    const last = page[page.length - 1]!.record;
+    cursor = { key: last.key, versionId: s3VersionId(last) };
+  }
+  const more = versions.length > MAX_LIST;
+  if (more) versions.length = MAX_LIST;
+  return { key, versions, next: more ? versions[versions.length - 1]!.versionId : undefined };
 }
 
 function sendJson(res: ServerResponse, body: unknown): void {

@@ -36,7 +36,11 @@ import { serveObjects } from './objects.js';
 import { WarningLimiter } from '../../util/log-limit.js';
 import { checkedCorsRules } from '../s3/cors.js';
 import { checkedBucketTags } from '../s3/tagging.js';
-import type { CorsRule } from '../../model/types.js';
+import { lifecycleRulesFromXml, lifecycleXml } from '../s3/lifecycle.js';
+import { checkedPolicy } from '../s3/bucket-policy.js';
+import { storedPolicy } from '../s3/authorize.js';
+import { isPublic } from '../s3/policy.js';
+import type { CorsRule, LifecycleRule, VersioningState } from '../../model/types.js';
 import type { S3Metrics } from './metrics.js';
 import { checkBucketName } from '../s3/router.js';
 import type { Cluster } from '../../rpc/cluster.js';
@@ -134,7 +138,56 @@ export async function bucketInfo(store: ObjectStore, b: BucketRecord) {
     cors: b.cors ?? [],
     defaultEncryption: b.defaultEncryption ?? null,
     tags: b.tags ?? {},
+    versioning: b.versioning ?? null,
+    objectLock: b.objectLock ?? null,
+    // As GetBucketLifecycleConfiguration answers it, so that what an S3 client sets reads the same here.
+    lifecycle: b.lifecycle?.length ? lifecycleXml(b.lifecycle) : null,
+    // As written (GetBucketPolicy's text), and whether it lets anyone in without a key.
+    policy: b.policy ?? null,
+    policyPublic: policyIsPublic(b),
   };
+}
+
+function policyIsPublic(b: BucketRecord): boolean | null {
+  const policy = storedPolicy(b);
+  if (!policy) return null;
+  return policy !== 'unreadable' && isPublic(policy);
+}
+
+// A bucket policy's JSON text (or the document itself), checked as PutBucketPolicy checks it.
+async function policyFrom(store: ObjectStore, bucket: string, v: unknown): Promise<string> {
+  const text =
+    typeof v === 'string' ? v : typeof v === 'object' && v !== null ? JSON.stringify(v) : undefined;
+  if (text === undefined)
+    throw new AdminError(400, 'policy must be a bucket policy document, as JSON text (or null to remove it)');
+  try {
+    await checkedPolicy(store, bucket, text);
+  } catch (err) {
+    if (err instanceof S3Error) throw new AdminError(400, `policy: ${err.message}`);
+    throw err;
+  }
+  return text;
+}
+
+// Versioning as PutBucketVersioning takes it: once set, it is suspended, never unset.
+function versioningFrom(v: unknown, b: BucketRecord): VersioningState {
+  if (v !== 'Enabled' && v !== 'Suspended')
+    throw new AdminError(400, 'versioning must be "Enabled" or "Suspended" (once set, it is never unset)');
+  if (v === 'Suspended' && b.objectLock)
+    throw new AdminError(409, 'object lock is enabled on this bucket: its versioning cannot be suspended');
+  return v;
+}
+
+// Lifecycle rules as S3's LifecycleConfiguration XML, checked by the S3 call's own parser.
+function lifecycleFrom(v: unknown): LifecycleRule[] {
+  if (typeof v !== 'string')
+    throw new AdminError(400, 'lifecycle must be a LifecycleConfiguration XML document (or null)');
+  try {
+    return lifecycleRulesFromXml(v);
+  } catch (err) {
+    if (err instanceof S3Error) throw new AdminError(400, `lifecycle: ${err.message}`);
+    throw err;
+  }
 }
 
 // The settings PATCH /v1/buckets/<name> changes, each checked as the S3 call that sets it checks it.
@@ -402,7 +455,11 @@ export class AdminServer {
     };
     try {
       if (!action && req.method === 'GET')
-        return { ...keys.status(), sealed: keys.configured ? keys.sealedText() : undefined };
+        return {
+          ...keys.status(),
+          userIds: await keys.recipientUserIds(),
+          sealed: keys.configured ? keys.sealedText() : undefined,
+        };
       if (req.method !== 'POST') throw new AdminError(404, 'unknown endpoint');
       if (action === 'init') await keys.init(publicKeys());
       else if (action === 'rotate') await keys.rotate(publicKeys());
@@ -433,7 +490,7 @@ export class AdminServer {
         }
       } else if (action === 'lock') keys.lock();
       else throw new AdminError(404, 'unknown endpoint');
-      return keys.status();
+      return { ...keys.status(), userIds: await keys.recipientUserIds() };
     } catch (err) {
       if (err instanceof UserError) throw new AdminError(400, err.message);
       throw err;
@@ -583,7 +640,8 @@ export class AdminServer {
     };
   }
 
-  // Default encryption, CORS rules and tags; a setting absent from the body is left as it is, null removes it.
+  // Default encryption, CORS rules, tags, versioning, lifecycle rules and the bucket policy; a setting absent
+  // from the body is left as it is, null removes it.
   private async updateBucket(name: string, body: Record<string, unknown>): Promise<BucketRecord> {
     const store = this.deps.store;
     let b = await this.requireBucket(name);
@@ -599,7 +657,21 @@ export class AdminServer {
     }
     const cors = body.cors === undefined || body.cors === null ? body.cors : corsRulesFrom(body.cors);
     const tags = body.tags === undefined || body.tags === null ? body.tags : tagsFrom(body.tags);
+    const versioning = body.versioning === undefined ? undefined : versioningFrom(body.versioning, b);
+    const lifecycle =
+      body.lifecycle === undefined || body.lifecycle === null
+        ? body.lifecycle
+        : lifecycleFrom(body.lifecycle);
+    const policy =
+      body.policy === undefined || body.policy === null
+        ? body.policy
+        : await policyFrom(store, b.name, body.policy);
     // Everything is checked before anything is changed.
+    if (versioning !== undefined && versioning !== b.versioning)
+      b = await store.setBucketVersioning(b.id, versioning);
+    if (lifecycle !== undefined)
+      b = await store.setBucketLifecycle(b.id, (lifecycle as LifecycleRule[] | null) ?? undefined);
+    if (policy !== undefined) b = await store.setBucketPolicy(b.id, (policy as string | null) ?? undefined);
     if (enc !== undefined) b = await store.setBucketEncryption(b.id, enc ?? undefined);
     if (cors !== undefined) b = await store.setBucketCors(b.id, (cors as CorsRule[] | null) ?? undefined);
     if (tags !== undefined)

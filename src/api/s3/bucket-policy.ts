@@ -3,7 +3,8 @@
 // applies it to every request on the bucket.
 import { S3Error } from '../../util/s3-error.js';
 import type { BucketContext } from './context.js';
-import { isPublic, malformedPolicy, parsePolicy, principalKeyIds } from './policy.js';
+import type { MetadataStore } from '../../model/store.js';
+import { isPublic, malformedPolicy, parsePolicy, principalKeyIds, type BucketPolicy } from './policy.js';
 import { sendEmpty, sendXml } from './response.js';
 import { readSmallBody } from './small-body.js';
 import { storedPolicy } from './authorize.js';
@@ -19,14 +20,24 @@ export async function putBucketPolicy(ctx: BucketContext): Promise<void> {
   const body = await readSmallBody(ctx, MAX_BODY_READ);
   const text = body.toString('utf8');
   if (!Buffer.from(text, 'utf8').equals(body)) throw malformedPolicy('This policy contains invalid Json');
-  const policy = parsePolicy(text, ctx.bucket.name);
+  await checkedPolicy(ctx.store, ctx.bucket.name, text);
+  await ctx.store.setBucketPolicy(ctx.bucket.id, text);
+  sendEmpty(ctx.res, 204);
+}
+
+/** A policy document for `bucket`, checked as PutBucketPolicy checks it (the admin API's too). */
+export async function checkedPolicy(
+  store: MetadataStore,
+  bucket: string,
+  text: string,
+): Promise<BucketPolicy> {
+  const policy = parsePolicy(text, bucket);
   // As S3 refuses a principal that does not exist: a policy naming a mistyped key would grant nothing and
   // look as if it did.
   for (const id of principalKeyIds(policy)) {
-    if (!(await ctx.store.getKey(id))) throw malformedPolicy('Invalid principal in policy');
+    if (!(await store.getKey(id))) throw malformedPolicy('Invalid principal in policy');
   }
-  await ctx.store.setBucketPolicy(ctx.bucket.id, text);
-  sendEmpty(ctx.res, 204);
+  return policy;
 }
 
 export async function getBucketPolicy(ctx: BucketContext): Promise<void> {

@@ -4,9 +4,9 @@ import { randomBytes } from 'node:crypto';
 import type { LifecycleFilter, LifecycleRule } from '../../model/types.js';
 import { S3Error, S3Errors } from '../../util/s3-error.js';
 import type { BucketContext } from './context.js';
-import { isoDate, sendEmpty, sendXml } from './response.js';
+import { isoDate, sendEmpty, sendRawXml } from './response.js';
 import { readSmallBody } from './small-body.js';
-import { asList, asText, parseXml, type XmlNode } from './xml.js';
+import { asList, asText, parseXml, toXml, type XmlNode } from './xml.js';
 
 const MAX_RULES = 1000;
 const MAX_RULE_ID = 255;
@@ -174,7 +174,12 @@ export async function getBucketLifecycle(ctx: BucketContext): Promise<void> {
     throw new S3Error('NoSuchLifecycleConfiguration', 404, 'The lifecycle configuration does not exist', {
       BucketName: ctx.bucket.name,
     });
-  sendXml(ctx.res, 200, 'LifecycleConfiguration', {
+  sendRawXml(ctx.res, 200, lifecycleXml(rules));
+}
+
+/** The LifecycleConfiguration document of `rules`, as GetBucketLifecycleConfiguration answers it. */
+export function lifecycleXml(rules: LifecycleRule[]): string {
+  return toXml('LifecycleConfiguration', {
     Rule: rules.map((r) => ({
       ID: r.id,
       Filter: filterXml(r.filter),

@@ -10,11 +10,10 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import http from 'node:http';
-import { join } from 'node:path';
 import { GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
-import type { Page, Request } from 'playwright-core';
+import type { Request } from 'playwright-core';
 import { startServer } from '../../helpers/server.js';
-import { launchBrowser } from '../../helpers/browser.js';
+import { launchBrowser, open, shot, signIn, watchCsp } from '../../helpers/browser.js';
 import {
   mustRun,
   newRpcSecret,
@@ -23,37 +22,6 @@ import {
   type ClusterNode,
 } from '../../cluster/cluster-helpers.js';
 import { listenOn, closeServer } from '../../../src/util/http-server.js';
-
-const SHOTS = process.env.COFFRE_CONSOLE_SCREENSHOTS;
-
-async function shot(page: Page, name: string): Promise<void> {
-  if (!SHOTS) return;
-  await page.waitForTimeout(300); // let the last repaint land (a picture, not an assertion)
-  await page.screenshot({ path: join(SHOTS, `console-${name}.png`), fullPage: true });
-}
-
-// Every Content-Security-Policy violation the page reports: there must be none.
-function watchCsp(page: Page): string[] {
-  const violations: string[] = [];
-  page.on('console', (m) => {
-    if (/Content Security Policy/i.test(m.text())) violations.push(m.text());
-  });
-  page.on('pageerror', (e) => violations.push(`page error: ${e.message}`));
-  return violations;
-}
-
-// Goes to a page of the console and waits until that page is drawn (not the one before it).
-async function open(page: Page, url: string): Promise<void> {
-  await page.goto(url);
-  await page.waitForSelector(`#page[data-drawn="${new URL(url).hash}"]`);
-}
-
-async function signIn(page: Page, url: string, token: string): Promise<void> {
-  await page.goto(url);
-  await page.fill('#token', token);
-  await page.click('#sign-in-form button[type=submit]');
-  await page.waitForSelector('#nav:not([hidden])');
-}
 
 test('an operator manages buckets, keys, permissions and objects in the console', async (t) => {
   const browser = await launchBrowser(t);
@@ -213,7 +181,6 @@ test('an operator manages buckets, keys, permissions and objects in the console'
   await open(page, `${console}#encryption`);
   await page.waitForSelector('#sse-s3-state');
   assert.equal(await page.textContent('#sse-s3-state'), 'not set up');
-  await shot(page, 'encryption');
   await open(page, `${console}#metrics`);
   await page.waitForSelector('.chart canvas');
   // S3 traffic (some of it refused) while the page samples: its request rate leaves zero.

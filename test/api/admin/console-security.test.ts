@@ -5,72 +5,10 @@
 // pages of the console's origin.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import http from 'node:http';
-import https from 'node:https';
-import { startServer, type TestServer } from '../../helpers/server.js';
+import { startServer } from '../../helpers/server.js';
+import { call, signIn } from '../../helpers/admin-http.js';
 import { startTlsServer } from '../../security/ssec-helpers.js';
 import { ConsoleSessions, SESSION_IDLE_MS, SESSION_LIFETIME_MS } from '../../../src/api/admin/sessions.js';
-
-interface Answer {
-  status: number;
-  headers: http.IncomingHttpHeaders;
-  body: Buffer;
-  json(): Record<string, unknown>;
-}
-
-function call(
-  server: TestServer,
-  method: string,
-  path: string,
-  opts: { headers?: Record<string, string>; body?: string | Buffer; ca?: Buffer } = {},
-): Promise<Answer> {
-  const url = new URL(path, server.adminEndpoint);
-  const tls = url.protocol === 'https:';
-  return new Promise((resolve, reject) => {
-    const req = (tls ? https : http).request(
-      {
-        host: url.hostname,
-        port: url.port,
-        path: url.pathname + url.search,
-        method,
-        headers: {
-          ...(opts.body !== undefined ? { 'content-length': String(Buffer.byteLength(opts.body)) } : {}),
-          ...opts.headers,
-        },
-        ...(tls ? { ca: opts.ca, servername: 'localhost' } : {}),
-      },
-      (res) => {
-        const parts: Buffer[] = [];
-        res.on('data', (d: Buffer) => parts.push(d));
-        res.on('end', () => {
-          const body = Buffer.concat(parts);
-          resolve({
-            status: res.statusCode ?? 0,
-            headers: res.headers,
-            body,
-            json: () => JSON.parse(body.toString('utf8')) as Record<string, unknown>,
-          });
-        });
-      },
-    );
-    req.on('error', reject);
-    req.end(opts.body);
-  });
-}
-
-async function signIn(
-  server: TestServer,
-  ca?: Buffer,
-): Promise<{ cookie: string; csrf: string; setCookie: string }> {
-  const r = await call(server, 'POST', '/v1/session', {
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ token: server.adminToken }),
-    ca,
-  });
-  assert.equal(r.status, 200, r.body.toString());
-  const setCookie = String(r.headers['set-cookie']?.[0]);
-  return { cookie: setCookie.split(';')[0]!, csrf: r.json().csrfToken as string, setCookie };
-}
 
 test('sign-in: a wrong or missing token is refused and sets no cookie; the token in a URL counts for nothing', async (t) => {
   const server = await startServer();

@@ -12,6 +12,8 @@ let pageTimer = null;
 let lastUpload = { percent: 0 };
 // Where the objects page's listing starts (after which key or prefix), for the folder it was set in.
 let listFrom = { place: '', after: '' };
+// The key whose versions the objects page shows, for the folder it was opened in (kept across redraws).
+let openVersions = null;
 
 // ---- small helpers -------------------------------------------------------------------------------------
 
@@ -271,6 +273,25 @@ async function bucketsPage(root) {
   );
 }
 
+// An XML document one element a line, indented by depth, for reading and editing in a text area.
+function indentXml(text) {
+  let depth = 0;
+  return (
+    text
+      // Only between tags, never inside an element's text (an empty <Prefix></Prefix> stays empty).
+      .replace(/>(?=<[^/])/g, '>\n')
+      .replace(/(<\/[^>]+>)(?=<\/)/g, '$1\n')
+      .split('\n')
+      .map((line) => {
+        if (line.startsWith('</')) depth--;
+        const out = '  '.repeat(Math.max(0, depth)) + line;
+        if (/^<[^/?!]/.test(line) && !line.endsWith('/>') && !/<\/[^>]+>$/.test(line)) depth++;
+        return out;
+      })
+      .join('\n')
+  );
+}
+
 async function showBucket(detail, name) {
   const b = await api('GET', `/v1/buckets/${pathOf(name)}`);
   const enc = h(
@@ -292,6 +313,45 @@ async function showBucket(detail, name) {
     placeholder: '[{"allowedOrigins": ["https://example.com"], "allowedMethods": ["GET"]}]',
   });
   cors.value = b.cors.length ? JSON.stringify(b.cors, null, 2) : '';
+  // Versioning, once set, can only be suspended (and not at all under object lock), as in S3.
+  const versioning = h(
+    'select',
+    { id: 'bucket-versioning' },
+    b.versioning ? null : h('option', { value: '', selected: true }, 'never enabled (one version per key)'),
+    h('option', { value: 'Enabled', selected: b.versioning === 'Enabled' }, 'Enabled'),
+    b.objectLock
+      ? null
+      : h('option', { value: 'Suspended', selected: b.versioning === 'Suspended' }, 'Suspended'),
+  );
+  const lifecycle = h('textarea', {
+    id: 'bucket-lifecycle',
+    class: 'code',
+    placeholder:
+      '<LifecycleConfiguration><Rule><ID>old-logs</ID><Filter><Prefix>logs/</Prefix></Filter>' +
+      '<Status>Enabled</Status><Expiration><Days>30</Days></Expiration></Rule></LifecycleConfiguration>',
+  });
+  lifecycle.value = b.lifecycle ? indentXml(b.lifecycle) : '';
+  const policy = h('textarea', {
+    id: 'bucket-policy',
+    placeholder:
+      '{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": "*", ' +
+      '"Action": "s3:GetObject", "Resource": "arn:aws:s3:::' +
+      b.name +
+      '/*"}]}',
+  });
+  // Shown laid out when it is valid JSON (it is stored as written, and saved as edited here).
+  try {
+    policy.value = b.policy ? JSON.stringify(JSON.parse(b.policy), null, 2) : '';
+  } catch {
+    policy.value = b.policy ?? '';
+  }
+  const shown = { lifecycle: lifecycle.value, policy: policy.value };
+  const rule = b.objectLock?.rule;
+  const lock = b.objectLock
+    ? rule
+      ? `enabled; new versions are kept ${rule.days ? `${rule.days} days` : `${rule.years} years`} (${rule.mode}) unless they ask otherwise`
+      : 'enabled, with no default retention'
+    : 'not enabled (it is chosen when a bucket is created, with an S3 client)';
   const save = async () => {
     let corsRules = null;
     if (cors.value.trim()) {
@@ -312,6 +372,10 @@ async function showBucket(detail, name) {
       tags: Object.keys(tagMap).length ? tagMap : null,
       cors: corsRules,
     };
+    // Sent only when edited: the node keeps a policy as its owner wrote it, not as this page lays it out.
+    if (lifecycle.value !== shown.lifecycle) body.lifecycle = lifecycle.value.trim() || null;
+    if (policy.value !== shown.policy) body.policy = policy.value.trim() || null;
+    if (versioning.value) body.versioning = versioning.value;
     if (await act(`Settings of ${name} saved.`, () => api('PATCH', `/v1/buckets/${pathOf(name)}`, body)))
       showBucket(detail, name);
   };
@@ -335,23 +399,25 @@ async function showBucket(detail, name) {
       tags,
       h('label', { for: 'bucket-cors' }, 'CORS rules (JSON)'),
       cors,
+      h('div', { class: 'row' }, h('label', { for: 'bucket-versioning' }, 'Versioning'), versioning),
+      h('p', { class: 'note', id: 'bucket-object-lock' }, `Object lock: ${lock}.`),
+      h('label', { for: 'bucket-lifecycle' }, 'Lifecycle rules (S3 LifecycleConfiguration XML; empty: none)'),
+      lifecycle,
       h(
-        'table',
-        {},
+        'label',
+        { for: 'bucket-policy' },
+        'Bucket policy (JSON, as PutBucketPolicy takes it; empty: none) · ',
         h(
-          'tr',
-          {},
-          h('th', {}, 'Versioning'),
-          h('td', { class: 'note' }, 'not yet in coffre: every bucket is unversioned'),
-        ),
-        h('tr', {}, h('th', {}, 'Lifecycle rules'), h('td', { class: 'note' }, 'not yet in coffre')),
-        h(
-          'tr',
-          {},
-          h('th', {}, 'Bucket policy'),
-          h('td', { class: 'note' }, 'not yet in coffre: access is per key (Access keys page)'),
+          'span',
+          { id: 'bucket-policy-public', class: b.policyPublic ? 'down' : 'note' },
+          b.policy === null
+            ? 'no policy: access is per key'
+            : b.policyPublic
+              ? 'PUBLIC: it lets anyone in without a key'
+              : 'not public',
         ),
       ),
+      policy,
       h('h2', {}, 'Keys with access'),
       b.keys.length
         ? table(
@@ -613,6 +679,10 @@ async function objectsPage(root, [bucketArg, ...prefixParts]) {
     xhr.onerror = () => say('upload failed: the connection broke', 'error');
     xhr.send(f);
   };
+  const objectUrl = (objectKey, versionId) =>
+    `/v1/objects/${pathOf(bucket)}/${objectKey.split('/').map(encodeURIComponent).join('/')}` +
+    (versionId ? `?versionId=${encodeURIComponent(versionId)}` : '');
+  // The object (or one version of it: `o.versionId`) saved as a file.
   const download = async (o) => {
     let key;
     try {
@@ -620,7 +690,7 @@ async function objectsPage(root, [bucketArg, ...prefixParts]) {
     } catch (err) {
       return say(err.message, 'error');
     }
-    const url = `/v1/objects/${pathOf(bucket)}/${o.key.split('/').map(encodeURIComponent).join('/')}`;
+    const url = objectUrl(o.key, o.versionId);
     const name = o.key.slice(o.key.lastIndexOf('/') + 1);
     if (!key && o.encryption === 'sse-c')
       return say(`${o.key} is encrypted with SSE-C: type its key first`, 'error');
@@ -640,8 +710,119 @@ async function objectsPage(root, [bucketArg, ...prefixParts]) {
   };
   const remove = async (o) => {
     if (!confirm(`Delete ${o.key}?`)) return;
-    const url = `/v1/objects/${pathOf(bucket)}/${o.key.split('/').map(encodeURIComponent).join('/')}`;
-    if (await act(`Deleted ${o.key}.`, () => api('DELETE', url))) route();
+    if (await act(`Deleted ${o.key}.`, () => api('DELETE', objectUrl(o.key)))) route();
+  };
+  const versionsPanel = h('div', { id: 'versions' });
+  const versionKey = h('input', { id: 'versions-key', placeholder: 'key (also one now deleted)' });
+  const bypass = h('input', { id: 'versions-bypass', type: 'checkbox' });
+  // Every version of one key, newest first, with what object lock allows for each.
+  const showVersions = async (objectKey, after = '') => {
+    openVersions = { place, key: objectKey };
+    let list;
+    try {
+      list = await api('GET', `${objectUrl(objectKey)}?versions&after=${encodeURIComponent(after)}`);
+    } catch (err) {
+      return say(err.message, 'error');
+    }
+    const lockText = (v) =>
+      [
+        v.legalHold ? 'legal hold' : '',
+        v.retention ? `${v.retention.mode} until ${when(v.retention.until)}` : '',
+      ]
+        .filter(Boolean)
+        .join(', ');
+    const removeVersion = async (v) => {
+      if (!confirm(`Delete version ${v.versionId} of ${objectKey} for good?`)) return;
+      const headers = bypass.checked ? { 'x-amz-bypass-governance-retention': 'true' } : {};
+      const ok = await act(`Deleted version ${v.versionId} of ${objectKey}.`, async () => {
+        const res = await fetch(objectUrl(objectKey, v.versionId), {
+          method: 'DELETE',
+          headers: { [CSRF_HEADER]: session.csrfToken, ...headers },
+          credentials: 'same-origin',
+        });
+        if (!res.ok) throw new Error((await res.json().catch(() => ({}))).error ?? `error ${res.status}`);
+        return true;
+      });
+      // The listing may change too (the current version gone): the page is redrawn with this panel open.
+      if (ok) route();
+    };
+    versionsPanel.replaceChildren(
+      h(
+        'div',
+        { class: 'panel' },
+        h('h2', {}, `Versions of ${objectKey}`),
+        list.versions.length
+          ? table(
+              ['Version', 'Modified', 'Size', 'Encryption', 'Object lock', ''],
+              list.versions.map((v) =>
+                h(
+                  'tr',
+                  { 'data-version': v.versionId },
+                  h(
+                    'td',
+                    { class: 'mono' },
+                    v.versionId,
+                    v.isLatest ? ' (current)' : '',
+                    v.deleteMarker ? ' · delete marker' : '',
+                  ),
+                  h('td', {}, when(v.lastModified)),
+                  h('td', { class: 'num' }, v.deleteMarker ? '-' : bytes(v.size)),
+                  h(
+                    'td',
+                    {},
+                    !v.encryption || v.encryption === 'plaintext' ? '' : v.encryption.toUpperCase(),
+                  ),
+                  h('td', { class: 'lock' }, lockText(v)),
+                  h(
+                    'td',
+                    {},
+                    v.deleteMarker
+                      ? null
+                      : h(
+                          'button',
+                          {
+                            type: 'button',
+                            class: 'secondary',
+                            onclick: () => download({ ...v, key: objectKey }),
+                          },
+                          'Download',
+                        ),
+                    ' ',
+                    h(
+                      'button',
+                      {
+                        type: 'button',
+                        class: 'danger',
+                        title: v.lockedForBypass
+                          ? 'object lock keeps this version (legal hold or COMPLIANCE retention)'
+                          : v.locked
+                            ? 'GOVERNANCE retention: tick bypass to delete it'
+                            : '',
+                        disabled: v.lockedForBypass,
+                        onclick: () => removeVersion(v),
+                      },
+                      'Delete version',
+                    ),
+                  ),
+                ),
+              ),
+            )
+          : h('p', { class: 'note' }, 'No version of this key.'),
+        h(
+          'div',
+          { class: 'row' },
+          bypass,
+          h('label', { for: 'versions-bypass' }, 'bypass GOVERNANCE retention when deleting'),
+          list.next
+            ? h(
+                'button',
+                { type: 'button', class: 'secondary', onclick: () => showVersions(objectKey, list.next) },
+                'More versions',
+              )
+            : null,
+        ),
+      ),
+    );
   };
   const crumbs = [h('a', { class: 'crumb', onclick: () => go(bucket, '') }, bucket)];
   let acc = '';
@@ -674,6 +855,8 @@ async function objectsPage(root, [bucketArg, ...prefixParts]) {
           'td',
           {},
           h('button', { type: 'button', class: 'secondary', onclick: () => download(o) }, 'Download'),
+          ' ',
+          h('button', { type: 'button', class: 'secondary', onclick: () => showVersions(o.key) }, 'Versions'),
           ' ',
           h('button', { type: 'button', class: 'danger', onclick: () => remove(o) }, 'Delete'),
         ),
@@ -724,25 +907,253 @@ async function objectsPage(root, [bucketArg, ...prefixParts]) {
           )
         : null,
     ),
-    h('p', { class: 'note' }, 'Object versions: not yet in coffre (every bucket is unversioned).'),
+    h(
+      'form',
+      {
+        class: 'inline',
+        onsubmit: (e) => {
+          e.preventDefault();
+          if (versionKey.value) showVersions(versionKey.value);
+        },
+      },
+      h('label', { for: 'versions-key' }, 'Show versions of'),
+      versionKey,
+      h('button', { id: 'show-versions', type: 'submit', class: 'secondary' }, 'Show versions'),
+    ),
+    versionsPanel,
   );
+  if (openVersions?.place === place) await showVersions(openVersions.key);
+}
+
+// The cluster page's parts, each from one section of GET /v1/status.
+function healthPart(health) {
+  if (!health) return h('p', { class: 'note' }, 'No health report from this node.');
+  const degraded = health.degraded ?? health.state === 'degraded';
+  // Problems are sentences, or { problem, todo } pairs, as the node words them.
+  const problems = (health.problems ?? []).map((p) =>
+    typeof p === 'string' ? { problem: p } : { problem: p.problem, todo: p.todo },
+  );
+  return h(
+    'div',
+    { id: 'cluster-health' },
+    h('p', { class: degraded ? 'down' : 'up' }, degraded ? 'Degraded' : 'Healthy'),
+    problems.length
+      ? h(
+          'ul',
+          {},
+          problems.map((p) =>
+            h('li', {}, p.problem, p.todo ? h('span', { class: 'note' }, ` — ${p.todo}`) : null),
+          ),
+        )
+      : null,
+    health.advice?.length
+      ? h(
+          'ul',
+          { class: 'note' },
+          health.advice.map((a) => h('li', {}, a)),
+        )
+      : null,
+  );
+}
+
+function metadataPart(md, leader, copies) {
+  if (!md) return h('p', { class: 'note' }, 'No metadata replication on this node.');
+  const roleText = { primary: 'the leader', copy: 'a copy', alone: 'alone (no copies)', none: 'not a copy' };
+  return h(
+    'div',
+    { id: 'cluster-metadata' },
+    h(
+      'p',
+      {},
+      'Leader: ',
+      h('code', { id: 'metadata-leader', title: leader ?? '' }, leader ? leader.slice(0, 16) : 'none known'),
+      ` · term ${md.term} · copies: `,
+      copies.length ? copies.map((c) => c.slice(0, 16)).join(', ') : 'none',
+    ),
+    h(
+      'p',
+      {},
+      `This node is ${roleText[md.role] ?? md.role}, at log entry ${md.position.seq}` +
+        ` (committed ${md.committed ?? '-'})${md.resyncing ? ', being rebuilt from a snapshot' : ''}.`,
+    ),
+    md.copies.length
+      ? table(
+          ['Copy', 'Holds up to', 'Behind by', 'State'],
+          md.copies.map((c) =>
+            h(
+              'tr',
+              { 'data-copy': c.id },
+              h('td', { class: 'mono' }, c.id.slice(0, 16)),
+              h('td', { class: 'num' }, c.acked),
+              h('td', { class: 'num' }, Math.max(0, md.position.seq - c.acked)),
+              h('td', { class: c.up ? 'up' : 'down' }, c.up ? 'up' : `failing: ${c.error ?? ''}`),
+            ),
+          ),
+        )
+      : null,
+  );
+}
+
+function rebalanceReport(r) {
+  return (
+    `${r.checked} blocks looked at, ${r.copied} copied, ${r.removed} removed, ` +
+    `${r.left} left for the next pass`
+  );
+}
+
+function rebalancePart(rb) {
+  if (!rb) return h('p', { class: 'note' }, 'No rebalancer on this node.');
+  return h(
+    'div',
+    { id: 'cluster-rebalance' },
+    h(
+      'p',
+      {},
+      rb.running
+        ? `A pass is running${rb.currentPass ? ` for layout version ${rb.currentPass.layoutVersion}: so far ${rebalanceReport(rb.currentPass)}` : ''}.`
+        : rb.settledVersion === null
+          ? 'Not settled for any layout version yet.'
+          : `Settled at layout version ${rb.settledVersion}: every block of this node is where it belongs.`,
+    ),
+    rb.lastPass
+      ? h(
+          'p',
+          { class: 'note' },
+          `Last pass (layout version ${rb.lastPass.layoutVersion}): ${rebalanceReport(rb.lastPass)}.`,
+        )
+      : null,
+  );
+}
+
+function resyncPart(resync, health, short) {
+  const owed = health?.underReplicated ?? [];
+  if (!resync && !owed.length) return h('p', { class: 'note' }, 'No block resync on this node.');
+  const mine = resync?.nodes ?? [];
+  return h(
+    'div',
+    { id: 'cluster-resync' },
+    h(
+      'p',
+      {},
+      resync
+        ? `${resync.running ? 'Copying now. ' : ''}${resync.copied} missed block copies written since this node started; ` +
+            (mine.length ? `${mine.reduce((a, n) => a + n.pending, 0)} still wait.` : 'none waits.')
+        : '',
+    ),
+    mine.length
+      ? table(
+          ['Owed to node', 'Copies waiting', 'Last error'],
+          mine.map((n) =>
+            h(
+              'tr',
+              { 'data-resync': n.node },
+              h('td', { class: 'mono', title: n.node }, short(n.node)),
+              h('td', { class: 'num' }, n.pending),
+              h('td', {}, n.lastError ?? ''),
+            ),
+          ),
+        )
+      : null,
+    owed.length
+      ? h(
+          'p',
+          { class: 'note' },
+          'Across the nodes this node reaches: ',
+          owed.map((o) => `${o.pending} copies for ${short(o.node)}`).join(', '),
+          '.',
+        )
+      : null,
+  );
+}
+
+function scrubPart(scrub) {
+  if (!scrub) return h('p', { class: 'note' }, 'No scrub on this node (a gateway holds no blocks).');
+  const pass = scrub.current ?? scrub.lastPass;
+  const figures = (p) =>
+    `${p.checked} blocks (${bytes(p.bytes)}) checked, ${p.corrupt} damaged, ${p.repaired} repaired, ` +
+    `${p.unrepairable} beyond repair, ${p.copiesGiven} copies given to other nodes`;
+  return h(
+    'div',
+    { id: 'cluster-scrub' },
+    h(
+      'p',
+      {},
+      scrub.running && scrub.current
+        ? `A pass is running since ${when(new Date(scrub.current.startedAt).toISOString())}: so far ${figures(scrub.current)}.`
+        : pass
+          ? `Last pass finished ${when(pass.finishedAt ? new Date(pass.finishedAt).toISOString() : null)}: ${figures(pass)}.`
+          : 'No pass yet.',
+    ),
+    h(
+      'p',
+      { class: 'note' },
+      scrub.nextAt
+        ? `Next pass ${when(new Date(scrub.nextAt).toISOString())}`
+        : 'Passes run only when asked for',
+      ` · at most ${bytes(scrub.bytesPerSecond)}/s · `,
+      h(
+        'button',
+        {
+          id: 'scrub-now',
+          type: 'button',
+          class: 'secondary',
+          disabled: scrub.running,
+          onclick: async () => {
+            if (await act('Scrub pass started.', () => api('POST', '/v1/scrub'))) route();
+          },
+        },
+        'Scrub now',
+      ),
+    ),
+  );
+}
+
+// The nodes holding the metadata tables, and which of them leads now: the elected leader when this node
+// knows one (it moves by itself when a node fails), else the layout's metadata node.
+function metadataRoles(layout, md) {
+  const voters = [layout.metadata, ...(layout.metadataCopies ?? [])].filter(Boolean);
+  const leader = md?.leader ?? (md?.role === 'primary' ? session.nodeId : undefined) ?? layout.metadata;
+  return { leader, copies: voters.filter((id) => id !== leader) };
+}
+
+// How long ago a time was, in words an operator reads at a glance.
+function ago(iso) {
+  if (!iso) return 'never';
+  const s = Math.max(0, Math.round((Date.now() - new Date(iso).getTime()) / 1000));
+  const text = s < 60 ? `${s} s` : s < 3600 ? `${Math.floor(s / 60)} min` : `${Math.floor(s / 3600)} h`;
+  return `${text} ago`;
 }
 
 async function clusterPage(root, _args, current) {
   const [status, layout] = await Promise.all([api('GET', '/v1/status'), api('GET', '/v1/layout')]);
-  const meta = layout.metadata;
-  const copies = new Set(layout.metadataCopies ?? []);
+  const md = status.metadata;
+  const { leader, copies: metaCopies } = metadataRoles(layout, md);
+  const copies = new Set(metaCopies);
+  const short = (id) => (id ? id.slice(0, 16) : '-');
   const nodeRows = status.nodes.map((n) =>
     h(
       'tr',
       { 'data-node': n.id },
       h('td', { class: 'mono', title: n.id }, n.id.slice(0, 16) + (n.self ? ' (this node)' : '')),
       h('td', { class: 'mono' }, n.addr ?? '-'),
-      h('td', {}, n.role + (n.id === meta ? ' · metadata' : copies.has(n.id) ? ' · metadata copy' : '')),
+      h(
+        'td',
+        {},
+        n.role + (n.id === leader ? ' · metadata leader' : copies.has(n.id) ? ' · metadata copy' : ''),
+      ),
       h('td', {}, n.zone ?? '-'),
       h('td', { class: 'num' }, n.capacity === null ? '-' : bytes(n.capacity, true)),
       h('td', { class: n.up ? 'up' : 'down' }, n.up ? 'up' : 'down'),
-      h('td', {}, when(n.lastSeen)),
+      h(
+        'td',
+        { class: 'num' },
+        n.disk ? `${bytes(n.disk.total - n.disk.free)} of ${bytes(n.disk.total)}` : '-',
+      ),
+      h(
+        'td',
+        { class: 'last-seen', title: n.lastSeen ?? '' },
+        n.self ? 'now' : `${ago(n.lastSeen)}${n.lastSeen ? ` (${when(n.lastSeen)})` : ''}`,
+      ),
     ),
   );
   const staged = Object.entries(layout.staged);
@@ -820,12 +1231,11 @@ async function clusterPage(root, _args, current) {
     },
     `Apply as version ${next}`,
   );
-  const md = status.metadata;
   const rb = status.rebalance;
   show(
     root,
     h('h1', {}, `Cluster · layout version ${layout.version}`),
-    table(['Node', 'Address', 'Role', 'Zone', 'Capacity', 'State', 'Last seen'], nodeRows),
+    table(['Node', 'Address', 'Role', 'Zone', 'Capacity', 'State', 'Disk used', 'Last seen'], nodeRows),
     h('h2', {}, 'Staged changes'),
     staged.length ? table(['Node', 'Change'], stagedRows) : h('p', { class: 'note' }, 'Nothing staged.'),
     assign,
@@ -835,50 +1245,16 @@ async function clusterPage(root, _args, current) {
       apply,
       h('span', { class: 'note' }, 'applies only if the layout is still at version ' + layout.version),
     ),
+    h('h2', {}, 'Health'),
+    healthPart(status.health),
     h('h2', {}, 'Metadata'),
-    md
-      ? h(
-          'div',
-          {},
-          h(
-            'p',
-            {},
-            `This node: ${md.role}, at log entry ${md.position.seq}${md.resyncing ? ' (being rebuilt)' : ''}.`,
-          ),
-          md.copies.length
-            ? table(
-                ['Copy', 'Holds up to', 'State'],
-                md.copies.map((c) =>
-                  h(
-                    'tr',
-                    {},
-                    h('td', { class: 'mono' }, c.id.slice(0, 16)),
-                    h('td', { class: 'num' }, c.acked),
-                    h('td', { class: c.up ? 'up' : 'down' }, c.up ? 'up' : `failing: ${c.error ?? ''}`),
-                  ),
-                ),
-              )
-            : null,
-        )
-      : h('p', { class: 'note' }, 'No metadata replication on this node.'),
+    metadataPart(md, leader, metaCopies),
     h('h2', {}, 'Rebalance'),
-    h(
-      'p',
-      {},
-      rb
-        ? rb.running
-          ? 'A pass is running.'
-          : `Settled at layout version ${rb.settledVersion ?? '-'}.`
-        : 'No rebalancer on this node.',
-    ),
-    rb?.lastPass
-      ? h(
-          'p',
-          { class: 'note' },
-          `Last pass (layout version ${rb.lastPass.layoutVersion}): ${rb.lastPass.checked} blocks looked at, ` +
-            `${rb.lastPass.copied} copied, ${rb.lastPass.removed} removed, ${rb.lastPass.left} left for the next pass.`,
-        )
-      : null,
+    rebalancePart(rb),
+    h('h2', {}, 'Resync'),
+    resyncPart(status.resync, status.health, short),
+    h('h2', {}, 'Scrub'),
+    scrubPart(status.scrub),
   );
   // Nodes' states are refreshed while nothing is staged: a change being prepared is not redrawn under the
   // operator's hands (nor its apply button turned into another version's).
@@ -891,6 +1267,32 @@ async function clusterPage(root, _args, current) {
 async function encryptionPage(root) {
   const s = await api('GET', '/v1/sse-s3');
   const state = !s.configured ? 'not set up' : s.unlocked ? 'unlocked' : 'locked';
+  const userIds = s.userIds ?? {};
+  // Each operator a master key is sealed to: by user id where the keyring keeps their public key, and always
+  // by fingerprint (what the sealed message is really encrypted to).
+  const recipient = (fp) =>
+    h(
+      'li',
+      { 'data-recipient': fp },
+      userIds[fp]
+        ? h('span', { class: 'user-id' }, userIds[fp])
+        : h('span', { class: 'note' }, 'user id not recorded'),
+      ' ',
+      h(
+        'code',
+        { class: 'fingerprint' },
+        fp
+          .toUpperCase()
+          .replace(/(.{4})/g, '$1 ')
+          .trim(),
+      ),
+    );
+  const operators = [...new Set((s.keys ?? []).flatMap((k) => k.recipients))];
+  const current = (s.keys ?? []).find((k) => k.id === s.current);
+  const sealedToAllNow = (k) =>
+    current &&
+    k.recipients.length === current.recipients.length &&
+    k.recipients.every((r) => current.recipients.includes(r));
   show(
     root,
     h('h1', {}, 'Encryption'),
@@ -900,6 +1302,7 @@ async function encryptionPage(root) {
       'SSE-S3 keyring: ',
       h('span', { id: 'sse-s3-state', class: s.unlocked ? 'up' : 'down' }, state),
       s.keyring ? ` · keyring ${s.keyring}` : '',
+      s.v ? ` · format ${s.v}` : '',
     ),
     s.damaged ? h('p', { class: 'down' }, s.damaged) : null,
     !s.configured
@@ -909,29 +1312,55 @@ async function encryptionPage(root) {
       ? h(
           'p',
           { class: 'note' },
-          'Unlock it with `coffre sse-s3 unlock --gpg` on an operator machine: master keys never pass through this page.',
+          'SSE-S3 requests get 503 until it is unlocked: run `coffre sse-s3 unlock --gpg` on an operator machine (master keys never pass through this page).',
         )
       : null,
     s.keys?.length
       ? table(
-          ['Master key', 'Created', 'Sealed to (OpenPGP fingerprints)', ''],
+          ['Master key', 'Created', 'Sealed to', ''],
           s.keys.map((k) =>
             h(
               'tr',
-              {},
+              { 'data-master-key': k.id },
               h('td', { class: 'mono' }, k.id),
               h('td', {}, when(k.created)),
-              h('td', { class: 'mono' }, k.recipients.join('\n')),
-              h('td', {}, k.id === s.current ? 'current' : ''),
+              h('td', {}, h('ul', { class: 'recipients' }, k.recipients.map(recipient))),
+              h('td', {}, k.id === s.current ? 'current: new objects use it' : 'kept to read older objects'),
             ),
           ),
         )
       : null,
-    h(
-      'p',
-      { class: 'note' },
-      'No key material is ever shown here. Recipients by OpenPGP user id and rotation progress: not yet.',
-    ),
+    operators.length
+      ? h(
+          'div',
+          {},
+          h('h2', {}, 'Operators'),
+          h('p', { class: 'note' }, 'Any one of them can unlock the keyring with their private key.'),
+          h('ul', { id: 'operators', class: 'recipients' }, operators.map(recipient)),
+        )
+      : null,
+    s.keys?.length
+      ? h(
+          'div',
+          {},
+          h('h2', {}, 'Rotation'),
+          h(
+            'p',
+            { id: 'rotation-state' },
+            s.keys.every(sealedToAllNow)
+              ? `${s.keys.length} master key${s.keys.length === 1 ? '' : 's'}, all sealed to the same operators.`
+              : 'Some older master keys are sealed to other operators than the current one: `coffre sse-s3 reseal --recipient …` seals them all to the same set.',
+          ),
+          h(
+            'p',
+            { class: 'note' },
+            '`coffre sse-s3 rotate` adds a master key for new objects at once; objects already stored keep ' +
+              'the key they were written with (nothing is re-encrypted, so there is no progress to wait for), ' +
+              'and `reseal` re-encrypts the master keys themselves, in one step.',
+          ),
+        )
+      : null,
+    h('p', { class: 'note' }, 'No key material is ever shown here.'),
     h('h2', {}, 'SSE-C'),
     h(
       'p',
