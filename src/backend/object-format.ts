@@ -19,7 +19,7 @@ import { createHash } from 'node:crypto';
 import { HEADER_SIZE, IntegrityError, plaintextSize } from '../crypto/aead-stream.js';
 import type { StreamedObject } from '../model/store.js';
 import { RECORD_VERSION, type ObjectRecord, type Segment } from '../model/types.js';
-import { decodeStoredEncryption } from '../sse/object-crypto.js';
+import { decodeStoredEncryption, type StoredEncryption } from '../sse/object-crypto.js';
 import { S3Error, S3Errors } from '../util/s3-error.js';
 
 export const OBJECT_FORMAT_VERSION = '1';
@@ -420,4 +420,25 @@ export function decodePartTable(text: string, key: string): TablePart[] {
       ...(etag !== undefined ? { etag: `"${etag as string}-1"` } : {}),
     };
   });
+}
+
+/** The encryption record in a backend object's metadata; undefined for an object that is not coffre's. */
+export function encryptionOfMetadata(meta: Record<string, string> | undefined): StoredEncryption | undefined {
+  const text = meta?.[META_ENCRYPTION];
+  if (meta?.[META_FORMAT] !== OBJECT_FORMAT_VERSION || text === undefined || !BASE64.test(text))
+    return undefined;
+  return decodeStoredEncryption(Buffer.from(text, 'base64').toString('utf8'));
+}
+
+/** The same metadata with another encryption record (an object key re-wrapped: backend/rewrap.ts). */
+export function withEncryption(
+  meta: Record<string, string>,
+  stored: StoredEncryption,
+): Record<string, string> {
+  const out = {
+    ...meta,
+    [META_ENCRYPTION]: Buffer.from(JSON.stringify(stored), 'utf8').toString('base64'),
+  };
+  checkMetadataFits(out);
+  return out;
 }

@@ -30,7 +30,9 @@ const RECORDS_KEY_LABEL = 'coffre/backend-records/v1';
 /** A conditional change is tried again this many times when another gateway changed the record first. */
 const UPDATE_ATTEMPTS = 8;
 
-type Kind = 'keys' | 'buckets' | 'tags';
+type Kind = 'keys' | 'buckets' | 'tags' | StateKind;
+/** Other gateways' shared state kept sealed the same way (backend/keyring.ts, backend/rewrap.ts). */
+export type StateKind = 'sse-s3' | 'gateways';
 
 interface Cached<T> {
   value: T | undefined;
@@ -105,7 +107,7 @@ export class SharedRecords {
     id: string,
     value: unknown,
     expect: string | null | undefined,
-  ): Promise<void> {
+  ): Promise<string | undefined> {
     const name = this.name(kind, id);
     const plain = Buffer.from(JSON.stringify(value), 'utf8');
     const body = sealSmall(this.sealKey, plain, Buffer.from(name, 'utf8'));
@@ -121,6 +123,7 @@ export class SharedRecords {
         }),
       );
       this.cache.set(name, { value, etag: put.ETag, at: Date.now() });
+      return put.ETag;
     } catch (err) {
       this.cache.delete(name);
       if (backendStatus(err) === 412 || backendErrorCode(err) === 'PreconditionFailed') throw new Conflict();
@@ -173,6 +176,37 @@ export class SharedRecords {
   async setObjectTags(versionId: string, tags: Record<string, string> | undefined): Promise<void> {
     if (tags && Object.keys(tags).length > 0) await this.write('tags', versionId, tags, undefined);
     else await this.remove('tags', versionId);
+  }
+
+  // ---- other shared state, sealed as records are (read fresh: its users keep their own copies)
+
+  /** A state record and its backend ETag (for a conditional writeState), or value undefined. */
+  readState<T>(kind: StateKind, id: string): Promise<{ value: T | undefined; etag?: string }> {
+    return this.read<T>(kind, id, true);
+  }
+
+  /**
+   * Writes a state record if its ETag is still `expect` (null: it must not exist; undefined: whatever it is);
+   * a record changed meanwhile throws a conflict (isConflict). Returns the new ETag.
+   */
+  writeState(
+    kind: StateKind,
+    id: string,
+    value: unknown,
+    expect?: string | null,
+  ): Promise<string | undefined> {
+    return this.write(kind, id, value, expect);
+  }
+
+  /** Every record of a state kind (unreadable ones are refused as records are). */
+  async listState<T>(kind: StateKind): Promise<T[]> {
+    for (const name of [...this.cache.keys()])
+      if (name.startsWith(this.name(kind, ''))) this.cache.delete(name);
+    return this.all<T>(kind);
+  }
+
+  removeState(kind: StateKind, id: string): Promise<void> {
+    return this.remove(kind, id);
   }
 
   // ---- access keys
@@ -287,6 +321,11 @@ export class SharedRecords {
       }
     }
   }
+}
+
+/** Whether a write was refused because the record changed (or appeared) since it was read. */
+export function isConflict(err: unknown): boolean {
+  return err instanceof Conflict;
 }
 
 /** A conditional write refused: the record changed (or appeared) since it was read. */

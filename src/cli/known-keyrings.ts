@@ -37,6 +37,8 @@ export interface KnownKeyrings {
 export interface Acceptance {
   keyring?: string;
   keys: string[];
+  /** Master keys an operator dropped (`coffre sse-s3 drop-key`, perhaps from another machine). */
+  dropped?: string[];
 }
 
 export function knownKeyringsPath(): string {
@@ -115,7 +117,13 @@ export function rememberedId(node: string, summary: KeyringSummary): string {
 }
 
 /** Checks the id an operator typed after --accept-new-key / --accept-new-keyring. */
-export function parseAcceptance(keyring: string | undefined, keys: string[] | undefined): Acceptance {
+export function parseAcceptance(
+  keyring: string | undefined,
+  keys: string[] | undefined,
+  dropped: string[] = [],
+): Acceptance {
+  for (const k of dropped)
+    if (!KEY_ID.test(k)) throw new UserError(`--accept-dropped-key ${k}: a master key id is 16 hex digits`);
   if (keyring !== undefined && !KEYRING_ID.test(keyring))
     throw new UserError(
       `--accept-new-keyring ${keyring}: a keyring id is 32 hex digits (see \`coffre sse-s3 status\`)`,
@@ -125,7 +133,7 @@ export function parseAcceptance(keyring: string | undefined, keys: string[] | un
       throw new UserError(
         `--accept-new-key ${k}: a master key id is 16 hex digits (see \`coffre sse-s3 status\`)`,
       );
-  return { keyring, keys: keys ?? [] };
+  return { keyring, keys: keys ?? [], dropped };
 }
 
 /**
@@ -162,19 +170,26 @@ export function checkBeforeUnlock(
       );
   }
   for (const k of seen) {
-    if (!ids.includes(k))
+    if (!ids.includes(k) && !accept.dropped?.includes(k))
       throw new UserError(
-        `SSE-S3 keyring ${id} on node ${node} lacks master key ${k}, which it held when unlocked from here before: objects under it could not be read; restore the keyring file from a backup`,
+        `SSE-S3 keyring ${id} on node ${node} lacks master key ${k}, which it held when unlocked from here before: objects under it could not be read; restore the keyring file from a backup; if an operator of yours dropped it (\`coffre sse-s3 drop-key\`, after a rewrap), run again with --accept-dropped-key ${k}`,
       );
   }
   return undefined;
 }
 
 /** Remembers that node `node` has keyring `summary` and every master key in it. */
-export function remember(known: KnownKeyrings, node: string, summary: KeyringSummary): void {
+export function remember(
+  known: KnownKeyrings,
+  node: string,
+  summary: KeyringSummary,
+  dropped: readonly string[] = [],
+): void {
   const id = rememberedId(node, summary);
   const keys = known.keyrings.get(id) ?? new Set<string>();
   for (const k of summary.keys) keys.add(k.id);
+  // A key dropped on purpose is no longer expected (its absence is no sign of a damaged keyring).
+  for (const k of dropped) keys.delete(k);
   known.keyrings.set(id, keys);
   known.nodes.set(node, id);
 }

@@ -1,4 +1,4 @@
-// cli/sse-s3: `coffre sse-s3 init|status|unlock|lock|rotate|reseal` — the node's SSE-S3 keyring. Master keys are
+// cli/sse-s3: `coffre sse-s3 init|status|unlock|lock|rotate|reseal|rewrap|drop-key` — the node's SSE-S3 keyring. Master keys are
 // sealed to operators' OpenPGP keys; `unlock` opens the sealed keyring here, with the operator's private key
 // file or their GnuPG, and hands the master keys to the node (over TLS or loopback), so no private key ever
 // reaches the server. Before it sends anything, it checks the keyring against those it has unlocked or created
@@ -46,6 +46,36 @@ function describe(s: SseS3Status): string {
       `  ${k.id}${k.id === s.current ? ' (current)' : '          '}  ${k.created}  sealed to ${k.recipients.map((r) => (s.userIds?.[r] ? `${r} (${s.userIds[r]})` : r)).join(', ')}`,
     );
   return lines.join('\n');
+}
+
+const REWRAP_POLL_MS = 1_000;
+
+/** A rewrap pass as the admin API shows it ({} when none ever ran). */
+interface RewrapView {
+  target?: string;
+  state?: 'waiting' | 'running' | 'done' | 'failed';
+  seen?: number;
+  rewrapped?: number;
+  current?: number;
+  other?: number;
+  legacy?: number;
+  failed?: number;
+  uploads?: number;
+  cursor?: string;
+  waitingFor?: string[];
+  error?: string;
+}
+
+function describeRewrap(p: RewrapView): string {
+  if (!p.state) return 'rewrap: no pass has run (start one with `coffre sse-s3 rewrap`)';
+  const counts = `${p.seen ?? 0} objects seen, ${p.rewrapped ?? 0} re-wrapped, ${p.current ?? 0} already under it, ${p.legacy ?? 0} written before keys were wrapped, ${p.failed ?? 0} failed`;
+  if (p.state === 'waiting')
+    return `rewrap to key ${p.target}: waiting for gateways ${(p.waitingFor ?? []).join(', ')} to take the key`;
+  if (p.state === 'running') return `rewrap to key ${p.target}: running, ${counts}`;
+  if (p.state === 'failed')
+    return `rewrap to key ${p.target}: stopped (${p.error ?? 'unknown error'}) after ${counts}; run \`coffre sse-s3 rewrap\` again to resume`;
+  const uploads = p.uploads ? `; ${p.uploads} multipart uploads in progress still use an older key` : '';
+  return `rewrap to key ${p.target}: done, ${counts}${uploads}`;
 }
 
 async function armoredPublicKeys(specs: string[] | undefined): Promise<string[]> {
@@ -114,6 +144,10 @@ export function registerSseS3Commands(program: Command): void {
     .option('--gpg', 'ask your GnuPG to open the keyring (gpg-agent asks for a passphrase if needed)')
     .option('--accept-new-key <id...>', 'hand over this master key although it is new to this machine')
     .option('--accept-new-keyring <id>', 'unlock this keyring although the node had another before')
+    .option(
+      '--accept-dropped-key <id...>',
+      'unlock although this master key, known here, is gone (an operator dropped it after a rewrap)',
+    )
     .option('--json', 'print JSON')
     .action(
       async (
@@ -122,13 +156,14 @@ export function registerSseS3Commands(program: Command): void {
           gpg?: boolean;
           acceptNewKey?: string[];
           acceptNewKeyring?: string;
+          acceptDroppedKey?: string[];
           json?: boolean;
         },
         cmd: Command,
       ) => {
         if (Boolean(opts.privateKey) === Boolean(opts.gpg))
           throw new UserError('say how to open the keyring: --private-key FILE or --gpg');
-        const accept = parseAcceptance(opts.acceptNewKeyring, opts.acceptNewKey);
+        const accept = parseAcceptance(opts.acceptNewKeyring, opts.acceptNewKey, opts.acceptDroppedKey);
         const target = adminTarget(cmd);
         const known = loadKnownKeyrings();
         const { sealed } = (await adminCall(target, 'GET', '/v1/sse-s3')) as { sealed?: string };
@@ -172,11 +207,67 @@ export function registerSseS3Commands(program: Command): void {
         };
         for (const k of keys.values()) k.fill(0);
         const status = (await adminCall(target, 'POST', '/v1/sse-s3/unlock', body)) as SseS3Status;
-        remember(known, node, summary);
+        remember(known, node, summary, accept.dropped);
         saveKnownKeyrings(known);
         print(status, Boolean(opts.json), describe);
       },
     );
+  sse
+    .command('rewrap')
+    .description(
+      "re-wrap every SSE-S3 object's key under the current master key (gateways in front of a backend; the backend copies each object onto itself, no data passes through the gateway); resumes a pass cut short",
+    )
+    .option('--status', 'only show the progress of the last pass')
+    .option('--no-wait', 'start (or resume) the pass and return')
+    .option('--json', 'print JSON')
+    .action(async (opts: { status?: boolean; wait: boolean; json?: boolean }, cmd: Command) => {
+      const target = adminTarget(cmd);
+      let progress = (await adminCall(
+        target,
+        opts.status ? 'GET' : 'POST',
+        '/v1/sse-s3/rewrap',
+        opts.status ? undefined : {},
+      )) as RewrapView;
+      while (!opts.status && opts.wait && (progress.state === 'waiting' || progress.state === 'running')) {
+        if (!opts.json) process.stderr.write(describeRewrap(progress) + '\n');
+        await new Promise((r) => setTimeout(r, REWRAP_POLL_MS));
+        progress = (await adminCall(target, 'GET', '/v1/sse-s3/rewrap')) as RewrapView;
+      }
+      print(progress, Boolean(opts.json), describeRewrap);
+      if (progress.state === 'failed') process.exitCode = 1;
+    });
+  sse
+    .command('drop-key <id>')
+    .description(
+      'remove an older master key for good, once `coffre sse-s3 rewrap` has moved every object off it; the other keys are sealed anew to the operators named',
+    )
+    .requiredOption(
+      '--recipient <file|keyid...>',
+      "an operator's OpenPGP public key (file, or key id in GnuPG)",
+    )
+    .option('--json', 'print JSON')
+    .action(async (id: string, opts: { recipient: string[]; json?: boolean }, cmd: Command) => {
+      if (!/^[0-9a-f]{16}$/.test(id))
+        throw new UserError(
+          `${id} is not a master key id (16 hex digits, as \`coffre sse-s3 status\` lists)`,
+        );
+      const target = adminTarget(cmd);
+      const known = loadKnownKeyrings();
+      const status = (await adminCall(target, 'POST', '/v1/sse-s3/drop', {
+        keyId: id,
+        publicKeys: await armoredPublicKeys(opts.recipient),
+      })) as SseS3Status;
+      const summary = summaryOf(status);
+      if (summary) {
+        const warning = rememberAfter(known, nodeName(target), 'reseal', summary);
+        if (warning) process.stderr.write(warning + '\n');
+        else {
+          remember(known, nodeName(target), summary, [id]);
+          saveKnownKeyrings(known);
+        }
+      }
+      print(status, Boolean(opts.json), describe);
+    });
   sse
     .command('lock')
     .description('forget the master keys in memory (SSE-S3 requests wait for the next unlock)')

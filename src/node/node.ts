@@ -22,6 +22,8 @@ import { loadOrCreateNodeKey, parseRpcSecret } from '../rpc/identity.js';
 import { LayoutFile } from '../rpc/layout.js';
 import { MetadataReplication } from '../rpc/metadata-replication.js';
 import { SseS3Keys } from '../sse/sse-s3-keys.js';
+import { BackendKeyringSource, KeyringHandOff, SSE_S3_KEYS_PATH, keyringWhere } from '../backend/keyring.js';
+import { KeyRewrap } from '../backend/rewrap.js';
 import { RpcNode } from '../rpc/peering.js';
 import { OrphanSweeper } from '../rpc/orphans.js';
 import { Rebalancer } from '../rpc/rebalance.js';
@@ -161,7 +163,7 @@ export async function startNode(
   // SSE-S3 master keys: unlocked now if the config names an unlock key, else by an operator later. Before
   // anything listens, so that a keyring or unlock key that is refused ends the start.
   const sseS3 = new SseS3Keys(config.sseS3);
-  await sseS3.start();
+  if (!config.backend) await sseS3.start();
   // A node with a [backend] keeps its objects there: one that cannot reach it, or is refused, does not start.
   const backend = config.backend
     ? {
@@ -237,14 +239,26 @@ export async function startNode(
   const local = new LocalStore(model);
   cluster.registerEndpoints(local, resync);
   rpc.setAccessPolicy(cluster.mayCall);
-  const backendStore = backend
-    ? new BackendStore(
-        backend.client,
-        backend.config,
-        new SharedRecords(backend.client, backend.config.bucket, backend.config.prefix, networkKey),
-      )
+  const records = backend
+    ? new SharedRecords(backend.client, backend.config.bucket, backend.config.prefix, networkKey)
     : undefined;
+  const backendStore =
+    backend && records ? new BackendStore(backend.client, backend.config, records) : undefined;
   await backendStore?.checkRecords();
+  // In front of a backend, the sealed keyring lives there, shared by every gateway (backend/keyring.ts).
+  const handOff = backend && records ? new KeyringHandOff(records, rpc, sseS3, log) : undefined;
+  const rewrap =
+    backend && records && handOff
+      ? new KeyRewrap(backend.client, backend.config, records, sseS3, handOff, rpc.nodeId, log)
+      : undefined;
+  if (backend && records) {
+    sseS3.useSource(new BackendKeyringSource(records, keyringWhere(backend.config)));
+    await sseS3.start();
+    // Gateways of one backend take master keys from each other (only pushes, only from announced gateways).
+    rpc.setAccessPolicy((peerId, path) =>
+      path === SSE_S3_KEYS_PATH ? handOff!.mayPush(peerId) : cluster.mayCall(peerId, path),
+    );
+  }
   const store = backendStore ?? cluster.store(local, segmentOptions);
   const rebalancer = new Rebalancer(
     cluster,
@@ -295,6 +309,8 @@ export async function startNode(
     log.info({}, 'coffre node stopping');
     for (const r of reloaders) r.stop();
     await Promise.all([s3?.close(), admin?.close()]);
+    await rewrap?.stop();
+    await handOff?.stop();
     stopLifecycle();
     stopUploadSweeper?.();
     await Promise.all([rebalancer.stop(), orphans.stop(), resync.stop(), scrub.stop()]);
@@ -309,6 +325,7 @@ export async function startNode(
   let addresses: RunningNode['addresses'];
   try {
     await bindOrExplain(RPC_BIND_KEY, config.rpcBindAddr, () => rpc.start());
+    await handOff?.start();
     // A pass cut short by a stop, or a layout learnt while this node was down.
     if (rebalancer.unsettled) void rebalancer.schedule();
 
@@ -321,7 +338,7 @@ export async function startNode(
     const tls = tlsFiles ? await loadTlsOptions(tlsFiles) : undefined;
     const s3Server = new S3Server({ config, store, log, metrics, sseS3 }, tls);
     const adminServer = new AdminServer(
-      { config, store, log, metrics, cluster, rpc, rebalancer, replication, sseS3, resync, scrub },
+      { config, store, log, metrics, cluster, rpc, rebalancer, replication, sseS3, resync, scrub, rewrap },
       tls,
     );
     s3 = s3Server;

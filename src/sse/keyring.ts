@@ -21,6 +21,7 @@ import { createHmac, hkdfSync, randomBytes } from 'node:crypto';
 import { KEY_SIZE, constantTimeEqual, lengthPrefixed, zeroize } from '../crypto/keys.js';
 import { UserError, errorMessage } from '../util/errors.js';
 import { S3Errors } from '../util/s3-error.js';
+import { IntegrityError, openSmall, sealSmall } from '../crypto/aead-stream.js';
 import type { StoredEncryption } from './object-crypto.js';
 import type { EncryptionParams } from './params.js';
 
@@ -43,6 +44,12 @@ export const KEY_CHECK_LABEL = 'coffre/sse-s3-key-check/v1';
 export const KEYRING_MAC_KEY_LABEL = 'coffre/sse-s3-keyring-mac-key/v2';
 /** Keyring MAC: HMAC-SHA256(macKey, this label ‖ 0x00 ‖ the fields of the file, see `macInput`), hex. */
 export const KEYRING_MAC_LABEL = 'coffre/sse-s3-keyring-mac/v2';
+/**
+ * An SSE-S3 object's own key, wrapped under a master key: sealSmall(HMAC-SHA256(masterKey, this label ‖ 0x00),
+ * objectKey(32), aad = this label ‖ 0x00 ‖ lp(keyId)), base64. Re-wrapping it under a newer master key
+ * (`coffre sse-s3 rewrap`) changes the object's record only, after which the older master key can go.
+ */
+export const OBJECT_KEY_WRAP_LABEL = 'coffre/sse-s3-object-key/v1';
 const KEYRING_ID_BYTES = 16;
 const KEY_ID_BYTES = 8;
 // ---- end of format constants ----
@@ -530,15 +537,49 @@ export class Keyring {
     return recipientUserIds(this.file);
   }
 
-  /** Params for writing a new SSE-S3 object. The keyring owns the key: do not zero it per request. */
+  /**
+   * Params for writing a new SSE-S3 object: a fresh object key, wrapped under the current master key. The
+   * params own the object key (dispose zeroes it).
+   */
   paramsForWrite(): EncryptionParams {
-    return { kind: 'sse-s3', keyId: this.file.current, rootKey: this.master(this.file.current) };
+    const keyId = this.file.current;
+    const rootKey = randomBytes(KEY_SIZE);
+    return { kind: 'sse-s3', keyId, rootKey, wrappedKey: wrapObjectKey(this.master(keyId), keyId, rootKey) };
   }
 
   /** Params for reading an object whose stored record says SSE-S3. */
   paramsForRead(stored: StoredEncryption): EncryptionParams {
     if (stored.kind !== 'sse-s3') throw new RangeError(`object is ${stored.kind}, not sse-s3`);
-    return { kind: 'sse-s3', keyId: stored.keyId, rootKey: this.master(stored.keyId) };
+    const master = this.master(stored.keyId);
+    if (stored.wrappedKey === undefined) return { kind: 'sse-s3', keyId: stored.keyId, rootKey: master };
+    return {
+      kind: 'sse-s3',
+      keyId: stored.keyId,
+      rootKey: unwrapObjectKey(master, stored.keyId, stored.wrappedKey),
+      wrappedKey: stored.wrappedKey,
+    };
+  }
+
+  /**
+   * The record of an SSE-S3 object with its key re-wrapped under the current master key: undefined when it
+   * is under that key already. An object written before keys were wrapped cannot be (its keys derive from the
+   * master key itself): a RewrapRefused says so.
+   */
+  rewrapped(stored: StoredEncryption): StoredEncryption | undefined {
+    if (stored.kind !== 'sse-s3') throw new RangeError(`object is ${stored.kind}, not sse-s3`);
+    const current = this.file.current;
+    if (stored.keyId === current) return undefined;
+    if (stored.wrappedKey === undefined) throw new RewrapRefused(stored.keyId);
+    const objectKey = unwrapObjectKey(this.master(stored.keyId), stored.keyId, stored.wrappedKey);
+    try {
+      return {
+        ...stored,
+        keyId: current,
+        wrappedKey: wrapObjectKey(this.master(current), current, objectKey),
+      };
+    } finally {
+      objectKey.fill(0);
+    }
   }
 
   private master(id: string): Buffer {
@@ -608,6 +649,41 @@ export class Keyring {
     );
   }
 
+  /**
+   * Removes master key `id` for good, once no object needs it (`coffre sse-s3 rewrap` moved every object to
+   * a newer key): the remaining entries take new positions, so they are sealed anew to
+   * `operatorPublicKeys`. The current key cannot be removed.
+   */
+  async drop(id: string, operatorPublicKeys: readonly string[]): Promise<void> {
+    const old = this.file;
+    if (old.v === KEYRING_VERSION_V1)
+      throw new UserError(
+        'this SSE-S3 keyring is in format 1: upgrade it with `coffre sse-s3 reseal --recipient …` first',
+      );
+    if (id === old.current)
+      throw new UserError(`master key ${id} is the current key: rotate first, then rewrap, then drop it`);
+    if (!old.keys.some((k) => k.id === id)) throw new UserError(`the SSE-S3 keyring has no master key ${id}`);
+    const recipients = await readPublicKeys(operatorPublicKeys);
+    const keys: SealedMasterKey[] = [];
+    for (const [position, entry] of old.keys.filter((k) => k.id !== id).entries()) {
+      const place = { keyringId: old.keyring, id: entry.id, created: entry.created, position };
+      keys.push(await seal(place, this.master(entry.id), recipients));
+    }
+    const dropped = this.masters.get(id)!;
+    this.masters.delete(id);
+    dropped.fill(0);
+    const { mac: _old, ...rest } = old;
+    this.file = withMac({ ...rest, keys }, this.masters);
+  }
+
+  /** Whether master key `id` comes before master key `other` in this keyring (is older). */
+  isOlder(id: string, other: string): boolean {
+    const ids = this.file.keys.map((k) => k.id);
+    const a = ids.indexOf(id);
+    const b = ids.indexOf(other);
+    return a >= 0 && b >= 0 && a < b;
+  }
+
   /** The sealed file to store (no key in clear). */
   serialize(): string {
     return JSON.stringify(this.file, null, 2) + '\n';
@@ -617,6 +693,45 @@ export class Keyring {
   lock(): void {
     zeroize(...this.masters.values());
     this.masters.clear();
+  }
+}
+
+/** An SSE-S3 object written before object keys were wrapped: only re-writing its data changes its key. */
+export class RewrapRefused extends Error {
+  constructor(readonly keyId: string) {
+    super(`an object's keys derive from master key ${keyId} itself (written before keys were wrapped)`);
+    this.name = 'RewrapRefused';
+  }
+}
+
+function wrapKeyOf(master: Buffer): Buffer {
+  return createHmac('sha256', master).update(OBJECT_KEY_WRAP_LABEL, 'ascii').update(Buffer.of(0)).digest();
+}
+
+function wrapAad(keyId: string): Buffer {
+  return Buffer.concat([Buffer.from(OBJECT_KEY_WRAP_LABEL + '\0', 'ascii'), lengthPrefixed(utf8(keyId))]);
+}
+
+function wrapObjectKey(master: Buffer, keyId: string, objectKey: Buffer): string {
+  const kek = wrapKeyOf(master);
+  try {
+    return sealSmall(kek, objectKey, wrapAad(keyId)).toString('base64');
+  } finally {
+    kek.fill(0);
+  }
+}
+
+function unwrapObjectKey(master: Buffer, keyId: string, wrapped: string): Buffer {
+  const kek = wrapKeyOf(master);
+  try {
+    const key = openSmall(kek, Buffer.from(wrapped, 'base64'), wrapAad(keyId));
+    if (key.length !== KEY_SIZE) throw new IntegrityError('a wrapped object key is not 32 bytes');
+    return key;
+  } catch {
+    // The record names a key it was not wrapped under, or was altered: the server's fault, not the client's.
+    throw S3Errors.internal(`an SSE-S3 object's key does not open with master key ${keyId}`);
+  } finally {
+    kek.fill(0);
   }
 }
 

@@ -3,7 +3,8 @@
 // data, the sealing of its user metadata, and the small record stored with the object that says which
 // encryption it uses.
 //
-// The stored record holds no key material and no key digest. In particular the SSE-C key MD5 is NOT stored:
+// The stored record holds no key in clear (an SSE-S3 object's own key only wrapped under a master key,
+// sse/keyring.ts) and no key digest. In particular the SSE-C key MD5 is NOT stored:
 // MD5 is fast and unsalted, so a stored digest would let anyone holding the disk test guesses of keys derived
 // from passwords offline, and would reveal which objects (across buckets and users) share a key. The
 // wrong-key check is instead the authenticated decryption of the object's sealed metadata, which every
@@ -86,8 +87,12 @@ const PART_ETAG_SIZE = 16;
 type Kind =
   | { kind: 'plaintext' }
   | { kind: 'sse-c'; alg: 'AES256' }
-  /** keyId names the keyring's master key that the object's keys derive from. */
-  | { kind: 'sse-s3'; alg: 'AES256'; keyId: string };
+  /**
+   * keyId names the keyring's master key. wrappedKey (base64): the object's own key sealed under that master
+   * key, which the object's keys derive from; absent in objects written before, whose keys derive from the
+   * master key itself (those cannot be re-wrapped, only re-written).
+   */
+  | { kind: 'sse-s3'; alg: 'AES256'; keyId: string; wrappedKey?: string };
 
 /**
  * What is stored with an object (or a multipart upload) about its encryption. No secrets. An encrypted object
@@ -154,7 +159,13 @@ export function storedEncryptionFor(params: EncryptionParams): StoredEncryption 
     case 'sse-c':
       return { v, kind: 'sse-c', alg: SSE_C_ALGORITHM };
     case 'sse-s3':
-      return { v, kind: 'sse-s3', alg: 'AES256', keyId: params.keyId };
+      return {
+        v,
+        kind: 'sse-s3',
+        alg: 'AES256',
+        keyId: params.keyId,
+        ...(params.wrappedKey !== undefined ? { wrappedKey: params.wrappedKey } : {}),
+      };
   }
 }
 
@@ -189,10 +200,16 @@ export function decodeStoredEncryption(text: string): StoredEncryption {
   if (r.kind === 'sse-c' && r.alg === SSE_C_ALGORITHM)
     return { v, kind: 'sse-c', alg: 'AES256', ...integrity };
   if (r.kind === 'sse-s3' && r.alg === 'AES256' && typeof r.keyId === 'string') {
-    return { v, kind: 'sse-s3', alg: 'AES256', keyId: r.keyId, ...integrity };
+    if (r.wrappedKey === undefined) return { v, kind: 'sse-s3', alg: 'AES256', keyId: r.keyId, ...integrity };
+    if (typeof r.wrappedKey !== 'string' || !WRAPPED_KEY.test(r.wrappedKey))
+      throw S3Errors.internal('stored encryption record has a malformed wrapped key');
+    return { v, kind: 'sse-s3', alg: 'AES256', keyId: r.keyId, wrappedKey: r.wrappedKey, ...integrity };
   }
   throw S3Errors.internal('stored encryption record has an unknown kind');
 }
+
+// A wrapped SSE-S3 object key: sealSmall of 32 bytes (1 + 12 + 32 + 16 = 61 bytes), in base64.
+const WRAPPED_KEY = /^[A-Za-z0-9+/]{80}[A-Za-z0-9+/]{2}==$/;
 
 function u32(n: number): Buffer {
   const b = Buffer.alloc(4);

@@ -27,10 +27,12 @@ export type EncryptionParams =
   /** key: the customer's raw 32-byte key (zeroed by dispose); keyMd5: base64 MD5 of it, echoed in responses. */
   | { kind: 'sse-c'; key: Buffer; keyMd5: string }
   /**
-   * Slot for SSE-S3 (not built yet): keyId names the master key in the node's keyring, rootKey is that master
-   * key as unlocked at startup. The keyring owns rootKey; dispose does not zero it.
+   * SSE-S3: keyId names the master key in the node's keyring. With `wrappedKey` (every object written since
+   * keys are wrapped), rootKey is the object's own random key, which `wrappedKey` holds sealed under that
+   * master key (sse/keyring.ts): the params own it and dispose zeroes it; re-wrapping it under another master
+   * key changes only the stored record. Without, rootKey is the master key itself, owned by the keyring.
    */
-  | { kind: 'sse-s3'; keyId: string; rootKey: Buffer };
+  | { kind: 'sse-s3'; keyId: string; rootKey: Buffer; wrappedKey?: string };
 
 /** Header values as node:http gives them (lower-case names) or as PostObject form fields give them. */
 export type HeaderValues = Record<string, string | string[] | undefined>;
@@ -193,7 +195,10 @@ export function requireSecureTransport(params: EncryptionParams, transport: Tran
   throw S3Errors.invalidRequest(MESSAGES.insecure);
 }
 
-/** Zeroes the customer key carried by `params` (no-op for other kinds). Call when the request ends. */
+/** Zeroes the customer key, or an SSE-S3 object's own key, carried by `params`. Call when the request ends. */
 export function dispose(...all: (EncryptionParams | undefined)[]): void {
-  for (const params of all) if (params?.kind === 'sse-c') params.key.fill(0);
+  for (const params of all) {
+    if (params?.kind === 'sse-c') params.key.fill(0);
+    else if (params?.kind === 'sse-s3' && params.wrappedKey !== undefined) params.rootKey.fill(0);
+  }
 }

@@ -1,12 +1,9 @@
-// Two gateways in front of one backend, with the same rpc_secret and nothing else shared but the backend (and
-// the SSE-S3 keyring file, copied: see docs/gateway.md): a key created through one works on the other within
+// Two gateways in front of one backend, with the same rpc_secret and nothing else shared but the backend (which
+// holds the SSE-S3 keyring too: see docs/gateway.md): a key created through one works on the other within
 // seconds, and stops as soon once deleted; a permission given on one holds on the other; an object written
 // through one is read through the other, SSE-S3 and SSE-C alike.
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { copyFileSync, mkdirSync, mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import {
   CreateBucketCommand,
@@ -29,16 +26,10 @@ let second: TestServer;
 before(async () => {
   backend = await startBackend();
   first = await startGateway(backend.target, { server: { secretConfig: rpcSecret } });
-  // The second gateway: the same backend, prefix and rpc_secret, and the first one's keyring file, unlocked
-  // at start by the operator's key. It finds the access keys the first made, so it prints none.
-  const dir = mkdtempSync(join(tmpdir(), 'coffre-gw2-'));
-  mkdirSync(join(dir, 'meta'), { recursive: true });
-  copyFileSync(
-    join(first.server.dir, 'meta', 'sse_s3_keyring.json'),
-    join(dir, 'meta', 'sse_s3_keyring.json'),
-  );
+  // The second gateway: the same backend, prefix and rpc_secret; it reads the keyring the first made from the
+  // backend, unlocked at start by the operator's key. It finds the access keys the first made, so it prints
+  // none.
   second = await startServer({
-    dir,
     secretConfig: rpcSecret,
     extraConfig: `${backendTable(backend.target)}\n[sse_s3]\nunlock_key_file = "${first.operator.privateFile}"\n`,
     accessKey: { id: first.server.accessKeyId, secret: first.server.secretAccessKey },

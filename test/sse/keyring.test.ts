@@ -270,3 +270,41 @@ test('the keyring names its operators by user id from the public keys it keeps, 
   const { publicKeys: _dropped, ...older } = file;
   assert.deepEqual(await recipientUserIds(parseKeyringFile(JSON.stringify(older))), {});
 });
+
+test('an object key re-wrapped under a newer master key opens to the same key; the old master key can then go', async () => {
+  const alice = await operator('alice');
+  const ring = await Keyring.create([alice.publicKey]);
+  const old = ring.currentKeyId;
+  const written = ring.paramsForWrite();
+  assert.ok(written.kind === 'sse-s3' && written.wrappedKey);
+  const stored = storedEncryptionFor(written);
+  assert.equal(ring.rewrapped(stored), undefined, 'already under the current key');
+  await ring.rotate([alice.publicKey]);
+  const moved = ring.rewrapped(stored)!;
+  assert.ok(moved.kind === 'sse-s3');
+  assert.equal(moved.keyId, ring.currentKeyId);
+  assert.notEqual(moved.wrappedKey, stored.kind === 'sse-s3' ? stored.wrappedKey : '');
+  await assert.rejects(ring.drop(ring.currentKeyId, [alice.publicKey]), /current key/);
+  await ring.drop(old, [alice.publicKey]);
+  // The resealed keyring opens with the operator's key, holds only the newer key, and reads the object.
+  const reopened = await Keyring.unlock(ring.serialize(), alice.privateKey);
+  assert.deepEqual(
+    reopened.summary().keys.map((k) => k.id),
+    [moved.keyId],
+  );
+  const read = reopened.paramsForRead(moved);
+  assert.ok(read.kind === 'sse-s3');
+  assert.deepEqual(read.rootKey, written.rootKey);
+  // The record before the re-wrap names a key that is gone: a server fault, not a wrong read.
+  assert.throws(() => reopened.paramsForRead(stored), /not in the keyring/);
+  // A wrapped key moved onto another key id does not open.
+  assert.throws(
+    () => reopened.paramsForRead({ ...moved, wrappedKey: (stored as { wrappedKey: string }).wrappedKey }),
+    /does not open/,
+  );
+  // An object written before keys were wrapped cannot be re-wrapped.
+  assert.throws(
+    () => reopened.rewrapped({ v: 2, kind: 'sse-s3', alg: 'AES256', keyId: old }),
+    /RewrapRefused|derive/,
+  );
+});

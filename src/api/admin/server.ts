@@ -48,6 +48,7 @@ import type { Rebalancer } from '../../rpc/rebalance.js';
 import { applyStaged, metadataReplicas, nextRoles, stageRole } from '../../rpc/layout.js';
 import type { MetadataReplication } from '../../rpc/metadata-replication.js';
 import type { SseS3Keys } from '../../sse/sse-s3-keys.js';
+import type { KeyRewrap } from '../../backend/rewrap.js';
 import type { RpcNode } from '../../rpc/peering.js';
 import type { BlockResync } from '../../rpc/resync.js';
 import type { Scrubber } from '../../rpc/scrub.js';
@@ -290,6 +291,7 @@ export class AdminServer {
       sseS3?: SseS3Keys;
       resync?: BlockResync;
       scrub?: Scrubber;
+      rewrap?: KeyRewrap;
     },
     tls?: https.ServerOptions,
   ) {
@@ -454,12 +456,16 @@ export class AdminServer {
       return list as string[];
     };
     try {
-      if (!action && req.method === 'GET')
+      if (!action && req.method === 'GET') {
+        // A gateway reads the keyring from its backend again: another gateway may have changed it.
+        await keys.refresh();
         return {
           ...keys.status(),
           userIds: await keys.recipientUserIds(),
           sealed: keys.configured ? keys.sealedText() : undefined,
         };
+      }
+      if (action === 'rewrap') return await this.rewrapRoute(req.method ?? 'GET');
       if (req.method !== 'POST') throw new AdminError(404, 'unknown endpoint');
       if (action === 'init') await keys.init(publicKeys());
       else if (action === 'rotate') await keys.rotate(publicKeys());
@@ -488,6 +494,19 @@ export class AdminServer {
         } finally {
           for (const k of map.values()) k.fill(0);
         }
+      } else if (action === 'drop') {
+        const keyId = body.keyId;
+        if (typeof keyId !== 'string' || !/^[0-9a-f]{16}$/.test(keyId))
+          throw new AdminError(400, 'keyId: the 16-hex-digit id of the master key to drop');
+        const rewrap = this.deps.rewrap;
+        if (!rewrap)
+          throw new AdminError(
+            400,
+            "dropping a master key is offered on gateways in front of a backend, where `coffre sse-s3 rewrap` moves every object off it (not yet on a node's own store)",
+          );
+        const refusal = await rewrap.dropRefusal(keyId);
+        if (refusal) throw new AdminError(409, `master key ${keyId} is still needed: ${refusal}`);
+        await keys.drop(keyId, publicKeys());
       } else if (action === 'lock') keys.lock();
       else throw new AdminError(404, 'unknown endpoint');
       return { ...keys.status(), userIds: await keys.recipientUserIds() };
@@ -495,6 +514,19 @@ export class AdminServer {
       if (err instanceof UserError) throw new AdminError(400, err.message);
       throw err;
     }
+  }
+
+  // The re-wrap pass of a gateway's objects (backend/rewrap.ts): its progress, or a pass started or resumed.
+  private async rewrapRoute(method: string): Promise<unknown> {
+    const rewrap = this.deps.rewrap;
+    if (!rewrap)
+      throw new AdminError(
+        400,
+        "rewrap is offered on gateways in front of a backend (not yet on a node's own store)",
+      );
+    if (method === 'GET') return (await rewrap.progress()) ?? {};
+    if (method === 'POST') return await rewrap.start();
+    throw new AdminError(404, 'unknown endpoint');
   }
 
   private async requireKey(idOrName: string): Promise<AccessKeyRecord> {

@@ -362,7 +362,14 @@ async function copyObjectStream(
   const object: StreamedObject = {
     v: RECORD_VERSION,
     ...identity,
-    ...sealMetadata(destEnc, { ...identity, headers: meta.headers, userMeta: meta.userMeta, checksums: {} }),
+    // In place, the object keeps its key (an SSE-S3 object's own key, wrapped as it was): sealed with the
+    // source's, which is the destination's root key.
+    ...sealMetadata(inPlace ? sourceEnc : destEnc, {
+      ...identity,
+      headers: meta.headers,
+      userMeta: meta.userMeta,
+      checksums: {},
+    }),
     ...(tags ? { tags } : {}),
     cryptoHeader: header,
   };
