@@ -6,11 +6,13 @@ import { randomBytes } from 'node:crypto';
 import {
   AbortMultipartUploadCommand,
   CompleteMultipartUploadCommand,
+  CopyObjectCommand,
   CreateMultipartUploadCommand,
   DeleteObjectCommand,
   DeleteObjectsCommand,
   GetObjectCommand,
   HeadObjectCommand,
+  ListMultipartUploadsCommand,
   ListObjectsV2Command,
   ListPartsCommand,
   PutObjectCommand,
@@ -63,6 +65,7 @@ import {
   parsePartMarker,
   partTableKey,
   plainSizeOf,
+  stateKey,
   uploadMetadata,
   uploadRecordKey,
   versionIdOf,
@@ -92,8 +95,12 @@ function sealedBody(
   source: AsyncIterable<Buffer>,
   plainSize: number,
   sealer: BlockSealer,
-): { body: Readable; failure: () => unknown } {
+): { body: Readable; failure: () => unknown; signal: AbortSignal } {
   let sourceError: unknown;
+  // The SDK pipes the body into its request, and a pipe neither handles its source's error nor ends the
+  // request: the failed body aborts the request (which then fails at once) and is not left unhandled,
+  // which would end the process.
+  const abort = new AbortController();
   const body = Readable.from(
     (async function* () {
       try {
@@ -105,7 +112,8 @@ function sealedBody(
     })(),
     { highWaterMark: 1 },
   );
-  return { body, failure: () => sourceError };
+  body.on('error', () => abort.abort());
+  return { body, failure: () => sourceError, signal: abort.signal };
 }
 
 // The backend's ETag of an object made by a multipart upload ends in "-<number of parts>".
@@ -133,6 +141,11 @@ function invalidPart(r: { partNumber: number; etag: string }): S3Error {
     "One or more of the specified parts could not be found. The part might not have been uploaded, or the specified entity tag might not have matched the part's entity tag.",
     { PartNumber: String(r.partNumber), ETag: r.etag },
   );
+}
+
+// The x-amz-copy-source of a backend object: its bucket and key, each path segment percent-encoded.
+function copySource(bucket: string, key: string): string {
+  return `${bucket}/${key.split('/').map(encodeURIComponent).join('/')}`;
 }
 
 // A backend request whose failure becomes what coffre's client should see (client.ts fromBackend).
@@ -167,6 +180,8 @@ export class BackendStore implements ObjectStore {
       putObjectStream: (...args) => this.putObjectStream(...args),
       putPartStream: (...args) => this.putPartStream(...args),
       completeUploadStream: (...args) => this.completeUploadStream(...args),
+      replaceMetadataStream: (...args) => this.replaceMetadataStream(...args),
+      objectTags: (record) => this.records.objectTags(record.versionId),
     };
   }
 
@@ -344,9 +359,10 @@ export class BackendStore implements ObjectStore {
     sealer: BlockSealer,
     condition?: WriteCondition,
   ): Promise<ObjectRecord> {
-    if (object.tags) throw notYet('object tagging');
     const stored = await this.objectKey(object.bucketId, object.key);
     const metadata = backendMetadata(object);
+    // Tags first, under the new version id: the object is never visible without them.
+    if (object.tags) await this.records.setObjectTags(object.versionId, object.tags);
     // Conditions are checked against the current object, then passed to the backend as its own ETag so that
     // a backend that honours conditional writes closes the gap between the check and the write.
     let ifMatch: string | undefined;
@@ -355,7 +371,7 @@ export class BackendStore implements ObjectStore {
       checkWriteCondition(condition, current);
       ifMatch = condition.ifMatch !== undefined ? current?.segments[0]?.backend?.etag : undefined;
     }
-    const { body, failure } = sealedBody(source, plainSize, sealer);
+    const { body, failure, signal } = sealedBody(source, plainSize, sealer);
     let put;
     try {
       put = await this.client.send(
@@ -369,6 +385,7 @@ export class BackendStore implements ObjectStore {
           ...(ifMatch ? { IfMatch: ifMatch } : {}),
           ...(condition?.ifNoneMatch === '*' ? { IfNoneMatch: '*' } : {}),
         }),
+        { abortSignal: signal },
       );
     } catch (err) {
       body.destroy();
@@ -396,8 +413,53 @@ export class BackendStore implements ObjectStore {
     return record;
   }
 
+  // A copy of an object onto itself that keeps its stream: the backend copies the bytes (CopyObject with new
+  // metadata), and only if the object is still the one read (CopySourceIfMatch on its backend ETag).
+  private async replaceMetadataStream(object: StreamedObject, source: ObjectRecord): Promise<ObjectRecord> {
+    const stored = await this.objectKey(object.bucketId, object.key);
+    const segment = source.segments.length === 1 ? source.segments[0] : undefined;
+    const at = segment?.backend;
+    if (!segment || !at || at.key !== stored || at.offset !== 0 || segment.partNumber !== undefined)
+      throw S3Errors.internal('only a single-stream object is copied onto itself in its backend');
+    const metadata = backendMetadata(object);
+    // The version id stays: its tags are the copy's (replaced, copied, or none).
+    await this.records.setObjectTags(object.versionId, object.tags);
+    let copied;
+    try {
+      copied = await this.client.send(
+        new CopyObjectCommand({
+          Bucket: this.config.bucket,
+          Key: stored,
+          CopySource: copySource(this.config.bucket, stored),
+          CopySourceIfMatch: at.etag,
+          MetadataDirective: 'REPLACE',
+          ContentType: 'application/octet-stream',
+          Metadata: metadata,
+        }),
+      );
+    } catch (err) {
+      if (backendStatus(err) === 412 || backendErrorCode(err) === 'PreconditionFailed')
+        throw new S3Error(
+          'ServiceUnavailable',
+          503,
+          'The object changed while it was being copied; please retry.',
+        );
+      if (backendStatus(err) === 404) throw S3Errors.noSuchKey(object.key);
+      throw fromBackend(err);
+    }
+    const etag = copied.CopyObjectResult?.ETag;
+    if (!etag) throw S3Errors.internal('the storage backend gave no ETag for a copied object');
+    return headRecord(object.bucketId, object.key, {
+      key: stored,
+      size: segment.storedSize,
+      etag,
+      lastModified: copied.CopyObjectResult?.LastModified ?? new Date(),
+      metadata,
+    });
+  }
+
   putObject(): Promise<string | undefined> {
-    return Promise.reject(notYet('copying objects'));
+    return Promise.reject(S3Errors.internal('a backend stores objects with putObjectStream'));
   }
 
   async deleteObject(bucketId: string, key: string, versionId?: string): Promise<DeleteOutcome> {
@@ -416,8 +478,17 @@ export class BackendStore implements ObjectStore {
     return entries.map((e) => ({ ...e }));
   }
 
-  setObjectTags(): Promise<string> {
-    return Promise.reject(notYet('object tagging'));
+  async setObjectTags(
+    bucketId: string,
+    key: string,
+    tags: Record<string, string> | undefined,
+    versionId?: string,
+  ): Promise<string> {
+    if (versionId !== undefined && versionId !== 'null') throw notYet('version ids');
+    const current = await this.getObject(bucketId, key);
+    if (!current) throw S3Errors.noSuchKey(key);
+    await this.records.setObjectTags(current.versionId, tags);
+    return 'null';
   }
 
   async listObjects(bucketId: string, prefix: string, startAfter: string | undefined, limit: number) {
@@ -468,7 +539,6 @@ export class BackendStore implements ObjectStore {
   // ---- multipart uploads (object-format.ts: the records beside a backend multipart upload)
 
   async createUpload(record: NewUpload): Promise<UploadRecord> {
-    if (record.tags) throw notYet('object tagging');
     if (!record.encryption || !record.sealedMeta)
       throw S3Errors.internal('an upload stored in a backend must be encrypted');
     const uploadId = randomBytes(16).toString('hex');
@@ -486,6 +556,8 @@ export class BackendStore implements ObjectStore {
     };
     const metadata = uploadMetadata(upload);
     checkMetadataFits(metadata);
+    // The object it makes keeps the upload's version id, and so these tags.
+    if (record.tags) await this.records.setObjectTags(record.versionId, record.tags);
     const created = await guarded(
       this.client.send(
         new CreateMultipartUploadCommand({
@@ -546,8 +618,115 @@ export class BackendStore implements ObjectStore {
     return this.uploadRecord(upload);
   }
 
-  async listUploads(): Promise<UploadRecord[]> {
-    return [];
+  async listUploads(bucketId: string): Promise<UploadRecord[]> {
+    const uploads = await this.allUploads();
+    return uploads.filter((u) => u.bucketId === bucketId).map((u) => this.uploadRecord(u));
+  }
+
+  /** Every upload in progress, from its record under .coffre/uploads/ (each read once per gateway). */
+  private async allUploads(): Promise<BackendUpload[]> {
+    const base = stateKey(this.config.prefix, 'uploads') + '/';
+    const ids: string[] = [];
+    let token: string | undefined;
+    do {
+      // The delimiter leaves out each upload's part markers (under "<id>.parts/").
+      const page = await guarded(
+        this.client.send(
+          new ListObjectsV2Command({
+            Bucket: this.config.bucket,
+            Prefix: base,
+            Delimiter: '/',
+            ContinuationToken: token,
+          }),
+        ),
+      );
+      for (const item of page.Contents ?? []) {
+        const id = item.Key?.slice(base.length);
+        if (id && UPLOAD_ID.test(id)) ids.push(id);
+      }
+      token = page.IsTruncated ? page.NextContinuationToken : undefined;
+    } while (token);
+    const uploads = await mapLimited(ids, LOOKUPS_IN_FLIGHT, (id) =>
+      this.backendUpload(id).catch((err: unknown) => {
+        // Completed or aborted since the listing: not in progress.
+        if (err instanceof S3Error && err.code === 'NoSuchUpload') return undefined;
+        throw err;
+      }),
+    );
+    return uploads
+      .filter((u): u is BackendUpload => u !== undefined)
+      .sort((a, b) => a.initiated - b.initiated);
+  }
+
+  /**
+   * Aborts what uploads older than `maxAgeMs` left in the backend: those with a record (a client that never
+   * completed, a gateway killed mid-upload), and the backend's own multipart uploads under this gateway's
+   * prefix that no record names (a gateway killed between starting one and writing its record). Returns how
+   * many it aborted; one that fails is left for the next sweep.
+   */
+  async sweepUploads(maxAgeMs: number, now = Date.now()): Promise<number> {
+    let aborted = 0;
+    const live = new Set<string>();
+    for (const upload of await this.allUploads()) {
+      if (now - upload.initiated < maxAgeMs) {
+        live.add(upload.backendUploadId);
+        continue;
+      }
+      await this.abortUpload(this.uploadRecord(upload));
+      aborted++;
+    }
+    let keyMarker: string | undefined;
+    let idMarker: string | undefined;
+    do {
+      const page = await guarded(
+        this.client.send(
+          new ListMultipartUploadsCommand({
+            Bucket: this.config.bucket,
+            Prefix: this.config.prefix || undefined,
+            KeyMarker: keyMarker,
+            UploadIdMarker: idMarker,
+          }),
+        ),
+      );
+      for (const u of page.Uploads ?? []) {
+        if (!u.Key || !u.UploadId || !u.Initiated || live.has(u.UploadId)) continue;
+        if (now - u.Initiated.getTime() < maxAgeMs) continue;
+        await guarded(
+          this.client.send(
+            new AbortMultipartUploadCommand({ Bucket: this.config.bucket, Key: u.Key, UploadId: u.UploadId }),
+          ),
+        ).catch((err: unknown) => {
+          if (!(err instanceof S3Error) || err.status !== 500) throw err;
+        });
+        aborted++;
+      }
+      const more = page.IsTruncated === true;
+      keyMarker = more ? page.NextKeyMarker : undefined;
+      idMarker = more ? page.NextUploadIdMarker : undefined;
+    } while (keyMarker);
+    return aborted;
+  }
+
+  /** Sweeps abandoned uploads every `intervalMs` (and once at start); the returned function stops it. */
+  startUploadSweeper(opts: {
+    intervalMs: number;
+    maxAgeMs: number;
+    onSwept: (aborted: number) => void;
+    onError: (err: Error) => void;
+  }): () => void {
+    let running: Promise<void> | undefined;
+    const run = () => {
+      running ??= this.sweepUploads(opts.maxAgeMs)
+        .then((n) => {
+          if (n > 0) opts.onSwept(n);
+        })
+        .catch((err: Error) => opts.onError(err))
+        .finally(() => (running = undefined));
+    };
+    const timer = setInterval(run, opts.intervalMs);
+    timer.unref();
+    run();
+    return () => clearInterval(timer);
   }
 
   private async putPartStream(
@@ -558,7 +737,7 @@ export class BackendStore implements ObjectStore {
     sealer: BlockSealer & { readonly header: Buffer },
   ): Promise<{ etag: string }> {
     const upload = await this.backendUpload(record.uploadId);
-    const { body, failure } = sealedBody(source, plainSize, sealer);
+    const { body, failure, signal } = sealedBody(source, plainSize, sealer);
     let etag: string | undefined;
     try {
       const part = await this.client.send(
@@ -570,6 +749,7 @@ export class BackendStore implements ObjectStore {
           Body: body,
           ContentLength: sealer.sealedSize(plainSize, 0),
         }),
+        { abortSignal: signal },
       );
       etag = part.ETag;
     } catch (err) {
@@ -650,7 +830,12 @@ export class BackendStore implements ObjectStore {
             MinSizeAllowed: String(MIN_PART_SIZE),
           },
         );
-      table.push({ partNumber: r.partNumber, storedSize: part.size, header: part.header });
+      table.push({
+        partNumber: r.partNumber,
+        storedSize: part.size,
+        header: part.header,
+        etag: coffrePartEtag(part.etag),
+      });
       chosen.push({ PartNumber: r.partNumber, ETag: part.etag });
     });
     // The table first: the object is never visible without what reading it needs.
@@ -708,7 +893,7 @@ export class BackendStore implements ObjectStore {
   }
 
   async putPart(): Promise<void> {
-    return Promise.reject(notYet('copying parts'));
+    return Promise.reject(S3Errors.internal('a backend stores parts with putPartStream'));
   }
 
   async listParts(uploadId: string): Promise<PartRecord[]> {
@@ -744,6 +929,8 @@ export class BackendStore implements ObjectStore {
         if (backendStatus(err) !== 404) throw fromBackend(err);
       });
     await this.forgetUpload(upload);
+    // Tags given at CreateMultipartUpload belong to no object now.
+    await this.records.setObjectTags(upload.versionId, undefined).catch(() => undefined);
   }
 
   // ---- the gateway's own small objects in the backend

@@ -188,6 +188,7 @@ function tableSegments(key: string, etag: string, storedSize: number, table: Tab
       blocks: [],
       cryptoHeader: p.header,
       partNumber: p.partNumber,
+      ...(p.etag ? { etag: p.etag } : {}),
       backend: { key, etag, offset },
     };
     offset += p.storedSize;
@@ -366,13 +367,21 @@ export interface TablePart {
   partNumber: number;
   storedSize: number;
   header: Buffer;
+  /** The ETag its client was given (coffrePartEtag), which a repeated CompleteMultipartUpload names again. */
+  etag?: string;
 }
 
 export function encodePartTable(parts: TablePart[]): string {
   return JSON.stringify({
     format: TABLE_FORMAT,
     v: 1,
-    parts: parts.map((p) => [p.partNumber, p.storedSize, p.header.toString('hex')]),
+    // A fourth field, the part's ETag (32 hex digits), was added within version 1: tables without it read.
+    parts: parts.map((p) => [
+      p.partNumber,
+      p.storedSize,
+      p.header.toString('hex'),
+      ...(p.etag ? [p.etag.replace(/"/g, '').replace(/-1$/, '')] : []),
+    ]),
   });
 }
 
@@ -387,8 +396,11 @@ export function decodePartTable(text: string, key: string): TablePart[] {
     throw notCoffre(key, 'its part table is malformed');
   let previous = 0;
   return r.parts.map((p: unknown) => {
-    if (!Array.isArray(p) || p.length !== 3) throw notCoffre(key, 'its part table is malformed');
-    const [n, size, header] = p as unknown[];
+    if (!Array.isArray(p) || (p.length !== 3 && p.length !== 4))
+      throw notCoffre(key, 'its part table is malformed');
+    const [n, size, header, etag] = p as unknown[];
+    if (etag !== undefined && (typeof etag !== 'string' || !/^[0-9a-f]{32}$/.test(etag)))
+      throw notCoffre(key, 'its part table is malformed');
     if (
       typeof n !== 'number' ||
       !Number.isInteger(n) ||
@@ -401,7 +413,12 @@ export function decodePartTable(text: string, key: string): TablePart[] {
     )
       throw notCoffre(key, 'its part table is malformed');
     previous = n;
-    return { partNumber: n, storedSize: size, header: Buffer.from(header, 'hex') };
+    return {
+      partNumber: n,
+      storedSize: size,
+      header: Buffer.from(header, 'hex'),
+      ...(etag !== undefined ? { etag: `"${etag as string}-1"` } : {}),
+    };
   });
 }
 

@@ -30,7 +30,7 @@ const RECORDS_KEY_LABEL = 'coffre/backend-records/v1';
 /** A conditional change is tried again this many times when another gateway changed the record first. */
 const UPDATE_ATTEMPTS = 8;
 
-type Kind = 'keys' | 'buckets' | StateKind;
+type Kind = 'keys' | 'buckets' | 'tags' | StateKind;
 /** Other gateways' shared state kept sealed the same way (backend/keyring.ts, backend/rewrap.ts). */
 export type StateKind = 'sse-s3' | 'gateways';
 
@@ -156,6 +156,26 @@ export class SharedRecords {
     } while (token);
     const values = await Promise.all(ids.map(async (id) => (await this.read<T>(kind, id)).value));
     return values.filter((v): v is Awaited<T> => v !== undefined) as T[];
+  }
+
+  // ---- object tags, by the version id of the object they belong to (an overwritten object's are not its
+  // successor's): sealed like the other records, for tags are the user's words about their objects.
+
+  async objectTags(versionId: string): Promise<Record<string, string> | undefined> {
+    const { value } = await this.read<unknown>('tags', versionId);
+    if (value === undefined) return undefined;
+    const ok =
+      value !== null &&
+      typeof value === 'object' &&
+      !Array.isArray(value) &&
+      Object.values(value).every((v) => typeof v === 'string');
+    if (!ok) throw S3Errors.internal(`The tags record of version ${versionId} in the backend is malformed.`);
+    return value as Record<string, string>;
+  }
+
+  async setObjectTags(versionId: string, tags: Record<string, string> | undefined): Promise<void> {
+    if (tags && Object.keys(tags).length > 0) await this.write('tags', versionId, tags, undefined);
+    else await this.remove('tags', versionId);
   }
 
   // ---- other shared state, sealed as records are (read fresh: its users keep their own copies)

@@ -171,6 +171,13 @@ export interface ObjectStreams {
     upload: UploadRecord,
     parts: { partNumber: number; etag: string }[],
   ): Promise<ObjectRecord>;
+  // CopyObject onto the source itself that keeps its version id and stream (same key, same stream header),
+  // changing only what `object` says of it (sealed metadata, tags): the service copies its bytes itself,
+  // and only if `source` is still the current object (else PreconditionFailed, 412).
+  replaceMetadataStream(object: StreamedObject, source: ObjectRecord): Promise<ObjectRecord>;
+  // The tags of an object as getObject gave it: kept beside the object in such a store, read only when asked
+  // for (GetObjectTagging, a copy), not on every GET.
+  objectTags(record: ObjectRecord): Promise<Record<string, string> | undefined>;
 }
 
 export interface ObjectStore extends MetadataStore, SegmentIo {

@@ -280,6 +280,13 @@ export async function startNode(
     onReport: (report) => log.info(lifecycleLogFields(report), 'lifecycle run'),
     onError: (err) => log.warn({ err: err.message }, 'lifecycle run failed; retried at the next one'),
   });
+  // What uploads abandoned for a day (a client gone, a gateway killed) left in the backend is aborted.
+  const stopUploadSweeper = backendStore?.startUploadSweeper({
+    intervalMs: Number(process.env.COFFRE_UPLOAD_SWEEP_MS ?? 3600_000),
+    maxAgeMs: Number(process.env.COFFRE_UPLOAD_MAX_AGE_MS ?? 24 * 3600_000),
+    onSwept: (aborted) => log.info({ aborted }, 'abandoned multipart uploads aborted in the backend'),
+    onError: (err) => log.warn({ err: err.message }, 'upload sweep failed; retried at the next one'),
+  });
   // A peer that comes up may know a newer layout (this node was down when it was applied).
   rpc.on('peer-up', (peerId: string) => {
     saveKnownPeers(config.metadataDir, rpc);
@@ -305,6 +312,7 @@ export async function startNode(
     await rewrap?.stop();
     await handOff?.stop();
     stopLifecycle();
+    stopUploadSweeper?.();
     await Promise.all([rebalancer.stop(), orphans.stop(), resync.stop(), scrub.stop()]);
     replication.stop();
     await rpc.stop();

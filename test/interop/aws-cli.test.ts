@@ -17,7 +17,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { once } from 'node:events';
 import { after, before, test, type TestContext } from 'node:test';
-import { runCommand, startServer, type TestServer } from '../helpers/server.js';
+import { runCommand, type TestServer } from '../helpers/server.js';
+import { assertPutEtag, startTarget, viaGateway } from '../helpers/target.js';
 import { hasTool, requireTools } from '../helpers/tools.js';
 import { mustCli, operatorKey } from '../security/sse-s3-helpers.js';
 
@@ -28,7 +29,7 @@ const MiB = 1024 * 1024;
 
 before(async () => {
   if (!hasTool('aws') && !process.env.CI) return;
-  server = await startServer();
+  server = await startTarget();
   work = mkdtempSync(join(tmpdir(), 'coffre-awscli-'));
   // The user's own aws configuration must never leak in: config and credentials files of our own.
   // aws CLI v1 presigns with signature V2 unless told otherwise; coffre speaks V4 only.
@@ -234,7 +235,7 @@ test('aws s3api: put-object, get-object with a range, head-object, list-objects-
     '--cache-control',
     'no-store',
   ]);
-  assert.equal(put.ETag, `"${createHash('md5').update(body).digest('hex')}"`);
+  assertPutEtag(put.ETag, body);
 
   const bad = await aws(
     [
@@ -323,7 +324,8 @@ test('aws s3api: put-object, get-object with a range, head-object, list-objects-
       'ENABLED',
       join(work, 'sum.out'),
     ]);
-    assert.equal(got[field], sent[field]);
+    // A gateway checks them on upload but does not keep them for GET (docs/gateway.md, Limits).
+    if (!viaGateway()) assert.equal(got[field], sent[field]);
     assert.ok(readFileSync(join(work, 'sum.out')).equals(body));
     await aws(['s3api', 'delete-object', '--bucket', 'cli-api', '--key', `sums/${alg}`]);
   }
@@ -338,7 +340,9 @@ test('aws s3api: put-object, get-object with a range, head-object, list-objects-
     '--copy-source',
     'cli-api/dir/obj.bin',
   ]);
-  assert.equal(copy.CopyObjectResult.ETag, put.ETag);
+  // A gateway re-encrypts a copy under its new name's key: the backend's ETag, and so coffre's, is another.
+  if (viaGateway()) assertPutEtag(copy.CopyObjectResult.ETag, body);
+  else assert.equal(copy.CopyObjectResult.ETag, put.ETag);
   await aws([
     's3api',
     'copy-object',
@@ -553,7 +557,8 @@ test(
 test('aws s3api put/get/delete-bucket-policy and get-bucket-policy-status; "refuse unencrypted uploads" with aws s3 cp', async (t) => {
   if (!skipUnlessAws(t)) return;
   const operator = await operatorKey('awscli-policy');
-  await mustCli(server!, ['sse-s3', 'init', '--recipient', operator.publicFile]);
+  // A gateway has its keyring from the start (it stores every object encrypted).
+  if (!viaGateway()) await mustCli(server!, ['sse-s3', 'init', '--recipient', operator.publicFile]);
   await aws(['s3', 'mb', 's3://cli-policy']);
   const denyUnencrypted = {
     Version: '2012-10-17',

@@ -8,7 +8,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { HeadObjectCommand, S3Client } from '@aws-sdk/client-s3';
-import { runCommand, startServer, type TestServer } from '../helpers/server.js';
+import { runCommand, type TestServer } from '../helpers/server.js';
+import { assertPutEtag, startTarget, viaGateway } from '../helpers/target.js';
 import { hasTool, requireTools, writeRcloneConfig } from '../helpers/tools.js';
 
 let server: TestServer | undefined;
@@ -19,7 +20,7 @@ const files = new Map<string, Buffer>();
 
 before(async () => {
   if (!hasTool('rclone') && !process.env.CI) return;
-  server = await startServer();
+  server = await startTarget();
   work = mkdtempSync(join(tmpdir(), 'coffre-rclone-'));
   const config = join(work, 'rclone.conf');
   writeRcloneConfig(config, server);
@@ -102,7 +103,7 @@ test('rclone copy up, lsf/ls, check, copy back, byte-for-byte compare; multipart
     assert.match(head.ETag!, /^"[0-9a-f]{32}-5"$/);
     assert.equal(head.ContentLength, 20 * MiB + 333);
     const small = await s3.send(new HeadObjectCommand({ Bucket: 'rc-bucket', Key: 'tree/medium.bin' }));
-    assert.equal(small.ETag, `"${createHash('md5').update(files.get('medium.bin')!).digest('hex')}"`);
+    assertPutEtag(small.ETag, files.get('medium.bin')!);
   } finally {
     s3.destroy();
   }
@@ -124,6 +125,9 @@ test('rclone copy up, lsf/ls, check, copy back, byte-for-byte compare; multipart
   await rclone(['check', '--download', join(work, 'src'), 'coffre:rc-bucket/tree']);
   const sums = await rclone(['md5sum', 'coffre:rc-bucket/tree']);
   for (const [rel, data] of files) {
+    // A gateway's ETags are no MD5s (docs/gateway.md): rclone knows the MD5 of what it sent in parts only,
+    // from the metadata it stores itself, and compares the rest by size (or by bytes with --download).
+    if (viaGateway() && data.length <= 5 * MiB) continue;
     assert.ok(
       sums.stdout.includes(`${createHash('md5').update(data).digest('hex')}  ${rel}\n`),
       `md5sum of ${rel}`,
@@ -137,7 +141,10 @@ test('rclone copy up, lsf/ls, check, copy back, byte-for-byte compare; multipart
 
   // A corrupted local file is noticed by check.
   writeFileSync(join(back, 'medium.bin'), randomBytes(3 * MiB));
-  const bad = await rclone(['check', back, 'coffre:rc-bucket/tree'], false);
+  const bad = await rclone(
+    ['check', ...(viaGateway() ? ['--download'] : []), back, 'coffre:rc-bucket/tree'],
+    false,
+  );
   assert.notEqual(bad.code, 0);
   assert.match(bad.stderr, /1 differences found/);
 });
@@ -183,6 +190,12 @@ test('rclone cat with offset/count (ranges), server-side copyto, sync with delet
   assert.ok(!names.includes('00.txt'));
   const changed = await runCommand('rclone', ['cat', 'coffre:rc-bucket/tree/small/01.txt'], env);
   assert.equal(changed.stdout, 'changed\n');
+  // A second sync with nothing changed converges: nothing is sent again, and check agrees.
+  const again = await rclone(['sync', '-v', mirror, 'coffre:rc-bucket/tree/small']);
+  assert.match(again.stderr, /There was nothing to transfer/);
+  assert.doesNotMatch(again.stderr, /: Copied \(/);
+  const agree = await rclone(['check', mirror, 'coffre:rc-bucket/tree/small']);
+  assert.match(agree.stderr, /0 differences found/);
 
   await rclone(['delete', 'coffre:rc-bucket/copies', '--include', '*.bin']);
   const copies = await rclone(['lsf', '-R', 'coffre:rc-bucket/copies']);

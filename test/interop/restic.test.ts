@@ -8,7 +8,8 @@ import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { after, before, test } from 'node:test';
 import { CreateBucketCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
-import { runCommand, startServer, type TestServer } from '../helpers/server.js';
+import { runCommand, type TestServer } from '../helpers/server.js';
+import { startTarget } from '../helpers/target.js';
 import { hasTool, requireTools } from '../helpers/tools.js';
 
 let server: TestServer | undefined;
@@ -18,7 +19,7 @@ const KiB = 1024;
 
 before(async () => {
   if (!hasTool('restic') && !process.env.CI) return;
-  server = await startServer();
+  server = await startTarget();
   work = mkdtempSync(join(tmpdir(), 'coffre-restic-'));
   env = {
     AWS_ACCESS_KEY_ID: server.accessKeyId,

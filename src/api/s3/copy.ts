@@ -19,8 +19,12 @@ import {
   responseHeaders,
   sealMetadata,
   sealObjectRecord,
+  segmentSealer,
   type RequestEncryption,
 } from './encryption.js';
+import { constantTimeEqual } from '../../crypto/keys.js';
+import type { ObjectStreams, StreamedObject } from '../../model/store.js';
+import type { ObjectMetadata } from './metadata.js';
 import { openMetadata } from './metadata.js';
 import {
   conditionsFrom,
@@ -175,6 +179,24 @@ export async function copyObject(ctx: CopyContext): Promise<void> {
       directive === 'COPY'
         ? sourceMeta
         : { headers: storedHeaders(ctx.req.headers), userMeta: userMetadata(ctx.req.headers) };
+    if (ctx.store.streams) {
+      const tags =
+        tagging === 'COPY' ? await ctx.store.streams.objectTags(source.record) : tagsFromRequest(ctx);
+      const copied = await copyObjectStream(ctx, ctx.store.streams, {
+        source: source.record,
+        sourceEnc,
+        destEnc,
+        key,
+        meta,
+        tags,
+      });
+      for (const [k, v] of Object.entries(responseHeaders(destEnc))) ctx.res.setHeader(k, v);
+      sendXml(ctx.res, 200, 'CopyObjectResult', {
+        ETag: copied.etag,
+        LastModified: isoDate(copied.lastModified),
+      });
+      return;
+    }
     const versionId = newVersionId();
     const identity = { bucketId: bucket.id, key, versionId };
     let record: ObjectRecord;
@@ -261,6 +283,22 @@ export async function uploadPartCopy(ctx: CopyContext): Promise<void> {
   const sourceEnc = encryptionForRead(ctx, source.record, true);
   const destEnc = encryptionForUpload(ctx, upload);
   try {
+    if (ctx.store.streams) {
+      // Into a store of streams (an S3 backend): the range is decrypted and sealed as the new part.
+      const sealer = segmentSealer(destEnc, upload, partNumber);
+      if (!sealer) throw S3Errors.internal('a part stored in a backend must be encrypted');
+      const data = openObjectRange(ctx.store, source.record, sourceEnc, range.start, range.end);
+      const { etag } = await ctx.store.streams.putPartStream(
+        upload,
+        partNumber,
+        data,
+        range.end - range.start,
+        sealer,
+      );
+      for (const [k, v] of Object.entries(responseHeaders(destEnc))) ctx.res.setHeader(k, v);
+      sendXml(ctx.res, 200, 'CopyPartResult', { ETag: etag, LastModified: isoDate(Date.now()) });
+      return;
+    }
     const { segment, md5 } = await copyData(
       ctx,
       source.record,
@@ -278,4 +316,64 @@ export async function uploadPartCopy(ctx: CopyContext): Promise<void> {
     disposeEncryption(sourceEnc);
     disposeEncryption(destEnc);
   }
+}
+
+// Whether two requests' encryptions derive an object's keys from the same root: the same customer key, or
+// the same master key of the keyring.
+function sameRootKey(a: RequestEncryption, b: RequestEncryption): boolean {
+  const p = a.params;
+  const q = b.params;
+  if (p.kind === 'sse-c' && q.kind === 'sse-c') return constantTimeEqual(p.key, q.key);
+  if (p.kind === 'sse-s3' && q.kind === 'sse-s3') return p.keyId === q.keyId;
+  return false;
+}
+
+// CopyObject into a store of streams (an S3 backend). An object's keys derive from its bucket, key and version
+// id (sse/object-crypto.ts), so a copy under another name is decrypted and sealed anew as it flows through
+// the gateway. A copy onto itself under the same root key (a metadata change, as `aws s3 cp --metadata`,
+// rclone and s3cmd make) keeps its version id and stream: only its sealed metadata is new, and the backend
+// copies the bytes itself. A multipart object is always copied through: its copy is one stream.
+async function copyObjectStream(
+  ctx: CopyContext,
+  streams: ObjectStreams,
+  copy: {
+    source: ObjectRecord;
+    sourceEnc: RequestEncryption;
+    destEnc: RequestEncryption;
+    key: string;
+    meta: ObjectMetadata;
+    tags: Record<string, string> | undefined;
+  },
+): Promise<ObjectRecord> {
+  const { source, sourceEnc, destEnc, key, meta, tags } = copy;
+  const bucketId = ctx.bucket.id;
+  const only = source.segments.length === 1 ? source.segments[0] : undefined;
+  const inPlace =
+    source.bucketId === bucketId &&
+    source.key === key &&
+    only?.partNumber === undefined &&
+    only?.cryptoHeader !== undefined &&
+    sameRootKey(sourceEnc, destEnc);
+  const versionId = inPlace ? source.versionId : newVersionId();
+  const identity = { bucketId, key, versionId };
+  const sealer = inPlace ? undefined : segmentSealer(destEnc, identity, 0);
+  const header = inPlace ? only?.cryptoHeader : sealer?.header;
+  if (!header) throw S3Errors.internal('an object stored in a backend must be encrypted');
+  const object: StreamedObject = {
+    v: RECORD_VERSION,
+    ...identity,
+    // In place, the object keeps its key (an SSE-S3 object's own key, wrapped as it was): sealed with the
+    // source's, which is the destination's root key.
+    ...sealMetadata(inPlace ? sourceEnc : destEnc, {
+      ...identity,
+      headers: meta.headers,
+      userMeta: meta.userMeta,
+      checksums: {},
+    }),
+    ...(tags ? { tags } : {}),
+    cryptoHeader: header,
+  };
+  if (!sealer) return streams.replaceMetadataStream(object, source);
+  const data = openObjectRange(ctx.store, source, sourceEnc, 0, source.size);
+  return streams.putObjectStream(object, data, source.size, sealer);
 }

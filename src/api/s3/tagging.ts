@@ -96,7 +96,7 @@ export async function getObjectTagging(ctx: BucketContext): Promise<void> {
   if (record.deleteMarker)
     throw new S3Error('MethodNotAllowed', 405, 'The specified method is not allowed against this resource.');
   setVersionHeader(ctx, bucket, record);
-  sendTagSet(ctx, record.tags);
+  sendTagSet(ctx, ctx.store.streams ? await ctx.store.streams.objectTags(record) : record.tags);
 }
 
 async function setTags(ctx: BucketContext, tags: Tags | undefined): Promise<void> {
