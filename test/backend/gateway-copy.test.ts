@@ -5,7 +5,7 @@
 // refused as coffre's own store refuses it.
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import {
   CompleteMultipartUploadCommand,
   CopyObjectCommand,
@@ -23,35 +23,20 @@ import {
   UploadPartCopyCommand,
 } from '@aws-sdk/client-s3';
 import { rejects } from '../helpers/s3.js';
-import { runCoffre, type TestServer } from '../helpers/server.js';
+import { runCoffre } from '../helpers/server.js';
 import { customerKey, type CustomerKey } from '../security/ssec-helpers.js';
-import { startBackend, startGateway, type Gateway } from './gateway-helpers.js';
+import { bodyOf, gatewayForFile, type Backend, type Gateway } from './gateway-helpers.js';
 
 const MiB = 1024 * 1024;
 const B = 'copies';
 
-let backend: { server: TestServer; client: S3Client; target: { bucket: string } };
+let backend: Backend;
 let gateway: Gateway;
 let s3: S3Client;
 
-before(async () => {
-  backend = await startBackend();
-  gateway = await startGateway(backend.target as never);
-  s3 = gateway.client;
-  await s3.send(new CreateBucketCommand({ Bucket: B }));
-});
+gatewayForFile((started) => ({ backend, gateway, s3 } = started), { buckets: [B] });
 
-after(async () => {
-  await gateway?.stop();
-  backend?.client.destroy();
-  await backend?.server.stop();
-  backend?.server.cleanup();
-});
-
-async function body(out: { Body?: unknown }): Promise<Buffer> {
-  const b = out.Body as { transformToByteArray(): Promise<Uint8Array> };
-  return Buffer.from(await b.transformToByteArray());
-}
+const body = bodyOf;
 
 async function read(key: string, extra: Record<string, string> = {}): Promise<Buffer> {
   return body(await s3.send(new GetObjectCommand({ Bucket: B, Key: key, ...extra })));

@@ -2,6 +2,7 @@
 // engine will do: see docs/gateway.md); the gateway is started with a [backend] table naming it, and its SSE-S3
 // keyring is made at once, sealed to a fresh operator key that unlocks it at every start.
 import { rmSync } from 'node:fs';
+import { after, before } from 'node:test';
 import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
 import { startServer, type ServerOptions, type TestServer } from '../helpers/server.js';
 import { mustCli, operatorKey, type Operator } from '../security/sse-s3-helpers.js';
@@ -78,4 +79,36 @@ export async function startGateway(
       rmSync(operator.dir, { recursive: true, force: true });
     },
   };
+}
+
+export type Backend = Awaited<ReturnType<typeof startBackend>>;
+
+/**
+ * A backend and a gateway in front of it for all the tests of a file, with `buckets` created through the
+ * gateway: handed to `take` once started, stopped after the file's tests.
+ */
+export function gatewayForFile(
+  take: (started: { backend: Backend; gateway: Gateway; s3: S3Client }) => void,
+  opts: { buckets?: string[]; gateway?: Parameters<typeof startGateway>[1] } = {},
+): void {
+  let backend: Backend | undefined;
+  let gateway: Gateway | undefined;
+  before(async () => {
+    backend = await startBackend();
+    gateway = await startGateway(backend.target, opts.gateway);
+    for (const Bucket of opts.buckets ?? []) await gateway.client.send(new CreateBucketCommand({ Bucket }));
+    take({ backend, gateway, s3: gateway.client });
+  });
+  after(async () => {
+    await gateway?.stop();
+    backend?.client.destroy();
+    await backend?.server.stop();
+    backend?.server.cleanup();
+  });
+}
+
+/** A GetObject answer's whole body. */
+export async function bodyOf(out: { Body?: unknown }): Promise<Buffer> {
+  const b = out.Body as { transformToByteArray(): Promise<Uint8Array> };
+  return Buffer.from(await b.transformToByteArray());
 }

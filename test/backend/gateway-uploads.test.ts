@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { rmSync } from 'node:fs';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import {
   AbortMultipartUploadCommand,
   CompleteMultipartUploadCommand,
@@ -17,33 +17,17 @@ import {
   type S3Client,
 } from '@aws-sdk/client-s3';
 import { rejects } from '../helpers/s3.js';
-import type { TestServer } from '../helpers/server.js';
-import { startBackend, startGateway, type Gateway } from './gateway-helpers.js';
+import { gatewayForFile, startGateway, type Backend } from './gateway-helpers.js';
 
 const MiB = 1024 * 1024;
 const rpcSecret = `rpc_secret = "${randomBytes(32).toString('hex')}"`;
 
-let backend: {
-  server: TestServer;
-  client: S3Client;
-  target: Awaited<ReturnType<typeof startBackend>>['target'];
-};
-let gateway: Gateway;
+let backend: Backend;
 let s3: S3Client;
 
-before(async () => {
-  backend = await startBackend();
-  gateway = await startGateway(backend.target, { server: { secretConfig: rpcSecret } });
-  s3 = gateway.client;
-  await s3.send(new CreateBucketCommand({ Bucket: 'ups' }));
-  await s3.send(new CreateBucketCommand({ Bucket: 'other' }));
-});
-
-after(async () => {
-  await gateway?.stop();
-  backend?.client.destroy();
-  await backend?.server.stop();
-  backend?.server.cleanup();
+gatewayForFile((started) => ({ backend, s3 } = started), {
+  buckets: ['ups', 'other'],
+  gateway: { server: { secretConfig: rpcSecret } },
 });
 
 async function uploadedPart(key: string, uploadId: string, n: number, size: number) {

@@ -3,7 +3,7 @@
 // backend, read directly with its own credentials, holds no plaintext, no user metadata and no customer key.
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import {
   AbortMultipartUploadCommand,
   CompleteMultipartUploadCommand,
@@ -22,36 +22,20 @@ import {
 } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import { rejects } from '../helpers/s3.js';
-import type { TestServer } from '../helpers/server.js';
 import { customerKey } from '../security/ssec-helpers.js';
-import { startBackend, startGateway, type Gateway } from './gateway-helpers.js';
+import { bodyOf, gatewayForFile, type Backend, type Gateway } from './gateway-helpers.js';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
 const B = 'photos';
 
-let backend: { server: TestServer; client: S3Client; target: { bucket: string } };
+let backend: Backend;
 let gateway: Gateway;
 let s3: S3Client;
 
-before(async () => {
-  backend = await startBackend();
-  gateway = await startGateway(backend.target as never);
-  s3 = gateway.client;
-  await s3.send(new CreateBucketCommand({ Bucket: B }));
-});
+gatewayForFile((started) => ({ backend, gateway, s3 } = started), { buckets: [B] });
 
-after(async () => {
-  await gateway?.stop();
-  backend?.client.destroy();
-  await backend?.server.stop();
-  backend?.server.cleanup();
-});
-
-async function body(out: { Body?: unknown }): Promise<Buffer> {
-  const b = out.Body as { transformToByteArray(): Promise<Uint8Array> };
-  return Buffer.from(await b.transformToByteArray());
-}
+const body = bodyOf;
 
 /** Every object the backend holds, with its body and metadata, read with the backend's own credentials. */
 async function backendContents(): Promise<{ key: string; body: Buffer; meta: Record<string, string> }[]> {
