@@ -68,7 +68,7 @@ test('a node joins (first down, then up) and another leaves: blocks move, nothin
     await client.send(new CreateBucketCommand({ Bucket: 'grow' }));
     const sums = new Map<string, string>();
     for (let i = 0; i < 30; i++) {
-      const data = randomBytes(i === 29 ? 2560 * KiB : 16 * KiB + ((i * 37 * KiB) % (256 * KiB)));
+      const data = randomBytes(i === 29 ? 2560 * KiB : 17 * KiB + ((i * 37 * KiB) % (256 * KiB)));
       await client.send(new PutObjectCommand({ Bucket: 'grow', Key: `o/${i}`, Body: data }));
       sums.set(`o/${i}`, sha(data));
     }

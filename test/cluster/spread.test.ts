@@ -60,7 +60,7 @@ async function uploadAndReadBack(s1: ClusterNode, s2: ClusterNode, gw: ClusterNo
     const sums = new Map<string, string>();
     for (let i = 0; i < OBJECTS; i++) {
       // Above the inline threshold, so each object has blocks; the last spans three.
-      const data = randomBytes(i === OBJECTS - 1 ? 2560 * KiB : 16 * KiB + ((i * 37 * KiB) % (256 * KiB)));
+      const data = randomBytes(i === OBJECTS - 1 ? 2560 * KiB : 17 * KiB + ((i * 37 * KiB) % (256 * KiB)));
       await viaGateway!.send(new PutObjectCommand({ Bucket: 'spread', Key: `o/${i}`, Body: data }));
       sums.set(`o/${i}`, sha(data));
     }

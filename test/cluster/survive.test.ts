@@ -98,8 +98,8 @@ test('kill -9 of a storage node that is not the metadata node: writes go on, not
   let readsChecked = 0;
   const writer = (async () => {
     while (!stop) {
-      // 3 KiB to about 400 KiB: above the inline limit, one to seven blocks.
-      const data = randomBytes(4 * KiB + ((writes * 53 * KiB) % (400 * KiB)));
+      // 20 KiB to about 420 KiB: above the inline limit (16 KiB), one to seven blocks.
+      const data = randomBytes(20 * KiB + ((writes * 53 * KiB) % (400 * KiB)));
       const key = `o/${writes++}`;
       const startedAt = Date.now();
       try {
