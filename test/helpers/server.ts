@@ -5,7 +5,7 @@ import { mkdtempSync, readFileSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { after, before } from 'node:test';
+import { after, before, type TestContext } from 'node:test';
 import { S3Client } from '@aws-sdk/client-s3';
 
 export const REPO_ROOT = resolve(import.meta.dirname, '..', '..', '..');
@@ -231,6 +231,16 @@ export async function runCommand(
     if (input !== undefined) child.stdin.end(input);
     else child.stdin.end();
   });
+}
+
+/** A server for one test: stopped, and its directory removed, when the test ends. */
+export async function startServerFor(t: TestContext, opts: ServerOptions = {}): Promise<TestServer> {
+  const server = await startServer(opts);
+  t.after(async () => {
+    await server.stop();
+    server.cleanup();
+  });
+  return server;
 }
 
 /**

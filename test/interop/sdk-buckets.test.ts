@@ -19,7 +19,7 @@ import {
   PutObjectCommand,
   S3Client,
 } from '@aws-sdk/client-s3';
-import { runCoffre, serveForFile, startServer, type TestServer } from '../helpers/server.js';
+import { runCoffre, serveForFile, startServerFor, type TestServer } from '../helpers/server.js';
 import { rejects } from '../helpers/s3.js';
 
 let server: TestServer;
@@ -80,11 +80,7 @@ test('CreateBucket of a bucket one owns: 200 in us-east-1 (its legacy rule), Buc
       CreateBucketConfiguration: { LocationConstraint: 'aws-global' as never },
     }),
   );
-  const paris = await startServer({ s3Region: 'eu-west-3' });
-  t.after(async () => {
-    await paris.stop();
-    paris.cleanup();
-  });
+  const paris = await startServerFor(t, { s3Region: 'eu-west-3' });
   const client = new S3Client({
     endpoint: paris.endpoint,
     region: 'eu-west-3',

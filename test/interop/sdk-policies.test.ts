@@ -22,7 +22,7 @@ import {
   S3Client,
   UploadPartCommand,
 } from '@aws-sdk/client-s3';
-import { runCoffre, startServer, type TestServer } from '../helpers/server.js';
+import { runCoffre, startServer, startServerFor, type TestServer } from '../helpers/server.js';
 import { rejects } from '../helpers/s3.js';
 import { mustCli, operatorKey } from '../security/sse-s3-helpers.js';
 import { httpsClient, startTlsServer } from '../security/ssec-helpers.js';
@@ -400,11 +400,7 @@ test('"refuse plain HTTP": aws:SecureTransport false is denied over HTTP, allowe
 });
 
 test('aws:SourceIp is the client a trusted proxy names, and a forged X-Forwarded-For is not believed', async (t) => {
-  const proxied = await startServer({ extraConfig: 'trusted_proxies = ["127.0.0.1"]' });
-  t.after(async () => {
-    await proxied.stop();
-    proxied.cleanup();
-  });
+  const proxied = await startServerFor(t, { extraConfig: 'trusted_proxies = ["127.0.0.1"]' });
   const client = proxied.client();
   const b = 'pol-source-ip';
   await client.send(new CreateBucketCommand({ Bucket: b }));

@@ -16,7 +16,7 @@ import { once } from 'node:events';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
-import { runCommand, startServer, type TestServer } from '../helpers/server.js';
+import { runCommand, startServerFor, type TestServer } from '../helpers/server.js';
 import { requireTools } from '../helpers/tools.js';
 import { AWS_BIN, awsEnv, customerKey, startTlsServer } from '../security/ssec-helpers.js';
 
@@ -166,11 +166,7 @@ async function scenario(t: TestContext, server: TestServer, caPath?: string): Pr
 
 test('aws CLI: SSE-C put, get, range, multipart cp and key-changing copy over HTTP on loopback', async (t) => {
   if (!requireTools(t, AWS_BIN)) return;
-  const server = await startServer();
-  t.after(async () => {
-    await server.stop();
-    server.cleanup();
-  });
+  const server = await startServerFor(t);
   await scenario(t, server);
 });
 

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { generateSelfSignedCertificate } from '../../src/api/tls.js';
 import { makeNamespace } from '../helpers/netns.js';
-import { runCoffre, startServer } from '../helpers/server.js';
+import { runCoffre, startServerFor } from '../helpers/server.js';
 
 test('admin commands to a plain-HTTP admin address off loopback are refused before a byte is sent', async (t) => {
   if (process.getuid?.() !== 0) return t.skip('needs root for a network namespace');
@@ -28,11 +28,7 @@ test('admin commands to a plain-HTTP admin address off loopback are refused befo
   });
   const port = (listener.address() as { port: number }).port;
 
-  const server = await startServer();
-  t.after(async () => {
-    await server.stop();
-    server.cleanup();
-  });
+  const server = await startServerFor(t);
   const remoteConfig = join(server.dir, 'remote.toml');
   writeFileSync(
     remoteConfig,
@@ -60,11 +56,7 @@ test('admin commands to a plain-HTTP admin address off loopback are refused befo
 });
 
 test('a certificate left by an earlier --tls-self-signed run does not break admin commands on a plain node', async (t) => {
-  const server = await startServer();
-  t.after(async () => {
-    await server.stop();
-    server.cleanup();
-  });
+  const server = await startServerFor(t);
   const before = await runCoffre(['bucket', 'list', '--config', server.configPath]);
   assert.equal(before.code, 0, before.stderr);
   const dir = join(server.dir, 'tls');

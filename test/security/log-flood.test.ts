@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { connect } from 'node:net';
 import { test } from 'node:test';
 import { ListBucketsCommand } from '@aws-sdk/client-s3';
-import { startServer } from '../helpers/server.js';
+import { startServerFor } from '../helpers/server.js';
 
 const ATTEMPTS = 300;
 
@@ -20,11 +20,7 @@ function junkHandshake(port: number): Promise<void> {
 }
 
 test(`${ATTEMPTS} failed RPC handshakes give a handful of log lines, not ${ATTEMPTS}`, async (t) => {
-  const server = await startServer();
-  t.after(async () => {
-    await server.stop();
-    server.cleanup();
-  });
+  const server = await startServerFor(t);
   for (let i = 0; i < ATTEMPTS; i += 30) {
     await Promise.all(Array.from({ length: 30 }, () => junkHandshake(server.rpcPort)));
   }

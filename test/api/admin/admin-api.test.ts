@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { PutObjectCommand } from '@aws-sdk/client-s3';
-import { runCoffre, startServer } from '../../helpers/server.js';
+import { runCoffre, startServer, startServerFor } from '../../helpers/server.js';
 
 test('/metrics need a token when none is configured for them; metrics_public = true opens them', async (t) => {
   const closed = await startServer();
@@ -26,11 +26,7 @@ test('/metrics need a token when none is configured for them; metrics_public = t
 });
 
 test('health, metrics, admin token, and the key and bucket commands', async (t) => {
-  const server = await startServer({ adminExtra: 'metrics_token = "metrics-secret"' });
-  t.after(async () => {
-    await server.stop();
-    server.cleanup();
-  });
+  const server = await startServerFor(t, { adminExtra: 'metrics_token = "metrics-secret"' });
   const health = await fetch(`${server.adminEndpoint}/health`);
   assert.equal(health.status, 200);
   assert.equal(((await health.json()) as { status: string }).status, 'ok');

@@ -12,7 +12,7 @@ import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import { GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import type { Request } from 'playwright-core';
-import { startServer } from '../../helpers/server.js';
+import { startServer, startServerFor } from '../../helpers/server.js';
 import { launchBrowser, open, shot, signIn, watchCsp } from '../../helpers/browser.js';
 import {
   mustRun,
@@ -26,11 +26,7 @@ import { listenOn, closeServer } from '../../../src/util/http-server.js';
 test('an operator manages buckets, keys, permissions and objects in the console', async (t) => {
   const browser = await launchBrowser(t);
   if (!browser) return;
-  const server = await startServer();
-  t.after(async () => {
-    await server.stop();
-    server.cleanup();
-  });
+  const server = await startServerFor(t);
   const context = await browser.newContext({ acceptDownloads: true, viewport: { width: 1280, height: 800 } });
   const page = await context.newPage();
   page.on('dialog', (d) => void d.accept());

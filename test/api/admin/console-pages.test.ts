@@ -11,7 +11,7 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { CreateBucketCommand, PutObjectCommand } from '@aws-sdk/client-s3';
-import { startServer } from '../../helpers/server.js';
+import { startServerFor } from '../../helpers/server.js';
 import { launchBrowser, open, shot, signIn, watchCsp } from '../../helpers/browser.js';
 import { mustCli, operatorKey } from '../../security/sse-s3-helpers.js';
 import {
@@ -27,11 +27,7 @@ import {
 test('the encryption page names the operators of each master key by user id, and shows no key material', async (t) => {
   const browser = await launchBrowser(t);
   if (!browser) return;
-  const server = await startServer();
-  t.after(async () => {
-    await server.stop();
-    server.cleanup();
-  });
+  const server = await startServerFor(t);
   const alice = await operatorKey('alice');
   const bob = await operatorKey('bob');
   await mustCli(server, ['sse-s3', 'init', '--recipient', alice.publicFile, '--recipient', bob.publicFile]);
@@ -183,11 +179,7 @@ test('the cluster page shows a node down, the copies waiting for it and the meta
 test('the console sets versioning and lifecycle rules, and lists, downloads and deletes versions as object lock allows', async (t) => {
   const browser = await launchBrowser(t);
   if (!browser) return;
-  const server = await startServer();
-  t.after(async () => {
-    await server.stop();
-    server.cleanup();
-  });
+  const server = await startServerFor(t);
   const context = await browser.newContext({ acceptDownloads: true, viewport: { width: 1280, height: 800 } });
   const page = await context.newPage();
   page.on('dialog', (d) => void d.accept());

@@ -5,17 +5,13 @@
 // pages of the console's origin.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { startServer } from '../../helpers/server.js';
+import { startServerFor } from '../../helpers/server.js';
 import { call, signIn } from '../../helpers/admin-http.js';
 import { startTlsServer } from '../../security/ssec-helpers.js';
 import { ConsoleSessions, SESSION_IDLE_MS, SESSION_LIFETIME_MS } from '../../../src/api/admin/sessions.js';
 
 test('sign-in: a wrong or missing token is refused and sets no cookie; the token in a URL counts for nothing', async (t) => {
-  const server = await startServer();
-  t.after(async () => {
-    await server.stop();
-    server.cleanup();
-  });
+  const server = await startServerFor(t);
   const json = { 'content-type': 'application/json' };
   for (const body of [JSON.stringify({ token: 'wrong' }), JSON.stringify({}), '{"token": 42}', 'not json']) {
     const r = await call(server, 'POST', '/v1/session', { headers: json, body });
@@ -48,11 +44,7 @@ test('sign-in: a wrong or missing token is refused and sets no cookie; the token
 });
 
 test('the session cookie is HttpOnly, SameSite=Strict, Path=/; pages and API answers carry a strict CSP', async (t) => {
-  const server = await startServer();
-  t.after(async () => {
-    await server.stop();
-    server.cleanup();
-  });
+  const server = await startServerFor(t);
   const { setCookie } = await signIn(server);
   assert.match(setCookie, /^coffre_session=[A-Za-z0-9_-]{43};/);
   assert.match(setCookie, /; HttpOnly/);
@@ -107,11 +99,7 @@ test('under TLS the session cookie is Secure and __Host- prefixed', async (t) =>
 });
 
 test('CSRF: a state-changing call with the cookie but without the token, or from another origin, is refused', async (t) => {
-  const server = await startServer();
-  t.after(async () => {
-    await server.stop();
-    server.cleanup();
-  });
+  const server = await startServerFor(t);
   const { cookie, csrf } = await signIn(server);
   const create = (headers: Record<string, string>, name: string) =>
     call(server, 'POST', '/v1/buckets', {
@@ -166,11 +154,7 @@ test('CSRF: a state-changing call with the cookie but without the token, or from
 });
 
 test('plain HTTP: the console answers only this machine, under a loopback name', async (t) => {
-  const server = await startServer();
-  t.after(async () => {
-    await server.stop();
-    server.cleanup();
-  });
+  const server = await startServerFor(t);
   const { cookie } = await signIn(server);
   // A loopback peer that relays for someone else (a proxy on this host, not trusted) is the network.
   const relayed = { 'x-forwarded-for': '203.0.113.7' };
@@ -191,11 +175,7 @@ test('plain HTTP: the console answers only this machine, under a loopback name',
 });
 
 test('objects through the console: refused without sign-in, downloads are attachments, SSE-C only locally', async (t) => {
-  const server = await startServer();
-  t.after(async () => {
-    await server.stop();
-    server.cleanup();
-  });
+  const server = await startServerFor(t);
   const { cookie, csrf } = await signIn(server);
   const own = { cookie, 'x-coffre-csrf': csrf, origin: `http://127.0.0.1:${server.adminPort}` };
   assert.equal(
@@ -279,11 +259,7 @@ test('sessions end after their idle time and their lifetime, and are capped in n
 });
 
 test('bucket settings set through the admin API are checked as S3 checks them, and S3 clients see them', async (t) => {
-  const server = await startServer();
-  t.after(async () => {
-    await server.stop();
-    server.cleanup();
-  });
+  const server = await startServerFor(t);
   const bearer = { authorization: `Bearer ${server.adminToken}`, 'content-type': 'application/json' };
   const patch = (body: unknown) =>
     call(server, 'PATCH', '/v1/buckets/site', { headers: bearer, body: JSON.stringify(body) });

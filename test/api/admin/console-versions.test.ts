@@ -12,7 +12,7 @@ import {
   PutObjectCommand,
   PutObjectLegalHoldCommand,
 } from '@aws-sdk/client-s3';
-import { startServer } from '../../helpers/server.js';
+import { startServerFor } from '../../helpers/server.js';
 import { call, signIn } from '../../helpers/admin-http.js';
 
 interface VersionList {
@@ -43,11 +43,7 @@ const publicRead = (bucket: string) =>
   });
 
 test('a bucket policy set through the admin API is checked as PutBucketPolicy checks it, and applies', async (t) => {
-  const server = await startServer();
-  t.after(async () => {
-    await server.stop();
-    server.cleanup();
-  });
+  const server = await startServerFor(t);
   const bearer = { authorization: `Bearer ${server.adminToken}`, 'content-type': 'application/json' };
   const patch = (body: unknown) =>
     call(server, 'PATCH', '/v1/buckets/open', { headers: bearer, body: JSON.stringify(body) });
@@ -92,11 +88,7 @@ test('a bucket policy set through the admin API is checked as PutBucketPolicy ch
 });
 
 test('versions of a key: listed, downloaded and deleted through the admin API as object lock allows', async (t) => {
-  const server = await startServer();
-  t.after(async () => {
-    await server.stop();
-    server.cleanup();
-  });
+  const server = await startServerFor(t);
   const client = server.client();
   t.after(() => client.destroy());
   const bearer = { authorization: `Bearer ${server.adminToken}`, 'content-type': 'application/json' };
@@ -222,11 +214,7 @@ test('versions of a key: listed, downloaded and deleted through the admin API as
 });
 
 test('lifecycle rules set through the admin API are checked as S3 checks them, and S3 clients see them', async (t) => {
-  const server = await startServer();
-  t.after(async () => {
-    await server.stop();
-    server.cleanup();
-  });
+  const server = await startServerFor(t);
   const bearer = { authorization: `Bearer ${server.adminToken}`, 'content-type': 'application/json' };
   const patch = (body: unknown) =>
     call(server, 'PATCH', '/v1/buckets/logs', { headers: bearer, body: JSON.stringify(body) });
@@ -291,11 +279,7 @@ test('lifecycle rules set through the admin API are checked as S3 checks them, a
 });
 
 test("the versions and settings endpoints refuse requests without the admin token, the session's CSRF token or its origin", async (t) => {
-  const server = await startServer();
-  t.after(async () => {
-    await server.stop();
-    server.cleanup();
-  });
+  const server = await startServerFor(t);
   const bearer = { authorization: `Bearer ${server.adminToken}`, 'content-type': 'application/json' };
   await call(server, 'POST', '/v1/buckets', { headers: bearer, body: '{"name":"guarded"}' });
   await call(server, 'PATCH', '/v1/buckets/guarded', { headers: bearer, body: '{"versioning":"Enabled"}' });
