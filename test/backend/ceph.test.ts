@@ -15,7 +15,7 @@ import {
   UploadPartCommand,
 } from '@aws-sdk/client-s3';
 import { cephOrSkip } from '../helpers/ceph.js';
-import { customerKey } from '../security/ssec-helpers.js';
+import { customerKey, sseCParams } from '../security/ssec-helpers.js';
 import { startGateway } from './gateway-helpers.js';
 
 const MiB = 1024 * 1024;
@@ -76,7 +76,7 @@ test('a gateway in front of Ceph RGW stores only ciphertext there, and serves S3
   assert.ok((await bytes(ranged)).equals(big.subarray(65530, 2000001)));
 
   const key = customerKey();
-  const ssec = { SSECustomerAlgorithm: 'AES256', SSECustomerKey: key.b64, SSECustomerKeyMD5: key.md5 };
+  const ssec = sseCParams(key);
   await s3.send(new PutObjectCommand({ Bucket: 'album', Key: 'ssec', Body: marker, ...ssec }));
   assert.ok(
     (await bytes(await s3.send(new GetObjectCommand({ Bucket: 'album', Key: 'ssec', ...ssec })))).equals(

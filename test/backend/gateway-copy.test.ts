@@ -24,7 +24,7 @@ import {
 } from '@aws-sdk/client-s3';
 import { rejects } from '../helpers/s3.js';
 import { runCoffre } from '../helpers/server.js';
-import { customerKey, type CustomerKey } from '../security/ssec-helpers.js';
+import { customerKey, type CustomerKey, sseCParams } from '../security/ssec-helpers.js';
 import { bodyOf, gatewayForFile, type Backend, type Gateway } from './gateway-helpers.js';
 
 const MiB = 1024 * 1024;
@@ -43,7 +43,7 @@ async function read(key: string, extra: Record<string, string> = {}): Promise<Bu
 }
 
 function ssec(key: CustomerKey) {
-  return { SSECustomerAlgorithm: 'AES256', SSECustomerKey: key.b64, SSECustomerKeyMD5: key.md5 };
+  return sseCParams(key);
 }
 
 function copySsec(key: CustomerKey) {

@@ -22,7 +22,7 @@ import {
 } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import { rejects } from '../helpers/s3.js';
-import { customerKey } from '../security/ssec-helpers.js';
+import { customerKey, sseCParams } from '../security/ssec-helpers.js';
 import { bodyOf, gatewayForFile, type Backend, type Gateway } from './gateway-helpers.js';
 
 const KiB = 1024;
@@ -136,7 +136,7 @@ test('metadata and content-type come back through the gateway, sealed in the bac
 
 test('SSE-C objects need their key, which never reaches the backend', async () => {
   const key = customerKey();
-  const ssec = { SSECustomerAlgorithm: 'AES256', SSECustomerKey: key.b64, SSECustomerKeyMD5: key.md5 };
+  const ssec = sseCParams(key);
   const bytes = randomBytes(200 * KiB);
   await s3.send(new PutObjectCommand({ Bucket: B, Key: 'ssec.bin', Body: bytes, ...ssec }));
   const got = await s3.send(
@@ -278,10 +278,7 @@ test('multipart uploads stream part by part, of any sizes S3 allows, and read ba
   const parts = [randomBytes(5 * MiB + 3), randomBytes(5 * MiB + 65536), randomBytes(1234)];
   const whole = Buffer.concat(parts);
   const key = customerKey();
-  for (const ssec of [
-    {},
-    { SSECustomerAlgorithm: 'AES256', SSECustomerKey: key.b64, SSECustomerKeyMD5: key.md5 },
-  ]) {
+  for (const ssec of [{}, sseCParams(key)]) {
     const name = `multi/${Object.keys(ssec).length ? 'ssec' : 'sse-s3'}.bin`;
     const created = await s3.send(
       new CreateMultipartUploadCommand({ Bucket: B, Key: name, ContentType: 'video/x-secret', ...ssec }),

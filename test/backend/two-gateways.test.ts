@@ -15,7 +15,7 @@ import {
 } from '@aws-sdk/client-s3';
 import { rejects } from '../helpers/s3.js';
 import { runCoffre, startServer, type TestServer } from '../helpers/server.js';
-import { customerKey } from '../security/ssec-helpers.js';
+import { customerKey, sseCParams } from '../security/ssec-helpers.js';
 import { backendTable, startBackend, startGateway, type Gateway } from './gateway-helpers.js';
 
 const rpcSecret = `rpc_secret = "${randomBytes(32).toString('hex')}"`;
@@ -78,7 +78,7 @@ test('an object written through one gateway is read through the other', async ()
     new PutObjectCommand({ Bucket: 'shared', Key: 'sse-s3.txt', Body: 'written through the first' }),
   );
   const key = customerKey();
-  const ssec = { SSECustomerAlgorithm: 'AES256', SSECustomerKey: key.b64, SSECustomerKeyMD5: key.md5 };
+  const ssec = sseCParams(key);
   await a.send(new PutObjectCommand({ Bucket: 'shared', Key: 'ssec.txt', Body: 'customer keyed', ...ssec }));
   assert.equal(
     await text(await b.send(new GetObjectCommand({ Bucket: 'shared', Key: 'sse-s3.txt' }))),

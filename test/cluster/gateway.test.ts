@@ -28,7 +28,7 @@ import {
 import { runCommand } from '../helpers/server.js';
 import { rejects } from '../helpers/s3.js';
 import { requireTools } from '../helpers/tools.js';
-import { AWS_BIN, customerKey, walkFiles } from '../security/ssec-helpers.js';
+import { AWS_BIN, customerKey, walkFiles, sseCParams } from '../security/ssec-helpers.js';
 import { operatorKey } from '../security/sse-s3-helpers.js';
 import {
   blockFiles,
@@ -391,7 +391,7 @@ test('aws CLI through the gateway: cp up, ls, cp down', async (t) => {
 
 test('a damaged block on the storage node is never served through the gateway, plaintext or SSE-C', async () => {
   const key = customerKey();
-  const ssec = { SSECustomerAlgorithm: 'AES256', SSECustomerKey: key.b64, SSECustomerKeyMD5: key.md5 };
+  const ssec = sseCParams(key);
   const cases: [string, Record<string, string>][] = [
     ['plain', {}],
     ['sse-c', ssec],

@@ -4,7 +4,7 @@
 // COMPLIANCE version refused to DeleteObjects; the storage node sees the same versions. A bucket policy set
 // through the gateway holds on every node, and lifecycle rules run from the gateway act on the cluster's tables.
 import assert from 'node:assert/strict';
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { after, before, test } from 'node:test';
 import {
   CreateBucketCommand,
@@ -28,6 +28,7 @@ import {
   startNode,
   type ClusterNode,
 } from './cluster-helpers.js';
+import { sseCParams, customerKey } from '../security/ssec-helpers.js';
 
 let storage: ClusterNode;
 let gateway: ClusterNode;
@@ -62,11 +63,7 @@ test('versions written through a gateway are kept, listed and read back by id on
     new PutBucketVersioningCommand({ Bucket: B, VersioningConfiguration: { Status: 'Enabled' } }),
   );
   const keys = [randomBytes(32), randomBytes(32)];
-  const sse = (k: Buffer) => ({
-    SSECustomerAlgorithm: 'AES256',
-    SSECustomerKey: k.toString('base64'),
-    SSECustomerKeyMD5: createHash('md5').update(k).digest('base64'),
-  });
+  const sse = (k: Buffer) => sseCParams(customerKey(k));
   const ids: string[] = [];
   for (const [i, k] of keys.entries())
     ids.push(
@@ -141,11 +138,7 @@ test('a bucket policy set through the gateway holds on every node: unencrypted u
   };
   await viaGateway.send(new PutBucketPolicyCommand({ Bucket: B, Policy: JSON.stringify(policy) }));
   const key = randomBytes(32);
-  const sse = {
-    SSECustomerAlgorithm: 'AES256',
-    SSECustomerKey: key.toString('base64'),
-    SSECustomerKeyMD5: createHash('md5').update(key).digest('base64'),
-  };
+  const sse = sseCParams(customerKey(key));
   for (const client of [viaGateway, direct]) {
     await rejects(
       () => client.send(new PutObjectCommand({ Bucket: B, Key: 'plain', Body: 'x' })),

@@ -30,7 +30,7 @@ import {
 } from '@aws-sdk/client-s3';
 import { serveForFile, type TestServer } from '../helpers/server.js';
 import { rejects } from '../helpers/s3.js';
-import { customerKey } from '../security/ssec-helpers.js';
+import { customerKey, sseCParams } from '../security/ssec-helpers.js';
 import { signer, toQueryString } from '../api/s3/sigv4-client.js';
 import { mustCli, operatorKey } from '../security/sse-s3-helpers.js';
 
@@ -205,7 +205,7 @@ test('a repeated Complete of an SSE-C upload, sent without the key as the first 
   const bucket = 'complete-again-ssec';
   await s3.send(new CreateBucketCommand({ Bucket: bucket }));
   const k = customerKey();
-  const ssec = { SSECustomerAlgorithm: 'AES256', SSECustomerKey: k.b64, SSECustomerKeyMD5: k.md5 };
+  const ssec = sseCParams(k);
   const bodies = [randomBytes(5 * MiB), randomBytes(777)];
   const { uploadId, parts } = await upload(bucket, 'sealed', bodies, ssec);
   const first = await complete(bucket, 'sealed', uploadId, parts);

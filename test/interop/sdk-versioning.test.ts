@@ -4,7 +4,7 @@
 // delimiter, markers and max-keys; DeleteObjects of versions; a bucket holding versions is not deleted; the
 // errors S3 gives for malformed and unknown version ids; SSE-C versions each read with their own key.
 import assert from 'node:assert/strict';
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { test } from 'node:test';
 import {
   CompleteMultipartUploadCommand,
@@ -29,6 +29,7 @@ import {
 } from '@aws-sdk/client-s3';
 import { rejects } from '../helpers/s3.js';
 import { serveForFile } from '../helpers/server.js';
+import { sseCParams, customerKey } from '../security/ssec-helpers.js';
 
 let s3: S3Client;
 
@@ -401,11 +402,7 @@ test('malformed and unknown version ids and versioning documents are refused as 
 test('SSE-C versions are each sealed with the key they were written with', async () => {
   const B = await bucket('sealed-versions', 'Enabled');
   const keys = [randomBytes(32), randomBytes(32)];
-  const sse = (k: Buffer) => ({
-    SSECustomerAlgorithm: 'AES256',
-    SSECustomerKey: k.toString('base64'),
-    SSECustomerKeyMD5: createHash('md5').update(k).digest('base64'),
-  });
+  const sse = (k: Buffer) => sseCParams(customerKey(k));
   const ids: string[] = [];
   for (const [i, k] of keys.entries())
     ids.push(

@@ -20,7 +20,7 @@ import {
   type ClusterNode,
 } from '../cluster/cluster-helpers.js';
 import { requireTools } from '../helpers/tools.js';
-import { customerKey, walkFiles, type CustomerKey } from './ssec-helpers.js';
+import { customerKey, walkFiles, type CustomerKey, sseCParams } from './ssec-helpers.js';
 
 const KiB = 1024;
 
@@ -114,7 +114,7 @@ test('an RPC capture holds no plaintext and no customer key; the S3-port capture
     const metaMarker = `META-MARKER-${randomBytes(8).toString('hex')}`;
     const fill = (marker: Buffer, size: number) => Buffer.alloc(size, marker);
     const key = customerKey();
-    const ssec = { SSECustomerAlgorithm: 'AES256', SSECustomerKey: key.b64, SSECustomerKeyMD5: key.md5 };
+    const ssec = sseCParams(key);
 
     const plainObject = fill(plainMarker, 1536 * KiB);
     const secretObject = fill(secretMarker, 1536 * KiB);

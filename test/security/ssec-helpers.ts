@@ -30,6 +30,15 @@ export function sseCHeaders(key: CustomerKey, prefix: string = SSE_C): Record<st
   return { [`${prefix}algorithm`]: 'AES256', [`${prefix}key`]: key.b64, [`${prefix}key-md5`]: key.md5 };
 }
 
+/** The same key as the AWS SDK's SSE-C parameters of a request. */
+export function sseCParams(key: CustomerKey): {
+  SSECustomerAlgorithm: 'AES256';
+  SSECustomerKey: string;
+  SSECustomerKeyMD5: string;
+} {
+  return { SSECustomerAlgorithm: 'AES256', SSECustomerKey: key.b64, SSECustomerKeyMD5: key.md5 };
+}
+
 /** The aws CLI v2 from the system package when present (the pyenv shim may be v1). */
 export const AWS_BIN = existsSync('/usr/bin/aws') ? '/usr/bin/aws' : 'aws';
 

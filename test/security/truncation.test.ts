@@ -26,7 +26,14 @@ import { rejects } from '../helpers/s3.js';
 import { startServer, type TestServer } from '../helpers/server.js';
 import type { ObjectRecord, Segment } from '../../src/model/types.js';
 import { mustCli, operatorKey } from './sse-s3-helpers.js';
-import { customerKey, signedFetch, sseCHeaders, walkFiles, type CustomerKey } from './ssec-helpers.js';
+import {
+  customerKey,
+  signedFetch,
+  sseCHeaders,
+  walkFiles,
+  type CustomerKey,
+  sseCParams,
+} from './ssec-helpers.js';
 
 const B = 'trunc';
 const KiB = 1024;
@@ -44,9 +51,7 @@ const key = customerKey();
 type Kind = 'sse-c' | 'sse-s3';
 
 const sse = (kind: Kind, k: CustomerKey = key) =>
-  kind === 'sse-c'
-    ? { SSECustomerAlgorithm: 'AES256', SSECustomerKey: k.b64, SSECustomerKeyMD5: k.md5 }
-    : { ServerSideEncryption: 'AES256' as const };
+  kind === 'sse-c' ? sseCParams(k) : { ServerSideEncryption: 'AES256' as const };
 
 before(async () => {
   const operator = await operatorKey('trunc');
