@@ -22,9 +22,10 @@ import {
   UploadPartCopyCommand,
   type S3Client,
 } from '@aws-sdk/client-s3';
+import { unlink, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { BackendConfig } from '../config/config.js';
-import { RewrapRefused } from '../sse/keyring.js';
 import type { SseS3Keys } from '../sse/sse-s3-keys.js';
 import { UserError, errorMessage } from '../util/errors.js';
 import { backendStatus, fromBackend } from './client.js';
@@ -61,7 +62,10 @@ export interface RewrapProgress {
   finishedAt?: number;
   /** The last backend key done: a resumed pass starts after it. */
   cursor: string;
-  /** Objects looked at; re-wrapped; already under the target; not SSE-S3; written before keys were wrapped. */
+  /**
+   * Objects looked at; re-wrapped; already under the target; not SSE-S3; and of the re-wrapped, those written
+   * before keys were wrapped (given their old master key as wrapped object key).
+   */
   seen: number;
   rewrapped: number;
   current: number;
@@ -92,6 +96,9 @@ export class KeyRewrap {
   private stopped = false;
   // Test hook: a pause after each object, so that a test can kill a gateway mid-pass.
   private readonly pauseMs = Number(process.env.COFFRE_REWRAP_PAUSE_MS ?? 0);
+  // Test hook: before its first copy, the pass writes "ready" (the object's backend key) in this directory and
+  // waits for "go", so that a test overwrites the object between the pass's read and its copy.
+  private readonly holdDir = process.env.COFFRE_REWRAP_HOLD_DIR;
 
   constructor(
     private readonly client: S3Client,
@@ -180,8 +187,6 @@ export class KeyRewrap {
       return `run \`coffre sse-s3 rewrap\` to the end first: objects may still need master key ${id}`;
     if (p.target === id || !keyring.isOlder(id, p.target))
       return `the last rewrap pass moved objects to key ${p.target}, not past ${id}: rotate, rewrap, then drop`;
-    if (p.legacy > 0)
-      return `${p.legacy} objects written before keys were wrapped still derive from older master keys: upload them again through a gateway, then rewrap again`;
     if (p.failed > 0) return `${p.failed} objects failed to re-wrap: run \`coffre sse-s3 rewrap\` again`;
     if ((p.uploads ?? 0) > 0)
       return `${p.uploads} multipart uploads in progress use an older key: complete or abort them, then rewrap again`;
@@ -291,19 +296,19 @@ export class KeyRewrap {
       try {
         next = this.keys.unlockedKeyring().rewrapped(stored);
       } catch (err) {
-        if (err instanceof RewrapRefused) progress.legacy++;
-        else {
-          progress.failed++;
-          this.log.warn({ key, err: errorMessage(err) }, 'SSE-S3 rewrap: an object failed');
-        }
+        progress.failed++;
+        this.log.warn({ key, err: errorMessage(err) }, 'SSE-S3 rewrap: an object failed');
         return;
       }
       if (!next) {
         progress.current++;
         return;
       }
+      // Written before keys were wrapped: it gets its master key as a wrapped object key (sse/keyring.ts).
+      const legacy = stored.wrappedKey === undefined;
       try {
         const metadata = withEncryption(head.Metadata, next);
+        if (this.holdDir && attempt === 1) await holdFor(this.holdDir, key);
         if (isMultipart(head.Metadata)) await this.copyParts(key, head.ETag, head.Metadata, metadata);
         else
           await this.client.send(
@@ -312,12 +317,16 @@ export class KeyRewrap {
               Key: key,
               CopySource: copySource(this.config.bucket, key),
               CopySourceIfMatch: head.ETag,
+              // And on the destination (the same object) as the copy commits, where the backend checks it:
+              // a client's PUT after the HEAD is never undone by the copy.
+              IfMatch: head.ETag,
               MetadataDirective: 'REPLACE',
               Metadata: metadata,
               ContentType: 'application/octet-stream',
             }),
           );
         progress.rewrapped++;
+        if (legacy) progress.legacy++;
         return;
       } catch (err) {
         // Replaced between the HEAD and the copy: look again (the new object may be under the target).
@@ -378,6 +387,8 @@ export class KeyRewrap {
         Key: key,
         UploadId: uploadId,
         MultipartUpload: { Parts: parts },
+        // Only onto the object the parts were copied from: a PUT since is kept, the pass looks again.
+        IfMatch: etag,
       }),
     );
   }
@@ -413,4 +424,18 @@ export class KeyRewrap {
 // x-amz-copy-source: bucket/key, the key URL-encoded but for its slashes.
 function copySource(bucket: string, key: string): string {
   return `${bucket}/${key.split('/').map(encodeURIComponent).join('/')}`;
+}
+
+async function holdFor(dir: string, key: string): Promise<void> {
+  await writeFile(join(dir, 'ready'), key);
+  const go = join(dir, 'go');
+  const end = Date.now() + 120_000;
+  while (Date.now() < end) {
+    try {
+      await unlink(go);
+      return;
+    } catch {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
 }

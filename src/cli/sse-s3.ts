@@ -68,7 +68,7 @@ interface RewrapView {
 
 function describeRewrap(p: RewrapView): string {
   if (!p.state) return 'rewrap: no pass has run (start one with `coffre sse-s3 rewrap`)';
-  const counts = `${p.seen ?? 0} objects seen, ${p.rewrapped ?? 0} re-wrapped, ${p.current ?? 0} already under it, ${p.legacy ?? 0} written before keys were wrapped, ${p.failed ?? 0} failed`;
+  const counts = `${p.seen ?? 0} objects seen, ${p.rewrapped ?? 0} re-wrapped (${p.legacy ?? 0} of them written before keys were wrapped), ${p.current ?? 0} already under it, ${p.failed ?? 0} failed`;
   if (p.state === 'waiting')
     return `rewrap to key ${p.target}: waiting for gateways ${(p.waitingFor ?? []).join(', ')} to take the key`;
   if (p.state === 'running') return `rewrap to key ${p.target}: running, ${counts}`;

@@ -562,15 +562,20 @@ export class Keyring {
 
   /**
    * The record of an SSE-S3 object with its key re-wrapped under the current master key: undefined when it
-   * is under that key already. An object written before keys were wrapped cannot be (its keys derive from the
-   * master key itself): a RewrapRefused says so.
+   * is under that key already. An object written before keys were wrapped (its keys derive from the master
+   * key itself) gets that master key as its wrapped object key.
    */
   rewrapped(stored: StoredEncryption): StoredEncryption | undefined {
     if (stored.kind !== 'sse-s3') throw new RangeError(`object is ${stored.kind}, not sse-s3`);
     const current = this.file.current;
     if (stored.keyId === current) return undefined;
-    if (stored.wrappedKey === undefined) throw new RewrapRefused(stored.keyId);
-    const objectKey = unwrapObjectKey(this.master(stored.keyId), stored.keyId, stored.wrappedKey);
+    // An object written before keys were wrapped derives its keys from the master key itself: that master key
+    // is its object key, wrapped like any other. Its data stays as it is (no copy through the gateway), so
+    // whoever kept a copy of that old master key can still read it: only rewriting its data changes that.
+    const objectKey =
+      stored.wrappedKey === undefined
+        ? Buffer.from(this.master(stored.keyId))
+        : unwrapObjectKey(this.master(stored.keyId), stored.keyId, stored.wrappedKey);
     try {
       return {
         ...stored,
@@ -693,14 +698,6 @@ export class Keyring {
   lock(): void {
     zeroize(...this.masters.values());
     this.masters.clear();
-  }
-}
-
-/** An SSE-S3 object written before object keys were wrapped: only re-writing its data changes its key. */
-export class RewrapRefused extends Error {
-  constructor(readonly keyId: string) {
-    super(`an object's keys derive from master key ${keyId} itself (written before keys were wrapped)`);
-    this.name = 'RewrapRefused';
   }
 }
 

@@ -302,9 +302,27 @@ test('an object key re-wrapped under a newer master key opens to the same key; t
     () => reopened.paramsForRead({ ...moved, wrappedKey: (stored as { wrappedKey: string }).wrappedKey }),
     /does not open/,
   );
-  // An object written before keys were wrapped cannot be re-wrapped.
-  assert.throws(
-    () => reopened.rewrapped({ v: 2, kind: 'sse-s3', alg: 'AES256', keyId: old }),
-    /RewrapRefused|derive/,
-  );
+});
+
+test('an object written before keys were wrapped gets a wrapped key: it reads the same once its master key is dropped', async () => {
+  const alice = await operator('alice');
+  const ring = await Keyring.create([alice.publicKey]);
+  const old = ring.currentKeyId;
+  // Its record names the master key and carries no wrapped key: its keys derive from the master key itself.
+  const legacy = { v: 2 as const, kind: 'sse-s3' as const, alg: 'AES256' as const, keyId: old };
+  const before = ring.paramsForRead(legacy);
+  assert.ok(before.kind === 'sse-s3' && before.wrappedKey === undefined);
+  const root = Buffer.from(before.rootKey);
+  await ring.rotate([alice.publicKey]);
+  const moved = ring.rewrapped(legacy)!;
+  assert.ok(moved.kind === 'sse-s3' && moved.wrappedKey !== undefined);
+  assert.equal(moved.keyId, ring.currentKeyId);
+  // Under the current key now: a second pass leaves it.
+  assert.equal(ring.rewrapped(moved), undefined);
+  await ring.drop(old, [alice.publicKey]);
+  const reopened = await Keyring.unlock(ring.serialize(), alice.privateKey);
+  const read = reopened.paramsForRead(moved);
+  assert.ok(read.kind === 'sse-s3');
+  assert.deepEqual(read.rootKey, root);
+  assert.throws(() => reopened.paramsForRead(legacy), /not in the keyring/);
 });

@@ -246,7 +246,9 @@ export async function copyObject(ctx: CopyContext): Promise<void> {
     const { tags: _sourceTags, ...untagged } = record;
     const tags = tagging === 'COPY' ? source.record.tags : tagsFromRequest(ctx);
     record = sealObjectRecord(destEnc, { ...untagged, ...(tags ? { tags } : {}), ...lock }, checksums);
-    const stored = await ctx.store.putObject(record);
+    // If-Match / If-None-Match on the destination, checked as the copy commits: a copy onto itself (a gateway
+    // re-wrapping an object's key) never undoes a PUT that landed after its source was read.
+    const stored = await ctx.store.putObject(record, conditionsFrom(ctx.req.headers));
     if (stored !== undefined) ctx.res.setHeader('x-amz-version-id', stored);
     for (const [k, v] of Object.entries(responseHeaders(destEnc))) ctx.res.setHeader(k, v);
     sendXml(ctx.res, 200, 'CopyObjectResult', {
