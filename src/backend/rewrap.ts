@@ -22,7 +22,7 @@ import {
   UploadPartCopyCommand,
   type S3Client,
 } from '@aws-sdk/client-s3';
-import { unlink, writeFile } from 'node:fs/promises';
+import { rename, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { BackendConfig } from '../config/config.js';
@@ -427,7 +427,9 @@ function copySource(bucket: string, key: string): string {
 }
 
 async function holdFor(dir: string, key: string): Promise<void> {
-  await writeFile(join(dir, 'ready'), key);
+  await writeFile(join(dir, 'ready.tmp'), key);
+  await rename(join(dir, 'ready.tmp'), join(dir, 'ready')); // whole, or not there
+
   const go = join(dir, 'go');
   const end = Date.now() + 120_000;
   while (Date.now() < end) {

@@ -63,7 +63,7 @@ test('a PUT between the rewrap reading an object and copying it survives; the pa
   // The pass has read the object (under the old key) and waits before its copy.
   const key = await until(
     'the pass before its copy',
-    async () => await readFile(join(hold, 'ready'), 'utf8'),
+    async () => (await readFile(join(hold, 'ready'), 'utf8')) || undefined,
   );
   assert.match(key, /race\/k$/);
   const newer = randomBytes(7000);
