@@ -21,6 +21,7 @@ import { conditionsFrom, storedHeaders, userMetadata } from './headers.js';
 import { tagsFromRequest } from './tagging.js';
 import { checkObjectKey } from './router.js';
 import { sendEmpty } from './response.js';
+import { setVersionHeader } from './versioning.js';
 
 export const MAX_PUT_SIZE = 5 * 1024 ** 3; // S3's single-PUT limit
 
@@ -163,6 +164,7 @@ async function putObjectStream(
     conditions,
   );
   ctx.res.setHeader('ETag', record.etag);
+  setVersionHeader(ctx, ctx.bucket, record);
   setChecksumHeaders(ctx, body.digests().checksums);
   for (const [k, v] of Object.entries(responseHeaders(enc))) ctx.res.setHeader(k, v);
   sendEmpty(ctx.res, 200);
