@@ -370,11 +370,12 @@ async function copyObjectStream(
     ...identity,
     // In place, the object keeps its key (an SSE-S3 object's own key, wrapped as it was): sealed with the
     // source's, which is the destination's root key.
+    // The copy's plaintext is the source's: so are its checksums, whatever the metadata directive.
     ...sealMetadata(inPlace ? sourceEnc : destEnc, {
       ...identity,
       headers: meta.headers,
       userMeta: meta.userMeta,
-      checksums: {},
+      checksums: sourceEnc.metadata?.checksums ?? {},
     }),
     ...(tags ? { tags } : {}),
     cryptoHeader: header,
