@@ -22,16 +22,22 @@ import {
 } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import { rejects } from '../helpers/s3.js';
-import { bodyOf, gatewayForFile, type Backend } from './gateway-helpers.js';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { runCommand } from '../helpers/server.js';
+import { requireTools, writeRcloneConfig } from '../helpers/tools.js';
+import { bodyOf, gatewayForFile, type Backend, type Gateway } from './gateway-helpers.js';
 
 const MiB = 1024 * 1024;
 const B = 'history';
 const PLAIN = 'unversioned';
 
 let backend: Backend;
+let gateway: Gateway;
 let s3: S3Client;
 
-gatewayForFile((started) => ({ backend, s3 } = started), { buckets: [B, PLAIN] });
+gatewayForFile((started) => ({ backend, gateway, s3 } = started), { buckets: [B, PLAIN] });
 
 const backendKey = (key: string) => `coffre/${B}/${key}`;
 
@@ -292,4 +298,43 @@ test('another key’s version id, malformed ids, and versions the backend’s op
   await assert.rejects(async () => bodyOf(await s3.send(new GetObjectCommand({ Bucket: B, Key: 'moved' }))));
   const still = await s3.send(new GetObjectCommand({ Bucket: B, Key: 'victim', VersionId: mine }));
   assert.equal((await bodyOf(still)).toString(), 'secret of victim');
+});
+
+test('rclone --s3-versions lists the older versions and reads them back', async (t) => {
+  if (!requireTools(t, 'rclone')) return;
+  const work = mkdtempSync(join(tmpdir(), 'coffre-rclone-versions-'));
+  try {
+    const config = join(work, 'rclone.conf');
+    writeRcloneConfig(config, gateway.server);
+    const env = { RCLONE_CONFIG: config, HOME: work, AWS_CA_BUNDLE: '' };
+    const rclone = async (args: string[]) => {
+      const r = await runCommand('rclone', ['--low-level-retries', '1', '--retries', '1', ...args], env);
+      assert.equal(r.code, 0, `rclone ${args.join(' ')}:\n${r.stderr}`);
+      return r.stdout;
+    };
+    writeFileSync(join(work, 'note.txt'), 'first draft\n');
+    await rclone(['copyto', join(work, 'note.txt'), `coffre:${B}/note.txt`]);
+    // Listings give times to the second: the next version is written in a later second than the first.
+    const between = Math.floor(Date.now() / 1000) * 1000 + 1000;
+    const deadline = Date.now() + 10_000;
+    while (Date.now() < between + 1000 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    writeFileSync(join(work, 'note.txt'), 'second draft\n');
+    await rclone(['copyto', join(work, 'note.txt'), `coffre:${B}/note.txt`]);
+    const names = (
+      await rclone(['lsf', '--s3-versions', '--files-only', '--include', 'note*', `coffre:${B}/`])
+    )
+      .trim()
+      .split('\n');
+    assert.equal(names.length, 2, names.join(', '));
+    assert.ok(names.includes('note.txt'), names.join(', '));
+    assert.match(
+      names.find((n) => n !== 'note.txt')!,
+      /^note-v\d{4}-\d\d-\d\d-\d{6}-\d{3}\.txt$/,
+    );
+    assert.equal(await rclone(['cat', `coffre:${B}/note.txt`]), 'second draft\n');
+    const at = new Date(between).toISOString();
+    assert.equal(await rclone(['--s3-version-at', at, 'cat', `coffre:${B}/note.txt`]), 'first draft\n');
+  } finally {
+    rmSync(work, { recursive: true, force: true });
+  }
 });
