@@ -279,6 +279,10 @@ export class BackendStore implements ObjectStore {
   // sealed sizes and without the sealed tags, and leave the gateway's side records behind.
   async setBucketVersioning(bucketId: string, state: VersioningState): Promise<BucketRecord> {
     if (state !== 'Enabled' && state !== 'Suspended') throw S3Errors.malformedXml();
+    // The record first: a backend refusal then leaves the bucket's versions shown, not a versioned backend
+    // bucket that a record says nothing of.
+    const updated = await this.updateBucket(bucketId, (b) => ({ ...b, versioning: state }));
+    this.known(updated);
     await this.client
       .send(
         new PutBucketVersioningCommand({
@@ -294,8 +298,6 @@ export class BackendStore implements ObjectStore {
           );
         throw fromBackend(err);
       });
-    const updated = await this.updateBucket(bucketId, (b) => ({ ...b, versioning: state }));
-    this.known(updated);
     return updated;
   }
   setBucketObjectLock(): Promise<BucketRecord> {
