@@ -13,8 +13,10 @@ import {
   GetObjectCommand,
   HeadObjectCommand,
   ListMultipartUploadsCommand,
+  ListObjectVersionsCommand,
   ListObjectsV2Command,
   ListPartsCommand,
+  PutBucketVersioningCommand,
   PutObjectCommand,
   UploadPartCommand,
   type S3Client,
@@ -22,7 +24,13 @@ import {
 import { Readable } from 'node:stream';
 import type { BackendConfig } from '../config/config.js';
 import type { BlockSealer } from '../model/segments.js';
-import type { DeleteEntry, DeleteEntryOutcome, DeleteOutcome, VersionEntry } from '../model/model.js';
+import type {
+  DeleteEntry,
+  DeleteEntryOutcome,
+  DeleteOutcome,
+  VersionCursor,
+  VersionEntry,
+} from '../model/model.js';
 import {
   checkWriteCondition,
   type NewUpload,
@@ -40,13 +48,16 @@ import {
   type Permission,
   type Segment,
   type UploadRecord,
+  type VersioningState,
 } from '../model/types.js';
 import { UserError, errorMessage } from '../util/errors.js';
 import { S3Error, S3Errors } from '../util/s3-error.js';
 import { backendErrorCode, backendStatus, fromBackend } from './client.js';
 import {
   UPLOAD_ID,
+  atBackendVersion,
   backendKey,
+  checkedBackendVersion,
   backendMetadata,
   bucketPrefix,
   checkMetadataFits,
@@ -157,6 +168,38 @@ async function guarded<T>(request: Promise<T>): Promise<T> {
   }
 }
 
+// A HEAD of a version that is a delete marker: 405 from AWS (and coffre), 404 from some engines, with
+// x-amz-delete-marker: true either way.
+function isDeleteMarker(err: unknown): boolean {
+  const headers = (err as { $response?: { headers?: Record<string, string> } }).$response?.headers;
+  return headers?.['x-amz-delete-marker'] === 'true';
+}
+
+function lastModifiedOf(err: unknown): Date {
+  const headers = (err as { $response?: { headers?: Record<string, string> } }).$response?.headers;
+  const date = headers?.['last-modified'] ? new Date(headers['last-modified']) : undefined;
+  return date && !Number.isNaN(date.getTime()) ? date : new Date();
+}
+
+// The record of a delete marker: a version with no data, named by the backend's version id.
+function deleteMarker(bucketId: string, key: string, backendVersionId: string, at: Date): ObjectRecord {
+  return {
+    v: RECORD_VERSION,
+    bucketId,
+    key,
+    versionId: '',
+    backendVersionId,
+    size: 0,
+    etag: '',
+    lastModified: at.getTime(),
+    headers: {},
+    userMeta: {},
+    checksums: {},
+    segments: [],
+    deleteMarker: true,
+  };
+}
+
 function notYet(what: string): S3Error {
   return S3Errors.notImplemented(`${what} through a gateway with a [backend] (not yet: see docs/gateway.md)`);
 }
@@ -165,6 +208,8 @@ export class BackendStore implements ObjectStore {
   readonly streams: ObjectStreams;
   // Bucket names by id: the API names buckets by id below the router, the backend by name.
   private readonly names = new Map<string, string>();
+  // Coffre buckets whose versioning is set (as their records last read said): version ids pass through.
+  private readonly versioned = new Set<string>();
   // Uploads in progress and part tables, as read from the backend: neither changes once written.
   private readonly uploads = new Map<string, BackendUpload>();
   private readonly tables = new Map<string, TablePart[]>();
@@ -228,10 +273,32 @@ export class BackendStore implements ObjectStore {
     if (objectLock) throw notYet('object lock');
     return this.known(await this.records.createBucket(name, owner))!;
   }
-  // Versioning, object lock and lifecycle keep versions in coffre's own store; in front of a backend they
-  // are not built yet (docs/gateway.md, Limits): the bucket stays unversioned and says so.
-  setBucketVersioning(): Promise<BucketRecord> {
-    return Promise.reject(notYet('versioning'));
+  // Versions are the backend's: versioning a coffre bucket sets the backend bucket's (which all coffre
+  // buckets in it share), and the bucket's record says its versions are to be shown. Object lock and
+  // lifecycle rules are not passed through yet (docs/gateway.md, Limits): the backend would apply them to
+  // sealed sizes and without the sealed tags, and leave the gateway's side records behind.
+  async setBucketVersioning(bucketId: string, state: VersioningState): Promise<BucketRecord> {
+    if (state !== 'Enabled' && state !== 'Suspended') throw S3Errors.malformedXml();
+    // The record first: a backend refusal then leaves the bucket's versions shown, not a versioned backend
+    // bucket that a record says nothing of.
+    const updated = await this.updateBucket(bucketId, (b) => ({ ...b, versioning: state }));
+    this.known(updated);
+    await this.client
+      .send(
+        new PutBucketVersioningCommand({
+          Bucket: this.config.bucket,
+          VersioningConfiguration: { Status: state },
+        }),
+      )
+      .catch((err: unknown) => {
+        const status = backendStatus(err);
+        if (status === 403 || status === 501 || status === 400)
+          throw S3Errors.notImplemented(
+            `versioning: the storage backend refused to set the versioning of bucket ${this.config.bucket} (${status}); give the gateway's backend key the right to (s3:PutBucketVersioning), or enable it on the backend bucket yourself and then here`,
+          );
+        throw fromBackend(err);
+      });
+    return updated;
   }
   setBucketObjectLock(): Promise<BucketRecord> {
     return Promise.reject(notYet('object lock'));
@@ -242,13 +309,13 @@ export class BackendStore implements ObjectStore {
   setObjectLock(): Promise<string> {
     return Promise.reject(notYet('object lock'));
   }
-  listVersions(): Promise<VersionEntry[]> {
-    return Promise.reject(notYet('listing versions'));
-  }
-  // The only version an unversioned bucket has is the current one, "null" to S3 clients.
+  // A version named by the backend's id (delete markers included), or without an id the current one. In a
+  // bucket without versioning the only version is the current one, "null" to S3 clients.
   async getVersion(bucketId: string, key: string, versionId?: string): Promise<ObjectRecord | undefined> {
-    if (versionId !== undefined && versionId !== 'null') throw notYet('version ids');
-    return this.getObject(bucketId, key);
+    if (versionId === undefined) return this.getObject(bucketId, key);
+    if (!this.versioned.has(bucketId))
+      return versionId === 'null' ? this.getObject(bucketId, key) : undefined;
+    return this.headVersion(bucketId, key, versionId);
   }
   async setBucketPolicy(bucketId: string, policy: string | undefined) {
     return this.updateBucket(bucketId, (b) => {
@@ -290,12 +357,29 @@ export class BackendStore implements ObjectStore {
         }),
       ),
     );
-    if ((listed.KeyCount ?? 0) > 0)
+    // In a versioned backend bucket, older versions and delete markers keep a bucket from being empty too.
+    const versions = (listed.KeyCount ?? 0) > 0 ? undefined : await this.anyVersion(name);
+    if ((listed.KeyCount ?? 0) > 0 || versions)
       throw new S3Error('BucketNotEmpty', 409, 'The bucket you tried to delete is not empty', {
         BucketName: name,
       });
     if (!(await this.records.bucketByName(name))) throw S3Errors.noSuchBucket(name);
     await this.records.deleteBucket(name);
+  }
+
+  private async anyVersion(name: string): Promise<boolean> {
+    const bucket = await this.records.bucketByName(name);
+    if (!bucket?.versioning) return false;
+    const page = await guarded(
+      this.client.send(
+        new ListObjectVersionsCommand({
+          Bucket: this.config.bucket,
+          Prefix: bucketPrefix(this.config.prefix, name),
+          MaxKeys: 1,
+        }),
+      ),
+    );
+    return (page.Versions?.length ?? 0) + (page.DeleteMarkers?.length ?? 0) > 0;
   }
 
   private async updateBucket(bucketId: string, change: (b: BucketRecord) => BucketRecord) {
@@ -308,7 +392,11 @@ export class BackendStore implements ObjectStore {
   }
 
   private known(bucket: BucketRecord | undefined): BucketRecord | undefined {
-    if (bucket) this.names.set(bucket.id, bucket.name);
+    if (bucket) {
+      this.names.set(bucket.id, bucket.name);
+      if (bucket.versioning) this.versioned.add(bucket.id);
+      else this.versioned.delete(bucket.id);
+    }
     return bucket;
   }
 
@@ -325,14 +413,52 @@ export class BackendStore implements ObjectStore {
   // ---- objects
 
   async getObject(bucketId: string, key: string): Promise<ObjectRecord | undefined> {
+    return this.headVersion(bucketId, key);
+  }
+
+  // The current object, or the backend's version `backendVersion` of it; undefined when there is none. A
+  // version id the backend does not know for this key (another key's, a malformed one) is no version here.
+  private async headVersion(
+    bucketId: string,
+    key: string,
+    backendVersion?: string,
+  ): Promise<ObjectRecord | undefined> {
     const stored = await this.objectKey(bucketId, key);
+    const versioned = this.versioned.has(bucketId);
     let head;
     try {
-      head = await this.client.send(new HeadObjectCommand({ Bucket: this.config.bucket, Key: stored }));
+      head = await this.client.send(
+        new HeadObjectCommand({
+          Bucket: this.config.bucket,
+          Key: stored,
+          ...(backendVersion !== undefined ? { VersionId: backendVersion } : {}),
+        }),
+      );
     } catch (err) {
-      if (backendStatus(err) === 404) return undefined;
+      const status = backendStatus(err);
+      if (backendVersion !== undefined && isDeleteMarker(err)) {
+        const id = checkedBackendVersion(stored, backendVersion)!;
+        return deleteMarker(bucketId, key, id, lastModifiedOf(err));
+      }
+      if (status === 404) return undefined;
+      if (backendVersion !== undefined && status === 400) return undefined;
       throw fromBackend(err);
     }
+    const record = await this.headedRecord(bucketId, key, stored, head);
+    return versioned ? atBackendVersion(record, checkedBackendVersion(stored, head.VersionId)) : record;
+  }
+
+  private async headedRecord(
+    bucketId: string,
+    key: string,
+    stored: string,
+    head: {
+      Metadata?: Record<string, string>;
+      ContentLength?: number;
+      ETag?: string;
+      LastModified?: Date;
+    },
+  ): Promise<ObjectRecord> {
     const versionId = versionIdOf(head.Metadata);
     const table =
       isMultipart(head.Metadata) && versionId ? await this.partTable(stored, versionId) : undefined;
@@ -410,7 +536,9 @@ export class BackendStore implements ObjectStore {
       lastModified: new Date(),
       metadata,
     });
-    return record;
+    return this.versioned.has(object.bucketId)
+      ? atBackendVersion(record, checkedBackendVersion(stored, put.VersionId))
+      : record;
   }
 
   // A copy of an object onto itself that keeps its stream: the backend copies the bytes (CopyObject with new
@@ -462,20 +590,52 @@ export class BackendStore implements ObjectStore {
     return Promise.reject(S3Errors.internal('a backend stores objects with putObjectStream'));
   }
 
+  // In a versioned bucket, a delete without a version id is the backend's delete marker, and one with an id
+  // removes that version of the backend's; without versioning only the current ("null") object is.
   async deleteObject(bucketId: string, key: string, versionId?: string): Promise<DeleteOutcome> {
-    if (versionId !== undefined && versionId !== 'null') throw notYet('version ids');
-    await guarded(
-      this.client.send(
-        new DeleteObjectCommand({ Bucket: this.config.bucket, Key: await this.objectKey(bucketId, key) }),
-      ),
-    );
-    return {};
+    const stored = await this.objectKey(bucketId, key);
+    if (!this.versioned.has(bucketId)) {
+      if (versionId !== undefined && versionId !== 'null') return {};
+      await guarded(this.client.send(new DeleteObjectCommand({ Bucket: this.config.bucket, Key: stored })));
+      return {};
+    }
+    let out;
+    try {
+      out = await this.client.send(
+        new DeleteObjectCommand({
+          Bucket: this.config.bucket,
+          Key: stored,
+          ...(versionId !== undefined ? { VersionId: versionId } : {}),
+        }),
+      );
+    } catch (err) {
+      // A version the backend does not have (or cannot: a malformed id) is already gone, as in S3.
+      if (versionId !== undefined && (backendStatus(err) === 404 || backendStatus(err) === 400))
+        return { versionId };
+      throw fromBackend(err);
+    }
+    const id = checkedBackendVersion(stored, out.VersionId) ?? versionId;
+    return {
+      ...(id !== undefined ? { versionId: id } : {}),
+      ...(out.DeleteMarker ? { deleteMarker: true } : {}),
+    };
   }
 
   async deleteObjects(bucketId: string, entries: DeleteEntry[]): Promise<DeleteEntryOutcome[]> {
-    if (entries.some((e) => e.versionId !== undefined && e.versionId !== 'null')) throw notYet('version ids');
-    await this.deleteBackendKeys(await Promise.all(entries.map((e) => this.objectKey(bucketId, e.key))));
-    return entries.map((e) => ({ ...e }));
+    if (!this.versioned.has(bucketId)) {
+      const current = entries.filter((e) => e.versionId === undefined || e.versionId === 'null');
+      await this.deleteBackendKeys(await Promise.all(current.map((e) => this.objectKey(bucketId, e.key))));
+      return entries.map((e) => ({ ...e }));
+    }
+    // Each entry as its own DeleteObject: the backend answers each with the marker or version it is about.
+    return mapLimited(entries, LOOKUPS_IN_FLIGHT, async (e) => {
+      try {
+        return { ...e, ...(await this.deleteObject(bucketId, e.key, e.versionId)) };
+      } catch (err) {
+        if (!(err instanceof S3Error) || err.status === 503) throw err;
+        return { ...e, error: { code: err.code, message: err.message } };
+      }
+    });
   }
 
   async setObjectTags(
@@ -484,11 +644,88 @@ export class BackendStore implements ObjectStore {
     tags: Record<string, string> | undefined,
     versionId?: string,
   ): Promise<string> {
-    if (versionId !== undefined && versionId !== 'null') throw notYet('version ids');
-    const current = await this.getObject(bucketId, key);
-    if (!current) throw S3Errors.noSuchKey(key);
-    await this.records.setObjectTags(current.versionId, tags);
-    return 'null';
+    // Tags are kept by the version's own (coffre) version id: each backend version has its own.
+    const version = await this.getVersion(bucketId, key, versionId);
+    if (!version || version.deleteMarker)
+      throw versionId === undefined ? S3Errors.noSuchKey(key) : S3Errors.noSuchVersion(key, versionId);
+    await this.records.setObjectTags(version.versionId, tags);
+    return version.backendVersionId ?? 'null';
+  }
+
+  /**
+   * Versions of a versioned bucket's keys as the backend lists them (ListObjectVersions), delete markers
+   * included; sizes and ETags come from the listing as in listObjects, so no request per version but, once
+   * per gateway, for a multipart version's part table.
+   */
+  async listVersions(
+    bucketId: string,
+    prefix: string,
+    after: VersionCursor | undefined,
+    limit: number,
+  ): Promise<VersionEntry[]> {
+    const base = bucketPrefix(this.config.prefix, await this.bucketName(bucketId));
+    const out: VersionEntry[] = [];
+    let keyMarker = after ? base + after.key : undefined;
+    let versionMarker = after?.versionId;
+    while (out.length < limit) {
+      const page = await guarded(
+        this.client.send(
+          new ListObjectVersionsCommand({
+            Bucket: this.config.bucket,
+            Prefix: base + prefix,
+            ...(keyMarker !== undefined ? { KeyMarker: keyMarker } : {}),
+            ...(keyMarker !== undefined && versionMarker !== undefined
+              ? { VersionIdMarker: versionMarker }
+              : {}),
+            MaxKeys: Math.min(1000, limit - out.length),
+          }),
+        ),
+      );
+      // The backend gives versions and markers apart, each in key order, newest first within a key.
+      type Listed = { item: { Key?: string; VersionId?: string; IsLatest?: boolean; LastModified?: Date } };
+      const listed: (Listed & { marker: boolean; item: { Size?: number; ETag?: string } })[] = [
+        ...(page.Versions ?? []).map((item) => ({ item, marker: false })),
+        ...(page.DeleteMarkers ?? []).map((item) => ({ item, marker: true })),
+      ];
+      listed.sort(
+        (a, b) =>
+          (a.item.Key! < b.item.Key! ? -1 : a.item.Key! > b.item.Key! ? 1 : 0) ||
+          (b.item.LastModified?.getTime() ?? 0) - (a.item.LastModified?.getTime() ?? 0),
+      );
+      const entries = await mapLimited(listed, LOOKUPS_IN_FLIGHT, async ({ item, marker }) => {
+        if (!item.Key?.startsWith(base) || !item.LastModified) return undefined;
+        const key = item.Key.slice(base.length);
+        const id = checkedBackendVersion(item.Key, item.VersionId) ?? 'null';
+        if (marker)
+          return {
+            record: deleteMarker(bucketId, key, id, item.LastModified),
+            isLatest: item.IsLatest === true,
+          };
+        const facts = { key: item.Key, size: item.Size, etag: item.ETag, lastModified: item.LastModified };
+        let size: number | undefined;
+        if (isMultipartEtag(item.ETag))
+          size =
+            this.sizes.get(`${item.Key}\n${item.ETag}`) ??
+            (
+              await this.headVersion(bucketId, key, id).catch((err: unknown) => {
+                if (err instanceof S3Error && err.status === 503) throw err;
+                return undefined;
+              })
+            )?.size;
+        const record = isMultipartEtag(item.ETag)
+          ? size === undefined
+            ? undefined
+            : listedRecord(bucketId, key, facts, size)
+          : listedRecord(bucketId, key, facts);
+        return record && { record: { ...record, backendVersionId: id }, isLatest: item.IsLatest === true };
+      });
+      for (const e of entries) if (e && out.length < limit) out.push(e);
+      if (!page.IsTruncated) break;
+      keyMarker = page.NextKeyMarker;
+      versionMarker = page.NextVersionIdMarker;
+      if (keyMarker === undefined) break;
+    }
+    return out;
   }
 
   async listObjects(bucketId: string, prefix: string, startAfter: string | undefined, limit: number) {
@@ -869,17 +1106,23 @@ export class BackendStore implements ObjectStore {
         .ETag;
     if (!etag) throw S3Errors.internal('the storage backend gave no ETag for a completed upload');
     await this.forgetUpload(upload);
-    return headRecord(
-      upload.bucketId,
-      upload.key,
-      {
-        key: stored,
-        size: table.reduce((n, p) => n + p.storedSize, 0),
-        etag,
-        lastModified: new Date(),
-        metadata: uploadMetadata(upload),
-      },
-      table,
+    const version = this.versioned.has(upload.bucketId)
+      ? checkedBackendVersion(stored, done.VersionId)
+      : undefined;
+    return atBackendVersion(
+      headRecord(
+        upload.bucketId,
+        upload.key,
+        {
+          key: stored,
+          size: table.reduce((n, p) => n + p.storedSize, 0),
+          etag,
+          lastModified: new Date(),
+          metadata: uploadMetadata(upload),
+        },
+        table,
+      ),
+      version,
     );
   }
 
@@ -1014,6 +1257,7 @@ export class BackendStore implements ObjectStore {
           Key: at.key,
           Range: `bytes=${at.offset + start}-${at.offset + end - 1}`,
           IfMatch: at.etag,
+          ...(at.versionId !== undefined ? { VersionId: at.versionId } : {}),
         }),
       );
       body = got.Body as Readable | undefined;

@@ -127,6 +127,25 @@ export function listedRecord(
 }
 
 const VERSION_ID = /^[0-9a-f]{32}$/;
+/** A version id a versioned backend bucket gives (opaque; the characters AWS, Ceph RGW and MinIO use). */
+const BACKEND_VERSION_ID = /^[A-Za-z0-9._+/=-]{1,1024}$/;
+
+/** A backend's version id as it answered it, checked: undefined when it gave none. */
+export function checkedBackendVersion(key: string, versionId: string | undefined): string | undefined {
+  if (versionId === undefined || versionId === '') return undefined;
+  if (!BACKEND_VERSION_ID.test(versionId)) throw notCoffre(key, 'the backend gave a malformed version id');
+  return versionId;
+}
+
+/** The same record as the backend's version `versionId` of it: S3 clients see that id, reads name it. */
+export function atBackendVersion(record: ObjectRecord, versionId: string | undefined): ObjectRecord {
+  if (versionId === undefined) return record;
+  return {
+    ...record,
+    backendVersionId: versionId,
+    segments: record.segments.map((s) => (s.backend ? { ...s, backend: { ...s.backend, versionId } } : s)),
+  };
+}
 const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
 
 /** The full record of an object from its backend HEAD, every field checked. */

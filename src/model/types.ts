@@ -111,7 +111,8 @@ export interface Segment {
   etag?: string;
   // Where the bytes are when an S3 backend holds them (backend/): in that backend object, from `offset`,
   // read only while the object's backend ETag is still `etag`.
-  backend?: { key: string; etag: string; offset: number };
+  // `versionId`, when the backend bucket is versioned, names the backend's version read.
+  backend?: { key: string; etag: string; offset: number; versionId?: string };
 }
 
 export interface ObjectRecord {
@@ -141,10 +142,14 @@ export interface ObjectRecord {
   deleteMarker?: boolean;
   retention?: Retention;
   legalHold?: boolean;
+  // The version id an S3 backend gave this version (backend/, a versioned backend bucket): what S3 clients
+  // see in place of `versionId`, which stays the one its keys derive from.
+  backendVersionId?: string;
 }
 
 /** The version id S3 clients see for a record: "null" for the null version (and for every v1 record). */
 export function s3VersionId(record: ObjectRecord): string {
+  if (record.backendVersionId !== undefined) return record.backendVersionId;
   return record.v < 2 || record.nullVersion ? 'null' : record.versionId;
 }
 

@@ -6,7 +6,7 @@ import type { IncomingHttpHeaders } from 'node:http';
 import { Transform } from 'node:stream';
 import { RECORD_VERSION, s3VersionId, type BucketRecord, type ObjectRecord } from '../../model/types.js';
 import { lockFromHeaders } from './object-lock.js';
-import { checkedVersionId } from './versioning.js';
+import { checkedVersionId, setVersionHeader } from './versioning.js';
 import { newVersionId } from '../../model/model.js';
 import { S3Error, S3Errors } from '../../util/s3-error.js';
 import { header, requireKey, type CopyContext, type S3Context } from './context.js';
@@ -48,7 +48,10 @@ interface CopySource {
  * The bucket and object key an x-amz-copy-source header names ("bucket/key", percent-encoded, optionally
  * "?versionId=…"). Read by the server before the handler runs: the key must hold read on that bucket.
  */
-export function copySourceOf(headers: IncomingHttpHeaders): {
+export function copySourceOf(
+  headers: IncomingHttpHeaders,
+  backendVersionIds = false,
+): {
   bucketName: string;
   key: string;
   versionId?: string;
@@ -60,7 +63,7 @@ export function copySourceOf(headers: IncomingHttpHeaders): {
   if (q >= 0) {
     const asked = new URLSearchParams(raw.slice(q + 1)).get('versionId');
     raw = raw.slice(0, q);
-    if (asked !== null) versionId = checkedVersionId(asked, 'x-amz-copy-source');
+    if (asked !== null) versionId = checkedVersionId(asked, 'x-amz-copy-source', backendVersionIds);
   }
   let decoded: string;
   try {
@@ -191,6 +194,7 @@ export async function copyObject(ctx: CopyContext): Promise<void> {
         tags,
       });
       for (const [k, v] of Object.entries(responseHeaders(destEnc))) ctx.res.setHeader(k, v);
+      setVersionHeader(ctx, bucket, copied);
       sendXml(ctx.res, 200, 'CopyObjectResult', {
         ETag: copied.etag,
         LastModified: isoDate(copied.lastModified),
@@ -350,7 +354,9 @@ async function copyObjectStream(
   const { source, sourceEnc, destEnc, key, meta, tags } = copy;
   const bucketId = ctx.bucket.id;
   const only = source.segments.length === 1 ? source.segments[0] : undefined;
+  // In a versioned bucket the copy is a new version, with a version id (and so tags) of its own.
   const inPlace =
+    !ctx.bucket.versioning &&
     source.bucketId === bucketId &&
     source.key === key &&
     only?.partNumber === undefined &&
@@ -366,11 +372,12 @@ async function copyObjectStream(
     ...identity,
     // In place, the object keeps its key (an SSE-S3 object's own key, wrapped as it was): sealed with the
     // source's, which is the destination's root key.
+    // The copy's plaintext is the source's: so are its checksums, whatever the metadata directive.
     ...sealMetadata(inPlace ? sourceEnc : destEnc, {
       ...identity,
       headers: meta.headers,
       userMeta: meta.userMeta,
-      checksums: {},
+      checksums: sourceEnc.metadata?.checksums ?? {},
     }),
     ...(tags ? { tags } : {}),
     cryptoHeader: header,

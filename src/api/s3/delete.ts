@@ -71,7 +71,7 @@ export async function deleteObjects(ctx: BucketContext): Promise<void> {
   for (const entry of entries) {
     if (entry.versionId !== undefined) {
       try {
-        checkedVersionId(entry.versionId);
+        checkedVersionId(entry.versionId, 'versionId', ctx.store.streams !== undefined);
       } catch (err) {
         const e = err as S3Error;
         answered.set(entry, { ...entry, error: { code: 'NoSuchVersion', message: e.message } });

@@ -173,8 +173,11 @@ function openWith(
     if (crypto && record.sealedMeta) enc.metadata = unpackMetadata(crypto.checkKeyMatches(record.sealedMeta));
     if (crypto && object) {
       // An object kept as one stream in a backend has no manifest: its record is rebuilt from the backend on
-      // every read, and the stream's chunks authenticate its size and order themselves (docs/gateway.md).
-      const checksums = transport.store?.streams ? {} : crypto.checkObjectRecord(stored, object);
+      // every read, and the stream's chunks authenticate its size and order themselves (docs/gateway.md). Its
+      // checksums, when its PUT named them, are in its sealed metadata.
+      const checksums = transport.store?.streams
+        ? (enc.metadata?.checksums ?? {})
+        : crypto.checkObjectRecord(stored, object);
       enc.metadata = { headers: {}, userMeta: {}, ...enc.metadata, checksums };
     }
     return enc;

@@ -264,7 +264,8 @@ export async function listObjectVersions(ctx: BucketContext): Promise<void> {
       ArgumentName: 'version-id-marker',
     });
   }
-  if (versionIdMarker !== '') checkedVersionId(versionIdMarker, 'version-id-marker');
+  if (versionIdMarker !== '')
+    checkedVersionId(versionIdMarker, 'version-id-marker', ctx.store.streams !== undefined);
   // The first scan starts at the markers; later ones (past a common prefix) after a key.
   let first = true;
   const page = await paginate(

@@ -304,7 +304,7 @@ export async function completeMultipartUpload(ctx: BucketContext): Promise<void>
   const requested = await requestedParts(ctx);
   if (ctx.store.streams) {
     const record = await ctx.store.streams.completeUploadStream(upload, requested);
-    return sendCompleted(ctx, record, {}, undefined);
+    return sendCompleted(ctx, record, {}, ctx.bucket.versioning ? s3VersionId(record) : undefined);
   }
   const kind = storedEncryptionOf(upload).kind;
   const enc = kind === 'sse-s3' ? encryptionForUpload(ctx, upload) : undefined;

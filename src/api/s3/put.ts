@@ -21,6 +21,8 @@ import { conditionsFrom, storedHeaders, userMetadata } from './headers.js';
 import { tagsFromRequest } from './tagging.js';
 import { checkObjectKey } from './router.js';
 import { sendEmpty } from './response.js';
+import { CHECKSUM_ALGORITHMS, checksumHeaderName } from './checksum.js';
+import { setVersionHeader } from './versioning.js';
 
 export const MAX_PUT_SIZE = 5 * 1024 ** 3; // S3's single-PUT limit
 
@@ -65,6 +67,15 @@ export function declaredSize(ctx: S3Context): number {
 export function etagOf(enc: RequestEncryption, md5: Buffer): string {
   // An SSE-C object's ETag must not reveal the MD5 of its plaintext (see etagIsMd5).
   return etagIsMd5(enc) ? `"${md5.toString('hex')}"` : `"${randomBytes(16).toString('hex')}"`;
+}
+
+// The x-amz-checksum-* value a request gives in a header (not as a trailer), which its body must match.
+function declaredChecksums(ctx: S3Context): Record<string, string> {
+  for (const algorithm of CHECKSUM_ALGORITHMS) {
+    const value = header(ctx, checksumHeaderName(algorithm));
+    if (value !== undefined) return { [algorithm]: value };
+  }
+  return {};
 }
 
 export function setChecksumHeaders(ctx: S3Context, checksums: Record<string, string>): void {
@@ -147,13 +158,16 @@ async function putObjectStream(
   const sealer = segmentSealer(enc, { bucketId, key, versionId }, 0);
   if (!sealer) throw S3Errors.internal('an object stored in a backend must be encrypted');
   const body = ctx.body({ md5: false });
+  // The metadata is sealed before the first byte goes to the store: a checksum the request names in a header
+  // is sealed with it (the body is refused, and nothing stored, unless it matches), for GET and HEAD to give.
+  const checksums = declaredChecksums(ctx);
   const record = await streams.putObjectStream(
     {
       v: RECORD_VERSION,
       bucketId,
       key,
       versionId,
-      ...sealMetadata(enc, { bucketId, key, versionId, headers, userMeta }),
+      ...sealMetadata(enc, { bucketId, key, versionId, headers, userMeta, checksums }),
       ...(tags ? { tags } : {}),
       cryptoHeader: sealer.header,
     },
@@ -163,6 +177,7 @@ async function putObjectStream(
     conditions,
   );
   ctx.res.setHeader('ETag', record.etag);
+  setVersionHeader(ctx, ctx.bucket, record);
   setChecksumHeaders(ctx, body.digests().checksums);
   for (const [k, v] of Object.entries(responseHeaders(enc))) ctx.res.setHeader(k, v);
   sendEmpty(ctx.res, 200);

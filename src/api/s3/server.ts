@@ -604,7 +604,7 @@ export class S3Server {
       };
       if (isCopyOperation(operation)) {
         // A copy reads its source: the request must be allowed to read it there too.
-        const source = copySourceOf(req.headers);
+        const source = copySourceOf(req.headers, store.streams !== undefined);
         const sourceBucket = await allowedBucket(
           source.bucketName === named ? bucketCtx.bucket : await store.bucketByName(source.bucketName),
           source.bucketName,

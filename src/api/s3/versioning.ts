@@ -9,10 +9,18 @@ import { asText, parseXml } from './xml.js';
 
 /** S3 version ids here: "null", or the 32 hex digits of a version coffre made. */
 const VERSION_ID = /^(null|[0-9a-f]{32})$/;
+/**
+ * The version ids of a store that passes its backend's through (backend/): opaque to coffre, made of the
+ * characters AWS, Ceph RGW, MinIO and Garage use ("+", "/" and "=" in AWS's base64-like ids).
+ */
+const BACKEND_VERSION_ID = /^[A-Za-z0-9._+/=-]{1,1024}$/;
 
-/** A version id from a request (query, header or XML), checked: InvalidArgument when it cannot be one. */
-export function checkedVersionId(value: string, argumentName = 'versionId'): string {
-  if (!VERSION_ID.test(value))
+/**
+ * A version id from a request (query, header or XML), checked: InvalidArgument when it cannot be one. With
+ * `backend`, one of an S3 backend's (the store's `streams.versionIds`), which the backend store checks again.
+ */
+export function checkedVersionId(value: string, argumentName = 'versionId', backend = false): string {
+  if (!(backend ? BACKEND_VERSION_ID : VERSION_ID).test(value))
     throw S3Errors.invalidArgument('Invalid version id specified', {
       ArgumentName: argumentName,
       ArgumentValue: value,
@@ -23,7 +31,7 @@ export function checkedVersionId(value: string, argumentName = 'versionId'): str
 /** The `versionId` query parameter, if given. */
 export function versionIdParam(ctx: S3Context): string | undefined {
   const v = ctx.query.get('versionId');
-  return v === null ? undefined : checkedVersionId(v);
+  return v === null ? undefined : checkedVersionId(v, 'versionId', ctx.store.streams !== undefined);
 }
 
 /** Says which version an answer is about, in a bucket that has (or had) versioning, as S3 does. */
