@@ -65,3 +65,16 @@ export async function signIn(
   const setCookie = String(r.headers['set-cookie']?.[0]);
   return { cookie: setCookie.split(';')[0]!, csrf: r.json().csrfToken as string, setCookie };
 }
+
+/** The bearer-token admin API as the CLI uses it: its headers, and a PATCH of one bucket's settings. */
+export function bearerApi(server: TestServer): {
+  headers: Record<string, string>;
+  patchBucket(bucket: string, body: unknown): Promise<Answer>;
+} {
+  const headers = { authorization: `Bearer ${server.adminToken}`, 'content-type': 'application/json' };
+  return {
+    headers,
+    patchBucket: (bucket, body) =>
+      call(server, 'PATCH', `/v1/buckets/${bucket}`, { headers, body: JSON.stringify(body) }),
+  };
+}

@@ -21,6 +21,7 @@ import {
   GetBucketVersioningCommand,
   HeadObjectCommand,
   ListObjectVersionsCommand,
+  PutBucketPolicyCommand,
   PutBucketVersioningCommand,
   PutObjectCommand,
   PutObjectLegalHoldCommand,
@@ -285,6 +286,115 @@ test('GOVERNANCE: a protected version is refused to every delete unless an owner
       () => s3.send(new GetObjectCommand({ Bucket: B, Key: 'g', VersionId })),
       'NoSuchVersion',
       404,
+    );
+  } finally {
+    writer.client.destroy();
+  }
+});
+
+test('GOVERNANCE: a bucket policy grants the bypass to a key without owner rights, or denies it to the owner', async () => {
+  const B = await lockedBucket('governance-policy');
+  const governed = { ObjectLockMode: 'GOVERNANCE' as const, ObjectLockRetainUntilDate: inDays(1) };
+  const put = async (Key: string) =>
+    (await s3.send(new PutObjectCommand({ Bucket: B, Key, Body: Key, ...governed }))).VersionId!;
+  const [granted, other, ownerDenied] = [await put('logs/a'), await put('keep/b'), await put('logs/c')];
+  const writer = await keyWith(B, ['read', 'write']);
+  try {
+    await s3.send(
+      new PutBucketPolicyCommand({
+        Bucket: B,
+        Policy: JSON.stringify({
+          Version: '2012-10-17',
+          Statement: [
+            {
+              Effect: 'Allow',
+              Principal: { AWS: [writer.id] },
+              Action: 's3:BypassGovernanceRetention',
+              Resource: `arn:aws:s3:::${B}/logs/*`,
+            },
+            {
+              Effect: 'Deny',
+              Principal: '*',
+              Action: 's3:BypassGovernanceRetention',
+              Resource: `arn:aws:s3:::${B}/logs/c`,
+            },
+          ],
+        }),
+      }),
+    );
+    // Without asking, the grant changes nothing.
+    await rejects(
+      () => writer.client.send(new DeleteObjectCommand({ Bucket: B, Key: 'logs/a', VersionId: granted })),
+      'AccessDenied',
+      403,
+    );
+    // A batch holding a key outside the grant is not bypassed for any of its keys.
+    const batch = await writer.client.send(
+      new DeleteObjectsCommand({
+        Bucket: B,
+        BypassGovernanceRetention: true,
+        Delete: {
+          Objects: [
+            { Key: 'logs/a', VersionId: granted },
+            { Key: 'keep/b', VersionId: other },
+          ],
+        },
+      }),
+    );
+    assert.deepEqual((batch.Errors ?? []).map((e) => [e.Key, e.Code]).sort(), [
+      ['keep/b', 'AccessDenied'],
+      ['logs/a', 'AccessDenied'],
+    ]);
+    // Inside the grant, the bypass holds.
+    await writer.client.send(
+      new DeleteObjectCommand({
+        Bucket: B,
+        Key: 'logs/a',
+        VersionId: granted,
+        BypassGovernanceRetention: true,
+      }),
+    );
+    await rejects(
+      () => s3.send(new GetObjectCommand({ Bucket: B, Key: 'logs/a', VersionId: granted })),
+      'NoSuchVersion',
+      404,
+    );
+    // The Deny takes the bypass from everyone, the bucket's owner too.
+    await rejects(
+      () =>
+        s3.send(
+          new DeleteObjectCommand({
+            Bucket: B,
+            Key: 'logs/c',
+            VersionId: ownerDenied,
+            BypassGovernanceRetention: true,
+          }),
+        ),
+      'AccessDenied',
+      403,
+    );
+    await rejects(
+      () =>
+        s3.send(
+          new PutObjectRetentionCommand({
+            Bucket: B,
+            Key: 'logs/c',
+            VersionId: ownerDenied,
+            BypassGovernanceRetention: true,
+            Retention: {},
+          }),
+        ),
+      'AccessDenied',
+      403,
+    );
+    // The owner keeps the bypass elsewhere.
+    await s3.send(
+      new DeleteObjectCommand({
+        Bucket: B,
+        Key: 'keep/b',
+        VersionId: other,
+        BypassGovernanceRetention: true,
+      }),
     );
   } finally {
     writer.client.destroy();

@@ -15,11 +15,12 @@ const MAX_DELETE_KEYS = 1000;
 
 export async function deleteObject(ctx: BucketContext): Promise<void> {
   const bucket = ctx.bucket;
+  const key = requireKey(ctx);
   const outcome = await ctx.store.deleteObject(
     bucket.id,
-    requireKey(ctx),
+    key,
     versionIdParam(ctx),
-    bypassGovernance(ctx),
+    await bypassGovernance(ctx, [key]),
   );
   if (outcome.versionId !== undefined) ctx.res.setHeader('x-amz-version-id', outcome.versionId);
   if (outcome.deleteMarker) ctx.res.setHeader('x-amz-delete-marker', 'true');
@@ -89,9 +90,14 @@ export async function deleteObjects(ctx: BucketContext): Promise<void> {
   }
   if (granted === 0) throw S3Errors.accessDenied();
   // One transaction for the whole batch, and the commit is one fsync; an entry object lock refuses is
-  // reported as an error, the others go.
+  // reported as an error, the others go. The bypass holds for the batch only if it holds for every key in it,
+  // so that one key's grant never unlocks another's versions.
   const asked = entries.filter((e) => !answered.has(e));
-  const outcomes = await ctx.store.deleteObjects(bucket.id, asked, bypassGovernance(ctx));
+  const bypass = await bypassGovernance(
+    ctx,
+    asked.map((e) => e.key),
+  );
+  const outcomes = await ctx.store.deleteObjects(bucket.id, asked, bypass);
   asked.forEach((entry, i) => answered.set(entry, outcomes[i] ?? entry));
   const results = entries.map((e) => resultEntry(answered.get(e)!));
   sendXml(ctx.res, 200, 'DeleteResult', {

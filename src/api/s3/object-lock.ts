@@ -2,7 +2,6 @@
 // Put/GetObjectLegalHold, the x-amz-object-lock-* headers of writes, and who may bypass a GOVERNANCE
 // retention. Whether a version may be removed is decided by the model, with the real time, inside the
 // transaction that would remove it: COMPLIANCE mode cannot be bypassed by anyone.
-import { grants } from '../../model/model.js';
 import type { BucketRecord, DefaultRetention, LockMode, ObjectRecord, Retention } from '../../model/types.js';
 import { S3Error, S3Errors } from '../../util/s3-error.js';
 import { header, requireKey, type BucketContext, type S3Context } from './context.js';
@@ -31,14 +30,16 @@ function retainUntil(value: string, argumentName: string): number {
 }
 
 /**
- * x-amz-bypass-governance-retention: honoured only for a key holding the owner permission on the bucket (S3's
- * s3:BypassGovernanceRetention); for others it is ignored, so a protected version stays refused.
+ * x-amz-bypass-governance-retention: honoured only where the request may do s3:BypassGovernanceRetention on
+ * every object named (`keys`): a key holding the owner permission on the bucket, or one the bucket policy
+ * grants it to; a policy Deny takes it from an owner too. For others the header is ignored, so a protected
+ * version stays refused.
  */
-export function bypassGovernance(ctx: BucketContext): boolean {
-  return (
-    header(ctx, 'x-amz-bypass-governance-retention')?.toLowerCase() === 'true' &&
-    grants(ctx.permission, 'owner')
-  );
+export async function bypassGovernance(ctx: BucketContext, keys: readonly string[]): Promise<boolean> {
+  if (header(ctx, 'x-amz-bypass-governance-retention')?.toLowerCase() !== 'true') return false;
+  for (const key of new Set(keys))
+    if (!(await ctx.may({ action: 's3:BypassGovernanceRetention', key }, 'owner'))) return false;
+  return true;
 }
 
 /** The object lock a write asks for with its headers (PutObject, CopyObject, CreateMultipartUpload). */
@@ -168,7 +169,7 @@ export async function putObjectRetention(ctx: BucketContext): Promise<void> {
     record.key,
     versionIdParam(ctx),
     { retention },
-    bypassGovernance(ctx),
+    await bypassGovernance(ctx, [record.key]),
   );
   sendEmpty(ctx.res, 200);
 }

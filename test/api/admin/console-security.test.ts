@@ -6,7 +6,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { startServerFor } from '../../helpers/server.js';
-import { call, signIn } from '../../helpers/admin-http.js';
+import { call, signIn, bearerApi } from '../../helpers/admin-http.js';
 import { startTlsServer } from '../../security/ssec-helpers.js';
 import { ConsoleSessions, SESSION_IDLE_MS, SESSION_LIFETIME_MS } from '../../../src/api/admin/sessions.js';
 
@@ -260,9 +260,9 @@ test('sessions end after their idle time and their lifetime, and are capped in n
 
 test('bucket settings set through the admin API are checked as S3 checks them, and S3 clients see them', async (t) => {
   const server = await startServerFor(t);
-  const bearer = { authorization: `Bearer ${server.adminToken}`, 'content-type': 'application/json' };
-  const patch = (body: unknown) =>
-    call(server, 'PATCH', '/v1/buckets/site', { headers: bearer, body: JSON.stringify(body) });
+  const api = bearerApi(server);
+  const bearer = api.headers;
+  const patch = (body: unknown) => api.patchBucket('site', body);
   assert.equal(
     (await call(server, 'POST', '/v1/buckets', { headers: bearer, body: '{"name":"site"}' })).status,
     200,

@@ -13,7 +13,7 @@ import {
   PutObjectLegalHoldCommand,
 } from '@aws-sdk/client-s3';
 import { startServerFor } from '../../helpers/server.js';
-import { call, signIn } from '../../helpers/admin-http.js';
+import { call, signIn, bearerApi } from '../../helpers/admin-http.js';
 
 interface VersionList {
   key: string;
@@ -44,9 +44,9 @@ const publicRead = (bucket: string) =>
 
 test('a bucket policy set through the admin API is checked as PutBucketPolicy checks it, and applies', async (t) => {
   const server = await startServerFor(t);
-  const bearer = { authorization: `Bearer ${server.adminToken}`, 'content-type': 'application/json' };
-  const patch = (body: unknown) =>
-    call(server, 'PATCH', '/v1/buckets/open', { headers: bearer, body: JSON.stringify(body) });
+  const api = bearerApi(server);
+  const bearer = api.headers;
+  const patch = (body: unknown) => api.patchBucket('open', body);
   await call(server, 'POST', '/v1/buckets', { headers: bearer, body: '{"name":"open"}' });
   await call(server, 'PUT', '/v1/objects/open/hello.txt', { headers: bearer, body: 'hello' });
   const anonymous = () => fetch(`${server.endpoint}/open/hello.txt`);
@@ -91,7 +91,7 @@ test('versions of a key: listed, downloaded and deleted through the admin API as
   const server = await startServerFor(t);
   const client = server.client();
   t.after(() => client.destroy());
-  const bearer = { authorization: `Bearer ${server.adminToken}`, 'content-type': 'application/json' };
+  const bearer = bearerApi(server).headers;
   const admin = (method: string, path: string, body?: unknown, extra: Record<string, string> = {}) =>
     call(server, method, path, {
       headers: { ...bearer, ...extra },
@@ -215,9 +215,9 @@ test('versions of a key: listed, downloaded and deleted through the admin API as
 
 test('lifecycle rules set through the admin API are checked as S3 checks them, and S3 clients see them', async (t) => {
   const server = await startServerFor(t);
-  const bearer = { authorization: `Bearer ${server.adminToken}`, 'content-type': 'application/json' };
-  const patch = (body: unknown) =>
-    call(server, 'PATCH', '/v1/buckets/logs', { headers: bearer, body: JSON.stringify(body) });
+  const api = bearerApi(server);
+  const bearer = api.headers;
+  const patch = (body: unknown) => api.patchBucket('logs', body);
   await call(server, 'POST', '/v1/buckets', { headers: bearer, body: '{"name":"logs"}' });
   const refused: [unknown, number][] = [
     [{ lifecycle: 42 }, 400],
@@ -280,7 +280,7 @@ test('lifecycle rules set through the admin API are checked as S3 checks them, a
 
 test("the versions and settings endpoints refuse requests without the admin token, the session's CSRF token or its origin", async (t) => {
   const server = await startServerFor(t);
-  const bearer = { authorization: `Bearer ${server.adminToken}`, 'content-type': 'application/json' };
+  const bearer = bearerApi(server).headers;
   await call(server, 'POST', '/v1/buckets', { headers: bearer, body: '{"name":"guarded"}' });
   await call(server, 'PATCH', '/v1/buckets/guarded', { headers: bearer, body: '{"versioning":"Enabled"}' });
   const put = await call(server, 'PUT', '/v1/objects/guarded/k', { headers: bearer, body: 'v1' });
