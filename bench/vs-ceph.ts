@@ -1,6 +1,6 @@
 // bench/vs-ceph: coffre against Ceph RGW, with the same AWS SDK v3 client, on this machine.
 //
-//   npx tsc -p tsconfig.json && node dist/bench/vs-ceph.js [--rounds N] [--memstore]
+//   npx tsc -p tsconfig.json && node dist/bench/vs-ceph.js [--rounds N] [--memstore] [--gateway] [--profile DIR]
 //
 // Starts a single-node Ceph RGW with the tests' helper (test/helpers/ceph.ts: one OSD on bluestore on a sparse
 // file in the temporary directory, so that both stores write to the same disk; --memstore for an OSD in memory),
@@ -8,6 +8,12 @@
 // answers every request at once (bench/lib/null-s3.ts), which gives the client's own floor. Then, in rounds,
 // every figure is measured against each of the three in turn, the order rotating from round to round and the
 // page cache's dirty data flushed before each, so drift hits all alike; the table shows each figure's median.
+//
+// With --gateway, a coffre gateway ([backend] type = "s3", test/backend/gateway-helpers.ts) in front of that same
+// Ceph RGW is measured beside Ceph direct (issue 13's goal: 80 % of Ceph direct for 256 MiB, 70 % for 4 KiB), in
+// place of the local coffre node (--targets null,coffre,gateway,Ceph picks any set). The gateway's CPU column is
+// the gateway process's alone (what coffre adds); Ceph's own CPU for those requests is in the same run's Ceph
+// column. --profile DIR writes the gateway's V8 CPU profile (node --cpu-prof) into DIR when it stops.
 //
 // Figures: 256 MiB PUT and GET (MiB/s, one object), 4 KiB PUT and GET one request at a time and 32 at once
 // (ops/s over SMALL_SECONDS each). Server time is a sequential request's latency minus the null server's: what
@@ -21,6 +27,7 @@ import { availableParallelism, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { CreateBucketCommand, GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { startGateway, type Gateway } from '../test/backend/gateway-helpers.js';
 import { CephUnavailable, startCeph, type Ceph } from '../test/helpers/ceph.js';
 import { startServer, type TestServer } from '../test/helpers/server.js';
 import { PIECE, nextPiece } from './lib/body.js';
@@ -41,6 +48,12 @@ const argValue = (name: string) => {
   return i < 0 ? undefined : process.argv[i + 1];
 };
 const ROUNDS = Number(argValue('--rounds') ?? 3);
+const TARGETS = (
+  argValue('--targets') ?? (process.argv.includes('--gateway') ? 'null,gateway,Ceph' : 'null,coffre,Ceph')
+).split(',');
+const PROFILE_DIR = argValue('--profile');
+/** Ceph's bucket the gateway stores its objects in. */
+const GATEWAY_STORE = 'coffre-gateway-store';
 
 interface Target {
   name: string;
@@ -202,26 +215,46 @@ async function main(): Promise<void> {
     process.stderr.write(`Ceph RGW unavailable, measuring without it: ${err.message}\n`);
   }
   let coffre: TestServer | undefined;
+  let gateway: Gateway | undefined;
   let nul: { port: number; child: ChildProcess } | undefined;
   const targets: Target[] = [];
   try {
-    coffre = await startServer();
-    nul = await startNullServer();
-    const nulPid = nul.child.pid!;
-    const coffrePid = coffre.process.pid!;
-    targets.push({
-      name: 'null',
-      client: client(`http://127.0.0.1:${nul.port}`, 'NULL', 'null'),
-      pids: () => [nulPid],
-      written: new Map(),
-    });
-    targets.push({
-      name: 'coffre',
-      client: client(coffre.endpoint, coffre.accessKeyId, coffre.secretAccessKey),
-      pids: () => [coffrePid],
-      written: new Map(),
-    });
-    if (ceph) {
+    if (TARGETS.includes('null')) {
+      nul = await startNullServer();
+      const nulPid = nul.child.pid!;
+      targets.push({
+        name: 'null',
+        client: client(`http://127.0.0.1:${nul.port}`, 'NULL', 'null'),
+        pids: () => [nulPid],
+        written: new Map(),
+      });
+    }
+    if (TARGETS.includes('coffre')) {
+      coffre = await startServer();
+      const coffrePid = coffre.process.pid!;
+      targets.push({
+        name: 'coffre',
+        client: client(coffre.endpoint, coffre.accessKeyId, coffre.secretAccessKey),
+        pids: () => [coffrePid],
+        written: new Map(),
+      });
+    }
+    if (ceph && TARGETS.includes('gateway')) {
+      const direct = ceph.client();
+      await direct.send(new CreateBucketCommand({ Bucket: GATEWAY_STORE }));
+      direct.destroy();
+      const profile = PROFILE_DIR ? { nodeFlags: ['--cpu-prof', `--cpu-prof-dir=${PROFILE_DIR}`] } : {};
+      gateway = await startGateway({ ...ceph, bucket: GATEWAY_STORE }, { prefix: 'bench/', server: profile });
+      const g = gateway.server;
+      const gatewayPid = g.process.pid!;
+      targets.push({
+        name: 'gateway',
+        client: client(g.endpoint, g.accessKeyId, g.secretAccessKey),
+        pids: () => [gatewayPid],
+        written: new Map(),
+      });
+    }
+    if (ceph && TARGETS.includes('Ceph')) {
       const c = ceph;
       targets.push({
         name: 'Ceph',
@@ -260,47 +293,46 @@ async function main(): Promise<void> {
       return xs && xs.length > 0 ? median(xs.map(pick)) : undefined;
     };
     const fmt = (n: number | undefined, digits = 0) => (n === undefined ? '—' : n.toFixed(digits));
+    const names = targets.map((t) => t.name);
+    const stores = names.filter((n) => n !== 'null');
+    const ratios = stores.filter((n) => n !== 'Ceph' && names.includes('Ceph'));
     const header = [
       'figure',
-      'null',
-      'coffre',
-      'Ceph',
-      'coffre/Ceph',
-      'server ms coffre',
-      'server ms Ceph',
-      'CPU coffre',
-      'CPU Ceph',
+      ...names,
+      ...ratios.map((n) => `${n}/Ceph`),
+      ...stores.map((n) => `server ms ${n}`),
+      ...stores.map((n) => `CPU ${n}`),
     ];
     const rows = figures.map((f) => {
       const v = (name: string) => med(f, name, (m) => m.value);
-      const [n, c, k] = [v('null'), v('coffre'), v('Ceph')];
+      const n = v('null');
       // Latency per request (per 256 MiB object) minus the null server's.
       const per = f.unit === 'MiB/s' ? BIG / MiB : 1;
       const serverMs = (x: number | undefined) =>
         f.sequential && x !== undefined && n !== undefined ? fmt((per / x - per / n) * 1000, 2) : '';
-      const cpu = (name: string) =>
-        fmt(
-          med(f, name, (m) => m.cpuMs),
-          2,
-        );
+      const ratio = (name: string) => {
+        const [c, k] = [v(name), v('Ceph')];
+        return c !== undefined && k !== undefined ? `${(c / k).toFixed(2)}×` : '—';
+      };
       return [
         `${f.label} (${f.unit})`,
-        fmt(n),
-        fmt(c),
-        fmt(k),
-        c !== undefined && k !== undefined ? `${(c / k).toFixed(2)}×` : '—',
-        serverMs(c),
-        serverMs(k),
-        cpu('coffre'),
-        ceph ? cpu('Ceph') : '—',
+        ...names.map((name) => fmt(v(name))),
+        ...ratios.map(ratio),
+        ...stores.map((name) => serverMs(v(name))),
+        ...stores.map((name) =>
+          fmt(
+            med(f, name, (m) => m.cpuMs),
+            2,
+          ),
+        ),
       ];
     });
     printMarkdownTable(
       [
-        `coffre vs Ceph RGW ${ceph ? `(${ceph.objectstore})` : '(not measured)'} — AWS SDK v3, loopback, ` +
+        `${stores.join(' vs ')}: Ceph RGW ${ceph ? `(${ceph.objectstore})` : '(not measured)'} — AWS SDK v3, loopback, ` +
           `median of ${rounds} interleaved round(s), ${new Date().toISOString()}`,
         "server ms: one sequential request's latency (one 256 MiB object's) minus the null server's; " +
-          "CPU: the store's processes' CPU ms per request (per MiB for 256 MiB).",
+          "CPU: the store's processes' CPU ms per request (per MiB for 256 MiB); the gateway's is its own process's.",
       ],
       header,
       rows,
@@ -313,6 +345,8 @@ async function main(): Promise<void> {
   } finally {
     for (const t of targets) t.client.destroy();
     nul?.child.kill('SIGKILL');
+    // Stopped (not killed) so that a profiled gateway writes its profile.
+    await gateway?.stop();
     if (coffre) {
       await coffre.kill();
       coffre.cleanup();

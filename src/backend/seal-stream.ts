@@ -8,6 +8,9 @@ import { S3Error } from '../util/s3-error.js';
 
 /** Plaintext per sealed block: 16 chunks, the size the block store uses by default. */
 const BLOCK_PLAIN = 16 * CHUNK_SIZE;
+/** A whole object up to this size is sealed on this thread (as the block store seals inline objects): a trip
+ * to the worker would cost more than the sealing. */
+const SEAL_HERE_MAX = CHUNK_SIZE;
 
 function incomplete(declared: number, got: number): S3Error {
   return new S3Error(
@@ -26,8 +29,10 @@ export async function* sealStream(
   plainSize: number,
   sealer: BlockSealer,
 ): AsyncGenerator<Buffer> {
-  // Own memory (never the shared pool): the sealer moves it to a worker thread and back.
-  let block = Buffer.allocUnsafeSlow(BLOCK_PLAIN);
+  // Own memory (never the shared pool): the sealer moves it to a worker thread and back. No block is larger
+  // than what is left of the body (at least a byte, so that a body longer than declared is seen).
+  const blockFor = (left: number) => Buffer.allocUnsafeSlow(Math.min(BLOCK_PLAIN, Math.max(left, 1)));
+  let block = blockFor(plainSize);
   let filled = 0;
   let at = 0;
   let sealing: Promise<Buffer> | undefined;
@@ -36,7 +41,7 @@ export async function* sealStream(
     const out = Buffer.allocUnsafeSlow(sealer.sealedSize(filled, at));
     const done = sealer.seal(plain, out, at, last).then((r) => r.sealed);
     at += filled;
-    block = Buffer.allocUnsafeSlow(BLOCK_PLAIN);
+    block = blockFor(plainSize - at);
     filled = 0;
     return done;
   };
@@ -44,13 +49,13 @@ export async function* sealStream(
     for await (const piece of source) {
       let bytes = typeof piece === 'string' ? Buffer.from(piece) : piece;
       while (bytes.length > 0) {
-        if (filled === BLOCK_PLAIN) {
+        if (filled === block.length) {
           // More follows, so this block is not the last: seal it, and send the one sealed before.
           const next = seal(false);
           if (sealing) yield await sealing;
           sealing = next;
         }
-        const n = Math.min(bytes.length, BLOCK_PLAIN - filled);
+        const n = Math.min(bytes.length, block.length - filled);
         block.set(bytes.subarray(0, n), filled);
         filled += n;
         bytes = bytes.subarray(n);
@@ -58,6 +63,10 @@ export async function* sealStream(
       }
     }
     if (at + filled !== plainSize) throw incomplete(plainSize, at + filled);
+    if (at === 0 && filled <= SEAL_HERE_MAX) {
+      yield sealer.sealInline(block.subarray(0, filled));
+      return;
+    }
     const last = seal(true);
     if (sealing) yield await sealing;
     sealing = undefined;

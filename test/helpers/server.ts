@@ -49,6 +49,8 @@ export interface ServerOptions {
   s3Region?: string; // the [s3_api] s3_region (us-east-1 when absent)
   adminExtra?: string; // appended to [admin]
   env?: Record<string, string>;
+  // Node flags added to the launcher's (a benchmark's --cpu-prof, which NODE_OPTIONS does not take).
+  nodeFlags?: string[];
   // The access key to use when the node prints none (it found keys already: another gateway made them).
   accessKey?: { id: string; secret: string };
 }
@@ -124,7 +126,7 @@ export async function startServer(opts: ServerOptions = {}): Promise<TestServer>
   const configPath = prev ? join(dir, 'coffre.toml') : writeTestConfig(dir, PICKED_PORTS, adminToken, opts);
   const child = spawn(
     process.execPath,
-    [...COFFRE_NODE_FLAGS, COFFRE_BIN, 'server', '--config', configPath],
+    [...COFFRE_NODE_FLAGS, ...(opts.nodeFlags ?? []), COFFRE_BIN, 'server', '--config', configPath],
     {
       env: { ...process.env, COFFRE_LOG_LEVEL: process.env.COFFRE_LOG_LEVEL ?? 'info', ...opts.env },
       stdio: ['ignore', 'pipe', 'pipe'],

@@ -1,5 +1,7 @@
 // S3 remotes against a real coffre server on 127.0.0.1: coffre's own S3 remote (hybrid, chunked, embedded creds),
-// and both directions with git-annex's S3 special remote (encryption=shared, chunked) on the same server.
+// both directions with git-annex's S3 special remote (encryption=shared, chunked) on the same server, and
+// git-annex's S3 remote on its own (encryption=none): copy, drop, get and fsck --from. Also run through a gateway
+// (test/backend/clients-annex.test.ts).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -8,7 +10,8 @@ import { join } from 'node:path';
 import { createServer, request, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { GetObjectCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
-import { runCommand, startServer, type TestServer } from '../helpers/server.js';
+import { runCommand, type TestServer } from '../helpers/server.js';
+import { startTarget } from '../helpers/target.js';
 import { coffre, missingTools, ok, tempDir, stopGpgAgent } from '../crypt/helpers.js';
 
 let server: TestServer;
@@ -56,15 +59,8 @@ let relayPort = 0;
 
 before(async () => {
   // git-annex signs v4 requests with the endpoint's host name as the region for hosts that are not AWS; the AWS
-  // SDK refuses '127.0.0.1' as a region, so both sides use 'localhost' (restart: same data dir, ports and keys).
-  const first = await startServer();
-  await first.stop();
-  const toml = readFileSync(first.configPath, 'utf8').replace(
-    /s3_region = "[^"]*"/,
-    's3_region = "localhost"',
-  );
-  writeFileSync(first.configPath, toml);
-  server = await startServer({ dir: first.dir });
+  // SDK refuses '127.0.0.1' as a region, so both sides use 'localhost'.
+  server = await startTarget({ s3Region: 'localhost' });
   relay = await startRelay(new URL(server.endpoint));
   relayPort = (relay.address() as AddressInfo).port;
   base = tempDir('crypt-s3');
@@ -256,5 +252,53 @@ test(
     await sh('git', ['annex', 'drop', '--force', '.'], repo);
     await sh('git', ['annex', 'get', '--from', 'cs', '.'], repo);
     for (const [f, d] of Object.entries(files)) assert.deepEqual(readFileSync(join(repo, f)), d, f);
+  },
+);
+
+test(
+  'git-annex S3 special remote (encryption=none): copy --to, drop, get --from and fsck --from',
+  { skip: annexSkip },
+  async () => {
+    const repo = join(base, 'plain-repo');
+    await sh('git', ['init', '-q', repo]);
+    await sh('git', ['annex', 'init', '-q', 'p'], repo);
+    await sh('git', ['config', 'annex.security.allowed-ip-addresses', '127.0.0.1'], repo);
+    const files: Record<string, Buffer> = {
+      'small.txt': Buffer.from('stored as it is\n'),
+      empty: Buffer.alloc(0),
+      'big.bin': randomBytes(3_000_000),
+    };
+    for (const [f, d] of Object.entries(files)) writeFileSync(join(repo, f), d);
+    await sh('git', ['annex', 'add', '-q', ...Object.keys(files)], repo);
+    await sh('git', ['commit', '-q', '-m', 'f'], repo);
+    await sh(
+      'git',
+      [
+        'annex',
+        'initremote',
+        'plain',
+        'type=S3',
+        'encryption=none',
+        'bucket=annex-plain',
+        'host=localhost',
+        `port=${relayPort}`,
+        'protocol=http',
+        'requeststyle=path',
+        'signature=v4',
+      ],
+      repo,
+    );
+    await sh('git', ['annex', 'copy', '-q', '--to', 'plain', '.'], repo);
+    // Every file is there under its git-annex key, with its size.
+    const stored = await bucketKeys('annex-plain');
+    for (const f of Object.keys(files)) {
+      const key = (await sh('git', ['annex', 'lookupkey', f], repo)).trim();
+      assert.ok(stored.includes(key), `${f} stored as ${key}`);
+    }
+    await sh('git', ['annex', 'fsck', '-q', '--from', 'plain', '.'], repo);
+    await sh('git', ['annex', 'drop', '-q', '.'], repo);
+    await sh('git', ['annex', 'get', '-q', '--from', 'plain', '.'], repo);
+    for (const [f, d] of Object.entries(files)) assert.deepEqual(readFileSync(join(repo, f)), d, f);
+    await sh('git', ['annex', 'fsck', '-q', '--from', 'plain', '.'], repo);
   },
 );

@@ -386,8 +386,8 @@ function segmentChunks(
   // blocks come as file slices, read by the thread that decrypts them.
   const cipher = store.segmentSlices(segment, range.cipherStart, range.cipherEnd);
   // Blocks read for this request are its own (segmentSlices); inline bytes belong to the record.
-  // Bytes from a backend arrive in buffers the HTTP client may share: they are not given away.
-  return crypto.decryptRange(cipher, segment.cryptoHeader, range, place, !segment.inline && !segment.backend);
+  // A backend store gathers its bytes into buffers of its own (backend-store segmentSlices): given away too.
+  return crypto.decryptRange(cipher, segment.cryptoHeader, range, place, !segment.inline);
 }
 
 async function* objectChunks(

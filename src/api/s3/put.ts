@@ -137,6 +137,53 @@ export async function putObject(ctx: BucketContext): Promise<void> {
   }
 }
 
+/**
+ * Seals `source` (exactly `plainSize` bytes) into a store that keeps objects as streams, as a new version of
+ * the object; the record is the store's answer. PutObject's and PostObject's way into an S3 backend.
+ */
+export async function streamObject(
+  streams: ObjectStreams,
+  enc: RequestEncryption,
+  object: {
+    bucketId: string;
+    key: string;
+    headers: Record<string, string>;
+    userMeta: Record<string, string>;
+    conditions?: WriteCondition | undefined;
+    tags: Record<string, string> | undefined;
+    checksums?: Record<string, string>;
+  },
+  source: AsyncIterable<Buffer>,
+  plainSize: number,
+): Promise<ObjectRecord> {
+  const { bucketId, key, headers, userMeta, conditions, tags, checksums } = object;
+  const versionId = newVersionId();
+  const sealer = segmentSealer(enc, { bucketId, key, versionId }, 0);
+  if (!sealer) throw S3Errors.internal('an object stored in a backend must be encrypted');
+  return streams.putObjectStream(
+    {
+      v: RECORD_VERSION,
+      bucketId,
+      key,
+      versionId,
+      ...sealMetadata(enc, {
+        bucketId,
+        key,
+        versionId,
+        headers,
+        userMeta,
+        ...(checksums ? { checksums } : {}),
+      }),
+      ...(tags ? { tags } : {}),
+      cryptoHeader: sealer.header,
+    },
+    source,
+    plainSize,
+    sealer,
+    conditions,
+  );
+}
+
 // PutObject into a store that keeps objects as streams (an S3 backend): the body is sealed as it flows through
 // to the store, and the record is what the store answers. Its ETag is the store's (not an MD5 of the
 // plaintext: docs/gateway.md), so no MD5 is computed unless Content-MD5 asks for one to check.
@@ -152,29 +199,15 @@ async function putObjectStream(
     tags: Record<string, string> | undefined;
   },
 ): Promise<void> {
-  const { key, headers, userMeta, conditions, tags } = object;
-  const bucketId = ctx.bucket.id;
-  const versionId = newVersionId();
-  const sealer = segmentSealer(enc, { bucketId, key, versionId }, 0);
-  if (!sealer) throw S3Errors.internal('an object stored in a backend must be encrypted');
   const body = ctx.body({ md5: false });
   // The metadata is sealed before the first byte goes to the store: a checksum the request names in a header
   // is sealed with it (the body is refused, and nothing stored, unless it matches), for GET and HEAD to give.
-  const checksums = declaredChecksums(ctx);
-  const record = await streams.putObjectStream(
-    {
-      v: RECORD_VERSION,
-      bucketId,
-      key,
-      versionId,
-      ...sealMetadata(enc, { bucketId, key, versionId, headers, userMeta, checksums }),
-      ...(tags ? { tags } : {}),
-      cryptoHeader: sealer.header,
-    },
+  const record = await streamObject(
+    streams,
+    enc,
+    { bucketId: ctx.bucket.id, ...object, checksums: declaredChecksums(ctx) },
     body.stream,
     declaredSize(ctx),
-    sealer,
-    conditions,
   );
   ctx.res.setHeader('ETag', record.etag);
   setVersionHeader(ctx, ctx.bucket, record);
