@@ -6,7 +6,6 @@ import type { Command } from 'commander';
 import { generateSelfSignedCertificate } from '../api/tls.js';
 import { loadConfig, parseBindAddress, resolveConfigPath, type CoffreConfig } from '../config/config.js';
 import { ensureDefaultConfig } from '../config/init.js';
-import { startNode } from '../node/node.js';
 import { UserError } from '../util/errors.js';
 import { reachableHostPort } from '../util/http-server.js';
 
@@ -72,6 +71,9 @@ export function registerServerCommands(program: Command): void {
       }
       // A port that cannot be bound ends the start with one line naming its key (a ListenError), after the
       // node has stopped whatever it had started.
+      // Loaded here, not at start-up: the server (AWS SDK, LMDB, metrics) costs every other command, such as a
+      // `crypt get`, most of a second of CPU to load.
+      const { startNode } = await import('../node/node.js');
       const node = await startNode(config);
       const scheme = config.s3Api.tlsCert ? 'https' : 'http';
       const s3Url = `${scheme}://${node.addresses.s3}`;
