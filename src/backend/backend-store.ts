@@ -52,7 +52,7 @@ import {
 } from '../model/types.js';
 import { UserError, errorMessage } from '../util/errors.js';
 import { S3Error, S3Errors } from '../util/s3-error.js';
-import { backendErrorCode, backendStatus, fromBackend } from './client.js';
+import { backendErrorCode, backendStatus, fromBackend, writeIfMatch } from './client.js';
 import {
   UPLOAD_ID,
   atBackendVersion,
@@ -510,7 +510,7 @@ export class BackendStore implements ObjectStore {
           ContentLength: sealer.sealedSize(plainSize, 0),
           ContentType: 'application/octet-stream',
           Metadata: metadata,
-          ...(ifMatch ? { IfMatch: ifMatch } : {}),
+          ...(ifMatch ? { IfMatch: writeIfMatch(ifMatch) } : {}),
           ...(condition?.ifNoneMatch === '*' ? { IfNoneMatch: '*' } : {}),
         }),
         { abortSignal: signal },

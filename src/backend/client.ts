@@ -155,3 +155,12 @@ export async function connectBackend(
   }
   return client;
 }
+
+/**
+ * A backend ETag as a write's If-Match names it: without its quotes. Ceph RGW 16.2 compares a PUT's If-Match
+ * with the stored ETag byte for byte and refuses the quoted form it gave itself (409 or 412); AWS, MinIO and
+ * coffre compare either form.
+ */
+export function writeIfMatch(etag: string): string {
+  return etag.replace(/"/g, '');
+}

@@ -20,7 +20,7 @@ import { openSmall, sealSmall } from '../crypto/aead-stream.js';
 import { bucketTakenError } from '../model/model.js';
 import { RECORD_VERSION, type AccessKeyRecord, type BucketRecord } from '../model/types.js';
 import { S3Error, S3Errors } from '../util/s3-error.js';
-import { backendErrorCode, backendStatus, fromBackend } from './client.js';
+import { backendErrorCode, backendStatus, fromBackend, writeIfMatch } from './client.js';
 import { stateKey } from './object-format.js';
 
 /** How long a gateway believes what it read of a record. */
@@ -119,7 +119,7 @@ export class SharedRecords {
           Key: name,
           Body: body,
           ContentType: 'application/octet-stream',
-          ...(expect === null ? { IfNoneMatch: '*' } : expect ? { IfMatch: expect } : {}),
+          ...(expect === null ? { IfNoneMatch: '*' } : expect ? { IfMatch: writeIfMatch(expect) } : {}),
         }),
       );
       this.cache.set(name, { value, etag: put.ETag, at: Date.now() });

@@ -28,7 +28,7 @@ import type { Logger } from 'pino';
 import type { BackendConfig } from '../config/config.js';
 import type { SseS3Keys } from '../sse/sse-s3-keys.js';
 import { UserError, errorMessage } from '../util/errors.js';
-import { backendStatus, fromBackend } from './client.js';
+import { backendStatus, fromBackend, writeIfMatch } from './client.js';
 import type { KeyringHandOff } from './keyring.js';
 import {
   decodePartTable,
@@ -319,7 +319,7 @@ export class KeyRewrap {
               CopySourceIfMatch: head.ETag,
               // And on the destination (the same object) as the copy commits, where the backend checks it:
               // a client's PUT after the HEAD is never undone by the copy.
-              IfMatch: head.ETag,
+              IfMatch: writeIfMatch(head.ETag),
               MetadataDirective: 'REPLACE',
               Metadata: metadata,
               ContentType: 'application/octet-stream',
@@ -388,7 +388,7 @@ export class KeyRewrap {
         UploadId: uploadId,
         MultipartUpload: { Parts: parts },
         // Only onto the object the parts were copied from: a PUT since is kept, the pass looks again.
-        IfMatch: etag,
+        IfMatch: writeIfMatch(etag),
       }),
     );
   }

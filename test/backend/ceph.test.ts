@@ -139,60 +139,56 @@ test('a gateway in front of Ceph RGW stores only ciphertext there, and serves S3
   }
 });
 
-// Not yet: this Ceph RGW refuses a PUT with If-Match even on the ETag it gave (PreconditionFailed), so the
-// gateway's conditional update of the bucket's record (records.ts) fails before versioning is set.
-test(
-  'a versioned bucket through a gateway in front of Ceph RGW passes Ceph’s version ids through',
-  { todo: 'Ceph RGW refuses If-Match PUTs, which bucket record updates use' },
-  async (t) => {
-    const ceph = await cephOrSkip(t);
-    if (!ceph) return;
-    const direct = ceph.client();
-    const bucket = `coffre-gwv-${randomBytes(4).toString('hex')}`;
-    await direct.send(new CreateBucketCommand({ Bucket: bucket }));
-    const gateway = await startGateway({
-      endpoint: ceph.endpoint,
-      region: ceph.region,
-      accessKeyId: ceph.accessKeyId,
-      secretAccessKey: ceph.secretAccessKey,
-      bucket,
-    });
-    t.after(async () => {
-      direct.destroy();
-      await gateway.stop();
-    });
-    const s3 = gateway.client;
-    await s3.send(new CreateBucketCommand({ Bucket: 'drafts' }));
-    await s3.send(
-      new PutBucketVersioningCommand({ Bucket: 'drafts', VersioningConfiguration: { Status: 'Enabled' } }),
-    );
-    const cephSays = await direct.send(new GetBucketVersioningCommand({ Bucket: bucket }));
-    assert.equal(cephSays.Status, 'Enabled');
-    const one = randomBytes(100_000);
-    const two = randomBytes(3000);
-    const v1 = (await s3.send(new PutObjectCommand({ Bucket: 'drafts', Key: 'd', Body: one }))).VersionId;
-    const v2 = (await s3.send(new PutObjectCommand({ Bucket: 'drafts', Key: 'd', Body: two }))).VersionId;
-    assert.ok(v1 && v2 && v1 !== v2);
-    const cephVersions = await direct.send(
-      new ListObjectVersionsCommand({ Bucket: bucket, Prefix: 'coffre/drafts/d' }),
-    );
-    assert.deepEqual(new Set(cephVersions.Versions?.map((v) => v.VersionId)), new Set([v1, v2]));
-    const old = await s3.send(new GetObjectCommand({ Bucket: 'drafts', Key: 'd', VersionId: v1 }));
-    assert.equal(old.VersionId, v1);
-    assert.ok((await bytes(old)).equals(one));
-    const listed = await s3.send(new ListObjectVersionsCommand({ Bucket: 'drafts' }));
-    assert.deepEqual(
-      listed.Versions?.map((v) => [v.VersionId, v.Size, v.IsLatest]),
-      [
-        [v2, two.length, true],
-        [v1, one.length, false],
-      ],
-    );
-    const del = await s3.send(new DeleteObjectCommand({ Bucket: 'drafts', Key: 'd' }));
-    assert.equal(del.DeleteMarker, true);
-    await s3.send(new DeleteObjectCommand({ Bucket: 'drafts', Key: 'd', VersionId: del.VersionId }));
-    const back = await s3.send(new GetObjectCommand({ Bucket: 'drafts', Key: 'd' }));
-    assert.equal(back.VersionId, v2);
-    assert.ok((await bytes(back)).equals(two));
-  },
-);
+// Setting versioning updates the bucket's record with a conditional PUT: this Ceph RGW refuses If-Match in
+// the quoted form of its own ETags, so the gateway names them bare (client.ts writeIfMatch).
+test('a versioned bucket through a gateway in front of Ceph RGW passes Ceph’s version ids through', async (t) => {
+  const ceph = await cephOrSkip(t);
+  if (!ceph) return;
+  const direct = ceph.client();
+  const bucket = `coffre-gwv-${randomBytes(4).toString('hex')}`;
+  await direct.send(new CreateBucketCommand({ Bucket: bucket }));
+  const gateway = await startGateway({
+    endpoint: ceph.endpoint,
+    region: ceph.region,
+    accessKeyId: ceph.accessKeyId,
+    secretAccessKey: ceph.secretAccessKey,
+    bucket,
+  });
+  t.after(async () => {
+    direct.destroy();
+    await gateway.stop();
+  });
+  const s3 = gateway.client;
+  await s3.send(new CreateBucketCommand({ Bucket: 'drafts' }));
+  await s3.send(
+    new PutBucketVersioningCommand({ Bucket: 'drafts', VersioningConfiguration: { Status: 'Enabled' } }),
+  );
+  const cephSays = await direct.send(new GetBucketVersioningCommand({ Bucket: bucket }));
+  assert.equal(cephSays.Status, 'Enabled');
+  const one = randomBytes(100_000);
+  const two = randomBytes(3000);
+  const v1 = (await s3.send(new PutObjectCommand({ Bucket: 'drafts', Key: 'd', Body: one }))).VersionId;
+  const v2 = (await s3.send(new PutObjectCommand({ Bucket: 'drafts', Key: 'd', Body: two }))).VersionId;
+  assert.ok(v1 && v2 && v1 !== v2);
+  const cephVersions = await direct.send(
+    new ListObjectVersionsCommand({ Bucket: bucket, Prefix: 'coffre/drafts/d' }),
+  );
+  assert.deepEqual(new Set(cephVersions.Versions?.map((v) => v.VersionId)), new Set([v1, v2]));
+  const old = await s3.send(new GetObjectCommand({ Bucket: 'drafts', Key: 'd', VersionId: v1 }));
+  assert.equal(old.VersionId, v1);
+  assert.ok((await bytes(old)).equals(one));
+  const listed = await s3.send(new ListObjectVersionsCommand({ Bucket: 'drafts' }));
+  assert.deepEqual(
+    listed.Versions?.map((v) => [v.VersionId, v.Size, v.IsLatest]),
+    [
+      [v2, two.length, true],
+      [v1, one.length, false],
+    ],
+  );
+  const del = await s3.send(new DeleteObjectCommand({ Bucket: 'drafts', Key: 'd' }));
+  assert.equal(del.DeleteMarker, true);
+  await s3.send(new DeleteObjectCommand({ Bucket: 'drafts', Key: 'd', VersionId: del.VersionId }));
+  const back = await s3.send(new GetObjectCommand({ Bucket: 'drafts', Key: 'd' }));
+  assert.equal(back.VersionId, v2);
+  assert.ok((await bytes(back)).equals(two));
+});
