@@ -104,6 +104,12 @@ async function main(): Promise<void> {
     .split(':')[4];
 
   // coffre
+  // The keys a remote holds: the first column of `crypt ls` (the second is the path each was put from).
+  const keysOf = (name: string) =>
+    out(process.execPath, [...COFFRE, 'crypt', 'ls', name])
+      .trim()
+      .split('\n')
+      .map((line) => line.split(/\s+/)[0]!);
   for (const mode of ['shared', 'hybrid']) {
     const remote = join(base, `coffre-${mode}`);
     mkdirSync(remote);
@@ -123,7 +129,7 @@ async function main(): Promise<void> {
       ...keys,
     ]);
     const putBig = run(process.execPath, [...COFFRE, 'crypt', 'put', name, big]);
-    const bigKey = out(process.execPath, [...COFFRE, 'crypt', 'ls', name]).trim();
+    const bigKey = keysOf(name)[0]!;
     const getOut = join(base, `got-${mode}`);
     mkdirSync(getOut);
     const getBig = run(process.execPath, [
@@ -143,10 +149,7 @@ async function main(): Promise<void> {
       get: rate(bigBytes, getBig),
     });
     const putSmall = run(process.execPath, [...COFFRE, 'crypt', 'put', name, ...smallFiles, '-j', '4']);
-    const smallKeys = out(process.execPath, [...COFFRE, 'crypt', 'ls', name])
-      .trim()
-      .split('\n')
-      .filter((k) => k !== bigKey);
+    const smallKeys = keysOf(name).filter((k) => k !== bigKey);
     const getSmall = run(process.execPath, [
       ...COFFRE,
       'crypt',
