@@ -3,7 +3,7 @@
 // then Ceph, read with its own credentials, holds no plaintext, no user metadata and no customer key.
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import {
   CompleteMultipartUploadCommand,
   CreateBucketCommand,
@@ -30,11 +30,15 @@ async function bytes(out: { Body?: unknown }): Promise<Buffer> {
   );
 }
 
-test('a gateway in front of Ceph RGW stores only ciphertext there, and serves S3 as coffre does', async (t) => {
+/**
+ * A gateway in front of the Ceph RGW, on a new backend bucket named from `prefix`, stopped when the test ends;
+ * undefined (the test skipped) where Ceph cannot run here.
+ */
+async function gatewayOnCeph(t: TestContext, prefix: string) {
   const ceph = await cephOrSkip(t);
-  if (!ceph) return;
+  if (!ceph) return undefined;
   const direct = ceph.client();
-  const bucket = `coffre-gw-${randomBytes(4).toString('hex')}`;
+  const bucket = `${prefix}-${randomBytes(4).toString('hex')}`;
   await direct.send(new CreateBucketCommand({ Bucket: bucket }));
   const gateway = await startGateway({
     endpoint: ceph.endpoint,
@@ -47,7 +51,13 @@ test('a gateway in front of Ceph RGW stores only ciphertext there, and serves S3
     direct.destroy();
     await gateway.stop();
   });
-  const s3 = gateway.client;
+  return { ceph, direct, bucket, gateway, s3: gateway.client };
+}
+
+test('a gateway in front of Ceph RGW stores only ciphertext there, and serves S3 as coffre does', async (t) => {
+  const set = await gatewayOnCeph(t, 'coffre-gw');
+  if (!set) return;
+  const { direct, bucket, s3 } = set;
   await s3.send(new CreateBucketCommand({ Bucket: 'album' }));
   const marker = Buffer.from('plaintext that Ceph must never see');
   const data = new Map<string, Buffer>();
@@ -142,23 +152,9 @@ test('a gateway in front of Ceph RGW stores only ciphertext there, and serves S3
 // Setting versioning updates the bucket's record with a conditional PUT: this Ceph RGW refuses If-Match in
 // the quoted form of its own ETags, so the gateway names them bare (client.ts writeIfMatch).
 test('a versioned bucket through a gateway in front of Ceph RGW passes Ceph’s version ids through', async (t) => {
-  const ceph = await cephOrSkip(t);
-  if (!ceph) return;
-  const direct = ceph.client();
-  const bucket = `coffre-gwv-${randomBytes(4).toString('hex')}`;
-  await direct.send(new CreateBucketCommand({ Bucket: bucket }));
-  const gateway = await startGateway({
-    endpoint: ceph.endpoint,
-    region: ceph.region,
-    accessKeyId: ceph.accessKeyId,
-    secretAccessKey: ceph.secretAccessKey,
-    bucket,
-  });
-  t.after(async () => {
-    direct.destroy();
-    await gateway.stop();
-  });
-  const s3 = gateway.client;
+  const set = await gatewayOnCeph(t, 'coffre-gwv');
+  if (!set) return;
+  const { direct, bucket, s3 } = set;
   await s3.send(new CreateBucketCommand({ Bucket: 'drafts' }));
   await s3.send(
     new PutBucketVersioningCommand({ Bucket: 'drafts', VersioningConfiguration: { Status: 'Enabled' } }),

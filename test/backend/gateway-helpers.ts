@@ -112,3 +112,18 @@ export async function bodyOf(out: { Body?: unknown }): Promise<Buffer> {
   const b = out.Body as { transformToByteArray(): Promise<Uint8Array> };
   return Buffer.from(await b.transformToByteArray());
 }
+
+/** What `probe` gives once it gives something (it may throw meanwhile): for state that gateways reach in time. */
+export async function until<T>(
+  what: string,
+  probe: () => Promise<T | undefined>,
+  timeoutMs = 60_000,
+): Promise<T> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const got = await probe().catch(() => undefined);
+    if (got !== undefined) return got;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}

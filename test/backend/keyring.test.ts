@@ -24,12 +24,11 @@ import { connectedPeer } from '../helpers/rpc-peer.js';
 import { rejects } from '../helpers/s3.js';
 import { runCoffre, startServer, type TestServer } from '../helpers/server.js';
 import { mustCli, operatorKey } from '../security/sse-s3-helpers.js';
-import { backendTable, startBackend, startGateway, type Gateway } from './gateway-helpers.js';
+import { backendTable, startBackend, startGateway, until, type Gateway } from './gateway-helpers.js';
 
 const secretHex = randomBytes(32).toString('hex');
 const rpcSecret = `rpc_secret = "${secretHex}"`;
 const env = { COFFRE_GATEWAY_ANNOUNCE_MS: '300' };
-const DEADLINE_MS = 60_000;
 let backend: Awaited<ReturnType<typeof startBackend>>;
 let first: Gateway;
 let second: TestServer;
@@ -45,16 +44,6 @@ interface Status {
 
 async function status(server: TestServer): Promise<Status> {
   return JSON.parse(await mustCli(server, ['sse-s3', 'status', '--json'])) as Status;
-}
-
-async function until<T>(what: string, probe: () => Promise<T | undefined>): Promise<T> {
-  const end = Date.now() + DEADLINE_MS;
-  for (;;) {
-    const got = await probe().catch(() => undefined);
-    if (got !== undefined) return got;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
 }
 
 const unlockedOn = (server: TestServer, current?: string) =>

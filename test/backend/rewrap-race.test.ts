@@ -18,22 +18,11 @@ import {
 } from '@aws-sdk/client-s3';
 import { rejects } from '../helpers/s3.js';
 import { mustCli } from '../security/sse-s3-helpers.js';
-import { startBackend, startGateway, type Gateway } from './gateway-helpers.js';
+import { startBackend, startGateway, until, type Gateway } from './gateway-helpers.js';
 
-const DEADLINE_MS = 60_000;
 let hold: string;
 let backend: Awaited<ReturnType<typeof startBackend>>;
 let gateway: Gateway;
-
-async function until<T>(what: string, probe: () => Promise<T | undefined>): Promise<T> {
-  const end = Date.now() + DEADLINE_MS;
-  for (;;) {
-    const got = await probe().catch(() => undefined);
-    if (got !== undefined) return got;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 before(async () => {
   hold = await mkdtemp(join(tmpdir(), 'coffre-rewrap-hold-'));
