@@ -219,25 +219,25 @@ async function main(): Promise<void> {
   let nul: { port: number; child: ChildProcess } | undefined;
   const targets: Target[] = [];
   try {
+    // A store measured: signed with its credentials, its CPU read from `pids`.
+    const target = (
+      name: string,
+      at: { endpoint: string; accessKeyId: string; secretAccessKey: string },
+      pids: number[],
+    ): Target => ({
+      name,
+      client: client(at.endpoint, at.accessKeyId, at.secretAccessKey),
+      pids: () => pids,
+      written: new Map(),
+    });
     if (TARGETS.includes('null')) {
       nul = await startNullServer();
-      const nulPid = nul.child.pid!;
-      targets.push({
-        name: 'null',
-        client: client(`http://127.0.0.1:${nul.port}`, 'NULL', 'null'),
-        pids: () => [nulPid],
-        written: new Map(),
-      });
+      const at = { endpoint: `http://127.0.0.1:${nul.port}`, accessKeyId: 'NULL', secretAccessKey: 'null' };
+      targets.push(target('null', at, [nul.child.pid!]));
     }
     if (TARGETS.includes('coffre')) {
       coffre = await startServer();
-      const coffrePid = coffre.process.pid!;
-      targets.push({
-        name: 'coffre',
-        client: client(coffre.endpoint, coffre.accessKeyId, coffre.secretAccessKey),
-        pids: () => [coffrePid],
-        written: new Map(),
-      });
+      targets.push(target('coffre', coffre, [coffre.process.pid!]));
     }
     if (ceph && TARGETS.includes('gateway')) {
       const direct = ceph.client();
@@ -245,24 +245,10 @@ async function main(): Promise<void> {
       direct.destroy();
       const profile = PROFILE_DIR ? { nodeFlags: ['--cpu-prof', `--cpu-prof-dir=${PROFILE_DIR}`] } : {};
       gateway = await startGateway({ ...ceph, bucket: GATEWAY_STORE }, { prefix: 'bench/', server: profile });
-      const g = gateway.server;
-      const gatewayPid = g.process.pid!;
-      targets.push({
-        name: 'gateway',
-        client: client(g.endpoint, g.accessKeyId, g.secretAccessKey),
-        pids: () => [gatewayPid],
-        written: new Map(),
-      });
+      targets.push(target('gateway', gateway.server, [gateway.server.process.pid!]));
     }
-    if (ceph && TARGETS.includes('Ceph')) {
-      const c = ceph;
-      targets.push({
-        name: 'Ceph',
-        client: client(c.endpoint, c.accessKeyId, c.secretAccessKey),
-        pids: () => [c.pids.mon, c.pids.osd, c.pids.rgw],
-        written: new Map(),
-      });
-    }
+    if (ceph && TARGETS.includes('Ceph'))
+      targets.push(target('Ceph', ceph, [ceph.pids.mon, ceph.pids.osd, ceph.pids.rgw]));
     for (const t of targets) {
       await t.client.send(new CreateBucketCommand({ Bucket: BUCKET }));
       // Warm up: connections, JIT, first directories.

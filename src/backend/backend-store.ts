@@ -57,6 +57,7 @@ import {
   UPLOAD_ID,
   atBackendVersion,
   backendKey,
+  type BackendObjectFacts,
   checkedBackendVersion,
   backendMetadata,
   bucketPrefix,
@@ -173,12 +174,16 @@ async function guarded<T>(request: Promise<T>): Promise<T> {
 // A HEAD of a version that is a delete marker: 405 from AWS (and coffre), 404 from some engines, with
 // x-amz-delete-marker: true either way.
 function isDeleteMarker(err: unknown): boolean {
-  const headers = (err as { $response?: { headers?: Record<string, string> } }).$response?.headers;
-  return headers?.['x-amz-delete-marker'] === 'true';
+  return errorHeaders(err)?.['x-amz-delete-marker'] === 'true';
+}
+
+// The headers of a backend's error answer (a HEAD's has no body to say more).
+function errorHeaders(err: unknown): Record<string, string> | undefined {
+  return (err as { $response?: { headers?: Record<string, string> } }).$response?.headers;
 }
 
 function lastModifiedOf(err: unknown): Date {
-  const headers = (err as { $response?: { headers?: Record<string, string> } }).$response?.headers;
+  const headers = errorHeaders(err);
   const date = headers?.['last-modified'] ? new Date(headers['last-modified']) : undefined;
   return date && !Number.isNaN(date.getTime()) ? date : new Date();
 }
@@ -704,21 +709,7 @@ export class BackendStore implements ObjectStore {
             isLatest: item.IsLatest === true,
           };
         const facts = { key: item.Key, size: item.Size, etag: item.ETag, lastModified: item.LastModified };
-        let size: number | undefined;
-        if (isMultipartEtag(item.ETag))
-          size =
-            this.sizes.get(`${item.Key}\n${item.ETag}`) ??
-            (
-              await this.headVersion(bucketId, key, id).catch((err: unknown) => {
-                if (err instanceof S3Error && err.status === 503) throw err;
-                return undefined;
-              })
-            )?.size;
-        const record = isMultipartEtag(item.ETag)
-          ? size === undefined
-            ? undefined
-            : listedRecord(bucketId, key, facts, size)
-          : listedRecord(bucketId, key, facts);
+        const record = await this.listedObject(bucketId, key, facts, id);
         return record && { record: { ...record, backendVersionId: id }, isLatest: item.IsLatest === true };
       });
       for (const e of entries) if (e && out.length < limit) out.push(e);
@@ -728,6 +719,27 @@ export class BackendStore implements ObjectStore {
       if (keyMarker === undefined) break;
     }
     return out;
+  }
+
+  // The record of a listed object (or of its backend version `backendVersion`), its size from the listing. A
+  // multipart object's plaintext size needs its part table: looked up once per gateway, then known. Gone since
+  // the listing, or not coffre's: undefined, left out. A backend that fails fails the listing.
+  private async listedObject(
+    bucketId: string,
+    key: string,
+    facts: BackendObjectFacts,
+    backendVersion?: string,
+  ): Promise<ObjectRecord | undefined> {
+    if (!isMultipartEtag(facts.etag)) return listedRecord(bucketId, key, facts);
+    const size =
+      this.sizes.get(`${facts.key}\n${facts.etag}`) ??
+      (
+        await this.headVersion(bucketId, key, backendVersion).catch((err: unknown) => {
+          if (err instanceof S3Error && err.status === 503) throw err;
+          return undefined;
+        })
+      )?.size;
+    return size === undefined ? undefined : listedRecord(bucketId, key, facts, size);
   }
 
   async listObjects(bucketId: string, prefix: string, startAfter: string | undefined, limit: number) {
@@ -754,19 +766,7 @@ export class BackendStore implements ObjectStore {
       const records = await mapLimited(listed.Contents ?? [], LOOKUPS_IN_FLIGHT, async (item) => {
         if (!item.Key?.startsWith(base)) return undefined;
         const facts = { key: item.Key, size: item.Size, etag: item.ETag, lastModified: item.LastModified };
-        const key = item.Key.slice(base.length);
-        if (!isMultipartEtag(item.ETag)) return listedRecord(bucketId, key, facts);
-        // A multipart object's plaintext size needs its part table: looked up once per gateway, then known.
-        const size =
-          this.sizes.get(`${item.Key}\n${item.ETag}`) ??
-          (
-            await this.getObject(bucketId, key).catch((err: unknown) => {
-              // Gone since the listing, or not coffre's: left out. A backend that fails fails the listing.
-              if (err instanceof S3Error && err.status === 503) throw err;
-              return undefined;
-            })
-          )?.size;
-        return size === undefined ? undefined : listedRecord(bucketId, key, facts, size);
+        return this.listedObject(bucketId, item.Key.slice(base.length), facts);
       });
       for (const record of records) if (record) out.push(record);
       if (!listed.IsTruncated || !listed.NextContinuationToken) break;

@@ -18,7 +18,7 @@
 import { createHash } from 'node:crypto';
 import { HEADER_SIZE, IntegrityError, plaintextSize } from '../crypto/aead-stream.js';
 import type { StreamedObject } from '../model/store.js';
-import { RECORD_VERSION, type ObjectRecord, type Segment } from '../model/types.js';
+import { BACKEND_VERSION_ID, RECORD_VERSION, type ObjectRecord, type Segment } from '../model/types.js';
 import { decodeStoredEncryption, type StoredEncryption } from '../sse/object-crypto.js';
 import { S3Error, S3Errors } from '../util/s3-error.js';
 
@@ -127,8 +127,6 @@ export function listedRecord(
 }
 
 const VERSION_ID = /^[0-9a-f]{32}$/;
-/** A version id a versioned backend bucket gives (opaque; the characters AWS, Ceph RGW and MinIO use). */
-const BACKEND_VERSION_ID = /^[A-Za-z0-9._+/=-]{1,1024}$/;
 
 /** A backend's version id as it answered it, checked: undefined when it gave none. */
 export function checkedBackendVersion(key: string, versionId: string | undefined): string | undefined {

@@ -147,6 +147,12 @@ export interface ObjectRecord {
   backendVersionId?: string;
 }
 
+/**
+ * A version id a versioned S3 backend bucket gives (backend/), which a gateway passes through: opaque to
+ * coffre, made of the characters AWS, Ceph RGW, MinIO and Garage use ("+", "/" and "=" in AWS's ids).
+ */
+export const BACKEND_VERSION_ID = /^[A-Za-z0-9._+/=-]{1,1024}$/;
+
 /** The version id S3 clients see for a record: "null" for the null version (and for every v1 record). */
 export function s3VersionId(record: ObjectRecord): string {
   if (record.backendVersionId !== undefined) return record.backendVersionId;

@@ -90,7 +90,7 @@ type Kind =
   /**
    * keyId names the keyring's master key. wrappedKey (base64): the object's own key sealed under that master
    * key, which the object's keys derive from; absent in objects written before, whose keys derive from the
-   * master key itself (those cannot be re-wrapped, only re-written).
+   * master key itself (a re-wrap gives those the master key as their wrapped key: sse/keyring.ts rewrapped).
    */
   | { kind: 'sse-s3'; alg: 'AES256'; keyId: string; wrappedKey?: string };
 

@@ -1,6 +1,6 @@
 // api/s3/versioning: PutBucketVersioning and GetBucketVersioning, and what every versioned operation shares —
 // the `versionId` a request names and the `x-amz-version-id` its answer carries.
-import { s3VersionId, type BucketRecord, type ObjectRecord } from '../../model/types.js';
+import { BACKEND_VERSION_ID, s3VersionId, type BucketRecord, type ObjectRecord } from '../../model/types.js';
 import { S3Errors } from '../../util/s3-error.js';
 import type { BucketContext, S3Context } from './context.js';
 import { sendEmpty, sendXml } from './response.js';
@@ -9,11 +9,6 @@ import { asText, parseXml } from './xml.js';
 
 /** S3 version ids here: "null", or the 32 hex digits of a version coffre made. */
 const VERSION_ID = /^(null|[0-9a-f]{32})$/;
-/**
- * The version ids of a store that passes its backend's through (backend/): opaque to coffre, made of the
- * characters AWS, Ceph RGW, MinIO and Garage use ("+", "/" and "=" in AWS's base64-like ids).
- */
-const BACKEND_VERSION_ID = /^[A-Za-z0-9._+/=-]{1,1024}$/;
 
 /**
  * A version id from a request (query, header or XML), checked: InvalidArgument when it cannot be one. With
