@@ -84,6 +84,7 @@ import {
   type BackendUpload,
   type TablePart,
 } from './object-format.js';
+import { BackendRequestError, type ObjectHead, type ObjectRequests } from './object-requests.js';
 import type { SharedRecords } from './records.js';
 import { sealStream } from './seal-stream.js';
 
@@ -95,6 +96,11 @@ const MIN_PART_SIZE = 5 * 1024 * 1024;
 const CACHE_ENTRIES = 10_000;
 /** Bytes of a backend object's body handed on at once to be decrypted (16 chunks of 64 KiB). */
 const READ_PIECE = 1024 * 1024;
+/**
+ * How much of an object a GET fetches with its metadata, in the request that finds the object: all of a small
+ * object, so that reading it takes one backend request (two with a HEAD first), and the start of a large one.
+ */
+const FIRST_BYTES = 256 * 1024;
 /** Multipart objects a listing looks up at once for their plaintext size. */
 const LOOKUPS_IN_FLIGHT = 8;
 
@@ -128,6 +134,28 @@ function sealedBody(
   );
   body.on('error', () => abort.abort());
   return { body, failure: () => sourceError, signal: abort.signal };
+}
+
+// The body of a GET of an object's first bytes, whole; undefined (and the body dropped) if the backend sent
+// more than asked for (it ignored the Range).
+async function gathered(body: Readable, length: number): Promise<Buffer | undefined> {
+  if (!(length <= FIRST_BYTES)) {
+    body.destroy();
+    return undefined;
+  }
+  const pieces: Buffer[] = [];
+  let got = 0;
+  try {
+    for await (const piece of body as AsyncIterable<Buffer>) {
+      pieces.push(piece);
+      got += piece.length;
+    }
+  } catch (err) {
+    throw fromBackend(err);
+  }
+  if (got !== length)
+    throw S3Errors.internal(`the storage backend sent ${got} bytes of an object's first ${length}`);
+  return Buffer.concat(pieces, got);
 }
 
 // The backend's ETag of an object made by a multipart upload ends in "-<number of parts>".
@@ -178,13 +206,15 @@ function isDeleteMarker(err: unknown): boolean {
 }
 
 // The headers of a backend's error answer (a HEAD's has no body to say more).
-function errorHeaders(err: unknown): Record<string, string> | undefined {
+function errorHeaders(err: unknown): Record<string, string | string[] | undefined> | undefined {
+  if (err instanceof BackendRequestError) return err.headers;
   return (err as { $response?: { headers?: Record<string, string> } }).$response?.headers;
 }
 
 function lastModifiedOf(err: unknown): Date {
   const headers = errorHeaders(err);
-  const date = headers?.['last-modified'] ? new Date(headers['last-modified']) : undefined;
+  const modified = headers?.['last-modified'];
+  const date = typeof modified === 'string' ? new Date(modified) : undefined;
   return date && !Number.isNaN(date.getTime()) ? date : new Date();
 }
 
@@ -222,13 +252,18 @@ export class BackendStore implements ObjectStore {
   private readonly tables = new Map<string, TablePart[]>();
   // Plaintext sizes of multipart objects by backend key and ETag, for listings (docs/gateway.md).
   private readonly sizes = new Map<string, number>();
+  // The first stored bytes of objects a GET is reading (readVersion), by the segments of their records: they
+  // live as long as the request's record does.
+  private readonly firstBytes = new WeakMap<Segment, Buffer>();
 
   constructor(
     private readonly client: S3Client,
     private readonly config: BackendConfig,
     private readonly records: SharedRecords,
+    private readonly objects: ObjectRequests,
   ) {
     this.streams = {
+      readVersion: (...args) => this.readVersion(...args),
       putObjectStream: (...args) => this.putObjectStream(...args),
       putPartStream: (...args) => this.putPartStream(...args),
       completeUploadStream: (...args) => this.completeUploadStream(...args),
@@ -425,22 +460,31 @@ export class BackendStore implements ObjectStore {
 
   // The current object, or the backend's version `backendVersion` of it; undefined when there is none. A
   // version id the backend does not know for this key (another key's, a malformed one) is no version here.
+  // With `firstBytes`, a GET of the object's first bytes stands for the HEAD: they are kept with the record's
+  // segments for segmentSlices (an object stored empty has no bytes to ask for: a HEAD then).
   private async headVersion(
     bucketId: string,
     key: string,
     backendVersion?: string,
+    firstBytes = false,
   ): Promise<ObjectRecord | undefined> {
     const stored = await this.objectKey(bucketId, key);
     const versioned = this.versioned.has(bucketId);
-    let head;
+    let head: ObjectHead;
+    let first: Buffer | undefined;
     try {
-      head = await this.client.send(
-        new HeadObjectCommand({
-          Bucket: this.config.bucket,
-          Key: stored,
-          ...(backendVersion !== undefined ? { VersionId: backendVersion } : {}),
-        }),
-      );
+      if (firstBytes) {
+        const got = await this.objects
+          .get(stored, { range: { start: 0, end: FIRST_BYTES }, versionId: backendVersion })
+          .catch((err: unknown) => {
+            if (backendStatus(err) === 416) return undefined;
+            throw err;
+          });
+        if (got) {
+          first = await gathered(got.body, got.contentLength);
+          head = got;
+        } else head = await this.objects.head(stored, backendVersion);
+      } else head = await this.objects.head(stored, backendVersion);
     } catch (err) {
       const status = backendStatus(err);
       if (backendVersion !== undefined && isDeleteMarker(err)) {
@@ -451,37 +495,48 @@ export class BackendStore implements ObjectStore {
       if (backendVersion !== undefined && status === 400) return undefined;
       throw fromBackend(err);
     }
-    const record = await this.headedRecord(bucketId, key, stored, head);
-    return versioned ? atBackendVersion(record, checkedBackendVersion(stored, head.VersionId)) : record;
+    const headed = await this.headedRecord(bucketId, key, stored, head);
+    const record = versioned
+      ? atBackendVersion(headed, checkedBackendVersion(stored, head.versionId))
+      : headed;
+    if (first) for (const segment of record.segments) this.firstBytes.set(segment, first);
+    return record;
+  }
+
+  // The version a GET is about to read, with the object's first bytes (see headVersion).
+  private async readVersion(
+    bucketId: string,
+    key: string,
+    versionId?: string,
+  ): Promise<ObjectRecord | undefined> {
+    if (versionId === undefined) return this.headVersion(bucketId, key, undefined, true);
+    if (!this.versioned.has(bucketId))
+      return versionId === 'null' ? this.headVersion(bucketId, key, undefined, true) : undefined;
+    return this.headVersion(bucketId, key, versionId, true);
   }
 
   private async headedRecord(
     bucketId: string,
     key: string,
     stored: string,
-    head: {
-      Metadata?: Record<string, string>;
-      ContentLength?: number;
-      ETag?: string;
-      LastModified?: Date;
-    },
+    head: ObjectHead,
   ): Promise<ObjectRecord> {
-    const versionId = versionIdOf(head.Metadata);
+    const versionId = versionIdOf(head.metadata);
     const table =
-      isMultipart(head.Metadata) && versionId ? await this.partTable(stored, versionId) : undefined;
+      isMultipart(head.metadata) && versionId ? await this.partTable(stored, versionId) : undefined;
     const record = headRecord(
       bucketId,
       key,
       {
         key: stored,
-        size: head.ContentLength,
-        etag: head.ETag,
-        lastModified: head.LastModified,
-        metadata: head.Metadata,
+        size: head.totalLength,
+        etag: head.etag,
+        lastModified: head.lastModified,
+        metadata: head.metadata,
       },
       table,
     );
-    if (table) remember(this.sizes, `${stored}\n${head.ETag}`, record.size);
+    if (table) remember(this.sizes, `${stored}\n${head.etag}`, record.size);
     return record;
   }
 
@@ -507,19 +562,14 @@ export class BackendStore implements ObjectStore {
     const { body, failure, signal } = sealedBody(source, plainSize, sealer);
     let put;
     try {
-      put = await this.client.send(
-        new PutObjectCommand({
-          Bucket: this.config.bucket,
-          Key: stored,
-          Body: body,
-          ContentLength: sealer.sealedSize(plainSize, 0),
-          ContentType: 'application/octet-stream',
-          Metadata: metadata,
-          ...(ifMatch ? { IfMatch: writeIfMatch(ifMatch) } : {}),
-          ...(condition?.ifNoneMatch === '*' ? { IfNoneMatch: '*' } : {}),
-        }),
-        { abortSignal: signal },
-      );
+      put = await this.objects.put(stored, body, {
+        contentLength: sealer.sealedSize(plainSize, 0),
+        contentType: 'application/octet-stream',
+        metadata,
+        ...(ifMatch ? { ifMatch: writeIfMatch(ifMatch) } : {}),
+        ...(condition?.ifNoneMatch === '*' ? { ifNoneMatch: '*' } : {}),
+        signal,
+      });
     } catch (err) {
       body.destroy();
       const failed = failure();
@@ -535,16 +585,16 @@ export class BackendStore implements ObjectStore {
         );
       throw fromBackend(err);
     }
-    if (!put.ETag) throw S3Errors.internal('the storage backend gave no ETag for a stored object');
+    if (!put.etag) throw S3Errors.internal('the storage backend gave no ETag for a stored object');
     const record = headRecord(object.bucketId, object.key, {
       key: stored,
       size: sealer.sealedSize(plainSize, 0),
-      etag: put.ETag,
+      etag: put.etag,
       lastModified: new Date(),
       metadata,
     });
     return this.versioned.has(object.bucketId)
-      ? atBackendVersion(record, checkedBackendVersion(stored, put.VersionId))
+      ? atBackendVersion(record, checkedBackendVersion(stored, put.versionId))
       : record;
   }
 
@@ -1251,23 +1301,31 @@ export class BackendStore implements ObjectStore {
     const at = segment.backend;
     if (!at) throw S3Errors.internal('a segment read from a backend has no backend location');
     if (end <= start) return;
+    // What the GET that found the object fetched already is not asked for again. Each slice is a buffer of
+    // its own: the thread that decrypts it is given it.
+    const first = this.firstBytes.get(segment);
+    if (first && at.offset + start < first.length) {
+      const upTo = Math.min(end, first.length - at.offset);
+      const slice = Buffer.allocUnsafeSlow(upTo - start);
+      first.copy(slice, 0, at.offset + start, at.offset + upTo);
+      yield slice;
+      start = upTo;
+      if (start >= end) return;
+    }
     let body;
     try {
-      const got = await this.client.send(
-        new GetObjectCommand({
-          Bucket: this.config.bucket,
-          Key: at.key,
-          Range: `bytes=${at.offset + start}-${at.offset + end - 1}`,
-          IfMatch: at.etag,
-          ...(at.versionId !== undefined ? { VersionId: at.versionId } : {}),
-        }),
-      );
-      body = got.Body as Readable | undefined;
-      if (!body) throw S3Errors.internal('the storage backend sent no body');
-      if (got.ContentLength !== end - start)
+      const got = await this.objects.get(at.key, {
+        range: { start: at.offset + start, end: at.offset + end },
+        ifMatch: at.etag,
+        ...(at.versionId !== undefined ? { versionId: at.versionId } : {}),
+      });
+      body = got.body;
+      if (got.contentLength !== end - start) {
+        body.destroy();
         throw S3Errors.internal(
-          `the storage backend sent ${got.ContentLength} bytes for a range of ${end - start}`,
+          `the storage backend sent ${got.contentLength} bytes for a range of ${end - start}`,
         );
+      }
     } catch (err) {
       if (backendStatus(err) === 412)
         throw new S3Error(

@@ -10,6 +10,7 @@ import type { BackendConfig } from '../config/config.js';
 import { checkPrivate } from '../rpc/identity.js';
 import { UserError, errorMessage } from '../util/errors.js';
 import { S3Error } from '../util/s3-error.js';
+import { BackendRequestError, ObjectRequests } from './object-requests.js';
 
 /** How long a connection to the backend may take to open, and stay silent mid-request. */
 const CONNECT_TIMEOUT_MS = 5_000;
@@ -37,12 +38,24 @@ function readCaBundle(path: string): string[] {
   }
 }
 
-export function createBackendClient(config: BackendConfig, secretAccessKey: string): S3Client {
+/** The backend's two clients: the AWS SDK for everything, and the hot object requests sent directly. */
+export interface BackendClients {
+  client: S3Client;
+  objects: ObjectRequests;
+}
+
+export function createBackendClients(config: BackendConfig, secretAccessKey: string): BackendClients {
   const ca = config.caBundle ? readCaBundle(config.caBundle) : undefined;
+  const connection = {
+    connectTimeoutMs: CONNECT_TIMEOUT_MS,
+    socketTimeoutMs: SOCKET_TIMEOUT_MS,
+    httpAgent: new HttpAgent({ keepAlive: true, maxSockets: MAX_SOCKETS }),
+    httpsAgent: new HttpsAgent({ keepAlive: true, maxSockets: MAX_SOCKETS, ...(ca ? { ca } : {}) }),
+  };
   // The SDK's notice that later SDK releases will need a newer Node.js speaks to coffre's developers (who
   // choose the SDK version coffre ships with), not to the operator, whose start output it would clutter.
   process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
-  return new S3Client({
+  const client = new S3Client({
     endpoint: config.endpoint,
     region: config.region,
     forcePathStyle: config.pathStyle,
@@ -56,19 +69,22 @@ export function createBackendClient(config: BackendConfig, secretAccessKey: stri
     requestHandler: {
       connectionTimeout: CONNECT_TIMEOUT_MS,
       socketTimeout: SOCKET_TIMEOUT_MS,
-      httpAgent: new HttpAgent({ keepAlive: true, maxSockets: MAX_SOCKETS }),
-      httpsAgent: new HttpsAgent({ keepAlive: true, maxSockets: MAX_SOCKETS, ...(ca ? { ca } : {}) }),
+      httpAgent: connection.httpAgent,
+      httpsAgent: connection.httpsAgent,
     },
   });
+  return { client, objects: new ObjectRequests(config, secretAccessKey, connection) };
 }
 
 /** The HTTP status of a backend's answer, if it answered at all. */
 export function backendStatus(err: unknown): number | undefined {
+  if (err instanceof BackendRequestError) return err.status;
   if (err instanceof S3ServiceException) return err.$metadata.httpStatusCode;
   return undefined;
 }
 
 export function backendErrorCode(err: unknown): string | undefined {
+  if (err instanceof BackendRequestError) return err.code;
   return err instanceof S3ServiceException ? err.name : undefined;
 }
 
@@ -145,15 +161,15 @@ export async function probeBackend(client: S3Client, config: BackendConfig): Pro
 export async function connectBackend(
   config: BackendConfig,
   allowInsecurePermissions: boolean,
-): Promise<S3Client> {
-  const client = createBackendClient(config, backendSecret(config, allowInsecurePermissions));
+): Promise<BackendClients> {
+  const clients = createBackendClients(config, backendSecret(config, allowInsecurePermissions));
   try {
-    await probeBackend(client, config);
+    await probeBackend(clients.client, config);
   } catch (err) {
-    client.destroy();
+    clients.client.destroy();
     throw err;
   }
-  return client;
+  return clients;
 }
 
 /**

@@ -151,6 +151,9 @@ export type StreamedObject = Omit<ObjectRecord, 'size' | 'etag' | 'lastModified'
  * `sealer` on the way (as writeSegment seals blocks) — and answers with the record as stored. Its records are rebuilt from that service on each read.
  */
 export interface ObjectStreams {
+  // The version a GET is about to read (as getVersion finds it), with the object's first bytes fetched by the
+  // same request to the service: a small object is then read with one request, not a HEAD and a GET.
+  readVersion(bucketId: string, key: string, versionId?: string): Promise<ObjectRecord | undefined>;
   putObjectStream(
     object: StreamedObject,
     source: AsyncIterable<Buffer>,

@@ -168,7 +168,7 @@ export async function startNode(
   const backend = config.backend
     ? {
         config: config.backend,
-        client: await connectBackend(config.backend, config.allowWorldReadableSecrets),
+        ...(await connectBackend(config.backend, config.allowWorldReadableSecrets)),
       }
     : undefined;
   const identity = loadOrCreateNodeKey(config.metadataDir);
@@ -243,7 +243,7 @@ export async function startNode(
     ? new SharedRecords(backend.client, backend.config.bucket, backend.config.prefix, networkKey)
     : undefined;
   const backendStore =
-    backend && records ? new BackendStore(backend.client, backend.config, records) : undefined;
+    backend && records ? new BackendStore(backend.client, backend.config, records, backend.objects) : undefined;
   await backendStore?.checkRecords();
   // In front of a backend, the sealed keyring lives there, shared by every gateway (backend/keyring.ts).
   const handOff = backend && records ? new KeyringHandOff(records, rpc, sseS3, log) : undefined;

@@ -72,9 +72,13 @@ function firstData(stream: Readable): Promise<void> {
  * The version a GET or HEAD names (the current one without versionId). A delete marker answers as S3 does: a
  * key whose current version is one is not found; a marker named by its id is not a thing to GET.
  */
-async function requestedVersion(ctx: BucketContext, key: string): Promise<ObjectRecord> {
+async function requestedVersion(ctx: BucketContext, key: string, toRead: boolean): Promise<ObjectRecord> {
   const versionId = versionIdParam(ctx);
-  const record = await ctx.store.getVersion(ctx.bucket.id, key, versionId);
+  const streams = ctx.store.streams;
+  const record =
+    toRead && streams
+      ? await streams.readVersion(ctx.bucket.id, key, versionId)
+      : await ctx.store.getVersion(ctx.bucket.id, key, versionId);
   if (!record)
     throw versionId === undefined ? S3Errors.noSuchKey(key) : S3Errors.noSuchVersion(key, versionId);
   if (record.deleteMarker) {
@@ -89,7 +93,7 @@ async function requestedVersion(ctx: BucketContext, key: string): Promise<Object
 export async function getObject(ctx: BucketContext, headOnly: boolean): Promise<void> {
   const bucket = ctx.bucket;
   const key = requireKey(ctx);
-  const record = await requestedVersion(ctx, key);
+  const record = await requestedVersion(ctx, key, !headOnly);
   const status = evaluateConditions(conditionsFrom(ctx.req.headers), record.etag, record.lastModified, true);
   if (status === 304) {
     ctx.res.setHeader('ETag', record.etag);

@@ -2,22 +2,40 @@
 // URL, and hands back what the body decoders need (payload mode, signing key, seed signature) to keep verifying
 // the payload as it streams. Pure: no HTTP objects, no I/O beyond the secret lookup.
 
-import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
+import { timingSafeEqual } from 'node:crypto';
 import type { IncomingHttpHeaders } from 'node:http';
 import { S3Error, S3Errors } from '../../util/s3-error.js';
+import {
+  EMPTY_SHA256,
+  SCOPE_TERMINATOR,
+  SIGV4_ALGORITHM,
+  UNSIGNED_PAYLOAD,
+  deriveSigningKey,
+  hmacSha256,
+  sha256Hex,
+  stringToSign,
+  uriEncode,
+} from '../../crypto/sigv4.js';
+
+export {
+  EMPTY_SHA256,
+  SCOPE_TERMINATOR,
+  SIGV4_ALGORITHM,
+  UNSIGNED_PAYLOAD,
+  deriveSigningKey,
+  hmacSha256,
+  sha256Hex,
+  stringToSign,
+  uriEncode,
+};
 
 // ---- Protocol constants (fixed by SigV4; do not change).
-export const SIGV4_ALGORITHM = 'AWS4-HMAC-SHA256';
-export const SCOPE_TERMINATOR = 'aws4_request';
-export const UNSIGNED_PAYLOAD = 'UNSIGNED-PAYLOAD';
 export const STREAMING_SIGNED = 'STREAMING-AWS4-HMAC-SHA256-PAYLOAD';
 export const STREAMING_SIGNED_TRAILER = 'STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER';
 export const STREAMING_UNSIGNED_TRAILER = 'STREAMING-UNSIGNED-PAYLOAD-TRAILER';
-export const EMPTY_SHA256 = 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855';
 /** Longest validity of a presigned URL S3 accepts: seven days. */
 export const MAX_PRESIGNED_EXPIRES_S = 7 * 24 * 3600;
 const DEFAULT_MAX_SKEW_MS = 15 * 60 * 1000;
-const SIGNING_KEY_CACHE_MAX = 1024;
 
 export type PayloadMode =
   'signed' | 'unsigned' | 'streaming-signed' | 'streaming-unsigned-trailer' | 'streaming-signed-trailer';
@@ -66,16 +84,6 @@ export interface Credential {
   scope: string;
 }
 
-// ---- Small primitives shared with the streaming decoders and POST policy.
-
-export function sha256Hex(data: string | Uint8Array): string {
-  return createHash('sha256').update(data).digest('hex');
-}
-
-export function hmacSha256(key: Uint8Array, data: string | Uint8Array): Buffer {
-  return createHmac('sha256', key).update(data).digest();
-}
-
 /** Constant-time comparison of two hex signatures (false for any malformed or different-length input). */
 export function signaturesEqual(expectedHex: string, givenHex: string): boolean {
   if (expectedHex.length !== givenHex.length || !/^[0-9a-f]*$/.test(givenHex)) return false;
@@ -84,48 +92,7 @@ export function signaturesEqual(expectedHex: string, givenHex: string): boolean 
   return a.length === b.length && timingSafeEqual(a, b);
 }
 
-// Signing keys depend only on (secret, day, region, service): caching them saves four HMACs per request.
-// The cache is keyed by a hash of the secret so secrets themselves are not held as map keys.
-const signingKeyCache = new Map<string, Buffer>();
-
-/** SigV4 signing key: HMAC chain over date, region, service and the terminator. Returns a private copy. */
-export function deriveSigningKey(secret: string, date: string, region: string, service = 's3'): Buffer {
-  const cacheKey = `${sha256Hex(secret)}/${date}/${region}/${service}`;
-  let key = signingKeyCache.get(cacheKey);
-  if (!key) {
-    const kDate = hmacSha256(Buffer.from(`AWS4${secret}`, 'utf8'), date);
-    const kRegion = hmacSha256(kDate, region);
-    const kService = hmacSha256(kRegion, service);
-    key = hmacSha256(kService, SCOPE_TERMINATOR);
-    kDate.fill(0);
-    kRegion.fill(0);
-    kService.fill(0);
-    if (signingKeyCache.size >= SIGNING_KEY_CACHE_MAX) {
-      const oldest = signingKeyCache.keys().next().value;
-      if (oldest !== undefined) {
-        signingKeyCache.get(oldest)?.fill(0);
-        signingKeyCache.delete(oldest);
-      }
-    }
-    signingKeyCache.set(cacheKey, key);
-  }
-  return Buffer.from(key);
-}
-
 // ---- Canonical request pieces.
-
-const UNRESERVED = /[A-Za-z0-9\-._~]/;
-
-/** RFC 3986 percent-encoding as SigV4 wants it: unreserved characters kept, everything else %XX (uppercase). */
-export function uriEncode(value: string, keepSlash = false): string {
-  let out = '';
-  for (const byte of Buffer.from(value, 'utf8')) {
-    const ch = String.fromCharCode(byte);
-    if ((byte < 0x80 && UNRESERVED.test(ch)) || (keepSlash && ch === '/')) out += ch;
-    else out += '%' + byte.toString(16).toUpperCase().padStart(2, '0');
-  }
-  return out;
-}
 
 function safeDecode(s: string): string | undefined {
   try {
@@ -207,10 +174,6 @@ function buildCanonicalRequest(
 ): string {
   const lines = signedHeaders.map((h) => `${h}:${canonicalHeaderValue(headerValue(headers, h) ?? '')}\n`);
   return [method, path, query, lines.join(''), signedHeaders.join(';'), payloadHash].join('\n');
-}
-
-export function stringToSign(amzDate: string, scope: string, canonicalRequest: string): string {
-  return [SIGV4_ALGORITHM, amzDate, scope, sha256Hex(canonicalRequest)].join('\n');
 }
 
 // ---- Parsing and checks.
