@@ -239,11 +239,15 @@ async function errorOf(res: IncomingMessage, status: number): Promise<BackendReq
   let length = 0;
   try {
     for await (const piece of res as AsyncIterable<Buffer>) {
-      if (length < MAX_ERROR_BODY) pieces.push(piece);
+      pieces.push(piece);
       length += piece.length;
+      // An error document is short: what a backend sends past this is not read (nor waited for).
+      if (length >= MAX_ERROR_BODY) break;
     }
   } catch {
     // A cut error body still tells its status.
+  } finally {
+    res.destroy();
   }
   const text = Buffer.concat(pieces).subarray(0, MAX_ERROR_BODY).toString('utf8');
   const code =
