@@ -243,7 +243,9 @@ export async function startNode(
     ? new SharedRecords(backend.client, backend.config.bucket, backend.config.prefix, networkKey)
     : undefined;
   const backendStore =
-    backend && records ? new BackendStore(backend.client, backend.config, records, backend.objects) : undefined;
+    backend && records
+      ? new BackendStore(backend.client, backend.config, records, backend.objects)
+      : undefined;
   await backendStore?.checkRecords();
   // In front of a backend, the sealed keyring lives there, shared by every gateway (backend/keyring.ts).
   const handOff = backend && records ? new KeyringHandOff(records, rpc, sseS3, log) : undefined;
