@@ -370,6 +370,20 @@ export function openObjectRange(
   return Readable.from(objectChunks(store, record.segments, crypto, start, end), { highWaterMark: 1 });
 }
 
+/** The same bytes whole, for a range small enough to answer in one write (get.ts SMALL_BODY). */
+export async function readObjectRange(
+  store: SegmentIo,
+  record: ObjectRecord,
+  enc: RequestEncryption,
+  start: number,
+  end: number,
+): Promise<Buffer> {
+  const pieces: Buffer[] = [];
+  for await (const piece of objectChunks(store, record.segments, cryptoFor(enc, record), start, end))
+    pieces.push(piece);
+  return pieces.length === 1 ? pieces[0]! : Buffer.concat(pieces);
+}
+
 // One segment's plaintext bytes [start, end), in pieces consumed one at a time (never joined).
 function segmentChunks(
   store: SegmentIo,

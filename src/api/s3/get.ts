@@ -6,7 +6,13 @@ import { lockHeaders } from './object-lock.js';
 import { setVersionHeader, versionIdParam } from './versioning.js';
 import { S3Error, S3Errors } from '../../util/s3-error.js';
 import { header, requireKey, type BucketContext, type S3Context } from './context.js';
-import { disposeEncryption, encryptionForRead, openObjectRange, responseHeaders } from './encryption.js';
+import {
+  disposeEncryption,
+  encryptionForRead,
+  openObjectRange,
+  readObjectRange,
+  responseHeaders,
+} from './encryption.js';
 import { openMetadata } from './metadata.js';
 import {
   conditionsFrom,
@@ -17,6 +23,13 @@ import {
   type ByteRange,
 } from './headers.js';
 import { httpDate, sendEmpty } from './response.js';
+
+/**
+ * Bodies up to this size are read whole, then answered in one write with the headers: for a small object the
+ * streams, pipeline and writes of a streamed answer cost more than the object itself. Errors reading it are
+ * then proper error answers, never a cut connection.
+ */
+const SMALL_BODY = 64 * 1024;
 
 const RESPONSE_OVERRIDES: Record<string, string> = {
   'response-content-type': 'Content-Type',
@@ -151,6 +164,10 @@ export async function getObject(ctx: BucketContext, headOnly: boolean): Promise<
     res.statusCode = range ? 206 : 200;
     if (headOnly) {
       res.end();
+      return;
+    }
+    if (end - start <= SMALL_BODY) {
+      res.end(await readObjectRange(ctx.store, record, enc, start, end));
       return;
     }
     const body = openObjectRange(ctx.store, record, enc, start, end);
