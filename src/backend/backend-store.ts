@@ -101,6 +101,8 @@ const READ_PIECE = 1024 * 1024;
  * object, so that reading it takes one backend request (two with a HEAD first), and the start of a large one.
  */
 const FIRST_BYTES = 256 * 1024;
+/** Objects whose sealed form is up to this size are sealed whole before they are sent (putObjectStream). */
+const SMALL_OBJECT = 64 * 1024;
 /** Multipart objects a listing looks up at once for their plaintext size. */
 const LOOKUPS_IN_FLIGHT = 8;
 
@@ -143,19 +145,26 @@ async function gathered(body: Readable, length: number): Promise<Buffer | undefi
     body.destroy();
     return undefined;
   }
-  const pieces: Buffer[] = [];
-  let got = 0;
+  let bytes;
   try {
-    for await (const piece of body as AsyncIterable<Buffer>) {
-      pieces.push(piece);
-      got += piece.length;
-    }
+    bytes = await gatheredStream(body as AsyncIterable<Buffer>, length);
   } catch (err) {
     throw fromBackend(err);
   }
-  if (got !== length)
-    throw S3Errors.internal(`the storage backend sent ${got} bytes of an object's first ${length}`);
-  return Buffer.concat(pieces, got);
+  if (bytes.length !== length)
+    throw S3Errors.internal(`the storage backend sent ${bytes.length} bytes of an object's first ${length}`);
+  return bytes;
+}
+
+// A stream's bytes in one buffer; `expected` is how many there should be (the buffer holds what came).
+async function gatheredStream(source: AsyncIterable<Buffer>, expected: number): Promise<Buffer> {
+  const pieces: Buffer[] = [];
+  let got = 0;
+  for await (const piece of source) {
+    pieces.push(piece);
+    got += piece.length;
+  }
+  return pieces.length === 1 && got === expected ? pieces[0]! : Buffer.concat(pieces, got);
 }
 
 // The backend's ETag of an object made by a multipart upload ends in "-<number of parts>".
@@ -559,20 +568,24 @@ export class BackendStore implements ObjectStore {
       checkWriteCondition(condition, current);
       ifMatch = condition.ifMatch !== undefined ? current?.segments[0]?.backend?.etag : undefined;
     }
-    const { body, failure, signal } = sealedBody(source, plainSize, sealer);
+    const sealedSize = sealer.sealedSize(plainSize, 0);
+    // A small object is sealed whole before anything is sent: one write to the backend, and a body that fails
+    // its checks (signature, digest, length) fails before the backend hears of it.
+    const streamed = sealedSize > SMALL_OBJECT ? sealedBody(source, plainSize, sealer) : undefined;
+    const body = streamed?.body ?? (await gatheredStream(sealStream(source, plainSize, sealer), sealedSize));
     let put;
     try {
       put = await this.objects.put(stored, body, {
-        contentLength: sealer.sealedSize(plainSize, 0),
+        contentLength: sealedSize,
         contentType: 'application/octet-stream',
         metadata,
         ...(ifMatch ? { ifMatch: writeIfMatch(ifMatch) } : {}),
         ...(condition?.ifNoneMatch === '*' ? { ifNoneMatch: '*' } : {}),
-        signal,
+        ...(streamed ? { signal: streamed.signal } : {}),
       });
     } catch (err) {
-      body.destroy();
-      const failed = failure();
+      streamed?.body.destroy();
+      const failed = streamed?.failure();
       if (failed) throw failed;
       if (backendStatus(err) === 412 || backendErrorCode(err) === 'PreconditionFailed')
         throw new S3Error(
@@ -588,7 +601,7 @@ export class BackendStore implements ObjectStore {
     if (!put.etag) throw S3Errors.internal('the storage backend gave no ETag for a stored object');
     const record = headRecord(object.bucketId, object.key, {
       key: stored,
-      size: sealer.sealedSize(plainSize, 0),
+      size: sealedSize,
       etag: put.etag,
       lastModified: new Date(),
       metadata,

@@ -97,7 +97,11 @@ export class ObjectRequests {
     return { ...headOf(res), body: res };
   }
 
-  async put(key: string, body: Readable, opts: PutOptions): Promise<{ etag?: string; versionId?: string }> {
+  async put(
+    key: string,
+    body: Readable | Buffer,
+    opts: PutOptions,
+  ): Promise<{ etag?: string; versionId?: string }> {
     const headers: Record<string, string> = {
       'content-length': String(opts.contentLength),
       'content-type': opts.contentType,
@@ -133,7 +137,7 @@ export class ObjectRequests {
     key: string,
     versionId: string | undefined,
     extra: Record<string, string>,
-    body?: Readable,
+    body?: Readable | Buffer,
     signal?: AbortSignal,
   ): Promise<IncomingMessage> {
     const { hostname, host, path } = this.target(key);
@@ -170,13 +174,15 @@ export class ObjectRequests {
           resolve(res);
           return;
         }
-        body?.unpipe(req);
+        if (body && !Buffer.isBuffer(body)) body.unpipe(req);
         errorOf(res, status).then(reject, reject);
       });
-      if (body) {
+      // A body in memory goes in the same write as the headers.
+      if (Buffer.isBuffer(body) || !body) req.end(body);
+      else {
         body.on('error', (err) => req.destroy(err));
         body.pipe(req);
-      } else req.end();
+      }
     });
   }
 

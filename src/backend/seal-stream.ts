@@ -1,7 +1,7 @@
 // backend/seal-stream: a plaintext body sealed on its way to the backend, block by block with the same sealer
 // the block store uses (sse/ ObjectSealer: whole 64 KiB chunks per block, on a worker thread), so the bytes
-// stored are the encrypted stream of crypto/aead-stream. The next block is sealed while the previous one is
-// sent, and nothing is kept once sent: an object of any size goes through in a few blocks of memory.
+// stored are the encrypted stream of crypto/aead-stream. The next blocks are sealed while one is sent, and
+// nothing is kept once sent: an object of any size goes through in a few blocks of memory.
 import { CHUNK_SIZE } from '../crypto/aead-stream.js';
 import type { BlockSealer } from '../model/segments.js';
 import { S3Error } from '../util/s3-error.js';
@@ -11,6 +11,11 @@ const BLOCK_PLAIN = 16 * CHUNK_SIZE;
 /** A whole object up to this size is sealed on this thread (as the block store seals inline objects): a trip
  * to the worker would cost more than the sealing. */
 const SEAL_HERE_MAX = CHUNK_SIZE;
+/**
+ * Blocks sealed ahead of the one being sent: while the backend is slow to take a block (it writes it), the
+ * client's next blocks are still read and sealed, so that neither side waits on the other at every block.
+ */
+const SEALED_AHEAD = 3;
 
 function incomplete(declared: number, got: number): S3Error {
   return new S3Error(
@@ -35,7 +40,7 @@ export async function* sealStream(
   let block = blockFor(plainSize);
   let filled = 0;
   let at = 0;
-  let sealing: Promise<Buffer> | undefined;
+  const sealing: Promise<Buffer>[] = [];
   const seal = (last: boolean): Promise<Buffer> => {
     const plain = block.subarray(0, filled);
     const out = Buffer.allocUnsafeSlow(sealer.sealedSize(filled, at));
@@ -50,10 +55,10 @@ export async function* sealStream(
       let bytes = typeof piece === 'string' ? Buffer.from(piece) : piece;
       while (bytes.length > 0) {
         if (filled === block.length) {
-          // More follows, so this block is not the last: seal it, and send the one sealed before.
-          const next = seal(false);
-          if (sealing) yield await sealing;
-          sealing = next;
+          // More follows, so this block is not the last: seal it, and send the oldest sealed one once enough
+          // are ahead.
+          sealing.push(seal(false));
+          if (sealing.length > SEALED_AHEAD) yield await sealing.shift()!;
         }
         const n = Math.min(bytes.length, block.length - filled);
         block.set(bytes.subarray(0, n), filled);
@@ -67,12 +72,10 @@ export async function* sealStream(
       yield sealer.sealInline(block.subarray(0, filled));
       return;
     }
-    const last = seal(true);
-    if (sealing) yield await sealing;
-    sealing = undefined;
-    yield await last;
+    sealing.push(seal(true));
+    while (sealing.length > 0) yield await sealing.shift()!;
   } finally {
-    // A body that failed half-way leaves a seal running: let it finish quietly, nothing reads it.
-    sealing?.catch(() => undefined);
+    // A body that failed half-way leaves seals running: let them finish quietly, nothing reads them.
+    for (const left of sealing) left.catch(() => undefined);
   }
 }
