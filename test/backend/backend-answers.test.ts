@@ -16,6 +16,7 @@ const VICTIM = 'victim-object';
 
 async function startProxy(target: URL): Promise<{ endpoint: string; mode: Mode; close(): Promise<void> }> {
   const state = { mode: 'forward' as Mode };
+  const upstream = new http.Agent({ keepAlive: false });
   const server = http.createServer((req, res) => {
     const tampered = state.mode !== 'forward' && req.method === 'GET' && req.url?.includes(VICTIM);
     if (tampered) {
@@ -53,7 +54,14 @@ async function startProxy(target: URL): Promise<{ endpoint: string; mode: Mode; 
       }
     }
     const out = http.request(
-      { host: target.hostname, port: target.port, method: req.method, path: req.url, headers: req.headers },
+      {
+        host: target.hostname,
+        port: target.port,
+        method: req.method,
+        path: req.url,
+        headers: req.headers,
+        agent: upstream,
+      },
       (answer) => {
         res.writeHead(answer.statusCode ?? 502, answer.headers);
         answer.pipe(res);
@@ -75,6 +83,7 @@ async function startProxy(target: URL): Promise<{ endpoint: string; mode: Mode; 
     close: () =>
       new Promise<void>((resolve) => {
         server.closeAllConnections();
+        upstream.destroy();
         server.close(() => resolve());
       }),
   };
@@ -88,6 +97,7 @@ test('a backend answering reads wrongly gets the client a prompt error, and the 
     await gateway.stop();
     await proxy.close();
     backend.client.destroy();
+    await backend.server.stop();
     backend.server.cleanup();
   });
   const s3 = gateway.client;
