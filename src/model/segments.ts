@@ -56,13 +56,15 @@ export interface BlockSealer {
   /**
    * Seals the block of plaintext `plain` found at offset `at` (`last` when it ends the segment) into `out`,
    * which is at least sealedSize long. Both buffers' memory is given up; the sealed block (a view of `out`'s
-   * memory) and `plain`'s memory come back with the block's hash.
+   * memory) and `plain`'s memory come back with the block's hash — unless `named` is false (a store that
+   * keeps no blocks by name, backend/seal-stream): the hash is then '' and the pass over the block saved.
    */
   seal(
     plain: Buffer,
     out: Buffer,
     at: number,
     last: boolean,
+    named?: boolean,
   ): Promise<{ sealed: Buffer; hash: BlockHash; plain: Buffer }>;
   /** The whole sealed segment of a small plaintext, to keep inline. */
   sealInline(plain: Buffer): Buffer;

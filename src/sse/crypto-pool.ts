@@ -33,6 +33,8 @@ export interface SealCall {
   header: Uint8Array;
   firstChunk: number;
   endsStream: boolean;
+  /** Whether the sealed block is named (its SHA-256): '' comes back otherwise. */
+  named: boolean;
   plain: MovedBytes;
   out: ArrayBuffer;
 }
@@ -68,6 +70,7 @@ export async function sealOffThread(
   out: Buffer,
   firstChunk: number,
   endsStream: boolean,
+  named = true,
 ): Promise<{ sealed: Buffer; hash: BlockHash; plain: Buffer }> {
   const moved = moveBytes(plain, true);
   const outMemory = moveBytes(out, true).data;
@@ -77,6 +80,7 @@ export async function sealOffThread(
     header: Uint8Array.from(header),
     firstChunk,
     endsStream,
+    named,
     plain: moved,
     out: outMemory,
   };

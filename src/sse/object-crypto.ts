@@ -595,9 +595,9 @@ export class ObjectSealer implements BlockSealer {
     return sealedRunSize(plainBytes, at === 0);
   }
 
-  seal(plain: Buffer, out: Buffer, at: number, last: boolean) {
+  seal(plain: Buffer, out: Buffer, at: number, last: boolean, named = true) {
     const { streamKey, header } = this.stream;
-    return sealOffThread(streamKey, header, plain, out, at / CHUNK_SIZE, last);
+    return sealOffThread(streamKey, header, plain, out, at / CHUNK_SIZE, last, named);
   }
 
   sealInline(plain: Buffer): Buffer {
