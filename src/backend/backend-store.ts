@@ -695,7 +695,8 @@ export class BackendStore implements ObjectStore {
           }),
         ),
       );
-      // The backend gives versions and markers apart, each in key order, newest first within a key.
+      // The backend gives versions and markers apart, each in key order, newest first within a key; dates
+      // are to the second, so the latest (a marker just put on a version, say) is put first by its flag.
       type Listed = { item: { Key?: string; VersionId?: string; IsLatest?: boolean; LastModified?: Date } };
       const listed: (Listed & { marker: boolean; item: { Size?: number; ETag?: string } })[] = [
         ...(page.Versions ?? []).map((item) => ({ item, marker: false })),
@@ -704,6 +705,7 @@ export class BackendStore implements ObjectStore {
       listed.sort(
         (a, b) =>
           (a.item.Key! < b.item.Key! ? -1 : a.item.Key! > b.item.Key! ? 1 : 0) ||
+          Number(b.item.IsLatest === true) - Number(a.item.IsLatest === true) ||
           (b.item.LastModified?.getTime() ?? 0) - (a.item.LastModified?.getTime() ?? 0),
       );
       const entries = await mapLimited(listed, LOOKUPS_IN_FLIGHT, async ({ item, marker }) => {

@@ -133,8 +133,10 @@ export class BackendLease {
       // A holder's own clock may run ahead of this one: its expiry counts once a whole TTL more has passed
       // here, so clocks that disagree by less than a TTL never let two gateways hold it.
       const expired = value !== undefined && value.expiresAt + value.ttlMs <= now;
-      if (!free && !expired && !this.unchangedForTtl(etag, now))
-        return { ran: false, ...(value ? { holder: value.holder } : {}) };
+      // Unchanged for the TTL its holder promised (it renews three times in one), or this gateway's own TTL
+      // for a record nobody can read: nobody holds it.
+      const watched = this.unchangedFor(etag, value?.ttlMs ?? this.opts.ttlMs, now);
+      if (!free && !expired && !watched) return { ran: false, ...(value ? { holder: value.holder } : {}) };
     }
     try {
       const written = await this.records.writeState(
@@ -152,14 +154,14 @@ export class BackendLease {
     }
   }
 
-  // Whether a record (by its ETag) has been seen here unchanged for a whole TTL; notes it when first seen.
-  private unchangedForTtl(etag: string | undefined, now: number): boolean {
+  // Whether a record (by its ETag) has been seen here unchanged for `ms`; notes it when first seen.
+  private unchangedFor(etag: string | undefined, ms: number, now: number): boolean {
     if (etag === undefined) return false;
     if (this.seen?.etag !== etag) {
       this.seen = { etag, at: now };
       return false;
     }
-    return now - this.seen.at >= this.opts.ttlMs;
+    return now - this.seen.at >= ms;
   }
 
   // Runs the job, renewing the lease every TTL / RENEWALS_PER_TTL, then releases it.
