@@ -456,6 +456,7 @@ function pairRecords(): { records: SharedRecords; client: S3Client } {
   };
 }
 
+const KEYS = 60;
 const EXPIRED: LifecycleRule = {
   ID: 'dated',
   Status: 'Enabled',
@@ -497,9 +498,16 @@ test('two gateways apply the rules once, one at a time under the lease; an opera
     await a.send(
       new PutBucketVersioningCommand({ Bucket: B, VersioningConfiguration: { Status: 'Enabled' } }),
     );
-    for (let i = 0; i < 24; i++)
+    for (let i = 0; i < KEYS; i++)
       await (i % 2 ? a : b).send(new PutObjectCommand({ Bucket: B, Key: `e/${i}`, Body: `object ${i}` }));
     await setRules(B, [EXPIRED], b);
+    // Both gateways know the rules (each believes a bucket's record for a few seconds): once the lease is
+    // free, both workers start a pass over the same keys within one interval of each other.
+    for (const client of [a, b])
+      await until('the rules known to both gateways', async () => {
+        const got = await client.send(new GetBucketLifecycleConfigurationCommand({ Bucket: B }));
+        return got.Rules?.length === 1 ? true : undefined;
+      });
     for (const server of [pairA.server, pairB]) {
       const refused = await adminRun(server);
       assert.equal(refused.status, 409);
@@ -516,7 +524,7 @@ test('two gateways apply the rules once, one at a time under the lease; an opera
   // Both gateways' workers now run every 150 ms: each key gets one delete marker, never two.
   await until('every key expired', async () => {
     const counts = await markers(a, B);
-    return counts.size === 24 && [...counts.values()].every((n) => n >= 1) ? true : undefined;
+    return counts.size === KEYS && [...counts.values()].every((n) => n >= 1) ? true : undefined;
   });
   await quiet(records, released);
   const counts = await markers(b, B);
@@ -569,4 +577,64 @@ test('a lease record overwritten in the backend stops neither gateway, nor lifec
   const b = pairB.client();
   await b.send(new HeadBucketCommand({ Bucket: B }));
   b.destroy();
+});
+
+test('the lease: two holders at the same moment, one runs; a renewal refused aborts the job; an expired one is taken', async () => {
+  const { records, client } = pairRecords();
+  const name = 'lease-race';
+  const one = new BackendLease(records, { name, holder: 'one', ttlMs: 10_000 });
+  const two = new BackendLease(records, { name, holder: 'two', ttlMs: 10_000 });
+  // Each job waits until the other holder was refused: were both let in, neither would ever end.
+  let refused!: () => void;
+  const otherRefused = new Promise<void>((r) => (refused = r));
+  const job = async () => {
+    await otherRefused;
+    return 'done';
+  };
+  const outcomes = await Promise.all(
+    [one, two].map((lease) =>
+      lease.run(job).then((o) => {
+        if (!o.ran) refused();
+        return o;
+      }),
+    ),
+  );
+  assert.equal(outcomes.filter((o) => o.ran).length, 1, JSON.stringify(outcomes));
+  // Released: the other takes it at once.
+  const loser = outcomes[0]!.ran ? two : one;
+  assert.deepEqual(await loser.run(async () => 'after'), { ran: true, value: 'after' });
+
+  // A holder whose renewal is refused (the record changed under it) has its job aborted.
+  const short = new BackendLease(records, { name, holder: 'short', ttlMs: 900 });
+  const lost = await short.run(async (signal) => {
+    await client.send(
+      new PutObjectCommand({
+        Bucket: backend.target.bucket,
+        Key: `${PAIR}.coffre/leases/${name}`,
+        Body: 'x',
+      }),
+    );
+    await new Promise<void>((r) => signal.addEventListener('abort', () => r(), { once: true }));
+    return (signal.reason as Error).message;
+  });
+  assert.ok(lost.ran && /lease was lost/.test(lost.value), JSON.stringify(lost));
+
+  // A live holder's lease is refused, naming it; one whose expiry is long past is taken.
+  const now = Date.now();
+  await records.writeState('leases', name, {
+    v: 1,
+    holder: 'alive',
+    token: 't',
+    expiresAt: now + 60_000,
+    ttlMs: 60_000,
+  });
+  assert.deepEqual(await one.run(async () => 'no'), { ran: false, holder: 'alive' });
+  await records.writeState('leases', name, {
+    v: 1,
+    holder: 'dead',
+    token: 't',
+    expiresAt: now - 10_000,
+    ttlMs: 1_000,
+  });
+  assert.deepEqual(await one.run(async () => 'yes'), { ran: true, value: 'yes' });
 });
