@@ -32,6 +32,7 @@ import { signer } from '../api/s3/sigv4-client.js';
 import { rejects } from '../helpers/s3.js';
 import { runCoffre, startServer, type TestServer } from '../helpers/server.js';
 import { BackendLease } from '../../src/backend/lease.js';
+import { checkLease } from './lease-helpers.js';
 import { SharedRecords } from '../../src/backend/records.js';
 import type { LifecycleReport } from '../../src/model/lifecycle.js';
 import {
@@ -581,60 +582,13 @@ test('a lease record overwritten in the backend stops neither gateway, nor lifec
 
 test('the lease: two holders at the same moment, one runs; a renewal refused aborts the job; an expired one is taken', async () => {
   const { records, client } = pairRecords();
-  const name = 'lease-race';
-  const one = new BackendLease(records, { name, holder: 'one', ttlMs: 10_000 });
-  const two = new BackendLease(records, { name, holder: 'two', ttlMs: 10_000 });
-  // Each job waits until the other holder was refused: were both let in, neither would ever end.
-  let refused!: () => void;
-  const otherRefused = new Promise<void>((r) => (refused = r));
-  const job = async () => {
-    await otherRefused;
-    return 'done';
-  };
-  const outcomes = await Promise.all(
-    [one, two].map((lease) =>
-      lease.run(job).then((o) => {
-        if (!o.ran) refused();
-        return o;
-      }),
-    ),
-  );
-  assert.equal(outcomes.filter((o) => o.ran).length, 1, JSON.stringify(outcomes));
-  // Released: the other takes it at once.
-  const loser = outcomes[0]!.ran ? two : one;
-  assert.deepEqual(await loser.run(async () => 'after'), { ran: true, value: 'after' });
-
-  // A holder whose renewal is refused (the record changed under it) has its job aborted.
-  const short = new BackendLease(records, { name, holder: 'short', ttlMs: 900 });
-  const lost = await short.run(async (signal) => {
-    await client.send(
+  await checkLease(records, (name) =>
+    client.send(
       new PutObjectCommand({
         Bucket: backend.target.bucket,
         Key: `${PAIR}.coffre/leases/${name}`,
         Body: 'x',
       }),
-    );
-    await new Promise<void>((r) => signal.addEventListener('abort', () => r(), { once: true }));
-    return (signal.reason as Error).message;
-  });
-  assert.ok(lost.ran && /lease was lost/.test(lost.value), JSON.stringify(lost));
-
-  // A live holder's lease is refused, naming it; one whose expiry is long past is taken.
-  const now = Date.now();
-  await records.writeState('leases', name, {
-    v: 1,
-    holder: 'alive',
-    token: 't',
-    expiresAt: now + 60_000,
-    ttlMs: 60_000,
-  });
-  assert.deepEqual(await one.run(async () => 'no'), { ran: false, holder: 'alive' });
-  await records.writeState('leases', name, {
-    v: 1,
-    holder: 'dead',
-    token: 't',
-    expiresAt: now - 10_000,
-    ttlMs: 1_000,
-  });
-  assert.deepEqual(await one.run(async () => 'yes'), { ran: true, value: 'yes' });
+    ),
+  );
 });
