@@ -104,6 +104,15 @@ export class BackendLease {
     }
   }
 
+  /** As run, for a timer: the job's result, or undefined when it did not run (another holds the lease). */
+  async runIfFree<T>(
+    job: (signal: AbortSignal) => Promise<T>,
+    opts: { unlessFinishedWithinMs?: number } = {},
+  ): Promise<T | undefined> {
+    const outcome = await this.run(job, opts);
+    return outcome.ran ? outcome.value : undefined;
+  }
+
   private record(expiresAt: number, finishedAt?: number): LeaseRecord {
     return {
       v: LEASE_FORMAT,

@@ -286,14 +286,11 @@ export async function startNode(
   const stopLifecycle = startLifecycleWorker(store, {
     intervalMs: lifecycleIntervalMs,
     shouldRun: () => Boolean(backend) || cluster.ownsMetadata(),
+    // Not again within half a period of another gateway's pass: once a day across the gateways.
     ...(lifecycleLease
       ? {
-          guard: async (pass) => {
-            const outcome = await lifecycleLease.run(pass, {
-              unlessFinishedWithinMs: lifecycleIntervalMs / 2,
-            });
-            return outcome.ran ? outcome.value : undefined;
-          },
+          guard: (pass) =>
+            lifecycleLease.runIfFree(pass, { unlessFinishedWithinMs: lifecycleIntervalMs / 2 }),
         }
       : {}),
     onReport: (report) => log.info(lifecycleLogFields(report), 'lifecycle run'),
