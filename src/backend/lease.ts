@@ -54,6 +54,9 @@ function isLeaseRecord(v: unknown): v is LeaseRecord {
 export type LeaseRefusal = { ran: false; holder?: string; finishedAt?: number };
 export type LeaseOutcome<T> = { ran: true; value: T } | LeaseRefusal;
 
+// The lease taken, with the ETag of the record written; or why not.
+type Taken = { ran: true; etag: string | undefined } | LeaseRefusal;
+
 /** A job's lease lost while it ran: what the job's signal is aborted with. */
 export class LeaseLost extends Error {
   constructor(name: string) {
@@ -64,7 +67,8 @@ export class LeaseLost extends Error {
 export class BackendLease {
   /** This process's token: a gateway restarted holds nothing its former process held. */
   private readonly token = randomBytes(8).toString('hex');
-  private running = false;
+  private holding = false;
+  private taking: Promise<void> = Promise.resolve();
   // A record held by another (or unreadable) as first seen here: taken over once unchanged for a whole TTL.
   private seen?: { etag: string; at: number };
 
@@ -92,15 +96,26 @@ export class BackendLease {
     job: (signal: AbortSignal) => Promise<T>,
     opts: { unlessFinishedWithinMs?: number } = {},
   ): Promise<LeaseOutcome<T>> {
-    // Within one process the lease is held once (a timer's pass and an operator's run, say).
-    if (this.running) return { ran: false, holder: this.opts.holder };
-    this.running = true;
-    try {
+    // Within one process the lease is held once (a timer's pass and an operator's run, say), and taken by one
+    // attempt at a time: a second waits for the first's answer rather than being refused for it.
+    const before = this.taking;
+    const attempt = (async (): Promise<Taken> => {
+      await before;
+      if (this.holding) return { ran: false, holder: this.opts.holder };
       const taken = await this.take(opts.unlessFinishedWithinMs);
-      if (!taken.ran) return taken;
+      if (taken.ran) this.holding = true;
+      return taken;
+    })();
+    this.taking = attempt.then(
+      () => undefined,
+      () => undefined,
+    );
+    const taken = await attempt;
+    if (!taken.ran) return taken;
+    try {
       return { ran: true, value: await this.hold(taken.etag, job) };
     } finally {
-      this.running = false;
+      this.holding = false;
     }
   }
 
@@ -124,10 +139,7 @@ export class BackendLease {
     };
   }
 
-  // The lease taken, with the ETag of the record written; or why not.
-  private async take(
-    unlessFinishedWithinMs: number | undefined,
-  ): Promise<{ ran: true; etag: string | undefined } | LeaseRefusal> {
+  private async take(unlessFinishedWithinMs: number | undefined): Promise<Taken> {
     const { value, etag, unreadable } = await this.records.readStateOrEtag(
       'leases',
       this.opts.name,

@@ -180,9 +180,24 @@ class Run {
         ? await this.store.getVersion(bucket.id, record.key, s3VersionId(record))
         : await this.store.getObject(bucket.id, record.key);
       const same = fresh !== undefined && fresh.etag === record.etag;
-      out.push({ ...record, tags: (same ? await streams.objectTags(fresh) : undefined) ?? {} });
+      out.push({ ...record, tags: (same ? await this.tagsOf(streams, fresh) : undefined) ?? {} });
     }
     return out;
+  }
+
+  // A version's tags as its store keeps them apart. Tags that cannot be read (a record damaged where it is
+  // kept) are none: no rule removes a version for tags it cannot see, and the run goes on. A store that is
+  // down fails the run, to be retried.
+  private async tagsOf(
+    streams: Pick<ObjectStreams, 'objectTags'>,
+    record: ObjectRecord,
+  ): Promise<Record<string, string> | undefined> {
+    try {
+      return await streams.objectTags(record);
+    } catch (err) {
+      if (err instanceof S3Error && err.status === 500) return undefined;
+      throw err;
+    }
   }
 
   // One key's versions, newest first (the first is the current one).
