@@ -55,7 +55,7 @@ export type LeaseRefusal = { ran: false; holder?: string; finishedAt?: number };
 export type LeaseOutcome<T> = { ran: true; value: T } | LeaseRefusal;
 
 // The lease taken, with the ETag of the record written; or why not.
-type Taken = { ran: true; etag: string | undefined } | LeaseRefusal;
+type Taken = { ran: true; etag: string } | LeaseRefusal;
 
 /** A job's lease lost while it ran: what the job's signal is aborted with. */
 export class LeaseLost extends Error {
@@ -167,6 +167,8 @@ export class BackendLease {
         value || unreadable ? (etag ?? null) : null,
       );
       this.seen = undefined;
+      // Without the ETag of what it wrote, a holder could renew only unconditionally: it holds nothing.
+      if (!written) throw new Error(`the backend gave no ETag for the ${this.opts.name} lease`);
       return { ran: true, etag: written };
     } catch (err) {
       // Another gateway took it (or changed it) between the read and the write.
@@ -186,7 +188,7 @@ export class BackendLease {
   }
 
   // Runs the job, renewing the lease every TTL / RENEWALS_PER_TTL, then releases it.
-  private async hold<T>(etag: string | undefined, job: (signal: AbortSignal) => Promise<T>): Promise<T> {
+  private async hold<T>(etag: string, job: (signal: AbortSignal) => Promise<T>): Promise<T> {
     const lost = new AbortController();
     let current = etag;
     let heldUntil = Date.now() + this.opts.ttlMs;
@@ -197,7 +199,14 @@ export class BackendLease {
         if (lost.signal.aborted) return;
         const until = Date.now() + this.opts.ttlMs;
         try {
-          current = await this.records.writeState('leases', this.opts.name, this.record(until), current);
+          const written = await this.records.writeState(
+            'leases',
+            this.opts.name,
+            this.record(until),
+            current,
+          );
+          if (!written) throw new Error('no ETag');
+          current = written;
           heldUntil = until;
         } catch (err) {
           // Refused: another gateway holds it now. Failed: held only until the last renewal's expiry.
