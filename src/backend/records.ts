@@ -31,8 +31,10 @@ const RECORDS_KEY_LABEL = 'coffre/backend-records/v1';
 const UPDATE_ATTEMPTS = 8;
 
 type Kind = 'keys' | 'buckets' | 'tags' | StateKind;
-/** Other gateways' shared state kept sealed the same way (backend/keyring.ts, backend/rewrap.ts). */
-export type StateKind = 'sse-s3' | 'gateways';
+/** Other gateways' shared state kept sealed the same way (backend/keyring.ts, rewrap.ts, lease.ts). */
+export type StateKind = 'sse-s3' | 'gateways' | 'leases';
+/** Bytes of a state record readStateOrEtag reads at most: a larger one is no record a gateway wrote. */
+const MAX_STATE_BYTES = 64 * 1024;
 
 interface Cached<T> {
   value: T | undefined;
@@ -183,6 +185,44 @@ export class SharedRecords {
   /** A state record and its backend ETag (for a conditional writeState), or value undefined. */
   readState<T>(kind: StateKind, id: string): Promise<{ value: T | undefined; etag?: string }> {
     return this.read<T>(kind, id, true);
+  }
+
+  /**
+   * A state record as readState reads it, except that one which does not open, is not JSON, is larger than
+   * any gateway writes or is not what `valid` accepts comes back as `unreadable` with its ETag instead of
+   * failing: for records a gateway must be able to take over whatever was written there (lease.ts).
+   */
+  async readStateOrEtag<T>(
+    kind: StateKind,
+    id: string,
+    valid: (value: unknown) => value is T,
+  ): Promise<{ value?: T; etag?: string; unreadable?: true }> {
+    const name = this.name(kind, id);
+    this.cache.delete(name);
+    let got;
+    try {
+      got = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: name }));
+    } catch (err) {
+      if (backendStatus(err) === 404) return {};
+      throw fromBackend(err);
+    }
+    const body = got.Body as { transformToByteArray(): Promise<Uint8Array>; destroy?: () => void };
+    if (got.ContentLength === undefined || got.ContentLength > MAX_STATE_BYTES) {
+      body.destroy?.();
+      return { etag: got.ETag, unreadable: true };
+    }
+    const sealed = Buffer.from(
+      await body.transformToByteArray().catch((err: unknown) => {
+        throw fromBackend(err);
+      }),
+    );
+    let value: unknown;
+    try {
+      value = this.open<unknown>(name, sealed);
+    } catch {
+      return { etag: got.ETag, unreadable: true };
+    }
+    return valid(value) ? { value, etag: got.ETag } : { etag: got.ETag, unreadable: true };
   }
 
   /**

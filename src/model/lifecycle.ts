@@ -3,7 +3,8 @@
 // uploads — and reports what it removed. It works through the MetadataStore, so it runs the same on any
 // store. Rules are judged at `now`, which a caller may set (operators and tests run it "as of" a date); object
 // lock is not: the store judges every removal by the real time, and a protected version is only counted.
-import type { MetadataStore } from './store.js';
+// In front of an S3 backend, where several gateways could each run it, one at a time does (backend/lease.ts).
+import type { MetadataStore, ObjectStreams } from './store.js';
 import type { VersionEntry } from './model.js';
 import {
   isProtected,
@@ -13,6 +14,12 @@ import {
   type ObjectRecord,
 } from './types.js';
 import { S3Error } from '../util/s3-error.js';
+
+/**
+ * The store the worker works through: its metadata, and, where objects' tags are kept apart from their listed
+ * records (a backend: ObjectStreams.objectTags), how to read them.
+ */
+export type LifecycleStore = MetadataStore & { readonly streams?: Pick<ObjectStreams, 'objectTags'> };
 
 const DAY = 24 * 3600 * 1000;
 const PAGE = 1000;
@@ -65,8 +72,10 @@ class Run {
   readonly report: LifecycleReport;
 
   constructor(
-    private readonly store: MetadataStore,
+    private readonly store: LifecycleStore,
     private readonly now: number,
+    // Aborted when this node may no longer remove anything (a lease lost): checked before each removal.
+    private readonly signal?: AbortSignal,
   ) {
     this.report = {
       startedAt: new Date().toISOString(),
@@ -96,6 +105,7 @@ class Run {
 
   /** Removes a version for good, unless object lock protects it (checked again by the store, at real time). */
   private async removeVersion(bucket: BucketRecord, record: ObjectRecord): Promise<boolean> {
+    this.signal?.throwIfAborted();
     if (isProtected(record, Date.now(), false)) {
       this.report.keptByObjectLock++;
       return false;
@@ -119,7 +129,7 @@ class Run {
     let group: VersionEntry[] = [];
     let cursor: { key: string; versionId?: string } | undefined;
     for (;;) {
-      const page = await this.store.listVersions(bucket.id, '', cursor, PAGE);
+      const page = await this.versions(bucket, cursor);
       for (const entry of page) {
         if (group.length > 0 && group[0]!.record.key !== entry.record.key) {
           await this.key(bucket, rules, group);
@@ -135,10 +145,70 @@ class Run {
     await this.uploads(bucket, rules);
   }
 
+  // A page of a bucket's versions. A bucket never versioned has one version per key, its current object, which
+  // listObjects gives: a backend bucket versioned for another coffre bucket keeps older versions of this one's
+  // objects too, which are no versions to its clients (backend/backend-store.ts).
+  private async versions(
+    bucket: BucketRecord,
+    cursor: { key: string; versionId?: string } | undefined,
+  ): Promise<VersionEntry[]> {
+    if (bucket.versioning) return this.store.listVersions(bucket.id, '', cursor, PAGE);
+    const objects = await this.store.listObjects(bucket.id, '', cursor?.key, PAGE);
+    return objects.map((record) => ({ record, isLatest: true }));
+  }
+
+  // Where tags are kept apart from listed records, the tags of each version a rule filtering on tags could
+  // apply to, read from the version as it is now: one that changed since it was listed has none.
+  private async withTags(
+    bucket: BucketRecord,
+    rules: LifecycleRule[],
+    records: ObjectRecord[],
+  ): Promise<ObjectRecord[]> {
+    const streams = this.store.streams;
+    const tagRules = rules.filter((r) => r.filter.tags !== undefined);
+    if (!streams || tagRules.length === 0) return records;
+    const out: ObjectRecord[] = [];
+    for (const record of records) {
+      const prefixed = tagRules.some(
+        (r) => r.filter.prefix === undefined || record.key.startsWith(r.filter.prefix),
+      );
+      if (record.deleteMarker || !prefixed) {
+        out.push(record);
+        continue;
+      }
+      const fresh = bucket.versioning
+        ? await this.store.getVersion(bucket.id, record.key, s3VersionId(record))
+        : await this.store.getObject(bucket.id, record.key);
+      const same = fresh !== undefined && fresh.etag === record.etag;
+      out.push({ ...record, tags: (same ? await this.tagsOf(streams, fresh) : undefined) ?? {} });
+    }
+    return out;
+  }
+
+  // A version's tags as its store keeps them apart. Tags that cannot be read (a record damaged where it is
+  // kept) are none: no rule removes a version for tags it cannot see, and the run goes on. A store that is
+  // down fails the run, to be retried.
+  private async tagsOf(
+    streams: Pick<ObjectStreams, 'objectTags'>,
+    record: ObjectRecord,
+  ): Promise<Record<string, string> | undefined> {
+    try {
+      return await streams.objectTags(record);
+    } catch (err) {
+      if (err instanceof S3Error && err.status === 500) return undefined;
+      throw err;
+    }
+  }
+
   // One key's versions, newest first (the first is the current one).
   private async key(bucket: BucketRecord, rules: LifecycleRule[], versions: VersionEntry[]): Promise<void> {
-    const current = versions[0]!.record;
-    const noncurrent = versions.slice(1).map((v) => v.record);
+    const records = await this.withTags(
+      bucket,
+      rules,
+      versions.map((v) => v.record),
+    );
+    const current = records[0]!;
+    const noncurrent = records.slice(1);
     let removedAll = true;
     // Non-current versions: each became non-current when the next newer one was written.
     for (const [i, record] of noncurrent.entries()) {
@@ -185,6 +255,7 @@ class Run {
       this.report.keptByObjectLock++;
       return;
     }
+    this.signal?.throwIfAborted();
     const outcome = await this.store.deleteObject(bucket.id, current.key);
     this.record({
       bucket: bucket.name,
@@ -204,6 +275,7 @@ class Run {
           dueAt(upload.initiated, r.abortIncompleteUploadDays) <= this.now,
       );
       if (!rule) continue;
+      this.signal?.throwIfAborted();
       try {
         await this.store.abortUpload(upload);
       } catch (err) {
@@ -234,32 +306,49 @@ export function lifecycleLogFields(report: LifecycleReport): Record<string, numb
   };
 }
 
-/** Applies every bucket's lifecycle rules as of `now` (ms); what was removed is in the report. */
-export async function applyLifecycle(store: MetadataStore, now = Date.now()): Promise<LifecycleReport> {
-  const run = new Run(store, now);
+/**
+ * Applies every bucket's lifecycle rules as of `now` (ms); what was removed is in the report. An aborted
+ * `signal` stops the run before its next removal (with the signal's reason).
+ */
+export async function applyLifecycle(
+  store: LifecycleStore,
+  now = Date.now(),
+  signal?: AbortSignal,
+): Promise<LifecycleReport> {
+  const run = new Run(store, now, signal);
   for (const bucket of await store.listBuckets()) await run.bucket(bucket);
   return run.report;
 }
 
+/** Runs a pass only while this node holds the right to (a lease); undefined when it does not now. */
+export type LifecycleGuard = (
+  pass: (signal: AbortSignal) => Promise<LifecycleReport>,
+) => Promise<LifecycleReport | undefined>;
+
 /**
  * Runs applyLifecycle every `intervalMs` (daily by default) while `shouldRun` says this node is the one to
- * (the metadata node of a cluster); passes never overlap. Returns a function that stops it.
+ * (the metadata node of a cluster), and, given a `guard`, only when the guard lets it (gateways of one
+ * backend: backend/lease.ts); passes never overlap. Returns a function that stops it.
  */
 export function startLifecycleWorker(
-  store: MetadataStore,
+  store: LifecycleStore,
   opts: {
     intervalMs: number;
     shouldRun: () => boolean;
+    guard?: LifecycleGuard;
     onReport: (report: LifecycleReport) => void;
     onError: (err: Error) => void;
   },
 ): () => void {
   let running = false;
+  const guard: LifecycleGuard = opts.guard ?? ((pass) => pass(new AbortController().signal));
   const timer = setInterval(() => {
     if (running || !opts.shouldRun()) return;
     running = true;
-    applyLifecycle(store)
-      .then(opts.onReport, opts.onError)
+    guard((signal) => applyLifecycle(store, Date.now(), signal))
+      .then((report) => {
+        if (report) opts.onReport(report);
+      }, opts.onError)
       .finally(() => (running = false));
   }, opts.intervalMs);
   timer.unref();

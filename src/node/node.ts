@@ -24,6 +24,7 @@ import { MetadataReplication } from '../rpc/metadata-replication.js';
 import { SseS3Keys } from '../sse/sse-s3-keys.js';
 import { BackendKeyringSource, KeyringHandOff, SSE_S3_KEYS_PATH, keyringWhere } from '../backend/keyring.js';
 import { KeyRewrap } from '../backend/rewrap.js';
+import { BackendLease } from '../backend/lease.js';
 import { RpcNode } from '../rpc/peering.js';
 import { OrphanSweeper } from '../rpc/orphans.js';
 import { Rebalancer } from '../rpc/rebalance.js';
@@ -274,11 +275,26 @@ export async function startNode(
     intervalMs: Number(process.env.COFFRE_ORPHAN_SWEEP_MS ?? 3600_000),
   });
   if (!backend) orphans.start();
-  // Lifecycle rules are applied once a day, by the node that holds the metadata.
+  // Lifecycle rules are applied once a day, by the node that holds the metadata; in front of a backend, by
+  // one gateway at a time (the one holding the backend's lifecycle lease), once a day across them.
+  const lifecycleIntervalMs = Number(process.env.COFFRE_LIFECYCLE_INTERVAL_MS ?? 24 * 3600_000);
+  const lifecycleLease = records
+    ? new BackendLease(records, {
+        name: 'lifecycle',
+        holder: rpc.nodeId,
+        ttlMs: Number(process.env.COFFRE_LIFECYCLE_LEASE_MS ?? 60_000),
+      })
+    : undefined;
   const stopLifecycle = startLifecycleWorker(store, {
-    intervalMs: Number(process.env.COFFRE_LIFECYCLE_INTERVAL_MS ?? 24 * 3600_000),
-    // A node in front of a backend keeps no versions of its own: no lifecycle there yet.
-    shouldRun: () => !backend && cluster.ownsMetadata(),
+    intervalMs: lifecycleIntervalMs,
+    shouldRun: () => Boolean(backend) || cluster.ownsMetadata(),
+    // Not again within half a period of another gateway's pass: once a day across the gateways.
+    ...(lifecycleLease
+      ? {
+          guard: (pass) =>
+            lifecycleLease.runIfFree(pass, { unlessFinishedWithinMs: lifecycleIntervalMs / 2 }),
+        }
+      : {}),
     onReport: (report) => log.info(lifecycleLogFields(report), 'lifecycle run'),
     onError: (err) => log.warn({ err: err.message }, 'lifecycle run failed; retried at the next one'),
   });
@@ -340,7 +356,21 @@ export async function startNode(
     const tls = tlsFiles ? await loadTlsOptions(tlsFiles) : undefined;
     const s3Server = new S3Server({ config, store, log, metrics, sseS3 }, tls);
     const adminServer = new AdminServer(
-      { config, store, log, metrics, cluster, rpc, rebalancer, replication, sseS3, resync, scrub, rewrap },
+      {
+        config,
+        store,
+        log,
+        metrics,
+        cluster,
+        rpc,
+        rebalancer,
+        replication,
+        sseS3,
+        resync,
+        scrub,
+        rewrap,
+        lifecycleLease,
+      },
       tls,
     );
     s3 = s3Server;

@@ -20,7 +20,9 @@ import {
 } from '@aws-sdk/client-s3';
 import { cephOrSkip } from '../helpers/ceph.js';
 import { customerKey, sseCParams } from '../security/ssec-helpers.js';
+import { SharedRecords } from '../../src/backend/records.js';
 import { startGateway } from './gateway-helpers.js';
+import { checkLease } from './lease-helpers.js';
 
 const MiB = 1024 * 1024;
 
@@ -187,4 +189,20 @@ test('a versioned bucket through a gateway in front of Ceph RGW passes Ceph’s 
   const back = await s3.send(new GetObjectCommand({ Bucket: 'drafts', Key: 'd' }));
   assert.equal(back.VersionId, v2);
   assert.ok((await bytes(back)).equals(two));
+});
+
+// The lease one gateway holds to apply lifecycle rules (src/backend/lease.ts) rests on this Ceph RGW refusing a
+// PUT with If-None-Match: * over an object that exists, and one with If-Match on an ETag it no longer has.
+test('the backend lease is exclusive on Ceph RGW (If-None-Match: *, If-Match on PUT)', async (t) => {
+  const ceph = await cephOrSkip(t);
+  if (!ceph) return;
+  const direct = ceph.client();
+  t.after(() => direct.destroy());
+  const bucket = `coffre-lease-${randomBytes(4).toString('hex')}`;
+  await direct.send(new CreateBucketCommand({ Bucket: bucket }));
+  const records = new SharedRecords(direct, bucket, 'coffre/', randomBytes(32));
+  t.after(() => records.dispose());
+  await checkLease(records, (name) =>
+    direct.send(new PutObjectCommand({ Bucket: bucket, Key: `coffre/.coffre/leases/${name}`, Body: 'x' })),
+  );
 });

@@ -49,6 +49,7 @@ import { applyStaged, metadataReplicas, nextRoles, stageRole } from '../../rpc/l
 import type { MetadataReplication } from '../../rpc/metadata-replication.js';
 import type { SseS3Keys } from '../../sse/sse-s3-keys.js';
 import type { KeyRewrap } from '../../backend/rewrap.js';
+import type { BackendLease } from '../../backend/lease.js';
 import type { RpcNode } from '../../rpc/peering.js';
 import type { BlockResync } from '../../rpc/resync.js';
 import type { Scrubber } from '../../rpc/scrub.js';
@@ -292,6 +293,8 @@ export class AdminServer {
       resync?: BlockResync;
       scrub?: Scrubber;
       rewrap?: KeyRewrap;
+      // In front of a backend: runs are one at a time across the gateways (backend/lease.ts).
+      lifecycleLease?: BackendLease;
     },
     tls?: https.ServerOptions,
   ) {
@@ -720,9 +723,24 @@ export class AdminServer {
       if (Number.isNaN(at))
         throw new AdminError(400, 'now must be a date, as 2030-01-31 or 2030-01-31T12:00:00Z');
     }
-    const report = await applyLifecycle(this.deps.store, at);
+    const report = await this.underLifecycleLease((signal) => applyLifecycle(this.deps.store, at, signal));
     this.deps.log.info(lifecycleLogFields(report), 'lifecycle run');
     return report;
+  }
+
+  // A run on a gateway, while it holds the lifecycle lease; refused while another gateway's run holds it.
+  private async underLifecycleLease(
+    pass: (signal?: AbortSignal) => Promise<LifecycleReport>,
+  ): Promise<LifecycleReport> {
+    const lease = this.deps.lifecycleLease;
+    if (!lease) return pass();
+    const outcome = await lease.run(pass);
+    if (outcome.ran) return outcome.value;
+    const where = outcome.holder ? ` on gateway ${outcome.holder.slice(0, 16)}…` : ' on another gateway';
+    throw new AdminError(
+      409,
+      `a lifecycle run is in progress${where}; retry when it ends (within a minute or two)`,
+    );
   }
 
   private requireRpc(): RpcNode {
